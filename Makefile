@@ -1,0 +1,37 @@
+# Developer entry points. The test suite, benches and demo start their own throwaway
+# redis-servers on free ports (src/redis_process.rs), so nothing here starts a Redis or uses
+# port 6379. The system service Debian may start when it installs redis-server is harmless:
+# nothing connects to it.
+
+.PHONY: redis test demo bench lint
+
+REDIS_PACKAGES := redis-server redis-tools
+
+# Installs Redis only when missing; honours UNSTUCK_REDIS_SERVER / UNSTUCK_REDIS_CLI.
+redis:
+	@server="$${UNSTUCK_REDIS_SERVER:-redis-server}"; cli="$${UNSTUCK_REDIS_CLI:-redis-cli}"; \
+	if command -v "$$server" >/dev/null 2>&1 && command -v "$$cli" >/dev/null 2>&1; then \
+		echo "redis: using $$(command -v "$$server") ($$("$$server" --version))"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(REDIS_PACKAGES); \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+		sudo apt-get update && sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y $(REDIS_PACKAGES); \
+	else \
+		echo "redis-server / redis-cli not found and no root or passwordless sudo to install them. Run:" >&2; \
+		echo "  sudo apt-get update && sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y $(REDIS_PACKAGES)" >&2; \
+		exit 1; \
+	fi
+
+test: redis
+	cargo test --all-targets
+	cargo test --doc
+
+demo: redis
+	cargo run --release -- demo
+
+bench: redis
+	cargo bench
+
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings

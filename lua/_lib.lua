@@ -1,0 +1,79 @@
+-- Shared helpers, prepended to every script by src/scripts.rs.
+-- Conventions used by all scripts:
+--   * Redis TIME, read once per script through now_ms(), is the only clock.
+--   * Timer index members are "<queue>/<id>"; slot and pending members are "<id>".
+--   * Scripts validate everything first, then write; replies are flat arrays whose first
+--     element is a status word the Rust side turns into a typed result.
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Parse a non-negative integer argument; nil when absent or malformed.
+local function uint(v)
+  local n = tonumber(v)
+  if n == nil or n < 0 or n ~= math.floor(n) then return nil end
+  return n
+end
+
+-- Append "<ms>|<state>|<reason>|<attempt>" to a newline-separated history, keeping the
+-- newest `cap` entries. Kept inside the execution hash: no extra key per execution.
+local function hist_push(hist, now, state, reason, attempt, cap)
+  local entry = now .. '|' .. state .. '|' .. reason .. '|' .. attempt
+  if not hist or hist == '' then return entry end
+  hist = hist .. '\n' .. entry
+  local _, n = string.gsub(hist, '\n', '')
+  n = n + 1
+  while n > cap do
+    local cut = string.find(hist, '\n', 1, true)
+    hist = string.sub(hist, cut + 1)
+    n = n - 1
+  end
+  return hist
+end
+
+-- Append one transition to the partition's capped event stream.
+local function emit(stream, maxlen, queue, id, attempt, from, to, reason, detail)
+  redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*',
+    'q', queue, 'id', id, 'att', attempt, 'from', from, 'to', to,
+    'why', reason, 'detail', detail or '')
+end
+
+local TERMINAL = { succeeded = true, failed = true, cancelled = true, timed_out = true, dead = true }
+
+-- Release a capacity slot only if (id, attempt) is its current holder. Returns 1 when freed.
+local function release_slot(slots, id, attempt)
+  local holder = redis.call('HGET', slots, id)
+  if holder and tonumber(holder) == tonumber(attempt) then
+    redis.call('HDEL', slots, id)
+    return 1
+  end
+  return 0
+end
+
+-- Judge a worker's attempt token against the execution. nil means the token is current
+-- and the execution is active (dispatched, running or stuck); otherwise the reply to send.
+local function token_verdict(st, att, tok, sr, want_att, want_tok)
+  if not st then return { 'missing' } end
+  if TERMINAL[st] then return { 'terminal', st, sr or '' } end
+  local a, w = tonumber(att), tonumber(want_att)
+  if w == nil then return { 'mismatch', att, st } end
+  if w < a or (w == a and st == 'queued') then return { 'stale', att, st } end
+  if w > a or tok ~= want_tok then return { 'mismatch', att, st } end
+  return nil
+end
+
+-- Remove the timers an active state owns (not the deadline, which spans attempts).
+-- timers = { start =, heartbeat =, progress =, stuck =, cancel = } zset keys.
+local function drop_active_timers(timers, member, st, cancel_requested)
+  if st == 'dispatched' then
+    redis.call('ZREM', timers.start, member)
+  elseif st == 'running' then
+    redis.call('ZREM', timers.heartbeat, member)
+    redis.call('ZREM', timers.progress, member)
+  elseif st == 'stuck' then
+    redis.call('ZREM', timers.stuck, member)
+  end
+  if cancel_requested then redis.call('ZREM', timers.cancel, member) end
+end

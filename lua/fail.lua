@@ -1,0 +1,58 @@
+-- fail: the current attempt failed. A retryable failure with attempts left goes back to
+-- the queue after its backoff (the checkpoint is kept for the next attempt); otherwise the
+-- execution is failed (terminal). A failure after cancellation was requested ends as
+-- cancelled. The slot is freed only if this attempt holds it.
+-- KEYS: 1 execution hash, 2 partition events stream, 3 queue slots hash, 4 start timer,
+--       5 heartbeat timer, 6 progress timer, 7 deadline timer, 8 stuck timer,
+--       9 cancel timer, 10 queue 'failed' index, 11 queue pending zset,
+--       12 queue 'cancelled' index
+-- ARGV: 1 timer member "<queue>/<id>", 2 attempt, 3 nonce, 4 retryable '1'|'0',
+--       5 error message, 6 events max length, 7 history cap
+-- Reply: {'retry', available_at_ms, slot_released} | {'failed', slot_released}
+--        {'cancelled', slot_released}
+--        {'stale', current_attempt, state} | {'mismatch', current_attempt, state}
+--        {'terminal', state, stop_reason} | {'missing'} | {'bad_arg', name}
+
+local maxlen, cap = uint(ARGV[6]), uint(ARGV[7])
+if not maxlen or not cap then return { 'bad_arg', 'limits' } end
+local e = redis.call('HMGET', KEYS[1], 'st', 'att', 'tok', 'sr', 'cx', 'hist', 'q', 'id',
+  'ma', 'bb', 'bm')
+local verdict = token_verdict(e[1], e[2], e[3], e[4], ARGV[2], ARGV[3])
+if verdict then return verdict end
+
+local st, att, id, member = e[1], tonumber(e[2]), e[8], ARGV[1]
+local now = now_ms()
+local cancel_requested = e[5] and e[5] ~= ''
+local released = release_slot(KEYS[3], id, att)
+drop_active_timers({ start = KEYS[4], heartbeat = KEYS[5], progress = KEYS[6],
+  stuck = KEYS[8], cancel = KEYS[9] }, member, st, cancel_requested)
+
+if cancel_requested then
+  redis.call('ZREM', KEYS[7], member)
+  redis.call('HSET', KEYS[1], 'st', 'cancelled', 'sr', 'cancelled', 'fin', now, 'err', ARGV[5],
+    'hist', hist_push(e[6], now, 'cancelled', 'failed_after_cancel', att, cap))
+  redis.call('ZADD', KEYS[12], now, id)
+  emit(KEYS[2], maxlen, e[7], id, att, st, 'cancelled', 'failed_after_cancel', ARGV[5])
+  return { 'cancelled', released }
+end
+
+if ARGV[4] == '1' and att < tonumber(e[9]) then
+  local delay = tonumber(e[10]) * (2 ^ (att - 1))
+  local max_delay = tonumber(e[11])
+  if delay > max_delay then delay = max_delay end
+  local at = now + math.floor(delay)
+  redis.call('HSET', KEYS[1], 'st', 'queued', 'tok', '', 'wk', '', 'err', ARGV[5],
+    'hist', hist_push(e[6], now, 'queued', 'retry_scheduled', att, cap))
+  redis.call('ZADD', KEYS[11], at, id)
+  emit(KEYS[2], maxlen, e[7], id, att, st, 'queued', 'retry_scheduled', ARGV[5])
+  return { 'retry', at, released }
+end
+
+local reason = 'failed'
+if ARGV[4] == '1' then reason = 'attempts_exhausted' end
+redis.call('ZREM', KEYS[7], member)
+redis.call('HSET', KEYS[1], 'st', 'failed', 'sr', 'failed', 'fin', now, 'err', ARGV[5],
+  'hist', hist_push(e[6], now, 'failed', reason, att, cap))
+redis.call('ZADD', KEYS[10], now, id)
+emit(KEYS[2], maxlen, e[7], id, att, st, 'failed', reason, ARGV[5])
+return { 'failed', released }

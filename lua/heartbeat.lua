@@ -1,0 +1,62 @@
+-- heartbeat: a worker reports it is alive, with optional progress and checkpoint.
+-- The first heartbeat moves dispatched -> running; a heartbeat of the current attempt
+-- revives a stuck execution (a false alarm, counted), unless it was stuck for lack of
+-- progress and the progress still has not moved.
+-- KEYS: 1 execution hash, 2 partition events stream, 3 start timer, 4 heartbeat timer,
+--       5 progress timer, 6 stuck timer
+-- ARGV: 1 timer member "<queue>/<id>", 2 attempt, 3 nonce, 4 has progress '1'|'0',
+--       5 progress, 6 has checkpoint '1'|'0', 7 checkpoint JSON, 8 events max length,
+--       9 history cap
+-- Reply: {'ok', cancel_requested 0|1}
+--        {'stale', current_attempt, state} | {'mismatch', current_attempt, state}
+--        {'terminal', state, stop_reason} | {'missing'} | {'bad_arg', name}
+
+local maxlen, cap = uint(ARGV[8]), uint(ARGV[9])
+if not maxlen or not cap then return { 'bad_arg', 'limits' } end
+local e = redis.call('HMGET', KEYS[1], 'st', 'att', 'tok', 'sr', 'ht', 'npt', 'pr', 'cx',
+  'hist', 'q', 'id', 'sk')
+local verdict = token_verdict(e[1], e[2], e[3], e[4], ARGV[2], ARGV[3])
+if verdict then return verdict end
+
+local st, att, ht, npt = e[1], e[2], tonumber(e[5]), tonumber(e[6])
+local member = ARGV[1]
+local now = now_ms()
+local moved = ARGV[4] == '1' and ARGV[5] ~= e[7]
+
+local fields = { 'hb', now }
+if ARGV[4] == '1' then fields[#fields + 1] = 'pr'; fields[#fields + 1] = ARGV[5] end
+if ARGV[6] == '1' then fields[#fields + 1] = 'cp'; fields[#fields + 1] = ARGV[7] end
+
+local to, reason = nil, nil
+if st == 'dispatched' then
+  to, reason = 'running', 'started'
+  redis.call('ZREM', KEYS[3], member)
+  fields[#fields + 1] = 'sta'; fields[#fields + 1] = now
+  moved = true -- the progress clock starts when the work starts
+elseif st == 'stuck' and (e[12] ~= 'no_progress' or moved) then
+  to, reason = 'running', 'revived'
+  redis.call('ZREM', KEYS[6], member)
+  redis.call('HINCRBY', KEYS[1], 'fa', 1)
+  fields[#fields + 1] = 'ss'; fields[#fields + 1] = ''
+  fields[#fields + 1] = 'sk'; fields[#fields + 1] = ''
+  moved = true
+end
+
+if moved then
+  fields[#fields + 1] = 'prc'; fields[#fields + 1] = now
+end
+if to then
+  fields[#fields + 1] = 'st'; fields[#fields + 1] = to
+  fields[#fields + 1] = 'hist'
+  fields[#fields + 1] = hist_push(e[9], now, to, reason, att, cap)
+  emit(KEYS[2], maxlen, e[10], e[11], att, st, to, reason, '')
+end
+redis.call('HSET', KEYS[1], unpack(fields))
+
+if to or st == 'running' then
+  redis.call('ZADD', KEYS[4], now + ht, member)
+  if npt > 0 and moved then redis.call('ZADD', KEYS[5], now + npt, member) end
+end
+local cx = 0
+if e[8] and e[8] ~= '' then cx = 1 end
+return { 'ok', cx }

@@ -1,0 +1,130 @@
+//! Library configuration: where Redis is, how keys are split, limits and default timings.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::ledger::Timings;
+
+/// Longest duration accepted anywhere: anything longer is a mistake, not a plan.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Configuration of a [`Ledger`](crate::Ledger). Every field has a default, so an empty
+/// config file is valid; durations are written as `30s`, `5m`, `1h 30m`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LedgerConfig {
+    /// Redis URL of a standalone server (ignored when `cluster_urls` is set).
+    pub redis_url: String,
+    /// Seed nodes of a Redis Cluster; when non-empty, unstuck runs in cluster mode.
+    pub cluster_urls: Vec<String>,
+    /// Prefix of every key: separate tenants or environments sharing one Redis.
+    pub namespace: String,
+    /// Partitions the keyspace is split into. Queues map to one partition each; watchdog
+    /// replicas share partitions. Changing it remaps queues, so pick it once.
+    pub partitions: u16,
+    /// How long to wait for a Redis reply. The redis crate's 500 ms default is too short for
+    /// a server that is forking for a snapshot; every script here is bounded, so a long
+    /// wait means trouble, not work.
+    #[serde(with = "humantime_serde")]
+    pub response_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub connection_timeout: Duration,
+    /// Largest accepted payload, result or checkpoint, in bytes.
+    pub max_payload_bytes: usize,
+    /// Approximate length the partition event streams are capped at.
+    pub events_max_len: usize,
+    /// Transitions kept in each execution's history.
+    pub history_len: usize,
+    /// Capacity of a queue that has no settings of its own.
+    pub default_capacity: u32,
+    /// Timings of executions whose queue and enqueue call leave them unset.
+    pub defaults: Timings,
+    /// Refuse to start unless Redis `maxmemory-policy` is `noeviction`.
+    pub require_noeviction: bool,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        Self {
+            redis_url: "redis://127.0.0.1:6379/".into(),
+            cluster_urls: Vec::new(),
+            namespace: "unstuck".into(),
+            partitions: 16,
+            response_timeout: Duration::from_secs(5),
+            connection_timeout: Duration::from_secs(5),
+            max_payload_bytes: 1024 * 1024,
+            events_max_len: 10_000,
+            history_len: 32,
+            default_capacity: 100,
+            defaults: Timings::global_defaults(),
+            require_noeviction: true,
+        }
+    }
+}
+
+impl LedgerConfig {
+    /// A default configuration pointing at `redis_url`.
+    pub fn new(redis_url: impl Into<String>) -> Self {
+        Self {
+            redis_url: redis_url.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Checks every value and combination.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] or [`Error::InvalidDuration`] naming the key and the
+    /// accepted form.
+    pub fn validate(&self) -> Result<()> {
+        crate::keys::Keyspace::new(&self.namespace, self.partitions)?;
+        let bad = |key: &str, value: String, expected: &str| {
+            Err(Error::InvalidConfig {
+                key: key.into(),
+                value,
+                expected: expected.into(),
+            })
+        };
+        if self.response_timeout.is_zero() || self.response_timeout > Duration::from_secs(600) {
+            return bad(
+                "response_timeout",
+                format!("{:?}", self.response_timeout),
+                "a duration from 1ms to 10m",
+            );
+        }
+        if self.connection_timeout.is_zero() || self.connection_timeout > Duration::from_secs(600) {
+            return bad(
+                "connection_timeout",
+                format!("{:?}", self.connection_timeout),
+                "a duration from 1ms to 10m",
+            );
+        }
+        if self.max_payload_bytes == 0 || self.max_payload_bytes > 64 * 1024 * 1024 {
+            return bad(
+                "max_payload_bytes",
+                self.max_payload_bytes.to_string(),
+                "1 to 67108864 bytes",
+            );
+        }
+        if self.events_max_len < 100 {
+            return bad(
+                "events_max_len",
+                self.events_max_len.to_string(),
+                "at least 100",
+            );
+        }
+        if self.history_len == 0 || self.history_len > 1000 {
+            return bad("history_len", self.history_len.to_string(), "1 to 1000");
+        }
+        if self.default_capacity == 0 {
+            return bad(
+                "default_capacity",
+                self.default_capacity.to_string(),
+                "at least 1",
+            );
+        }
+        self.defaults.validate_as_defaults()
+    }
+}

@@ -1,0 +1,185 @@
+//! The event stream: every transition, with its reason, read back or followed live.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
+use redis::{AsyncCommands, Value};
+use serde::{Deserialize, Serialize};
+
+use crate::conn::{BlockingPool, FOLLOW_BLOCK};
+use crate::error::{Error, Result};
+use crate::ledger::{Ledger, State, ms_to_time};
+
+/// One transition of one execution, as recorded in its partition's stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Stream entry id; pass it back to read what follows.
+    pub stream_id: String,
+    pub partition: u16,
+    pub at: DateTime<Utc>,
+    pub queue: String,
+    pub execution_id: String,
+    pub attempt: u32,
+    /// `None` for the first event of an execution.
+    pub from: Option<State>,
+    pub to: State,
+    /// Why: `enqueued`, `claimed`, `started`, `completed`, `retry_scheduled`, ...
+    pub reason: String,
+    /// Free text: the worker, the failure message, the thresholds used.
+    pub detail: String,
+}
+
+const READ_BATCH: usize = 500;
+
+impl Ledger {
+    /// Events of a partition after `after` (a stream id; `None` for the oldest kept),
+    /// oldest first, at most `count`.
+    ///
+    /// # Errors
+    /// [`Error::Redis`]; [`Error::InvalidConfig`] for a partition out of range.
+    pub async fn read_events(
+        &self,
+        partition: u16,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<Event>> {
+        self.check_partition(partition)?;
+        let start = after.map(|a| format!("({a}")).unwrap_or_else(|| "-".into());
+        let reply: StreamRangeReply = self
+            .conn
+            .clone()
+            .xrange_count(self.keys.events(partition), start, "+", count)
+            .await?;
+        reply
+            .ids
+            .iter()
+            .map(|e| parse_event(partition, &e.id, &e.map))
+            .collect()
+    }
+
+    /// Follows the event streams of `partitions` (every partition when empty) from now on.
+    pub fn follow_events(&self, partitions: Vec<u16>) -> Result<EventFollower> {
+        let partitions = if partitions.is_empty() {
+            (0..self.keys.partitions()).collect()
+        } else {
+            for p in &partitions {
+                self.check_partition(*p)?;
+            }
+            partitions
+        };
+        let cursors = partitions.iter().map(|_| "$".to_owned()).collect();
+        Ok(EventFollower {
+            ledger: self.clone(),
+            partitions,
+            cursors,
+        })
+    }
+
+    fn check_partition(&self, partition: u16) -> Result<()> {
+        if partition >= self.keys.partitions() {
+            return Err(Error::InvalidConfig {
+                key: "partition".into(),
+                value: partition.to_string(),
+                expected: format!("0 to {}", self.keys.partitions() - 1),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A live subscription to partition event streams; see [`Ledger::follow_events`].
+pub struct EventFollower {
+    ledger: Ledger,
+    partitions: Vec<u16>,
+    /// Last stream id seen per partition (`$` until the first event).
+    cursors: Vec<String>,
+}
+
+impl EventFollower {
+    /// Waits for the next events (up to about a second) and returns them, oldest first
+    /// per partition; an empty batch means nothing happened meanwhile.
+    ///
+    /// # Errors
+    /// [`Error::Redis`], [`Error::Pool`].
+    pub async fn next_batch(&mut self) -> Result<Vec<Event>> {
+        let keys: Vec<String> = self
+            .partitions
+            .iter()
+            .map(|p| self.ledger.keys.events(*p))
+            .collect();
+        let opts = StreamReadOptions::default().count(READ_BATCH);
+        let reply: StreamReadReply = match &self.ledger.blocking {
+            BlockingPool::Single(pool) => {
+                let mut conn = pool.get().await.map_err(|e| Error::Pool(e.to_string()))?;
+                let block = opts.block(FOLLOW_BLOCK.as_millis() as usize);
+                conn.xread_options(&keys, &self.cursors, &block).await?
+            }
+            BlockingPool::None => {
+                // Cluster: streams live on different nodes, so read them one by one.
+                let mut merged = StreamReadReply { keys: Vec::new() };
+                let mut conn = self.ledger.conn.clone();
+                for (key, cursor) in keys.iter().zip(&self.cursors) {
+                    let part: Option<StreamReadReply> =
+                        conn.xread_options(&[key], &[cursor], &opts).await?;
+                    if let Some(mut part) = part {
+                        merged.keys.append(&mut part.keys);
+                    }
+                }
+                if merged.keys.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                merged
+            }
+        };
+        let mut events = Vec::new();
+        for stream in reply.keys {
+            let Some(i) = keys.iter().position(|k| *k == stream.key) else {
+                continue;
+            };
+            for entry in &stream.ids {
+                events.push(parse_event(self.partitions[i], &entry.id, &entry.map)?);
+                self.cursors[i] = entry.id.clone();
+            }
+        }
+        Ok(events)
+    }
+}
+
+fn parse_event(partition: u16, stream_id: &str, map: &HashMap<String, Value>) -> Result<Event> {
+    let bad = |detail: String| Error::Protocol {
+        script: "event stream",
+        detail,
+    };
+    let text = |k: &str| -> String {
+        match map.get(k) {
+            Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+            Some(Value::SimpleString(s)) => s.clone(),
+            Some(Value::Int(n)) => n.to_string(),
+            _ => String::new(),
+        }
+    };
+    let ms: i64 = stream_id
+        .split('-')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad(format!("bad stream id {stream_id}")))?;
+    let from = text("from");
+    Ok(Event {
+        stream_id: stream_id.to_owned(),
+        partition,
+        at: ms_to_time(ms)?,
+        queue: text("q"),
+        execution_id: text("id"),
+        attempt: text("att").parse().unwrap_or(0),
+        from: if from.is_empty() {
+            None
+        } else {
+            Some(from.parse()?)
+        },
+        to: text("to").parse()?,
+        reason: text("why"),
+        detail: text("detail"),
+    })
+}

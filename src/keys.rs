@@ -1,0 +1,313 @@
+//! The one place that builds Redis keys; every key of a partition shares one hash tag.
+//!
+//! Layout (`T` is the partition tag `{<namespace>:<partition>}`, placed before any
+//! user-supplied part so Redis Cluster hashes only the tag):
+//!
+//! | key                         | type   | holds                                          |
+//! |-----------------------------|--------|------------------------------------------------|
+//! | `T:x:<queue>/<id>`          | hash   | one execution                                  |
+//! | `T:q:<queue>:pending`       | zset   | queued ids by the instant they become available|
+//! | `T:q:<queue>:slots`         | hash   | capacity slots: id → attempt holding it        |
+//! | `T:q:<queue>:conf`          | hash   | queue settings (capacity, default timings)     |
+//! | `T:q:<queue>:s:<state>`     | zset   | terminal ids by finish instant, per state      |
+//! | `T:timer:<kind>`            | zset   | `<queue>/<id>` by the instant the timer fires  |
+//! | `T:queues`                  | set    | queue names of the partition                   |
+//! | `T:events`                  | stream | capped log of every transition                 |
+//! | `{<namespace>:workers}:w:<worker>` | hash | one registered worker process          |
+//! | `{<namespace>:workers}:index`      | zset | worker ids by last heartbeat instant   |
+//!
+//! Scripts receive these keys in `KEYS`; the only key a script derives itself is an
+//! execution hash, as `execution_prefix(queue) .. id`, for ids it pops from an index.
+
+use crate::error::{Error, Result};
+
+/// Timer indexes of a partition; each is scored by the instant its timer fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timer {
+    /// Dispatched but not started: dispatch + `start_grace`.
+    Start,
+    /// Running: last heartbeat + `heartbeat_timeout`.
+    Heartbeat,
+    /// Running with `no_progress_timeout`: last progress change + that timeout.
+    Progress,
+    /// Any non-terminal state with a deadline: enqueue + `deadline`.
+    Deadline,
+    /// Stuck: stuck since + `stuck_threshold`.
+    Stuck,
+    /// Cancel requested on active work: request + `cancel_grace`.
+    Cancel,
+}
+
+impl Timer {
+    /// Every timer kind, in the order the watchdog judges them.
+    pub const ALL: [Timer; 6] = [
+        Timer::Deadline,
+        Timer::Start,
+        Timer::Heartbeat,
+        Timer::Progress,
+        Timer::Stuck,
+        Timer::Cancel,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Timer::Start => "start",
+            Timer::Heartbeat => "heartbeat",
+            Timer::Progress => "progress",
+            Timer::Deadline => "deadline",
+            Timer::Stuck => "stuck",
+            Timer::Cancel => "cancel",
+        }
+    }
+}
+
+/// Longest accepted namespace, queue name, execution id and worker id.
+pub const MAX_NAMESPACE_LEN: usize = 64;
+pub const MAX_NAME_LEN: usize = 128;
+
+/// Builds every key of one namespace. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Keyspace {
+    namespace: String,
+    partitions: u16,
+}
+
+impl Keyspace {
+    /// # Errors
+    /// [`Error::InvalidName`] for a bad namespace, [`Error::InvalidConfig`] when
+    /// `partitions` is 0 or above 1024.
+    pub fn new(namespace: &str, partitions: u16) -> Result<Self> {
+        validate(
+            "namespace",
+            namespace,
+            MAX_NAMESPACE_LEN,
+            |c| c.is_ascii_alphanumeric() || c == '_' || c == '-',
+            "letters, digits, '_' and '-'",
+        )?;
+        if partitions == 0 || partitions > 1024 {
+            return Err(Error::InvalidConfig {
+                key: "partitions".into(),
+                value: partitions.to_string(),
+                expected: "an integer from 1 to 1024".into(),
+            });
+        }
+        Ok(Self {
+            namespace: namespace.to_owned(),
+            partitions,
+        })
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    pub fn partitions(&self) -> u16 {
+        self.partitions
+    }
+
+    /// The partition a queue belongs to: FNV-1a of the name, stable across versions and
+    /// processes (never `std`'s randomly seeded hasher).
+    pub fn partition_of(&self, queue: &str) -> u16 {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in queue.bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        (hash % u64::from(self.partitions)) as u16
+    }
+
+    /// The hash tag shared by every key of a partition.
+    pub fn tag(&self, partition: u16) -> String {
+        format!("{{{}:{}}}", self.namespace, partition)
+    }
+
+    fn queue_tag(&self, queue: &str) -> String {
+        self.tag(self.partition_of(queue))
+    }
+
+    pub fn execution(&self, queue: &str, id: &str) -> String {
+        format!("{}:x:{}/{}", self.queue_tag(queue), queue, id)
+    }
+
+    /// Prefix that, followed by an id, names an execution hash of `queue`.
+    pub fn execution_prefix(&self, queue: &str) -> String {
+        format!("{}:x:{}/", self.queue_tag(queue), queue)
+    }
+
+    /// The member that stands for an execution in the partition's timer indexes.
+    pub fn member(queue: &str, id: &str) -> String {
+        format!("{queue}/{id}")
+    }
+
+    pub fn pending(&self, queue: &str) -> String {
+        format!("{}:q:{}:pending", self.queue_tag(queue), queue)
+    }
+
+    pub fn slots(&self, queue: &str) -> String {
+        format!("{}:q:{}:slots", self.queue_tag(queue), queue)
+    }
+
+    pub fn queue_settings(&self, queue: &str) -> String {
+        format!("{}:q:{}:conf", self.queue_tag(queue), queue)
+    }
+
+    /// Terminal-state index of a queue (`state` is a terminal state's name).
+    pub fn finished(&self, queue: &str, state: &str) -> String {
+        format!("{}:q:{}:s:{}", self.queue_tag(queue), queue, state)
+    }
+
+    pub fn timer(&self, partition: u16, timer: Timer) -> String {
+        format!("{}:timer:{}", self.tag(partition), timer.name())
+    }
+
+    pub fn queue_timer(&self, queue: &str, timer: Timer) -> String {
+        self.timer(self.partition_of(queue), timer)
+    }
+
+    pub fn queues(&self, partition: u16) -> String {
+        format!("{}:queues", self.tag(partition))
+    }
+
+    pub fn events(&self, partition: u16) -> String {
+        format!("{}:events", self.tag(partition))
+    }
+
+    pub fn queue_events(&self, queue: &str) -> String {
+        self.events(self.partition_of(queue))
+    }
+
+    fn workers_tag(&self) -> String {
+        format!("{{{}:workers}}", self.namespace)
+    }
+
+    pub fn worker(&self, worker_id: &str) -> String {
+        format!("{}:w:{}", self.workers_tag(), worker_id)
+    }
+
+    pub fn worker_index(&self) -> String {
+        format!("{}:index", self.workers_tag())
+    }
+}
+
+fn validate(
+    what: &'static str,
+    value: &str,
+    max_len: usize,
+    allowed: impl Fn(char) -> bool,
+    accepted: &str,
+) -> Result<()> {
+    if value.is_empty() || value.len() > max_len || !value.chars().all(allowed) {
+        return Err(Error::InvalidName {
+            what,
+            value: truncate_for_message(value),
+            expected: format!("1 to {max_len} characters: {accepted}"),
+        });
+    }
+    Ok(())
+}
+
+fn truncate_for_message(value: &str) -> String {
+    const SHOWN: usize = 80;
+    if value.chars().count() <= SHOWN {
+        value.to_owned()
+    } else {
+        format!("{}…", value.chars().take(SHOWN).collect::<String>())
+    }
+}
+
+/// Queue names: letters, digits, `_`, `-`, `.`, `:` (never `/`, which separates queue and
+/// id in index members, and never braces, which would confuse hash tags).
+///
+/// # Errors
+/// [`Error::InvalidName`] naming the rule that was broken.
+pub fn validate_queue(queue: &str) -> Result<()> {
+    validate(
+        "queue name",
+        queue,
+        MAX_NAME_LEN,
+        is_name_char,
+        "letters, digits, '_', '-', '.', ':'",
+    )
+}
+
+/// Execution ids follow the queue-name rules.
+///
+/// # Errors
+/// [`Error::InvalidName`] naming the rule that was broken.
+pub fn validate_execution_id(id: &str) -> Result<()> {
+    validate(
+        "execution id",
+        id,
+        MAX_NAME_LEN,
+        is_name_char,
+        "letters, digits, '_', '-', '.', ':'",
+    )
+}
+
+/// Worker ids follow the queue-name rules.
+///
+/// # Errors
+/// [`Error::InvalidName`] naming the rule that was broken.
+pub fn validate_worker_id(id: &str) -> Result<()> {
+    validate(
+        "worker id",
+        id,
+        MAX_NAME_LEN,
+        is_name_char,
+        "letters, digits, '_', '-', '.', ':'",
+    )
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_queue_key_carries_its_partition_tag_first() {
+        let ks = Keyspace::new("prod", 16).unwrap();
+        let tag = ks.tag(ks.partition_of("emails"));
+        for key in [
+            ks.execution("emails", "e1"),
+            ks.pending("emails"),
+            ks.slots("emails"),
+            ks.queue_settings("emails"),
+            ks.finished("emails", "failed"),
+            ks.queue_timer("emails", Timer::Heartbeat),
+            ks.queue_events("emails"),
+        ] {
+            assert!(key.starts_with(&tag), "{key} does not start with {tag}");
+        }
+    }
+
+    #[test]
+    fn partition_is_stable_and_in_range() {
+        let ks = Keyspace::new("prod", 16).unwrap();
+        assert_eq!(ks.partition_of("emails"), ks.partition_of("emails"));
+        let spread: std::collections::HashSet<u16> = (0..200)
+            .map(|i| ks.partition_of(&format!("q{i}")))
+            .collect();
+        assert!(spread.iter().all(|p| *p < 16));
+        assert!(spread.len() > 8, "queues should spread over partitions");
+        // FNV-1a is fixed: this value must never change between releases.
+        assert_eq!(
+            Keyspace::new("x", 1000).unwrap().partition_of("emails"),
+            725
+        );
+    }
+
+    #[test]
+    fn bad_names_are_rejected() {
+        assert!(validate_queue("").is_err());
+        assert!(validate_queue("a/b").is_err());
+        assert!(validate_queue("{tag}").is_err());
+        assert!(validate_queue(&"a".repeat(129)).is_err());
+        assert!(validate_queue("emails.high:v2").is_ok());
+        assert!(validate_execution_id("run 1").is_err());
+        assert!(Keyspace::new("bad ns", 16).is_err());
+        assert!(Keyspace::new("ok", 0).is_err());
+    }
+}

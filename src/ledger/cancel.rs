@@ -1,0 +1,72 @@
+//! `cancel`: stop queued work at once; ask active work to stop.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{Ledger, State, StopReason, ms_to_time};
+use crate::error::{Error, Result};
+use crate::keys::{self, Keyspace, Timer};
+use crate::scripts::{CANCEL, Reply};
+
+/// What `cancel` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CancelOutcome {
+    /// It was queued: cancelled now.
+    Cancelled,
+    /// It is active: the worker sees `cancel_requested` on its next heartbeat.
+    /// `already` is true when an earlier call had requested it.
+    Requested {
+        requested_at: DateTime<Utc>,
+        already: bool,
+    },
+    /// Already terminal: nothing changed.
+    AlreadyTerminal {
+        state: State,
+        stop_reason: StopReason,
+    },
+}
+
+impl Ledger {
+    /// Cancels an execution; `reason` is recorded for the people reading it later.
+    /// One round trip.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::InvalidName`].
+    pub async fn cancel(&self, queue: &str, id: &str, reason: &str) -> Result<CancelOutcome> {
+        keys::validate_queue(queue)?;
+        keys::validate_execution_id(id)?;
+        self.check_size("cancel reason", reason.len())?;
+        let k = &self.keys;
+        let (maxlen, hist) = self.limits();
+        let reply = CANCEL
+            .key(k.execution(queue, id))
+            .key(k.queue_events(queue))
+            .key(k.pending(queue))
+            .key(k.queue_timer(queue, Timer::Deadline))
+            .key(k.queue_timer(queue, Timer::Cancel))
+            .key(k.finished(queue, "cancelled"))
+            .arg(Keyspace::member(queue, id))
+            .arg(reason)
+            .arg(maxlen)
+            .arg(hist)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let reply = Reply::parse("cancel", reply)?;
+        match reply.status() {
+            "cancelled" => Ok(CancelOutcome::Cancelled),
+            "requested" => Ok(CancelOutcome::Requested {
+                requested_at: ms_to_time(reply.int(1)?)?,
+                already: reply.int(2)? == 1,
+            }),
+            "terminal" => Ok(CancelOutcome::AlreadyTerminal {
+                state: reply.str(1)?.parse()?,
+                stop_reason: StopReason::parse(reply.str(2)?),
+            }),
+            "missing" => Err(Error::NotFound {
+                queue: queue.into(),
+                id: id.into(),
+            }),
+            _ => Err(reply.unexpected()),
+        }
+    }
+}

@@ -1,0 +1,368 @@
+//! What an execution is: its state, timings, stop metadata and history, read from Redis.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Where an execution is in its life. See the lifecycle in the crate docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Queued,
+    Dispatched,
+    Running,
+    Stuck,
+    Succeeded,
+    Failed,
+    Cancelled,
+    TimedOut,
+    Dead,
+}
+
+impl State {
+    pub const ALL: [State; 9] = [
+        State::Queued,
+        State::Dispatched,
+        State::Running,
+        State::Stuck,
+        State::Succeeded,
+        State::Failed,
+        State::Cancelled,
+        State::TimedOut,
+        State::Dead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Queued => "queued",
+            State::Dispatched => "dispatched",
+            State::Running => "running",
+            State::Stuck => "stuck",
+            State::Succeeded => "succeeded",
+            State::Failed => "failed",
+            State::Cancelled => "cancelled",
+            State::TimedOut => "timed_out",
+            State::Dead => "dead",
+        }
+    }
+
+    /// Terminal states never change.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            State::Succeeded | State::Failed | State::Cancelled | State::TimedOut | State::Dead
+        )
+    }
+
+    /// Active states hold a capacity slot.
+    pub fn is_active(self) -> bool {
+        matches!(self, State::Dispatched | State::Running | State::Stuck)
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for State {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        State::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| Error::InvalidConfig {
+                key: "state".into(),
+                value: s.into(),
+                expected: "one of queued, dispatched, running, stuck, succeeded, failed, \
+                           cancelled, timed_out, dead"
+                    .into(),
+            })
+    }
+}
+
+/// Why an execution stopped, recorded with every terminal state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum StopReason {
+    Succeeded,
+    Failed,
+    Cancelled,
+    DeadlineExceeded,
+    HeartbeatLost,
+    NoProgress,
+    StartTimeout,
+    WorkerLost,
+    /// A reason written by a newer version.
+    Other(String),
+}
+
+impl StopReason {
+    pub fn as_str(&self) -> &str {
+        match self {
+            StopReason::Succeeded => "succeeded",
+            StopReason::Failed => "failed",
+            StopReason::Cancelled => "cancelled",
+            StopReason::DeadlineExceeded => "deadline_exceeded",
+            StopReason::HeartbeatLost => "heartbeat_lost",
+            StopReason::NoProgress => "no_progress",
+            StopReason::StartTimeout => "start_timeout",
+            StopReason::WorkerLost => "worker_lost",
+            StopReason::Other(s) => s,
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Self {
+        match s {
+            "succeeded" => StopReason::Succeeded,
+            "failed" => StopReason::Failed,
+            "cancelled" => StopReason::Cancelled,
+            "deadline_exceeded" => StopReason::DeadlineExceeded,
+            "heartbeat_lost" => StopReason::HeartbeatLost,
+            "no_progress" => StopReason::NoProgress,
+            "start_timeout" => StopReason::StartTimeout,
+            "worker_lost" => StopReason::WorkerLost,
+            other => StopReason::Other(other.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Stop metadata of a terminal execution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopMetadata {
+    pub reason: StopReason,
+    /// The timeout that applies to this stop: the one that fired for a timeout stop,
+    /// otherwise the deadline.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    /// Whether that timeout was configured at all.
+    pub timeout_configured: bool,
+    /// Whether a timeout (rather than the worker or a person) ended the execution.
+    pub timeout_fired: bool,
+}
+
+/// The resolved timings an execution is judged by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedTimings {
+    #[serde(with = "humantime_serde")]
+    pub start_grace: Duration,
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_timeout: Duration,
+    /// `None`: the no-progress rule is off.
+    #[serde(with = "humantime_serde")]
+    pub no_progress_timeout: Option<Duration>,
+    /// `None`: no deadline.
+    #[serde(with = "humantime_serde")]
+    pub deadline: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub stuck_threshold: Duration,
+    pub max_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    pub backoff_base: Duration,
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    #[serde(with = "humantime_serde")]
+    pub cancel_grace: Duration,
+}
+
+/// One recorded transition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition {
+    pub at: DateTime<Utc>,
+    pub state: State,
+    pub reason: String,
+    pub attempt: u32,
+}
+
+/// A snapshot of one execution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Execution {
+    pub queue: String,
+    pub id: String,
+    pub state: State,
+    /// Attempts started so far (0 while never claimed).
+    pub attempt: u32,
+    pub payload: serde_json::Value,
+    /// The last checkpoint a worker reported; handed to the next attempt.
+    pub checkpoint: Option<serde_json::Value>,
+    /// What `complete` recorded.
+    pub result: Option<serde_json::Value>,
+    pub progress: Option<String>,
+    /// Worker holding the current attempt.
+    pub worker: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub dispatched_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub last_heartbeat_at: Option<DateTime<Utc>>,
+    pub progress_changed_at: Option<DateTime<Utc>>,
+    pub stuck_since: Option<DateTime<Utc>>,
+    pub deadline_at: Option<DateTime<Utc>>,
+    pub cancel_requested_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub timings: ResolvedTimings,
+    /// Set once the execution is terminal.
+    pub stop: Option<StopMetadata>,
+    /// The latest failure message or cancellation reason.
+    pub last_error: Option<String>,
+    /// Times a stuck verdict was withdrawn because the worker turned out to be alive.
+    pub false_alarms: u32,
+    /// The newest transitions, oldest first (bounded by `history_len`).
+    pub history: Vec<Transition>,
+}
+
+impl Execution {
+    /// Builds a snapshot from the execution hash.
+    pub(crate) fn from_hash(fields: &HashMap<String, String>) -> Result<Self> {
+        let r = Reader(fields);
+        let state: State = r.req("st")?.parse()?;
+        let ms = |k: &str| r.ms(k);
+        let opt_ms = |k: &str| r.ms(k).map(|d| (!d.is_zero()).then_some(d));
+        let timings = ResolvedTimings {
+            start_grace: ms("sg")?,
+            heartbeat_timeout: ms("ht")?,
+            no_progress_timeout: opt_ms("npt")?,
+            deadline: opt_ms("dl")?,
+            stuck_threshold: ms("stt")?,
+            max_attempts: r.num("ma")? as u32,
+            backoff_base: ms("bb")?,
+            backoff_max: ms("bm")?,
+            cancel_grace: ms("cg")?,
+        };
+        let stop = r.opt("sr").map(|s| {
+            let reason = StopReason::parse(s);
+            let (timeout, fired) = match reason {
+                StopReason::DeadlineExceeded => (timings.deadline, true),
+                StopReason::HeartbeatLost => (Some(timings.heartbeat_timeout), true),
+                StopReason::NoProgress => (timings.no_progress_timeout, true),
+                StopReason::StartTimeout => (Some(timings.start_grace), true),
+                _ => (timings.deadline, false),
+            };
+            StopMetadata {
+                reason,
+                timeout,
+                timeout_configured: timeout.is_some(),
+                timeout_fired: fired,
+            }
+        });
+        Ok(Execution {
+            queue: r.req("q")?.to_owned(),
+            id: r.req("id")?.to_owned(),
+            state,
+            attempt: r.num("att")? as u32,
+            payload: r.json("pl")?.unwrap_or(serde_json::Value::Null),
+            checkpoint: r.json("cp")?,
+            result: r.json("res")?,
+            progress: r.opt("pr").map(str::to_owned),
+            worker: r.opt("wk").map(str::to_owned),
+            created_at: r.time("cr")?.ok_or_else(|| r.missing("cr"))?,
+            dispatched_at: r.time("dsp")?,
+            started_at: r.time("sta")?,
+            last_heartbeat_at: r.time("hb")?,
+            progress_changed_at: r.time("prc")?,
+            stuck_since: r.time("ss")?,
+            deadline_at: r.time("dla")?,
+            cancel_requested_at: r.time("cx")?,
+            finished_at: r.time("fin")?,
+            timings,
+            stop,
+            last_error: r.opt("err").map(str::to_owned),
+            false_alarms: r.opt("fa").map(|_| r.num("fa")).transpose()?.unwrap_or(0) as u32,
+            history: parse_history(r.opt("hist").unwrap_or(""))?,
+        })
+    }
+}
+
+fn parse_history(text: &str) -> Result<Vec<Transition>> {
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            let mut parts = line.splitn(4, '|');
+            let (Some(at), Some(state), Some(reason), Some(attempt)) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err(protocol(format!("bad history entry {line:?}")));
+            };
+            Ok(Transition {
+                at: ms_to_time(
+                    at.parse()
+                        .map_err(|_| protocol(format!("bad time {at:?}")))?,
+                )?,
+                state: state.parse()?,
+                reason: reason.to_owned(),
+                attempt: attempt
+                    .parse()
+                    .map_err(|_| protocol(format!("bad attempt {attempt:?}")))?,
+            })
+        })
+        .collect()
+}
+
+fn protocol(detail: String) -> Error {
+    Error::Protocol {
+        script: "execution hash",
+        detail,
+    }
+}
+
+pub(crate) fn ms_to_time(ms: i64) -> Result<DateTime<Utc>> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .ok_or_else(|| protocol(format!("timestamp {ms} out of range")))
+}
+
+/// Typed reads of the execution hash's fields.
+struct Reader<'a>(&'a HashMap<String, String>);
+
+impl Reader<'_> {
+    fn missing(&self, key: &str) -> Error {
+        protocol(format!("field {key:?} missing"))
+    }
+
+    fn opt(&self, key: &str) -> Option<&str> {
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    fn req(&self, key: &str) -> Result<&str> {
+        self.opt(key).ok_or_else(|| self.missing(key))
+    }
+
+    fn num(&self, key: &str) -> Result<i64> {
+        let v = self.req(key)?;
+        v.parse()
+            .map_err(|_| protocol(format!("field {key:?} is not an integer: {v:?}")))
+    }
+
+    fn ms(&self, key: &str) -> Result<Duration> {
+        Ok(Duration::from_millis(self.num(key)?.max(0) as u64))
+    }
+
+    fn time(&self, key: &str) -> Result<Option<DateTime<Utc>>> {
+        match self.opt(key) {
+            None | Some("0") => Ok(None),
+            Some(_) => ms_to_time(self.num(key)?).map(Some),
+        }
+    }
+
+    fn json(&self, key: &str) -> Result<Option<serde_json::Value>> {
+        self.opt(key)
+            .map(|v| serde_json::from_str(v).map_err(|e| protocol(format!("{key}: {e}"))))
+            .transpose()
+    }
+}

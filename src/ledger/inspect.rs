@@ -1,0 +1,123 @@
+//! Reading executions: `get` one, `list` a queue by state with a cursor.
+
+use std::collections::HashMap;
+
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+
+use super::{Execution, Ledger, State};
+use crate::error::{Error, Result};
+use crate::keys;
+
+/// One page of a listing; pass `next` back as the cursor for the following page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Page {
+    pub items: Vec<Execution>,
+    /// `None` when the listing is complete.
+    pub next: Option<String>,
+}
+
+/// Largest page `list` returns.
+pub const MAX_PAGE: usize = 1000;
+
+impl Ledger {
+    /// A snapshot of one execution: state, attempt, timings, checkpoint, stop metadata and
+    /// its recent history. One round trip (`HGETALL`).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::InvalidName`].
+    pub async fn get(&self, queue: &str, id: &str) -> Result<Execution> {
+        keys::validate_queue(queue)?;
+        keys::validate_execution_id(id)?;
+        let fields: HashMap<String, String> = self
+            .conn
+            .clone()
+            .hgetall(self.keys.execution(queue, id))
+            .await?;
+        if fields.is_empty() {
+            return Err(Error::NotFound {
+                queue: queue.into(),
+                id: id.into(),
+            });
+        }
+        Execution::from_hash(&fields)
+    }
+
+    /// Lists a queue's executions in `state`: queued ones in the order they will be
+    /// claimed, active ones (dispatched, running, stuck) in no particular order, terminal
+    /// ones newest first. Two round trips per page. A page of active executions may hold
+    /// fewer than `limit` items while `next` is still set.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::InvalidConfig`] for a bad cursor or a `limit` of 0
+    /// or above [`MAX_PAGE`].
+    pub async fn list(
+        &self,
+        queue: &str,
+        state: State,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page> {
+        keys::validate_queue(queue)?;
+        if limit == 0 || limit > MAX_PAGE {
+            return Err(Error::InvalidConfig {
+                key: "limit".into(),
+                value: limit.to_string(),
+                expected: format!("1 to {MAX_PAGE}"),
+            });
+        }
+        let position: u64 = match cursor {
+            None => 0,
+            Some(c) => c.parse().map_err(|_| Error::InvalidConfig {
+                key: "cursor".into(),
+                value: c.chars().take(80).collect(),
+                expected: "a cursor returned by an earlier page".into(),
+            })?,
+        };
+        let mut conn = self.conn.clone();
+        let (ids, next): (Vec<String>, Option<String>) = if state.is_active() {
+            let (next, pairs): (u64, Vec<String>) = redis::cmd("HSCAN")
+                .arg(self.keys.slots(queue))
+                .arg(position)
+                .arg("COUNT")
+                .arg(limit)
+                .query_async(&mut conn)
+                .await?;
+            let ids = pairs.into_iter().step_by(2).collect();
+            (ids, (next != 0).then(|| next.to_string()))
+        } else {
+            let key = if state == State::Queued {
+                self.keys.pending(queue)
+            } else {
+                self.keys.finished(queue, state.as_str())
+            };
+            let start = position as isize;
+            let stop = start + limit as isize; // one extra to learn whether more follow
+            let mut ids: Vec<String> = if state == State::Queued {
+                conn.zrange(&key, start, stop).await?
+            } else {
+                conn.zrevrange(&key, start, stop).await?
+            };
+            let more = ids.len() > limit;
+            ids.truncate(limit);
+            (ids, more.then(|| (position + limit as u64).to_string()))
+        };
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.hgetall(self.keys.execution(queue, id));
+        }
+        let hashes: Vec<HashMap<String, String>> = if ids.is_empty() {
+            Vec::new()
+        } else {
+            pipe.query_async(&mut conn).await?
+        };
+        let mut items = Vec::with_capacity(hashes.len());
+        for fields in hashes.iter().filter(|f| !f.is_empty()) {
+            let execution = Execution::from_hash(fields)?;
+            if execution.state == state {
+                items.push(execution);
+            }
+        }
+        Ok(Page { items, next })
+    }
+}

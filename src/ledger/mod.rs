@@ -1,0 +1,123 @@
+//! The execution ledger: the orchestrator and worker API over Redis.
+//!
+//! Each operation is one script call (one round trip) unless its docs say otherwise.
+
+mod attempt;
+mod cancel;
+mod claim;
+mod enqueue;
+mod execution;
+mod inspect;
+mod options;
+mod queue;
+mod token;
+mod workers;
+
+use std::sync::Arc;
+
+pub use attempt::{CompleteOutcome, FailOutcome, Heartbeat, HeartbeatReply};
+pub use cancel::CancelOutcome;
+pub use claim::{Claim, ClaimBatch};
+pub use enqueue::Enqueued;
+pub use execution::{Execution, ResolvedTimings, State, StopMetadata, StopReason, Transition};
+pub use inspect::Page;
+pub use options::{EnqueueOptions, QueueSettings, Timings};
+pub use token::AttemptToken;
+pub use workers::{WorkerInfo, WorkerRegistration};
+
+pub(crate) use execution::ms_to_time;
+
+use crate::config::LedgerConfig;
+use crate::conn::{self, BlockingPool, Connection};
+use crate::error::{Error, Result};
+use crate::keys::Keyspace;
+
+/// Handle to the ledger. Cheap to clone; clones share one multiplexed connection, so one
+/// `Ledger` per process is the intended use.
+#[derive(Clone)]
+pub struct Ledger {
+    pub(crate) conn: Connection,
+    pub(crate) blocking: BlockingPool,
+    pub(crate) keys: Keyspace,
+    pub(crate) config: Arc<LedgerConfig>,
+    /// Global default timings as script arguments, computed once.
+    pub(crate) default_args: Arc<[String; 9]>,
+    pub(crate) cluster: bool,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("namespace", &self.keys.namespace())
+            .field("partitions", &self.keys.partitions())
+            .field("cluster", &self.cluster)
+            .finish()
+    }
+}
+
+impl Ledger {
+    /// Validates `config`, connects, and checks that Redis will not evict keys.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] and friends for a bad config, [`Error::Redis`] when Redis
+    /// cannot be reached, [`Error::EvictionPolicy`] when `maxmemory-policy` is not
+    /// `noeviction` (and `require_noeviction` is on).
+    pub async fn connect(config: LedgerConfig) -> Result<Self> {
+        config.validate()?;
+        let keys = Keyspace::new(&config.namespace, config.partitions)?;
+        let mut connected = conn::connect(&config).await?;
+        if config.require_noeviction {
+            conn::check_eviction_policy(&mut connected.conn).await?;
+        }
+        let default_args = Arc::new(config.defaults.to_args());
+        Ok(Self {
+            conn: connected.conn,
+            blocking: connected.blocking,
+            keys,
+            config: Arc::new(config),
+            default_args,
+            cluster: connected.cluster,
+        })
+    }
+
+    pub fn config(&self) -> &LedgerConfig {
+        &self.config
+    }
+
+    /// The partition a queue's keys live in.
+    pub fn partition_of(&self, queue: &str) -> u16 {
+        self.keys.partition_of(queue)
+    }
+
+    pub(crate) fn limits(&self) -> (String, String) {
+        (
+            self.config.events_max_len.to_string(),
+            self.config.history_len.to_string(),
+        )
+    }
+
+    /// Checks a JSON document against the size limit; returns its compact text.
+    pub(crate) fn json_text(
+        &self,
+        what: &'static str,
+        value: &serde_json::Value,
+    ) -> Result<String> {
+        let text = serde_json::to_string(value).map_err(|e| Error::NotJson {
+            what,
+            reason: e.to_string(),
+        })?;
+        self.check_size(what, text.len())?;
+        Ok(text)
+    }
+
+    pub(crate) fn check_size(&self, what: &'static str, size: usize) -> Result<()> {
+        if size > self.config.max_payload_bytes {
+            return Err(Error::TooLarge {
+                what,
+                size,
+                limit: self.config.max_payload_bytes,
+            });
+        }
+        Ok(())
+    }
+}

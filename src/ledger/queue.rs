@@ -1,0 +1,110 @@
+//! Queue settings (capacity, default timings), shared through Redis.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::AsyncCommands;
+
+use super::{Ledger, QueueSettings, Timings};
+#[allow(unused_imports)]
+use crate::error::{Error, Result};
+use crate::keys;
+use crate::scripts::{Reply, SET_QUEUE};
+
+impl Ledger {
+    /// Replaces a queue's settings. Executions already enqueued keep the timings they were
+    /// enqueued with; capacity applies to the next claim.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::InvalidConfig`], [`Error::InvalidDuration`].
+    pub async fn set_queue(&self, queue: &str, settings: &QueueSettings) -> Result<()> {
+        keys::validate_queue(queue)?;
+        settings.validate()?;
+        let k = &self.keys;
+        let mut call = SET_QUEUE.prepare_invoke();
+        call.key(k.queue_settings(queue))
+            .key(k.queues(k.partition_of(queue)))
+            .arg(queue);
+        if let Some(cap) = settings.capacity {
+            call.arg("cap").arg(cap);
+        }
+        for (field, value) in Timings::STORED_FIELDS
+            .iter()
+            .zip(settings.timings.to_args())
+        {
+            if !value.is_empty() {
+                call.arg(*field).arg(value);
+            }
+        }
+        let reply = Reply::parse(
+            "set_queue",
+            call.invoke_async(&mut self.conn.clone()).await?,
+        )?;
+        match reply.status() {
+            "ok" => Ok(()),
+            _ => Err(reply.unexpected()),
+        }
+    }
+
+    /// A queue's stored settings (all `None` when it has none).
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::Redis`].
+    pub async fn queue_settings(&self, queue: &str) -> Result<QueueSettings> {
+        keys::validate_queue(queue)?;
+        let stored: HashMap<String, u64> = self
+            .conn
+            .clone()
+            .hgetall(self.keys.queue_settings(queue))
+            .await?;
+        let ms = |f: &str| stored.get(f).map(|v| Duration::from_millis(*v));
+        Ok(QueueSettings {
+            capacity: stored.get("cap").map(|v| *v as u32),
+            timings: Timings {
+                start_grace: ms("sg"),
+                heartbeat_timeout: ms("ht"),
+                no_progress_timeout: ms("npt"),
+                deadline: ms("dl"),
+                stuck_threshold: ms("stt"),
+                max_attempts: stored.get("ma").map(|v| *v as u32),
+                backoff_base: ms("bb"),
+                backoff_max: ms("bm"),
+                cancel_grace: ms("cg"),
+            },
+        })
+    }
+
+    /// Names of the queues that have ever been used or configured, sorted.
+    ///
+    /// # Errors
+    /// [`Error::Redis`].
+    pub async fn queues(&self) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        for p in 0..self.keys.partitions() {
+            let mut part: Vec<String> = self.conn.clone().smembers(self.keys.queues(p)).await?;
+            names.append(&mut part);
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Executions of a queue that hold a capacity slot right now.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::Redis`].
+    pub async fn slots_in_use(&self, queue: &str) -> Result<usize> {
+        keys::validate_queue(queue)?;
+        let n: usize = self.conn.clone().hlen(self.keys.slots(queue)).await?;
+        Ok(n)
+    }
+
+    /// Executions waiting in the queue (including retries still backing off).
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::Redis`].
+    pub async fn pending_count(&self, queue: &str) -> Result<usize> {
+        keys::validate_queue(queue)?;
+        let n: usize = self.conn.clone().zcard(self.keys.pending(queue)).await?;
+        Ok(n)
+    }
+}

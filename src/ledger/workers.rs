@@ -1,0 +1,231 @@
+//! The worker registry: which worker processes exist, what they serve and run.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+
+use super::{Ledger, ms_to_time};
+use crate::error::{Error, Result};
+use crate::keys::{self, Keyspace};
+use crate::scripts::{Reply, WORKER_DEREGISTER, WORKER_HEARTBEAT, WORKER_REGISTER};
+
+/// How a worker process introduces itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerRegistration {
+    /// Unique per process start: never reuse an id across restarts, so executions held by
+    /// a dead process can never be mistaken for the new one's.
+    pub worker_id: String,
+    pub host: String,
+    pub pid: u32,
+    /// Build stamp; the watchdog asks workers of an outdated version to restart.
+    pub version: String,
+    pub queues: Vec<String>,
+}
+
+impl WorkerRegistration {
+    /// A registration for the current process with a fresh id `<host>-<pid>-<uuidv7>`.
+    pub fn for_this_process(version: impl Into<String>, queues: Vec<String>) -> Self {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "host".into());
+        let safe_host: String = host
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .take(40)
+            .collect();
+        let pid = std::process::id();
+        Self {
+            worker_id: format!("{safe_host}-{pid}-{}", uuid::Uuid::now_v7().simple()),
+            host,
+            pid,
+            version: version.into(),
+            queues,
+        }
+    }
+}
+
+/// A registered worker as the registry sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    pub worker_id: String,
+    pub host: String,
+    pub pid: u32,
+    pub version: String,
+    pub queues: Vec<String>,
+    pub registered_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    /// Executions the worker said it runs, as `(queue, id)`, at its last heartbeat.
+    pub running: Vec<(String, String)>,
+}
+
+impl Ledger {
+    /// Adds a worker process to the registry. One round trip.
+    ///
+    /// # Errors
+    /// [`Error::WorkerExists`] when the id was registered before; [`Error::InvalidName`].
+    pub async fn register_worker(&self, reg: &WorkerRegistration) -> Result<DateTime<Utc>> {
+        keys::validate_worker_id(&reg.worker_id)?;
+        for q in &reg.queues {
+            keys::validate_queue(q)?;
+        }
+        self.check_size("worker host", reg.host.len())?;
+        self.check_size("worker version", reg.version.len())?;
+        let reply = WORKER_REGISTER
+            .key(self.keys.worker(&reg.worker_id))
+            .key(self.keys.worker_index())
+            .arg(&reg.worker_id)
+            .arg(&reg.host)
+            .arg(reg.pid)
+            .arg(&reg.version)
+            .arg(reg.queues.join(","))
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let reply = Reply::parse("worker_register", reply)?;
+        match reply.status() {
+            "ok" => ms_to_time(reply.int(1)?),
+            "exists" => Err(Error::WorkerExists {
+                worker_id: reg.worker_id.clone(),
+            }),
+            _ => Err(reply.unexpected()),
+        }
+    }
+
+    /// A worker reports it is alive and which executions (`(queue, id)`) it runs. One
+    /// round trip.
+    ///
+    /// # Errors
+    /// [`Error::UnknownWorker`] when the worker is not registered (it was deregistered, or
+    /// judged gone): register again under a fresh id.
+    pub async fn worker_heartbeat(
+        &self,
+        worker_id: &str,
+        running: &[(String, String)],
+    ) -> Result<DateTime<Utc>> {
+        keys::validate_worker_id(worker_id)?;
+        let members: Vec<String> = running
+            .iter()
+            .map(|(q, id)| Keyspace::member(q, id))
+            .collect();
+        let list = serde_json::to_string(&members).map_err(|e| Error::NotJson {
+            what: "running list",
+            reason: e.to_string(),
+        })?;
+        self.check_size("running list", list.len())?;
+        let reply = WORKER_HEARTBEAT
+            .key(self.keys.worker(worker_id))
+            .key(self.keys.worker_index())
+            .arg(worker_id)
+            .arg(list)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let reply = Reply::parse("worker_heartbeat", reply)?;
+        match reply.status() {
+            "ok" => ms_to_time(reply.int(1)?),
+            "unknown" => Err(Error::UnknownWorker {
+                worker_id: worker_id.into(),
+            }),
+            _ => Err(reply.unexpected()),
+        }
+    }
+
+    /// Removes a worker from the registry (graceful shutdown).
+    ///
+    /// # Errors
+    /// [`Error::UnknownWorker`] when it was not registered.
+    pub async fn deregister_worker(&self, worker_id: &str) -> Result<()> {
+        keys::validate_worker_id(worker_id)?;
+        let reply = WORKER_DEREGISTER
+            .key(self.keys.worker(worker_id))
+            .key(self.keys.worker_index())
+            .arg(worker_id)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let reply = Reply::parse("worker_deregister", reply)?;
+        match reply.status() {
+            "ok" => Ok(()),
+            "unknown" => Err(Error::UnknownWorker {
+                worker_id: worker_id.into(),
+            }),
+            _ => Err(reply.unexpected()),
+        }
+    }
+
+    /// One registered worker, or `None`.
+    ///
+    /// # Errors
+    /// [`Error::Redis`]; [`Error::Protocol`] for a damaged entry.
+    pub async fn worker(&self, worker_id: &str) -> Result<Option<WorkerInfo>> {
+        keys::validate_worker_id(worker_id)?;
+        let fields: HashMap<String, String> = self
+            .conn
+            .clone()
+            .hgetall(self.keys.worker(worker_id))
+            .await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        parse_worker(&fields).map(Some)
+    }
+
+    /// Every registered worker, by id.
+    ///
+    /// # Errors
+    /// [`Error::Redis`]; [`Error::Protocol`] for a damaged entry.
+    pub async fn workers(&self) -> Result<Vec<WorkerInfo>> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = conn.zrange(self.keys.worker_index(), 0, -1).await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(200) {
+            let mut pipe = redis::pipe();
+            for id in chunk {
+                pipe.hgetall(self.keys.worker(id));
+            }
+            let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+            for fields in hashes.iter().filter(|f| !f.is_empty()) {
+                out.push(parse_worker(fields)?);
+            }
+        }
+        out.sort_by(|a, b| a.worker_id.cmp(&b.worker_id));
+        Ok(out)
+    }
+}
+
+fn parse_worker(f: &HashMap<String, String>) -> Result<WorkerInfo> {
+    let bad = |detail: String| Error::Protocol {
+        script: "worker hash",
+        detail,
+    };
+    let get = |k: &str| f.get(k).cloned().ok_or_else(|| bad(format!("{k} missing")));
+    let num = |k: &str| -> Result<i64> {
+        get(k)?
+            .parse()
+            .map_err(|_| bad(format!("{k} is not a number")))
+    };
+    let members: Vec<String> =
+        serde_json::from_str(&get("running")?).map_err(|e| bad(format!("running: {e}")))?;
+    let running = members
+        .iter()
+        .filter_map(|m| m.split_once('/'))
+        .map(|(q, id)| (q.to_owned(), id.to_owned()))
+        .collect();
+    let queues = get("queues")?;
+    Ok(WorkerInfo {
+        worker_id: get("id")?,
+        host: get("host")?,
+        pid: num("pid")? as u32,
+        version: get("ver")?,
+        queues: queues
+            .split(',')
+            .filter(|q| !q.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        registered_at: ms_to_time(num("reg")?)?,
+        last_seen_at: ms_to_time(num("seen")?)?,
+        running,
+    })
+}

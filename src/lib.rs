@@ -1,0 +1,44 @@
+//! unstuck: a Redis-backed execution ledger and watchdog for long-running work.
+//!
+//! Orchestrators [`enqueue`](Ledger::enqueue) executions; workers
+//! [`claim`](Ledger::claim) them, [`heartbeat`](Ledger::heartbeat) with progress and
+//! checkpoints, and [`complete`](Ledger::complete) or [`fail`](Ledger::fail) them. Every
+//! transition is one Lua script: a compare-and-set on (state, attempt) that keeps the
+//! timer indexes, capacity slots and event stream consistent with the execution.
+//!
+//! ```text
+//! queued ──claim──▶ dispatched ──first heartbeat──▶ running ──complete──▶ succeeded
+//!    ▲                                                 │ fail(retryable, attempts left)
+//!    └──────────────── backoff ◀───────────────────────┘ fail otherwise ──▶ failed
+//! cancel: queued ──▶ cancelled; active ──▶ cancel_requested ──acknowledge──▶ cancelled
+//! ```
+//!
+//! # Layout
+//! - [`keys`]: the one place that builds Redis keys; every key of a partition shares one
+//!   hash tag, so each script touches a single Redis Cluster slot.
+//! - `scripts`: the Lua scripts of `lua/`, loaded once, invoked with NOSCRIPT fallback.
+//! - [`ledger`]: executions and queues, the orchestrator and worker API.
+//! - [`runner`]: a worker-side loop for Rust workers that heartbeats on its own thread.
+//! - [`events`]: reading and following the partition event streams.
+//! - [`config`]: configuration with defaults; [`error`]: what can go wrong.
+//! - [`redis_process`]: throwaway `redis-server` processes for tests, benches and demos.
+
+pub mod config;
+mod conn;
+pub mod error;
+pub mod events;
+pub mod keys;
+pub mod ledger;
+pub mod redis_process;
+
+mod scripts;
+
+pub use config::LedgerConfig;
+pub use error::{Error, Result};
+pub use events::{Event, EventFollower};
+pub use ledger::{
+    AttemptToken, CancelOutcome, Claim, ClaimBatch, CompleteOutcome, EnqueueOptions, Enqueued,
+    Execution, FailOutcome, Heartbeat, HeartbeatReply, Ledger, Page, QueueSettings,
+    ResolvedTimings, State, StopMetadata, StopReason, Timings, Transition, WorkerInfo,
+    WorkerRegistration,
+};

@@ -1,0 +1,140 @@
+//! A local 3-master Redis Cluster built from [`RedisProcess`]es, for cluster-mode tests.
+
+use std::fs::{self, File};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::{RedisProcess, RedisProcessError, RedisProcessOptions, spawn, spawn_error};
+
+/// Covers `redis-cli --cluster create` and, separately, every node reporting `ok`.
+const CLUSTER_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A local Redis Cluster of three masters (no replicas), each a [`RedisProcess`].
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<RedisProcess>,
+}
+
+impl RedisCluster {
+    /// Starts three cluster-enabled servers, joins them with `redis-cli --cluster create` and
+    /// waits until every node reports `cluster_state:ok`. `options` apply to every node.
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisProcess::start`], plus [`RedisProcessError::ClusterCreate`] when `redis-cli`
+    /// fails and [`RedisProcessError::ClusterNotReady`] when a node never reports `ok`.
+    pub fn start(options: RedisProcessOptions) -> Result<Self, RedisProcessError> {
+        let nodes = (0..3)
+            .map(|_| RedisProcess::start_node(&options, true))
+            .collect::<Result<Vec<_>, _>>()?;
+        let cluster = RedisCluster { nodes };
+        cluster.create()?;
+        cluster.wait_until_ok()?;
+        Ok(cluster)
+    }
+
+    /// One `redis://127.0.0.1:PORT/` per node; any of them is a valid cluster seed.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|node| node.url().to_owned())
+            .collect()
+    }
+
+    /// The three masters, for per-node checks such as `DBSIZE` or `CLUSTER INFO`.
+    pub fn nodes(&self) -> &[RedisProcess] {
+        &self.nodes
+    }
+
+    fn create(&self) -> Result<(), RedisProcessError> {
+        let cli = std::env::var_os("UNSTUCK_REDIS_CLI")
+            .map_or_else(|| PathBuf::from("redis-cli"), PathBuf::from);
+        // Output goes to a file, not a pipe, so a chatty redis-cli can never block on a full pipe.
+        let output_path = self.nodes[0].dir.join("cluster-create.log");
+        let output = File::create(&output_path).and_then(|file| Ok((file.try_clone()?, file)));
+        let (stdout, stderr) = output.map_err(|source| RedisProcessError::TempDir {
+            path: output_path.clone(),
+            source,
+        })?;
+        let mut command = Command::new(&cli);
+        command.args(["--cluster", "create"]);
+        command.args(
+            self.nodes
+                .iter()
+                .map(|node| format!("127.0.0.1:{}", node.port)),
+        );
+        command.args(["--cluster-replicas", "0", "--cluster-yes"]);
+        command.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
+
+        let mut child =
+            spawn::spawn_tied_to_process(command).map_err(|source| spawn_error(&cli, source))?;
+        let status = wait_with_deadline(&mut child, Instant::now() + CLUSTER_TIMEOUT);
+        let output = || fs::read_to_string(&output_path).unwrap_or_default();
+        match status {
+            Some(status) if status.success() => Ok(()),
+            Some(status) => Err(RedisProcessError::ClusterCreate {
+                status: status.to_string(),
+                output: output(),
+            }),
+            None => Err(RedisProcessError::ClusterCreate {
+                status: format!("no exit within {CLUSTER_TIMEOUT:?}"),
+                output: output(),
+            }),
+        }
+    }
+
+    fn wait_until_ok(&self) -> Result<(), RedisProcessError> {
+        let deadline = Instant::now() + CLUSTER_TIMEOUT;
+        for node in &self.nodes {
+            loop {
+                let state = cluster_state(node.url());
+                if state.as_deref() == Ok("ok") {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    let last_state = state.unwrap_or_else(|error| error);
+                    let url = node.url().to_owned();
+                    return Err(RedisProcessError::ClusterNotReady {
+                        url,
+                        timeout: CLUSTER_TIMEOUT,
+                        last_state,
+                    });
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `cluster_state` field of `CLUSTER INFO` (`ok` or `fail`), or why it could not be read.
+pub(super) fn cluster_state(url: &str) -> Result<String, String> {
+    let mut connection = redis::Client::open(url)
+        .and_then(|client| client.get_connection_with_timeout(Duration::from_millis(500)))
+        .map_err(|error| error.to_string())?;
+    let info: String = redis::cmd("CLUSTER")
+        .arg("INFO")
+        .query(&mut connection)
+        .map_err(|error| error.to_string())?;
+    info.lines()
+        .find_map(|line| line.trim().strip_prefix("cluster_state:"))
+        .map(str::to_owned)
+        .ok_or_else(|| "CLUSTER INFO has no cluster_state".to_owned())
+}
+
+/// Polls `child` until it exits or `deadline` passes; on timeout it is killed and `None` returned.
+fn wait_with_deadline(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+}

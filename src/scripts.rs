@@ -1,0 +1,95 @@
+//! The Lua scripts, one per atomic operation, loaded once and invoked by EVALSHA with a
+//! NOSCRIPT fallback (so they survive `SCRIPT FLUSH` and fail-overs).
+
+use std::sync::LazyLock;
+
+use redis::{Script, Value};
+
+use crate::error::{Error, Result};
+
+/// Helpers shared by every script, prepended to each of them.
+const LIB: &str = include_str!("../lua/_lib.lua");
+
+macro_rules! script {
+    ($name:ident, $file:literal) => {
+        pub(crate) static $name: LazyLock<Script> =
+            LazyLock::new(|| Script::new(&format!("{}\n{}", LIB, include_str!($file))));
+    };
+}
+
+script!(ENQUEUE, "../lua/enqueue.lua");
+script!(CLAIM, "../lua/claim.lua");
+script!(HEARTBEAT, "../lua/heartbeat.lua");
+script!(COMPLETE, "../lua/complete.lua");
+script!(FAIL, "../lua/fail.lua");
+script!(CANCEL, "../lua/cancel.lua");
+script!(ACK_CANCEL, "../lua/ack_cancel.lua");
+script!(SET_QUEUE, "../lua/set_queue.lua");
+script!(WORKER_REGISTER, "../lua/worker_register.lua");
+script!(WORKER_HEARTBEAT, "../lua/worker_heartbeat.lua");
+script!(WORKER_DEREGISTER, "../lua/worker_deregister.lua");
+
+/// A script's flat reply: a status word followed by values, read as strings.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    script: &'static str,
+    words: Vec<String>,
+}
+
+impl Reply {
+    pub(crate) fn parse(script: &'static str, value: Value) -> Result<Self> {
+        let Value::Array(items) = value else {
+            return Err(Error::Protocol {
+                script,
+                detail: format!("expected an array, got {value:?}"),
+            });
+        };
+        let words = items
+            .into_iter()
+            .map(|item| match item {
+                Value::BulkString(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+                Value::SimpleString(s) => Ok(s),
+                Value::Int(n) => Ok(n.to_string()),
+                Value::Nil => Ok(String::new()),
+                other => Err(Error::Protocol {
+                    script,
+                    detail: format!("unexpected element {other:?}"),
+                }),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if words.is_empty() {
+            return Err(Error::Protocol {
+                script,
+                detail: "empty reply".into(),
+            });
+        }
+        Ok(Self { script, words })
+    }
+
+    pub(crate) fn status(&self) -> &str {
+        &self.words[0]
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.words.len()
+    }
+
+    pub(crate) fn str(&self, i: usize) -> Result<&str> {
+        self.words
+            .get(i)
+            .map(String::as_str)
+            .ok_or_else(|| self.unexpected())
+    }
+
+    pub(crate) fn int(&self, i: usize) -> Result<i64> {
+        self.str(i)?.parse().map_err(|_| self.unexpected())
+    }
+
+    /// The error for a reply this version does not understand.
+    pub(crate) fn unexpected(&self) -> Error {
+        Error::Protocol {
+            script: self.script,
+            detail: format!("unexpected reply {:?}", self.words),
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! Shared integration-test support: one throwaway Redis (and cluster) per test binary, a unique
+//! key namespace per test, and condition polling.
+//!
+//! Each test file does `mod support;`. Not every binary uses every helper, hence the
+//! `#[allow(dead_code)]`s.
+
+use std::future::Future;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use unstuck::redis_process::{RedisCluster, RedisProcess, RedisProcessOptions};
+
+/// The test binary's Redis server, started on first use. Statics are never dropped; the server
+/// dies with the process (see `unstuck::redis_process`).
+#[allow(dead_code)]
+pub fn redis() -> &'static RedisProcess {
+    static REDIS: OnceLock<RedisProcess> = OnceLock::new();
+    REDIS.get_or_init(|| {
+        RedisProcess::start(RedisProcessOptions::default())
+            .unwrap_or_else(|error| panic!("could not start a test redis-server: {error}"))
+    })
+}
+
+/// The test binary's 3-master Redis Cluster, started on first use.
+#[allow(dead_code)]
+pub fn cluster() -> &'static RedisCluster {
+    static CLUSTER: OnceLock<RedisCluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        RedisCluster::start(RedisProcessOptions::default())
+            .unwrap_or_else(|error| panic!("could not start a test Redis Cluster: {error}"))
+    })
+}
+
+/// A namespace no other test in this binary uses, like `t3_lease_expires_a1b2c3d4`: a counter
+/// for uniqueness, part of the test name for reading keys in `redis-cli`, random hex so two runs
+/// against the same server never collide. Only `[A-Za-z0-9_-]`, at most 40 characters.
+#[allow(dead_code)]
+pub fn namespace(test_name: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let counter = NEXT.fetch_add(1, Ordering::Relaxed);
+    let name: String = test_name
+        .rsplit("::")
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .take(16)
+        .collect();
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("t{counter}_{name}_{}", &random[..8])
+}
+
+/// Polls `condition` every 10 ms until it returns true; panics naming `what` after `timeout`.
+#[allow(dead_code)]
+pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting until {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+// --- ledger helpers ---
+
+/// A ledger on the shared test server with a namespace of its own.
+#[allow(dead_code)]
+pub async fn ledger(test_name: &str) -> unstuck::Ledger {
+    ledger_with(test_name, |_| {}).await
+}
+
+/// A ledger on the shared test server, with the config adjusted by `tweak`.
+#[allow(dead_code)]
+pub async fn ledger_with(
+    test_name: &str,
+    tweak: impl FnOnce(&mut unstuck::LedgerConfig),
+) -> unstuck::Ledger {
+    let mut config = unstuck::LedgerConfig::new(redis().url());
+    config.namespace = namespace(test_name);
+    tweak(&mut config);
+    unstuck::Ledger::connect(config)
+        .await
+        .expect("ledger connects to the test redis")
+}
+
+/// A ledger on the shared test cluster, with a namespace of its own.
+#[allow(dead_code)]
+pub async fn cluster_ledger(test_name: &str) -> unstuck::Ledger {
+    let mut config = unstuck::LedgerConfig::default();
+    config.cluster_urls = cluster().urls();
+    config.namespace = namespace(test_name);
+    unstuck::Ledger::connect(config)
+        .await
+        .expect("ledger connects to the test cluster")
+}
