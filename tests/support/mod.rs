@@ -95,9 +95,11 @@ pub async fn ledger_with(
 /// A ledger on the shared test cluster, with a namespace of its own.
 #[allow(dead_code)]
 pub async fn cluster_ledger(test_name: &str) -> unstuck::Ledger {
-    let mut config = unstuck::LedgerConfig::default();
-    config.cluster_urls = cluster().urls();
-    config.namespace = namespace(test_name);
+    let config = unstuck::LedgerConfig {
+        cluster_urls: cluster().urls(),
+        namespace: namespace(test_name),
+        ..unstuck::LedgerConfig::default()
+    };
     unstuck::Ledger::connect(config)
         .await
         .expect("ledger connects to the test cluster")
