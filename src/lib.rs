@@ -25,6 +25,7 @@
 
 pub mod config;
 mod conn;
+pub mod demo;
 pub mod error;
 pub mod events;
 pub mod keys;
