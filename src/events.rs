@@ -22,9 +22,10 @@ pub struct Event {
     pub queue: String,
     pub execution_id: String,
     pub attempt: u32,
-    /// `None` for the first event of an execution.
+    /// `None` for the first event of an execution and for partition-wide events.
     pub from: Option<State>,
-    pub to: State,
+    /// `None` for partition-wide events (such as `systemic_hold`), which name no execution.
+    pub to: Option<State>,
     /// Why: `enqueued`, `claimed`, `started`, `completed`, `retry_scheduled`, ...
     pub reason: String,
     /// Free text: the worker, the failure message, the thresholds used.
@@ -166,6 +167,7 @@ fn parse_event(partition: u16, stream_id: &str, map: &HashMap<String, Value>) ->
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| bad(format!("bad stream id {stream_id}")))?;
     let from = text("from");
+    let to = text("to");
     Ok(Event {
         stream_id: stream_id.to_owned(),
         partition,
@@ -178,7 +180,11 @@ fn parse_event(partition: u16, stream_id: &str, map: &HashMap<String, Value>) ->
         } else {
             Some(from.parse()?)
         },
-        to: text("to").parse()?,
+        to: if to.is_empty() {
+            None
+        } else {
+            Some(to.parse()?)
+        },
         reason: text("why"),
         detail: text("detail"),
     })

@@ -175,7 +175,7 @@ pub async fn walkthrough(redis_url: &str) -> crate::Result<()> {
             e.stream_id,
             e.execution_id,
             e.from.map(|s| s.as_str()).unwrap_or("-"),
-            e.to.as_str(),
+            e.to.map(|s| s.as_str()).unwrap_or("-"),
             e.reason,
             e.detail
         );
