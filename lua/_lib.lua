@@ -33,11 +33,13 @@ local function hist_push(hist, now, state, reason, attempt, cap)
   return hist
 end
 
--- Append one transition to the partition's capped event stream.
-local function emit(stream, maxlen, queue, id, attempt, from, to, reason, detail)
+-- Append one transition to the partition's capped event stream. `due` is the instant the
+-- timer that caused a watchdog action fired ('' for other events): detection lag is the
+-- event's own time minus `due`.
+local function emit(stream, maxlen, queue, id, attempt, from, to, reason, detail, due)
   redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*',
     'q', queue, 'id', id, 'att', attempt, 'from', from, 'to', to,
-    'why', reason, 'detail', detail or '')
+    'why', reason, 'detail', detail or '', 'due', due or '')
 end
 
 local TERMINAL = { succeeded = true, failed = true, cancelled = true, timed_out = true, dead = true }

@@ -77,6 +77,10 @@ pub enum Error {
          noeviction` and set `maxmemory-policy noeviction` in redis.conf"
     )]
     EvictionPolicy { policy: String },
+    /// The watchdog lease of this partition is not held by this replica (it expired, or
+    /// another replica took it under a newer epoch): nothing was written.
+    #[error("replica {replica} does not hold the lease of partition {partition}")]
+    LeaseLost { partition: u16, replica: String },
     /// A script replied with something this version does not understand.
     #[error("unexpected reply from script {script}: {detail}")]
     Protocol {

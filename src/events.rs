@@ -30,6 +30,9 @@ pub struct Event {
     pub reason: String,
     /// Free text: the worker, the failure message, the thresholds used.
     pub detail: String,
+    /// For watchdog actions: the instant the timer that triggered it fired. Detection lag
+    /// is `at - timer_due_at`.
+    pub timer_due_at: Option<DateTime<Utc>>,
 }
 
 const READ_BATCH: usize = 500;
@@ -187,5 +190,9 @@ fn parse_event(partition: u16, stream_id: &str, map: &HashMap<String, Value>) ->
         },
         reason: text("why"),
         detail: text("detail"),
+        timer_due_at: match text("due").parse::<i64>() {
+            Ok(ms) => Some(ms_to_time(ms)?),
+            Err(_) => None,
+        },
     })
 }

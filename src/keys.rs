@@ -13,11 +13,17 @@
 //! | `T:timer:<kind>`            | zset   | `<queue>/<id>` by the instant the timer fires  |
 //! | `T:queues`                  | set    | queue names of the partition                   |
 //! | `T:events`                  | stream | capped log of every transition                 |
+//! | `T:lease`                   | hash   | watchdog lease: owner, epoch, expiry           |
+//! | `T:epoch`                   | string | INCR counter handing out lease epochs          |
+//! | `T:watch`                   | hash   | last judgement instant, systemic hold state    |
+//! | `{<namespace>:watchdogs}:index`    | zset | watchdog replica ids by last beat      |
 //! | `{<namespace>:workers}:w:<worker>` | hash | one registered worker process          |
 //! | `{<namespace>:workers}:index`      | zset | worker ids by last heartbeat instant   |
 //!
-//! Scripts receive these keys in `KEYS`; the only key a script derives itself is an
-//! execution hash, as `execution_prefix(queue) .. id`, for ids it pops from an index.
+//! Scripts receive these keys in `KEYS`. Keys a script can only know once it reads an index
+//! (an execution popped from a queue, the queues of due timers) it derives from a prefix
+//! built here: `execution_prefix(queue) .. id`, or, in the watchdog scripts, from the
+//! partition tag with the suffixes of this table (`lua/_watchdog.lua` lists them).
 
 use crate::error::{Error, Result};
 
@@ -174,6 +180,22 @@ impl Keyspace {
 
     pub fn queue_events(&self, queue: &str) -> String {
         self.events(self.partition_of(queue))
+    }
+
+    pub fn lease(&self, partition: u16) -> String {
+        format!("{}:lease", self.tag(partition))
+    }
+
+    pub fn epoch(&self, partition: u16) -> String {
+        format!("{}:epoch", self.tag(partition))
+    }
+
+    pub fn watch_state(&self, partition: u16) -> String {
+        format!("{}:watch", self.tag(partition))
+    }
+
+    pub fn replica_index(&self) -> String {
+        format!("{{{}:watchdogs}}:index", self.namespace)
     }
 
     fn workers_tag(&self) -> String {

@@ -28,6 +28,28 @@ script!(SET_QUEUE, "../lua/set_queue.lua");
 script!(WORKER_REGISTER, "../lua/worker_register.lua");
 script!(WORKER_HEARTBEAT, "../lua/worker_heartbeat.lua");
 script!(WORKER_DEREGISTER, "../lua/worker_deregister.lua");
+script!(LEASE, "../lua/lease.lua");
+script!(LEASE_RELEASE, "../lua/lease_release.lua");
+script!(REPLICA_BEAT, "../lua/replica_beat.lua");
+
+/// Helpers of the watchdog scripts, prepended after [`LIB`].
+const WATCHDOG_LIB: &str = include_str!("../lua/_watchdog.lua");
+
+macro_rules! watchdog_script {
+    ($name:ident, $file:literal) => {
+        pub(crate) static $name: LazyLock<Script> = LazyLock::new(|| {
+            Script::new(&format!(
+                "{}\n{}\n{}",
+                LIB,
+                WATCHDOG_LIB,
+                include_str!($file)
+            ))
+        });
+    };
+}
+
+watchdog_script!(ROUND, "../lua/round.lua");
+watchdog_script!(ORPHAN, "../lua/orphan.lua");
 
 /// A script's flat reply: a status word followed by values, read as strings.
 #[derive(Debug)]

@@ -1,0 +1,150 @@
+//! Watchdog replica configuration.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// How a watchdog replica leases partitions, scans timers and reconciles workers. Every
+/// field has a default; durations are written as `500ms`, `3s`, `1m`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WatchdogConfig {
+    /// Replica id, unique per process start. Default: `wd-<host>-<pid>-<uuidv7>`.
+    pub replica_id: Option<String>,
+    /// How long a partition lease lasts without renewal; renewed at a third of it. Also
+    /// how long a partition stays unwatched after its replica dies.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    /// Longest sleep between two rounds of a partition. Replicas otherwise sleep until the
+    /// earliest timer; keep this below the shortest timeout in use so no timer created
+    /// during a sleep is noticed late.
+    #[serde(with = "humantime_serde")]
+    pub max_poll_interval: Duration,
+    /// Most timer entries one round script examines (keeps each script to milliseconds).
+    pub batch: usize,
+    /// How often worker reconciliation runs per partition.
+    #[serde(with = "humantime_serde")]
+    pub reconcile_interval: Duration,
+    /// A worker whose registry heartbeat is older than this is gone.
+    #[serde(with = "humantime_serde")]
+    pub worker_timeout: Duration,
+    /// A partition unwatched for longer than this triggers a systemic hold.
+    /// Default: the ledger's default heartbeat timeout.
+    #[serde(with = "humantime_serde")]
+    pub systemic_absence: Option<Duration>,
+    /// Share (0..1] of a partition's running executions that, going stale at once,
+    /// triggers a systemic hold.
+    pub systemic_share: f64,
+    /// The share rule applies only to partitions with at least this many running.
+    pub systemic_min_running: u32,
+    /// How long a systemic hold pauses the staleness rules. Default: the ledger's default
+    /// heartbeat timeout ("one more heartbeat timeout of grace").
+    #[serde(with = "humantime_serde")]
+    pub systemic_grace: Option<Duration>,
+}
+
+impl Default for WatchdogConfig {
+    fn default() -> Self {
+        Self {
+            replica_id: None,
+            lease_ttl: Duration::from_secs(3),
+            max_poll_interval: Duration::from_millis(500),
+            batch: 200,
+            reconcile_interval: Duration::from_secs(1),
+            worker_timeout: Duration::from_secs(15),
+            systemic_absence: None,
+            systemic_share: 0.5,
+            systemic_min_running: 10,
+            systemic_grace: None,
+        }
+    }
+}
+
+impl WatchdogConfig {
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the key, the value and the accepted form.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &str, value: String, expected: &str| {
+            Err(Error::InvalidConfig {
+                key: format!("watchdog.{key}"),
+                value,
+                expected: expected.into(),
+            })
+        };
+        let within = |d: Duration, lo: Duration, hi: Duration| d >= lo && d <= hi;
+        if !within(
+            self.lease_ttl,
+            Duration::from_millis(300),
+            Duration::from_secs(600),
+        ) {
+            return bad(
+                "lease_ttl",
+                humantime::format_duration(self.lease_ttl).to_string(),
+                "a duration from 300ms to 10m",
+            );
+        }
+        if !within(
+            self.max_poll_interval,
+            Duration::from_millis(1),
+            Duration::from_secs(60),
+        ) {
+            return bad(
+                "max_poll_interval",
+                humantime::format_duration(self.max_poll_interval).to_string(),
+                "a duration from 1ms to 60s",
+            );
+        }
+        if !(1..=10_000).contains(&self.batch) {
+            return bad("batch", self.batch.to_string(), "1 to 10000");
+        }
+        if !within(
+            self.reconcile_interval,
+            Duration::from_millis(10),
+            Duration::from_secs(3600),
+        ) {
+            return bad(
+                "reconcile_interval",
+                humantime::format_duration(self.reconcile_interval).to_string(),
+                "a duration from 10ms to 1h",
+            );
+        }
+        if !within(
+            self.worker_timeout,
+            Duration::from_millis(100),
+            Duration::from_secs(86_400),
+        ) {
+            return bad(
+                "worker_timeout",
+                humantime::format_duration(self.worker_timeout).to_string(),
+                "a duration from 100ms to 24h",
+            );
+        }
+        if !(self.systemic_share > 0.0 && self.systemic_share <= 1.0) {
+            return bad(
+                "systemic_share",
+                self.systemic_share.to_string(),
+                "a number above 0 and at most 1",
+            );
+        }
+        for (key, value) in [
+            ("systemic_absence", self.systemic_absence),
+            ("systemic_grace", self.systemic_grace),
+        ] {
+            if let Some(d) = value
+                && !within(d, Duration::from_millis(1), crate::config::MAX_DURATION)
+            {
+                return bad(
+                    key,
+                    humantime::format_duration(d).to_string(),
+                    "a duration from 1ms to 365 days",
+                );
+            }
+        }
+        if let Some(id) = &self.replica_id {
+            crate::keys::validate_worker_id(id)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,246 @@
+//! Watchdog replicas: fenced partition leases, timer rounds, worker reconciliation.
+//!
+//! Any number of replicas share the partitions: each holds at most its fair share of
+//! partition leases (owner + epoch), and every write it makes is a script that refuses to
+//! act unless that lease is still current, so a paused or partitioned replica can do no
+//! harm once its lease is gone. A replica sleeps until the earliest timer of its
+//! partitions (bounded by `max_poll_interval`), so detection is prompt and an idle
+//! watchdog costs a few tiny scripts per second.
+
+mod config;
+mod lease;
+mod reconcile;
+mod round;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use config::WatchdogConfig;
+pub use lease::LeaseChanges;
+pub use round::RoundReport;
+
+use crate::error::{Error, Result};
+use crate::ledger::Ledger;
+
+/// One watchdog replica. Cheap to clone; clones share the lease table and totals.
+#[derive(Clone)]
+pub struct Watchdog {
+    pub(crate) ledger: Ledger,
+    pub(crate) config: WatchdogConfig,
+    pub(crate) replica_id: String,
+    /// Partitions held now → the epoch they are held under.
+    pub(crate) held: Arc<Mutex<BTreeMap<u16, String>>>,
+    pub(crate) systemic_absence: Duration,
+    pub(crate) systemic_grace: Duration,
+    reports: broadcast::Sender<RoundReport>,
+    totals: Arc<Mutex<RoundReport>>,
+}
+
+impl std::fmt::Debug for Watchdog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watchdog")
+            .field("replica_id", &self.replica_id)
+            .field("held", &self.held_partitions())
+            .finish()
+    }
+}
+
+impl Watchdog {
+    /// A replica over `ledger`'s namespace. Nothing is leased until [`run`](Self::run) or
+    /// [`rebalance`](Self::rebalance).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the bad key.
+    pub fn new(ledger: Ledger, config: WatchdogConfig) -> Result<Self> {
+        config.validate()?;
+        let replica_id = config.replica_id.clone().unwrap_or_else(|| {
+            let reg = crate::WorkerRegistration::for_this_process("", Vec::new());
+            format!("wd-{}", reg.worker_id)
+        });
+        let default_timeout = ledger
+            .config()
+            .defaults
+            .heartbeat_timeout
+            .unwrap_or(Duration::from_secs(30));
+        let (reports, _) = broadcast::channel(1024);
+        Ok(Self {
+            systemic_absence: config.systemic_absence.unwrap_or(default_timeout),
+            systemic_grace: config.systemic_grace.unwrap_or(default_timeout),
+            ledger,
+            config,
+            replica_id,
+            held: Arc::default(),
+            reports,
+            totals: Arc::default(),
+        })
+    }
+
+    pub fn replica_id(&self) -> &str {
+        &self.replica_id
+    }
+
+    /// Reports of every round and reconciliation that acted, as they happen.
+    pub fn subscribe(&self) -> broadcast::Receiver<RoundReport> {
+        self.reports.subscribe()
+    }
+
+    /// Everything this replica did since it started, summed over partitions.
+    pub fn totals(&self) -> RoundReport {
+        self.totals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn record(&self, report: &RoundReport) {
+        if !report.acted() {
+            return;
+        }
+        self.totals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .add(report);
+        tracing::info!(
+            replica = %self.replica_id,
+            partition = report.partition,
+            timed_out = report.timed_out,
+            stuck = report.stuck,
+            retried = report.retried,
+            dead = report.dead,
+            cancelled = report.cancelled,
+            orphaned = report.orphaned,
+            hold_started = report.hold_started,
+            "watchdog acted"
+        );
+        let _ = self.reports.send(report.clone());
+    }
+
+    /// Runs the replica until `shutdown` fires, then hands its leases back.
+    ///
+    /// Each partition's round runs in a task of its own: an error or even a panic in one
+    /// is logged and costs that partition one poll interval, never the replica.
+    ///
+    /// # Errors
+    /// Only when releasing the leases at shutdown fails (they lapse after `lease_ttl`).
+    pub async fn run(&self, shutdown: CancellationToken) -> Result<()> {
+        tracing::info!(replica = %self.replica_id, "watchdog replica started");
+        let renew_every = self.config.lease_ttl / 3;
+        let max_poll = self.config.max_poll_interval;
+        let mut next_rebalance = Instant::now();
+        let mut wake: BTreeMap<u16, Instant> = BTreeMap::new();
+        let mut reconcile_at: BTreeMap<u16, Instant> = BTreeMap::new();
+        while !shutdown.is_cancelled() {
+            let now = Instant::now();
+            if now >= next_rebalance {
+                match self.rebalance().await {
+                    Ok(changes) if !changes.acquired.is_empty() || !changes.lost.is_empty() => {
+                        tracing::info!(
+                            replica = %self.replica_id,
+                            acquired = ?changes.acquired,
+                            lost = ?changes.lost,
+                            released = ?changes.released,
+                            live_replicas = changes.live_replicas,
+                            "partition leases changed"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(replica = %self.replica_id, %error, "lease renewal failed")
+                    }
+                }
+                next_rebalance = now + renew_every;
+            }
+            let held = self.held_partitions();
+            wake.retain(|p, _| held.contains_key(p));
+            reconcile_at.retain(|p, _| held.contains_key(p));
+            for p in held.keys() {
+                wake.entry(*p).or_insert(now);
+                reconcile_at.entry(*p).or_insert(now);
+            }
+
+            let due: Vec<u16> = wake
+                .iter()
+                .filter(|(_, at)| **at <= now)
+                .map(|(p, _)| *p)
+                .collect();
+            let rounds: Vec<_> = due
+                .iter()
+                .map(|p| {
+                    let wd = self.clone();
+                    let p = *p;
+                    tokio::spawn(async move { wd.round(p).await })
+                })
+                .collect();
+            for (p, task) in due.iter().zip(futures_util::future::join_all(rounds).await) {
+                let next = match task {
+                    Ok(Ok(report)) => {
+                        self.record(&report);
+                        if report.more {
+                            Instant::now()
+                        } else {
+                            Instant::now() + report.next_due.unwrap_or(max_poll).min(max_poll)
+                        }
+                    }
+                    Ok(Err(Error::LeaseLost { .. })) => {
+                        wake.remove(p);
+                        continue;
+                    }
+                    Ok(Err(error)) => {
+                        tracing::warn!(partition = p, %error, "round failed");
+                        Instant::now() + max_poll
+                    }
+                    Err(panic) => {
+                        tracing::error!(partition = p, %panic, "round panicked");
+                        Instant::now() + max_poll
+                    }
+                };
+                wake.insert(*p, next);
+            }
+
+            let due: Vec<u16> = reconcile_at
+                .iter()
+                .filter(|(_, at)| **at <= now)
+                .map(|(p, _)| *p)
+                .collect();
+            let runs: Vec<_> = due
+                .iter()
+                .map(|p| {
+                    let wd = self.clone();
+                    let p = *p;
+                    tokio::spawn(async move { wd.reconcile(p).await })
+                })
+                .collect();
+            for (p, task) in due.iter().zip(futures_util::future::join_all(runs).await) {
+                match task {
+                    Ok(Ok(Some(report))) => self.record(&report),
+                    Ok(Ok(None)) | Ok(Err(Error::LeaseLost { .. })) => {}
+                    Ok(Err(error)) => {
+                        tracing::warn!(partition = p, %error, "reconciliation failed")
+                    }
+                    Err(panic) => tracing::error!(partition = p, %panic, "reconciliation panicked"),
+                }
+                reconcile_at.insert(*p, Instant::now() + self.config.reconcile_interval);
+            }
+
+            let until = wake
+                .values()
+                .chain(reconcile_at.values())
+                .copied()
+                .chain([next_rebalance, Instant::now() + max_poll])
+                .min()
+                .unwrap_or(next_rebalance);
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep_until(until) => {}
+            }
+        }
+        let released = self.release_all().await;
+        tracing::info!(replica = %self.replica_id, released = ?released.as_ref().ok(), "watchdog replica stopped");
+        released.map(|_| ())
+    }
+}

@@ -1,0 +1,148 @@
+//! One judgement round over a partition's due timers, and what it did.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::Watchdog;
+use crate::error::{Error, Result};
+use crate::keys::Timer;
+use crate::scripts::{ROUND, Reply};
+
+/// Counts of what one round (or reconciliation) did in one partition.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoundReport {
+    pub partition: u16,
+    /// Deadline passed → timed_out.
+    pub timed_out: u64,
+    /// Running → stuck (no heartbeat, or no progress).
+    pub stuck: u64,
+    /// Lost attempts (start grace, stuck past threshold, orphaned) sent back to the queue.
+    pub retried: u64,
+    /// Lost attempts with no attempts left → dead.
+    pub dead: u64,
+    /// Cancellations forced after the cancel grace (or lost while cancel was requested).
+    pub cancelled: u64,
+    /// Executions orphaned by worker reconciliation (included in retried/dead/cancelled).
+    pub orphaned: u64,
+    /// Timer entries that turned out stale hints and were re-scored or removed.
+    pub fixed: u64,
+    /// A systemic hold started in this round.
+    pub hold_started: bool,
+    /// Staleness rules are paused for this much longer (zero when not holding).
+    #[serde(with = "humantime_serde")]
+    pub holding: Duration,
+    /// Due timers remain beyond this round's batch: run again at once.
+    #[serde(skip)]
+    pub more: bool,
+    /// Time until the earliest pending timer of the partition, if any.
+    #[serde(skip)]
+    pub next_due: Option<Duration>,
+}
+
+impl RoundReport {
+    /// True when the round changed any execution or started a hold.
+    pub fn acted(&self) -> bool {
+        self.timed_out + self.stuck + self.retried + self.dead + self.cancelled > 0
+            || self.hold_started
+    }
+
+    pub(crate) fn add(&mut self, other: &RoundReport) {
+        self.timed_out += other.timed_out;
+        self.stuck += other.stuck;
+        self.retried += other.retried;
+        self.dead += other.dead;
+        self.cancelled += other.cancelled;
+        self.orphaned += other.orphaned;
+        self.fixed += other.fixed;
+        self.hold_started |= other.hold_started;
+    }
+}
+
+impl Watchdog {
+    /// Runs one round over `partition`'s due timers: one script call. The partition's lease
+    /// must be held by this replica.
+    ///
+    /// # Errors
+    /// [`Error::LeaseLost`] when the lease is not (or no longer) this replica's; the
+    /// partition is then dropped from the held set. [`Error::Redis`] on connection trouble.
+    pub async fn round(&self, partition: u16) -> Result<RoundReport> {
+        let epoch = self.epoch_of(partition)?;
+        let k = &self.ledger.keys;
+        let (maxlen, hist) = self.ledger.limits();
+        let mut call = ROUND.prepare_invoke();
+        call.key(k.lease(partition))
+            .key(k.watch_state(partition))
+            .key(k.events(partition));
+        for timer in [
+            Timer::Deadline,
+            Timer::Start,
+            Timer::Heartbeat,
+            Timer::Progress,
+            Timer::Stuck,
+            Timer::Cancel,
+        ] {
+            call.key(k.timer(partition, timer));
+        }
+        call.arg(&self.replica_id)
+            .arg(&epoch)
+            .arg(self.config.batch)
+            .arg(maxlen)
+            .arg(hist)
+            .arg(k.tag(partition))
+            .arg(self.systemic_absence.as_millis() as u64)
+            .arg((self.config.systemic_share * 1000.0).round() as u64)
+            .arg(self.config.systemic_min_running)
+            .arg(self.systemic_grace.as_millis() as u64);
+        let reply = Reply::parse(
+            "round",
+            call.invoke_async(&mut self.ledger.conn.clone()).await?,
+        )?;
+        match reply.status() {
+            "ok" => {
+                let next = reply.int(8)?;
+                Ok(RoundReport {
+                    partition,
+                    timed_out: reply.int(1)? as u64,
+                    stuck: reply.int(2)? as u64,
+                    retried: reply.int(3)? as u64,
+                    dead: reply.int(4)? as u64,
+                    cancelled: reply.int(5)? as u64,
+                    orphaned: 0,
+                    fixed: reply.int(6)? as u64,
+                    more: reply.int(7)? == 1,
+                    next_due: (next >= 0).then(|| Duration::from_millis(next as u64)),
+                    holding: Duration::from_millis(reply.int(9)?.max(0) as u64),
+                    hold_started: reply.int(10)? == 1,
+                })
+            }
+            "lease_lost" => Err(self.lost(partition, &epoch)),
+            _ => Err(reply.unexpected()),
+        }
+    }
+
+    pub(crate) fn epoch_of(&self, partition: u16) -> Result<String> {
+        self.held_partitions()
+            .get(&partition)
+            .cloned()
+            .ok_or(Error::LeaseLost {
+                partition,
+                replica: self.replica_id.clone(),
+            })
+    }
+
+    /// Forgets a partition whose lease a script found not current.
+    pub(crate) fn lost(&self, partition: u16, epoch: &str) -> Error {
+        let mut table = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if table.get(&partition).map(String::as_str) == Some(epoch) {
+            table.remove(&partition);
+        }
+        Error::LeaseLost {
+            partition,
+            replica: self.replica_id.clone(),
+        }
+    }
+}
