@@ -39,7 +39,9 @@ pub struct LedgerConfig {
     pub history_len: usize,
     /// Capacity of a queue that has no settings of its own.
     pub default_capacity: u32,
-    /// Timings of executions whose queue and enqueue call leave them unset.
+    /// Timings of executions whose queue and enqueue call leave them unset. A config that
+    /// sets some of them keeps the built-in values for the rest.
+    #[serde(deserialize_with = "filled_defaults")]
     pub defaults: Timings,
     /// Refuse to start unless Redis `maxmemory-policy` is `noeviction`.
     pub require_noeviction: bool,
@@ -62,6 +64,10 @@ impl Default for LedgerConfig {
             require_noeviction: true,
         }
     }
+}
+
+fn filled_defaults<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Timings, D::Error> {
+    Ok(Timings::deserialize(d)?.or(&Timings::global_defaults()))
 }
 
 impl LedgerConfig {

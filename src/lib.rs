@@ -31,6 +31,7 @@ pub mod events;
 pub mod keys;
 pub mod ledger;
 pub mod redis_process;
+pub mod settings;
 pub mod watchdog;
 
 mod scripts;

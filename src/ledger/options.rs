@@ -71,6 +71,21 @@ impl Timings {
         }
     }
 
+    /// These timings, with the unset ones taken from `fallback`.
+    pub fn or(&self, fallback: &Timings) -> Timings {
+        Timings {
+            start_grace: self.start_grace.or(fallback.start_grace),
+            heartbeat_timeout: self.heartbeat_timeout.or(fallback.heartbeat_timeout),
+            no_progress_timeout: self.no_progress_timeout.or(fallback.no_progress_timeout),
+            deadline: self.deadline.or(fallback.deadline),
+            stuck_threshold: self.stuck_threshold.or(fallback.stuck_threshold),
+            max_attempts: self.max_attempts.or(fallback.max_attempts),
+            backoff_base: self.backoff_base.or(fallback.backoff_base),
+            backoff_max: self.backoff_max.or(fallback.backoff_max),
+            cancel_grace: self.cancel_grace.or(fallback.cancel_grace),
+        }
+    }
+
     /// Checks the values that are set.
     ///
     /// # Errors
