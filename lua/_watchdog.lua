@@ -14,8 +14,8 @@ end
 local EXEC_FIELDS = { 'st', 'att', 'dl', 'sg', 'ht', 'npt', 'dla', 'stt', 'ma', 'bb', 'bm', 'cg',
   'dsp', 'hb', 'prc', 'ss', 'sk', 'cx', 'wk', 'hist', 'q', 'id', 'err', 'sd' }
 
--- Loads an execution for judgement; nil when absent or when a field it needs is damaged
--- (never raise mid-script: Redis does not roll back the writes already made).
+-- Loads an execution for judgement; nil when absent, false when a field it needs is
+-- damaged (never raise mid-script: Redis does not roll back the writes already made).
 local function load_exec(T, member)
   local key = T .. ':x:' .. member
   local v = redis.call('HMGET', key, unpack(EXEC_FIELDS))
@@ -24,12 +24,12 @@ local function load_exec(T, member)
   for i, name in ipairs(EXEC_FIELDS) do e[name] = v[i] end
   for _, name in ipairs({ 'att', 'dl', 'sg', 'ht', 'npt', 'dla', 'stt', 'ma', 'bb', 'bm', 'cg' }) do
     e[name] = tonumber(e[name])
-    if e[name] == nil then return nil end
+    if e[name] == nil then return false end
   end
   for _, name in ipairs({ 'dsp', 'hb', 'prc', 'ss', 'cx' }) do
     e[name] = tonumber(e[name]) -- nil when unset
   end
-  if not e.q or not e.id then return nil end
+  if not e.q or not e.id then return false end
   return e
 end
 

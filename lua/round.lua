@@ -85,7 +85,18 @@ local function judge(key, rule)
     budget = budget - 1
     local member, score = entries[i], entries[i + 1]
     local e = load_exec(T, member)
-    if not e then fix(key, member, nil) else rule(e, member, score) end
+    if e then
+      rule(e, member, score)
+    else
+      -- No hash (an index entry without its execution) or a damaged one that cannot be
+      -- judged: drop the entry so it cannot wedge the rounds, and say so.
+      fix(key, member, nil)
+      if e == false then
+        local q, id = string.match(member, '^([^/]*)/(.*)$')
+        emit(ctx.events, maxlen, q or '', id or member, 0, '', '', 'unjudgeable',
+          'execution hash is damaged; removed from ' .. key, score)
+      end
+    end
   end
 end
 
