@@ -31,6 +31,7 @@ pub mod events;
 pub mod keys;
 pub mod ledger;
 pub mod redis_process;
+pub mod runner;
 pub mod settings;
 pub mod watchdog;
 
@@ -45,3 +46,4 @@ pub use ledger::{
     ResolvedTimings, State, StopMetadata, StopReason, Timings, Transition, WorkerInfo,
     WorkerRegistration,
 };
+pub use runner::{Job, JobError, RunReport, Runner, RunnerConfig, StopSignal};

@@ -15,12 +15,12 @@ mod workers;
 
 use std::sync::Arc;
 
-pub use attempt::{CompleteOutcome, FailOutcome, Heartbeat, HeartbeatReply};
+pub use attempt::{CompleteOutcome, FailOutcome, Heartbeat, HeartbeatReply, MAX_ERROR_MESSAGE};
 pub use cancel::CancelOutcome;
-pub use claim::{Claim, ClaimBatch};
+pub use claim::{Claim, ClaimBatch, MAX_CLAIM_BATCH};
 pub use enqueue::Enqueued;
 pub use execution::{Execution, ResolvedTimings, State, StopMetadata, StopReason, Transition};
-pub use inspect::Page;
+pub use inspect::{MAX_PAGE, Page};
 pub use options::{EnqueueOptions, QueueSettings, Timings};
 pub use token::AttemptToken;
 pub use workers::{WorkerInfo, WorkerRegistration};

@@ -1,0 +1,267 @@
+//! What job code sees of the attempt it runs: its input, and a signal to stop.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use crate::ledger::{AttemptToken, Claim, Heartbeat};
+
+/// Why a job was asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StopSignal {
+    /// The attempt is no longer this worker's (a newer attempt exists, or the execution
+    /// ended elsewhere): whatever the job returns is dropped.
+    AttemptLost,
+    /// Someone cancelled the execution: stop; the runner acknowledges the cancellation
+    /// whatever the job returns.
+    CancelRequested,
+    /// The runner is shutting down: return soon. A retryable error (with a checkpoint set)
+    /// lets another worker resume the work.
+    Shutdown,
+}
+
+/// A job's failure: its message is recorded as the execution's latest failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct JobError {
+    /// Whether another attempt may succeed (a timeout, a busy dependency). The execution
+    /// is retried only while it has attempts left.
+    pub retryable: bool,
+    pub message: String,
+}
+
+impl JobError {
+    /// A failure worth another attempt.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self {
+            retryable: true,
+            message: message.into(),
+        }
+    }
+
+    /// A failure no retry will fix (bad input): the execution fails now.
+    pub fn fatal(message: impl Into<String>) -> Self {
+        Self {
+            retryable: false,
+            message: message.into(),
+        }
+    }
+}
+
+/// One claimed attempt, handed to the job's code.
+///
+/// Long-running code should look at [`is_cancelled`](Job::is_cancelled) between steps (or
+/// `select!` on [`cancelled`](Job::cancelled)): an async job that ignores it is aborted
+/// after the runner's `stop_grace`, but code that blocks its thread cannot be aborted.
+/// Cloning is cheap apart from the payload; clones share the stop signal and the progress
+/// reporting, so a clone can go into `spawn_blocking`.
+#[derive(Clone)]
+pub struct Job {
+    payload: serde_json::Value,
+    checkpoint: Option<serde_json::Value>,
+    deadline_at: Option<DateTime<Utc>>,
+    attempt: Arc<AttemptState>,
+}
+
+impl Job {
+    pub(crate) fn new(claim: Claim, attempt: Arc<AttemptState>) -> Self {
+        Self {
+            payload: claim.payload,
+            checkpoint: claim.checkpoint,
+            deadline_at: claim.deadline_at,
+            attempt,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        self.attempt.token.execution_id()
+    }
+
+    pub fn queue(&self) -> &str {
+        self.attempt.token.queue()
+    }
+
+    /// The attempt number, 1 for the first.
+    pub fn attempt(&self) -> u32 {
+        self.attempt.token.attempt()
+    }
+
+    /// This attempt's token. The runner reports the outcome itself; the token is for
+    /// logging, or for handing the attempt to code that talks to the ledger directly.
+    pub fn token(&self) -> &AttemptToken {
+        &self.attempt.token
+    }
+
+    pub fn payload(&self) -> &serde_json::Value {
+        &self.payload
+    }
+
+    /// The last checkpoint an earlier attempt reported: resume from here.
+    pub fn checkpoint(&self) -> Option<&serde_json::Value> {
+        self.checkpoint.as_ref()
+    }
+
+    /// The execution's hard deadline, if it has one.
+    pub fn deadline_at(&self) -> Option<DateTime<Utc>> {
+        self.deadline_at
+    }
+
+    /// True once the job should stop; see [`stop_signal`](Job::stop_signal) for why.
+    pub fn is_cancelled(&self) -> bool {
+        self.attempt.stop.is_cancelled()
+    }
+
+    /// Completes when the job should stop.
+    pub async fn cancelled(&self) {
+        self.attempt.stop.cancelled().await
+    }
+
+    /// Why the job should stop, if it should. Losing the attempt outranks a cancellation
+    /// request, which outranks shutdown.
+    pub fn stop_signal(&self) -> Option<StopSignal> {
+        self.attempt.stop_signal()
+    }
+
+    /// Progress to report with the next heartbeat (a step counter, a phase name). Only
+    /// the latest value set between two heartbeats is sent.
+    pub fn set_progress(&self, progress: impl Into<String>) {
+        self.attempt.pending().progress = Some(progress.into());
+    }
+
+    /// A checkpoint to report with the next heartbeat; a retry resumes from the latest one
+    /// recorded. The runner also sends it before reporting a retryable failure, so a
+    /// checkpoint set just before returning the error is not lost.
+    pub fn set_checkpoint(&self, checkpoint: serde_json::Value) {
+        self.attempt.pending().checkpoint = Some(checkpoint);
+    }
+}
+
+impl fmt::Debug for Job {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Job")
+            .field("queue", &self.queue())
+            .field("id", &self.id())
+            .field("attempt", &self.attempt())
+            .field("stop_signal", &self.stop_signal())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the runner, the job and the heartbeat pump share about one attempt.
+pub(crate) struct AttemptState {
+    pub(crate) token: AttemptToken,
+    /// How often the pump beats this attempt: a fraction of its heartbeat timeout.
+    pub(crate) interval: Duration,
+    /// The job's stop signal.
+    stop: CancellationToken,
+    /// Fired when the runner is done with the attempt, so its pump task ends.
+    pub(crate) finished: CancellationToken,
+    lost: AtomicBool,
+    cancel_requested: AtomicBool,
+    shutdown: AtomicBool,
+    pending: Mutex<Heartbeat>,
+    /// Held while a heartbeat of this attempt is in flight, so the runner's last beat is
+    /// never overtaken by an older one; `true` once no more beats may be sent.
+    pub(crate) beat: tokio::sync::Mutex<bool>,
+}
+
+impl AttemptState {
+    pub(crate) fn new(token: AttemptToken, interval: Duration) -> Self {
+        Self {
+            token,
+            interval,
+            stop: CancellationToken::new(),
+            finished: CancellationToken::new(),
+            lost: AtomicBool::new(false),
+            cancel_requested: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+            pending: Mutex::new(Heartbeat::default()),
+            beat: tokio::sync::Mutex::new(false),
+        }
+    }
+
+    /// How logs name the attempt: its token carries a secret, so it is never logged.
+    pub(crate) fn label(&self) -> String {
+        format!(
+            "{}/{} attempt {}",
+            self.token.queue(),
+            self.token.execution_id(),
+            self.token.attempt()
+        )
+    }
+
+    /// A job that panicked while holding the lock cannot leave a heartbeat half-written,
+    /// so a poisoned lock is still usable.
+    fn pending(&self) -> MutexGuard<'_, Heartbeat> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes what the job set since the last beat.
+    pub(crate) fn take_pending(&self) -> Heartbeat {
+        std::mem::take(&mut *self.pending())
+    }
+
+    /// Puts back what a failed beat carried, unless the job has set newer values since.
+    pub(crate) fn restore_pending(&self, beat: Heartbeat) {
+        let mut pending = self.pending();
+        if pending.progress.is_none() {
+            pending.progress = beat.progress;
+        }
+        if pending.checkpoint.is_none() {
+            pending.checkpoint = beat.checkpoint;
+        }
+    }
+
+    /// Ends the pump's beats of this attempt (waiting out one in flight) and returns what
+    /// the job set since the last beat.
+    pub(crate) async fn finish(&self) -> Heartbeat {
+        let mut done = self.beat.lock().await;
+        *done = true;
+        self.finished.cancel();
+        self.take_pending()
+    }
+
+    pub(crate) fn mark_lost(&self) {
+        self.lost.store(true, Ordering::SeqCst);
+        self.stop.cancel();
+    }
+
+    pub(crate) fn mark_cancel_requested(&self) {
+        self.cancel_requested.store(true, Ordering::SeqCst);
+        self.stop.cancel();
+    }
+
+    pub(crate) fn mark_shutdown(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        self.stop.cancel();
+    }
+
+    pub(crate) fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn is_cancel_requested(&self) -> bool {
+        self.cancel_requested.load(Ordering::SeqCst)
+    }
+
+    pub(crate) async fn stopped(&self) {
+        self.stop.cancelled().await
+    }
+
+    pub(crate) fn stop_signal(&self) -> Option<StopSignal> {
+        if self.is_lost() {
+            Some(StopSignal::AttemptLost)
+        } else if self.is_cancel_requested() {
+            Some(StopSignal::CancelRequested)
+        } else if self.shutdown.load(Ordering::SeqCst) {
+            Some(StopSignal::Shutdown)
+        } else {
+            None
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! The heartbeat pump: one OS thread per runner that beats every in-flight attempt and the
+//! worker's registry entry.
+//!
+//! Job code may block the threads of the runtime it runs on (CPU-heavy work, a blocking
+//! call). Heartbeats sent from those threads would stall with them, and the watchdog would
+//! judge live work stale. So the pump has a thread and a current-thread runtime of its own,
+//! and a `Ledger` connected on that runtime: a multiplexed connection is driven by a task
+//! of the runtime that created it, so even a clone of the runner's connection used from
+//! here would stall while the runner's threads are blocked.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::job::AttemptState;
+use super::worker::{Identity, InFlight};
+use crate::config::LedgerConfig;
+use crate::error::{Error, Result};
+use crate::ledger::{Heartbeat, HeartbeatReply, Ledger};
+
+/// Shortest wait between two beats of one attempt, whatever its timeout.
+const MIN_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Handle to the pump thread. Dropping it stops the thread without waiting for it.
+pub(crate) struct Pump {
+    attempts: mpsc::UnboundedSender<Arc<AttemptState>>,
+    stop: CancellationToken,
+    done: Option<oneshot::Receiver<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Pump {
+    /// Starts the pump thread and waits until its connection is up.
+    ///
+    /// # Errors
+    /// Whatever [`Ledger::connect`] refuses.
+    ///
+    /// # Panics
+    /// When the OS refuses a new thread or its runtime, as `std::thread::spawn` does.
+    pub(crate) async fn start(
+        config: LedgerConfig,
+        worker: Arc<Identity>,
+        in_flight: Arc<InFlight>,
+        worker_interval: Duration,
+    ) -> Result<Self> {
+        let (attempts_tx, attempts_rx) = mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = oneshot::channel::<Result<()>>();
+        let (done_tx, done_rx) = oneshot::channel();
+        let stop = CancellationToken::new();
+        let thread_stop = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("unstuck-heartbeat".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("build the heartbeat thread's runtime");
+                runtime.block_on(async move {
+                    let ledger = match Ledger::connect(config).await {
+                        Ok(ledger) => ledger,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(()));
+                    let pump = Serve {
+                        ledger,
+                        worker,
+                        in_flight,
+                        worker_interval,
+                        stop: thread_stop,
+                    };
+                    pump.serve(attempts_rx).await;
+                });
+                // The runtime (and the connection it drives) is gone before `done` fires.
+                drop(runtime);
+                let _ = done_tx.send(());
+            })
+            .expect("spawn the heartbeat thread");
+        let pump = Self {
+            attempts: attempts_tx,
+            stop,
+            done: Some(done_rx),
+            thread: Some(thread),
+        };
+        match ready_rx.await {
+            Ok(Ok(())) => Ok(pump),
+            Ok(Err(e)) => Err(e),
+            // The thread ended without a word: its runtime panicked.
+            Err(_) => panic!("the heartbeat thread died while connecting"),
+        }
+    }
+
+    /// Starts beating an attempt: at once (the first beat moves it to running), then at
+    /// its interval until the attempt is finished or lost.
+    pub(crate) fn track(&self, attempt: Arc<AttemptState>) {
+        if self.attempts.send(attempt).is_err() {
+            tracing::error!("the heartbeat thread is gone; an attempt will not be heartbeated");
+        }
+    }
+
+    /// Stops the thread and waits for it to end.
+    pub(crate) async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(done) = self.done.take() {
+            let _ = done.await;
+        }
+        if let Some(thread) = self.thread.take() {
+            // `done` fired as the thread's last act, so this does not block for long.
+            if thread.join().is_err() {
+                tracing::error!("the heartbeat thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Pump {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// What runs on the pump thread.
+struct Serve {
+    ledger: Ledger,
+    worker: Arc<Identity>,
+    in_flight: Arc<InFlight>,
+    worker_interval: Duration,
+    stop: CancellationToken,
+}
+
+impl Serve {
+    async fn serve(self, mut attempts: mpsc::UnboundedReceiver<Arc<AttemptState>>) {
+        let mut tasks = JoinSet::new();
+        tasks.spawn(beat_worker(
+            self.ledger.clone(),
+            self.worker.clone(),
+            self.in_flight.clone(),
+            self.worker_interval,
+            self.stop.clone(),
+        ));
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => break,
+                next = attempts.recv() => match next {
+                    Some(attempt) => {
+                        tasks.spawn(beat_attempt(self.ledger.clone(), attempt));
+                    }
+                    None => break,
+                },
+                Some(joined) = tasks.join_next() => {
+                    if let Err(e) = joined {
+                        tracing::error!(error = %e, "a heartbeat task panicked");
+                    }
+                }
+            }
+        }
+        // Dropping `tasks` aborts what is left: beats of attempts the runner abandoned.
+    }
+}
+
+/// Beats one attempt until the runner finishes it or a reply says it is no longer ours.
+async fn beat_attempt(ledger: Ledger, attempt: Arc<AttemptState>) {
+    let interval = attempt.interval.max(MIN_INTERVAL);
+    let token = &attempt.token;
+    let label = attempt.label();
+    let mut wait = Duration::ZERO;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = attempt.finished.cancelled() => return,
+        }
+        let guard = attempt.beat.lock().await;
+        if *guard {
+            return;
+        }
+        let beat = attempt.take_pending();
+        let reply = ledger.heartbeat(token, beat.clone()).await;
+        drop(guard);
+        wait = interval;
+        match reply {
+            Ok(HeartbeatReply::Ok { cancel_requested }) => {
+                if cancel_requested && !attempt.is_cancel_requested() {
+                    tracing::info!(execution = %label, "cancellation requested; stopping the job");
+                    attempt.mark_cancel_requested();
+                }
+            }
+            Ok(reply) => {
+                tracing::warn!(execution = %label, ?reply, "attempt lost; stopping the job");
+                attempt.mark_lost();
+                return;
+            }
+            Err(e) if e.is_transient() => {
+                tracing::warn!(execution = %label, error = %e, "heartbeat failed; retrying soon");
+                attempt.restore_pending(beat);
+                wait = (interval / 4).max(MIN_INTERVAL);
+            }
+            Err(e @ (Error::TooLarge { .. } | Error::NotJson { .. })) => {
+                // Keep the attempt alive: beat again at once without what was refused.
+                tracing::error!(execution = %label, error = %e, "progress or checkpoint refused; dropped");
+                wait = Duration::ZERO;
+            }
+            Err(e @ (Error::NotFound { .. } | Error::TokenMismatch { .. })) => {
+                tracing::warn!(execution = %label, error = %e, "attempt lost; stopping the job");
+                attempt.mark_lost();
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(execution = %label, error = %e, "heartbeat failed");
+            }
+        }
+    }
+}
+
+/// Tells the worker registry this worker is alive and which executions it runs. If the
+/// registry no longer knows the worker (it was judged gone, say after a long pause), the
+/// executions it held were already handed back; it registers again under a fresh id, so
+/// its new work is not mistaken for the old.
+async fn beat_worker(
+    ledger: Ledger,
+    worker: Arc<Identity>,
+    in_flight: Arc<InFlight>,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let worker_id = worker.worker_id();
+        match ledger
+            .worker_heartbeat(&worker_id, &in_flight.running())
+            .await
+        {
+            Ok(_) => {}
+            Err(Error::UnknownWorker { .. }) => {
+                let fresh = worker.renewal();
+                match ledger.register_worker(&fresh).await {
+                    Ok(_) => {
+                        tracing::warn!(
+                            old = %worker_id,
+                            new = %fresh.worker_id,
+                            "the worker registry forgot this worker; registered again"
+                        );
+                        worker.adopt(fresh.worker_id);
+                    }
+                    Err(e) => {
+                        tracing::warn!(worker = %worker_id, error = %e, "re-registration failed")
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(worker = %worker_id, error = %e, "worker heartbeat failed"),
+        }
+    }
+}
+
+/// The interval at which an attempt with `heartbeat_timeout` is beaten.
+pub(crate) fn beat_interval(heartbeat_timeout: Duration, fraction: f64) -> Duration {
+    heartbeat_timeout.mul_f64(fraction).max(MIN_INTERVAL)
+}
+
+/// Sends what the job set since the last beat, once the pump has stopped beating the
+/// attempt: a checkpoint set just before a retryable failure must reach the next attempt.
+/// Returns false if the attempt turned out to be lost.
+pub(crate) async fn flush(ledger: &Ledger, attempt: &AttemptState, beat: Heartbeat) -> bool {
+    if beat.progress.is_none() && beat.checkpoint.is_none() {
+        return true;
+    }
+    match super::retry(|| ledger.heartbeat(&attempt.token, beat.clone())).await {
+        Ok((HeartbeatReply::Ok { .. }, _)) => true,
+        Ok(_) => false,
+        Err(e) => {
+            tracing::warn!(execution = %attempt.label(), error = %e, "last checkpoint not recorded");
+            true
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Who the runner is in the worker registry, and which attempts it holds.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use super::job::AttemptState;
+use crate::keys::MAX_NAME_LEN;
+use crate::ledger::WorkerRegistration;
+
+/// The runner's registration; the pump renews it under a fresh id when the registry
+/// forgets the worker.
+pub(crate) struct Identity {
+    registration: WorkerRegistration,
+    current: Mutex<String>,
+    renewals: AtomicU32,
+}
+
+impl Identity {
+    pub(crate) fn new(registration: WorkerRegistration) -> Self {
+        Self {
+            current: Mutex::new(registration.worker_id.clone()),
+            registration,
+            renewals: AtomicU32::new(0),
+        }
+    }
+
+    fn current(&self) -> MutexGuard<'_, String> {
+        self.current.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The id to claim and heartbeat under now.
+    pub(crate) fn worker_id(&self) -> String {
+        self.current().clone()
+    }
+
+    /// The next fresh registration: the first id with `.r<n>` appended, never used before
+    /// as long as the first one was unique.
+    pub(crate) fn renewal(&self) -> WorkerRegistration {
+        let n = self.renewals.fetch_add(1, Ordering::SeqCst) + 1;
+        let suffix = format!(".r{n}");
+        let base = &self.registration.worker_id;
+        // Worker ids are ASCII (validated at registration), so any byte index is a boundary.
+        let keep = base.len().min(MAX_NAME_LEN - suffix.len());
+        WorkerRegistration {
+            worker_id: format!("{}{suffix}", &base[..keep]),
+            ..self.registration.clone()
+        }
+    }
+
+    pub(crate) fn adopt(&self, worker_id: String) {
+        *self.current() = worker_id;
+    }
+}
+
+/// The attempts the runner holds, by token text. Listed in worker heartbeats until their
+/// outcome is recorded, so the watchdog never takes an execution the runner still works on.
+#[derive(Default)]
+pub(crate) struct InFlight(Mutex<HashMap<String, Arc<AttemptState>>>);
+
+impl InFlight {
+    fn map(&self) -> MutexGuard<'_, HashMap<String, Arc<AttemptState>>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn insert(&self, attempt: Arc<AttemptState>) {
+        self.map().insert(attempt.token.to_string(), attempt);
+    }
+
+    pub(crate) fn remove(&self, attempt: &AttemptState) {
+        self.map().remove(&attempt.token.to_string());
+    }
+
+    pub(crate) fn all(&self) -> Vec<Arc<AttemptState>> {
+        self.map().values().cloned().collect()
+    }
+
+    /// `(queue, id)` of every attempt still ours, for the worker heartbeat.
+    pub(crate) fn running(&self) -> Vec<(String, String)> {
+        let mut running: Vec<(String, String)> = self
+            .map()
+            .values()
+            .filter(|a| !a.is_lost())
+            .map(|a| {
+                (
+                    a.token.queue().to_owned(),
+                    a.token.execution_id().to_owned(),
+                )
+            })
+            .collect();
+        running.sort();
+        running.dedup();
+        running
+    }
+}
