@@ -41,7 +41,7 @@ if ARGV[4] == '1' and att < tonumber(e[9]) then
   local max_delay = tonumber(e[11])
   if delay > max_delay then delay = max_delay end
   local at = now + math.floor(delay)
-  redis.call('HSET', KEYS[1], 'st', 'queued', 'tok', '', 'wk', '', 'err', ARGV[5],
+  redis.call('HSET', KEYS[1], 'st', 'queued', 'tok', '', 'wk', '', 'ss', '', 'sk', '', 'err', ARGV[5],
     'hist', hist_push(e[6], now, 'queued', 'retry_scheduled', att, cap))
   redis.call('ZADD', KEYS[11], at, id)
   emit(KEYS[2], maxlen, e[7], id, att, st, 'queued', 'retry_scheduled', ARGV[5])

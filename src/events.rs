@@ -63,9 +63,13 @@ impl Ledger {
             .collect()
     }
 
-    /// Follows the event streams of `partitions` (every partition when empty) from now on.
-    pub fn follow_events(&self, partitions: Vec<u16>) -> Result<EventFollower> {
-        let partitions = if partitions.is_empty() {
+    /// Follows the event streams of `partitions` (every partition when empty): the
+    /// follower sees every event appended after this call returns.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a partition out of range, [`Error::Redis`].
+    pub async fn follow_events(&self, partitions: Vec<u16>) -> Result<EventFollower> {
+        let partitions: Vec<u16> = if partitions.is_empty() {
             (0..self.keys.partitions()).collect()
         } else {
             for p in &partitions {
@@ -73,7 +77,21 @@ impl Ledger {
             }
             partitions
         };
-        let cursors = partitions.iter().map(|_| "$".to_owned()).collect();
+        // Pin each cursor to the stream's current last entry now: a `$` cursor would mean
+        // "new since this read" at every read, losing what arrives between two reads.
+        let mut conn = self.conn.clone();
+        let mut cursors = Vec::with_capacity(partitions.len());
+        for p in &partitions {
+            let last: StreamRangeReply = conn
+                .xrevrange_count(self.keys.events(*p), "+", "-", 1)
+                .await?;
+            cursors.push(
+                last.ids
+                    .first()
+                    .map(|e| e.id.clone())
+                    .unwrap_or_else(|| "0-0".to_owned()),
+            );
+        }
         Ok(EventFollower {
             ledger: self.clone(),
             partitions,
@@ -97,7 +115,7 @@ impl Ledger {
 pub struct EventFollower {
     ledger: Ledger,
     partitions: Vec<u16>,
-    /// Last stream id seen per partition (`$` until the first event).
+    /// Last stream id seen per partition.
     cursors: Vec<String>,
 }
 

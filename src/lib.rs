@@ -47,3 +47,8 @@ pub use ledger::{
     WorkerRegistration,
 };
 pub use runner::{Job, JobError, RunReport, Runner, RunnerConfig, StopSignal};
+
+/// The README's examples, compiled as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

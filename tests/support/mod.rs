@@ -4,6 +4,9 @@
 //! Each test file does `mod support;`. Not every binary uses every helper, hence the
 //! `#[allow(dead_code)]`s.
 
+#[allow(dead_code)]
+pub mod invariants;
+
 use std::future::Future;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -1,0 +1,378 @@
+//! Reads a ledger's raw keys and checks them against DESIGN.md invariants 1, 2 and 7.
+//!
+//! Executions are enumerated two ways and the union is checked: a `SCAN MATCH` over each
+//! queue's execution-key prefix (on a cluster the SCAN is routed to the master owning the
+//! prefix's hash tag, since every key of a queue shares that tag), plus every id any index
+//! of the queue names — so an index entry whose hash is gone is found as well.
+//!
+//! Checked, per queue:
+//! - every execution hash has a valid state, names its own queue and id; terminal ones carry
+//!   `sr` and `fin`, others carry no `sr`; active ones hold an attempt ≥ 1;
+//! - pending ⇔ queued; slot entry ⇔ active, holding the execution's current attempt;
+//!   start timer ⇔ dispatched; heartbeat timer ⇔ running; progress timer ⇔ running with
+//!   `npt > 0`; stuck timer ⇔ stuck; cancel timer ⇔ active with `cx`; deadline timer ⇔
+//!   non-terminal with `dla > 0`; terminal index `s:<state>` ⇔ that terminal state; each
+//!   timer is scored by the instant documented in `unstuck::keys::Timer`;
+//! - no index entry without its hash;
+//! - slots in use ≤ capacity, every holder a positive attempt number.
+
+use std::collections::{BTreeSet, HashMap};
+
+use redis::aio::MultiplexedConnection;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{Cmd, FromRedisValue, RedisResult};
+use unstuck::keys::{Keyspace, Timer};
+
+const TERMINAL: [&str; 5] = ["succeeded", "failed", "cancelled", "timed_out", "dead"];
+const ACTIVE: [&str; 3] = ["dispatched", "running", "stuck"];
+
+/// Each timer, its name in messages, and the hash fields `(since, timeout)` whose sum is
+/// its score (`None`: the score is the single field `dla`).
+const TIMERS: [(Timer, &str, &str, Option<&str>); 6] = [
+    (Timer::Start, "start", "dsp", Some("sg")),
+    (Timer::Heartbeat, "heartbeat", "hb", Some("ht")),
+    (Timer::Progress, "progress", "prc", Some("npt")),
+    (Timer::Stuck, "stuck", "ss", Some("stt")),
+    (Timer::Cancel, "cancel", "cx", Some("cg")),
+    (Timer::Deadline, "deadline", "dla", None),
+];
+
+/// A raw connection beside the ledger's own, standalone or cluster.
+enum Raw {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl Raw {
+    async fn open(config: &unstuck::LedgerConfig) -> RedisResult<Self> {
+        if config.cluster_urls.is_empty() {
+            let client = redis::Client::open(config.redis_url.as_str())?;
+            Ok(Raw::Single(
+                client.get_multiplexed_async_connection().await?,
+            ))
+        } else {
+            let client = redis::cluster::ClusterClient::new(config.cluster_urls.clone())?;
+            Ok(Raw::Cluster(client.get_async_connection().await?))
+        }
+    }
+
+    async fn query<T: FromRedisValue>(&mut self, cmd: &Cmd) -> RedisResult<T> {
+        match self {
+            Raw::Single(c) => cmd.query_async(c).await,
+            Raw::Cluster(c) => cmd.query_async(c).await,
+        }
+    }
+
+    /// Every key starting with `prefix`, whose keys all share one hash tag.
+    async fn keys_with_prefix(&mut self, prefix: &str) -> RedisResult<Vec<String>> {
+        let pattern = format!("{}*", glob_escape(prefix));
+        let mut cursor = 0u64;
+        let mut found = Vec::new();
+        loop {
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000);
+            let (next, mut keys): (u64, Vec<String>) = match self {
+                Raw::Single(c) => cmd.query_async(c).await?,
+                Raw::Cluster(c) => {
+                    let route = Route::with_key(prefix, SlotAddr::Master);
+                    let routing =
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                    redis::from_redis_value(c.route_command(cmd, routing).await?)?
+                }
+            };
+            found.append(&mut keys);
+            if next == 0 {
+                return Ok(found);
+            }
+            cursor = next;
+        }
+    }
+}
+
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\' | '^') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Every invariant violation found in `queues` of `ledger`; empty when all hold.
+#[allow(dead_code)]
+pub async fn check(ledger: &unstuck::Ledger, queues: &[&str]) -> Vec<String> {
+    match check_queues(ledger, queues).await {
+        Ok(violations) => violations,
+        Err(error) => vec![format!("could not read the ledger's keys: {error}")],
+    }
+}
+
+/// Panics listing every violation found.
+#[allow(dead_code)]
+pub async fn assert_ok(ledger: &unstuck::Ledger, queues: &[&str]) {
+    let violations = check(ledger, queues).await;
+    assert!(
+        violations.is_empty(),
+        "{} invariant violation(s):\n  {}",
+        violations.len(),
+        violations.join("\n  ")
+    );
+}
+
+async fn check_queues(ledger: &unstuck::Ledger, queues: &[&str]) -> RedisResult<Vec<String>> {
+    let config = ledger.config();
+    let keys = Keyspace::new(&config.namespace, config.partitions)
+        .map_err(|e| redis::RedisError::from(std::io::Error::other(e.to_string())))?;
+    let mut raw = Raw::open(config).await?;
+    let mut violations = Vec::new();
+    for queue in queues {
+        let indexes = QueueIndexes::read(&mut raw, &keys, queue).await?;
+        let default_capacity = u64::from(config.default_capacity);
+        indexes.check_slots(queue, default_capacity, &mut violations);
+
+        let prefix = keys.execution_prefix(queue);
+        let mut ids: BTreeSet<String> = raw
+            .keys_with_prefix(&prefix)
+            .await?
+            .into_iter()
+            .filter_map(|key| key.strip_prefix(&prefix).map(str::to_owned))
+            .collect();
+        ids.extend(indexes.named_ids());
+        for id in ids {
+            let hash: HashMap<String, String> = raw
+                .query(redis::cmd("HGETALL").arg(keys.execution(queue, &id)))
+                .await?;
+            let mut found = Vec::new();
+            if hash.is_empty() {
+                for index in indexes.indexes_naming(&id) {
+                    found.push(format!("{index} names {id} but its hash is missing"));
+                }
+            } else {
+                check_execution(&hash, queue, &id, &indexes, &mut found);
+            }
+            violations.extend(found.into_iter().map(|v| format!("{queue}/{id}: {v}")));
+        }
+    }
+    Ok(violations)
+}
+
+/// Everything a queue's indexes hold, read once.
+struct QueueIndexes {
+    pending: HashMap<String, f64>,
+    slots: HashMap<String, String>,
+    capacity: Option<String>,
+    /// Terminal state → ids in its index.
+    finished: HashMap<&'static str, BTreeSet<String>>,
+    /// Timer name → this queue's ids in it, with scores.
+    timers: HashMap<&'static str, HashMap<String, f64>>,
+}
+
+impl QueueIndexes {
+    async fn read(raw: &mut Raw, keys: &Keyspace, queue: &str) -> RedisResult<Self> {
+        let zset = |key: String| {
+            let mut cmd = redis::cmd("ZRANGE");
+            cmd.arg(key).arg(0).arg(-1).arg("WITHSCORES");
+            cmd
+        };
+        let pending: Vec<(String, f64)> = raw.query(&zset(keys.pending(queue))).await?;
+        let slots = raw
+            .query(redis::cmd("HGETALL").arg(keys.slots(queue)))
+            .await?;
+        let capacity = raw
+            .query(
+                redis::cmd("HGET")
+                    .arg(keys.queue_settings(queue))
+                    .arg("cap"),
+            )
+            .await?;
+        let mut finished = HashMap::new();
+        for state in TERMINAL {
+            let members: Vec<String> = raw
+                .query(
+                    redis::cmd("ZRANGE")
+                        .arg(keys.finished(queue, state))
+                        .arg(0)
+                        .arg(-1),
+                )
+                .await?;
+            finished.insert(state, members.into_iter().collect());
+        }
+        let member_prefix = Keyspace::member(queue, "");
+        let mut timers = HashMap::new();
+        for (timer, name, _, _) in TIMERS {
+            let members: Vec<(String, f64)> =
+                raw.query(&zset(keys.queue_timer(queue, timer))).await?;
+            let ours = members
+                .into_iter()
+                .filter_map(|(m, s)| m.strip_prefix(&member_prefix).map(|id| (id.to_owned(), s)))
+                .collect();
+            timers.insert(name, ours);
+        }
+        Ok(Self {
+            pending: pending.into_iter().collect(),
+            slots,
+            capacity,
+            finished,
+            timers,
+        })
+    }
+
+    fn named_ids(&self) -> BTreeSet<String> {
+        let mut ids: BTreeSet<String> = self.pending.keys().cloned().collect();
+        ids.extend(self.slots.keys().cloned());
+        for members in self.finished.values() {
+            ids.extend(members.iter().cloned());
+        }
+        for members in self.timers.values() {
+            ids.extend(members.keys().cloned());
+        }
+        ids
+    }
+
+    fn indexes_naming(&self, id: &str) -> Vec<String> {
+        let mut names = Vec::new();
+        if self.pending.contains_key(id) {
+            names.push("pending".to_owned());
+        }
+        if self.slots.contains_key(id) {
+            names.push("slots".to_owned());
+        }
+        for (state, members) in &self.finished {
+            if members.contains(id) {
+                names.push(format!("s:{state}"));
+            }
+        }
+        for (timer, members) in &self.timers {
+            if members.contains_key(id) {
+                names.push(format!("timer:{timer}"));
+            }
+        }
+        names
+    }
+
+    fn check_slots(&self, queue: &str, default_capacity: u64, out: &mut Vec<String>) {
+        let capacity = match &self.capacity {
+            None => default_capacity,
+            Some(text) => match text.parse() {
+                Ok(cap) => cap,
+                Err(_) => {
+                    out.push(format!(
+                        "{queue}: capacity setting {text:?} is not a number"
+                    ));
+                    default_capacity
+                }
+            },
+        };
+        if self.slots.len() as u64 > capacity {
+            out.push(format!(
+                "{queue}: {} slots in use, above capacity {capacity}",
+                self.slots.len()
+            ));
+        }
+        for (id, holder) in &self.slots {
+            if !holder.parse::<u32>().is_ok_and(|a| a >= 1) {
+                out.push(format!(
+                    "{queue}: slot of {id} held by attempt {holder:?}, not a positive number"
+                ));
+            }
+        }
+    }
+}
+
+fn check_execution(
+    hash: &HashMap<String, String>,
+    queue: &str,
+    id: &str,
+    indexes: &QueueIndexes,
+    out: &mut Vec<String>,
+) {
+    let field = |name: &str| hash.get(name).map(String::as_str).unwrap_or("");
+    let num = |name: &str| field(name).parse::<i64>().ok();
+    let state = field("st");
+    let terminal = TERMINAL.contains(&state);
+    let active = ACTIVE.contains(&state);
+    if !terminal && !active && state != "queued" {
+        out.push(format!("invalid state {state:?}"));
+        return;
+    }
+    if field("q") != queue || field("id") != id {
+        out.push(format!("hash names {}/{} instead", field("q"), field("id")));
+    }
+    let Some(attempt) = num("att").filter(|a| *a >= 0) else {
+        out.push(format!("attempt {:?} is not a number", field("att")));
+        return;
+    };
+    if active && attempt < 1 {
+        out.push(format!("{state} with attempt {attempt}"));
+    }
+    if terminal && (field("sr").is_empty() || num("fin").is_none_or(|f| f <= 0)) {
+        out.push(format!(
+            "terminal {state} without stop reason or finish time (sr {:?}, fin {:?})",
+            field("sr"),
+            field("fin")
+        ));
+    }
+    if !terminal && !field("sr").is_empty() {
+        out.push(format!("{state} carries stop reason {:?}", field("sr")));
+    }
+
+    let mut expect = |index: &str, present: bool, wanted: bool| {
+        if present != wanted {
+            let verb = if present { "is in" } else { "is missing from" };
+            out.push(format!("{state} (attempt {attempt}) {verb} {index}"));
+        }
+    };
+    expect(
+        "pending",
+        indexes.pending.contains_key(id),
+        state == "queued",
+    );
+    let slot = indexes.slots.get(id);
+    expect("slots", slot.is_some(), active);
+    for (name, members) in &indexes.finished {
+        expect(&format!("s:{name}"), members.contains(id), state == *name);
+    }
+    let wanted = |timer: &str| match timer {
+        "start" => state == "dispatched",
+        "heartbeat" => state == "running",
+        "progress" => state == "running" && num("npt").unwrap_or(0) > 0,
+        "stuck" => state == "stuck",
+        "cancel" => active && !field("cx").is_empty(),
+        _ => !terminal && num("dla").unwrap_or(0) > 0,
+    };
+    for (_, name, _, _) in TIMERS {
+        let present = indexes.timers[name].contains_key(id);
+        expect(&format!("timer:{name}"), present, wanted(name));
+    }
+
+    if let Some(holder) = slot
+        && active
+        && holder.parse::<i64>().ok() != Some(attempt)
+    {
+        out.push(format!(
+            "slot held by attempt {holder}, current is {attempt}"
+        ));
+    }
+    for (_, name, since, timeout) in TIMERS {
+        let Some(score) = indexes.timers[name].get(id) else {
+            continue;
+        };
+        let due = match timeout {
+            Some(timeout) => num(since).zip(num(timeout)).map(|(s, t)| s + t),
+            None => num(since),
+        };
+        if due != Some(*score as i64) {
+            out.push(format!(
+                "timer:{name} scored {score}, expected {since} + {} = {due:?}",
+                timeout.unwrap_or("0")
+            ));
+        }
+    }
+}
