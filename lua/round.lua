@@ -44,6 +44,8 @@ if now >= hold_until then
   local due_hb = redis.call('ZCOUNT', timers.heartbeat, since, now)
   local due_any = due_hb + redis.call('ZCOUNT', timers.start, since, now)
     + redis.call('ZCOUNT', timers.progress, since, now)
+    + redis.call('ZCOUNT', timers.stuck, since, now)
+    + redis.call('ZCOUNT', timers.cancel, since, now)
   local why = nil
   if due_any > 0 and seen and now - seen > absence then
     why = string.format('partition unwatched for %dms (threshold %dms)', now - seen, absence)
@@ -91,8 +93,13 @@ local function judge(key, rule)
       -- No hash (an index entry without its execution) or a damaged one that cannot be
       -- judged: drop the entry so it cannot wedge the rounds, and say so.
       fix(key, member, nil)
+      local q, id = string.match(member, '^([^/]*)/(.*)$')
+      if e == nil and q then
+        -- The hash is gone: whatever slot or queue entry it left behind is gone with it.
+        redis.call('HDEL', T .. ':q:' .. q .. ':slots', id)
+        redis.call('ZREM', T .. ':q:' .. q .. ':pending', id)
+      end
       if e == false then
-        local q, id = string.match(member, '^([^/]*)/(.*)$')
         emit(ctx.events, maxlen, q or '', id or member, 0, '', '', 'unjudgeable',
           'execution hash is damaged; removed from ' .. key, score)
       end

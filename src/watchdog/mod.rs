@@ -98,13 +98,21 @@ impl Watchdog {
     }
 
     fn record(&self, report: &RoundReport) {
+        if report.fixed > 0 {
+            self.totals
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .fixed += report.fixed;
+        }
         if !report.acted() {
             return;
         }
+        let mut counted = report.clone();
+        counted.fixed = 0; // added above
         self.totals
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .add(report);
+            .add(&counted);
         tracing::info!(
             replica = %self.replica_id,
             partition = report.partition,

@@ -13,8 +13,14 @@ use crate::scripts::{ORPHAN, Reply};
 /// Orphans sent to one script call, to keep it short.
 const ORPHAN_BATCH: usize = 100;
 
-/// (worker, attempt, dispatched at, start grace) of an active execution.
-type HolderRow = (Option<String>, Option<u32>, Option<i64>, Option<i64>);
+/// `wk, att, dsp, sg` of an active execution, as stored (a damaged field must not fail the
+/// whole reply, so they are parsed one by one).
+type HolderRow = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
 
 struct Orphan {
     member: String,
@@ -59,13 +65,24 @@ impl Watchdog {
             .filter(|w| w.last_seen_at.timestamp_millis() + timeout < now)
             .map(|w| w.worker_id.as_str())
             .collect();
-        if workers.len() >= 3
-            && gone.len() as f64 > self.config.systemic_share * workers.len() as f64
-        {
+        // "At once": only workers that went quiet within the last timeout count, so crashed
+        // workers piling up in the registry over time never hold reconciliation back.
+        let recent = workers
+            .iter()
+            .filter(|w| w.last_seen_at.timestamp_millis() + 2 * timeout >= now)
+            .count();
+        let gone_recently = workers
+            .iter()
+            .filter(|w| {
+                let seen = w.last_seen_at.timestamp_millis();
+                seen + timeout < now && seen + 2 * timeout >= now
+            })
+            .count();
+        if recent >= 3 && gone_recently as f64 > self.config.systemic_share * recent as f64 {
             tracing::warn!(
                 partition,
-                gone = gone.len(),
-                registered = workers.len(),
+                gone = gone_recently,
+                recently_alive = recent,
                 "most workers look gone at once; reconciliation held back"
             );
             return Ok(None);
@@ -89,10 +106,14 @@ impl Watchdog {
             }
             let rows: Vec<HolderRow> = pipe.query_async(&mut conn).await?;
             for (id, (worker, attempt, dispatched, grace)) in ids.iter().zip(rows) {
-                let (Some(worker), Some(attempt), Some(dispatched), Some(grace)) =
-                    (worker, attempt, dispatched, grace)
-                else {
-                    continue;
+                let parse = |v: Option<String>| v.and_then(|v| v.parse::<i64>().ok());
+                let (Some(worker), Some(attempt), Some(dispatched), Some(grace)) = (
+                    worker,
+                    parse(attempt).and_then(|a| u32::try_from(a).ok()),
+                    parse(dispatched),
+                    parse(grace),
+                ) else {
+                    continue; // unreadable: the timer rules judge (or drop) it
                 };
                 let Some(info) = by_id.get(worker.as_str()) else {
                     continue;
