@@ -203,7 +203,12 @@ impl Keyspace {
     }
 
     pub fn worker(&self, worker_id: &str) -> String {
-        format!("{}:w:{}", self.workers_tag(), worker_id)
+        format!("{}{}", self.worker_prefix(), worker_id)
+    }
+
+    /// Prefix that, followed by a worker id, names a worker hash.
+    pub fn worker_prefix(&self) -> String {
+        format!("{}:w:", self.workers_tag())
     }
 
     pub fn worker_index(&self) -> String {

@@ -28,6 +28,7 @@ script!(SET_QUEUE, "../lua/set_queue.lua");
 script!(WORKER_REGISTER, "../lua/worker_register.lua");
 script!(WORKER_HEARTBEAT, "../lua/worker_heartbeat.lua");
 script!(WORKER_DEREGISTER, "../lua/worker_deregister.lua");
+script!(WORKER_PRUNE, "../lua/worker_prune.lua");
 script!(LEASE, "../lua/lease.lua");
 script!(LEASE_RELEASE, "../lua/lease_release.lua");
 script!(REPLICA_BEAT, "../lua/replica_beat.lua");

@@ -267,3 +267,27 @@ async fn workers_gone_long_ago_do_not_hold_reconciliation_back() {
     );
     assert_eq!(state(&l, q, "x").await, State::Queued);
 }
+
+#[tokio::test]
+async fn workers_silent_past_retention_are_pruned_from_the_registry() {
+    let ledger = support::ledger("prune_workers").await;
+    let old = unstuck::WorkerRegistration::for_this_process("1", vec!["q".into()]);
+    ledger.register_worker(&old).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+    let fresh = unstuck::WorkerRegistration::for_this_process("1", vec!["q".into()]);
+    ledger.register_worker(&fresh).await.unwrap();
+    let removed = ledger
+        .prune_workers(std::time::Duration::from_millis(100), 10)
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    let left: Vec<String> = ledger
+        .workers()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.worker_id)
+        .collect();
+    assert_eq!(left, vec![fresh.worker_id.clone()]);
+    assert!(ledger.worker(&old.worker_id).await.unwrap().is_none());
+}

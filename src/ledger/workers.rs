@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{Ledger, ms_to_time};
 use crate::error::{Error, Result};
 use crate::keys::{self, Keyspace};
-use crate::scripts::{Reply, WORKER_DEREGISTER, WORKER_HEARTBEAT, WORKER_REGISTER};
+use crate::scripts::{Reply, WORKER_DEREGISTER, WORKER_HEARTBEAT, WORKER_PRUNE, WORKER_REGISTER};
 
 /// How a worker process introduces itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,6 +151,30 @@ impl Ledger {
             "unknown" => Err(Error::UnknownWorker {
                 worker_id: worker_id.into(),
             }),
+            _ => Err(reply.unexpected()),
+        }
+    }
+
+    /// Forgets up to `limit` workers whose last registry heartbeat is older than
+    /// `retention` (crashed workers never deregister). Returns how many were removed.
+    ///
+    /// # Errors
+    /// [`Error::Redis`].
+    pub async fn prune_workers(
+        &self,
+        retention: std::time::Duration,
+        limit: usize,
+    ) -> Result<usize> {
+        let reply = WORKER_PRUNE
+            .key(self.keys.worker_index())
+            .arg(retention.as_millis() as u64)
+            .arg(limit)
+            .arg(self.keys.worker_prefix())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let reply = Reply::parse("worker_prune", reply)?;
+        match reply.status() {
+            "ok" => Ok(reply.int(1)? as usize),
             _ => Err(reply.unexpected()),
         }
     }

@@ -30,7 +30,11 @@ pub struct WatchdogConfig {
     /// A worker whose registry heartbeat is older than this is gone.
     #[serde(with = "humantime_serde")]
     pub worker_timeout: Duration,
-    /// A partition unwatched for longer than this triggers a systemic hold.
+    /// Registry entries of workers silent for longer than this are forgotten.
+    #[serde(with = "humantime_serde")]
+    pub worker_retention: Duration,
+    /// A partition unwatched for longer than this triggers a systemic hold. Keep it above
+    /// `lease_ttl` plus `max_poll_interval`, or every replica failover starts a hold.
     /// Default: the ledger's default heartbeat timeout.
     #[serde(with = "humantime_serde")]
     pub systemic_absence: Option<Duration>,
@@ -54,6 +58,7 @@ impl Default for WatchdogConfig {
             batch: 200,
             reconcile_interval: Duration::from_secs(1),
             worker_timeout: Duration::from_secs(15),
+            worker_retention: Duration::from_secs(3600),
             systemic_absence: None,
             systemic_share: 0.5,
             systemic_min_running: 10,
@@ -119,6 +124,13 @@ impl WatchdogConfig {
                 "worker_timeout",
                 humantime::format_duration(self.worker_timeout).to_string(),
                 "a duration from 100ms to 24h",
+            );
+        }
+        if self.worker_retention < self.worker_timeout * 2 {
+            return bad(
+                "worker_retention",
+                humantime::format_duration(self.worker_retention).to_string(),
+                "at least twice worker_timeout",
             );
         }
         if !(self.systemic_share > 0.0 && self.systemic_share <= 1.0) {

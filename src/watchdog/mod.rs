@@ -162,6 +162,15 @@ impl Watchdog {
                     }
                 }
                 next_rebalance = now + renew_every;
+                // Whoever holds partition 0 keeps the worker registry tidy.
+                if self.held_partitions().contains_key(&0)
+                    && let Err(error) = self
+                        .ledger
+                        .prune_workers(self.config.worker_retention, 100)
+                        .await
+                {
+                    tracing::warn!(%error, "pruning the worker registry failed");
+                }
             }
             let held = self.held_partitions();
             wake.retain(|p, _| held.contains_key(p));
