@@ -43,7 +43,7 @@ while claimed < n do
     local att = tonumber(e[2]) + 1
     local nonce = ARGV[7 + claimed + 1]
     redis.call('HSET', key, 'st', 'dispatched', 'att', att, 'tok', nonce, 'wk', worker,
-      'dsp', now, 'hb', '', 'pr', '', 'prc', '', 'ss', '',
+      'dsp', now, 'sta', '', 'hb', '', 'pr', '', 'prc', '', 'ss', '',
       'hist', hist_push(e[8], now, 'dispatched', 'claimed', att, cap_hist))
     redis.call('HSET', KEYS[2], id, att)
     redis.call('ZADD', KEYS[5], now + tonumber(e[6]), queue .. '/' .. id)

@@ -3,17 +3,93 @@
 
 use std::sync::LazyLock;
 
-use redis::{Script, Value};
+use redis::aio::ConnectionLike;
+use redis::{FromRedisValue, RedisResult, ToRedisArgs, Value};
 
 use crate::error::{Error, Result};
 
 /// Helpers shared by every script, prepended to each of them.
 const LIB: &str = include_str!("../lua/_lib.lua");
 
+/// A script's source and its SHA1, computed once.
+pub(crate) struct Lua {
+    source: String,
+    sha: String,
+}
+
+impl Lua {
+    fn new(source: String) -> Self {
+        let sha = redis::Script::new(&source).get_hash().to_owned();
+        Self { source, sha }
+    }
+
+    pub(crate) fn prepare_invoke(&self) -> Call<'_> {
+        Call {
+            lua: self,
+            keys: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+
+    pub(crate) fn key(&self, key: impl ToRedisArgs) -> Call<'_> {
+        let mut call = self.prepare_invoke();
+        call.key(key);
+        call
+    }
+}
+
+/// One invocation: EVALSHA, and on NOSCRIPT (after `SCRIPT FLUSH`, a restart or a
+/// fail-over) EVAL with the source, which also puts the script back in the cache. Unlike a
+/// load-then-retry, the fallback cannot lose a race with another flush.
+pub(crate) struct Call<'a> {
+    lua: &'a Lua,
+    keys: Vec<Vec<u8>>,
+    args: Vec<Vec<u8>>,
+}
+
+impl Call<'_> {
+    pub(crate) fn key(&mut self, key: impl ToRedisArgs) -> &mut Self {
+        self.keys.extend(key.to_redis_args());
+        self
+    }
+
+    pub(crate) fn arg(&mut self, arg: impl ToRedisArgs) -> &mut Self {
+        self.args.extend(arg.to_redis_args());
+        self
+    }
+
+    fn command(&self, verb: &str, body: &str) -> redis::Cmd {
+        let mut cmd = redis::cmd(verb);
+        cmd.arg(body)
+            .arg(self.keys.len())
+            .arg(&self.keys)
+            .arg(&self.args);
+        cmd
+    }
+
+    pub(crate) async fn invoke_async<T: FromRedisValue>(
+        &self,
+        conn: &mut impl ConnectionLike,
+    ) -> RedisResult<T> {
+        match self
+            .command("EVALSHA", &self.lua.sha)
+            .query_async(conn)
+            .await
+        {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                self.command("EVAL", &self.lua.source)
+                    .query_async(conn)
+                    .await
+            }
+            other => other,
+        }
+    }
+}
+
 macro_rules! script {
     ($name:ident, $file:literal) => {
-        pub(crate) static $name: LazyLock<Script> =
-            LazyLock::new(|| Script::new(&format!("{}\n{}", LIB, include_str!($file))));
+        pub(crate) static $name: LazyLock<Lua> =
+            LazyLock::new(|| Lua::new(format!("{}\n{}", LIB, include_str!($file))));
     };
 }
 
@@ -38,8 +114,8 @@ const WATCHDOG_LIB: &str = include_str!("../lua/_watchdog.lua");
 
 macro_rules! watchdog_script {
     ($name:ident, $file:literal) => {
-        pub(crate) static $name: LazyLock<Script> = LazyLock::new(|| {
-            Script::new(&format!(
+        pub(crate) static $name: LazyLock<Lua> = LazyLock::new(|| {
+            Lua::new(format!(
                 "{}\n{}\n{}",
                 LIB,
                 WATCHDOG_LIB,

@@ -44,9 +44,9 @@ impl Ledger {
     }
 
     /// Lists a queue's executions in `state`: queued ones in the order they will be
-    /// claimed, active ones (dispatched, running, stuck) in no particular order, terminal
-    /// ones newest first. Two round trips per page. A page of active executions may hold
-    /// fewer than `limit` items while `next` is still set.
+    /// claimed, active ones (dispatched, running, stuck) by id, terminal ones newest first.
+    /// Two round trips per page. A page of active executions holds at most `limit` items,
+    /// fewer when some slot holders are in another active state, while `next` is still set.
     ///
     /// # Errors
     /// [`Error::InvalidName`], [`Error::InvalidConfig`] for a bad cursor or a `limit` of 0
@@ -76,15 +76,14 @@ impl Ledger {
         };
         let mut conn = self.conn.clone();
         let (ids, next): (Vec<String>, Option<String>) = if state.is_active() {
-            let (next, pairs): (u64, Vec<String>) = redis::cmd("HSCAN")
-                .arg(self.keys.slots(queue))
-                .arg(position)
-                .arg("COUNT")
-                .arg(limit)
-                .query_async(&mut conn)
-                .await?;
-            let ids = pairs.into_iter().step_by(2).collect();
-            (ids, (next != 0).then(|| next.to_string()))
+            // Slot holders are bounded by the queue's capacity: read them all, page by
+            // offset over a stable (sorted) order.
+            let mut ids: Vec<String> = conn.hkeys(self.keys.slots(queue)).await?;
+            ids.sort();
+            let start = (position as usize).min(ids.len());
+            let end = (start + limit).min(ids.len());
+            let more = end < ids.len();
+            (ids[start..end].to_vec(), more.then(|| end.to_string()))
         } else {
             let key = if state == State::Queued {
                 self.keys.pending(queue)
