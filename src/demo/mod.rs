@@ -1,7 +1,12 @@
 //! Demonstrations run by `unstuck demo`: they start their own Redis unless given one.
 
+mod faults;
 mod walkthrough;
 
+pub use faults::{
+    FaultDemoOptions, FaultDemoReport, FaultKind, KindRow, ProgressSink, ReplicaKill,
+    ReplicaSummary, WorkerDeath, fault_demo,
+};
 pub use walkthrough::walkthrough;
 
 use crate::redis_process::{RedisProcess, RedisProcessOptions};

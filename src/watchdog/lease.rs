@@ -28,7 +28,8 @@ impl Watchdog {
     /// lapse on their own and every fenced write is refused.
     pub async fn rebalance(&self) -> Result<LeaseChanges> {
         let partitions = self.ledger.keys.partitions() as usize;
-        let window = self.config.lease_ttl * 2;
+        // Replicas beat every third of lease_ttl: missing three beats means gone.
+        let window = self.config.lease_ttl;
         let reply = REPLICA_BEAT
             .key(self.ledger.keys.replica_index())
             .arg(&self.replica_id)
@@ -181,7 +182,7 @@ impl Watchdog {
         let reply = REPLICA_BEAT
             .key(self.ledger.keys.replica_index())
             .arg(&self.replica_id)
-            .arg((self.config.lease_ttl * 2).as_millis() as u64)
+            .arg(self.config.lease_ttl.as_millis() as u64)
             .arg("1")
             .invoke_async(&mut self.ledger.conn.clone())
             .await?;
