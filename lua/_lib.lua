@@ -23,6 +23,9 @@ local function hist_push(hist, now, state, reason, attempt, cap)
   local entry = now .. '|' .. state .. '|' .. reason .. '|' .. attempt
   if not hist or hist == '' then return entry end
   hist = hist .. '\n' .. entry
+  -- An entry is at least 20 bytes, so a history this short cannot hold more than `cap`
+  -- entries: skip counting (the common case, and the hot path of every transition).
+  if #hist <= cap * 20 then return hist end
   local _, n = string.gsub(hist, '\n', '')
   n = n + 1
   while n > cap do
@@ -44,10 +47,17 @@ end
 
 local TERMINAL = { succeeded = true, failed = true, cancelled = true, timed_out = true, dead = true }
 
+-- A slot's holder is stored as "<attempt>:<worker>" (the worker lets reconciliation find
+-- what a gone worker held without reading every execution).
+local function holder_attempt(holder)
+  if not holder then return nil end
+  return tonumber(string.match(holder, '^(%d+)'))
+end
+
 -- Release a capacity slot only if (id, attempt) is its current holder. Returns 1 when freed.
 local function release_slot(slots, id, attempt)
   local holder = redis.call('HGET', slots, id)
-  if holder and tonumber(holder) == tonumber(attempt) then
+  if holder and holder_attempt(holder) == tonumber(attempt) then
     redis.call('HDEL', slots, id)
     return 1
   end

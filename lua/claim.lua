@@ -1,5 +1,5 @@
 -- claim: move up to N available queued executions to dispatched, one capacity slot each.
--- KEYS: 1 queue pending zset, 2 queue slots hash, 3 queue settings hash,
+-- KEYS: 1 queue pending zset, 2 queue slots hash (id -> "<attempt>:<worker>"), 3 queue settings hash,
 --       4 partition events stream, 5 start timer zset
 -- ARGV: 1 queue, 2 execution key prefix (prefix .. id is the execution hash),
 --       3 worker id, 4 N (max claims), 5 default capacity, 6 events max length,
@@ -45,7 +45,7 @@ while claimed < n do
     redis.call('HSET', key, 'st', 'dispatched', 'att', att, 'tok', nonce, 'wk', worker,
       'dsp', now, 'sta', '', 'hb', '', 'pr', '', 'prc', '', 'ss', '',
       'hist', hist_push(e[8], now, 'dispatched', 'claimed', att, cap_hist))
-    redis.call('HSET', KEYS[2], id, att)
+    redis.call('HSET', KEYS[2], id, att .. ':' .. worker)
     redis.call('ZADD', KEYS[5], now + tonumber(e[6]), queue .. '/' .. id)
     emit(KEYS[4], maxlen, queue, id, att, 'queued', 'dispatched', 'claimed', worker)
     claimed = claimed + 1

@@ -7,7 +7,7 @@
 //! |-----------------------------|--------|------------------------------------------------|
 //! | `T:x:<queue>/<id>`          | hash   | one execution                                  |
 //! | `T:q:<queue>:pending`       | zset   | queued ids by the instant they become available|
-//! | `T:q:<queue>:slots`         | hash   | capacity slots: id → attempt holding it        |
+//! | `T:q:<queue>:slots`         | hash   | capacity slots: id → `<attempt>:<worker>`      |
 //! | `T:q:<queue>:conf`          | hash   | queue settings (capacity, default timings)     |
 //! | `T:q:<queue>:s:<state>`     | zset   | terminal ids by finish instant, per state      |
 //! | `T:timer:<kind>`            | zset   | `<queue>/<id>` by the instant the timer fires  |

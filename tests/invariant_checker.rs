@@ -41,8 +41,11 @@ async fn the_invariant_checker_reports_broken_indexes() {
     let damage = [
         ("in pending", Cmd::zadd(k.pending(q), "run", 1)),
         ("missing from slots", Cmd::hdel(k.slots(q), "run")),
-        ("slot held by attempt 7", Cmd::hset(k.slots(q), "run", 7)),
-        ("in slots", Cmd::hset(k.slots(q), "done", 1)),
+        (
+            "slot held by attempt 7",
+            Cmd::hset(k.slots(q), "run", "7:w"),
+        ),
+        ("in slots", Cmd::hset(k.slots(q), "done", "1:w")),
         ("in timer:start", Cmd::zadd(timer(Timer::Start), &run, 1)),
         ("in timer:cancel", Cmd::zadd(timer(Timer::Cancel), &run, 1)),
         (

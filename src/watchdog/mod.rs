@@ -128,6 +128,43 @@ impl Watchdog {
         let _ = self.reports.send(report.clone());
     }
 
+    /// Reconciles every held partition each `reconcile_interval` until `stop` fires.
+    async fn reconcile_loop(&self, stop: CancellationToken) {
+        while !stop.is_cancelled() {
+            let started = Instant::now();
+            let held: Vec<u16> = self.held_partitions().into_keys().collect();
+            if !held.is_empty() {
+                match self.registry_view().await {
+                    Ok(Some(view)) => {
+                        let view = Arc::new(view);
+                        for p in held {
+                            let wd = self.clone();
+                            let view = view.clone();
+                            let pass =
+                                tokio::spawn(async move { wd.reconcile_with(p, &view).await });
+                            match pass.await {
+                                Ok(Ok(Some(report))) => self.record(&report),
+                                Ok(Ok(None)) | Ok(Err(Error::LeaseLost { .. })) => {}
+                                Ok(Err(error)) => {
+                                    tracing::warn!(partition = p, %error, "reconciliation failed")
+                                }
+                                Err(panic) => {
+                                    tracing::error!(partition = p, %panic, "reconciliation panicked")
+                                }
+                            }
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(error) => tracing::warn!(%error, "reconciliation skipped"),
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep_until(started + self.config.reconcile_interval) => {}
+            }
+        }
+    }
+
     /// Runs the replica until `shutdown` fires, then hands its leases back.
     ///
     /// Each partition's round runs in a task of its own: an error or even a panic in one
@@ -141,7 +178,13 @@ impl Watchdog {
         let max_poll = self.config.max_poll_interval;
         let mut next_rebalance = Instant::now();
         let mut wake: BTreeMap<u16, Instant> = BTreeMap::new();
-        let mut reconcile_at: BTreeMap<u16, Instant> = BTreeMap::new();
+        // Reconciliation reads the registry and every queue's slots: it runs on its own
+        // task so a slow pass never delays rounds or lease renewal.
+        let reconciler = {
+            let wd = self.clone();
+            let stop = shutdown.child_token();
+            tokio::spawn(async move { wd.reconcile_loop(stop).await })
+        };
         while !shutdown.is_cancelled() {
             let now = Instant::now();
             if now >= next_rebalance {
@@ -174,10 +217,8 @@ impl Watchdog {
             }
             let held = self.held_partitions();
             wake.retain(|p, _| held.contains_key(p));
-            reconcile_at.retain(|p, _| held.contains_key(p));
             for p in held.keys() {
                 wake.entry(*p).or_insert(now);
-                reconcile_at.entry(*p).or_insert(now);
             }
 
             let due: Vec<u16> = wake
@@ -219,34 +260,8 @@ impl Watchdog {
                 wake.insert(*p, next);
             }
 
-            let due: Vec<u16> = reconcile_at
-                .iter()
-                .filter(|(_, at)| **at <= now)
-                .map(|(p, _)| *p)
-                .collect();
-            let runs: Vec<_> = due
-                .iter()
-                .map(|p| {
-                    let wd = self.clone();
-                    let p = *p;
-                    tokio::spawn(async move { wd.reconcile(p).await })
-                })
-                .collect();
-            for (p, task) in due.iter().zip(futures_util::future::join_all(runs).await) {
-                match task {
-                    Ok(Ok(Some(report))) => self.record(&report),
-                    Ok(Ok(None)) | Ok(Err(Error::LeaseLost { .. })) => {}
-                    Ok(Err(error)) => {
-                        tracing::warn!(partition = p, %error, "reconciliation failed")
-                    }
-                    Err(panic) => tracing::error!(partition = p, %panic, "reconciliation panicked"),
-                }
-                reconcile_at.insert(*p, Instant::now() + self.config.reconcile_interval);
-            }
-
             let until = wake
                 .values()
-                .chain(reconcile_at.values())
                 .copied()
                 .chain([next_rebalance, Instant::now() + max_poll])
                 .min()
@@ -256,6 +271,7 @@ impl Watchdog {
                 _ = tokio::time::sleep_until(until) => {}
             }
         }
+        let _ = reconciler.await;
         let released = self.release_all().await;
         tracing::info!(replica = %self.replica_id, released = ?released.as_ref().ok(), "watchdog replica stopped");
         released.map(|_| ())

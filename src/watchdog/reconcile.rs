@@ -1,26 +1,22 @@
 //! Worker reconciliation: executions held by a worker that is gone, or that a live worker
 //! no longer lists, are orphaned and take the retry path.
+//!
+//! Cost: one `HGETALL` of each queue's slots per pass (a slot's holder names its attempt and
+//! worker), plus one `HMGET` per execution a live worker does not list — not one read per
+//! execution in flight. A pass with no registered worker reads nothing else.
 
 use std::collections::{HashMap, HashSet};
 
 use redis::AsyncCommands;
 
 use super::{RoundReport, Watchdog};
+use crate::WorkerInfo;
 use crate::error::Result;
 use crate::keys::{Keyspace, Timer};
 use crate::scripts::{ORPHAN, Reply};
 
 /// Orphans sent to one script call, to keep it short.
 const ORPHAN_BATCH: usize = 100;
-
-/// `wk, att, dsp, sg` of an active execution, as stored (a damaged field must not fail the
-/// whole reply, so they are parsed one by one).
-type HolderRow = (
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
 
 struct Orphan {
     member: String,
@@ -30,9 +26,35 @@ struct Orphan {
     due_ms: i64,
 }
 
+/// The worker registry as one reconciliation pass sees it.
+pub(crate) struct RegistryView {
+    workers: Vec<WorkerInfo>,
+    /// Redis time of the reading, in ms.
+    now: i64,
+}
+
 impl Watchdog {
+    /// Reads the worker registry and the Redis clock once for a reconciliation pass.
+    /// `None` when the registry cannot be read: the pass is skipped, never guessed.
+    pub(crate) async fn registry_view(&self) -> Result<Option<RegistryView>> {
+        let workers = match self.ledger.workers().await {
+            Ok(workers) => workers,
+            Err(error) => {
+                tracing::warn!(%error, "worker registry unreadable; reconciliation skipped");
+                return Ok(None);
+            }
+        };
+        let (secs, micros): (i64, i64) = redis::cmd("TIME")
+            .query_async(&mut self.ledger.conn.clone())
+            .await?;
+        Ok(Some(RegistryView {
+            workers,
+            now: secs * 1000 + micros / 1000,
+        }))
+    }
+
     /// Reconciles `partition`'s active executions against the worker registry. Returns
-    /// `None` when the round was skipped: the registry could not be read, the partition
+    /// `None` when the pass was skipped: the registry could not be read, the partition
     /// is in a systemic hold, or most workers look gone at once (a registry blip is not a
     /// reason to fail work; the heartbeat rules remain the backstop).
     ///
@@ -43,23 +65,35 @@ impl Watchdog {
     /// [`Error::LeaseLost`](crate::Error::LeaseLost) when the partition is not held;
     /// [`Error::Redis`](crate::Error::Redis) on connection trouble.
     pub async fn reconcile(&self, partition: u16) -> Result<Option<RoundReport>> {
+        self.epoch_of(partition)?;
+        match self.registry_view().await? {
+            Some(view) => self.reconcile_with(partition, &view).await,
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) async fn reconcile_with(
+        &self,
+        partition: u16,
+        view: &RegistryView,
+    ) -> Result<Option<RoundReport>> {
         let epoch = self.epoch_of(partition)?;
+        let mut report = RoundReport {
+            partition,
+            ..RoundReport::default()
+        };
         let k = &self.ledger.keys;
         let mut conn = self.ledger.conn.clone();
-        let workers = match self.ledger.workers().await {
-            Ok(workers) => workers,
-            Err(error) => {
-                tracing::warn!(partition, %error, "worker registry unreadable; reconciliation skipped");
-                return Ok(None);
-            }
-        };
-        let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(&mut conn).await?;
-        let now = secs * 1000 + micros / 1000;
+        let now = view.now;
         let hold_until: Option<i64> = conn.hget(k.watch_state(partition), "hold_until").await?;
         if hold_until.is_some_and(|h| h > now) {
             return Ok(None);
         }
+        if view.workers.is_empty() {
+            return Ok(Some(report));
+        }
         let timeout = self.config.worker_timeout.as_millis() as i64;
+        let workers = &view.workers;
         let gone: HashSet<&str> = workers
             .iter()
             .filter(|w| w.last_seen_at.timestamp_millis() + timeout < now)
@@ -87,39 +121,27 @@ impl Watchdog {
             );
             return Ok(None);
         }
-        let by_id: HashMap<&str, &crate::WorkerInfo> =
+        let by_id: HashMap<&str, &WorkerInfo> =
             workers.iter().map(|w| (w.worker_id.as_str(), w)).collect();
 
         let queues: Vec<String> = conn.smembers(k.queues(partition)).await?;
         let mut orphans = Vec::new();
         for queue in &queues {
-            let slots: HashMap<String, u32> = conn.hgetall(k.slots(queue)).await?;
-            if slots.is_empty() {
-                continue;
-            }
-            let ids: Vec<&String> = slots.keys().collect();
-            let mut pipe = redis::pipe();
-            for id in &ids {
-                pipe.cmd("HMGET")
-                    .arg(k.execution(queue, id))
-                    .arg(&["wk", "att", "dsp", "sg"]);
-            }
-            let rows: Vec<HolderRow> = pipe.query_async(&mut conn).await?;
-            for (id, (worker, attempt, dispatched, grace)) in ids.iter().zip(rows) {
-                let parse = |v: Option<String>| v.and_then(|v| v.parse::<i64>().ok());
-                let (Some(worker), Some(attempt), Some(dispatched), Some(grace)) = (
-                    worker,
-                    parse(attempt).and_then(|a| u32::try_from(a).ok()),
-                    parse(dispatched),
-                    parse(grace),
-                ) else {
-                    continue; // unreadable: the timer rules judge (or drop) it
+            let slots: HashMap<String, String> = conn.hgetall(k.slots(queue)).await?;
+            // Executions a live worker does not list: judged once their start grace is
+            // known to have passed.
+            let mut unlisted: Vec<(String, String, u32)> = Vec::new();
+            for (id, holder) in slots {
+                let Some((attempt, worker)) = holder
+                    .split_once(':')
+                    .and_then(|(a, w)| Some((a.parse::<u32>().ok()?, w.to_owned())))
+                else {
+                    continue; // unreadable holder: the timer rules judge the execution
                 };
                 let Some(info) = by_id.get(worker.as_str()) else {
-                    continue;
+                    continue; // never registered (or pruned): timer rules only
                 };
                 let seen = info.last_seen_at.timestamp_millis();
-                let member = Keyspace::member(queue, id);
                 if gone.contains(worker.as_str()) {
                     orphans.push(Orphan {
                         detail: format!(
@@ -128,21 +150,41 @@ impl Watchdog {
                             now - seen
                         ),
                         due_ms: seen + timeout,
-                        member,
+                        member: Keyspace::member(queue, &id),
                         worker,
                         attempt,
                     });
-                } else if now > dispatched + grace
-                    && seen > dispatched + grace
-                    && !info.running.iter().any(|(q, i)| q == queue && i == *id)
-                {
+                } else if !info.running.iter().any(|(q, i)| q == queue && *i == id) {
+                    unlisted.push((id, worker, attempt));
+                }
+            }
+            if unlisted.is_empty() {
+                continue;
+            }
+            let mut pipe = redis::pipe();
+            for (id, _, _) in &unlisted {
+                pipe.cmd("HMGET")
+                    .arg(k.execution(queue, id))
+                    .arg(&["dsp", "sg"]);
+            }
+            let rows: Vec<(Option<String>, Option<String>)> = pipe.query_async(&mut conn).await?;
+            for ((id, worker, attempt), (dispatched, grace)) in unlisted.into_iter().zip(rows) {
+                let parse = |v: Option<String>| v.and_then(|v| v.parse::<i64>().ok());
+                let (Some(dispatched), Some(grace)) = (parse(dispatched), parse(grace)) else {
+                    continue; // unreadable: the timer rules judge (or drop) it
+                };
+                let seen = by_id
+                    .get(worker.as_str())
+                    .map_or(0, |w| w.last_seen_at.timestamp_millis());
+                // The worker had the whole start grace to list it, and reported since.
+                if now > dispatched + grace && seen > dispatched + grace {
                     orphans.push(Orphan {
                         detail: format!(
                             "worker {worker} is alive but no longer lists this execution \
                              (start_grace {grace}ms)"
                         ),
                         due_ms: dispatched + grace,
-                        member,
+                        member: Keyspace::member(queue, &id),
                         worker,
                         attempt,
                     });
@@ -150,10 +192,6 @@ impl Watchdog {
             }
         }
 
-        let mut report = RoundReport {
-            partition,
-            ..RoundReport::default()
-        };
         let (maxlen, hist) = self.ledger.limits();
         for chunk in orphans.chunks(ORPHAN_BATCH) {
             let mut call = ORPHAN.prepare_invoke();

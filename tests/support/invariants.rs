@@ -277,7 +277,7 @@ impl QueueIndexes {
             ));
         }
         for (id, holder) in &self.slots {
-            if !holder.parse::<u32>().is_ok_and(|a| a >= 1) {
+            if !holder_attempt(holder).is_some_and(|a| a >= 1) {
                 out.push(format!(
                     "{queue}: slot of {id} held by attempt {holder:?}, not a positive number"
                 ));
@@ -354,7 +354,7 @@ fn check_execution(
 
     if let Some(holder) = slot
         && active
-        && holder.parse::<i64>().ok() != Some(attempt)
+        && holder_attempt(holder) != Some(attempt)
     {
         out.push(format!(
             "slot held by attempt {holder}, current is {attempt}"
@@ -375,4 +375,9 @@ fn check_execution(
             ));
         }
     }
+}
+
+/// The attempt of a slot holder stored as `<attempt>:<worker>`.
+fn holder_attempt(holder: &str) -> Option<i64> {
+    holder.split(':').next()?.parse().ok()
 }
