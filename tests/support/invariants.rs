@@ -277,7 +277,7 @@ impl QueueIndexes {
             ));
         }
         for (id, holder) in &self.slots {
-            if !holder_attempt(holder).is_some_and(|a| a >= 1) {
+            if holder_attempt(holder).is_none_or(|a| a < 1) {
                 out.push(format!(
                     "{queue}: slot of {id} held by attempt {holder:?}, not a positive number"
                 ));
