@@ -125,18 +125,31 @@ if not holding then
         e.sg, e.wk or '?'), score, ctx))
   end)
 
+  -- Running -> stuck, stuck since now. With a stuck_threshold of zero the remediation is
+  -- due at once: do it in the same pass (both transitions are still recorded) instead of
+  -- parking the execution in the stuck index for the next batch to load again.
+  local function go_stuck(e, member, kind, reason, detail, score)
+    redis.call('ZREM', timers.heartbeat, member)
+    redis.call('ZREM', timers.progress, member)
+    local hist = hist_push(e.hist, now, 'stuck', reason, e.att, hist_cap)
+    emit(ctx.events, maxlen, e.q, e.id, e.att, 'running', 'stuck', reason, detail, score)
+    count('stuck')
+    if e.stt == 0 then
+      e.st, e.hist = 'stuck', hist
+      count(retry_or_dead(T, e, timers, now, reason,
+        'stuck for 0ms (stuck_threshold 0ms): ' .. detail, score, ctx))
+      return
+    end
+    redis.call('ZADD', timers.stuck, now + e.stt, member)
+    redis.call('HSET', e.key, 'st', 'stuck', 'ss', now, 'sk', kind, 'sd', detail, 'hist', hist)
+  end
+
   judge(timers.heartbeat, function(e, member, score)
     if e.st ~= 'running' or not e.hb then return fix(timers.heartbeat, member, nil) end
     if e.hb + e.ht > now then return fix(timers.heartbeat, member, e.hb + e.ht) end
-    redis.call('ZREM', timers.heartbeat, member)
-    redis.call('ZREM', timers.progress, member)
-    redis.call('ZADD', timers.stuck, now + e.stt, member)
-    local detail = string.format('no heartbeat for %dms (heartbeat_timeout %dms) from worker %s',
-      now - e.hb, e.ht, e.wk or '?')
-    redis.call('HSET', e.key, 'st', 'stuck', 'ss', now, 'sk', 'heartbeat', 'sd', detail,
-      'hist', hist_push(e.hist, now, 'stuck', 'heartbeat_lost', e.att, hist_cap))
-    emit(ctx.events, maxlen, e.q, e.id, e.att, 'running', 'stuck', 'heartbeat_lost', detail, score)
-    count('stuck')
+    go_stuck(e, member, 'heartbeat', 'heartbeat_lost', string.format(
+      'no heartbeat for %dms (heartbeat_timeout %dms) from worker %s',
+      now - e.hb, e.ht, e.wk or '?'), score)
   end)
 
   judge(timers.progress, function(e, member, score)
@@ -144,16 +157,9 @@ if not holding then
       return fix(timers.progress, member, nil)
     end
     if e.prc + e.npt > now then return fix(timers.progress, member, e.prc + e.npt) end
-    redis.call('ZREM', timers.heartbeat, member)
-    redis.call('ZREM', timers.progress, member)
-    redis.call('ZADD', timers.stuck, now + e.stt, member)
-    local detail = string.format(
+    go_stuck(e, member, 'no_progress', 'no_progress', string.format(
       'heartbeats arrive but progress has not moved for %dms (no_progress_timeout %dms)',
-      now - e.prc, e.npt)
-    redis.call('HSET', e.key, 'st', 'stuck', 'ss', now, 'sk', 'no_progress', 'sd', detail,
-      'hist', hist_push(e.hist, now, 'stuck', 'no_progress', e.att, hist_cap))
-    emit(ctx.events, maxlen, e.q, e.id, e.att, 'running', 'stuck', 'no_progress', detail, score)
-    count('stuck')
+      now - e.prc, e.npt), score)
   end)
 
   judge(timers.stuck, function(e, member, score)
