@@ -13,15 +13,28 @@
 
 local maxlen, cap = uint(ARGV[8]), uint(ARGV[9])
 if not maxlen or not cap then return { 'bad_arg', 'limits' } end
-local e = redis.call('HMGET', KEYS[1], 'st', 'att', 'tok', 'sr', 'ht', 'npt', 'pr', 'cx',
-  'hist', 'q', 'id', 'sk')
-local verdict = token_verdict(e[1], e[2], e[3], e[4], ARGV[2], ARGV[3])
+-- The hot path reads only what a steady heartbeat needs; the rest is read on the rare
+-- paths (a transition, a terminal reply).
+local e = redis.call('HMGET', KEYS[1], 'st', 'att', 'tok', 'ht', 'npt', 'pr', 'cx', 'sk')
+if e[1] and TERMINAL[e[1]] then
+  return { 'terminal', e[1], redis.call('HGET', KEYS[1], 'sr') or '' }
+end
+local verdict = token_verdict(e[1], e[2], e[3], nil, ARGV[2], ARGV[3])
 if verdict then return verdict end
 
-local st, att, ht, npt = e[1], e[2], tonumber(e[5]), tonumber(e[6])
+local st, att, ht, npt = e[1], e[2], tonumber(e[4]), tonumber(e[5])
 local member = ARGV[1]
 local now = now_ms()
-local moved = ARGV[4] == '1' and ARGV[5] ~= e[7]
+local moved = ARGV[4] == '1' and ARGV[5] ~= e[6]
+local cx = 0
+if e[7] and e[7] ~= '' then cx = 1 end
+
+-- The hot path: a plain beat of a running execution whose progress did not move.
+if st == 'running' and not moved and ARGV[6] ~= '1' then
+  redis.call('HSET', KEYS[1], 'hb', now)
+  redis.call('ZADD', KEYS[4], now + ht, member)
+  return { 'ok', cx }
+end
 
 local fields = { 'hb', now }
 if ARGV[4] == '1' then fields[#fields + 1] = 'pr'; fields[#fields + 1] = ARGV[5] end
@@ -33,7 +46,7 @@ if st == 'dispatched' then
   redis.call('ZREM', KEYS[3], member)
   fields[#fields + 1] = 'sta'; fields[#fields + 1] = now
   moved = true -- the progress clock starts when the work starts
-elseif st == 'stuck' and (e[12] ~= 'no_progress' or moved) then
+elseif st == 'stuck' and (e[8] ~= 'no_progress' or moved) then
   to, reason = 'running', 'revived'
   redis.call('ZREM', KEYS[6], member)
   redis.call('HINCRBY', KEYS[1], 'fa', 1)
@@ -46,10 +59,11 @@ if moved then
   fields[#fields + 1] = 'prc'; fields[#fields + 1] = now
 end
 if to then
+  local more = redis.call('HMGET', KEYS[1], 'hist', 'q', 'id')
   fields[#fields + 1] = 'st'; fields[#fields + 1] = to
   fields[#fields + 1] = 'hist'
-  fields[#fields + 1] = hist_push(e[9], now, to, reason, att, cap)
-  emit(KEYS[2], maxlen, e[10], e[11], att, st, to, reason, '')
+  fields[#fields + 1] = hist_push(more[1], now, to, reason, att, cap)
+  emit(KEYS[2], maxlen, more[2], more[3], att, st, to, reason, '')
 end
 redis.call('HSET', KEYS[1], unpack(fields))
 
@@ -57,6 +71,4 @@ if to or st == 'running' then
   redis.call('ZADD', KEYS[4], now + ht, member)
   if npt > 0 and moved then redis.call('ZADD', KEYS[5], now + npt, member) end
 end
-local cx = 0
-if e[8] and e[8] ~= '' then cx = 1 end
 return { 'ok', cx }
