@@ -45,7 +45,8 @@ pub enum Timer {
 }
 
 impl Timer {
-    /// Every timer kind, in the order the watchdog judges them.
+    /// Every timer kind, in the order the watchdog judges them and its scripts take them
+    /// in KEYS (deadline, start, heartbeat, progress, stuck, cancel).
     pub const ALL: [Timer; 6] = [
         Timer::Deadline,
         Timer::Start,

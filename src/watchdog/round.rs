@@ -74,14 +74,8 @@ impl Watchdog {
         call.key(k.lease(partition))
             .key(k.watch_state(partition))
             .key(k.events(partition));
-        for timer in [
-            Timer::Deadline,
-            Timer::Start,
-            Timer::Heartbeat,
-            Timer::Progress,
-            Timer::Stuck,
-            Timer::Cancel,
-        ] {
+        // Timer::ALL is the order the scripts' KEYS list the timers in.
+        for timer in Timer::ALL {
             call.key(k.timer(partition, timer));
         }
         call.arg(&self.replica_id)
