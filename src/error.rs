@@ -23,6 +23,10 @@ pub enum Error {
         value: String,
         expected: String,
     },
+    /// The settings file or `UNSTUCK_*` environment could not be read into settings; the
+    /// message names the key and what was expected.
+    #[error("bad settings: {0} (durations are written like 500ms, 30s, 5m)")]
+    Settings(String),
     /// A duration option is zero where it must be positive, or absurdly long.
     #[error("invalid duration {value:?} for {key}: expected {expected}")]
     InvalidDuration {

@@ -77,17 +77,10 @@ impl Settings {
                 .with_list_parse_key("ledger.cluster_urls")
                 .source(Some(overrides)),
         );
-        let settings: Settings =
-            builder
-                .build()
-                .and_then(|c| c.try_deserialize())
-                .map_err(|e| Error::InvalidConfig {
-                    key: "settings".into(),
-                    value: e.to_string(),
-                    expected:
-                        "keys and values as documented in the README (durations like 30s, 5m)"
-                            .into(),
-                })?;
+        let settings: Settings = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| Error::Settings(e.to_string()))?;
         settings.ledger.validate()?;
         settings.watchdog.validate()?;
         Ok(settings)
