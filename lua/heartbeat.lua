@@ -11,10 +11,20 @@
 --        {'stale', current_attempt, state} | {'mismatch', current_attempt, state}
 --        {'terminal', state, stop_reason} | {'missing'} | {'bad_arg', name}
 
+-- The hot path: a plain beat (no progress, no checkpoint) of a running execution by its
+-- current attempt. It reads five fields and writes two; everything else is the slow path.
+local h = redis.call('HMGET', KEYS[1], 'st', 'att', 'tok', 'ht', 'cx')
+if h[1] == 'running' and ARGV[4] ~= '1' and ARGV[6] ~= '1' and h[2] == ARGV[2]
+  and h[3] == ARGV[3] then
+  local now = now_ms()
+  redis.call('HSET', KEYS[1], 'hb', now)
+  redis.call('ZADD', KEYS[4], now + tonumber(h[4]), ARGV[1])
+  if h[5] and h[5] ~= '' then return { 'ok', 1 } end
+  return { 'ok', 0 }
+end
+
 local maxlen, cap = uint(ARGV[8]), uint(ARGV[9])
 if not maxlen or not cap then return { 'bad_arg', 'limits' } end
--- The hot path reads only what a steady heartbeat needs; the rest is read on the rare
--- paths (a transition, a terminal reply).
 local e = redis.call('HMGET', KEYS[1], 'st', 'att', 'tok', 'ht', 'npt', 'pr', 'cx', 'sk')
 if e[1] and TERMINAL[e[1]] then
   return { 'terminal', e[1], redis.call('HGET', KEYS[1], 'sr') or '' }
@@ -29,7 +39,7 @@ local moved = ARGV[4] == '1' and ARGV[5] ~= e[6]
 local cx = 0
 if e[7] and e[7] ~= '' then cx = 1 end
 
--- The hot path: a plain beat of a running execution whose progress did not move.
+-- A beat of a running execution whose progress did not move.
 if st == 'running' and not moved and ARGV[6] ~= '1' then
   redis.call('HSET', KEYS[1], 'hb', now)
   redis.call('ZADD', KEYS[4], now + ht, member)
