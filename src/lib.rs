@@ -5,6 +5,8 @@
 //! checkpoints, and [`complete`](Ledger::complete) or [`fail`](Ledger::fail) them. Every
 //! transition is one Lua script: a compare-and-set on (state, attempt) that keeps the
 //! timer indexes, capacity slots and event stream consistent with the execution.
+//! [`watchdog::Watchdog`] replicas find what got stuck and fix it, fenced by partition
+//! leases.
 //!
 //! ```text
 //! queued ──claim──▶ dispatched ──first heartbeat──▶ running ──complete──▶ succeeded
@@ -19,6 +21,9 @@
 //! - `scripts`: the Lua scripts of `lua/`, loaded once, invoked with NOSCRIPT fallback.
 //! - [`ledger`]: executions and queues, the orchestrator and worker API.
 //! - [`runner`]: a worker-side loop for Rust workers that heartbeats on its own thread.
+//! - [`watchdog`]: partition leases, timer rounds, worker reconciliation, systemic hold.
+//! - [`settings`]: the daemon's TOML file plus `UNSTUCK_*` environment overrides.
+//! - [`demo`]: the walkthrough and the fault-injection demo behind `unstuck demo`.
 //! - [`events`]: reading and following the partition event streams.
 //! - [`config`]: configuration with defaults; [`error`]: what can go wrong.
 //! - [`redis_process`]: throwaway `redis-server` processes for tests, benches and demos.
