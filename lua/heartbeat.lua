@@ -11,40 +11,33 @@
 --        {'stale', current_attempt, state} | {'mismatch', current_attempt, state}
 --        {'terminal', state, stop_reason} | {'missing'} | {'bad_arg', name}
 
--- The hot path: a plain beat (no progress, no checkpoint) of a running execution by its
--- current attempt. It reads five fields and writes two; everything else is the slow path.
-local h = redis.call('HMGET', KEYS[1], 'st', 'att', 'tok', 'ht', 'cx')
-if h[1] == 'running' and ARGV[4] ~= '1' and ARGV[6] ~= '1' and h[2] == ARGV[2]
+-- The hot path: a beat of a running execution by its current attempt that carries no
+-- checkpoint and no new progress. It reads six fields and writes two; everything else
+-- (transitions, progress, checkpoints, refusals) takes the slow path below.
+local h = redis.call('HMGET', KEYS[1], 'st', 'att', 'tok', 'ht', 'cx', 'pr')
+local moved = ARGV[4] == '1' and ARGV[5] ~= h[6]
+local cx = 0
+if h[5] and h[5] ~= '' then cx = 1 end
+if h[1] == 'running' and not moved and ARGV[6] ~= '1' and h[2] == ARGV[2]
   and h[3] == ARGV[3] then
   local now = now_ms()
   redis.call('HSET', KEYS[1], 'hb', now)
   redis.call('ZADD', KEYS[4], now + tonumber(h[4]), ARGV[1])
-  if h[5] and h[5] ~= '' then return { 'ok', 1 } end
-  return { 'ok', 0 }
+  return { 'ok', cx }
 end
 
 local maxlen, cap = uint(ARGV[8]), uint(ARGV[9])
 if not maxlen or not cap then return { 'bad_arg', 'limits' } end
-local e = redis.call('HMGET', KEYS[1], 'st', 'att', 'tok', 'ht', 'npt', 'pr', 'cx', 'sk')
-if e[1] and TERMINAL[e[1]] then
-  return { 'terminal', e[1], redis.call('HGET', KEYS[1], 'sr') or '' }
+if h[1] and TERMINAL[h[1]] then
+  return { 'terminal', h[1], redis.call('HGET', KEYS[1], 'sr') or '' }
 end
-local verdict = token_verdict(e[1], e[2], e[3], nil, ARGV[2], ARGV[3])
+local verdict = token_verdict(h[1], h[2], h[3], nil, ARGV[2], ARGV[3])
 if verdict then return verdict end
 
-local st, att, ht, npt = e[1], e[2], tonumber(e[4]), tonumber(e[5])
+local more = redis.call('HMGET', KEYS[1], 'npt', 'sk')
+local st, att, ht, npt = h[1], h[2], tonumber(h[4]), tonumber(more[1])
 local member = ARGV[1]
 local now = now_ms()
-local moved = ARGV[4] == '1' and ARGV[5] ~= e[6]
-local cx = 0
-if e[7] and e[7] ~= '' then cx = 1 end
-
--- A beat of a running execution whose progress did not move.
-if st == 'running' and not moved and ARGV[6] ~= '1' then
-  redis.call('HSET', KEYS[1], 'hb', now)
-  redis.call('ZADD', KEYS[4], now + ht, member)
-  return { 'ok', cx }
-end
 
 local fields = { 'hb', now }
 if ARGV[4] == '1' then fields[#fields + 1] = 'pr'; fields[#fields + 1] = ARGV[5] end
@@ -56,7 +49,7 @@ if st == 'dispatched' then
   redis.call('ZREM', KEYS[3], member)
   fields[#fields + 1] = 'sta'; fields[#fields + 1] = now
   moved = true -- the progress clock starts when the work starts
-elseif st == 'stuck' and (e[8] ~= 'no_progress' or moved) then
+elseif st == 'stuck' and (more[2] ~= 'no_progress' or moved) then
   to, reason = 'running', 'revived'
   redis.call('ZREM', KEYS[6], member)
   redis.call('HINCRBY', KEYS[1], 'fa', 1)
@@ -69,11 +62,11 @@ if moved then
   fields[#fields + 1] = 'prc'; fields[#fields + 1] = now
 end
 if to then
-  local more = redis.call('HMGET', KEYS[1], 'hist', 'q', 'id')
+  local about = redis.call('HMGET', KEYS[1], 'hist', 'q', 'id')
   fields[#fields + 1] = 'st'; fields[#fields + 1] = to
   fields[#fields + 1] = 'hist'
-  fields[#fields + 1] = hist_push(more[1], now, to, reason, att, cap)
-  emit(KEYS[2], maxlen, more[2], more[3], att, st, to, reason, '')
+  fields[#fields + 1] = hist_push(about[1], now, to, reason, att, cap)
+  emit(KEYS[2], maxlen, about[2], about[3], att, st, to, reason, '')
 end
 redis.call('HSET', KEYS[1], unpack(fields))
 
