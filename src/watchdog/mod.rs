@@ -98,21 +98,15 @@ impl Watchdog {
     }
 
     fn record(&self, report: &RoundReport) {
-        if report.fixed > 0 {
+        if report.acted() || report.fixed > 0 {
             self.totals
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .fixed += report.fixed;
+                .add(report);
         }
         if !report.acted() {
             return;
         }
-        let mut counted = report.clone();
-        counted.fixed = 0; // added above
-        self.totals
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .add(&counted);
         tracing::info!(
             replica = %self.replica_id,
             partition = report.partition,
