@@ -6,8 +6,7 @@ use std::time::Duration;
 use redis::AsyncCommands;
 
 use super::{Ledger, QueueSettings, Timings};
-#[allow(unused_imports)]
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::keys;
 use crate::scripts::{Reply, SET_QUEUE};
 
@@ -16,7 +15,7 @@ impl Ledger {
     /// enqueued with; capacity applies to the next claim.
     ///
     /// # Errors
-    /// [`Error::InvalidName`], [`Error::InvalidConfig`], [`Error::InvalidDuration`].
+    /// [`Error::InvalidName`](crate::Error::InvalidName), [`Error::InvalidConfig`](crate::Error::InvalidConfig), [`Error::InvalidDuration`](crate::Error::InvalidDuration).
     pub async fn set_queue(&self, queue: &str, settings: &QueueSettings) -> Result<()> {
         keys::validate_queue(queue)?;
         settings.validate()?;
@@ -49,7 +48,7 @@ impl Ledger {
     /// A queue's stored settings (all `None` when it has none).
     ///
     /// # Errors
-    /// [`Error::InvalidName`], [`Error::Redis`].
+    /// [`Error::InvalidName`](crate::Error::InvalidName), [`Error::Redis`](crate::Error::Redis).
     pub async fn queue_settings(&self, queue: &str) -> Result<QueueSettings> {
         keys::validate_queue(queue)?;
         let stored: HashMap<String, u64> = self
@@ -77,7 +76,7 @@ impl Ledger {
     /// Names of the queues that have ever been used or configured, sorted.
     ///
     /// # Errors
-    /// [`Error::Redis`].
+    /// [`Error::Redis`](crate::Error::Redis).
     pub async fn queues(&self) -> Result<Vec<String>> {
         let mut names = Vec::new();
         for p in 0..self.keys.partitions() {
@@ -91,7 +90,7 @@ impl Ledger {
     /// Executions of a queue that hold a capacity slot right now.
     ///
     /// # Errors
-    /// [`Error::InvalidName`], [`Error::Redis`].
+    /// [`Error::InvalidName`](crate::Error::InvalidName), [`Error::Redis`](crate::Error::Redis).
     pub async fn slots_in_use(&self, queue: &str) -> Result<usize> {
         keys::validate_queue(queue)?;
         let n: usize = self.conn.clone().hlen(self.keys.slots(queue)).await?;
@@ -101,7 +100,7 @@ impl Ledger {
     /// Executions waiting in the queue (including retries still backing off).
     ///
     /// # Errors
-    /// [`Error::InvalidName`], [`Error::Redis`].
+    /// [`Error::InvalidName`](crate::Error::InvalidName), [`Error::Redis`](crate::Error::Redis).
     pub async fn pending_count(&self, queue: &str) -> Result<usize> {
         keys::validate_queue(queue)?;
         let n: usize = self.conn.clone().zcard(self.keys.pending(queue)).await?;
