@@ -42,6 +42,9 @@ pub struct Ledger {
     pub(crate) config: Arc<LedgerConfig>,
     /// Global default timings as script arguments, computed once.
     pub(crate) default_args: Arc<[String; 9]>,
+    /// Event stream cap and history length as script arguments, computed once (every
+    /// transition script takes them).
+    limit_args: Arc<(String, String)>,
     pub(crate) cluster: bool,
 }
 
@@ -70,12 +73,17 @@ impl Ledger {
             conn::check_eviction_policy(&mut connected.conn).await?;
         }
         let default_args = Arc::new(config.defaults.to_args());
+        let limit_args = Arc::new((
+            config.events_max_len.to_string(),
+            config.history_len.to_string(),
+        ));
         Ok(Self {
             conn: connected.conn,
             blocking: connected.blocking,
             keys,
             config: Arc::new(config),
             default_args,
+            limit_args,
             cluster: connected.cluster,
         })
     }
@@ -89,11 +97,8 @@ impl Ledger {
         self.keys.partition_of(queue)
     }
 
-    pub(crate) fn limits(&self) -> (String, String) {
-        (
-            self.config.events_max_len.to_string(),
-            self.config.history_len.to_string(),
-        )
+    pub(crate) fn limits(&self) -> (&str, &str) {
+        (&self.limit_args.0, &self.limit_args.1)
     }
 
     /// Checks a JSON document against the size limit; returns its compact text.
