@@ -202,8 +202,8 @@ impl Watchdog {
             }
             call.arg(&self.replica_id)
                 .arg(&epoch)
-                .arg(&maxlen)
-                .arg(&hist)
+                .arg(maxlen)
+                .arg(hist)
                 .arg(k.tag(partition));
             for o in chunk {
                 call.arg(&o.member)
