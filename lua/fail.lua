@@ -13,15 +13,15 @@
 --        {'stale', current_attempt, state} | {'mismatch', current_attempt, state}
 --        {'terminal', state, stop_reason} | {'missing'} | {'bad_arg', name}
 
-local maxlen, cap = uint(ARGV[6]), uint(ARGV[7])
-if not maxlen or not cap then return { 'bad_arg', 'limits' } end
+local maxlen, cap = ARGV[6], uint(ARGV[7])
+if not uint(maxlen) or not cap then return { 'bad_arg', 'limits' } end
 local e = redis.call('HMGET', KEYS[1], 'st', 'att', 'tok', 'sr', 'cx', 'hist', 'q', 'id',
   'ma', 'bb', 'bm')
 local verdict = token_verdict(e[1], e[2], e[3], e[4], ARGV[2], ARGV[3])
 if verdict then return verdict end
 
-local st, att, id, member = e[1], tonumber(e[2]), e[8], ARGV[1]
-local now = now_ms()
+local st, att, id, member = e[1], e[2], e[8], ARGV[1]
+local now = now_str()
 local cancel_requested = e[5] and e[5] ~= ''
 local released = release_slot(KEYS[3], id, att)
 drop_active_timers({ start = KEYS[4], heartbeat = KEYS[5], progress = KEYS[6],
@@ -36,11 +36,11 @@ if cancel_requested then
   return { 'cancelled', released }
 end
 
-if ARGV[4] == '1' and att < tonumber(e[9]) then
-  local delay = tonumber(e[10]) * (2 ^ (att - 1))
+if ARGV[4] == '1' and tonumber(att) < tonumber(e[9]) then
+  local delay = tonumber(e[10]) * (2 ^ (tonumber(att) - 1))
   local max_delay = tonumber(e[11])
   if delay > max_delay then delay = max_delay end
-  local at = now + math.floor(delay)
+  local at = tostring(tonumber(now) + math.floor(delay))
   redis.call('HSET', KEYS[1], 'st', 'queued', 'tok', '', 'wk', '', 'ss', '', 'sk', '', 'err', ARGV[5],
     'hist', hist_push(e[6], now, 'queued', 'retry_scheduled', att, cap))
   redis.call('ZADD', KEYS[11], at, id)

@@ -20,14 +20,14 @@ local cx = 0
 if h[5] and h[5] ~= '' then cx = 1 end
 if h[1] == 'running' and not moved and ARGV[6] ~= '1' and h[2] == ARGV[2]
   and h[3] == ARGV[3] then
-  local now = now_ms()
+  local now = now_str()
   redis.call('HSET', KEYS[1], 'hb', now)
-  redis.call('ZADD', KEYS[4], now + tonumber(h[4]), ARGV[1])
+  redis.call('ZADD', KEYS[4], tostring(tonumber(now) + tonumber(h[4])), ARGV[1])
   return { 'ok', cx }
 end
 
-local maxlen, cap = uint(ARGV[8]), uint(ARGV[9])
-if not maxlen or not cap then return { 'bad_arg', 'limits' } end
+local maxlen, cap = ARGV[8], uint(ARGV[9])
+if not uint(maxlen) or not cap then return { 'bad_arg', 'limits' } end
 if h[1] and TERMINAL[h[1]] then
   return { 'terminal', h[1], redis.call('HGET', KEYS[1], 'sr') or '' }
 end
@@ -37,7 +37,8 @@ if verdict then return verdict end
 local more = redis.call('HMGET', KEYS[1], 'npt', 'sk')
 local st, att, ht, npt = h[1], h[2], tonumber(h[4]), tonumber(more[1])
 local member = ARGV[1]
-local now = now_ms()
+local now = now_str()
+local now_n = tonumber(now)
 
 local fields = { 'hb', now }
 if ARGV[4] == '1' then fields[#fields + 1] = 'pr'; fields[#fields + 1] = ARGV[5] end
@@ -52,7 +53,7 @@ if st == 'dispatched' then
 elseif st == 'stuck' and (more[2] ~= 'no_progress' or moved) then
   to, reason = 'running', 'revived'
   redis.call('ZREM', KEYS[6], member)
-  redis.call('HINCRBY', KEYS[1], 'fa', 1)
+  redis.call('HINCRBY', KEYS[1], 'fa', '1')
   fields[#fields + 1] = 'ss'; fields[#fields + 1] = ''
   fields[#fields + 1] = 'sk'; fields[#fields + 1] = ''
   moved = true
@@ -71,7 +72,7 @@ end
 redis.call('HSET', KEYS[1], unpack(fields))
 
 if to or st == 'running' then
-  redis.call('ZADD', KEYS[4], now + ht, member)
-  if npt > 0 and moved then redis.call('ZADD', KEYS[5], now + npt, member) end
+  redis.call('ZADD', KEYS[4], tostring(now_n + ht), member)
+  if npt > 0 and moved then redis.call('ZADD', KEYS[5], tostring(now_n + npt), member) end
 end
 return { 'ok', cx }
