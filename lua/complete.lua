@@ -9,21 +9,8 @@
 --        {'terminal', state, stop_reason} (a replay: the first outcome) | {'missing'}
 --        {'bad_arg', name}
 
-local maxlen, cap = uint(ARGV[5]), uint(ARGV[6])
-if not maxlen or not cap then return { 'bad_arg', 'limits' } end
-local e = redis.call('HMGET', KEYS[1], 'st', 'att', 'tok', 'sr', 'cx', 'hist', 'q', 'id')
-local verdict = token_verdict(e[1], e[2], e[3], e[4], ARGV[2], ARGV[3])
-if verdict then return verdict end
-
-local st, att, id, member = e[1], e[2], e[8], ARGV[1]
-local now = now_ms()
-local cancel_requested = e[5] and e[5] ~= ''
-local released = release_slot(KEYS[3], id, att)
-drop_active_timers({ start = KEYS[4], heartbeat = KEYS[5], progress = KEYS[6],
-  stuck = KEYS[8], cancel = KEYS[9] }, member, st, cancel_requested)
-redis.call('ZREM', KEYS[7], member)
-redis.call('HSET', KEYS[1], 'st', 'succeeded', 'sr', 'succeeded', 'fin', now, 'res', ARGV[4],
-  'hist', hist_push(e[6], now, 'succeeded', 'completed', att, cap))
-redis.call('ZADD', KEYS[10], now, id)
-emit(KEYS[2], maxlen, e[7], id, att, st, 'succeeded', 'completed', '')
-return { 'ok', released }
+if not uint(ARGV[5]) or not uint(ARGV[6]) then return { 'bad_arg', 'limits' } end
+return complete_attempt({ exec = KEYS[1], events = KEYS[2], slots = KEYS[3],
+  start = KEYS[4], heartbeat = KEYS[5], progress = KEYS[6], deadline = KEYS[7],
+  stuck = KEYS[8], cancel = KEYS[9], succeeded = KEYS[10] },
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]), now_str())

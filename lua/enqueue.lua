@@ -1,48 +1,80 @@
--- enqueue: create a queued execution, or return the existing one (idempotent on id).
--- KEYS: 1 execution hash, 2 queue pending zset, 3 deadline timer zset, 4 partition events
---       stream, 5 queue settings hash, 6 partition queue-name set
--- ARGV: 1 queue, 2 execution id, 3 payload (JSON text), 4 timer member "<queue>/<id>",
---       5..13 per-execution timings in ms or '' (start_grace, heartbeat_timeout,
+-- enqueue: create queued executions in one queue, or return the existing ones (idempotent
+-- on id). One item is a plain enqueue; more make a batch. Every item is validated before
+-- the first write: one bad item and nothing is written.
+-- KEYS: 1 queue pending zset, 2 deadline timer zset, 3 partition events stream,
+--       4 queue settings hash, 5 partition queue-name set, 5+i execution hash of item i
+-- ARGV: 1 queue, 2..10 global default timings in ms (start_grace, heartbeat_timeout,
 --       no_progress_timeout, deadline, stuck_threshold, max_attempts, backoff_base,
---       backoff_max, cancel_grace), 14..22 global defaults in the same order,
---       23 events max length, 24 history cap, 25 delay before available (ms)
--- Reply: {'created'|'exists', state, attempt, created_at_ms}
---        {'bad_arg', name} when an argument is malformed (nothing written)
+--       backoff_max, cancel_grace), 11 events max length, 12 history cap, then 13 per
+--       item i from b = 12 + 13 * (i - 1): b+1 execution id, b+2 payload (JSON text),
+--       b+3 timer member "<queue>/<id>", b+4..b+12 the item's timings in the same order
+--       or '' (the queue's setting, else the global default), b+13 delay before available
+-- Reply: {'ok', then per item: 'created'|'exists', state, attempt, created_at_ms}
+--        {'bad_arg', name, item} when an argument is malformed (nothing written)
 
 local FIELDS = { 'sg', 'ht', 'npt', 'dl', 'stt', 'ma', 'bb', 'bm', 'cg' }
+local items = #KEYS - 5
+if items < 1 or #ARGV ~= 12 + 13 * items then return { 'bad_arg', 'arity', 0 } end
+local maxlen, cap = ARGV[11], uint(ARGV[12])
+if not uint(maxlen) or not cap then return { 'bad_arg', 'limits', 0 } end
 
-local existing = redis.call('HMGET', KEYS[1], 'st', 'att', 'cr')
-if existing[1] then
-  return { 'exists', existing[1], existing[2], existing[3] }
+-- Timings stay the decimal strings they arrived as (see now_str): validated, not converted.
+local conf = redis.call('HMGET', KEYS[4], unpack(FIELDS))
+local timings = {}
+for i = 1, items do
+  local b = 12 + 13 * (i - 1)
+  local t = {}
+  for f = 1, 9 do
+    local v = ARGV[b + 3 + f]
+    if v == '' then v = conf[f] or ARGV[1 + f] end
+    if not uint(v) then return { 'bad_arg', FIELDS[f], i } end
+    t[f] = v
+  end
+  if tonumber(t[6]) < 1 or tonumber(t[2]) < 1 or tonumber(t[1]) < 1 then
+    return { 'bad_arg', 'timing', i }
+  end
+  if not uint(ARGV[b + 13]) then return { 'bad_arg', 'delay', i } end
+  timings[i] = t
 end
 
-local conf = redis.call('HMGET', KEYS[5], unpack(FIELDS))
-local timing = {}
-for i, name in ipairs(FIELDS) do
-  local v = ARGV[4 + i]
-  if v == '' then v = conf[i] end
-  if not v or v == '' then v = ARGV[13 + i] end
-  local n = uint(v)
-  if n == nil then return { 'bad_arg', name } end
-  timing[name] = n
+local queue = ARGV[1]
+local now = now_str()
+local reply = { 'ok' }
+local created = 0
+for i = 1, items do
+  local b = 12 + 13 * (i - 1)
+  local key, id = KEYS[5 + i], ARGV[b + 1]
+  local existing = redis.call('HMGET', key, 'st', 'att', 'cr')
+  if existing[1] then
+    reply[#reply + 1] = 'exists'
+    reply[#reply + 1] = existing[1]
+    reply[#reply + 1] = existing[2]
+    reply[#reply + 1] = existing[3]
+  else
+    local sg, ht, npt, dl, stt, ma, bb, bm, cg = unpack(timings[i])
+    local dla, available, delay = '0', now, ARGV[b + 13]
+    if tonumber(dl) > 0 then dla = tostring(tonumber(now) + tonumber(dl)) end
+    if tonumber(delay) > 0 then available = tostring(tonumber(now) + tonumber(delay)) end
+    -- Items of one batch share a millisecond: steps of 1/1024 ms inside the millisecond
+    -- before it keep them first in, first out (the pending set would otherwise order
+    -- equal scores by id), and every one is due at once.
+    if items > 1 then
+      available = string.format('%.4f', tonumber(available) - 1 + i / 1024)
+    end
+    redis.call('HSET', key,
+      'q', queue, 'id', id, 'st', 'queued', 'att', '0', 'pl', ARGV[b + 2], 'cr', now,
+      'sg', sg, 'ht', ht, 'npt', npt, 'dl', dl, 'dla', dla,
+      'stt', stt, 'ma', ma, 'bb', bb, 'bm', bm, 'cg', cg,
+      'hist', hist_push(nil, now, 'queued', 'enqueued', '0', cap))
+    redis.call('ZADD', KEYS[1], available, id)
+    if dla ~= '0' then redis.call('ZADD', KEYS[2], dla, ARGV[b + 3]) end
+    emit(KEYS[3], maxlen, queue, id, '0', '', 'queued', 'enqueued', '')
+    created = created + 1
+    reply[#reply + 1] = 'created'
+    reply[#reply + 1] = 'queued'
+    reply[#reply + 1] = '0'
+    reply[#reply + 1] = now
+  end
 end
-local maxlen = uint(ARGV[23])
-local cap = uint(ARGV[24])
-local delay = uint(ARGV[25])
-if not maxlen or not cap or not delay then return { 'bad_arg', 'limits' } end
-if timing.ma < 1 or timing.ht < 1 or timing.sg < 1 then return { 'bad_arg', 'timing' } end
-
-local now = now_ms()
-local dla = 0
-if timing.dl > 0 then dla = now + timing.dl end
-
-redis.call('HSET', KEYS[1],
-  'q', ARGV[1], 'id', ARGV[2], 'st', 'queued', 'att', 0, 'pl', ARGV[3], 'cr', now,
-  'sg', timing.sg, 'ht', timing.ht, 'npt', timing.npt, 'dl', timing.dl, 'dla', dla,
-  'stt', timing.stt, 'ma', timing.ma, 'bb', timing.bb, 'bm', timing.bm, 'cg', timing.cg,
-  'hist', hist_push(nil, now, 'queued', 'enqueued', 0, cap))
-redis.call('ZADD', KEYS[2], now + delay, ARGV[2])
-if dla > 0 then redis.call('ZADD', KEYS[3], dla, ARGV[4]) end
-redis.call('SADD', KEYS[6], ARGV[1])
-emit(KEYS[4], maxlen, ARGV[1], ARGV[2], 0, '', 'queued', 'enqueued', '')
-return { 'created', 'queued', 0, now }
+if created > 0 then redis.call('SADD', KEYS[5], queue) end
+return reply

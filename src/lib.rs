@@ -47,9 +47,9 @@ pub use error::{Error, Result};
 pub use events::{Event, EventFollower};
 pub use ledger::{
     AttemptToken, CancelOutcome, Claim, ClaimBatch, CompleteOutcome, EnqueueOptions, Enqueued,
-    Execution, FailOutcome, Heartbeat, HeartbeatReply, Ledger, Page, QueueSettings,
-    ResolvedTimings, State, StopMetadata, StopReason, Timings, Transition, WorkerInfo,
-    WorkerRegistration,
+    Execution, FailOutcome, Heartbeat, HeartbeatReply, Ledger, MAX_CLAIM_BATCH, MAX_ENQUEUE_BATCH,
+    Page, QueueSettings, ResolvedTimings, State, StopMetadata, StopReason, Timings, Transition,
+    WorkerInfo, WorkerRegistration,
 };
 pub use runner::{Job, JobError, RunReport, Runner, RunnerConfig, StopSignal};
 

@@ -94,9 +94,7 @@ macro_rules! script {
 }
 
 script!(ENQUEUE, "../lua/enqueue.lua");
-script!(CLAIM, "../lua/claim.lua");
 script!(HEARTBEAT, "../lua/heartbeat.lua");
-script!(COMPLETE, "../lua/complete.lua");
 script!(FAIL, "../lua/fail.lua");
 script!(CANCEL, "../lua/cancel.lua");
 script!(ACK_CANCEL, "../lua/ack_cancel.lua");
@@ -108,6 +106,28 @@ script!(WORKER_PRUNE, "../lua/worker_prune.lua");
 script!(LEASE, "../lua/lease.lua");
 script!(LEASE_RELEASE, "../lua/lease_release.lua");
 script!(REPLICA_BEAT, "../lua/replica_beat.lua");
+
+/// Scripts built from shared pieces prepended after [`LIB`]: the claim loop and the
+/// completion, each used by its own script and by `complete_claim`.
+macro_rules! composed_script {
+    ($name:ident, [$($part:literal),+]) => {
+        pub(crate) static $name: LazyLock<Lua> = LazyLock::new(|| {
+            let parts: &[&str] = &[LIB, $(include_str!($part)),+];
+            Lua::new(parts.join("\n"))
+        });
+    };
+}
+
+composed_script!(CLAIM, ["../lua/_claim.lua", "../lua/claim.lua"]);
+composed_script!(COMPLETE, ["../lua/_complete.lua", "../lua/complete.lua"]);
+composed_script!(
+    COMPLETE_CLAIM,
+    [
+        "../lua/_claim.lua",
+        "../lua/_complete.lua",
+        "../lua/complete_claim.lua"
+    ]
+);
 
 /// Helpers of the watchdog scripts, prepended after [`LIB`].
 const WATCHDOG_LIB: &str = include_str!("../lua/_watchdog.lua");

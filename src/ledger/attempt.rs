@@ -141,7 +141,7 @@ fn verdict(reply: &Reply, token: &AttemptToken) -> Result<Option<Verdict>> {
 }
 
 impl Ledger {
-    fn attempt_keys(&self, token: &AttemptToken) -> [String; 9] {
+    pub(super) fn attempt_keys(&self, token: &AttemptToken) -> [String; 9] {
         let k = &self.keys;
         let q = token.queue.as_str();
         [
@@ -333,7 +333,7 @@ impl Ledger {
     }
 }
 
-fn finish_outcome(reply: &Reply, token: &AttemptToken) -> Result<CompleteOutcome> {
+pub(super) fn finish_outcome(reply: &Reply, token: &AttemptToken) -> Result<CompleteOutcome> {
     match verdict(reply, token)? {
         Some(Verdict::Stale {
             current_attempt,

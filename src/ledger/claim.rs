@@ -66,15 +66,7 @@ impl Ledger {
     /// [`Error::InvalidName`] for a bad queue or worker id, [`Error::InvalidConfig`] when
     /// `max` is 0 or above [`MAX_CLAIM_BATCH`].
     pub async fn claim_many(&self, queue: &str, worker_id: &str, max: usize) -> Result<ClaimBatch> {
-        keys::validate_queue(queue)?;
-        keys::validate_worker_id(worker_id)?;
-        if max == 0 || max > MAX_CLAIM_BATCH {
-            return Err(Error::InvalidConfig {
-                key: "max".into(),
-                value: max.to_string(),
-                expected: format!("1 to {MAX_CLAIM_BATCH}"),
-            });
-        }
+        check_claim(queue, worker_id, max)?;
         let k = &self.keys;
         let (maxlen, hist) = self.limits();
         let mut call = CLAIM.prepare_invoke();
@@ -94,54 +86,73 @@ impl Ledger {
             call.arg(AttemptToken::fresh_nonce());
         }
         let reply = Reply::parse("claim", call.invoke_async(&mut self.conn.clone()).await?)?;
-        if reply.status() != "ok" {
-            return Err(reply.unexpected());
-        }
-        let stop = reply.str(1)?;
-        let next = reply.str(2)?;
-        let count = reply.int(3)? as usize;
-        if reply.len() != 4 + count * 7 {
-            return Err(reply.unexpected());
-        }
-        let mut claims = Vec::with_capacity(count);
-        for i in 0..count {
-            let at = 4 + i * 7;
-            let json = |j: usize| -> Result<Option<serde_json::Value>> {
-                let text = reply.str(at + j)?;
-                if text.is_empty() {
-                    return Ok(None);
-                }
-                serde_json::from_str(text)
-                    .map(Some)
-                    .map_err(|_| reply.unexpected())
-            };
-            let deadline_ms = reply.int(at + 6)?;
-            claims.push(Claim {
-                token: AttemptToken {
-                    queue: queue.to_owned(),
-                    id: reply.str(at)?.to_owned(),
-                    attempt: reply.int(at + 1)? as u32,
-                    nonce: reply.str(at + 2)?.to_owned(),
-                },
-                payload: json(3)?.unwrap_or(serde_json::Value::Null),
-                checkpoint: json(4)?,
-                heartbeat_timeout: Duration::from_millis(reply.int(at + 5)?.max(1) as u64),
-                deadline_at: if deadline_ms > 0 {
-                    Some(ms_to_time(deadline_ms)?)
-                } else {
-                    None
-                },
-            });
-        }
-        let next_available_at = if next.is_empty() {
-            None
-        } else {
-            Some(ms_to_time(reply.int(2)?)?)
-        };
-        Ok(ClaimBatch {
-            claims,
-            queue_full: stop == "full",
-            next_available_at,
-        })
+        claim_batch(&reply, queue)
     }
+}
+
+/// Refuses a bad queue or worker id, or a batch size out of range, before any call.
+pub(super) fn check_claim(queue: &str, worker_id: &str, max: usize) -> Result<()> {
+    keys::validate_queue(queue)?;
+    keys::validate_worker_id(worker_id)?;
+    if max == 0 || max > MAX_CLAIM_BATCH {
+        return Err(Error::InvalidConfig {
+            key: "max".into(),
+            value: max.to_string(),
+            expected: format!("1 to {MAX_CLAIM_BATCH}"),
+        });
+    }
+    Ok(())
+}
+
+/// Reads the claim loop's reply (`lua/_claim.lua`).
+pub(super) fn claim_batch(reply: &Reply, queue: &str) -> Result<ClaimBatch> {
+    if reply.status() != "ok" {
+        return Err(reply.unexpected());
+    }
+    let stop = reply.str(1)?;
+    let next = reply.str(2)?;
+    let count = reply.int(3)? as usize;
+    if reply.len() != 4 + count * 7 {
+        return Err(reply.unexpected());
+    }
+    let mut claims = Vec::with_capacity(count);
+    for i in 0..count {
+        let at = 4 + i * 7;
+        let json = |j: usize| -> Result<Option<serde_json::Value>> {
+            let text = reply.str(at + j)?;
+            if text.is_empty() {
+                return Ok(None);
+            }
+            serde_json::from_str(text)
+                .map(Some)
+                .map_err(|_| reply.unexpected())
+        };
+        let deadline_ms = reply.int(at + 6)?;
+        claims.push(Claim {
+            token: AttemptToken {
+                queue: queue.to_owned(),
+                id: reply.str(at)?.to_owned(),
+                attempt: reply.int(at + 1)? as u32,
+                nonce: reply.str(at + 2)?.to_owned(),
+            },
+            payload: json(3)?.unwrap_or(serde_json::Value::Null),
+            checkpoint: json(4)?,
+            heartbeat_timeout: Duration::from_millis(reply.int(at + 5)?.max(1) as u64),
+            deadline_at: if deadline_ms > 0 {
+                Some(ms_to_time(deadline_ms)?)
+            } else {
+                None
+            },
+        });
+    }
+    let next_available_at = if next.is_empty() {
+        None
+    } else {
+        Some(ms_to_time(reply.int(2)?)?)
+    };
+    Ok(ClaimBatch {
+        claims,
+        queue_full: stop == "full",
+        next_available_at,
+    })
 }

@@ -8,6 +8,9 @@ use crate::error::{Error, Result};
 use crate::keys::{self, Keyspace, Timer};
 use crate::scripts::{ENQUEUE, Reply};
 
+/// Most executions one [`Ledger::enqueue_many`] call enqueues, to keep the script short.
+pub const MAX_ENQUEUE_BATCH: usize = 1000;
+
 /// What `enqueue` did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Enqueued {
@@ -48,7 +51,7 @@ impl Ledger {
         opts: EnqueueOptions,
     ) -> Result<Enqueued> {
         let text = self.json_text("payload", payload)?;
-        self.enqueue_text(queue, &text, opts).await
+        self.enqueue_one(queue, text, opts).await
     }
 
     /// Like [`enqueue`](Self::enqueue) for a payload that arrives as JSON text (from
@@ -67,16 +70,132 @@ impl Ledger {
             what: "payload",
             reason: e.to_string(),
         })?;
-        self.enqueue_text(queue, payload, opts).await
+        self.enqueue_one(queue, payload.to_owned(), opts).await
+    }
+
+    /// Enqueues up to [`MAX_ENQUEUE_BATCH`] executions into one queue in one round trip
+    /// and one script, for orchestrators that fan work out in bulk; each item is
+    /// idempotent on its id as with [`enqueue`](Self::enqueue). Every item is checked
+    /// before anything is written: one bad item and the whole batch is refused. The
+    /// replies come back in the order of `items`.
+    ///
+    /// ```no_run
+    /// # async fn demo(ledger: unstuck::Ledger) -> unstuck::Result<()> {
+    /// use unstuck::EnqueueOptions;
+    /// let pages: Vec<serde_json::Value> =
+    ///     (1..=3).map(|n| serde_json::json!({"page": n})).collect();
+    /// let batch = pages.iter().map(|p| (p, EnqueueOptions::new()));
+    /// let enqueued = ledger.enqueue_many("crawl", batch).await?;
+    /// assert_eq!(enqueued.len(), 3);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`enqueue`](Self::enqueue), for any item; [`Error::InvalidConfig`] for an empty
+    /// batch or one above [`MAX_ENQUEUE_BATCH`].
+    pub async fn enqueue_many<'p>(
+        &self,
+        queue: &str,
+        items: impl IntoIterator<Item = (&'p serde_json::Value, EnqueueOptions)>,
+    ) -> Result<Vec<Enqueued>> {
+        let items = items
+            .into_iter()
+            .map(|(payload, opts)| Ok((self.json_text("payload", payload)?, opts)))
+            .collect::<Result<Vec<_>>>()?;
+        if items.is_empty() || items.len() > MAX_ENQUEUE_BATCH {
+            return Err(Error::InvalidConfig {
+                key: "items".into(),
+                value: items.len().to_string(),
+                expected: format!("1 to {MAX_ENQUEUE_BATCH}"),
+            });
+        }
+        self.enqueue_text(queue, items).await
+    }
+
+    async fn enqueue_one(
+        &self,
+        queue: &str,
+        payload: String,
+        opts: EnqueueOptions,
+    ) -> Result<Enqueued> {
+        let mut enqueued = self.enqueue_text(queue, vec![(payload, opts)]).await?;
+        enqueued.pop().ok_or_else(|| Error::Protocol {
+            script: "enqueue",
+            detail: "no item in the reply".into(),
+        })
     }
 
     async fn enqueue_text(
         &self,
         queue: &str,
-        payload: &str,
-        opts: EnqueueOptions,
-    ) -> Result<Enqueued> {
+        items: Vec<(String, EnqueueOptions)>,
+    ) -> Result<Vec<Enqueued>> {
         keys::validate_queue(queue)?;
+        let items = items
+            .into_iter()
+            .map(|(payload, opts)| Item::check(payload, opts))
+            .collect::<Result<Vec<_>>>()?;
+        let k = &self.keys;
+        let partition = k.partition_of(queue);
+        let (maxlen, hist) = self.limits();
+        let mut call = ENQUEUE.prepare_invoke();
+        call.key(k.pending(queue))
+            .key(k.timer(partition, Timer::Deadline))
+            .key(k.events(partition))
+            .key(k.queue_settings(queue))
+            .key(k.queues(partition))
+            .arg(queue);
+        for value in self.default_args.iter() {
+            call.arg(value);
+        }
+        call.arg(maxlen).arg(hist);
+        for item in &items {
+            call.key(k.execution(queue, &item.id))
+                .arg(&item.id)
+                .arg(&item.payload)
+                .arg(Keyspace::member(queue, &item.id));
+            for value in item.timings.iter() {
+                call.arg(value);
+            }
+            call.arg(&item.delay);
+        }
+        let reply = Reply::parse("enqueue", call.invoke_async(&mut self.conn.clone()).await?)?;
+        match reply.status() {
+            "ok" if reply.len() == 1 + 4 * items.len() => items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    let at = 1 + 4 * i;
+                    Ok(Enqueued {
+                        queue: queue.to_owned(),
+                        id: item.id,
+                        created: reply.str(at)? == "created",
+                        state: reply.str(at + 1)?.parse()?,
+                        attempt: reply.int(at + 2)? as u32,
+                        created_at: ms_to_time(reply.int(at + 3)?)?,
+                    })
+                })
+                .collect(),
+            "bad_arg" => Err(Error::InvalidConfig {
+                key: reply.str(1)?.to_owned(),
+                value: "(stored queue settings or argument)".into(),
+                expected: "a whole number of milliseconds".into(),
+            }),
+            _ => Err(reply.unexpected()),
+        }
+    }
+}
+
+/// One execution to enqueue, checked and turned into script arguments.
+struct Item {
+    id: String,
+    payload: String,
+    timings: [String; 9],
+    delay: String,
+}
+
+impl Item {
+    fn check(payload: String, opts: EnqueueOptions) -> Result<Self> {
         let id = match opts.id {
             Some(id) => {
                 keys::validate_execution_id(&id)?;
@@ -96,43 +215,11 @@ impl Ledger {
             Some(d) => d.as_millis().to_string(),
             None => "0".into(),
         };
-        let k = &self.keys;
-        let partition = k.partition_of(queue);
-        let (maxlen, hist) = self.limits();
-        let mut call = ENQUEUE.prepare_invoke();
-        call.key(k.execution(queue, &id))
-            .key(k.pending(queue))
-            .key(k.timer(partition, Timer::Deadline))
-            .key(k.events(partition))
-            .key(k.queue_settings(queue))
-            .key(k.queues(partition))
-            .arg(queue)
-            .arg(&id)
-            .arg(payload)
-            .arg(Keyspace::member(queue, &id));
-        for value in opts.timings.to_args() {
-            call.arg(value);
-        }
-        for value in self.default_args.iter() {
-            call.arg(value);
-        }
-        call.arg(maxlen).arg(hist).arg(delay);
-        let reply = Reply::parse("enqueue", call.invoke_async(&mut self.conn.clone()).await?)?;
-        match reply.status() {
-            "created" | "exists" => Ok(Enqueued {
-                queue: queue.to_owned(),
-                id,
-                created: reply.status() == "created",
-                state: reply.str(1)?.parse()?,
-                attempt: reply.int(2)? as u32,
-                created_at: ms_to_time(reply.int(3)?)?,
-            }),
-            "bad_arg" => Err(Error::InvalidConfig {
-                key: reply.str(1)?.to_owned(),
-                value: "(stored queue settings or argument)".into(),
-                expected: "a whole number of milliseconds".into(),
-            }),
-            _ => Err(reply.unexpected()),
-        }
+        Ok(Self {
+            id,
+            payload,
+            timings: opts.timings.to_args(),
+            delay,
+        })
     }
 }

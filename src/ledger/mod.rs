@@ -5,6 +5,7 @@
 mod attempt;
 mod cancel;
 mod claim;
+mod complete_claim;
 mod enqueue;
 mod execution;
 mod inspect;
@@ -18,7 +19,7 @@ use std::sync::Arc;
 pub use attempt::{CompleteOutcome, FailOutcome, Heartbeat, HeartbeatReply, MAX_ERROR_MESSAGE};
 pub use cancel::CancelOutcome;
 pub use claim::{Claim, ClaimBatch, MAX_CLAIM_BATCH};
-pub use enqueue::Enqueued;
+pub use enqueue::{Enqueued, MAX_ENQUEUE_BATCH};
 pub use execution::{Execution, ResolvedTimings, State, StopMetadata, StopReason, Transition};
 pub use inspect::{MAX_PAGE, Page};
 pub use options::{EnqueueOptions, QueueSettings, Timings};

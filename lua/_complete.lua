@@ -1,0 +1,23 @@
+-- The completion of an attempt, shared by complete.lua and complete_claim.lua (prepended
+-- after _lib.lua).
+-- k: { exec, events, slots, start, heartbeat, progress, deadline, stuck, cancel,
+--      succeeded } keys; member "<queue>/<id>"; attempt and nonce from the token; result
+--      JSON text ('' for none); maxlen and cap (history) validated by the caller; now
+--      from now_str().
+-- Returns {'ok', slot_released 0|1} or the refusal of token_verdict (nothing written).
+local function complete_attempt(k, member, attempt, nonce, result, maxlen, cap, now)
+  local e = redis.call('HMGET', k.exec, 'st', 'att', 'tok', 'sr', 'cx', 'hist', 'q', 'id',
+    'dla')
+  local verdict = token_verdict(e[1], e[2], e[3], e[4], attempt, nonce)
+  if verdict then return verdict end
+
+  local st, att, id = e[1], e[2], e[8]
+  local released = release_slot(k.slots, id, att)
+  drop_active_timers(k, member, st, e[5] and e[5] ~= '')
+  if e[9] ~= '0' then redis.call('ZREM', k.deadline, member) end
+  redis.call('HSET', k.exec, 'st', 'succeeded', 'sr', 'succeeded', 'fin', now, 'res', result,
+    'hist', hist_push(e[6], now, 'succeeded', 'completed', att, cap))
+  redis.call('ZADD', k.succeeded, now, id)
+  emit(k.events, maxlen, e[7], id, att, st, 'succeeded', 'completed', '')
+  return { 'ok', released }
+end
