@@ -18,13 +18,15 @@ mod throughput;
 use std::time::Duration;
 
 use measure::Measured;
+use throughput::Style;
 
 const USAGE: &str = "\
 load harness options (after `cargo bench --bench load --`):
   --seconds S            measured window per run (heartbeat, steady) and drain time cap [10]
   --warm-up S            warm-up before each heartbeat/steady window [2]
   --runs R               runs per scenario; the summary shows the median [3]
-  --only LIST            scenarios: heartbeat,drain,steady,scripts,memory [all]
+  --only LIST            scenarios: heartbeat,drain,steady,drain-chained,
+                         steady-chained,scripts,memory [all]
   --running N            running executions heartbeated [10000]
   --in-flight K          heartbeats in flight in all [512]
   --tasks T              tasks sharing those heartbeats [4]
@@ -254,26 +256,46 @@ async fn run(args: Args) {
             );
         }
     }
-    // Producers' enqueue rate in each steady run, by worker count.
-    let mut steady_enqueue: Vec<(usize, Vec<f64>)> = Vec::new();
+    // Producers' enqueue rate in each steady run, by scenario.
+    let mut steady_enqueue: Vec<(String, Vec<f64>)> = Vec::new();
+    let styles = [
+        (Style::PerCall, "drain", "steady", ""),
+        (
+            Style::Chained,
+            "drain-chained",
+            "steady-chained",
+            ", complete_and_claim",
+        ),
+    ];
     for &workers in &args.workers {
-        if args.wants("drain") {
-            for _ in 0..args.runs {
-                args.settle().await;
-                let (enqueued, drained) = throughput::drain(url, workers, &args).await;
-                note("enqueue (64 in flight)".into(), enqueued);
-                note(format!("drain, {}", plural(workers, "worker")), drained);
-            }
-        }
-        if args.wants("steady") {
-            for _ in 0..args.runs {
-                args.settle().await;
-                let (measured, enqueue_rate) = throughput::steady(url, workers, &args).await;
-                match steady_enqueue.iter_mut().find(|(w, _)| *w == workers) {
-                    Some((_, rates)) => rates.push(enqueue_rate),
-                    None => steady_enqueue.push((workers, vec![enqueue_rate])),
+        for (style, drain, steady, label) in styles {
+            if args.wants(drain) {
+                for _ in 0..args.runs {
+                    args.settle().await;
+                    let (enqueued, drained) = throughput::drain(url, workers, style, &args).await;
+                    let enqueue = match style {
+                        Style::PerCall => "enqueue (64 in flight)",
+                        Style::Chained => "enqueue_many (batches of 50, 4 in flight)",
+                    };
+                    note(enqueue.into(), enqueued);
+                    note(
+                        format!("drain, {}{label}", plural(workers, "worker")),
+                        drained,
+                    );
                 }
-                note(format!("steady, {}", plural(workers, "worker")), measured);
+            }
+            if args.wants(steady) {
+                for _ in 0..args.runs {
+                    args.settle().await;
+                    let (measured, enqueue_rate) =
+                        throughput::steady(url, workers, style, &args).await;
+                    let name = format!("steady, {}{label}", plural(workers, "worker"));
+                    match steady_enqueue.iter_mut().find(|(n, _)| *n == name) {
+                        Some((_, rates)) => rates.push(enqueue_rate),
+                        None => steady_enqueue.push((name.clone(), vec![enqueue_rate])),
+                    }
+                    note(name, measured);
+                }
             }
         }
     }
@@ -285,11 +307,10 @@ async fn run(args: Args) {
             measure::row(name, m);
         }
     }
-    for (workers, rates) in &mut steady_enqueue {
+    for (name, rates) in &mut steady_enqueue {
         rates.sort_by(f64::total_cmp);
         println!(
-            "  steady, {}: producers enqueued {:.0}/s (median) in the window",
-            plural(*workers, "worker"),
+            "  {name}: producers enqueued {:.0}/s (median) in the window",
             rates[rates.len() / 2]
         );
     }
