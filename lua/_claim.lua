@@ -30,9 +30,15 @@ local function claim_available(q, n, nonce, now)
     if e[1] == 'queued' then
       local att = tostring(tonumber(e[2]) + 1)
       local tok = nonce(claimed + 1)
-      redis.call('HSET', key, 'st', 'dispatched', 'att', att, 'tok', tok, 'wk', q.worker,
-        'dsp', now, 'sta', '', 'hb', '', 'pr', '', 'prc', '', 'ss', '',
-        'hist', hist_push(e[8], now, 'dispatched', 'claimed', att, q.cap))
+      local hist = hist_push(e[8], now, 'dispatched', 'claimed', att, q.cap)
+      if e[2] == '0' then
+        redis.call('HSET', key, 'st', 'dispatched', 'att', att, 'tok', tok, 'wk', q.worker,
+          'dsp', now, 'hist', hist)
+      else
+        -- A retry: clear what the earlier attempt left behind (the checkpoint stays).
+        redis.call('HSET', key, 'st', 'dispatched', 'att', att, 'tok', tok, 'wk', q.worker,
+          'dsp', now, 'sta', '', 'hb', '', 'pr', '', 'prc', '', 'ss', '', 'hist', hist)
+      end
       redis.call('HSET', q.slots, id, att .. ':' .. q.worker)
       redis.call('ZADD', q.start, tostring(now_n + tonumber(e[6])), q.queue .. '/' .. id)
       emit(q.events, q.maxlen, q.queue, id, att, 'queued', 'dispatched', 'claimed', q.worker)

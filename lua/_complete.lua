@@ -15,8 +15,13 @@ local function complete_attempt(k, member, attempt, nonce, result, maxlen, cap, 
   local released = release_slot(k.slots, id, att)
   drop_active_timers(k, member, st, e[5] and e[5] ~= '')
   if e[9] ~= '0' then redis.call('ZREM', k.deadline, member) end
-  redis.call('HSET', k.exec, 'st', 'succeeded', 'sr', 'succeeded', 'fin', now, 'res', result,
-    'hist', hist_push(e[6], now, 'succeeded', 'completed', att, cap))
+  local hist = hist_push(e[6], now, 'succeeded', 'completed', att, cap)
+  if result == '' then
+    redis.call('HSET', k.exec, 'st', 'succeeded', 'sr', 'succeeded', 'fin', now, 'hist', hist)
+  else
+    redis.call('HSET', k.exec, 'st', 'succeeded', 'sr', 'succeeded', 'fin', now, 'res', result,
+      'hist', hist)
+  end
   redis.call('ZADD', k.succeeded, now, id)
   emit(k.events, maxlen, e[7], id, att, st, 'succeeded', 'completed', '')
   return { 'ok', released }
