@@ -27,6 +27,11 @@ impl Ledger {
     /// # Ok(()) }
     /// ```
     ///
+    /// When the reply is lost (the connection drops mid-call) and the call is retried,
+    /// the retry finds the execution already succeeded and claims nothing, while the
+    /// first try may have claimed: such an execution stays dispatched to this worker
+    /// until the watchdog's start-grace rule puts it back in the queue.
+    ///
     /// # Errors
     /// As `complete` and `claim_many`; nothing is written when any check fails.
     pub async fn complete_and_claim(
