@@ -1,6 +1,7 @@
 //! Many claimers against one capacity, and the worker calls that race each other on one
 //! execution: every race must end in exactly one outcome, with the slot released once.
 
+mod ledger_common;
 mod support;
 
 use std::collections::HashMap;
@@ -11,6 +12,8 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::sync::Barrier;
 use unstuck::*;
+
+use ledger_common::events_of;
 
 const RECORDED: CompleteOutcome = CompleteOutcome::Recorded {
     slot_released: true,
@@ -28,28 +31,11 @@ async fn check_invariants(ledger: &Ledger, queues: &[String]) {
     support::invariants::assert_ok(ledger, &names).await;
 }
 
-/// Every event of a partition, oldest first.
-async fn all_events(ledger: &Ledger, partition: u16) -> Vec<Event> {
-    let mut events = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let batch = ledger
-            .read_events(partition, after.as_deref(), 1000)
-            .await
-            .unwrap();
-        let Some(last) = batch.last() else {
-            return events;
-        };
-        after = Some(last.stream_id.clone());
-        events.extend(batch);
-    }
-}
-
 /// `completed` events per execution id of `queue`.
 async fn completions(ledger: &Ledger, queue: &str) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
-    for event in all_events(ledger, ledger.partition_of(queue)).await {
-        if event.queue == queue && event.reason == "completed" {
+    for event in events_of(ledger, queue).await {
+        if event.reason == "completed" {
             *counts.entry(event.execution_id).or_insert(0) += 1;
         }
     }
@@ -198,7 +184,7 @@ async fn concurrent_claimers_respect_capacity_and_finish_each_execution_once() {
         let attempts = if fails_once(id) { 2 } else { 1 };
         assert_eq!(execution.attempt, attempts, "{id}");
     }
-    let events = all_events(&ledger, ledger.partition_of(QUEUE)).await;
+    let events = events_of(&ledger, QUEUE).await;
     let claimed = events.iter().filter(|e| e.reason == "claimed").count();
     assert_eq!(claimed, claims);
     support::invariants::assert_ok(&ledger, &[QUEUE]).await;
@@ -426,10 +412,10 @@ async fn an_old_attempt_racing_the_new_one_is_always_rejected() {
         let execution = ledger.get(&queue, "x").await.unwrap();
         assert_eq!((execution.state, execution.attempt), (State::Succeeded, 2));
         assert_eq!(ledger.slots_in_use(&queue).await.unwrap(), 0);
-        let completed = all_events(&ledger, ledger.partition_of(&queue)).await;
+        let completed = events_of(&ledger, &queue).await;
         let completed: Vec<u32> = completed
             .iter()
-            .filter(|e| e.queue == queue && e.reason == "completed")
+            .filter(|e| e.reason == "completed")
             .map(|e| e.attempt)
             .collect();
         assert_eq!(completed, [2], "completions by attempt");
