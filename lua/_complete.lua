@@ -1,5 +1,13 @@
 -- The completion of an attempt, shared by complete.lua and complete_claim.lua (prepended
 -- after _lib.lua).
+
+-- The keys of a completion, which both scripts take as KEYS[1..10] in this order.
+local function completion_keys()
+  return { exec = KEYS[1], events = KEYS[2], slots = KEYS[3], start = KEYS[4],
+    heartbeat = KEYS[5], progress = KEYS[6], deadline = KEYS[7], stuck = KEYS[8],
+    cancel = KEYS[9], succeeded = KEYS[10] }
+end
+
 -- k: { exec, events, slots, start, heartbeat, progress, deadline, stuck, cancel,
 --      succeeded } keys; member "<queue>/<id>"; attempt and nonce from the token; result
 --      JSON text ('' for none); maxlen and cap (history) validated by the caller; now

@@ -10,7 +10,5 @@
 --        {'bad_arg', name}
 
 if not uint(ARGV[5]) or not uint(ARGV[6]) then return { 'bad_arg', 'limits' } end
-return complete_attempt({ exec = KEYS[1], events = KEYS[2], slots = KEYS[3],
-  start = KEYS[4], heartbeat = KEYS[5], progress = KEYS[6], deadline = KEYS[7],
-  stuck = KEYS[8], cancel = KEYS[9], succeeded = KEYS[10] },
-  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]), now_str())
+return complete_attempt(completion_keys(), ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5],
+  tonumber(ARGV[6]), now_str())

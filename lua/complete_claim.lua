@@ -20,10 +20,7 @@ for i = 1, n do
 end
 
 local cap, now = tonumber(ARGV[6]), now_str()
-local done = complete_attempt({ exec = KEYS[1], events = KEYS[2], slots = KEYS[3],
-  start = KEYS[4], heartbeat = KEYS[5], progress = KEYS[6], deadline = KEYS[7],
-  stuck = KEYS[8], cancel = KEYS[9], succeeded = KEYS[10] },
-  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], cap, now)
+local done = complete_attempt(completion_keys(), ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], cap, now)
 if done[1] ~= 'ok' then return { done, { 'none' } } end
 return { done, claim_available({ pending = KEYS[11], slots = KEYS[3], settings = KEYS[12],
   events = KEYS[2], start = KEYS[4], queue = ARGV[7], prefix = ARGV[8], worker = ARGV[9],

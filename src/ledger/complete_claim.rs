@@ -4,7 +4,7 @@ use redis::Value;
 
 use super::claim::{check_claim, claim_batch};
 use super::{AttemptToken, ClaimBatch, CompleteOutcome, Ledger};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::keys::Keyspace;
 use crate::scripts::{COMPLETE_CLAIM, Reply};
 
@@ -71,17 +71,17 @@ impl Ledger {
             call.arg(AttemptToken::fresh_nonce());
         }
         let value: Value = call.invoke_async(&mut self.conn.clone()).await?;
-        let (done, claims) = match value {
-            Value::Array(mut parts) if parts.len() == 2 && matches!(parts[0], Value::Array(_)) => {
-                let claims = parts.pop().unwrap_or(Value::Nil);
-                let done = parts.pop().unwrap_or(Value::Nil);
-                (
-                    Reply::parse("complete_claim", done)?,
-                    Reply::parse("complete_claim", claims)?,
-                )
-            }
+        // A two-part reply {completion, claims}; anything else is a flat refusal.
+        let parts = match value {
+            Value::Array(parts) if matches!(parts.first(), Some(Value::Array(_))) => parts,
             other => return Err(Reply::parse("complete_claim", other)?.unexpected()),
         };
+        let [done, claims] = <[Value; 2]>::try_from(parts).map_err(|parts| Error::Protocol {
+            script: "complete_claim",
+            detail: format!("expected two parts, got {}", parts.len()),
+        })?;
+        let done = Reply::parse("complete_claim", done)?;
+        let claims = Reply::parse("complete_claim", claims)?;
         let outcome = super::attempt::finish_outcome(&done, token)?;
         let batch = if claims.status() == "none" {
             ClaimBatch {
