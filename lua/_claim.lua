@@ -8,7 +8,9 @@
 -- 'empty' (nothing available) or 'full' (no slot); next_available_ms is the earliest
 -- pending score when stop is 'empty', else ''.
 local function claim_available(q, n, nonce, now)
-  local capacity = uint(redis.call('HGET', q.settings, 'cap')) or q.default_cap
+  -- Read once per script: a batch of claims shares it (settings cannot change meanwhile).
+  local capacity = q.capacity or uint(redis.call('HGET', q.settings, 'cap')) or q.default_cap
+  q.capacity = capacity
   local now_n = tonumber(now)
   local reply = { 'ok', 'done', '', 0 }
   local claimed = 0

@@ -1,28 +1,52 @@
--- complete_claim: complete the current attempt and, when that was recorded, claim the
--- next available executions of the same queue for the same worker: a worker's loop in
--- one script instead of two.
--- KEYS: 1..10 as complete.lua (execution hash, partition events stream, queue slots hash,
---       start, heartbeat, progress, deadline, stuck and cancel timers, queue 'succeeded'
---       index), 11 queue pending zset, 12 queue settings hash
--- ARGV: 1..6 as complete.lua (timer member, attempt, nonce, result JSON, events max
---       length, history cap), 7 queue, 8 execution key prefix, 9 worker id, 10 N (max
---       claims), 11 default capacity, 12 .. 11+N one fresh attempt nonce per claim
--- Reply: {completion, claims}: completion as complete.lua's reply; claims as claim.lua's
---        reply when the completion was recorded, else {'none'}
+-- complete_claim: complete attempts of one queue and, for each completion that was
+-- recorded, claim the next available executions of the queue for its worker. One item is
+-- `complete` (no claims) or one worker's loop (finish one, take the next); concurrent
+-- calls for the same queue share one script call (src/ledger/finish.rs). Items run in
+-- order, each as it would alone; all are validated before the first write.
+-- KEYS: 1 partition events stream, 2 queue slots hash, 3 start, 4 heartbeat, 5 progress,
+--       6 deadline, 7 stuck and 8 cancel timers, 9 queue 'succeeded' index, 10 queue
+--       pending zset, 11 queue settings hash, 11+i execution hash of item i
+-- ARGV: 1 queue, 2 execution key prefix, 3 events max length, 4 history cap, 5 default
+--       capacity, then per item: timer member "<queue>/<id>", attempt, nonce, result
+--       JSON ('' for none), worker id, N (claims wanted, 0 for none), N fresh nonces
+-- Reply: {'ok', then per item: completion, claims}: completion is {'ok', slot_released}
+--        or {'stale', current_attempt, state} | {'mismatch', current_attempt, state} |
+--        {'terminal', state, stop_reason} | {'missing'} (nothing written for the item);
+--        claims is claim.lua's reply, or {'none'} when N is 0 or the completion was refused
 --        {'bad_arg', name} when an argument is malformed (nothing written)
 
-local n, default_cap = uint(ARGV[10]), uint(ARGV[11])
-if not uint(ARGV[5]) or not uint(ARGV[6]) or not n or n < 1 or not default_cap then
-  return { 'bad_arg', 'limits' }
+local maxlen, cap, default_cap = ARGV[3], uint(ARGV[4]), uint(ARGV[5])
+if not uint(maxlen) or not cap or not default_cap then return { 'bad_arg', 'limits' } end
+local starts, a = {}, 6
+while a <= #ARGV do
+  local n = uint(ARGV[a + 5])
+  if not n or a + 5 + n > #ARGV then return { 'bad_arg', 'claims' } end
+  for j = 1, n do
+    if ARGV[a + 5 + j] == '' then return { 'bad_arg', 'nonce' } end
+  end
+  starts[#starts + 1] = a
+  a = a + 6 + n
 end
-for i = 1, n do
-  if not ARGV[11 + i] or ARGV[11 + i] == '' then return { 'bad_arg', 'nonce' } end
-end
+if #starts == 0 or #starts ~= #KEYS - 11 then return { 'bad_arg', 'arity' } end
 
-local cap, now = tonumber(ARGV[6]), now_str()
-local done = complete_attempt(completion_keys(), ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], cap, now)
-if done[1] ~= 'ok' then return { done, { 'none' } } end
-return { done, claim_available({ pending = KEYS[11], slots = KEYS[3], settings = KEYS[12],
-  events = KEYS[2], start = KEYS[4], queue = ARGV[7], prefix = ARGV[8], worker = ARGV[9],
-  default_cap = default_cap, maxlen = ARGV[5], cap = cap },
-  n, function(i) return ARGV[11 + i] end, now) }
+local k = { events = KEYS[1], slots = KEYS[2], start = KEYS[3], heartbeat = KEYS[4],
+  progress = KEYS[5], deadline = KEYS[6], stuck = KEYS[7], cancel = KEYS[8],
+  succeeded = KEYS[9] }
+local q = { pending = KEYS[10], slots = KEYS[2], settings = KEYS[11], events = KEYS[1],
+  start = KEYS[3], queue = ARGV[1], prefix = ARGV[2], default_cap = default_cap,
+  maxlen = maxlen, cap = cap }
+local now = now_str()
+local reply = { 'ok' }
+for i, a in ipairs(starts) do
+  local done = complete_attempt(k, KEYS[11 + i], ARGV[a], ARGV[a + 1], ARGV[a + 2],
+    ARGV[a + 3], maxlen, cap, now)
+  reply[#reply + 1] = done
+  local n = tonumber(ARGV[a + 5])
+  if done[1] == 'ok' and n > 0 then
+    q.worker = ARGV[a + 4]
+    reply[#reply + 1] = claim_available(q, n, function(j) return ARGV[a + 5 + j] end, now)
+  else
+    reply[#reply + 1] = { 'none' }
+  end
+end
+return reply

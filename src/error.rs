@@ -6,7 +6,7 @@ use std::time::Duration;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything the library can refuse or fail at. Bad input is refused before any write.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A namespace, queue name, execution id or worker id broke the naming rules.

@@ -107,8 +107,8 @@ script!(LEASE, "../lua/lease.lua");
 script!(LEASE_RELEASE, "../lua/lease_release.lua");
 script!(REPLICA_BEAT, "../lua/replica_beat.lua");
 
-/// Scripts built from shared pieces prepended after [`LIB`]: the claim loop and the
-/// completion, each used by its own script and by `complete_claim`.
+/// Scripts built from shared pieces prepended after [`LIB`]: the claim loop (used by
+/// `claim` and `complete_claim`) and the completion.
 macro_rules! composed_script {
     ($name:ident, [$($part:literal),+]) => {
         pub(crate) static $name: LazyLock<Lua> = LazyLock::new(|| {
@@ -119,7 +119,6 @@ macro_rules! composed_script {
 }
 
 composed_script!(CLAIM, ["../lua/_claim.lua", "../lua/claim.lua"]);
-composed_script!(COMPLETE, ["../lua/_complete.lua", "../lua/complete.lua"]);
 composed_script!(
     COMPLETE_CLAIM,
     [

@@ -4,10 +4,11 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::finish::Finish;
 use super::{AttemptToken, Ledger, State, StopReason, ms_to_time};
 use crate::error::{Error, Result};
 use crate::keys::{Keyspace, Timer};
-use crate::scripts::{ACK_CANCEL, COMPLETE, FAIL, HEARTBEAT, Reply};
+use crate::scripts::{ACK_CANCEL, FAIL, HEARTBEAT, Reply};
 
 /// What a heartbeat carries besides "alive".
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -213,7 +214,9 @@ impl Ledger {
     }
 
     /// Records that the attempt succeeded, with an optional JSON result. Terminal; frees
-    /// the slot this attempt holds. A replay returns the first outcome. One round trip.
+    /// the slot this attempt holds. A replay returns the first outcome. One round trip,
+    /// shared with the concurrent completions of the same queue (see
+    /// [`complete_and_claim`](Self::complete_and_claim)).
     ///
     /// # Errors
     /// [`Error::NotFound`], [`Error::TokenMismatch`], [`Error::TooLarge`].
@@ -226,20 +229,13 @@ impl Ledger {
             .map(|r| self.json_text("result", r))
             .transpose()?
             .unwrap_or_default();
-        let (maxlen, hist) = self.limits();
-        let mut call = COMPLETE.prepare_invoke();
-        for key in self.attempt_keys(token) {
-            call.key(key);
-        }
-        call.key(self.keys.finished(&token.queue, "succeeded"))
-            .arg(Keyspace::member(&token.queue, &token.id))
-            .arg(token.attempt)
-            .arg(&token.nonce)
-            .arg(result)
-            .arg(maxlen)
-            .arg(hist);
-        let reply = Reply::parse("complete", call.invoke_async(&mut self.conn.clone()).await?)?;
-        finish_outcome(&reply, token)
+        let finish = Finish {
+            token: token.clone(),
+            result,
+            worker: String::new(),
+            max: 0,
+        };
+        Ok(self.finish(finish).await?.0)
     }
 
     /// Records that the attempt failed. With `retryable` and attempts left, the execution

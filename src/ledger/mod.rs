@@ -8,6 +8,7 @@ mod claim;
 mod complete_claim;
 mod enqueue;
 mod execution;
+mod finish;
 mod inspect;
 mod options;
 mod queue;
@@ -47,6 +48,8 @@ pub struct Ledger {
     /// transition script takes them).
     limit_args: Arc<(String, String)>,
     pub(crate) cluster: bool,
+    /// The completion dispatchers, one per queue (`finish.rs`).
+    finisher: Arc<finish::Finisher>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -86,6 +89,7 @@ impl Ledger {
             default_args,
             limit_args,
             cluster: connected.cluster,
+            finisher: Arc::default(),
         })
     }
 
