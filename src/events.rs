@@ -174,41 +174,44 @@ fn parse_event(partition: u16, stream_id: &str, map: &HashMap<String, Value>) ->
         script: "event stream",
         detail,
     };
-    let text = |k: &str| -> String {
-        match map.get(k) {
-            Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
-            Some(Value::SimpleString(s)) => s.clone(),
-            Some(Value::Int(n)) => n.to_string(),
-            _ => String::new(),
+    // One field, "<queue>|<id>|<attempt>|<from>|<to>|<reason>|<due>|<detail>" (see
+    // `emit` in lua/_lib.lua); the detail, last, may hold '|' itself.
+    let packed = match map.get("e") {
+        Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+        _ => {
+            return Err(bad(format!(
+                "event {stream_id} is not an unstuck event: {map:?}"
+            )));
         }
+    };
+    let fields: Vec<&str> = packed.splitn(8, '|').collect();
+    let [queue, id, attempt, from, to, reason, due, detail] = fields[..] else {
+        return Err(bad(format!("event {stream_id} is malformed: {packed:?}")));
     };
     let ms: i64 = stream_id
         .split('-')
         .next()
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| bad(format!("bad stream id {stream_id}")))?;
-    let from = text("from");
-    let to = text("to");
+    let state = |s: &str| -> Result<Option<State>> {
+        if s.is_empty() {
+            Ok(None)
+        } else {
+            Ok(Some(s.parse()?))
+        }
+    };
     Ok(Event {
         stream_id: stream_id.to_owned(),
         partition,
         at: ms_to_time(ms)?,
-        queue: text("q"),
-        execution_id: text("id"),
-        attempt: text("att").parse().unwrap_or(0),
-        from: if from.is_empty() {
-            None
-        } else {
-            Some(from.parse()?)
-        },
-        to: if to.is_empty() {
-            None
-        } else {
-            Some(to.parse()?)
-        },
-        reason: text("why"),
-        detail: text("detail"),
-        timer_due_at: match text("due").parse::<i64>() {
+        queue: queue.to_owned(),
+        execution_id: id.to_owned(),
+        attempt: attempt.parse().unwrap_or(0),
+        from: state(from)?,
+        to: state(to)?,
+        reason: reason.to_owned(),
+        detail: detail.to_owned(),
+        timer_due_at: match due.parse::<i64>() {
             Ok(ms) => Some(ms_to_time(ms)?),
             Err(_) => None,
         },

@@ -89,7 +89,7 @@ async fn every_transition_appends_one_event() {
     let first = running(&ledger, "q3", "r", opts).await;
     ledger.fail(&first, "flaky", true).await.unwrap();
     let second = ledger.claim("q3", "w").await.unwrap().unwrap();
-    ledger.cancel("q3", "r", "stop it").await.unwrap();
+    ledger.cancel("q3", "r", "stop it | now").await.unwrap();
     ledger.cancel("q3", "r", "again").await.unwrap(); // already requested: no event
     ledger.acknowledge_cancel(&second.token).await.unwrap();
     let events = events_of(&ledger, "q3").await;
@@ -106,7 +106,10 @@ async fn every_transition_appends_one_event() {
         ])
     );
     assert_eq!(events[3].detail, "flaky");
-    assert_eq!(events[5].detail, "stop it");
+    assert_eq!(
+        events[5].detail, "stop it | now",
+        "free text may hold the separator"
+    );
 
     // Failure and queued cancellation.
     let token = running(&ledger, "q4", "f", EnqueueOptions::new()).await;
