@@ -21,7 +21,7 @@ local function complete_attempt(k, exec, member, attempt, nonce, result, maxlen,
     redis.call('HSET', exec, 'st', 'succeeded', 'sr', 'succeeded', 'fin', now, 'res', result,
       'hist', hist)
   end
-  redis.call('ZADD', k.succeeded, now, id)
+  redis.call('RPUSH', k.succeeded, id)
   emit(k.events, maxlen, e[7], id, att, st, 'succeeded', 'completed', '')
   return { 'ok', released }
 end

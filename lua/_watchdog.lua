@@ -52,7 +52,7 @@ local function finish(T, e, timers, now, to, stop_reason, reason, detail, due, c
   redis.call('ZREM', timers.deadline, e.member)
   redis.call('HSET', e.key, 'st', to, 'sr', stop_reason, 'fin', now, 'err', detail,
     'hist', hist_push(e.hist, now, to, reason, e.att, ctx.hist_cap))
-  redis.call('ZADD', T .. ':q:' .. e.q .. ':s:' .. to, now, e.id)
+  redis.call('RPUSH', T .. ':q:' .. e.q .. ':s:' .. to, e.id)
   emit(ctx.events, ctx.maxlen, e.q, e.id, e.att, e.st, to, reason, detail, due)
 end
 

@@ -2,7 +2,7 @@
 -- has stopped. Terminal (cancelled); frees the slot if this attempt holds it.
 -- KEYS: 1 execution hash, 2 partition events stream, 3 queue slots hash, 4 start timer,
 --       5 heartbeat timer, 6 progress timer, 7 deadline timer, 8 stuck timer,
---       9 cancel timer, 10 queue 'cancelled' index
+--       9 cancel timer, 10 queue 'cancelled' list
 -- ARGV: 1 timer member "<queue>/<id>", 2 attempt, 3 nonce, 4 events max length,
 --       5 history cap
 -- Reply: {'ok', slot_released} | {'not_requested', state}
@@ -24,6 +24,6 @@ drop_active_timers({ start = KEYS[4], heartbeat = KEYS[5], progress = KEYS[6],
 redis.call('ZREM', KEYS[7], member)
 redis.call('HSET', KEYS[1], 'st', 'cancelled', 'sr', 'cancelled', 'fin', now,
   'hist', hist_push(e[6], now, 'cancelled', 'cancel_acknowledged', att, cap))
-redis.call('ZADD', KEYS[10], now, id)
+redis.call('RPUSH', KEYS[10], id)
 emit(KEYS[2], maxlen, e[7], id, att, st, 'cancelled', 'cancel_acknowledged', '')
 return { 'ok', released }

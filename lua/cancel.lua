@@ -2,7 +2,7 @@
 -- cancel_requested, which its worker sees on the next heartbeat and acknowledges. The
 -- cancel timer lets the watchdog finish a cancellation the worker ignores.
 -- KEYS: 1 execution hash, 2 partition events stream, 3 queue pending zset,
---       4 deadline timer, 5 cancel timer, 6 queue 'cancelled' index
+--       4 deadline timer, 5 cancel timer, 6 queue 'cancelled' list
 -- ARGV: 1 timer member "<queue>/<id>", 2 reason text, 3 events max length, 4 history cap
 -- Reply: {'cancelled'} | {'requested', requested_at_ms, 0|1 (1 = already requested)}
 --        {'terminal', state, stop_reason} | {'missing'} | {'bad_arg', name}
@@ -21,7 +21,7 @@ if st == 'queued' then
   redis.call('ZREM', KEYS[4], member)
   redis.call('HSET', KEYS[1], 'st', 'cancelled', 'sr', 'cancelled', 'fin', now, 'err', ARGV[2],
     'hist', hist_push(e[5], now, 'cancelled', 'cancelled', att, cap))
-  redis.call('ZADD', KEYS[6], now, id)
+  redis.call('RPUSH', KEYS[6], id)
   emit(KEYS[2], maxlen, e[6], id, att, st, 'cancelled', 'cancelled', ARGV[2])
   return { 'cancelled' }
 end

@@ -4,7 +4,7 @@
 -- calls for the same queue share one script call (src/ledger/finish.rs). Items run in
 -- order, each as it would alone; all are validated before the first write.
 -- KEYS: 1 partition events stream, 2 queue slots hash, 3 start, 4 heartbeat, 5 progress,
---       6 deadline, 7 stuck and 8 cancel timers, 9 queue 'succeeded' index, 10 queue
+--       6 deadline, 7 stuck and 8 cancel timers, 9 queue 'succeeded' list, 10 queue
 --       pending zset, 11 queue settings hash, 11+i execution hash of item i
 -- ARGV: 1 queue, 2 execution key prefix, 3 events max length, 4 history cap, 5 default
 --       capacity, then per item: timer member "<queue>/<id>", attempt, nonce, result

@@ -4,8 +4,8 @@
 -- cancelled. The slot is freed only if this attempt holds it.
 -- KEYS: 1 execution hash, 2 partition events stream, 3 queue slots hash, 4 start timer,
 --       5 heartbeat timer, 6 progress timer, 7 deadline timer, 8 stuck timer,
---       9 cancel timer, 10 queue 'failed' index, 11 queue pending zset,
---       12 queue 'cancelled' index
+--       9 cancel timer, 10 queue 'failed' list, 11 queue pending zset,
+--       12 queue 'cancelled' list
 -- ARGV: 1 timer member "<queue>/<id>", 2 attempt, 3 nonce, 4 retryable '1'|'0',
 --       5 error message, 6 events max length, 7 history cap
 -- Reply: {'retry', available_at_ms, slot_released} | {'failed', slot_released}
@@ -31,7 +31,7 @@ if cancel_requested then
   redis.call('ZREM', KEYS[7], member)
   redis.call('HSET', KEYS[1], 'st', 'cancelled', 'sr', 'cancelled', 'fin', now, 'err', ARGV[5],
     'hist', hist_push(e[6], now, 'cancelled', 'failed_after_cancel', att, cap))
-  redis.call('ZADD', KEYS[12], now, id)
+  redis.call('RPUSH', KEYS[12], id)
   emit(KEYS[2], maxlen, e[7], id, att, st, 'cancelled', 'failed_after_cancel', ARGV[5])
   return { 'cancelled', released }
 end
@@ -53,6 +53,6 @@ if ARGV[4] == '1' then reason = 'attempts_exhausted' end
 redis.call('ZREM', KEYS[7], member)
 redis.call('HSET', KEYS[1], 'st', 'failed', 'sr', 'failed', 'fin', now, 'err', ARGV[5],
   'hist', hist_push(e[6], now, 'failed', reason, att, cap))
-redis.call('ZADD', KEYS[10], now, id)
+redis.call('RPUSH', KEYS[10], id)
 emit(KEYS[2], maxlen, e[7], id, att, st, 'failed', reason, ARGV[5])
 return { 'failed', released }

@@ -55,8 +55,12 @@ async fn the_invariant_checker_reports_broken_indexes() {
         ("hash is missing", Cmd::zadd(timer(Timer::Start), &ghost, 1)),
         ("without stop reason", Cmd::hdel(&done, "sr")),
         (
+            "more than once",
+            Cmd::rpush(k.finished(q, "succeeded"), "done"),
+        ),
+        (
             "from s:succeeded",
-            Cmd::zrem(k.finished(q, "succeeded"), "done"),
+            Cmd::lrem(k.finished(q, "succeeded"), 0, "done"),
         ),
         ("above capacity 0", Cmd::hset(k.queue_settings(q), "cap", 0)),
         ("invalid state", Cmd::hset(&done, "st", "lost")),

@@ -95,7 +95,10 @@ impl Ledger {
             let mut ids: Vec<String> = if state == State::Queued {
                 conn.zrange(&key, start, stop).await?
             } else {
-                conn.zrevrange(&key, start, stop).await?
+                // Terminal lists grow at the tail: newest first is counted from the end.
+                let mut ids: Vec<String> = conn.lrange(&key, -1 - stop, -1 - start).await?;
+                ids.reverse();
+                ids
             };
             let more = ids.len() > limit;
             ids.truncate(limit);

@@ -11,8 +11,8 @@
 //! - pending ⇔ queued; slot entry ⇔ active, holding the execution's current attempt;
 //!   start timer ⇔ dispatched; heartbeat timer ⇔ running; progress timer ⇔ running with
 //!   `npt > 0`; stuck timer ⇔ stuck; cancel timer ⇔ active with `cx`; deadline timer ⇔
-//!   non-terminal with `dla > 0`; terminal index `s:<state>` ⇔ that terminal state; each
-//!   timer is scored by the instant documented in `unstuck::keys::Timer`;
+//!   non-terminal with `dla > 0`; terminal list `s:<state>` ⇔ that terminal state, listed
+//!   once; each timer is scored by the instant documented in `unstuck::keys::Timer`;
 //! - no index entry without its hash;
 //! - slots in use ≤ capacity, every holder a positive attempt number.
 
@@ -136,6 +136,7 @@ async fn check_queues(ledger: &unstuck::Ledger, queues: &[&str]) -> RedisResult<
         let indexes = QueueIndexes::read(&mut raw, &keys, queue).await?;
         let default_capacity = u64::from(config.default_capacity);
         indexes.check_slots(queue, default_capacity, &mut violations);
+        violations.extend(indexes.twice.iter().map(|v| format!("{queue}: {v}")));
 
         let prefix = keys.execution_prefix(queue);
         let mut ids: BTreeSet<String> = raw
@@ -170,6 +171,8 @@ struct QueueIndexes {
     capacity: Option<String>,
     /// Terminal state → ids in its index.
     finished: HashMap<&'static str, BTreeSet<String>>,
+    /// Terminal indexes that list an id more than once (each finish lists it once).
+    twice: Vec<String>,
     /// Timer name → this queue's ids in it, with scores.
     timers: HashMap<&'static str, HashMap<String, f64>>,
 }
@@ -193,16 +196,21 @@ impl QueueIndexes {
             )
             .await?;
         let mut finished = HashMap::new();
+        let mut twice = Vec::new();
         for state in TERMINAL {
             let members: Vec<String> = raw
                 .query(
-                    redis::cmd("ZRANGE")
+                    redis::cmd("LRANGE")
                         .arg(keys.finished(queue, state))
                         .arg(0)
                         .arg(-1),
                 )
                 .await?;
-            finished.insert(state, members.into_iter().collect());
+            let unique: BTreeSet<String> = members.iter().cloned().collect();
+            if unique.len() != members.len() {
+                twice.push(format!("s:{state} lists an id more than once: {members:?}"));
+            }
+            finished.insert(state, unique);
         }
         let member_prefix = Keyspace::member(queue, "");
         let mut timers = HashMap::new();
@@ -220,6 +228,7 @@ impl QueueIndexes {
             slots,
             capacity,
             finished,
+            twice,
             timers,
         })
     }

@@ -141,7 +141,9 @@ pub async fn index_violations(
         let mut pipe = redis::pipe();
         pipe.zscore(keys.pending(queue), id)
             .hexists(keys.slots(queue), id)
-            .zscore(keys.finished(queue, e.state.as_str()), id);
+            .cmd("LPOS")
+            .arg(keys.finished(queue, e.state.as_str()))
+            .arg(id);
         for timer in Timer::ALL {
             pipe.zscore(keys.timer(partition, timer), &member);
         }
@@ -154,7 +156,8 @@ pub async fn index_violations(
         if found.get(1).is_some_and(present) {
             problems.push("still holds a slot".to_owned());
         }
-        if !found.get(2).is_some_and(present) {
+        // LPOS answers the position (0 is the head) or nil.
+        if matches!(found.get(2), None | Some(Value::Nil)) {
             problems.push(format!("missing from the {} index", e.state));
         }
         for (timer, v) in Timer::ALL.iter().zip(found.iter().skip(3)) {
