@@ -141,21 +141,28 @@ fn verdict(reply: &Reply, token: &AttemptToken) -> Result<Option<Verdict>> {
     }
 }
 
+/// The queue's keys every attempt script takes after the execution hash, in this order:
+/// the events stream, the slots, and the start, heartbeat, progress, deadline, stuck and
+/// cancel timers.
+pub(super) fn queue_attempt_keys(k: &Keyspace, queue: &str) -> [String; 8] {
+    [
+        k.queue_events(queue),
+        k.slots(queue),
+        k.queue_timer(queue, Timer::Start),
+        k.queue_timer(queue, Timer::Heartbeat),
+        k.queue_timer(queue, Timer::Progress),
+        k.queue_timer(queue, Timer::Deadline),
+        k.queue_timer(queue, Timer::Stuck),
+        k.queue_timer(queue, Timer::Cancel),
+    ]
+}
+
 impl Ledger {
-    pub(super) fn attempt_keys(&self, token: &AttemptToken) -> [String; 9] {
-        let k = &self.keys;
-        let q = token.queue.as_str();
-        [
-            k.execution(q, &token.id),
-            k.queue_events(q),
-            k.slots(q),
-            k.queue_timer(q, Timer::Start),
-            k.queue_timer(q, Timer::Heartbeat),
-            k.queue_timer(q, Timer::Progress),
-            k.queue_timer(q, Timer::Deadline),
-            k.queue_timer(q, Timer::Stuck),
-            k.queue_timer(q, Timer::Cancel),
-        ]
+    /// The execution hash, then [`queue_attempt_keys`].
+    pub(super) fn attempt_keys(&self, token: &AttemptToken) -> Vec<String> {
+        let mut keys = vec![self.keys.execution(&token.queue, &token.id)];
+        keys.extend(queue_attempt_keys(&self.keys, &token.queue));
+        keys
     }
 
     /// Reports that the attempt is alive, with optional progress and checkpoint. The first

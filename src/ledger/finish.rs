@@ -20,11 +20,12 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use redis::Value;
 use tokio::sync::{mpsc, oneshot};
 
+use super::attempt::queue_attempt_keys;
 use super::claim::claim_batch;
 use super::{AttemptToken, ClaimBatch, CompleteOutcome, Ledger, MAX_CLAIM_BATCH};
 use crate::conn::Connection;
 use crate::error::{Error, Result};
-use crate::keys::{Keyspace, Timer};
+use crate::keys::Keyspace;
 use crate::scripts::{COMPLETE_CLAIM, Reply};
 
 /// Script calls one queue's dispatcher keeps running at once: two keep Redis busy while
@@ -65,7 +66,6 @@ pub(crate) struct Finisher {
 
 /// What a dispatcher needs for its calls. A copy, not the `Ledger`: the ledger owns the
 /// dispatchers, and a dispatcher stops when the last clone of its ledger is dropped.
-#[derive(Clone)]
 struct Context {
     conn: Connection,
     keys: Keyspace,
@@ -81,14 +81,11 @@ impl Ledger {
         let mut pending = Pending { finish, reply };
         // A dispatcher that stopped (idle, or its runtime shut down) refuses the item
         // untouched: start a new one and hand it over again.
-        for _ in 0..2 {
-            let sender = self.dispatcher(&pending.finish.token.queue, false);
+        for restart in [false, true] {
+            let sender = self.dispatcher(&pending.finish.token.queue, restart);
             match sender.send(pending) {
                 Ok(()) => return done.await.unwrap_or_else(|_| Err(outcome_unknown())),
-                Err(mpsc::error::SendError(back)) => {
-                    pending = back;
-                    self.dispatcher(&pending.finish.token.queue, true);
-                }
+                Err(mpsc::error::SendError(back)) => pending = back,
             }
         }
         Err(outcome_unknown())
@@ -144,7 +141,7 @@ async fn dispatch(context: Context, queue: String, mut items: mpsc::UnboundedRec
                 // Let the workers that just got their replies hand over their next items.
                 tokio::task::yield_now().await;
                 let batch = gather(first, &mut items, &mut carry);
-                running.push(context.clone().call(queue.clone(), batch));
+                running.push(context.call(&queue, batch));
             }
             // Closing refuses new items (their callers start a new dispatcher) while the
             // ones already handed over are still served before the loop ends.
@@ -187,8 +184,8 @@ fn gather(
 
 impl Context {
     /// Runs one script call and hands each item its outcome.
-    async fn call(self, queue: String, batch: Vec<Pending>) {
-        match self.invoke(&queue, &batch).await {
+    async fn call(&self, queue: &str, batch: Vec<Pending>) {
+        match self.invoke(queue, &batch).await {
             Ok(outcomes) => {
                 for (pending, outcome) in batch.into_iter().zip(outcomes) {
                     // A caller that stopped waiting does not want its reply.
@@ -206,16 +203,8 @@ impl Context {
     async fn invoke(&self, queue: &str, batch: &[Pending]) -> Result<Vec<Finished>> {
         let k = &self.keys;
         let mut call = COMPLETE_CLAIM.prepare_invoke();
-        call.key(k.queue_events(queue)).key(k.slots(queue));
-        for timer in [
-            Timer::Start,
-            Timer::Heartbeat,
-            Timer::Progress,
-            Timer::Deadline,
-            Timer::Stuck,
-            Timer::Cancel,
-        ] {
-            call.key(k.queue_timer(queue, timer));
+        for key in queue_attempt_keys(k, queue) {
+            call.key(key);
         }
         call.key(k.finished(queue, "succeeded"))
             .key(k.pending(queue))
