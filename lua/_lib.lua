@@ -45,16 +45,21 @@ local function hist_push(hist, now, state, reason, attempt, cap)
   return hist
 end
 
+-- Who writes the events of this script: '' for workers and orchestrators, or
+-- "<replica>@<epoch>" once a watchdog script has checked its lease (`lease_current`), so
+-- every watchdog action names the replica that took it and the lease it held.
+local ACTOR = ''
+
 -- Append one transition to the partition's capped event stream, as the single field
--- e = "<queue>|<id>|<attempt>|<from>|<to>|<reason>|<due>|<detail>": one argument instead
--- of sixteen, each of which Redis converts (about 1 µs per event saved). Names, states,
--- reasons and times never hold '|'; the free-text detail comes last. `due` is the
--- instant the timer that caused a watchdog action fired ('' for other events): detection
--- lag is the event's own time minus `due`.
+-- e = "<queue>|<id>|<attempt>|<from>|<to>|<reason>|<due>|<actor>|<detail>": one argument
+-- instead of eighteen, each of which Redis converts (about 1 µs per event saved). Names,
+-- states, reasons, times and actors never hold '|'; the free-text detail comes last. `due`
+-- is the instant the timer that caused a watchdog action fired ('' for other events):
+-- detection lag is the event's own time minus `due`.
 local function emit(stream, maxlen, queue, id, attempt, from, to, reason, detail, due)
   redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'e', queue .. '|' .. id .. '|'
     .. attempt .. '|' .. from .. '|' .. to .. '|' .. reason .. '|' .. (due or '') .. '|'
-    .. (detail or ''))
+    .. ACTOR .. '|' .. (detail or ''))
 end
 
 local TERMINAL = { succeeded = true, failed = true, cancelled = true, timed_out = true, dead = true }

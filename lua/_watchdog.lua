@@ -6,9 +6,14 @@
 -- Every key shares the tag, so each script still touches a single Cluster slot.
 
 -- Fencing (invariant 4): act only while (owner, epoch) is the partition's current lease.
+-- Once it is, every event this script writes names that replica and epoch.
 local function lease_current(lease_key, owner, epoch, now)
   local l = redis.call('HMGET', lease_key, 'owner', 'epoch', 'exp')
-  return l[1] == owner and l[2] == epoch and tonumber(l[3] or 0) > now
+  if l[1] == owner and l[2] == epoch and tonumber(l[3] or 0) > now then
+    ACTOR = owner .. '@' .. epoch
+    return true
+  end
+  return false
 end
 
 local EXEC_FIELDS = { 'st', 'att', 'dl', 'sg', 'ht', 'npt', 'dla', 'stt', 'ma', 'bb', 'bm', 'cg',

@@ -33,6 +33,12 @@ pub struct Event {
     /// For watchdog actions: the instant the timer that triggered it fired. Detection lag
     /// is `at - timer_due_at`.
     pub timer_due_at: Option<DateTime<Utc>>,
+    /// For watchdog actions: the replica that acted. `None` for events written by
+    /// workers and orchestrators.
+    pub replica: Option<String>,
+    /// For watchdog actions: the epoch of the partition lease the replica acted under
+    /// (the script checked it was current at that instant).
+    pub epoch: Option<u64>,
 }
 
 const READ_BATCH: usize = 500;
@@ -174,7 +180,7 @@ fn parse_event(partition: u16, stream_id: &str, map: &HashMap<String, Value>) ->
         script: "event stream",
         detail,
     };
-    // One field, "<queue>|<id>|<attempt>|<from>|<to>|<reason>|<due>|<detail>" (see
+    // One field, "<queue>|<id>|<attempt>|<from>|<to>|<reason>|<due>|<actor>|<detail>" (see
     // `emit` in lua/_lib.lua); the detail, last, may hold '|' itself.
     let packed = match map.get("e") {
         Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
@@ -184,9 +190,21 @@ fn parse_event(partition: u16, stream_id: &str, map: &HashMap<String, Value>) ->
             )));
         }
     };
-    let fields: Vec<&str> = packed.splitn(8, '|').collect();
-    let [queue, id, attempt, from, to, reason, due, detail] = fields[..] else {
+    let fields: Vec<&str> = packed.splitn(9, '|').collect();
+    let [queue, id, attempt, from, to, reason, due, actor, detail] = fields[..] else {
         return Err(bad(format!("event {stream_id} is malformed: {packed:?}")));
+    };
+    // "<replica>@<epoch>" for watchdog actions; replica ids never hold '@'.
+    let (replica, epoch) = match actor.rsplit_once('@') {
+        Some((replica, epoch)) => (
+            Some(replica.to_owned()),
+            Some(
+                epoch
+                    .parse::<u64>()
+                    .map_err(|_| bad(format!("event {stream_id}: bad epoch in {actor:?}")))?,
+            ),
+        ),
+        None => (None, None),
     };
     let ms: i64 = stream_id
         .split('-')
@@ -215,5 +233,7 @@ fn parse_event(partition: u16, stream_id: &str, map: &HashMap<String, Value>) ->
             Ok(ms) => Some(ms_to_time(ms)?),
             Err(_) => None,
         },
+        replica,
+        epoch,
     })
 }
