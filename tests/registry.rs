@@ -34,7 +34,8 @@ async fn register_heartbeat_list_and_deregister() {
     let ledger = support::ledger("reg_life").await;
     let mut conn = raw().await;
     assert!(ledger.workers().await.unwrap().is_empty());
-    let reg = WorkerRegistration::for_this_process("1.0.0", vec!["emails".into(), "pdf".into()]);
+    let reg = WorkerRegistration::for_this_process("1.0.0", vec!["emails".into(), "pdf".into()])
+        .heartbeat_interval(std::time::Duration::from_secs(5));
     let t0 = server_ms(&mut conn).await;
     let registered_at = ledger.register_worker(&reg).await.unwrap();
     let t1 = server_ms(&mut conn).await;
@@ -52,6 +53,7 @@ async fn register_heartbeat_list_and_deregister() {
             registered_at,
             last_seen_at: registered_at,
             running: Vec::new(),
+            heartbeat_interval: Some(std::time::Duration::from_secs(5)),
         }
     );
 

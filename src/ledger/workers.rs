@@ -1,6 +1,7 @@
 //! The worker registry: which worker processes exist, what they serve and run.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use redis::AsyncCommands;
@@ -22,7 +23,16 @@ pub struct WorkerRegistration {
     /// Build stamp; the watchdog asks workers of an outdated version to restart.
     pub version: String,
     pub queues: Vec<String>,
+    /// How often this worker beats the registry ([`Ledger::worker_heartbeat`]). The
+    /// watchdog never judges it gone before [`MISSED_WORKER_BEATS`] of these intervals
+    /// have passed without a beat, whatever its own `worker_timeout` says. `None`: only
+    /// `worker_timeout` applies.
+    #[serde(default, with = "humantime_serde")]
+    pub heartbeat_interval: Option<Duration>,
 }
+
+/// Registry heartbeats a worker may miss before the watchdog judges it gone.
+pub const MISSED_WORKER_BEATS: u32 = 3;
 
 impl WorkerRegistration {
     /// A registration for the current process with a fresh id `<host>-<pid>-<uuidv7>`.
@@ -45,7 +55,14 @@ impl WorkerRegistration {
             pid,
             version: version.into(),
             queues,
+            heartbeat_interval: None,
         }
+    }
+
+    /// Declares how often the worker will beat the registry.
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.heartbeat_interval = Some(interval);
+        self
     }
 }
 
@@ -61,6 +78,20 @@ pub struct WorkerInfo {
     pub last_seen_at: DateTime<Utc>,
     /// Executions the worker said it runs, as `(queue, id)`, at its last heartbeat.
     pub running: Vec<(String, String)>,
+    /// The registry heartbeat interval it declared, if any.
+    #[serde(default, with = "humantime_serde")]
+    pub heartbeat_interval: Option<Duration>,
+}
+
+impl WorkerInfo {
+    /// How long after its last registry heartbeat the worker counts as gone: the
+    /// watchdog's `worker_timeout`, or [`MISSED_WORKER_BEATS`] of its declared intervals
+    /// when that is longer.
+    pub fn gone_after(&self, worker_timeout: Duration) -> Duration {
+        self.heartbeat_interval.map_or(worker_timeout, |i| {
+            worker_timeout.max(i * MISSED_WORKER_BEATS)
+        })
+    }
 }
 
 impl Ledger {
@@ -75,6 +106,17 @@ impl Ledger {
         }
         self.check_size("worker host", reg.host.len())?;
         self.check_size("worker version", reg.version.len())?;
+        let interval = match reg.heartbeat_interval {
+            None => 0,
+            Some(i) if !i.is_zero() && i <= crate::config::MAX_DURATION => i.as_millis() as u64,
+            Some(i) => {
+                return Err(Error::InvalidDuration {
+                    key: "heartbeat_interval",
+                    value: i,
+                    expected: "more than zero and at most 365 days",
+                });
+            }
+        };
         let reply = WORKER_REGISTER
             .key(self.keys.worker(&reg.worker_id))
             .key(self.keys.worker_index())
@@ -83,6 +125,7 @@ impl Ledger {
             .arg(reg.pid)
             .arg(&reg.version)
             .arg(reg.queues.join(","))
+            .arg(interval)
             .invoke_async(&mut self.conn.clone())
             .await?;
         let reply = Reply::parse("worker_register", reply)?;
@@ -251,5 +294,11 @@ fn parse_worker(f: &HashMap<String, String>) -> Result<WorkerInfo> {
         registered_at: ms_to_time(num("reg")?)?,
         last_seen_at: ms_to_time(num("seen")?)?,
         running,
+        // Absent in entries written before the field existed.
+        heartbeat_interval: match f.get("ivl").map(|v| v.parse::<u64>()) {
+            None | Some(Ok(0)) => None,
+            Some(Ok(ms)) => Some(Duration::from_millis(ms)),
+            Some(Err(_)) => return Err(bad("ivl is not a number".into())),
+        },
     })
 }

@@ -25,6 +25,8 @@ pub struct RunnerConfig {
     /// `None`: register as this process with a fresh id, serving `queue`.
     pub registration: Option<WorkerRegistration>,
     /// How often the worker registry hears that this worker is alive and what it runs.
+    /// Declared when the runner registers, so the watchdog waits three of these before
+    /// judging it gone, whatever its `worker_timeout`.
     pub worker_heartbeat_interval: Duration,
     /// How long a job told to stop may take to return before its task is aborted.
     pub stop_grace: Duration,

@@ -154,12 +154,15 @@ impl Runner {
         F: Future<Output = Result<Option<serde_json::Value>, JobError>> + Send + 'static,
     {
         let config = &self.config;
-        let registration = config.registration.clone().unwrap_or_else(|| {
+        let mut registration = config.registration.clone().unwrap_or_else(|| {
             WorkerRegistration::for_this_process(
                 env!("CARGO_PKG_VERSION"),
                 vec![config.queue.clone()],
             )
         });
+        // The watchdog must know how often to expect us, or a worker_timeout shorter than
+        // our interval would judge a healthy runner gone.
+        registration.heartbeat_interval = Some(config.worker_heartbeat_interval);
         self.ledger.register_worker(&registration).await?;
         let identity = Arc::new(Identity::new(registration));
         let in_flight = Arc::new(InFlight::default());

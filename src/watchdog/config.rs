@@ -27,7 +27,9 @@ pub struct WatchdogConfig {
     /// How often worker reconciliation runs per partition.
     #[serde(with = "humantime_serde")]
     pub reconcile_interval: Duration,
-    /// A worker whose registry heartbeat is older than this is gone.
+    /// A worker whose registry heartbeat is older than this is gone — or older than three
+    /// of the registry intervals the worker declared, when that is longer — unless one of
+    /// its executions heartbeated within that time.
     #[serde(with = "humantime_serde")]
     pub worker_timeout: Duration,
     /// Registry entries of workers silent for longer than this are forgotten.

@@ -24,6 +24,9 @@ struct Orphan {
     attempt: u32,
     detail: String,
     due_ms: i64,
+    /// For a gone worker: skip the execution if it heartbeated within this many ms (the
+    /// worker is evidently alive); 0 for an unlisted execution.
+    alive_within_ms: i64,
 }
 
 /// The worker registry as one reconciliation pass sees it.
@@ -92,23 +95,26 @@ impl Watchdog {
         if view.workers.is_empty() {
             return Ok(Some(report));
         }
-        let timeout = self.config.worker_timeout.as_millis() as i64;
         let workers = &view.workers;
+        // A worker's own timeout: worker_timeout, or three of the registry intervals it
+        // declared when that is longer.
+        let timeout_of =
+            |w: &WorkerInfo| w.gone_after(self.config.worker_timeout).as_millis() as i64;
         let gone: HashSet<&str> = workers
             .iter()
-            .filter(|w| w.last_seen_at.timestamp_millis() + timeout < now)
+            .filter(|w| w.last_seen_at.timestamp_millis() + timeout_of(w) < now)
             .map(|w| w.worker_id.as_str())
             .collect();
         // "At once": only workers that went quiet within the last timeout count, so crashed
         // workers piling up in the registry over time never hold reconciliation back.
         let recent = workers
             .iter()
-            .filter(|w| w.last_seen_at.timestamp_millis() + 2 * timeout >= now)
+            .filter(|w| w.last_seen_at.timestamp_millis() + 2 * timeout_of(w) >= now)
             .count();
         let gone_recently = workers
             .iter()
             .filter(|w| {
-                let seen = w.last_seen_at.timestamp_millis();
+                let (seen, timeout) = (w.last_seen_at.timestamp_millis(), timeout_of(w));
                 seen + timeout < now && seen + 2 * timeout >= now
             })
             .count();
@@ -143,16 +149,19 @@ impl Watchdog {
                 };
                 let seen = info.last_seen_at.timestamp_millis();
                 if gone.contains(worker.as_str()) {
+                    let timeout = timeout_of(info);
                     orphans.push(Orphan {
                         detail: format!(
                             "worker {worker} gone: no registry heartbeat for {}ms \
-                             (worker_timeout {timeout}ms)",
+                             (judged gone after {timeout}ms) and none for this execution \
+                             either",
                             now - seen
                         ),
                         due_ms: seen + timeout,
                         member: Keyspace::member(queue, &id),
                         worker,
                         attempt,
+                        alive_within_ms: timeout,
                     });
                 } else if !info.running.iter().any(|(q, i)| q == queue && *i == id) {
                     unlisted.push((id, worker, attempt));
@@ -187,6 +196,7 @@ impl Watchdog {
                         member: Keyspace::member(queue, &id),
                         worker,
                         attempt,
+                        alive_within_ms: 0,
                     });
                 }
             }
@@ -210,7 +220,8 @@ impl Watchdog {
                     .arg(&o.worker)
                     .arg(o.attempt)
                     .arg(&o.detail)
-                    .arg(o.due_ms);
+                    .arg(o.due_ms)
+                    .arg(o.alive_within_ms);
             }
             let reply = Reply::parse("orphan", call.invoke_async(&mut conn).await?)?;
             match reply.status() {

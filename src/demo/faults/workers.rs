@@ -58,6 +58,7 @@ impl WorkerProcess {
             pid: std::process::id(),
             version: env!("CARGO_PKG_VERSION").into(),
             queues: queues.iter().map(|q| (*q).to_owned()).collect(),
+            heartbeat_interval: Some(BEAT),
         };
         ledger.register_worker(&registration).await?;
         let process = Process {
