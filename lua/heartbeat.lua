@@ -2,8 +2,10 @@
 -- The first heartbeat moves dispatched -> running; a heartbeat of the current attempt
 -- revives a stuck execution (a false alarm, counted), unless it was stuck for lack of
 -- progress and the progress still has not moved.
+-- A revived execution leaves the partition's systemic stale window: it was not lost, so
+-- it no longer counts toward a systemic hold (nor twice in the running population).
 -- KEYS: 1 execution hash, 2 partition events stream, 3 start timer, 4 heartbeat timer,
---       5 progress timer, 6 stuck timer
+--       5 progress timer, 6 stuck timer, 7 and 8 the systemic stale-window zsets
 -- ARGV: 1 timer member "<queue>/<id>", 2 attempt, 3 nonce, 4 has progress '1'|'0',
 --       5 progress, 6 has checkpoint '1'|'0', 7 checkpoint JSON, 8 events max length,
 --       9 history cap
@@ -53,6 +55,8 @@ if st == 'dispatched' then
 elseif st == 'stuck' and (more[2] ~= 'no_progress' or moved) then
   to, reason = 'running', 'revived'
   redis.call('ZREM', KEYS[6], member)
+  redis.call('ZREM', KEYS[7], member)
+  redis.call('ZREM', KEYS[8], member)
   redis.call('HINCRBY', KEYS[1], 'fa', '1')
   fields[#fields + 1] = 'ss'; fields[#fields + 1] = ''
   fields[#fields + 1] = 'sk'; fields[#fields + 1] = ''

@@ -4,26 +4,54 @@
 -- no longer apply are fixed (re-scored or removed), never acted on.
 -- Order: deadline first (failed is a stronger statement than stuck), then start grace,
 -- heartbeat, progress, stuck threshold, cancel grace.
--- Systemic hold (invariant 10): when the partition went unwatched for longer than
--- `absence_ms`, or when more than `share` of its running executions went stale since the
--- last hold, staleness rules (start, heartbeat, progress, stuck, cancel) pause for
--- `grace_ms` and a `systemic_hold` event says so; deadlines still apply.
+--
+-- Systemic hold (invariant 10). A hold pauses the staleness rules (start, heartbeat,
+-- progress, stuck, cancel) for `grace_ms` and says why in a `systemic_hold` event;
+-- deadlines still apply. With no hold in force, one begins when:
+--   * absence: the partition went unwatched for longer than `absence_ms` (no round ran:
+--     Redis unreachable, no replica, a paused process) and a timer fell due meanwhile;
+--   * share: the recent heartbeat verdicts (running -> stuck, heartbeat_lost) plus the
+--     heartbeat timers due now are more than `share` per mille of the population -- the
+--     running executions plus those verdicts, i.e. what was running when they began to go
+--     stale -- and the population is at least `min_running`. A verdict is recent for
+--     twice its execution's heartbeat timeout: a fleet cut off at one instant goes stale
+--     over one timeout (its last beats were spread over it), one verdict per round, so
+--     "at once" is counted across rounds; and across replicas, since the verdicts live in
+--     the partition's stale-window zset, not in a replica's memory;
+--   * namespace: the caller passes a hold that lua/systemic_sync.lua started (ARGV 11-13):
+--     the same share rule summed over every partition, for outages spread thinner than
+--     `min_running` per partition. Holding is the cautious direction: this hint can delay
+--     judgement, never cause a transition.
+-- Verdicts made before a hold are held with it: a stuck execution whose verdict was
+-- still recent when the hold began (or came during it) counts its stuck_threshold from
+-- the end of the hold, so the blip alone never gets it remediated. A hold consumes the
+-- verdicts it held, and heartbeat timers that fell due before a hold ended never count
+-- toward the next one, so an outage that outlasts the grace is judged after it, once,
+-- instead of holding for ever. With stuck_threshold 0 a verdict is remediated at once and
+-- cannot be held.
 -- KEYS: 1 lease hash, 2 watch-state hash, 3 events stream, 4 deadline timer, 5 start timer,
---       6 heartbeat timer, 7 progress timer, 8 stuck timer, 9 cancel timer
+--       6 heartbeat timer, 7 progress timer, 8 stuck timer, 9 cancel timer,
+--       10 stale-window zset (`<queue>/<id>` by the instant its verdict stops being
+--       recent; emptied by any hold), 11 the same for the namespace-wide count (emptied
+--       only by a namespace hold)
 -- ARGV: 1 owner, 2 epoch, 3 batch (most entries examined), 4 events max length,
 --       5 history cap, 6 partition tag T, 7 absence_ms, 8 share (per mille),
---       9 min running for the share rule, 10 grace_ms
+--       9 min running for the share rule, 10 grace_ms, 11 namespace hold until (ms; 0:
+--       none), 12 namespace hold start (ms), 13 namespace hold reason
 -- Reply: {'lease_lost'} | {'ok', timed_out, stuck, retried, dead, cancelled, fixed,
 --         more (1 when the batch ran out), next_due_in_ms (-1: no timer), holding_ms
---         (0: no hold), hold_started (0|1)}
+--         (0: no hold), hold_started (0|1), recent verdicts for the namespace count,
+--         running}
+-- Prelude: _lib.lua, _watchdog.lua
 
 local owner, epoch = ARGV[1], ARGV[2]
 local batch, maxlen, hist_cap = uint(ARGV[3]), uint(ARGV[4]), uint(ARGV[5])
 local T = ARGV[6]
 local absence, share, min_running, grace = uint(ARGV[7]), uint(ARGV[8]), uint(ARGV[9]),
   uint(ARGV[10])
+local ns_until, ns_start, ns_reason = uint(ARGV[11]), uint(ARGV[12]), ARGV[13] or ''
 if not batch or not maxlen or not hist_cap or not absence or not share or not min_running
-  or not grace then
+  or not grace or not ns_until or not ns_start then
   return { 'bad_arg', 'limits' }
 end
 
@@ -32,38 +60,64 @@ if not lease_current(KEYS[1], owner, epoch, now) then return { 'lease_lost' } en
 
 local timers = { deadline = KEYS[4], start = KEYS[5], heartbeat = KEYS[6],
   progress = KEYS[7], stuck = KEYS[8], cancel = KEYS[9] }
+local window, ns_window = KEYS[10], KEYS[11]
 local ctx = { events = KEYS[3], maxlen = maxlen, hist_cap = hist_cap }
 local n = { timed_out = 0, stuck = 0, retried = 0, dead = 0, cancelled = 0, fixed = 0 }
 
 -- Systemic hold.
-local w = redis.call('HMGET', KEYS[2], 'seen', 'hold_until')
-local seen, hold_until = tonumber(w[1]), tonumber(w[2]) or 0
+local w = redis.call('HMGET', KEYS[2], 'seen', 'hold_until', 'hold_start', 'hold_ns')
+local seen, hold_until, hold_start = tonumber(w[1]), tonumber(w[2]) or 0, tonumber(w[3])
+local adopted_ns = tonumber(w[4]) or 0
+-- The end of the last hold: heartbeat timers due before it were that hold's.
+local last_hold_end = hold_until
+redis.call('ZREMRANGEBYSCORE', window, '-inf', now)
+redis.call('ZREMRANGEBYSCORE', ns_window, '-inf', now)
 local hold_started = 0
+local function begin_hold(why, until_ms, start_ms)
+  hold_until, hold_start, hold_started = until_ms, start_ms, 1
+  redis.call('HSET', KEYS[2], 'hold_until', hold_until, 'hold_start', hold_start,
+    'hold_reason', why)
+  redis.call('HINCRBY', KEYS[2], 'holds', 1)
+  redis.call('DEL', window)
+  emit(ctx.events, maxlen, '', '', 0, '', '', 'systemic_hold', why .. string.format(
+    '; staleness rules paused for %dms; executions already stuck count their '
+    .. 'stuck_threshold from the end of the hold', hold_until - now), now)
+end
 if now >= hold_until then
   local since = '(' .. hold_until
-  local due_hb = redis.call('ZCOUNT', timers.heartbeat, since, now)
-  local due_any = due_hb + redis.call('ZCOUNT', timers.start, since, now)
-    + redis.call('ZCOUNT', timers.progress, since, now)
-    + redis.call('ZCOUNT', timers.stuck, since, now)
-    + redis.call('ZCOUNT', timers.cancel, since, now)
   local why = nil
-  if due_any > 0 and seen and now - seen > absence then
-    why = string.format('partition unwatched for %dms (threshold %dms)', now - seen, absence)
-  elseif due_hb > 0 then
-    local running = redis.call('ZCARD', timers.heartbeat)
-    if running >= min_running and due_hb * 1000 > share * running then
-      why = string.format('%d of %d running executions went stale at once (threshold %d/1000)',
-        due_hb, running, share)
+  if seen and now - seen > absence then
+    local due_any = redis.call('ZCOUNT', timers.heartbeat, since, now)
+      + redis.call('ZCOUNT', timers.start, since, now)
+      + redis.call('ZCOUNT', timers.progress, since, now)
+      + redis.call('ZCOUNT', timers.stuck, since, now)
+      + redis.call('ZCOUNT', timers.cancel, since, now)
+    if due_any > 0 then
+      why = string.format('partition unwatched for %dms (threshold %dms)', now - seen,
+        absence)
     end
   end
-  if why then
-    hold_until = now + grace
-    hold_started = 1
-    redis.call('HSET', KEYS[2], 'hold_until', hold_until, 'hold_reason', why)
-    redis.call('HINCRBY', KEYS[2], 'holds', 1)
-    emit(ctx.events, maxlen, '', '', 0, '', '', 'systemic_hold',
-      why .. string.format('; staleness rules paused for %dms', grace), now)
+  if not why then
+    local recent = redis.call('ZCARD', window)
+    local due_hb = redis.call('ZCOUNT', timers.heartbeat, since, now)
+    if recent + due_hb > 0 then
+      local population = redis.call('ZCARD', timers.heartbeat) + recent
+      local stale = recent + due_hb
+      if population >= min_running and stale * 1000 > share * population then
+        why = string.format('%d of %d running executions went stale within two heartbeat '
+          .. 'timeouts (%d judged in earlier rounds; threshold %d/1000)', stale, population,
+          recent, share)
+      end
+    end
   end
+  if why then begin_hold(why, now + grace, now) end
+end
+if ns_until > now and ns_start > adopted_ns and ns_until > hold_until then
+  -- A namespace-wide hold this partition has not adopted yet (bounded by our grace).
+  redis.call('HSET', KEYS[2], 'hold_ns', ns_start)
+  redis.call('DEL', ns_window)
+  begin_hold('namespace-wide: ' .. ns_reason, math.min(ns_until, now + grace),
+    math.min(ns_start, now))
 end
 redis.call('HSET', KEYS[2], 'seen', now)
 local holding = now < hold_until
@@ -134,6 +188,11 @@ if not holding then
     local hist = hist_push(e.hist, now, 'stuck', reason, e.att, hist_cap)
     emit(ctx.events, maxlen, e.q, e.id, e.att, 'running', 'stuck', reason, detail, score)
     count('stuck')
+    if kind == 'heartbeat' and tonumber(score) > last_hold_end then
+      local recent_until = now + 2 * e.ht
+      redis.call('ZADD', window, recent_until, member)
+      redis.call('ZADD', ns_window, recent_until, member)
+    end
     if e.stt == 0 then
       e.st, e.hist = 'stuck', hist
       count(retry_or_dead(T, e, timers, now, reason,
@@ -164,11 +223,19 @@ if not holding then
 
   judge(timers.stuck, function(e, member, score)
     if e.st ~= 'stuck' or not e.ss then return fix(timers.stuck, member, nil) end
-    if e.ss + e.stt > now then return fix(timers.stuck, member, e.ss + e.stt) end
+    -- A verdict still recent when the last hold began, or made during it, was held
+    -- with it: its stuck clock starts when the hold ended.
+    local since, held = e.ss, ''
+    if hold_start and e.ss < last_hold_end and e.ss + 2 * e.ht > hold_start then
+      since = last_hold_end
+      held = string.format(', counted from the end of a systemic hold %dms ago',
+        now - last_hold_end)
+    end
+    if since + e.stt > now then return fix(timers.stuck, member, since + e.stt) end
     local reason = 'heartbeat_lost'
     if e.sk == 'no_progress' then reason = 'no_progress' end
-    local detail = string.format('stuck for %dms (stuck_threshold %dms): %s',
-      now - e.ss, e.stt, e.sd or reason)
+    local detail = string.format('stuck for %dms (stuck_threshold %dms%s): %s',
+      now - e.ss, e.stt, held, e.sd or reason)
     count(retry_or_dead(T, e, timers, now, reason, detail, score, ctx))
   end)
 
@@ -204,4 +271,5 @@ end
 local more = 0
 if budget <= 0 then more = 1 end
 return { 'ok', n.timed_out, n.stuck, n.retried, n.dead, n.cancelled, n.fixed, more, next_due,
-  holding_ms, hold_started }
+  holding_ms, hold_started, redis.call('ZCARD', ns_window),
+  redis.call('ZCARD', timers.heartbeat) }

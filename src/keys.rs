@@ -16,7 +16,10 @@
 //! | `T:lease`                   | hash   | watchdog lease: owner, epoch, expiry           |
 //! | `T:epoch`                   | string | INCR counter handing out lease epochs          |
 //! | `T:watch`                   | hash   | last judgement instant, systemic hold state    |
+//! | `T:watch:stale`             | zset   | recent heartbeat verdicts, by when they expire |
+//! | `T:watch:stale:ns`          | zset   | the same, for the namespace-wide count         |
 //! | `{<namespace>:watchdogs}:index`    | zset | watchdog replica ids by last beat      |
+//! | `{<namespace>:watchdogs}:systemic` | hash | namespace-wide stale counts and hold   |
 //! | `{<namespace>:workers}:w:<worker>` | hash | one registered worker process          |
 //! | `{<namespace>:workers}:index`      | zset | worker ids by last heartbeat instant   |
 //!
@@ -193,6 +196,21 @@ impl Keyspace {
 
     pub fn watch_state(&self, partition: u16) -> String {
         format!("{}:watch", self.tag(partition))
+    }
+
+    /// Heartbeat verdicts of the systemic window (see `lua/round.lua`).
+    pub fn stale_window(&self, partition: u16) -> String {
+        format!("{}:watch:stale", self.tag(partition))
+    }
+
+    /// Heartbeat verdicts of the namespace-wide systemic count (see `lua/round.lua`).
+    pub fn namespace_stale_window(&self, partition: u16) -> String {
+        format!("{}:watch:stale:ns", self.tag(partition))
+    }
+
+    /// The namespace-wide half of the systemic rule (see `lua/systemic_sync.lua`).
+    pub fn systemic(&self) -> String {
+        format!("{{{}:watchdogs}}:systemic", self.namespace)
     }
 
     pub fn replica_index(&self) -> String {

@@ -106,6 +106,7 @@ script!(WORKER_PRUNE, "../lua/worker_prune.lua");
 script!(LEASE, "../lua/lease.lua");
 script!(LEASE_RELEASE, "../lua/lease_release.lua");
 script!(REPLICA_BEAT, "../lua/replica_beat.lua");
+script!(SYSTEMIC_SYNC, "../lua/systemic_sync.lua");
 
 /// Scripts built from shared pieces prepended after [`LIB`]: the claim loop (used by
 /// `claim` and `complete_claim`) and the completion.

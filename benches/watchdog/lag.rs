@@ -52,6 +52,9 @@ pub(crate) async fn lag(url: &str, admin: &mut MultiplexedConnection, scale: &Sc
                     max_poll_interval: Duration::from_millis(200),
                     lease_ttl: scale.lag_lease_ttl,
                     reconcile_interval: scale.lag_reconcile,
+                    // Half the fleet going stale within seconds is what the share rule
+                    // holds back for; this measures how fast stale work is found.
+                    systemic_share: 1.0,
                     ..WatchdogConfig::default()
                 },
             )

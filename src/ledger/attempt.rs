@@ -190,6 +190,8 @@ impl Ledger {
             .key(k.queue_timer(q, Timer::Heartbeat))
             .key(k.queue_timer(q, Timer::Progress))
             .key(k.queue_timer(q, Timer::Stuck))
+            .key(k.stale_window(k.partition_of(q)))
+            .key(k.namespace_stale_window(k.partition_of(q)))
             .arg(Keyspace::member(q, &token.id))
             .arg(token.attempt)
             .arg(&token.nonce)

@@ -11,6 +11,7 @@ mod config;
 mod lease;
 mod reconcile;
 mod round;
+mod systemic;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -23,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::WatchdogConfig;
 pub use lease::LeaseChanges;
 pub use round::RoundReport;
+pub use systemic::{NamespaceHold, NamespaceWindow};
 
 use crate::error::{Error, Result};
 use crate::ledger::Ledger;
@@ -37,6 +39,8 @@ pub struct Watchdog {
     pub(crate) held: Arc<Mutex<BTreeMap<u16, String>>>,
     pub(crate) systemic_absence: Duration,
     pub(crate) systemic_grace: Duration,
+    /// What this replica publishes and last read of the namespace-wide systemic rule.
+    pub(crate) namespace: Arc<Mutex<systemic::NamespaceState>>,
     reports: broadcast::Sender<RoundReport>,
     totals: Arc<Mutex<RoundReport>>,
 }
@@ -71,6 +75,7 @@ impl Watchdog {
         Ok(Self {
             systemic_absence: config.systemic_absence.unwrap_or(default_timeout),
             systemic_grace: config.systemic_grace.unwrap_or(default_timeout),
+            namespace: Arc::default(),
             ledger,
             config,
             replica_id,
@@ -172,6 +177,7 @@ impl Watchdog {
         let max_poll = self.config.max_poll_interval;
         let mut next_rebalance = Instant::now();
         let mut wake: BTreeMap<u16, Instant> = BTreeMap::new();
+        let mut last_sync: Option<Instant> = None;
         // Reconciliation reads the registry and every queue's slots: it runs on its own
         // task so a slow pass never delays rounds or lease renewal.
         let reconciler = {
@@ -207,6 +213,12 @@ impl Watchdog {
                         .await
                 {
                     tracing::warn!(%error, "pruning the worker registry failed");
+                }
+            }
+            if last_sync.is_none_or(|at| at.elapsed() >= systemic::SYNC_EVERY) {
+                last_sync = Some(Instant::now());
+                if let Err(error) = self.sync_systemic().await {
+                    tracing::warn!(replica = %self.replica_id, %error, "namespace-wide systemic count failed");
                 }
             }
             let held = self.held_partitions();

@@ -38,6 +38,14 @@ pub struct RoundReport {
     /// Time until the earliest pending timer of the partition, if any.
     #[serde(skip)]
     pub next_due: Option<Duration>,
+    /// Recent heartbeat verdicts of the partition (within two heartbeat timeouts, since
+    /// the last namespace hold), after this round. A gauge, not summed by
+    /// [`add`](Self::add).
+    #[serde(skip)]
+    pub stale_in_window: u64,
+    /// Running executions of the partition after this round (a gauge).
+    #[serde(skip)]
+    pub running: u64,
 }
 
 impl RoundReport {
@@ -70,6 +78,7 @@ impl Watchdog {
         let epoch = self.epoch_of(partition)?;
         let k = &self.ledger.keys;
         let (maxlen, hist) = self.ledger.limits();
+        let (ns_until, ns_start, ns_reason) = self.namespace_hold_args();
         let mut call = ROUND.prepare_invoke();
         call.key(k.lease(partition))
             .key(k.watch_state(partition))
@@ -78,6 +87,8 @@ impl Watchdog {
         for timer in Timer::ALL {
             call.key(k.timer(partition, timer));
         }
+        call.key(k.stale_window(partition))
+            .key(k.namespace_stale_window(partition));
         call.arg(&self.replica_id)
             .arg(&epoch)
             .arg(self.config.batch)
@@ -85,9 +96,12 @@ impl Watchdog {
             .arg(hist)
             .arg(k.tag(partition))
             .arg(self.systemic_absence.as_millis() as u64)
-            .arg((self.config.systemic_share * 1000.0).round() as u64)
+            .arg(self.share_per_mille())
             .arg(self.config.systemic_min_running)
-            .arg(self.systemic_grace.as_millis() as u64);
+            .arg(self.systemic_grace.as_millis() as u64)
+            .arg(ns_until.max(0))
+            .arg(ns_start.max(0))
+            .arg(ns_reason);
         let reply = Reply::parse(
             "round",
             call.invoke_async(&mut self.ledger.conn.clone()).await?,
@@ -95,6 +109,9 @@ impl Watchdog {
         match reply.status() {
             "ok" => {
                 let next = reply.int(8)?;
+                let (stale_in_window, running) =
+                    (reply.int(11)?.max(0) as u64, reply.int(12)?.max(0) as u64);
+                self.note_counts(partition, stale_in_window, running);
                 Ok(RoundReport {
                     partition,
                     timed_out: reply.int(1)? as u64,
@@ -108,6 +125,8 @@ impl Watchdog {
                     next_due: (next >= 0).then(|| Duration::from_millis(next as u64)),
                     holding: Duration::from_millis(reply.int(9)?.max(0) as u64),
                     hold_started: reply.int(10)? == 1,
+                    stale_in_window,
+                    running,
                 })
             }
             "lease_lost" => Err(self.lost(partition, &epoch)),
