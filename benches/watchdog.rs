@@ -22,7 +22,7 @@ mod throughput;
 
 use std::time::Duration;
 
-use unstuck::redis_process::{RedisProcess, RedisProcessOptions};
+use unstuck::testkit::{RedisProcess, RedisProcessOptions};
 
 struct Scale {
     in_flight: Vec<usize>,

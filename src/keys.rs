@@ -71,10 +71,6 @@ impl Timer {
     }
 }
 
-/// Longest accepted namespace, queue name, execution id and worker id.
-pub const MAX_NAMESPACE_LEN: usize = 64;
-pub const MAX_NAME_LEN: usize = 128;
-
 /// Builds every key of one namespace. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Keyspace {
@@ -87,13 +83,7 @@ impl Keyspace {
     /// [`Error::InvalidName`] for a bad namespace, [`Error::InvalidConfig`] when
     /// `partitions` is 0 or above 1024.
     pub fn new(namespace: &str, partitions: u16) -> Result<Self> {
-        validate(
-            "namespace",
-            namespace,
-            MAX_NAMESPACE_LEN,
-            |c| c.is_ascii_alphanumeric() || c == '_' || c == '-',
-            "letters, digits, '_' and '-'",
-        )?;
+        crate::names::validate_namespace(namespace)?;
         if partitions == 0 || partitions > 1024 {
             return Err(Error::InvalidConfig {
                 key: "partitions".into(),
@@ -235,79 +225,6 @@ impl Keyspace {
     }
 }
 
-fn validate(
-    what: &'static str,
-    value: &str,
-    max_len: usize,
-    allowed: impl Fn(char) -> bool,
-    accepted: &str,
-) -> Result<()> {
-    if value.is_empty() || value.len() > max_len || !value.chars().all(allowed) {
-        return Err(Error::InvalidName {
-            what,
-            value: truncate_for_message(value),
-            expected: format!("1 to {max_len} characters: {accepted}"),
-        });
-    }
-    Ok(())
-}
-
-fn truncate_for_message(value: &str) -> String {
-    const SHOWN: usize = 80;
-    if value.chars().count() <= SHOWN {
-        value.to_owned()
-    } else {
-        format!("{}…", value.chars().take(SHOWN).collect::<String>())
-    }
-}
-
-/// Queue names: letters, digits, `_`, `-`, `.`, `:` (never `/`, which separates queue and
-/// id in index members, and never braces, which would confuse hash tags).
-///
-/// # Errors
-/// [`Error::InvalidName`] naming the rule that was broken.
-pub fn validate_queue(queue: &str) -> Result<()> {
-    validate(
-        "queue name",
-        queue,
-        MAX_NAME_LEN,
-        is_name_char,
-        "letters, digits, '_', '-', '.', ':'",
-    )
-}
-
-/// Execution ids follow the queue-name rules.
-///
-/// # Errors
-/// [`Error::InvalidName`] naming the rule that was broken.
-pub fn validate_execution_id(id: &str) -> Result<()> {
-    validate(
-        "execution id",
-        id,
-        MAX_NAME_LEN,
-        is_name_char,
-        "letters, digits, '_', '-', '.', ':'",
-    )
-}
-
-/// Worker ids follow the queue-name rules.
-///
-/// # Errors
-/// [`Error::InvalidName`] naming the rule that was broken.
-pub fn validate_worker_id(id: &str) -> Result<()> {
-    validate(
-        "worker id",
-        id,
-        MAX_NAME_LEN,
-        is_name_char,
-        "letters, digits, '_', '-', '.', ':'",
-    )
-}
-
-fn is_name_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,14 +264,9 @@ mod tests {
     }
 
     #[test]
-    fn bad_names_are_rejected() {
-        assert!(validate_queue("").is_err());
-        assert!(validate_queue("a/b").is_err());
-        assert!(validate_queue("{tag}").is_err());
-        assert!(validate_queue(&"a".repeat(129)).is_err());
-        assert!(validate_queue("emails.high:v2").is_ok());
-        assert!(validate_execution_id("run 1").is_err());
+    fn bad_namespaces_and_partition_counts_are_rejected() {
         assert!(Keyspace::new("bad ns", 16).is_err());
         assert!(Keyspace::new("ok", 0).is_err());
+        assert!(Keyspace::new("ok", 1025).is_err());
     }
 }

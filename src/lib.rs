@@ -16,31 +16,37 @@
 //! ```
 //!
 //! # Layout
-//! - [`keys`]: the one place that builds Redis keys; every key of a partition shares one
-//!   hash tag, so each script touches a single Redis Cluster slot.
+//! - `keys`: the one place that builds Redis keys; every key of a partition shares one
+//!   hash tag, so each script touches a single Redis Cluster slot. Crate-private: clients
+//!   never see keys.
 //! - `scripts`: the Lua scripts of `lua/`, loaded once, invoked with NOSCRIPT fallback.
 //! - [`ledger`]: executions and queues, the orchestrator and worker API.
 //! - [`runner`]: a worker-side loop for Rust workers that heartbeats on its own thread.
 //! - [`watchdog`]: partition leases, timer rounds, worker reconciliation, systemic hold.
 //! - [`settings`]: the daemon's TOML file plus `UNSTUCK_*` environment overrides.
-//! - [`demo`]: the walkthrough and the fault-injection demo behind `unstuck demo`.
 //! - [`events`]: reading and following the partition event streams.
 //! - [`config`]: configuration with defaults; [`error`]: what can go wrong.
-//! - [`redis_process`]: throwaway `redis-server` processes for tests, benches and demos.
+//! - `testkit` (feature `testkit`, hidden): throwaway `redis-server` processes and the
+//!   invariant checker shared by the tests, the benches and `unstuck demo`.
+
+#![forbid(unsafe_code)]
 
 pub mod config;
 mod conn;
-pub mod demo;
 pub mod error;
 pub mod events;
-pub mod keys;
+mod keys;
 pub mod ledger;
-pub mod redis_process;
+pub mod names;
 pub mod runner;
 pub mod settings;
 pub mod watchdog;
 
 mod scripts;
+
+#[cfg(feature = "testkit")]
+#[doc(hidden)]
+pub mod testkit;
 
 pub use config::LedgerConfig;
 pub use error::{Error, Result};

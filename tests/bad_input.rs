@@ -303,7 +303,7 @@ async fn refused_calls_change_nothing_in_a_used_namespace() {
 async fn damaged_stored_queue_settings_are_refused_before_any_write() {
     let ledger = support::ledger("bad_stored").await;
     let settings_key =
-        unstuck::keys::Keyspace::new(&ledger.config().namespace, ledger.config().partitions)
+        unstuck::testkit::Keyspace::new(&ledger.config().namespace, ledger.config().partitions)
             .unwrap()
             .queue_settings("q");
     let mut conn = raw().await;

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde_json::json;
-use unstuck::keys::Keyspace;
+use unstuck::testkit::Keyspace;
 use unstuck::*;
 
 const QUEUES: usize = 40;

@@ -11,7 +11,7 @@ use futures_util::future::join_all;
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
 use unstuck::error::Error;
-use unstuck::redis_process::{RedisProcess, RedisProcessOptions};
+use unstuck::testkit::{RedisProcess, RedisProcessOptions};
 use unstuck::*;
 
 use ledger_common::forged;

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 use unstuck::error::Error;
-use unstuck::redis_process::{RedisProcess, RedisProcessOptions};
+use unstuck::testkit::{RedisProcess, RedisProcessOptions};
 use unstuck::*;
 
 fn server(extra_args: &[&str]) -> RedisProcess {

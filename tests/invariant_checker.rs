@@ -12,7 +12,7 @@ const QUEUE: &str = "m";
 #[tokio::test]
 async fn the_invariant_checker_reports_broken_indexes() {
     use redis::Cmd;
-    use unstuck::keys::{Keyspace, Timer};
+    use unstuck::testkit::{Keyspace, Timer};
 
     let ledger = support::ledger("checker").await;
     let config = ledger.config();

@@ -20,7 +20,7 @@ fn registration_ids_are_fresh_per_call() {
         ("1.2.3", vec!["q".to_owned()])
     );
     for reg in [&a, &b] {
-        unstuck::keys::validate_worker_id(&reg.worker_id).unwrap();
+        unstuck::names::validate_worker_id(&reg.worker_id).unwrap();
         assert!(
             reg.worker_id.contains(&format!("-{}-", a.pid)),
             "{}",

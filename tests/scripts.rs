@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
-use unstuck::redis_process::{RedisProcess, RedisProcessOptions};
+use unstuck::testkit::{RedisProcess, RedisProcessOptions};
 use unstuck::*;
 
 use ledger_common::raw;

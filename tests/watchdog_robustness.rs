@@ -7,7 +7,7 @@ mod watchdog_common;
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use unstuck::keys::{Keyspace, Timer};
+use unstuck::testkit::{Keyspace, Timer};
 use unstuck::*;
 use watchdog_common::*;
 

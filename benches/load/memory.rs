@@ -7,7 +7,7 @@
 
 use redis::aio::MultiplexedConnection;
 use unstuck::EnqueueOptions;
-use unstuck::keys::Keyspace;
+use unstuck::testkit::Keyspace;
 
 use crate::Args;
 use crate::support::{self, QUEUE};

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use redis::aio::MultiplexedConnection;
-use unstuck::redis_process::{RedisProcess, RedisProcessOptions};
+use unstuck::testkit::{RedisProcess, RedisProcessOptions};
 use unstuck::{AttemptToken, EnqueueOptions, Heartbeat, HeartbeatReply, Ledger, LedgerConfig};
 use unstuck::{QueueSettings, Timings};
 
@@ -40,8 +40,7 @@ pub fn start_redis_with(extra_args: Vec<String>) -> RedisProcess {
 /// A namespace no other run on the same server uses.
 #[allow(dead_code)]
 pub fn namespace(label: &str) -> String {
-    let random = uuid::Uuid::new_v4().simple().to_string();
-    format!("b_{label}_{}", &random[..8])
+    unstuck::testkit::namespace(label)
 }
 
 /// A ledger on `url` with a namespace of its own, and [`QUEUE`] given a capacity large

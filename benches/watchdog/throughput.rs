@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use redis::aio::MultiplexedConnection;
-use unstuck::keys::Keyspace;
+use unstuck::testkit::Keyspace;
 use unstuck::watchdog::Watchdog;
 use unstuck::{EnqueueOptions, Ledger};
 

@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{Ledger, State, StopReason, ms_to_time};
 use crate::error::{Error, Result};
-use crate::keys::{self, Keyspace, Timer};
+use crate::keys::{Keyspace, Timer};
+use crate::names;
 use crate::scripts::{CANCEL, Reply};
 
 /// What `cancel` did.
@@ -33,8 +34,8 @@ impl Ledger {
     /// # Errors
     /// [`Error::NotFound`], [`Error::InvalidName`].
     pub async fn cancel(&self, queue: &str, id: &str, reason: &str) -> Result<CancelOutcome> {
-        keys::validate_queue(queue)?;
-        keys::validate_execution_id(id)?;
+        names::validate_queue(queue)?;
+        names::validate_execution_id(id)?;
         self.check_size("cancel reason", reason.len())?;
         let k = &self.keys;
         let (maxlen, hist) = self.limits();

@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 
 use super::{AttemptToken, Ledger, ms_to_time};
 use crate::error::{Error, Result};
-use crate::keys::{self, Timer};
+use crate::keys::Timer;
+use crate::names;
 use crate::scripts::{CLAIM, Reply};
 
 /// One claimed attempt: what the worker runs and the token it must present from now on.
@@ -92,8 +93,8 @@ impl Ledger {
 
 /// Refuses a bad queue or worker id, or a batch size out of range, before any call.
 pub(super) fn check_claim(queue: &str, worker_id: &str, max: usize) -> Result<()> {
-    keys::validate_queue(queue)?;
-    keys::validate_worker_id(worker_id)?;
+    names::validate_queue(queue)?;
+    names::validate_worker_id(worker_id)?;
     if max == 0 || max > MAX_CLAIM_BATCH {
         return Err(Error::InvalidConfig {
             key: "max".into(),

@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{EnqueueOptions, Ledger, State, ms_to_time};
 use crate::error::{Error, Result};
-use crate::keys::{self, Keyspace, Timer};
+use crate::keys::{Keyspace, Timer};
+use crate::names;
 use crate::scripts::{ENQUEUE, Reply};
 
 /// Most executions one [`Ledger::enqueue_many`] call enqueues, to keep the script short.
@@ -130,7 +131,7 @@ impl Ledger {
         queue: &str,
         items: Vec<(String, EnqueueOptions)>,
     ) -> Result<Vec<Enqueued>> {
-        keys::validate_queue(queue)?;
+        names::validate_queue(queue)?;
         let items = items
             .into_iter()
             .map(|(payload, opts)| Item::check(payload, opts))
@@ -198,7 +199,7 @@ impl Item {
     fn check(payload: String, opts: EnqueueOptions) -> Result<Self> {
         let id = match opts.id {
             Some(id) => {
-                keys::validate_execution_id(&id)?;
+                names::validate_execution_id(&id)?;
                 id
             }
             None => uuid::Uuid::now_v7().to_string(),

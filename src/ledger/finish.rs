@@ -272,7 +272,7 @@ fn item_outcome(finish: &Finish, queue: &str, done: Value, claims: Value) -> Fin
 mod tests {
     use serde_json::json;
 
-    use crate::redis_process::{RedisProcess, RedisProcessOptions};
+    use crate::testkit::{RedisProcess, RedisProcessOptions};
     use crate::{CompleteOutcome, EnqueueOptions, Ledger, LedgerConfig};
 
     fn stopped(ledger: &Ledger, queue: &str) -> bool {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Execution, Ledger, State};
 use crate::error::{Error, Result};
-use crate::keys;
+use crate::names;
 
 /// One page of a listing; pass `next` back as the cursor for the following page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,8 +27,8 @@ impl Ledger {
     /// # Errors
     /// [`Error::NotFound`], [`Error::InvalidName`].
     pub async fn get(&self, queue: &str, id: &str) -> Result<Execution> {
-        keys::validate_queue(queue)?;
-        keys::validate_execution_id(id)?;
+        names::validate_queue(queue)?;
+        names::validate_execution_id(id)?;
         let fields: HashMap<String, String> = self
             .conn
             .clone()
@@ -58,7 +58,7 @@ impl Ledger {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page> {
-        keys::validate_queue(queue)?;
+        names::validate_queue(queue)?;
         if limit == 0 || limit > MAX_PAGE {
             return Err(Error::InvalidConfig {
                 key: "limit".into(),

@@ -7,7 +7,7 @@ use redis::AsyncCommands;
 
 use super::{Ledger, QueueSettings, Timings};
 use crate::error::Result;
-use crate::keys;
+use crate::names;
 use crate::scripts::{Reply, SET_QUEUE};
 
 impl Ledger {
@@ -17,7 +17,7 @@ impl Ledger {
     /// # Errors
     /// [`Error::InvalidName`](crate::Error::InvalidName), [`Error::InvalidConfig`](crate::Error::InvalidConfig), [`Error::InvalidDuration`](crate::Error::InvalidDuration).
     pub async fn set_queue(&self, queue: &str, settings: &QueueSettings) -> Result<()> {
-        keys::validate_queue(queue)?;
+        names::validate_queue(queue)?;
         settings.validate()?;
         let k = &self.keys;
         let mut call = SET_QUEUE.prepare_invoke();
@@ -50,7 +50,7 @@ impl Ledger {
     /// # Errors
     /// [`Error::InvalidName`](crate::Error::InvalidName), [`Error::Redis`](crate::Error::Redis).
     pub async fn queue_settings(&self, queue: &str) -> Result<QueueSettings> {
-        keys::validate_queue(queue)?;
+        names::validate_queue(queue)?;
         let stored: HashMap<String, u64> = self
             .conn
             .clone()
@@ -92,7 +92,7 @@ impl Ledger {
     /// # Errors
     /// [`Error::InvalidName`](crate::Error::InvalidName), [`Error::Redis`](crate::Error::Redis).
     pub async fn slots_in_use(&self, queue: &str) -> Result<usize> {
-        keys::validate_queue(queue)?;
+        names::validate_queue(queue)?;
         let n: usize = self.conn.clone().hlen(self.keys.slots(queue)).await?;
         Ok(n)
     }
@@ -102,7 +102,7 @@ impl Ledger {
     /// # Errors
     /// [`Error::InvalidName`](crate::Error::InvalidName), [`Error::Redis`](crate::Error::Redis).
     pub async fn pending_count(&self, queue: &str) -> Result<usize> {
-        keys::validate_queue(queue)?;
+        names::validate_queue(queue)?;
         let n: usize = self.conn.clone().zcard(self.keys.pending(queue)).await?;
         Ok(n)
     }

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::keys;
+use crate::names;
 
 /// Names one attempt of one execution, with a secret nonce issued at claim time so a token
 /// from an earlier life of the same id can never pass for the current one. Its text form
@@ -60,8 +60,8 @@ impl FromStr for AttemptToken {
         let [queue, id, attempt, nonce] = parts[..] else {
             return Err(bad("expected <queue>/<id>/<attempt>/<nonce>"));
         };
-        keys::validate_queue(queue).map_err(|_| bad("invalid queue name"))?;
-        keys::validate_execution_id(id).map_err(|_| bad("invalid execution id"))?;
+        names::validate_queue(queue).map_err(|_| bad("invalid queue name"))?;
+        names::validate_execution_id(id).map_err(|_| bad("invalid execution id"))?;
         let attempt: u32 = attempt
             .parse()
             .map_err(|_| bad("attempt is not a number"))?;

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{Ledger, ms_to_time};
 use crate::error::{Error, Result};
-use crate::keys::{self, Keyspace};
+use crate::keys::Keyspace;
+use crate::names;
 use crate::scripts::{Reply, WORKER_DEREGISTER, WORKER_HEARTBEAT, WORKER_PRUNE, WORKER_REGISTER};
 
 /// How a worker process introduces itself.
@@ -100,9 +101,9 @@ impl Ledger {
     /// # Errors
     /// [`Error::WorkerExists`] when the id was registered before; [`Error::InvalidName`].
     pub async fn register_worker(&self, reg: &WorkerRegistration) -> Result<DateTime<Utc>> {
-        keys::validate_worker_id(&reg.worker_id)?;
+        names::validate_worker_id(&reg.worker_id)?;
         for q in &reg.queues {
-            keys::validate_queue(q)?;
+            names::validate_queue(q)?;
         }
         self.check_size("worker host", reg.host.len())?;
         self.check_size("worker version", reg.version.len())?;
@@ -149,7 +150,7 @@ impl Ledger {
         worker_id: &str,
         running: &[(String, String)],
     ) -> Result<DateTime<Utc>> {
-        keys::validate_worker_id(worker_id)?;
+        names::validate_worker_id(worker_id)?;
         let members: Vec<String> = running
             .iter()
             .map(|(q, id)| Keyspace::member(q, id))
@@ -181,7 +182,7 @@ impl Ledger {
     /// # Errors
     /// [`Error::UnknownWorker`] when it was not registered.
     pub async fn deregister_worker(&self, worker_id: &str) -> Result<()> {
-        keys::validate_worker_id(worker_id)?;
+        names::validate_worker_id(worker_id)?;
         let reply = WORKER_DEREGISTER
             .key(self.keys.worker(worker_id))
             .key(self.keys.worker_index())
@@ -227,7 +228,7 @@ impl Ledger {
     /// # Errors
     /// [`Error::Redis`]; [`Error::Protocol`] for a damaged entry.
     pub async fn worker(&self, worker_id: &str) -> Result<Option<WorkerInfo>> {
-        keys::validate_worker_id(worker_id)?;
+        names::validate_worker_id(worker_id)?;
         let fields: HashMap<String, String> = self
             .conn
             .clone()

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::keys;
 use crate::ledger::WorkerRegistration;
+use crate::names;
 
 /// Most jobs one runner runs at once (one `claim_many` call fills every free slot).
 pub const MAX_CONCURRENCY: usize = 1000;
@@ -53,7 +53,7 @@ impl RunnerConfig {
     /// [`Error::InvalidName`] for a bad queue name, [`Error::InvalidConfig`] or
     /// [`Error::InvalidDuration`] naming the field.
     pub fn validate(&self) -> Result<()> {
-        keys::validate_queue(&self.queue)?;
+        names::validate_queue(&self.queue)?;
         if !(1..=MAX_CONCURRENCY).contains(&self.concurrency) {
             return Err(Error::InvalidConfig {
                 key: "runner.concurrency".into(),

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::job::AttemptState;
-use crate::keys::MAX_NAME_LEN;
 use crate::ledger::WorkerRegistration;
+use crate::names::MAX_NAME_LEN;
 
 /// The runner's registration; the pump renews it under a fresh id when the registry
 /// forgets the worker.

@@ -157,7 +157,7 @@ impl WatchdogConfig {
             }
         }
         if let Some(id) = &self.replica_id {
-            crate::keys::validate_worker_id(id)?;
+            crate::names::validate_worker_id(id)?;
         }
         Ok(())
     }

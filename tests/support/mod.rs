@@ -4,18 +4,16 @@
 //! Each test file does `mod support;`. Not every binary uses every helper, hence the
 //! `#[allow(dead_code)]`s.
 
-#[allow(dead_code)]
-pub mod invariants;
-
 use std::future::Future;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use unstuck::redis_process::{RedisCluster, RedisProcess, RedisProcessOptions};
+#[allow(unused_imports)]
+pub use unstuck::testkit::invariants;
+use unstuck::testkit::{RedisCluster, RedisProcess, RedisProcessOptions};
 
 /// The test binary's Redis server, started on first use. Statics are never dropped; the server
-/// dies with the process (see `unstuck::redis_process`).
+/// dies with the process (see `unstuck::testkit`).
 #[allow(dead_code)]
 pub fn redis() -> &'static RedisProcess {
     static REDIS: OnceLock<RedisProcess> = OnceLock::new();
@@ -35,23 +33,10 @@ pub fn cluster() -> &'static RedisCluster {
     })
 }
 
-/// A namespace no other test in this binary uses, like `t3_lease_expires_a1b2c3d4`: a counter
-/// for uniqueness, part of the test name for reading keys in `redis-cli`, random hex so two runs
-/// against the same server never collide. Only `[A-Za-z0-9_-]`, at most 40 characters.
+/// A namespace no other test in this binary uses (see [`unstuck::testkit::namespace`]).
 #[allow(dead_code)]
 pub fn namespace(test_name: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let counter = NEXT.fetch_add(1, Ordering::Relaxed);
-    let name: String = test_name
-        .rsplit("::")
-        .next()
-        .unwrap_or_default()
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
-        .take(16)
-        .collect();
-    let random = uuid::Uuid::new_v4().simple().to_string();
-    format!("t{counter}_{name}_{}", &random[..8])
+    unstuck::testkit::namespace(test_name)
 }
 
 /// Polls `condition` every 10 ms until it returns true; panics naming `what` after `timeout`.

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::json;
-use unstuck::keys::Keyspace;
+use unstuck::testkit::Keyspace;
 use unstuck::watchdog::{Watchdog, WatchdogConfig};
 use unstuck::*;
 

@@ -14,9 +14,9 @@ use super::plan::{DOOMED_QUEUE, FaultKind, MAIN_QUEUES, PlannedExecution};
 use super::replicas::{ReplicaKill, Replicas};
 use super::report::WorkerDeath;
 use super::workers::WorkerProcess;
-use crate::config::LedgerConfig;
-use crate::error::Result;
-use crate::ledger::Ledger;
+use unstuck::Ledger;
+use unstuck::LedgerConfig;
+use unstuck::Result;
 
 /// How long after `duration` the demo waits for every execution to be terminal.
 const SETTLE: Duration = Duration::from_secs(30);

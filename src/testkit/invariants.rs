@@ -12,17 +12,17 @@
 //!   start timer ⇔ dispatched; heartbeat timer ⇔ running; progress timer ⇔ running with
 //!   `npt > 0`; stuck timer ⇔ stuck; cancel timer ⇔ active with `cx`; deadline timer ⇔
 //!   non-terminal with `dla > 0`; terminal list `s:<state>` ⇔ that terminal state, listed
-//!   once; each timer is scored by the instant documented in `unstuck::keys::Timer`;
+//!   once; each timer is scored by the instant documented in `Timer` (crate-private `keys`);
 //! - no index entry without its hash;
 //! - slots in use ≤ capacity, every holder a positive attempt number.
 
 use std::collections::{BTreeSet, HashMap};
 
+use crate::keys::{Keyspace, Timer};
 use redis::aio::MultiplexedConnection;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, FromRedisValue, RedisResult};
-use unstuck::keys::{Keyspace, Timer};
 
 const TERMINAL: [&str; 5] = ["succeeded", "failed", "cancelled", "timed_out", "dead"];
 const ACTIVE: [&str; 3] = ["dispatched", "running", "stuck"];
@@ -45,7 +45,7 @@ enum Raw {
 }
 
 impl Raw {
-    async fn open(config: &unstuck::LedgerConfig) -> RedisResult<Self> {
+    async fn open(config: &crate::LedgerConfig) -> RedisResult<Self> {
         if config.cluster_urls.is_empty() {
             let client = redis::Client::open(config.redis_url.as_str())?;
             Ok(Raw::Single(
@@ -106,8 +106,7 @@ fn glob_escape(text: &str) -> String {
 }
 
 /// Every invariant violation found in `queues` of `ledger`; empty when all hold.
-#[allow(dead_code)]
-pub async fn check(ledger: &unstuck::Ledger, queues: &[&str]) -> Vec<String> {
+pub async fn check(ledger: &crate::Ledger, queues: &[&str]) -> Vec<String> {
     match check_queues(ledger, queues).await {
         Ok(violations) => violations,
         Err(error) => vec![format!("could not read the ledger's keys: {error}")],
@@ -115,8 +114,7 @@ pub async fn check(ledger: &unstuck::Ledger, queues: &[&str]) -> Vec<String> {
 }
 
 /// Panics listing every violation found.
-#[allow(dead_code)]
-pub async fn assert_ok(ledger: &unstuck::Ledger, queues: &[&str]) {
+pub async fn assert_ok(ledger: &crate::Ledger, queues: &[&str]) {
     let violations = check(ledger, queues).await;
     assert!(
         violations.is_empty(),
@@ -126,7 +124,7 @@ pub async fn assert_ok(ledger: &unstuck::Ledger, queues: &[&str]) {
     );
 }
 
-async fn check_queues(ledger: &unstuck::Ledger, queues: &[&str]) -> RedisResult<Vec<String>> {
+async fn check_queues(ledger: &crate::Ledger, queues: &[&str]) -> RedisResult<Vec<String>> {
     let config = ledger.config();
     let keys = Keyspace::new(&config.namespace, config.partitions)
         .map_err(|e| redis::RedisError::from(std::io::Error::other(e.to_string())))?;

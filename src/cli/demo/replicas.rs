@@ -9,10 +9,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::plan::WORKER_TIMEOUT;
-use crate::config::LedgerConfig;
-use crate::error::Result;
-use crate::ledger::Ledger;
-use crate::watchdog::{RoundReport, Watchdog, WatchdogConfig};
+use unstuck::Ledger;
+use unstuck::LedgerConfig;
+use unstuck::Result;
+use unstuck::watchdog::{RoundReport, Watchdog, WatchdogConfig};
 
 /// How long leases last; renewed at a third of it.
 pub const LEASE_TTL: Duration = Duration::from_millis(1500);

@@ -1,14 +1,10 @@
 //! After the run: what happened to each planned execution, read back from the ledger —
-//! its final snapshot, its events, and whether the indexes agree with its state.
+//! its final snapshot, its events, and whether the ledger's invariants hold.
 
-use redis::Value;
 use std::collections::{BTreeSet, HashMap};
 
 use super::plan::PlannedExecution;
-use crate::error::{Error, Result};
-use crate::events::Event;
-use crate::keys::{Keyspace, Timer};
-use crate::ledger::{Execution, Ledger};
+use unstuck::{Error, Event, Execution, Ledger, Result};
 
 /// Events read per call.
 const PAGE: usize = 1000;
@@ -117,60 +113,13 @@ pub async fn leaked_slots(ledger: &Ledger, plan: &[PlannedExecution]) -> Result<
     Ok(held)
 }
 
-/// Checks invariant 2 (indexes match state) for every terminal execution: no pending
-/// entry, no slot, no timer, and listed in its terminal state's index. Returns the count
-/// of violations and the first few, described.
-///
-/// # Errors
-/// Redis errors.
-pub async fn index_violations(
-    ledger: &Ledger,
-    observed: &[Observed],
-) -> Result<(usize, Vec<String>)> {
-    let keys: &Keyspace = &ledger.keys;
-    let mut conn = ledger.conn.clone();
-    let mut count = 0;
-    let mut listed = Vec::new();
-    for o in observed {
-        let Some(e) = o.execution.as_ref().filter(|e| e.state.is_terminal()) else {
-            continue;
-        };
-        let (queue, id) = (e.queue.as_str(), e.id.as_str());
-        let partition = ledger.partition_of(queue);
-        let member = Keyspace::member(queue, id);
-        let mut pipe = redis::pipe();
-        pipe.zscore(keys.pending(queue), id)
-            .hexists(keys.slots(queue), id)
-            .cmd("LPOS")
-            .arg(keys.finished(queue, e.state.as_str()))
-            .arg(id);
-        for timer in Timer::ALL {
-            pipe.zscore(keys.timer(partition, timer), &member);
-        }
-        let found: Vec<Value> = pipe.query_async(&mut conn).await?;
-        let present = |v: &Value| !matches!(v, Value::Nil | Value::Int(0));
-        let mut problems = Vec::new();
-        if found.first().is_some_and(present) {
-            problems.push("still pending".to_owned());
-        }
-        if found.get(1).is_some_and(present) {
-            problems.push("still holds a slot".to_owned());
-        }
-        // LPOS answers the position (0 is the head) or nil.
-        if matches!(found.get(2), None | Some(Value::Nil)) {
-            problems.push(format!("missing from the {} index", e.state));
-        }
-        for (timer, v) in Timer::ALL.iter().zip(found.iter().skip(3)) {
-            if present(v) {
-                problems.push(format!("still in the {timer:?} timer"));
-            }
-        }
-        count += problems.len();
-        for problem in problems {
-            if listed.len() < MAX_LISTED {
-                listed.push(format!("{queue}/{id} ({}): {problem}", e.state));
-            }
-        }
-    }
-    Ok((count, listed))
+/// Every invariant the shared checker knows (one state per execution, indexes that match
+/// states, slots held only by their holder, `unstuck::testkit::invariants`) over the
+/// demo's queues. Returns the count of violations and the first few, described.
+pub async fn index_violations(ledger: &Ledger, plan: &[PlannedExecution]) -> (usize, Vec<String>) {
+    let queues: BTreeSet<&str> = plan.iter().map(|p| p.queue).collect();
+    let queues: Vec<&str> = queues.into_iter().collect();
+    let violations = unstuck::testkit::invariants::check(ledger, &queues).await;
+    let listed = violations.iter().take(MAX_LISTED).cloned().collect();
+    (violations.len(), listed)
 }

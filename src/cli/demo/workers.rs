@@ -11,9 +11,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::plan::{BEAT, FaultKind, SLOW_GAP, jitter};
-use crate::config::LedgerConfig;
-use crate::error::Result;
-use crate::ledger::{Claim, Heartbeat, HeartbeatReply, Ledger, WorkerRegistration};
+use unstuck::LedgerConfig;
+use unstuck::Result;
+use unstuck::{Claim, Heartbeat, HeartbeatReply, Ledger, WorkerRegistration};
 
 /// Most executions one claim call takes.
 const CLAIM_BATCH: usize = 16;

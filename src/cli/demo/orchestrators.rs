@@ -9,8 +9,8 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::plan::{DEADLINE, FaultKind, PlannedExecution};
-use crate::error::{Error, Result};
-use crate::ledger::{EnqueueOptions, Ledger, State};
+use unstuck::{EnqueueOptions, Ledger, State};
+use unstuck::{Error, Result};
 
 /// How long a canceller waits for its execution to be running before giving up (the row
 /// then shows the execution as not remediated).

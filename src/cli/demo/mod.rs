@@ -31,15 +31,15 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 pub use plan::FaultKind;
-pub use replicas::{ReplicaKill, ReplicaSummary};
-pub use report::{FaultDemoReport, KindRow, WorkerDeath};
 
-use crate::config::LedgerConfig;
-use crate::error::{Error, Result};
-use crate::ledger::{Ledger, QueueSettings};
+pub use report::FaultDemoReport;
+
 use plan::{DOOMED_QUEUE, MAIN_QUEUES};
 use replicas::Replicas;
 use timeline::Run;
+use unstuck::LedgerConfig;
+use unstuck::{Error, Result};
+use unstuck::{Ledger, QueueSettings};
 use workers::WorkerProcess;
 
 /// Receives the demo's live progress, one line per call.
@@ -254,7 +254,7 @@ pub async fn fault_demo(opts: FaultDemoOptions) -> Result<FaultDemoReport> {
     let (observed, systemic_holds) = collect::observe(&admin, &plan).await?;
     let (rows, false_positive_details, false_positives) = report::judge(&observed);
     let (index_violations, index_violation_details) =
-        collect::index_violations(&admin, &observed).await?;
+        collect::index_violations(&admin, &plan).await;
     Ok(FaultDemoReport {
         namespace: config.namespace.clone(),
         executions: plan.len(),

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::collect::Observed;
 use super::plan::FaultKind;
 use super::replicas::{ReplicaKill, ReplicaSummary};
-use crate::ledger::{State, StopReason};
+use unstuck::{State, StopReason};
 
 /// Most false positives described one by one (the count is always exact).
 const MAX_LISTED: usize = 20;

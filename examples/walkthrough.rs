@@ -1,20 +1,53 @@
 //! One execution's life, printed as it happens: enqueue, claim, heartbeats with progress
 //! and a checkpoint, a crash, a retry that resumes from the checkpoint, completion.
+//!
+//! Uses the public API only. Run it against a Redis of your own, or let it start a
+//! throwaway one (the test support's `redis-server` helper):
+//!
+//! ```sh
+//! cargo run --example walkthrough -- redis://127.0.0.1:6379/
+//! cargo run --example walkthrough
+//! ```
+//!
+//! `unstuck walkthrough` runs the same code.
 
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::{
+use unstuck::{
     EnqueueOptions, FailOutcome, Heartbeat, HeartbeatReply, Ledger, LedgerConfig, QueueSettings,
     Timings,
 };
+
+/// What the walkthrough can fail with: a ledger error, or a step that did not go as shown.
+pub type WalkthroughResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// `cargo run --example walkthrough [-- REDIS_URL]`. (Unused when `unstuck walkthrough`
+/// includes this file as a module.)
+#[allow(dead_code)]
+#[tokio::main]
+async fn main() -> WalkthroughResult {
+    let url = std::env::args().nth(1);
+    let _own;
+    let url = match url {
+        Some(url) => url,
+        None => {
+            let server = unstuck::testkit::RedisProcess::start(Default::default())?;
+            let url = server.url().to_owned();
+            _own = server;
+            url
+        }
+    };
+    println!("redis: {url}");
+    walkthrough(&url).await
+}
 
 /// Runs the walkthrough against the Redis at `redis_url`.
 ///
 /// # Errors
 /// Any ledger error; the walkthrough stops at the first one.
-pub async fn walkthrough(redis_url: &str) -> crate::Result<()> {
+pub async fn walkthrough(redis_url: &str) -> WalkthroughResult {
     let mut config = LedgerConfig::new(redis_url);
     config.namespace = format!("demo-{}", uuid::Uuid::now_v7().simple());
     let ledger = Ledger::connect(config).await?;
@@ -56,7 +89,7 @@ pub async fn walkthrough(redis_url: &str) -> crate::Result<()> {
     let first = ledger
         .claim(queue, "worker-a")
         .await?
-        .ok_or_else(|| demo_error("nothing to claim"))?;
+        .ok_or("nothing to claim")?;
     say(
         "claim",
         &format!(
@@ -125,7 +158,7 @@ pub async fn walkthrough(redis_url: &str) -> crate::Result<()> {
             cancel_requested: false,
         })
     {
-        return Err(demo_error("worker-b lost its attempt"));
+        return Err("worker-b lost its attempt".into());
     }
     say("heartbeat", "worker-b: step 3/3");
     let done = ledger
@@ -189,13 +222,4 @@ pub async fn walkthrough(redis_url: &str) -> crate::Result<()> {
 
 fn say(step: &str, text: &str) {
     println!("[{:<9}] {text}", step);
-}
-
-fn demo_error(what: &str) -> crate::Error {
-    crate::Error::InvalidTransition {
-        operation: "run the walkthrough for",
-        queue: "research".into(),
-        id: "research-42".into(),
-        reason: what.into(),
-    }
 }

@@ -1,5 +1,8 @@
 //! Throwaway `redis-server` processes, alone or as a local 3-master cluster, for tests and demos.
 //!
+//! The one place of the project with `unsafe` code (`PR_SET_PDEATHSIG`, `atexit`, probing a
+//! pid): the library itself forbids it.
+//!
 //! Each server listens on 127.0.0.1 on a free port, keeps nothing on disk and lives in its own
 //! temp directory; dropping the handle kills it and removes the directory. Servers are spawned
 //! from one thread that never exits, with `PR_SET_PDEATHSIG` set, because the kernel sends that

@@ -1,15 +1,6 @@
-//! Demonstrations run by `unstuck demo`: they start their own Redis unless given one.
+//! A Redis for the demos: the one given with `--redis`, or a throwaway server of our own.
 
-mod faults;
-mod walkthrough;
-
-pub use faults::{
-    FaultDemoOptions, FaultDemoReport, FaultKind, KindRow, ProgressSink, ReplicaKill,
-    ReplicaSummary, WorkerDeath, fault_demo,
-};
-pub use walkthrough::walkthrough;
-
-use crate::redis_process::{RedisProcess, RedisProcessOptions};
+use unstuck::testkit::{RedisProcess, RedisProcessError, RedisProcessOptions};
 
 /// Where a demo's Redis comes from: a URL the user gave, or a throwaway server of our own.
 pub struct DemoRedis {
@@ -23,7 +14,7 @@ impl DemoRedis {
     ///
     /// # Errors
     /// When `redis-server` is missing or does not start; the message says how to install it.
-    pub fn obtain(url: Option<String>) -> Result<Self, crate::redis_process::RedisProcessError> {
+    pub fn obtain(url: Option<String>) -> Result<Self, RedisProcessError> {
         match url {
             Some(url) => Ok(Self { url, _own: None }),
             None => {

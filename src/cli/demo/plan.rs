@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ledger::{State, Timings};
+use unstuck::{State, Timings};
 
 /// One kind of behaviour a simulated worker shows on an execution's first attempt. Later
 /// attempts always behave healthily, so "remediated" means the retry succeeded (or the

@@ -1,0 +1,184 @@
+//! The `unstuck` command line: parses it and hands each command over to the library.
+//!
+//! # Layout
+//! - this file: the commands and their options, and the `watchdog` daemon;
+//! - `demo/`: the fault-injection demo behind `unstuck demo`;
+//! - `redis`: a throwaway `redis-server` for the demos when no `--redis` is given;
+//! - `walkthrough`: `examples/walkthrough.rs`, included as a module.
+
+mod demo;
+mod redis;
+#[path = "../../examples/walkthrough.rs"]
+mod walkthrough;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "unstuck",
+    version,
+    about = "Execution ledger and watchdog on Redis"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one watchdog replica until SIGINT/SIGTERM, then hand its leases back.
+    Watchdog {
+        /// TOML settings file ([ledger] and [watchdog] sections); UNSTUCK_LEDGER__* and
+        /// UNSTUCK_WATCHDOG__* environment variables override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Walk through one execution's life: enqueue, claim, heartbeat, crash, retry, complete.
+    Walkthrough {
+        /// Use this Redis instead of starting a throwaway redis-server.
+        #[arg(long)]
+        redis: Option<String>,
+    },
+    /// Inject every kind of fault into simulated work under three watchdog replicas (one
+    /// killed mid-run) and print a verdict per fault kind; exits 1 when a row is off.
+    Demo {
+        /// Use this Redis instead of starting a throwaway redis-server.
+        #[arg(long)]
+        redis: Option<String>,
+        /// How long the live part of the run lasts (6s to 1h).
+        #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Executions planned in all, split over the fault kinds (at least 9).
+        #[arg(long, default_value_t = 120)]
+        executions: usize,
+        /// Print the report as JSON on stdout (progress goes to stderr).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs the command named on the command line.
+pub(crate) async fn run() -> anyhow::Result<()> {
+    // Logs go to stderr: stdout is for what a script may read (`demo --json`, tables).
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    match Cli::parse().command {
+        Command::Watchdog { config } => watchdog(config).await,
+        Command::Demo {
+            redis,
+            duration,
+            executions,
+            json,
+        } => demo(redis, duration, executions, json).await,
+        Command::Walkthrough { redis } => {
+            let redis = redis::DemoRedis::obtain(redis).context("starting redis")?;
+            println!("redis: {}", redis.url);
+            walkthrough::walkthrough(&redis.url)
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
+            Ok(())
+        }
+    }
+}
+
+async fn demo(
+    redis: Option<String>,
+    duration: Duration,
+    executions: usize,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut opts = demo::FaultDemoOptions::new("");
+    opts.duration = duration;
+    opts.executions = executions;
+    opts.validate()?;
+    let redis = redis::DemoRedis::obtain(redis).context("starting redis")?;
+    opts.redis_url = redis.url.clone();
+    // Progress must never stop the run: write errors (a closed pipe) are ignored.
+    let sink: demo::ProgressSink = if json {
+        Arc::new(|line: &str| {
+            let _ = writeln!(std::io::stderr(), "{line}");
+        })
+    } else {
+        Arc::new(|line: &str| {
+            let _ = writeln!(std::io::stdout(), "{line}");
+        })
+    };
+    sink(&format!("redis: {}", redis.url));
+    opts.progress = Some(sink);
+    let report = demo::fault_demo(opts).await?;
+    if json {
+        let mut value = serde_json::to_value(&report)?;
+        if let Some(object) = value.as_object_mut() {
+            object.insert("all_correct".into(), report.all_correct().into());
+            object.insert("problems".into(), report.problems().into());
+        }
+        writeln!(
+            std::io::stdout(),
+            "{}",
+            serde_json::to_string_pretty(&value)?
+        )?;
+    } else {
+        writeln!(std::io::stdout(), "{report}")?;
+    }
+    let correct = report.all_correct();
+    // Stop our redis-server before exiting: `exit` skips destructors.
+    drop(redis);
+    if !correct {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+async fn watchdog(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let settings = unstuck::settings::Settings::load(config.as_deref())?;
+    let ledger = unstuck::Ledger::connect(settings.ledger)
+        .await
+        .context("connecting to redis")?;
+    let replica = unstuck::watchdog::Watchdog::new(ledger, settings.watchdog)?;
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        signal.cancel();
+    });
+    eprintln!(
+        "watchdog replica {} running; Ctrl-C to stop",
+        replica.replica_id()
+    );
+    replica.run(shutdown).await?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
