@@ -14,14 +14,8 @@ local function complete_attempt(k, exec, member, attempt, nonce, result, maxlen,
   local released = release_slot(k.slots, id, att)
   drop_active_timers(k, member, st, e[5] and e[5] ~= '')
   if e[9] ~= '0' then redis.call('ZREM', k.deadline, member) end
-  local hist = hist_push(e[6], now, 'succeeded', 'completed', att, cap)
-  if result == '' then
-    redis.call('HSET', exec, 'st', 'succeeded', 'sr', 'succeeded', 'fin', now, 'hist', hist)
-  else
-    redis.call('HSET', exec, 'st', 'succeeded', 'sr', 'succeeded', 'fin', now, 'res', result,
-      'hist', hist)
-  end
-  redis.call('RPUSH', k.succeeded, id)
-  emit(k.events, maxlen, e[7], id, att, st, 'succeeded', 'completed', '')
+  become_terminal({ key = exec, list = k.succeeded, events = k.events, maxlen = maxlen,
+    cap = cap, queue = e[7], id = id, att = att, from = st, hist = e[6] }, now, 'succeeded',
+    'succeeded', 'completed', nil, result)
   return { 'ok', released }
 end

@@ -4,6 +4,40 @@
 --   * Timer index members are "<queue>/<id>"; slot and pending members are "<id>".
 --   * Scripts validate everything first, then write; replies are flat arrays whose first
 --     element is a status word the Rust side turns into a typed result.
+--   * Keys come from src/keys.rs, in KEYS or as prefixes in ARGV; no script spells out
+--     the key layout itself.
+--
+-- Execution hash fields (mirror of src/fields.rs; a test checks they agree):
+--   q queue
+--   id execution id
+--   st state
+--   att attempts started
+--   pl payload (JSON)
+--   cr created at (ms)
+--   dla deadline instant (ms, 0: none)
+--   tok current attempt's nonce
+--   wk worker of the current attempt
+--   dsp dispatched at (ms)
+--   sta started at (ms)
+--   hb last heartbeat (ms)
+--   pr progress text
+--   prc progress changed at (ms)
+--   cp checkpoint (JSON)
+--   ss stuck since (ms)
+--   sk stuck kind: heartbeat | no_progress
+--   sd stuck verdict's detail
+--   cx cancel requested at (ms)
+--   err latest failure or cancel reason
+--   sr stop reason
+--   fin finished at (ms)
+--   res result (JSON)
+--   fa false alarms
+--   hist history lines
+-- (end of glossary)
+-- The timings, in the order scripts take them (src/timings.rs, STORED_FIELDS): start
+-- grace, heartbeat timeout, no-progress timeout, deadline, stuck threshold, max attempts,
+-- backoff base, backoff max, cancel grace; milliseconds, or the count.
+local TIMING_FIELDS = { 'sg', 'ht', 'npt', 'dl', 'stt', 'ma', 'bb', 'bm', 'cg' }
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -69,6 +103,27 @@ local TERMINAL = { succeeded = true, failed = true, cancelled = true, timed_out 
 local function holder_attempt(holder)
   if not holder then return nil end
   return tonumber(string.match(holder, '^(%d+)'))
+end
+
+-- Makes an execution terminal -- the one place every terminal write goes through: its
+-- hash gets the state, the stop reason, the finish time, `err` (when `message` is given),
+-- `res` (when `result` is given) and a history entry; its id joins the queue's list of
+-- that terminal state; the event is emitted. The caller has released the slot and removed
+-- the timers. x = { key, list, events, maxlen, cap, queue, id, att, from, hist }.
+local function become_terminal(x, now, to, stop_reason, reason, message, result, due)
+  local fields = { 'st', to, 'sr', stop_reason, 'fin', now,
+    'hist', hist_push(x.hist, now, to, reason, x.att, x.cap) }
+  if message then
+    fields[#fields + 1] = 'err'
+    fields[#fields + 1] = message
+  end
+  if result and result ~= '' then
+    fields[#fields + 1] = 'res'
+    fields[#fields + 1] = result
+  end
+  redis.call('HSET', x.key, unpack(fields))
+  redis.call('RPUSH', x.list, x.id)
+  emit(x.events, x.maxlen, x.queue, x.id, x.att, x.from, to, reason, message or '', due)
 end
 
 -- Release a capacity slot only if (id, attempt) is its current holder. Returns 1 when freed.

@@ -1,9 +1,22 @@
 -- Helpers of the watchdog scripts, prepended after _lib.lua.
--- Watchdog scripts act on many queues of one partition, so besides KEYS they derive keys
--- from the partition tag T (ARGV), exactly as src/keys.rs lays them out:
---   execution  T:x:<queue>/<id>       pending  T:q:<queue>:pending
---   slots      T:q:<queue>:slots      finished T:q:<queue>:s:<state>
--- Every key shares the tag, so each script still touches a single Cluster slot.
+-- Watchdog scripts act on many queues of one partition, so besides KEYS they derive the
+-- keys of an execution and of its queue from the partition's layout, which the caller
+-- passes in ARGV as src/keys.rs builds it (`Keyspace::script_layout`): the execution
+-- prefix (prefix .. "<queue>/<id>"), the queue prefix (prefix .. queue .. suffix), and
+-- the suffixes of the slots hash, the pending zset and the terminal lists. Every key
+-- shares the partition's tag, so each script still touches a single Cluster slot.
+
+-- The layout from ARGV[i .. i+4]; nil when a piece is missing.
+local function layout_from(args, i)
+  for j = i, i + 4 do
+    if not args[j] or args[j] == '' then return nil end
+  end
+  return { exec = args[i], queue = args[i + 1], slots = args[i + 2], pending = args[i + 3],
+    finished = args[i + 4] }
+end
+local function slots_key(K, q) return K.queue .. q .. K.slots end
+local function pending_key(K, q) return K.queue .. q .. K.pending end
+local function finished_key(K, q, state) return K.queue .. q .. K.finished .. state end
 
 -- Fencing (invariant 4): act only while (owner, epoch) is the partition's current lease.
 -- Once it is, every event this script writes names that replica and epoch.
@@ -16,18 +29,22 @@ local function lease_current(lease_key, owner, epoch, now)
   return false
 end
 
-local EXEC_FIELDS = { 'st', 'att', 'dl', 'sg', 'ht', 'npt', 'dla', 'stt', 'ma', 'bb', 'bm', 'cg',
-  'dsp', 'hb', 'prc', 'ss', 'sk', 'cx', 'wk', 'hist', 'q', 'id', 'err', 'sd' }
+-- What a judgement reads of an execution: the numbers it needs, then the rest.
+local NUMBER_FIELDS = { 'att', 'dla' }
+for _, f in ipairs(TIMING_FIELDS) do NUMBER_FIELDS[#NUMBER_FIELDS + 1] = f end
+local EXEC_FIELDS = { 'st', 'dsp', 'hb', 'prc', 'ss', 'sk', 'cx', 'wk', 'hist', 'q', 'id',
+  'err', 'sd' }
+for _, f in ipairs(NUMBER_FIELDS) do EXEC_FIELDS[#EXEC_FIELDS + 1] = f end
 
 -- Loads an execution for judgement; nil when absent, false when a field it needs is
 -- damaged (never raise mid-script: Redis does not roll back the writes already made).
-local function load_exec(T, member)
-  local key = T .. ':x:' .. member
+local function load_exec(K, member)
+  local key = K.exec .. member
   local v = redis.call('HMGET', key, unpack(EXEC_FIELDS))
   if not v[1] then return nil end
   local e = { key = key, member = member }
   for i, name in ipairs(EXEC_FIELDS) do e[name] = v[i] end
-  for _, name in ipairs({ 'att', 'dl', 'sg', 'ht', 'npt', 'dla', 'stt', 'ma', 'bb', 'bm', 'cg' }) do
+  for _, name in ipairs(NUMBER_FIELDS) do
     e[name] = tonumber(e[name])
     if e[name] == nil then return false end
   end
@@ -41,48 +58,47 @@ end
 local ACTIVE = { dispatched = true, running = true, stuck = true }
 
 -- timers = { deadline, start, heartbeat, progress, stuck, cancel } keys of the partition.
-local function leave_active(T, e, timers)
+local function leave_active(K, e, timers)
   local released = 0
   if ACTIVE[e.st] then
-    released = release_slot(T .. ':q:' .. e.q .. ':slots', e.id, e.att)
+    released = release_slot(slots_key(K, e.q), e.id, e.att)
   end
   drop_active_timers(timers, e.member, e.st, e.cx ~= nil)
   return released
 end
 
 -- A terminal verdict by the watchdog (timed_out, cancelled, dead).
-local function finish(T, e, timers, now, to, stop_reason, reason, detail, due, ctx)
-  leave_active(T, e, timers)
-  if e.st == 'queued' then redis.call('ZREM', T .. ':q:' .. e.q .. ':pending', e.id) end
+local function finish(K, e, timers, now, to, stop_reason, reason, detail, due, ctx)
+  leave_active(K, e, timers)
+  if e.st == 'queued' then redis.call('ZREM', pending_key(K, e.q), e.id) end
   redis.call('ZREM', timers.deadline, e.member)
-  redis.call('HSET', e.key, 'st', to, 'sr', stop_reason, 'fin', now, 'err', detail,
-    'hist', hist_push(e.hist, now, to, reason, e.att, ctx.hist_cap))
-  redis.call('RPUSH', T .. ':q:' .. e.q .. ':s:' .. to, e.id)
-  emit(ctx.events, ctx.maxlen, e.q, e.id, e.att, e.st, to, reason, detail, due)
+  become_terminal({ key = e.key, list = finished_key(K, e.q, to), events = ctx.events,
+    maxlen = ctx.maxlen, cap = ctx.hist_cap, queue = e.q, id = e.id, att = e.att,
+    from = e.st, hist = e.hist }, now, to, stop_reason, reason, detail, nil, due)
 end
 
 -- The attempt was lost (never started, stuck past its threshold, orphaned): retry it as a
 -- new attempt after its backoff if attempts remain, else dead with a message that names
 -- the latest failure. A lost attempt whose cancellation was requested ends cancelled.
 -- Returns 'retried', 'dead' or 'cancelled'.
-local function retry_or_dead(T, e, timers, now, stop_reason, detail, due, ctx)
+local function retry_or_dead(K, e, timers, now, stop_reason, detail, due, ctx)
   if e.cx then
-    finish(T, e, timers, now, 'cancelled', 'cancelled', stop_reason, detail, due, ctx)
+    finish(K, e, timers, now, 'cancelled', 'cancelled', stop_reason, detail, due, ctx)
     return 'cancelled'
   end
   if e.att < e.ma then
-    leave_active(T, e, timers)
+    leave_active(K, e, timers)
     local delay = e.bb * (2 ^ (e.att - 1))
     if delay > e.bm then delay = e.bm end
     redis.call('HSET', e.key, 'st', 'queued', 'tok', '', 'wk', '', 'ss', '', 'sk', '',
       'err', detail, 'hist', hist_push(e.hist, now, 'queued', stop_reason, e.att, ctx.hist_cap))
-    redis.call('ZADD', T .. ':q:' .. e.q .. ':pending', now + math.floor(delay), e.id)
+    redis.call('ZADD', pending_key(K, e.q), now + math.floor(delay), e.id)
     emit(ctx.events, ctx.maxlen, e.q, e.id, e.att, e.st, 'queued', stop_reason, detail, due)
     return 'retried'
   end
   local message = string.format('attempt %d of %d lost: %s', e.att, e.ma, detail)
   if e.err and e.err ~= '' then message = message .. '; before that: ' .. e.err end
   if #message > 4096 then message = string.sub(message, 1, 4080) .. '… [truncated]' end
-  finish(T, e, timers, now, 'dead', stop_reason, 'attempts_exhausted', message, due, ctx)
+  finish(K, e, timers, now, 'dead', stop_reason, 'attempts_exhausted', message, due, ctx)
   return 'dead'
 end

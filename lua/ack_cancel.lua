@@ -8,6 +8,7 @@
 -- Reply: {'ok', slot_released} | {'not_requested', state}
 --        {'stale', current_attempt, state} | {'mismatch', current_attempt, state}
 --        {'terminal', state, stop_reason} | {'missing'} | {'bad_arg', name}
+-- Prelude: _lib.lua
 
 local maxlen, cap = uint(ARGV[4]), uint(ARGV[5])
 if not maxlen or not cap then return { 'bad_arg', 'limits' } end
@@ -22,8 +23,7 @@ local released = release_slot(KEYS[3], id, att)
 drop_active_timers({ start = KEYS[4], heartbeat = KEYS[5], progress = KEYS[6],
   stuck = KEYS[8], cancel = KEYS[9] }, member, st, true)
 redis.call('ZREM', KEYS[7], member)
-redis.call('HSET', KEYS[1], 'st', 'cancelled', 'sr', 'cancelled', 'fin', now,
-  'hist', hist_push(e[6], now, 'cancelled', 'cancel_acknowledged', att, cap))
-redis.call('RPUSH', KEYS[10], id)
-emit(KEYS[2], maxlen, e[7], id, att, st, 'cancelled', 'cancel_acknowledged', '')
+become_terminal({ key = KEYS[1], list = KEYS[10], events = KEYS[2], maxlen = maxlen,
+  cap = cap, queue = e[7], id = id, att = att, from = st, hist = e[6] }, now, 'cancelled',
+  'cancelled', 'cancel_acknowledged')
 return { 'ok', released }

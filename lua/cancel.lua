@@ -6,6 +6,7 @@
 -- ARGV: 1 timer member "<queue>/<id>", 2 reason text, 3 events max length, 4 history cap
 -- Reply: {'cancelled'} | {'requested', requested_at_ms, 0|1 (1 = already requested)}
 --        {'terminal', state, stop_reason} | {'missing'} | {'bad_arg', name}
+-- Prelude: _lib.lua
 
 local maxlen, cap = uint(ARGV[3]), uint(ARGV[4])
 if not maxlen or not cap then return { 'bad_arg', 'limits' } end
@@ -19,10 +20,9 @@ local now = now_ms()
 if st == 'queued' then
   redis.call('ZREM', KEYS[3], id)
   redis.call('ZREM', KEYS[4], member)
-  redis.call('HSET', KEYS[1], 'st', 'cancelled', 'sr', 'cancelled', 'fin', now, 'err', ARGV[2],
-    'hist', hist_push(e[5], now, 'cancelled', 'cancelled', att, cap))
-  redis.call('RPUSH', KEYS[6], id)
-  emit(KEYS[2], maxlen, e[6], id, att, st, 'cancelled', 'cancelled', ARGV[2])
+  become_terminal({ key = KEYS[1], list = KEYS[6], events = KEYS[2], maxlen = maxlen,
+    cap = cap, queue = e[6], id = id, att = att, from = st, hist = e[5] }, now, 'cancelled',
+    'cancelled', 'cancelled', ARGV[2])
   return { 'cancelled' }
 end
 

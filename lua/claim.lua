@@ -9,6 +9,7 @@
 --        stop is 'done' (N claimed), 'empty' (nothing available) or 'full' (no slot);
 --        next_available_ms is the earliest pending score when stop is 'empty', else ''
 --        {'bad_arg', name} when an argument is malformed (nothing written)
+-- Prelude: _lib.lua, _claim.lua
 
 local n = uint(ARGV[4])
 local default_cap = uint(ARGV[5])

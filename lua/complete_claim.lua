@@ -14,6 +14,7 @@
 --        {'terminal', state, stop_reason} | {'missing'} (nothing written for the item);
 --        claims is claim.lua's reply, or {'none'} when N is 0 or the completion was refused
 --        {'bad_arg', name} when an argument is malformed (nothing written)
+-- Prelude: _lib.lua, _claim.lua, _complete.lua
 
 local maxlen, cap, default_cap = ARGV[3], uint(ARGV[4]), uint(ARGV[5])
 if not uint(maxlen) or not cap or not default_cap then return { 'bad_arg', 'limits' } end

@@ -3,34 +3,34 @@
 -- the first write: one bad item and nothing is written.
 -- KEYS: 1 queue pending zset, 2 deadline timer zset, 3 partition events stream,
 --       4 queue settings hash, 5 partition queue-name set, 5+i execution hash of item i
--- ARGV: 1 queue, 2..10 global default timings in ms (start_grace, heartbeat_timeout,
---       no_progress_timeout, deadline, stuck_threshold, max_attempts, backoff_base,
---       backoff_max, cancel_grace), 11 events max length, 12 history cap, then 13 per
---       item i from b = 12 + 13 * (i - 1): b+1 execution id, b+2 payload (JSON text),
---       b+3 timer member "<queue>/<id>", b+4..b+12 the item's timings in the same order
---       or '' (the queue's setting, else the global default), b+13 delay before available
+-- ARGV: 1 queue, 2..10 global default timings (TIMING_FIELDS order, ms or the count),
+--       11 events max length, 12 history cap, then 13 per item i from
+--       b = 12 + 13 * (i - 1): b+1 execution id, b+2 payload (JSON text), b+3 timer
+--       member "<queue>/<id>", b+4..b+12 the item's timings in the same order or '' (the
+--       queue's setting, else the global default), b+13 delay before available
 -- Reply: {'ok', then per item: 'created'|'exists', state, attempt, created_at_ms}
 --        {'bad_arg', name, item} when an argument is malformed (nothing written)
+-- Prelude: _lib.lua
 
-local FIELDS = { 'sg', 'ht', 'npt', 'dl', 'stt', 'ma', 'bb', 'bm', 'cg' }
 local items = #KEYS - 5
 if items < 1 or #ARGV ~= 12 + 13 * items then return { 'bad_arg', 'arity', 0 } end
 local maxlen, cap = ARGV[11], uint(ARGV[12])
 if not uint(maxlen) or not cap then return { 'bad_arg', 'limits', 0 } end
 
 -- Timings stay the decimal strings they arrived as (see now_str): validated, not converted.
-local conf = redis.call('HMGET', KEYS[4], unpack(FIELDS))
+-- t[field] for each of TIMING_FIELDS.
+local conf = redis.call('HMGET', KEYS[4], unpack(TIMING_FIELDS))
 local timings = {}
 for i = 1, items do
   local b = 12 + 13 * (i - 1)
   local t = {}
-  for f = 1, 9 do
+  for f, field in ipairs(TIMING_FIELDS) do
     local v = ARGV[b + 3 + f]
     if v == '' then v = conf[f] or ARGV[1 + f] end
-    if not uint(v) then return { 'bad_arg', FIELDS[f], i } end
-    t[f] = v
+    if not uint(v) then return { 'bad_arg', field, i } end
+    t[field] = v
   end
-  if tonumber(t[6]) < 1 or tonumber(t[2]) < 1 or tonumber(t[1]) < 1 then
+  if tonumber(t.ma) < 1 or tonumber(t.ht) < 1 or tonumber(t.sg) < 1 then
     return { 'bad_arg', 'timing', i }
   end
   if not uint(ARGV[b + 13]) then return { 'bad_arg', 'delay', i } end
@@ -51,9 +51,9 @@ for i = 1, items do
     reply[#reply + 1] = existing[2]
     reply[#reply + 1] = existing[3]
   else
-    local sg, ht, npt, dl, stt, ma, bb, bm, cg = unpack(timings[i])
+    local t = timings[i]
     local dla, available, delay = '0', now, ARGV[b + 13]
-    if tonumber(dl) > 0 then dla = tostring(tonumber(now) + tonumber(dl)) end
+    if tonumber(t.dl) > 0 then dla = tostring(tonumber(now) + tonumber(t.dl)) end
     if tonumber(delay) > 0 then available = tostring(tonumber(now) + tonumber(delay)) end
     -- Items of one batch share a millisecond: steps of 1/1024 ms inside the millisecond
     -- before it keep them first in, first out (the pending set would otherwise order
@@ -61,11 +61,13 @@ for i = 1, items do
     if items > 1 then
       available = string.format('%.4f', tonumber(available) - 1 + i / 1024)
     end
-    redis.call('HSET', key,
-      'q', queue, 'id', id, 'st', 'queued', 'att', '0', 'pl', ARGV[b + 2], 'cr', now,
-      'sg', sg, 'ht', ht, 'npt', npt, 'dl', dl, 'dla', dla,
-      'stt', stt, 'ma', ma, 'bb', bb, 'bm', bm, 'cg', cg,
-      'hist', hist_push(nil, now, 'queued', 'enqueued', '0', cap))
+    local fields = { 'q', queue, 'id', id, 'st', 'queued', 'att', '0', 'pl', ARGV[b + 2],
+      'cr', now, 'dla', dla, 'hist', hist_push(nil, now, 'queued', 'enqueued', '0', cap) }
+    for _, field in ipairs(TIMING_FIELDS) do
+      fields[#fields + 1] = field
+      fields[#fields + 1] = t[field]
+    end
+    redis.call('HSET', key, unpack(fields))
     redis.call('ZADD', KEYS[1], available, id)
     if dla ~= '0' then redis.call('ZADD', KEYS[2], dla, ARGV[b + 3]) end
     emit(KEYS[3], maxlen, queue, id, '0', '', 'queued', 'enqueued', '')

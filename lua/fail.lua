@@ -12,6 +12,7 @@
 --        {'cancelled', slot_released}
 --        {'stale', current_attempt, state} | {'mismatch', current_attempt, state}
 --        {'terminal', state, stop_reason} | {'missing'} | {'bad_arg', name}
+-- Prelude: _lib.lua
 
 local maxlen, cap = ARGV[6], uint(ARGV[7])
 if not uint(maxlen) or not cap then return { 'bad_arg', 'limits' } end
@@ -27,12 +28,12 @@ local released = release_slot(KEYS[3], id, att)
 drop_active_timers({ start = KEYS[4], heartbeat = KEYS[5], progress = KEYS[6],
   stuck = KEYS[8], cancel = KEYS[9] }, member, st, cancel_requested)
 
+local x = { key = KEYS[1], events = KEYS[2], maxlen = maxlen, cap = cap, queue = e[7],
+  id = id, att = att, from = st, hist = e[6] }
 if cancel_requested then
   redis.call('ZREM', KEYS[7], member)
-  redis.call('HSET', KEYS[1], 'st', 'cancelled', 'sr', 'cancelled', 'fin', now, 'err', ARGV[5],
-    'hist', hist_push(e[6], now, 'cancelled', 'failed_after_cancel', att, cap))
-  redis.call('RPUSH', KEYS[12], id)
-  emit(KEYS[2], maxlen, e[7], id, att, st, 'cancelled', 'failed_after_cancel', ARGV[5])
+  x.list = KEYS[12]
+  become_terminal(x, now, 'cancelled', 'cancelled', 'failed_after_cancel', ARGV[5])
   return { 'cancelled', released }
 end
 
@@ -51,8 +52,6 @@ end
 local reason = 'failed'
 if ARGV[4] == '1' then reason = 'attempts_exhausted' end
 redis.call('ZREM', KEYS[7], member)
-redis.call('HSET', KEYS[1], 'st', 'failed', 'sr', 'failed', 'fin', now, 'err', ARGV[5],
-  'hist', hist_push(e[6], now, 'failed', reason, att, cap))
-redis.call('RPUSH', KEYS[10], id)
-emit(KEYS[2], maxlen, e[7], id, att, st, 'failed', reason, ARGV[5])
+x.list = KEYS[10]
+become_terminal(x, now, 'failed', 'failed', reason, ARGV[5])
 return { 'failed', released }

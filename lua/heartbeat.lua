@@ -12,6 +12,7 @@
 -- Reply: {'ok', cancel_requested 0|1}
 --        {'stale', current_attempt, state} | {'mismatch', current_attempt, state}
 --        {'terminal', state, stop_reason} | {'missing'} | {'bad_arg', name}
+-- Prelude: _lib.lua
 
 -- The hot path: a beat of a running execution by its current attempt that carries no
 -- checkpoint and no new progress. It reads six fields and writes two; everything else

@@ -6,6 +6,7 @@
 -- ARGV: 1 owner (replica id), 2 ttl ms, 3 epoch the caller believes it holds ('' if none)
 -- Reply: {'acquired', epoch, expires_in_ms} | {'renewed', epoch, expires_in_ms}
 --        {'held', owner, expires_in_ms} | {'bad_arg', name}
+-- Prelude: _lib.lua
 
 local ttl = uint(ARGV[2])
 if not ttl or ttl < 1 then return { 'bad_arg', 'ttl' } end

@@ -3,6 +3,7 @@
 -- KEYS: 1 lease hash
 -- ARGV: 1 owner, 2 epoch
 -- Reply: {'released'} | {'not_held'}
+-- Prelude: _lib.lua
 
 local l = redis.call('HMGET', KEYS[1], 'owner', 'epoch')
 if l[1] ~= ARGV[1] or l[2] ~= ARGV[2] then return { 'not_held' } end

@@ -7,28 +7,31 @@
 -- shows its worker alive, whatever the registry says. Fenced by the caller's lease.
 -- KEYS: 1 lease hash, 2 events stream, 3 deadline timer, 4 start timer, 5 heartbeat timer,
 --       6 progress timer, 7 stuck timer, 8 cancel timer
--- ARGV: 1 owner, 2 epoch, 3 events max length, 4 history cap, 5 partition tag T,
---       then groups of 6: member, worker id, attempt, detail, due ms, alive-within ms
+-- ARGV: 1 owner, 2 epoch, 3 events max length, 4 history cap, 5-9 the partition's key
+--       layout (see _watchdog.lua), then groups of 6: member, worker id, attempt,
+--       detail, due ms, alive-within ms
 --       (skip when the execution heartbeated more recently than that; 0: never skip)
 -- Reply: {'lease_lost'} | {'ok', retried, dead, cancelled, skipped}
 -- Prelude: _lib.lua, _watchdog.lua
 
 local maxlen, hist_cap = uint(ARGV[3]), uint(ARGV[4])
-if not maxlen or not hist_cap or (#ARGV - 5) % 6 ~= 0 then return { 'bad_arg', 'args' } end
+local K = layout_from(ARGV, 5)
+if not maxlen or not hist_cap or not K or (#ARGV - 9) % 6 ~= 0 then
+  return { 'bad_arg', 'args' }
+end
 local now = now_ms()
 if not lease_current(KEYS[1], ARGV[1], ARGV[2], now) then return { 'lease_lost' } end
-local T = ARGV[5]
 local timers = { deadline = KEYS[3], start = KEYS[4], heartbeat = KEYS[5],
   progress = KEYS[6], stuck = KEYS[7], cancel = KEYS[8] }
 local ctx = { events = KEYS[2], maxlen = maxlen, hist_cap = hist_cap }
 local n = { retried = 0, dead = 0, cancelled = 0, skipped = 0 }
-for i = 6, #ARGV, 6 do
+for i = 10, #ARGV, 6 do
   local member, worker, attempt = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local alive_within = tonumber(ARGV[i + 5]) or 0
-  local e = load_exec(T, member)
+  local e = load_exec(K, member)
   local beating = alive_within > 0 and e and e.hb and now - e.hb < alive_within
   if e and ACTIVE[e.st] and e.wk == worker and e.att == attempt and not beating then
-    local outcome = retry_or_dead(T, e, timers, now, 'worker_lost', ARGV[i + 3], ARGV[i + 4], ctx)
+    local outcome = retry_or_dead(K, e, timers, now, 'worker_lost', ARGV[i + 3], ARGV[i + 4], ctx)
     n[outcome] = n[outcome] + 1
   else
     n.skipped = n.skipped + 1

@@ -3,6 +3,7 @@
 -- KEYS: 1 replica index zset (replica id scored by last beat ms)
 -- ARGV: 1 replica id, 2 liveness window ms, 3 '1' to leave (graceful shutdown)
 -- Reply: {'ok', live_replicas, rank} (rank: this replica's position among live ids, 0-based)
+-- Prelude: _lib.lua
 
 local window = uint(ARGV[2])
 if not window then return { 'bad_arg', 'window' } end

@@ -35,9 +35,10 @@
 --       recent; emptied by any hold), 11 the same for the namespace-wide count (emptied
 --       only by a namespace hold)
 -- ARGV: 1 owner, 2 epoch, 3 batch (most entries examined), 4 events max length,
---       5 history cap, 6 partition tag T, 7 absence_ms, 8 share (per mille),
---       9 min running for the share rule, 10 grace_ms, 11 namespace hold until (ms; 0:
---       none), 12 namespace hold start (ms), 13 namespace hold reason
+--       5 history cap, 6-10 the partition's key layout (see _watchdog.lua), 11 absence_ms,
+--       12 share (per mille), 13 min running for the share rule, 14 grace_ms,
+--       15 namespace hold until (ms; 0: none), 16 namespace hold start (ms),
+--       17 namespace hold reason
 -- Reply: {'lease_lost'} | {'ok', timed_out, stuck, retried, dead, cancelled, fixed,
 --         more (1 when the batch ran out), next_due_in_ms (-1: no timer), holding_ms
 --         (0: no hold), hold_started (0|1), recent verdicts for the namespace count,
@@ -46,12 +47,12 @@
 
 local owner, epoch = ARGV[1], ARGV[2]
 local batch, maxlen, hist_cap = uint(ARGV[3]), uint(ARGV[4]), uint(ARGV[5])
-local T = ARGV[6]
-local absence, share, min_running, grace = uint(ARGV[7]), uint(ARGV[8]), uint(ARGV[9]),
-  uint(ARGV[10])
-local ns_until, ns_start, ns_reason = uint(ARGV[11]), uint(ARGV[12]), ARGV[13] or ''
-if not batch or not maxlen or not hist_cap or not absence or not share or not min_running
-  or not grace or not ns_until or not ns_start then
+local K = layout_from(ARGV, 6)
+local absence, share, min_running, grace = uint(ARGV[11]), uint(ARGV[12]), uint(ARGV[13]),
+  uint(ARGV[14])
+local ns_until, ns_start, ns_reason = uint(ARGV[15]), uint(ARGV[16]), ARGV[17] or ''
+if not batch or not maxlen or not hist_cap or not K or not absence or not share
+  or not min_running or not grace or not ns_until or not ns_start then
   return { 'bad_arg', 'limits' }
 end
 
@@ -140,7 +141,7 @@ local function judge(key, rule)
   for i = 1, #entries, 2 do
     budget = budget - 1
     local member, score = entries[i], entries[i + 1]
-    local e = load_exec(T, member)
+    local e = load_exec(K, member)
     if e then
       rule(e, member, score)
     else
@@ -150,8 +151,8 @@ local function judge(key, rule)
       local q, id = string.match(member, '^([^/]*)/(.*)$')
       if e == nil and q then
         -- The hash is gone: whatever slot or queue entry it left behind is gone with it.
-        redis.call('HDEL', T .. ':q:' .. q .. ':slots', id)
-        redis.call('ZREM', T .. ':q:' .. q .. ':pending', id)
+        redis.call('HDEL', slots_key(K, q), id)
+        redis.call('ZREM', pending_key(K, q), id)
       end
       if e == false then
         emit(ctx.events, maxlen, q or '', id or member, 0, '', '', 'unjudgeable',
@@ -164,7 +165,7 @@ end
 judge(timers.deadline, function(e, member, score)
   if TERMINAL[e.st] or e.dla == 0 then return fix(timers.deadline, member, nil) end
   if e.dla > now then return fix(timers.deadline, member, e.dla) end
-  finish(T, e, timers, now, 'timed_out', 'deadline_exceeded', 'deadline_exceeded',
+  finish(K, e, timers, now, 'timed_out', 'deadline_exceeded', 'deadline_exceeded',
     string.format('deadline of %dms exceeded in state %s on attempt %d', e.dl, e.st, e.att),
     score, ctx)
   count('timed_out')
@@ -174,7 +175,7 @@ if not holding then
   judge(timers.start, function(e, member, score)
     if e.st ~= 'dispatched' or not e.dsp then return fix(timers.start, member, nil) end
     if e.dsp + e.sg > now then return fix(timers.start, member, e.dsp + e.sg) end
-    count(retry_or_dead(T, e, timers, now, 'start_timeout',
+    count(retry_or_dead(K, e, timers, now, 'start_timeout',
       string.format('not started within start_grace %dms of dispatch to worker %s',
         e.sg, e.wk or '?'), score, ctx))
   end)
@@ -195,7 +196,7 @@ if not holding then
     end
     if e.stt == 0 then
       e.st, e.hist = 'stuck', hist
-      count(retry_or_dead(T, e, timers, now, reason,
+      count(retry_or_dead(K, e, timers, now, reason,
         'stuck for 0ms (stuck_threshold 0ms): ' .. detail, score, ctx))
       return
     end
@@ -236,13 +237,13 @@ if not holding then
     if e.sk == 'no_progress' then reason = 'no_progress' end
     local detail = string.format('stuck for %dms (stuck_threshold %dms%s): %s',
       now - e.ss, e.stt, held, e.sd or reason)
-    count(retry_or_dead(T, e, timers, now, reason, detail, score, ctx))
+    count(retry_or_dead(K, e, timers, now, reason, detail, score, ctx))
   end)
 
   judge(timers.cancel, function(e, member, score)
     if not ACTIVE[e.st] or not e.cx then return fix(timers.cancel, member, nil) end
     if e.cx + e.cg > now then return fix(timers.cancel, member, e.cx + e.cg) end
-    finish(T, e, timers, now, 'cancelled', 'cancelled', 'cancel_forced',
+    finish(K, e, timers, now, 'cancelled', 'cancelled', 'cancel_forced',
       string.format('worker %s did not acknowledge cancellation within cancel_grace %dms',
         e.wk or '?', e.cg), score, ctx)
     count('cancelled')

@@ -2,6 +2,7 @@
 -- KEYS: 1 queue settings hash, 2 partition queue-name set
 -- ARGV: 1 queue, then field/value pairs (cap, sg, ht, npt, dl, stt, ma, bb, bm, cg) in ms
 -- Reply: {'ok'} | {'bad_arg', name}
+-- Prelude: _lib.lua
 
 for i = 2, #ARGV, 2 do
   if not ARGV[i + 1] or not uint(ARGV[i + 1]) then return { 'bad_arg', ARGV[i] } end

@@ -2,6 +2,7 @@
 -- KEYS: 1 worker hash, 2 worker index zset
 -- ARGV: 1 worker id
 -- Reply: {'ok'} | {'unknown'}
+-- Prelude: _lib.lua
 
 local removed = redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])

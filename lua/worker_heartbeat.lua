@@ -2,6 +2,7 @@
 -- KEYS: 1 worker hash, 2 worker index zset
 -- ARGV: 1 worker id, 2 running executions as a JSON array of "<queue>/<id>"
 -- Reply: {'ok', now_ms} | {'unknown'}
+-- Prelude: _lib.lua
 
 if not redis.call('HGET', KEYS[1], 'reg') then return { 'unknown' } end
 local now = now_ms()

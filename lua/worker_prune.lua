@@ -6,6 +6,7 @@
 -- KEYS: 1 worker index zset
 -- ARGV: 1 retention ms, 2 most entries to remove, 3 worker hash key prefix (prefix .. id)
 -- Reply: {'ok', removed}
+-- Prelude: _lib.lua
 
 local retention, limit = uint(ARGV[1]), uint(ARGV[2])
 if not retention or not limit then return { 'bad_arg', 'limits' } end

@@ -6,6 +6,7 @@
 -- ARGV: 1 worker id, 2 host, 3 pid, 4 version, 5 queues (comma separated),
 --       6 registry heartbeat interval ms (0: not declared)
 -- Reply: {'ok', now_ms} | {'exists', registered_at_ms}
+-- Prelude: _lib.lua
 
 if not uint(ARGV[6]) then return { 'bad_arg', 'interval' } end
 local seen = redis.call('HGET', KEYS[1], 'reg')

@@ -5,18 +5,20 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::ledger::Timings;
+pub use crate::timings::MAX_DURATION;
 
-/// Longest duration accepted anywhere: anything longer is a mistake, not a plan.
-pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+/// Where the ledger connects when neither `redis_url` nor `cluster_urls` is set.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
+use crate::timings::Timings;
 
 /// Configuration of a [`Ledger`](crate::Ledger). Every field has a default, so an empty
 /// config file is valid; durations are written as `30s`, `5m`, `1h 30m`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LedgerConfig {
-    /// Redis URL of a standalone server (ignored when `cluster_urls` is set).
-    pub redis_url: String,
+    /// Redis URL of a standalone server. `None` with no `cluster_urls`: the local default,
+    /// [`DEFAULT_REDIS_URL`]. Setting both this and `cluster_urls` is refused.
+    pub redis_url: Option<String>,
     /// Seed nodes of a Redis Cluster; when non-empty, unstuck runs in cluster mode.
     pub cluster_urls: Vec<String>,
     /// Prefix of every key: separate tenants or environments sharing one Redis.
@@ -50,7 +52,7 @@ pub struct LedgerConfig {
 impl Default for LedgerConfig {
     fn default() -> Self {
         Self {
-            redis_url: "redis://127.0.0.1:6379/".into(),
+            redis_url: None,
             cluster_urls: Vec::new(),
             namespace: "unstuck".into(),
             partitions: 16,
@@ -74,36 +76,48 @@ impl LedgerConfig {
     /// A default configuration pointing at `redis_url`.
     pub fn new(redis_url: impl Into<String>) -> Self {
         Self {
-            redis_url: redis_url.into(),
+            redis_url: Some(redis_url.into()),
             ..Self::default()
         }
+    }
+
+    /// The standalone server's URL: `redis_url`, or [`DEFAULT_REDIS_URL`].
+    pub fn server_url(&self) -> &str {
+        self.redis_url.as_deref().unwrap_or(DEFAULT_REDIS_URL)
     }
 
     /// Checks every value and combination.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] or [`Error::InvalidDuration`] naming the key and the
-    /// accepted form.
+    /// [`Error::InvalidConfig`] naming the key (`ledger.<key>`) and the accepted form,
+    /// or a contradiction (`redis_url` and `cluster_urls` both set).
     pub fn validate(&self) -> Result<()> {
         crate::keys::Keyspace::new(&self.namespace, self.partitions)?;
         let bad = |key: &str, value: String, expected: &str| {
             Err(Error::InvalidConfig {
-                key: key.into(),
+                key: format!("ledger.{key}"),
                 value,
                 expected: expected.into(),
             })
         };
+        if !self.cluster_urls.is_empty() && self.redis_url.is_some() {
+            return bad(
+                "cluster_urls",
+                self.cluster_urls.join(","),
+                "either redis_url (one server) or cluster_urls (a Redis Cluster), not both",
+            );
+        }
         if self.response_timeout.is_zero() || self.response_timeout > Duration::from_secs(600) {
             return bad(
                 "response_timeout",
-                format!("{:?}", self.response_timeout),
+                crate::error::format_duration(self.response_timeout),
                 "a duration from 1ms to 10m",
             );
         }
         if self.connection_timeout.is_zero() || self.connection_timeout > Duration::from_secs(600) {
             return bad(
                 "connection_timeout",
-                format!("{:?}", self.connection_timeout),
+                crate::error::format_duration(self.connection_timeout),
                 "a duration from 1ms to 10m",
             );
         }

@@ -64,7 +64,7 @@ pub(crate) struct Connected {
 /// Opens the connection described by `config`.
 pub(crate) async fn connect(config: &LedgerConfig) -> Result<Connected> {
     if config.cluster_urls.is_empty() {
-        let client = redis::Client::open(config.redis_url.as_str())?;
+        let client = redis::Client::open(config.server_url())?;
         let manager_config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(config.response_timeout))
             .set_connection_timeout(Some(config.connection_timeout))
@@ -76,7 +76,7 @@ pub(crate) async fn connect(config: &LedgerConfig) -> Result<Connected> {
             .set_response_timeout(Some(config.response_timeout + FOLLOW_BLOCK))
             .set_connection_timeout(Some(config.connection_timeout));
         let manager =
-            deadpool_redis::Manager::new_with_config(config.redis_url.as_str(), blocking_config)?;
+            deadpool_redis::Manager::new_with_config(config.server_url(), blocking_config)?;
         let pool = deadpool_redis::Pool::builder(manager)
             .max_size(16)
             .build()

@@ -2,6 +2,11 @@
 
 use std::time::Duration;
 
+/// How every message prints a duration: `1s 500ms`, `30s`, `5m`, the form settings take.
+pub(crate) fn format_duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
 /// Result alias used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -16,24 +21,32 @@ pub enum Error {
         value: String,
         expected: String,
     },
-    /// A configuration or option value is out of range or malformed.
+    /// An argument of a call (an enqueue option, a batch size, a page size, a duration)
+    /// is out of range or malformed: fix the call. Nothing was written.
+    #[error("invalid {name} {value}: expected {expected}")]
+    InvalidArgument {
+        /// The argument, as the API names it (`heartbeat_timeout`, `items`, `limit`).
+        name: String,
+        /// The value given, as text.
+        value: String,
+        /// What is accepted.
+        expected: String,
+    },
+    /// A configuration value is out of range, malformed, or contradicts another: fix the
+    /// configuration (file, environment or struct) before starting.
     #[error("invalid value {value:?} for {key}: expected {expected}")]
     InvalidConfig {
+        /// The key with its section, as in the settings file (`ledger.partitions`).
         key: String,
+        /// The value found, as text.
         value: String,
+        /// What is accepted.
         expected: String,
     },
     /// The settings file or `UNSTUCK_*` environment could not be read into settings; the
     /// message names the key and what was expected.
     #[error("bad settings: {0} (durations are written like 500ms, 30s, 5m)")]
     Settings(String),
-    /// A duration option is zero where it must be positive, or absurdly long.
-    #[error("invalid duration {value:?} for {key}: expected {expected}")]
-    InvalidDuration {
-        key: &'static str,
-        value: Duration,
-        expected: &'static str,
-    },
     /// A payload, result or checkpoint is larger than the configured limit.
     #[error("{what} is {size} bytes, above the limit of {limit} bytes")]
     TooLarge {
@@ -85,10 +98,24 @@ pub enum Error {
     /// another replica took it under a newer epoch): nothing was written.
     #[error("replica {replica} does not hold the lease of partition {partition}")]
     LeaseLost { partition: u16, replica: String },
-    /// A script replied with something this version does not understand.
-    #[error("unexpected reply from script {script}: {detail}")]
+    /// A script replied with something this version does not understand, or data read
+    /// from Redis could not be parsed (a damaged hash, a foreign event).
+    #[error("unexpected data from {script}: {detail}")]
     Protocol {
+        /// The script or the kind of data (`round`, `execution hash`, `event stream`).
         script: &'static str,
+        /// What was wrong with it.
+        detail: String,
+    },
+    /// The call was sent but no reply came back (a response timeout, a connection dropped
+    /// mid-call): it may or may not have taken effect. Every write is idempotent on its
+    /// ids or tokens, so retrying the same call is safe and converges: a replay reports
+    /// the first outcome.
+    #[error("outcome of {operation} unknown: {detail}; retrying the same call is safe")]
+    UnknownOutcome {
+        /// The script or operation that was in flight.
+        operation: &'static str,
+        /// What happened to the reply.
         detail: String,
     },
     /// Redis could not be reached or answered with an error.
@@ -110,8 +137,44 @@ impl Error {
                     || e.is_connection_dropped()
                     || e.is_connection_refusal()
             }
-            Error::Pool(_) => true,
+            Error::Pool(_) | Error::UnknownOutcome { .. } => true,
             _ => false,
+        }
+    }
+
+    /// True when the call may have taken effect although it failed (see
+    /// [`Error::UnknownOutcome`]).
+    pub fn is_unknown_outcome(&self) -> bool {
+        matches!(self, Error::UnknownOutcome { .. })
+    }
+
+    /// A call-argument error reported as a configuration error under `section` (the
+    /// global default timings are checked with the same rules as an enqueue's).
+    pub(crate) fn in_section(self, section: &str) -> Self {
+        match self {
+            Error::InvalidArgument {
+                name,
+                value,
+                expected,
+            } => Error::InvalidConfig {
+                key: format!("{section}.{name}"),
+                value,
+                expected,
+            },
+            other => other,
+        }
+    }
+
+    /// A Redis error from a call that was (perhaps) sent: a response timeout or a
+    /// connection dropped mid-call leaves the outcome unknown.
+    pub(crate) fn from_call(operation: &'static str, e: redis::RedisError) -> Self {
+        if e.is_timeout() || e.is_connection_dropped() {
+            Error::UnknownOutcome {
+                operation,
+                detail: e.to_string(),
+            }
+        } else {
+            Error::Redis(e)
         }
     }
 

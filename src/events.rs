@@ -107,8 +107,8 @@ impl Ledger {
 
     fn check_partition(&self, partition: u16) -> Result<()> {
         if partition >= self.keys.partitions() {
-            return Err(Error::InvalidConfig {
-                key: "partition".into(),
+            return Err(Error::InvalidArgument {
+                name: "partition".into(),
                 value: partition.to_string(),
                 expected: format!("0 to {}", self.keys.partitions() - 1),
             });
@@ -215,7 +215,9 @@ fn parse_event(partition: u16, stream_id: &str, map: &HashMap<String, Value>) ->
         if s.is_empty() {
             Ok(None)
         } else {
-            Ok(Some(s.parse()?))
+            s.parse()
+                .map(Some)
+                .map_err(|_| bad(format!("event {stream_id}: unknown state {s:?}")))
         }
     };
     Ok(Event {

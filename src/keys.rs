@@ -26,9 +26,14 @@
 //! Scripts receive these keys in `KEYS`. Keys a script can only know once it reads an index
 //! (an execution popped from a queue, the queues of due timers) it derives from a prefix
 //! built here: `execution_prefix(queue) .. id`, or, in the watchdog scripts, from the
-//! partition tag with the suffixes of this table (`lua/_watchdog.lua` lists them).
+//! partition's [`Keyspace::script_layout`].
 
 use crate::error::{Error, Result};
+
+/// Suffixes of a queue's keys after `T:q:<queue>`.
+const SLOTS: &str = ":slots";
+const PENDING: &str = ":pending";
+const FINISHED: &str = ":s:";
 
 /// Timer indexes of a partition; each is scored by the instant its timer fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +91,7 @@ impl Keyspace {
         crate::names::validate_namespace(namespace)?;
         if partitions == 0 || partitions > 1024 {
             return Err(Error::InvalidConfig {
-                key: "partitions".into(),
+                key: "ledger.partitions".into(),
                 value: partitions.to_string(),
                 expected: "an integer from 1 to 1024".into(),
             });
@@ -140,11 +145,11 @@ impl Keyspace {
     }
 
     pub fn pending(&self, queue: &str) -> String {
-        format!("{}:q:{}:pending", self.queue_tag(queue), queue)
+        format!("{}:q:{}{PENDING}", self.queue_tag(queue), queue)
     }
 
     pub fn slots(&self, queue: &str) -> String {
-        format!("{}:q:{}:slots", self.queue_tag(queue), queue)
+        format!("{}:q:{}{SLOTS}", self.queue_tag(queue), queue)
     }
 
     pub fn queue_settings(&self, queue: &str) -> String {
@@ -153,7 +158,21 @@ impl Keyspace {
 
     /// Terminal-state index of a queue (`state` is a terminal state's name).
     pub fn finished(&self, queue: &str, state: &str) -> String {
-        format!("{}:q:{}:s:{}", self.queue_tag(queue), queue, state)
+        format!("{}:q:{}{FINISHED}{}", self.queue_tag(queue), queue, state)
+    }
+
+    /// How the watchdog scripts find the keys of any execution and queue of `partition`
+    /// (they act on many queues at once): the execution prefix, the queue prefix, and the
+    /// slots, pending and terminal-list suffixes, in that order (`lua/_watchdog.lua`).
+    pub fn script_layout(&self, partition: u16) -> [String; 5] {
+        let tag = self.tag(partition);
+        [
+            format!("{tag}:x:"),
+            format!("{tag}:q:"),
+            SLOTS.to_owned(),
+            PENDING.to_owned(),
+            FINISHED.to_owned(),
+        ]
     }
 
     pub fn timer(&self, partition: u16, timer: Timer) -> String {

@@ -35,11 +35,13 @@ pub mod config;
 mod conn;
 pub mod error;
 pub mod events;
+mod fields;
 mod keys;
 pub mod ledger;
 pub mod names;
 pub mod runner;
 pub mod settings;
+pub mod timings;
 pub mod watchdog;
 
 mod scripts;
@@ -54,10 +56,11 @@ pub use events::{Event, EventFollower};
 pub use ledger::{
     AttemptToken, CancelOutcome, Claim, ClaimBatch, CompleteOutcome, EnqueueOptions, Enqueued,
     Execution, FailOutcome, Heartbeat, HeartbeatReply, Ledger, MAX_CLAIM_BATCH, MAX_ENQUEUE_BATCH,
-    Page, QueueSettings, ResolvedTimings, State, StopMetadata, StopReason, Timings, Transition,
-    WorkerInfo, WorkerRegistration,
+    Page, QueueSettings, State, StopMetadata, StopReason, Transition, WorkerInfo,
+    WorkerRegistration,
 };
 pub use runner::{Job, JobError, RunReport, Runner, RunnerConfig, StopSignal};
+pub use timings::{ResolvedTimings, Timings};
 
 /// The README's examples, compiled as doctests so they cannot rot.
 #[cfg(doctest)]

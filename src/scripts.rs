@@ -1,29 +1,46 @@
 //! The Lua scripts, one per atomic operation, loaded once and invoked by EVALSHA with a
 //! NOSCRIPT fallback (so they survive `SCRIPT FLUSH` and fail-overs).
+//!
+//! Every script is declared here with the shared preludes it runs on, and every call goes
+//! through [`Call::run`]: invoke, map a lost reply to [`Error::UnknownOutcome`], read the
+//! flat reply under the script's own name, with checked integer reads.
 
 use std::sync::LazyLock;
+use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use redis::aio::ConnectionLike;
-use redis::{FromRedisValue, RedisResult, ToRedisArgs, Value};
+use redis::{RedisResult, ToRedisArgs, Value};
 
 use crate::error::{Error, Result};
+use crate::ledger::State;
 
-/// Helpers shared by every script, prepended to each of them.
-const LIB: &str = include_str!("../lua/_lib.lua");
-
-/// A script's source and its SHA1, computed once.
+/// A script: its name (the file stem in `lua/`, used in errors), its source — the shared
+/// preludes it runs on, then its own file — and its SHA1, computed once.
 pub(crate) struct Lua {
+    name: &'static str,
     source: String,
     sha: String,
+    /// The preludes (`_lib`, `_watchdog`, ...) in the order they are prepended; the
+    /// script's header names the same ones (a test checks).
+    #[cfg_attr(not(test), allow(dead_code))]
+    preludes: &'static [&'static str],
 }
 
 impl Lua {
-    fn new(source: String) -> Self {
+    fn new(name: &'static str, preludes: &'static [&'static str], parts: &[&str]) -> Self {
+        let source = parts.join("\n");
         let sha = redis::Script::new(&source).get_hash().to_owned();
-        Self { source, sha }
+        Self {
+            name,
+            source,
+            sha,
+            preludes,
+        }
     }
 
-    pub(crate) fn prepare_invoke(&self) -> Call<'_> {
+    /// A call with no keys or arguments yet.
+    pub(crate) fn call(&self) -> Call<'_> {
         Call {
             lua: self,
             keys: Vec::new(),
@@ -31,10 +48,16 @@ impl Lua {
         }
     }
 
+    /// A call whose first key is `key`.
     pub(crate) fn key(&self, key: impl ToRedisArgs) -> Call<'_> {
-        let mut call = self.prepare_invoke();
+        let mut call = self.call();
         call.key(key);
         call
+    }
+
+    /// Reads `value` (a reply, or part of one) as this script's flat reply.
+    pub(crate) fn reply(&self, value: Value) -> Result<Reply> {
+        Reply::parse(self.name, value)
     }
 }
 
@@ -67,86 +90,101 @@ impl Call<'_> {
         cmd
     }
 
-    pub(crate) async fn invoke_async<T: FromRedisValue>(
-        &self,
-        conn: &mut impl ConnectionLike,
-    ) -> RedisResult<T> {
-        match self
+    /// Runs the script and reads its flat reply: the one call path of every script.
+    ///
+    /// # Errors
+    /// [`Error::UnknownOutcome`] when the call was sent but no reply came; [`Error::Redis`]
+    /// when Redis refused it or could not be reached; [`Error::Protocol`] for a reply
+    /// that is not a flat array of words.
+    pub(crate) async fn run(&self, conn: &mut impl ConnectionLike) -> Result<Reply> {
+        let value = self.run_raw(conn).await?;
+        self.lua.reply(value)
+    }
+
+    /// Runs the script and returns its reply as Redis sent it, for scripts whose reply
+    /// nests (read the parts with [`Lua::reply`]).
+    ///
+    /// # Errors
+    /// As [`run`](Self::run), less the reading.
+    pub(crate) async fn run_raw(&self, conn: &mut impl ConnectionLike) -> Result<Value> {
+        let sent = self
             .command("EVALSHA", &self.lua.sha)
             .query_async(conn)
-            .await
-        {
+            .await;
+        let result: RedisResult<Value> = match sent {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
                 self.command("EVAL", &self.lua.source)
                     .query_async(conn)
                     .await
             }
             other => other,
-        }
+        };
+        result.map_err(|e| Error::from_call(self.lua.name, e))
     }
 }
 
+/// Declares a script: `NAME = "file stem" on [preludes]`, the file read from `lua/`.
 macro_rules! script {
-    ($name:ident, $file:literal) => {
-        pub(crate) static $name: LazyLock<Lua> =
-            LazyLock::new(|| Lua::new(format!("{}\n{}", LIB, include_str!($file))));
-    };
-}
-
-script!(ENQUEUE, "../lua/enqueue.lua");
-script!(HEARTBEAT, "../lua/heartbeat.lua");
-script!(FAIL, "../lua/fail.lua");
-script!(CANCEL, "../lua/cancel.lua");
-script!(ACK_CANCEL, "../lua/ack_cancel.lua");
-script!(SET_QUEUE, "../lua/set_queue.lua");
-script!(WORKER_REGISTER, "../lua/worker_register.lua");
-script!(WORKER_HEARTBEAT, "../lua/worker_heartbeat.lua");
-script!(WORKER_DEREGISTER, "../lua/worker_deregister.lua");
-script!(WORKER_PRUNE, "../lua/worker_prune.lua");
-script!(LEASE, "../lua/lease.lua");
-script!(LEASE_RELEASE, "../lua/lease_release.lua");
-script!(REPLICA_BEAT, "../lua/replica_beat.lua");
-script!(SYSTEMIC_SYNC, "../lua/systemic_sync.lua");
-
-/// Scripts built from shared pieces prepended after [`LIB`]: the claim loop (used by
-/// `claim` and `complete_claim`) and the completion.
-macro_rules! composed_script {
-    ($name:ident, [$($part:literal),+]) => {
-        pub(crate) static $name: LazyLock<Lua> = LazyLock::new(|| {
-            let parts: &[&str] = &[LIB, $(include_str!($part)),+];
-            Lua::new(parts.join("\n"))
+    ($static:ident = $name:literal on [$($prelude:literal),*]) => {
+        pub(crate) static $static: LazyLock<Lua> = LazyLock::new(|| {
+            Lua::new(
+                $name,
+                &[$($prelude),*],
+                &[
+                    $(include_str!(concat!("../lua/", $prelude, ".lua")),)*
+                    include_str!(concat!("../lua/", $name, ".lua")),
+                ],
+            )
         });
     };
 }
 
-composed_script!(CLAIM, ["../lua/_claim.lua", "../lua/claim.lua"]);
-composed_script!(
-    COMPLETE_CLAIM,
+script!(ENQUEUE = "enqueue" on ["_lib"]);
+script!(CLAIM = "claim" on ["_lib", "_claim"]);
+script!(COMPLETE_CLAIM = "complete_claim" on ["_lib", "_claim", "_complete"]);
+script!(HEARTBEAT = "heartbeat" on ["_lib"]);
+script!(FAIL = "fail" on ["_lib"]);
+script!(CANCEL = "cancel" on ["_lib"]);
+script!(ACK_CANCEL = "ack_cancel" on ["_lib"]);
+script!(SET_QUEUE = "set_queue" on ["_lib"]);
+script!(WORKER_REGISTER = "worker_register" on ["_lib"]);
+script!(WORKER_HEARTBEAT = "worker_heartbeat" on ["_lib"]);
+script!(WORKER_DEREGISTER = "worker_deregister" on ["_lib"]);
+script!(WORKER_PRUNE = "worker_prune" on ["_lib"]);
+script!(LEASE = "lease" on ["_lib"]);
+script!(LEASE_RELEASE = "lease_release" on ["_lib"]);
+script!(REPLICA_BEAT = "replica_beat" on ["_lib"]);
+script!(SYSTEMIC_SYNC = "systemic_sync" on ["_lib"]);
+script!(ROUND = "round" on ["_lib", "_watchdog"]);
+script!(ORPHAN = "orphan" on ["_lib", "_watchdog"]);
+
+/// Every script, for the tests that check them all.
+#[cfg(test)]
+pub(crate) fn all() -> Vec<&'static Lua> {
     [
-        "../lua/_claim.lua",
-        "../lua/_complete.lua",
-        "../lua/complete_claim.lua"
+        &ENQUEUE,
+        &CLAIM,
+        &COMPLETE_CLAIM,
+        &HEARTBEAT,
+        &FAIL,
+        &CANCEL,
+        &ACK_CANCEL,
+        &SET_QUEUE,
+        &WORKER_REGISTER,
+        &WORKER_HEARTBEAT,
+        &WORKER_DEREGISTER,
+        &WORKER_PRUNE,
+        &LEASE,
+        &LEASE_RELEASE,
+        &REPLICA_BEAT,
+        &SYSTEMIC_SYNC,
+        &ROUND,
+        &ORPHAN,
     ]
-);
-
-/// Helpers of the watchdog scripts, prepended after [`LIB`].
-const WATCHDOG_LIB: &str = include_str!("../lua/_watchdog.lua");
-
-macro_rules! watchdog_script {
-    ($name:ident, $file:literal) => {
-        pub(crate) static $name: LazyLock<Lua> = LazyLock::new(|| {
-            Lua::new(format!(
-                "{}\n{}\n{}",
-                LIB,
-                WATCHDOG_LIB,
-                include_str!($file)
-            ))
-        });
-    };
+    .into_iter()
+    .map(|lua| &**lua)
+    .collect()
 }
-
-watchdog_script!(ROUND, "../lua/round.lua");
-watchdog_script!(ORPHAN, "../lua/orphan.lua");
 
 /// A script's flat reply: a status word followed by values, read as strings.
 #[derive(Debug)]
@@ -200,7 +238,47 @@ impl Reply {
             .ok_or_else(|| self.unexpected())
     }
 
-    pub(crate) fn int(&self, i: usize) -> Result<i64> {
+    /// Word `i` as a signed integer.
+    pub(crate) fn i64(&self, i: usize) -> Result<i64> {
+        self.str(i)?.parse().map_err(|_| self.unexpected())
+    }
+
+    /// Word `i` as a count or an instant: never negative.
+    pub(crate) fn u64(&self, i: usize) -> Result<u64> {
+        self.str(i)?.parse().map_err(|_| self.unexpected())
+    }
+
+    /// Word `i` as an attempt number.
+    pub(crate) fn u32(&self, i: usize) -> Result<u32> {
+        self.str(i)?.parse().map_err(|_| self.unexpected())
+    }
+
+    /// Word `i` as a length.
+    pub(crate) fn usize(&self, i: usize) -> Result<usize> {
+        self.str(i)?.parse().map_err(|_| self.unexpected())
+    }
+
+    /// Word `i` as a `0|1` flag.
+    pub(crate) fn flag(&self, i: usize) -> Result<bool> {
+        match self.str(i)? {
+            "1" => Ok(true),
+            "0" => Ok(false),
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    /// Word `i` as milliseconds (a duration, or zero).
+    pub(crate) fn millis(&self, i: usize) -> Result<Duration> {
+        self.u64(i).map(Duration::from_millis)
+    }
+
+    /// Word `i` as an instant in Redis milliseconds.
+    pub(crate) fn time(&self, i: usize) -> Result<DateTime<Utc>> {
+        crate::ledger::ms_to_time(self.i64(i)?)
+    }
+
+    /// Word `i` as a state name.
+    pub(crate) fn state(&self, i: usize) -> Result<State> {
         self.str(i)?.parse().map_err(|_| self.unexpected())
     }
 
@@ -209,6 +287,69 @@ impl Reply {
         Error::Protocol {
             script: self.script,
             detail: format!("unexpected reply {:?}", self.words),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `-- Prelude:` line of a script's own file.
+    fn declared_in_header(lua: &Lua) -> Vec<String> {
+        let line = lua
+            .source
+            .lines()
+            .find(|l| l.starts_with("-- Prelude:"))
+            .unwrap_or_else(|| panic!("{}.lua has no Prelude line", lua.name));
+        line.trim_start_matches("-- Prelude:")
+            .split(',')
+            .map(|p| p.trim().trim_end_matches(".lua").to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn every_header_names_the_preludes_it_runs_on() {
+        for lua in all() {
+            assert_eq!(
+                declared_in_header(lua),
+                lua.preludes,
+                "{}.lua's Prelude line",
+                lua.name
+            );
+        }
+    }
+
+    #[test]
+    fn the_fields_the_scripts_read_are_in_the_glossary() {
+        let known = crate::fields::all_names();
+        // The lists scripts read an execution through: HMGETs of the execution hash.
+        for lua in all() {
+            for call in lua.source.split("redis.call('HMGET', ").skip(1) {
+                let (target, rest) = call.split_once(',').unwrap_or(("", ""));
+                // KEYS[1] is the execution hash in the attempt and cancel scripts only.
+                let first_is_exec =
+                    ["heartbeat", "fail", "cancel", "ack_cancel"].contains(&lua.name);
+                let exec = ["key", "e.key", "exec"].contains(&target.trim())
+                    || (first_is_exec && target.trim() == "KEYS[1]");
+                if !exec {
+                    continue;
+                }
+                let list = rest.split(')').next().unwrap_or("");
+                for field in list.split('\'').skip(1).step_by(2) {
+                    assert!(known.contains(&field), "{}.lua reads {field:?}", lua.name);
+                }
+            }
+        }
+        // The watchdog's judgement reads its list from _watchdog.lua.
+        let watchdog = include_str!("../lua/_watchdog.lua");
+        let list = watchdog
+            .split("local EXEC_FIELDS = {")
+            .nth(1)
+            .and_then(|rest| rest.split('}').next())
+            .expect("EXEC_FIELDS in _watchdog.lua");
+        for field in list.split('\'').skip(1).step_by(2) {
+            assert!(known.contains(&field), "_watchdog.lua reads {field:?}");
         }
     }
 }

@@ -1,5 +1,5 @@
 //! A bad configuration is refused by `validate` (and so by `connect`, before it touches
-//! Redis) with an error that names the key.
+//! Redis) with an error that names the key with its section, as the settings file does.
 
 mod support;
 
@@ -19,49 +19,49 @@ fn bad_defaults() -> Vec<(&'static str, Timings)> {
     let d = Timings::global_defaults;
     vec![
         (
-            "heartbeat_timeout",
+            "ledger.defaults.heartbeat_timeout",
             Timings {
                 heartbeat_timeout: Some(Duration::ZERO),
                 ..d()
             },
         ),
         (
-            "start_grace",
+            "ledger.defaults.start_grace",
             Timings {
                 start_grace: Some(Duration::from_micros(999)),
                 ..d()
             },
         ),
         (
-            "deadline",
+            "ledger.defaults.deadline",
             Timings {
                 deadline: Some(Duration::from_micros(1500)),
                 ..d()
             },
         ),
         (
-            "stuck_threshold",
+            "ledger.defaults.stuck_threshold",
             Timings {
                 stuck_threshold: Some(YEAR_AND_A_DAY),
                 ..d()
             },
         ),
         (
-            "max_attempts",
+            "ledger.defaults.max_attempts",
             Timings {
                 max_attempts: Some(0),
                 ..d()
             },
         ),
         (
-            "max_attempts",
+            "ledger.defaults.max_attempts",
             Timings {
                 max_attempts: Some(1001),
                 ..d()
             },
         ),
         (
-            "defaults.backoff_max",
+            "ledger.defaults.backoff_max",
             Timings {
                 backoff_max: None,
                 ..d()
@@ -75,14 +75,14 @@ async fn invalid_configs_are_refused_before_connecting() {
     base().validate().unwrap();
     let mut cases: Vec<(&str, LedgerConfig)> = vec![
         (
-            "partitions",
+            "ledger.partitions",
             LedgerConfig {
                 partitions: 0,
                 ..base()
             },
         ),
         (
-            "partitions",
+            "ledger.partitions",
             LedgerConfig {
                 partitions: 1025,
                 ..base()
@@ -131,51 +131,58 @@ async fn invalid_configs_are_refused_before_connecting() {
             },
         ),
         (
-            "response_timeout",
+            "ledger.response_timeout",
             LedgerConfig {
                 response_timeout: Duration::ZERO,
                 ..base()
             },
         ),
         (
-            "connection_timeout",
+            "ledger.connection_timeout",
             LedgerConfig {
                 connection_timeout: Duration::from_secs(601),
                 ..base()
             },
         ),
         (
-            "max_payload_bytes",
+            "ledger.max_payload_bytes",
             LedgerConfig {
                 max_payload_bytes: 0,
                 ..base()
             },
         ),
         (
-            "events_max_len",
+            "ledger.events_max_len",
             LedgerConfig {
                 events_max_len: 99,
                 ..base()
             },
         ),
         (
-            "history_len",
+            "ledger.history_len",
             LedgerConfig {
                 history_len: 0,
                 ..base()
             },
         ),
         (
-            "history_len",
+            "ledger.history_len",
             LedgerConfig {
                 history_len: 1001,
                 ..base()
             },
         ),
         (
-            "default_capacity",
+            "ledger.default_capacity",
             LedgerConfig {
                 default_capacity: 0,
+                ..base()
+            },
+        ),
+        (
+            "ledger.cluster_urls",
+            LedgerConfig {
+                cluster_urls: vec!["redis://10.0.0.1:7000/".into()],
                 ..base()
             },
         ),
@@ -188,7 +195,6 @@ async fn invalid_configs_are_refused_before_connecting() {
         let error = config.validate().unwrap_err();
         let named = match &error {
             Error::InvalidConfig { key, .. } => key.clone(),
-            Error::InvalidDuration { key, .. } => (*key).to_owned(),
             Error::InvalidName { what, .. } => (*what).to_owned(),
             other => panic!("{key}: unexpected error {other:?}"),
         };

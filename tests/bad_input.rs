@@ -77,8 +77,7 @@ fn bad_options() -> Vec<(&'static str, EnqueueOptions)> {
 
 fn assert_names_key(error: Error, key: &str) {
     match &error {
-        Error::InvalidDuration { key: k, .. } => assert_eq!(*k, key, "{error}"),
-        Error::InvalidConfig { key: k, .. } => assert_eq!(k, key, "{error}"),
+        Error::InvalidArgument { name: k, .. } => assert_eq!(k, key, "{error}"),
         other => panic!("expected an error naming {key}, got {other:?}"),
     }
     assert!(error.to_string().contains(key), "{error}");
@@ -291,7 +290,7 @@ async fn refused_calls_change_nothing_in_a_used_namespace() {
     );
     assert!(matches!(
         ledger.follow_events(vec![0, partitions]).await.err(),
-        Some(Error::InvalidConfig { .. })
+        Some(Error::InvalidArgument { .. })
     ));
 
     assert_eq!(snapshot(&ledger).await, before, "a refused call wrote");
@@ -320,7 +319,7 @@ async fn damaged_stored_queue_settings_are_refused_before_any_write() {
             ledger
                 .enqueue("q", &json!({}), EnqueueOptions::new().id("x"))
                 .await,
-            Error::InvalidConfig { .. }
+            Error::Protocol { .. }
         );
         assert_eq!(snapshot(&ledger).await, before, "{field}={value} wrote");
         let () = redis::cmd("DEL")

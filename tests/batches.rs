@@ -168,8 +168,8 @@ async fn one_bad_item_refuses_the_whole_batch() {
         // The bad item comes last: the good ones before it must not be written either.
         let items = [(&fine, o().id("ok")), (&fine, o()), (bad_payload, bad_opts)];
         let named = match ledger.enqueue_many("q", items).await {
-            Err(Error::InvalidName { what, .. } | Error::TooLarge { what, .. }) => what,
-            Err(Error::InvalidDuration { key, .. }) => key,
+            Err(Error::InvalidName { what, .. } | Error::TooLarge { what, .. }) => what.to_owned(),
+            Err(Error::InvalidArgument { name, .. }) => name,
             other => panic!("{what}: unexpected {other:?}"),
         };
         assert_eq!(named, what);
@@ -179,12 +179,12 @@ async fn one_bad_item_refuses_the_whole_batch() {
     let empty: [(&Value, EnqueueOptions); 0] = [];
     refused!(
         ledger.enqueue_many("q", empty).await,
-        Error::InvalidConfig { .. }
+        Error::InvalidArgument { .. }
     );
     let too_many = vec![""; MAX_ENQUEUE_BATCH + 1];
     refused!(
         enqueue_ids(&ledger, "q", &too_many).await,
-        Error::InvalidConfig { .. }
+        Error::InvalidArgument { .. }
     );
     assert!(namespace_keys(&ledger).await.is_empty());
 
@@ -339,13 +339,13 @@ async fn bad_arguments_to_complete_and_claim_write_nothing() {
     );
     refused!(
         ledger.complete_and_claim(t, None, "w", 0).await,
-        Error::InvalidConfig { .. }
+        Error::InvalidArgument { .. }
     );
     refused!(
         ledger
             .complete_and_claim(t, None, "w", MAX_CLAIM_BATCH + 1)
             .await,
-        Error::InvalidConfig { .. }
+        Error::InvalidArgument { .. }
     );
     refused!(
         ledger.complete_and_claim(&forged(t, 1), None, "w", 1).await,

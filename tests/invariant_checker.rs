@@ -17,7 +17,7 @@ async fn the_invariant_checker_reports_broken_indexes() {
     let ledger = support::ledger("checker").await;
     let config = ledger.config();
     let keys = Keyspace::new(&config.namespace, config.partitions).unwrap();
-    let client = redis::Client::open(config.redis_url.as_str()).unwrap();
+    let client = redis::Client::open(config.server_url()).unwrap();
     let mut raw = client.get_multiplexed_async_connection().await.unwrap();
     for id in ["run", "done"] {
         let opts = EnqueueOptions::new().id(id);

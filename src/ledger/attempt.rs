@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::finish::Finish;
-use super::{AttemptToken, Ledger, State, StopReason, ms_to_time};
+use super::{AttemptToken, Ledger, State, StopReason};
 use crate::error::{Error, Result};
 use crate::keys::{Keyspace, Timer};
 use crate::scripts::{ACK_CANCEL, FAIL, HEARTBEAT, Reply};
@@ -121,11 +121,11 @@ enum Verdict {
 fn verdict(reply: &Reply, token: &AttemptToken) -> Result<Option<Verdict>> {
     match reply.status() {
         "stale" => Ok(Some(Verdict::Stale {
-            current_attempt: reply.int(1)? as u32,
-            state: reply.str(2)?.parse()?,
+            current_attempt: reply.u32(1)?,
+            state: reply.state(2)?,
         })),
         "terminal" => Ok(Some(Verdict::Terminal {
-            state: reply.str(1)?.parse()?,
+            state: reply.state(1)?,
             stop_reason: StopReason::parse(reply.str(2)?),
         })),
         "missing" => Err(Error::NotFound {
@@ -135,7 +135,7 @@ fn verdict(reply: &Reply, token: &AttemptToken) -> Result<Option<Verdict>> {
         "mismatch" => Err(Error::TokenMismatch {
             queue: token.queue.clone(),
             id: token.id.clone(),
-            current_attempt: reply.int(1)? as u32,
+            current_attempt: reply.u32(1)?,
         }),
         _ => Ok(None),
     }
@@ -201,9 +201,8 @@ impl Ledger {
             .arg(checkpoint.as_deref().unwrap_or(""))
             .arg(maxlen)
             .arg(hist)
-            .invoke_async(&mut self.conn.clone())
+            .run(&mut self.conn.clone())
             .await?;
-        let reply = Reply::parse("heartbeat", reply)?;
         match verdict(&reply, token)? {
             Some(Verdict::Stale {
                 current_attempt,
@@ -216,7 +215,7 @@ impl Ledger {
                 Ok(HeartbeatReply::Terminal { state, stop_reason })
             }
             None if reply.status() == "ok" => Ok(HeartbeatReply::Ok {
-                cancel_requested: reply.int(1)? == 1,
+                cancel_requested: reply.flag(1)?,
             }),
             None => Err(reply.unexpected()),
         }
@@ -262,7 +261,7 @@ impl Ledger {
     ) -> Result<FailOutcome> {
         let message = cut_message(message);
         let (maxlen, hist) = self.limits();
-        let mut call = FAIL.prepare_invoke();
+        let mut call = FAIL.call();
         for key in self.attempt_keys(token) {
             call.key(key);
         }
@@ -276,7 +275,7 @@ impl Ledger {
             .arg(message)
             .arg(maxlen)
             .arg(hist);
-        let reply = Reply::parse("fail", call.invoke_async(&mut self.conn.clone()).await?)?;
+        let reply = call.run(&mut self.conn.clone()).await?;
         match verdict(&reply, token)? {
             Some(Verdict::Stale {
                 current_attempt,
@@ -290,14 +289,14 @@ impl Ledger {
             }
             None => match reply.status() {
                 "retry" => Ok(FailOutcome::RetryScheduled {
-                    available_at: ms_to_time(reply.int(1)?)?,
-                    slot_released: reply.int(2)? == 1,
+                    available_at: reply.time(1)?,
+                    slot_released: reply.flag(2)?,
                 }),
                 "failed" => Ok(FailOutcome::Failed {
-                    slot_released: reply.int(1)? == 1,
+                    slot_released: reply.flag(1)?,
                 }),
                 "cancelled" => Ok(FailOutcome::Cancelled {
-                    slot_released: reply.int(1)? == 1,
+                    slot_released: reply.flag(1)?,
                 }),
                 _ => Err(reply.unexpected()),
             },
@@ -312,7 +311,7 @@ impl Ledger {
     /// [`Error::NotFound`], [`Error::TokenMismatch`].
     pub async fn acknowledge_cancel(&self, token: &AttemptToken) -> Result<CompleteOutcome> {
         let (maxlen, hist) = self.limits();
-        let mut call = ACK_CANCEL.prepare_invoke();
+        let mut call = ACK_CANCEL.call();
         for key in self.attempt_keys(token) {
             call.key(key);
         }
@@ -322,10 +321,7 @@ impl Ledger {
             .arg(&token.nonce)
             .arg(maxlen)
             .arg(hist);
-        let reply = Reply::parse(
-            "ack_cancel",
-            call.invoke_async(&mut self.conn.clone()).await?,
-        )?;
+        let reply = call.run(&mut self.conn.clone()).await?;
         if reply.status() == "not_requested" {
             return Err(Error::InvalidTransition {
                 operation: "acknowledge cancellation of",
@@ -351,7 +347,7 @@ pub(super) fn finish_outcome(reply: &Reply, token: &AttemptToken) -> Result<Comp
             Ok(CompleteOutcome::AlreadyTerminal { state, stop_reason })
         }
         None if reply.status() == "ok" => Ok(CompleteOutcome::Recorded {
-            slot_released: reply.int(1)? == 1,
+            slot_released: reply.flag(1)?,
         }),
         None => Err(reply.unexpected()),
     }

@@ -3,11 +3,11 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Ledger, State, StopReason, ms_to_time};
+use super::{Ledger, State, StopReason};
 use crate::error::{Error, Result};
 use crate::keys::{Keyspace, Timer};
 use crate::names;
-use crate::scripts::{CANCEL, Reply};
+use crate::scripts::CANCEL;
 
 /// What `cancel` did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,17 +50,16 @@ impl Ledger {
             .arg(reason)
             .arg(maxlen)
             .arg(hist)
-            .invoke_async(&mut self.conn.clone())
+            .run(&mut self.conn.clone())
             .await?;
-        let reply = Reply::parse("cancel", reply)?;
         match reply.status() {
             "cancelled" => Ok(CancelOutcome::Cancelled),
             "requested" => Ok(CancelOutcome::Requested {
-                requested_at: ms_to_time(reply.int(1)?)?,
-                already: reply.int(2)? == 1,
+                requested_at: reply.time(1)?,
+                already: reply.flag(2)?,
             }),
             "terminal" => Ok(CancelOutcome::AlreadyTerminal {
-                state: reply.str(1)?.parse()?,
+                state: reply.state(1)?,
                 stop_reason: StopReason::parse(reply.str(2)?),
             }),
             "missing" => Err(Error::NotFound {

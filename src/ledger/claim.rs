@@ -70,7 +70,7 @@ impl Ledger {
         check_claim(queue, worker_id, max)?;
         let k = &self.keys;
         let (maxlen, hist) = self.limits();
-        let mut call = CLAIM.prepare_invoke();
+        let mut call = CLAIM.call();
         call.key(k.pending(queue))
             .key(k.slots(queue))
             .key(k.queue_settings(queue))
@@ -86,7 +86,7 @@ impl Ledger {
         for _ in 0..max {
             call.arg(AttemptToken::fresh_nonce());
         }
-        let reply = Reply::parse("claim", call.invoke_async(&mut self.conn.clone()).await?)?;
+        let reply = call.run(&mut self.conn.clone()).await?;
         claim_batch(&reply, queue)
     }
 }
@@ -96,8 +96,8 @@ pub(super) fn check_claim(queue: &str, worker_id: &str, max: usize) -> Result<()
     names::validate_queue(queue)?;
     names::validate_worker_id(worker_id)?;
     if max == 0 || max > MAX_CLAIM_BATCH {
-        return Err(Error::InvalidConfig {
-            key: "max".into(),
+        return Err(Error::InvalidArgument {
+            name: "max".into(),
             value: max.to_string(),
             expected: format!("1 to {MAX_CLAIM_BATCH}"),
         });
@@ -112,7 +112,7 @@ pub(super) fn claim_batch(reply: &Reply, queue: &str) -> Result<ClaimBatch> {
     }
     let stop = reply.str(1)?;
     let next = reply.str(2)?;
-    let count = reply.int(3)? as usize;
+    let count = reply.usize(3)?;
     if reply.len() != 4 + count * 7 {
         return Err(reply.unexpected());
     }
@@ -128,17 +128,17 @@ pub(super) fn claim_batch(reply: &Reply, queue: &str) -> Result<ClaimBatch> {
                 .map(Some)
                 .map_err(|_| reply.unexpected())
         };
-        let deadline_ms = reply.int(at + 6)?;
+        let deadline_ms = reply.i64(at + 6)?;
         claims.push(Claim {
             token: AttemptToken {
                 queue: queue.to_owned(),
                 id: reply.str(at)?.to_owned(),
-                attempt: reply.int(at + 1)? as u32,
+                attempt: reply.u32(at + 1)?,
                 nonce: reply.str(at + 2)?.to_owned(),
             },
             payload: json(3)?.unwrap_or(serde_json::Value::Null),
             checkpoint: json(4)?,
-            heartbeat_timeout: Duration::from_millis(reply.int(at + 5)?.max(1) as u64),
+            heartbeat_timeout: reply.millis(at + 5)?.max(Duration::from_millis(1)),
             deadline_at: if deadline_ms > 0 {
                 Some(ms_to_time(deadline_ms)?)
             } else {
@@ -149,7 +149,7 @@ pub(super) fn claim_batch(reply: &Reply, queue: &str) -> Result<ClaimBatch> {
     let next_available_at = if next.is_empty() {
         None
     } else {
-        Some(ms_to_time(reply.int(2)?)?)
+        Some(reply.time(2)?)
     };
     Ok(ClaimBatch {
         claims,

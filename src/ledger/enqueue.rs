@@ -3,11 +3,11 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{EnqueueOptions, Ledger, State, ms_to_time};
+use super::{EnqueueOptions, Ledger, State};
 use crate::error::{Error, Result};
 use crate::keys::{Keyspace, Timer};
 use crate::names;
-use crate::scripts::{ENQUEUE, Reply};
+use crate::scripts::ENQUEUE;
 
 /// Most executions one [`Ledger::enqueue_many`] call enqueues, to keep the script short.
 pub const MAX_ENQUEUE_BATCH: usize = 1000;
@@ -104,10 +104,10 @@ impl Ledger {
             .map(|(payload, opts)| Ok((self.json_text("payload", payload)?, opts)))
             .collect::<Result<Vec<_>>>()?;
         if items.is_empty() || items.len() > MAX_ENQUEUE_BATCH {
-            return Err(Error::InvalidConfig {
-                key: "items".into(),
+            return Err(Error::InvalidArgument {
+                name: "items".into(),
                 value: items.len().to_string(),
-                expected: format!("1 to {MAX_ENQUEUE_BATCH}"),
+                expected: format!("1 to {MAX_ENQUEUE_BATCH} items"),
             });
         }
         self.enqueue_text(queue, items).await
@@ -139,7 +139,7 @@ impl Ledger {
         let k = &self.keys;
         let partition = k.partition_of(queue);
         let (maxlen, hist) = self.limits();
-        let mut call = ENQUEUE.prepare_invoke();
+        let mut call = ENQUEUE.call();
         call.key(k.pending(queue))
             .key(k.timer(partition, Timer::Deadline))
             .key(k.events(partition))
@@ -160,7 +160,7 @@ impl Ledger {
             }
             call.arg(&item.delay);
         }
-        let reply = Reply::parse("enqueue", call.invoke_async(&mut self.conn.clone()).await?)?;
+        let reply = call.run(&mut self.conn.clone()).await?;
         match reply.status() {
             "ok" if reply.len() == 1 + 4 * items.len() => items
                 .into_iter()
@@ -171,16 +171,19 @@ impl Ledger {
                         queue: queue.to_owned(),
                         id: item.id,
                         created: reply.str(at)? == "created",
-                        state: reply.str(at + 1)?.parse()?,
-                        attempt: reply.int(at + 2)? as u32,
-                        created_at: ms_to_time(reply.int(at + 3)?)?,
+                        state: reply.state(at + 1)?,
+                        attempt: reply.u32(at + 2)?,
+                        created_at: reply.time(at + 3)?,
                     })
                 })
                 .collect(),
-            "bad_arg" => Err(Error::InvalidConfig {
-                key: reply.str(1)?.to_owned(),
-                value: "(stored queue settings or argument)".into(),
-                expected: "a whole number of milliseconds".into(),
+            // Every argument was checked here: only a damaged queue-settings hash gets this far.
+            "bad_arg" => Err(Error::Protocol {
+                script: "enqueue",
+                detail: format!(
+                    "the stored settings of queue {queue:?} hold a malformed {}",
+                    reply.str(1)?
+                ),
             }),
             _ => Err(reply.unexpected()),
         }
@@ -206,11 +209,11 @@ impl Item {
         };
         opts.timings.validate()?;
         let delay = match opts.delay {
-            Some(d) if d > crate::config::MAX_DURATION => {
-                return Err(Error::InvalidDuration {
-                    key: "delay",
-                    value: d,
-                    expected: "at most 365 days",
+            Some(d) if d > crate::timings::MAX_DURATION => {
+                return Err(Error::InvalidArgument {
+                    name: "delay".into(),
+                    value: crate::error::format_duration(d),
+                    expected: "a duration of at most 365 days".into(),
                 });
             }
             Some(d) => d.as_millis().to_string(),

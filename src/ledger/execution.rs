@@ -9,6 +9,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::fields as f;
+use crate::timings::ResolvedTimings;
 
 /// Where an execution is in its life. See the lifecycle in the crate docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -78,8 +80,8 @@ impl FromStr for State {
         State::ALL
             .into_iter()
             .find(|state| state.as_str() == s)
-            .ok_or_else(|| Error::InvalidConfig {
-                key: "state".into(),
+            .ok_or_else(|| Error::InvalidArgument {
+                name: "state".into(),
                 value: s.into(),
                 expected: "one of queued, dispatched, running, stuck, succeeded, failed, \
                            cancelled, timed_out, dead"
@@ -155,30 +157,6 @@ pub struct StopMetadata {
     pub timeout_fired: bool,
 }
 
-/// The resolved timings an execution is judged by.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ResolvedTimings {
-    #[serde(with = "humantime_serde")]
-    pub start_grace: Duration,
-    #[serde(with = "humantime_serde")]
-    pub heartbeat_timeout: Duration,
-    /// `None`: the no-progress rule is off.
-    #[serde(with = "humantime_serde")]
-    pub no_progress_timeout: Option<Duration>,
-    /// `None`: no deadline.
-    #[serde(with = "humantime_serde")]
-    pub deadline: Option<Duration>,
-    #[serde(with = "humantime_serde")]
-    pub stuck_threshold: Duration,
-    pub max_attempts: u32,
-    #[serde(with = "humantime_serde")]
-    pub backoff_base: Duration,
-    #[serde(with = "humantime_serde")]
-    pub backoff_max: Duration,
-    #[serde(with = "humantime_serde")]
-    pub cancel_grace: Duration,
-}
-
 /// One recorded transition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transition {
@@ -228,21 +206,9 @@ impl Execution {
     /// Builds a snapshot from the execution hash.
     pub(crate) fn from_hash(fields: &HashMap<String, String>) -> Result<Self> {
         let r = Reader(fields);
-        let state: State = r.req("st")?.parse()?;
-        let ms = |k: &str| r.ms(k);
-        let opt_ms = |k: &str| r.ms(k).map(|d| (!d.is_zero()).then_some(d));
-        let timings = ResolvedTimings {
-            start_grace: ms("sg")?,
-            heartbeat_timeout: ms("ht")?,
-            no_progress_timeout: opt_ms("npt")?,
-            deadline: opt_ms("dl")?,
-            stuck_threshold: ms("stt")?,
-            max_attempts: r.num("ma")? as u32,
-            backoff_base: ms("bb")?,
-            backoff_max: ms("bm")?,
-            cancel_grace: ms("cg")?,
-        };
-        let stop = r.opt("sr").map(|s| {
+        let state = parse_state(r.req(f::STATE)?)?;
+        let timings = ResolvedTimings::from_stored(fields)?;
+        let stop = r.opt(f::STOP_REASON).map(|s| {
             let reason = StopReason::parse(s);
             let (timeout, fired) = match reason {
                 StopReason::DeadlineExceeded => (timings.deadline, true),
@@ -259,29 +225,33 @@ impl Execution {
             }
         });
         Ok(Execution {
-            queue: r.req("q")?.to_owned(),
-            id: r.req("id")?.to_owned(),
+            queue: r.req(f::QUEUE)?.to_owned(),
+            id: r.req(f::ID)?.to_owned(),
             state,
-            attempt: r.num("att")? as u32,
-            payload: r.json("pl")?.unwrap_or(serde_json::Value::Null),
-            checkpoint: r.json("cp")?,
-            result: r.json("res")?,
-            progress: r.opt("pr").map(str::to_owned),
-            worker: r.opt("wk").map(str::to_owned),
-            created_at: r.time("cr")?.ok_or_else(|| r.missing("cr"))?,
-            dispatched_at: r.time("dsp")?,
-            started_at: r.time("sta")?,
-            last_heartbeat_at: r.time("hb")?,
-            progress_changed_at: r.time("prc")?,
-            stuck_since: r.time("ss")?,
-            deadline_at: r.time("dla")?,
-            cancel_requested_at: r.time("cx")?,
-            finished_at: r.time("fin")?,
+            attempt: r.num(f::ATTEMPT)? as u32,
+            payload: r.json(f::PAYLOAD)?.unwrap_or(serde_json::Value::Null),
+            checkpoint: r.json(f::CHECKPOINT)?,
+            result: r.json(f::RESULT)?,
+            progress: r.opt(f::PROGRESS).map(str::to_owned),
+            worker: r.opt(f::WORKER).map(str::to_owned),
+            created_at: r.time(f::CREATED)?.ok_or_else(|| r.missing(f::CREATED))?,
+            dispatched_at: r.time(f::DISPATCHED)?,
+            started_at: r.time(f::STARTED)?,
+            last_heartbeat_at: r.time(f::HEARTBEAT)?,
+            progress_changed_at: r.time(f::PROGRESS_CHANGED)?,
+            stuck_since: r.time(f::STUCK_SINCE)?,
+            deadline_at: r.time(f::DEADLINE_AT)?,
+            cancel_requested_at: r.time(f::CANCEL_REQUESTED)?,
+            finished_at: r.time(f::FINISHED)?,
             timings,
             stop,
-            last_error: r.opt("err").map(str::to_owned),
-            false_alarms: r.opt("fa").map(|_| r.num("fa")).transpose()?.unwrap_or(0) as u32,
-            history: parse_history(r.opt("hist").unwrap_or(""))?,
+            last_error: r.opt(f::ERROR).map(str::to_owned),
+            false_alarms: r
+                .opt(f::FALSE_ALARMS)
+                .map(|_| r.num(f::FALSE_ALARMS))
+                .transpose()?
+                .unwrap_or(0) as u32,
+            history: parse_history(r.opt(f::HISTORY).unwrap_or(""))?,
         })
     }
 }
@@ -301,7 +271,7 @@ fn parse_history(text: &str) -> Result<Vec<Transition>> {
                     at.parse()
                         .map_err(|_| protocol(format!("bad time {at:?}")))?,
                 )?,
-                state: state.parse()?,
+                state: parse_state(state)?,
                 reason: reason.to_owned(),
                 attempt: attempt
                     .parse()
@@ -309,6 +279,12 @@ fn parse_history(text: &str) -> Result<Vec<Transition>> {
             })
         })
         .collect()
+}
+
+/// A state name read from Redis: one this version does not know is damaged data.
+fn parse_state(s: &str) -> Result<State> {
+    s.parse()
+        .map_err(|_| protocol(format!("unknown state {s:?}")))
 }
 
 fn protocol(detail: String) -> Error {
@@ -347,10 +323,6 @@ impl Reader<'_> {
         let v = self.req(key)?;
         v.parse()
             .map_err(|_| protocol(format!("field {key:?} is not an integer: {v:?}")))
-    }
-
-    fn ms(&self, key: &str) -> Result<Duration> {
-        Ok(Duration::from_millis(self.num(key)?.max(0) as u64))
     }
 
     fn time(&self, key: &str) -> Result<Option<DateTime<Utc>>> {

@@ -26,7 +26,7 @@ use super::{AttemptToken, ClaimBatch, CompleteOutcome, Ledger, MAX_CLAIM_BATCH};
 use crate::conn::Connection;
 use crate::error::{Error, Result};
 use crate::keys::Keyspace;
-use crate::scripts::{COMPLETE_CLAIM, Reply};
+use crate::scripts::COMPLETE_CLAIM;
 
 /// Script calls one queue's dispatcher keeps running at once: two keep Redis busy while
 /// the client reads one reply and sends the next call.
@@ -117,13 +117,13 @@ impl Ledger {
 }
 
 /// The error a caller gets when its item was handed over but no reply came back (the
-/// dispatcher's runtime shut down mid-call): like a lost connection, the outcome is
-/// unknown, and a retry is safe (a replayed completion reports the first outcome).
+/// dispatcher's runtime shut down mid-call): the outcome is unknown, and a retry is safe
+/// (a replayed completion reports the first outcome).
 fn outcome_unknown() -> Error {
-    Error::Redis(redis::RedisError::from(std::io::Error::new(
-        std::io::ErrorKind::ConnectionAborted,
-        "the completion was sent but its reply was lost",
-    )))
+    Error::UnknownOutcome {
+        operation: "complete_claim",
+        detail: "the completion was handed to its queue's dispatcher but no reply came back".into(),
+    }
 }
 
 /// One queue's dispatcher: gathers waiting items into script calls, at most [`IN_FLIGHT`]
@@ -202,7 +202,7 @@ impl Context {
 
     async fn invoke(&self, queue: &str, batch: &[Pending]) -> Result<Vec<Finished>> {
         let k = &self.keys;
-        let mut call = COMPLETE_CLAIM.prepare_invoke();
+        let mut call = COMPLETE_CLAIM.call();
         for key in queue_attempt_keys(k, queue) {
             call.key(key);
         }
@@ -227,7 +227,7 @@ impl Context {
                 call.arg(AttemptToken::fresh_nonce());
             }
         }
-        let value: Value = call.invoke_async(&mut self.conn.clone()).await?;
+        let value = call.run_raw(&mut self.conn.clone()).await?;
         let parts = match value {
             Value::Array(parts)
                 if parts.len() == 1 + 2 * batch.len()
@@ -236,7 +236,7 @@ impl Context {
                 parts
             }
             // A flat refusal ({'bad_arg', name}) or a reply this version does not know.
-            other => return Err(Reply::parse("complete_claim", other)?.unexpected()),
+            other => return Err(COMPLETE_CLAIM.reply(other)?.unexpected()),
         };
         // Two parts per item, in item order (the length was checked above).
         let mut parts = parts.into_iter().skip(1);
@@ -253,9 +253,9 @@ impl Context {
 
 /// One item's part of the reply: its completion and its claims.
 fn item_outcome(finish: &Finish, queue: &str, done: Value, claims: Value) -> Finished {
-    let done = Reply::parse("complete_claim", done)?;
+    let done = COMPLETE_CLAIM.reply(done)?;
     let outcome = super::attempt::finish_outcome(&done, &finish.token)?;
-    let claims = Reply::parse("complete_claim", claims)?;
+    let claims = COMPLETE_CLAIM.reply(claims)?;
     let batch = if claims.status() == "none" {
         ClaimBatch {
             claims: Vec::new(),

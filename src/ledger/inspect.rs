@@ -60,16 +60,16 @@ impl Ledger {
     ) -> Result<Page> {
         names::validate_queue(queue)?;
         if limit == 0 || limit > MAX_PAGE {
-            return Err(Error::InvalidConfig {
-                key: "limit".into(),
+            return Err(Error::InvalidArgument {
+                name: "limit".into(),
                 value: limit.to_string(),
                 expected: format!("1 to {MAX_PAGE}"),
             });
         }
         let position: u64 = match cursor {
             None => 0,
-            Some(c) => c.parse().map_err(|_| Error::InvalidConfig {
-                key: "cursor".into(),
+            Some(c) => c.parse().map_err(|_| Error::InvalidArgument {
+                name: "cursor".into(),
                 value: c.chars().take(80).collect(),
                 expected: "a cursor returned by an earlier page".into(),
             })?,

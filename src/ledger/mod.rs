@@ -21,9 +21,9 @@ pub use attempt::{CompleteOutcome, FailOutcome, Heartbeat, HeartbeatReply, MAX_E
 pub use cancel::CancelOutcome;
 pub use claim::{Claim, ClaimBatch, MAX_CLAIM_BATCH};
 pub use enqueue::{Enqueued, MAX_ENQUEUE_BATCH};
-pub use execution::{Execution, ResolvedTimings, State, StopMetadata, StopReason, Transition};
+pub use execution::{Execution, State, StopMetadata, StopReason, Transition};
 pub use inspect::{MAX_PAGE, Page};
-pub use options::{EnqueueOptions, QueueSettings, Timings};
+pub use options::{EnqueueOptions, QueueSettings};
 pub use token::AttemptToken;
 pub use workers::{WorkerInfo, WorkerRegistration};
 
@@ -43,7 +43,7 @@ pub struct Ledger {
     pub(crate) keys: Keyspace,
     pub(crate) config: Arc<LedgerConfig>,
     /// Global default timings as script arguments, computed once.
-    pub(crate) default_args: Arc<[String; 9]>,
+    pub(crate) default_args: Arc<[String; crate::timings::COUNT]>,
     /// Event stream cap and history length as script arguments, computed once (every
     /// transition script takes them).
     limit_args: Arc<(String, String)>,

@@ -1,14 +1,14 @@
 //! Queue settings (capacity, default timings), shared through Redis.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use redis::AsyncCommands;
 
-use super::{Ledger, QueueSettings, Timings};
-use crate::error::Result;
+use super::{Ledger, QueueSettings};
+use crate::error::{Error, Result};
 use crate::names;
-use crate::scripts::{Reply, SET_QUEUE};
+use crate::scripts::SET_QUEUE;
+use crate::timings::{self, Timings};
 
 impl Ledger {
     /// Replaces a queue's settings. Executions already enqueued keep the timings they were
@@ -20,14 +20,14 @@ impl Ledger {
         names::validate_queue(queue)?;
         settings.validate()?;
         let k = &self.keys;
-        let mut call = SET_QUEUE.prepare_invoke();
+        let mut call = SET_QUEUE.call();
         call.key(k.queue_settings(queue))
             .key(k.queues(k.partition_of(queue)))
             .arg(queue);
         if let Some(cap) = settings.capacity {
             call.arg("cap").arg(cap);
         }
-        for (field, value) in Timings::STORED_FIELDS
+        for (field, value) in timings::STORED_FIELDS
             .iter()
             .zip(settings.timings.to_args())
         {
@@ -35,10 +35,7 @@ impl Ledger {
                 call.arg(*field).arg(value);
             }
         }
-        let reply = Reply::parse(
-            "set_queue",
-            call.invoke_async(&mut self.conn.clone()).await?,
-        )?;
+        let reply = call.run(&mut self.conn.clone()).await?;
         match reply.status() {
             "ok" => Ok(()),
             _ => Err(reply.unexpected()),
@@ -51,25 +48,21 @@ impl Ledger {
     /// [`Error::InvalidName`](crate::Error::InvalidName), [`Error::Redis`](crate::Error::Redis).
     pub async fn queue_settings(&self, queue: &str) -> Result<QueueSettings> {
         names::validate_queue(queue)?;
-        let stored: HashMap<String, u64> = self
+        let stored: HashMap<String, String> = self
             .conn
             .clone()
             .hgetall(self.keys.queue_settings(queue))
             .await?;
-        let ms = |f: &str| stored.get(f).map(|v| Duration::from_millis(*v));
+        let capacity = match stored.get("cap") {
+            None => None,
+            Some(v) => Some(v.parse::<u32>().map_err(|_| Error::Protocol {
+                script: "queue settings",
+                detail: format!("capacity {v:?} is not a whole number"),
+            })?),
+        };
         Ok(QueueSettings {
-            capacity: stored.get("cap").map(|v| *v as u32),
-            timings: Timings {
-                start_grace: ms("sg"),
-                heartbeat_timeout: ms("ht"),
-                no_progress_timeout: ms("npt"),
-                deadline: ms("dl"),
-                stuck_threshold: ms("stt"),
-                max_attempts: stored.get("ma").map(|v| *v as u32),
-                backoff_base: ms("bb"),
-                backoff_max: ms("bm"),
-                cancel_grace: ms("cg"),
-            },
+            capacity,
+            timings: Timings::from_stored(&stored)?,
         })
     }
 

@@ -11,7 +11,7 @@ use super::{Ledger, ms_to_time};
 use crate::error::{Error, Result};
 use crate::keys::Keyspace;
 use crate::names;
-use crate::scripts::{Reply, WORKER_DEREGISTER, WORKER_HEARTBEAT, WORKER_PRUNE, WORKER_REGISTER};
+use crate::scripts::{WORKER_DEREGISTER, WORKER_HEARTBEAT, WORKER_PRUNE, WORKER_REGISTER};
 
 /// How a worker process introduces itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,12 +109,12 @@ impl Ledger {
         self.check_size("worker version", reg.version.len())?;
         let interval = match reg.heartbeat_interval {
             None => 0,
-            Some(i) if !i.is_zero() && i <= crate::config::MAX_DURATION => i.as_millis() as u64,
+            Some(i) if !i.is_zero() && i <= crate::timings::MAX_DURATION => i.as_millis() as u64,
             Some(i) => {
-                return Err(Error::InvalidDuration {
-                    key: "heartbeat_interval",
-                    value: i,
-                    expected: "more than zero and at most 365 days",
+                return Err(Error::InvalidArgument {
+                    name: "heartbeat_interval".into(),
+                    value: crate::error::format_duration(i),
+                    expected: "more than zero and at most 365 days".into(),
                 });
             }
         };
@@ -127,11 +127,10 @@ impl Ledger {
             .arg(&reg.version)
             .arg(reg.queues.join(","))
             .arg(interval)
-            .invoke_async(&mut self.conn.clone())
+            .run(&mut self.conn.clone())
             .await?;
-        let reply = Reply::parse("worker_register", reply)?;
         match reply.status() {
-            "ok" => ms_to_time(reply.int(1)?),
+            "ok" => reply.time(1),
             "exists" => Err(Error::WorkerExists {
                 worker_id: reg.worker_id.clone(),
             }),
@@ -165,11 +164,10 @@ impl Ledger {
             .key(self.keys.worker_index())
             .arg(worker_id)
             .arg(list)
-            .invoke_async(&mut self.conn.clone())
+            .run(&mut self.conn.clone())
             .await?;
-        let reply = Reply::parse("worker_heartbeat", reply)?;
         match reply.status() {
-            "ok" => ms_to_time(reply.int(1)?),
+            "ok" => reply.time(1),
             "unknown" => Err(Error::UnknownWorker {
                 worker_id: worker_id.into(),
             }),
@@ -187,9 +185,8 @@ impl Ledger {
             .key(self.keys.worker(worker_id))
             .key(self.keys.worker_index())
             .arg(worker_id)
-            .invoke_async(&mut self.conn.clone())
+            .run(&mut self.conn.clone())
             .await?;
-        let reply = Reply::parse("worker_deregister", reply)?;
         match reply.status() {
             "ok" => Ok(()),
             "unknown" => Err(Error::UnknownWorker {
@@ -214,11 +211,10 @@ impl Ledger {
             .arg(retention.as_millis() as u64)
             .arg(limit)
             .arg(self.keys.worker_prefix())
-            .invoke_async(&mut self.conn.clone())
+            .run(&mut self.conn.clone())
             .await?;
-        let reply = Reply::parse("worker_prune", reply)?;
         match reply.status() {
-            "ok" => Ok(reply.int(1)? as usize),
+            "ok" => Ok(reply.usize(1)?),
             _ => Err(reply.unexpected()),
         }
     }

@@ -50,8 +50,8 @@ impl RunnerConfig {
     /// Checks every value.
     ///
     /// # Errors
-    /// [`Error::InvalidName`] for a bad queue name, [`Error::InvalidConfig`] or
-    /// [`Error::InvalidDuration`] naming the field.
+    /// [`Error::InvalidName`] for a bad queue name, [`Error::InvalidConfig`] naming the
+    /// field (`runner.<field>`).
     pub fn validate(&self) -> Result<()> {
         names::validate_queue(&self.queue)?;
         if !(1..=MAX_CONCURRENCY).contains(&self.concurrency) {
@@ -77,10 +77,10 @@ impl RunnerConfig {
             ),
         ] {
             if value.is_zero() {
-                return Err(Error::InvalidDuration {
-                    key,
-                    value,
-                    expected: "more than zero",
+                return Err(Error::InvalidConfig {
+                    key: key.into(),
+                    value: crate::error::format_duration(value),
+                    expected: "a duration of more than zero".into(),
                 });
             }
         }

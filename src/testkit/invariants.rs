@@ -47,7 +47,7 @@ enum Raw {
 impl Raw {
     async fn open(config: &crate::LedgerConfig) -> RedisResult<Self> {
         if config.cluster_urls.is_empty() {
-            let client = redis::Client::open(config.redis_url.as_str())?;
+            let client = redis::Client::open(config.server_url())?;
             Ok(Raw::Single(
                 client.get_multiplexed_async_connection().await?,
             ))

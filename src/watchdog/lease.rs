@@ -5,7 +5,7 @@ use std::sync::PoisonError;
 
 use super::Watchdog;
 use crate::error::Result;
-use crate::scripts::{LEASE, LEASE_RELEASE, REPLICA_BEAT, Reply};
+use crate::scripts::{LEASE, LEASE_RELEASE, REPLICA_BEAT};
 
 /// What one rebalancing pass changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -35,11 +35,10 @@ impl Watchdog {
             .arg(&self.replica_id)
             .arg(window.as_millis() as u64)
             .arg("0")
-            .invoke_async(&mut self.ledger.conn.clone())
+            .run(&mut self.ledger.conn.clone())
             .await?;
-        let reply = Reply::parse("replica_beat", reply)?;
-        let live = (reply.int(1)?.max(1)) as usize;
-        let rank = reply.int(2)?.max(0) as usize;
+        let live = reply.usize(1)?.max(1);
+        let rank = reply.usize(2)?;
         let share = partitions.div_ceil(live);
         let mut changes = LeaseChanges {
             live_replicas: live,
@@ -60,7 +59,7 @@ impl Watchdog {
                     // Re-acquired under a new epoch (our lease had lapsed meanwhile).
                     self.held
                         .lock()
-                        .expect("lease table")
+                        .unwrap_or_else(PoisonError::into_inner)
                         .insert(*partition, new_epoch);
                 }
                 None => {
@@ -119,7 +118,7 @@ impl Watchdog {
                 if let Some(epoch) = self.lease_call(partition, None).await? {
                     self.held
                         .lock()
-                        .expect("lease table")
+                        .unwrap_or_else(PoisonError::into_inner)
                         .insert(partition, epoch);
                     changes.acquired.push(partition);
                 }
@@ -136,9 +135,8 @@ impl Watchdog {
             .arg(&self.replica_id)
             .arg(self.config.lease_ttl.as_millis() as u64)
             .arg(epoch.map(String::as_str).unwrap_or(""))
-            .invoke_async(&mut self.ledger.conn.clone())
+            .run(&mut self.ledger.conn.clone())
             .await?;
-        let reply = Reply::parse("lease", reply)?;
         match reply.status() {
             "acquired" | "renewed" => Ok(Some(reply.str(1)?.to_owned())),
             "held" => Ok(None),
@@ -151,13 +149,12 @@ impl Watchdog {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&partition);
-        let reply = LEASE_RELEASE
+        LEASE_RELEASE
             .key(self.ledger.keys.lease(partition))
             .arg(&self.replica_id)
             .arg(epoch)
-            .invoke_async(&mut self.ledger.conn.clone())
+            .run(&mut self.ledger.conn.clone())
             .await?;
-        Reply::parse("lease_release", reply)?;
         Ok(())
     }
 
@@ -170,7 +167,7 @@ impl Watchdog {
         let held: Vec<(u16, String)> = self
             .held
             .lock()
-            .expect("lease table")
+            .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .map(|(p, e)| (*p, e.clone()))
             .collect();
@@ -179,14 +176,13 @@ impl Watchdog {
             self.release_one(partition, &epoch).await?;
             released.push(partition);
         }
-        let reply = REPLICA_BEAT
+        REPLICA_BEAT
             .key(self.ledger.keys.replica_index())
             .arg(&self.replica_id)
             .arg(self.config.lease_ttl.as_millis() as u64)
             .arg("1")
-            .invoke_async(&mut self.ledger.conn.clone())
+            .run(&mut self.ledger.conn.clone())
             .await?;
-        Reply::parse("replica_beat", reply)?;
         Ok(released)
     }
 

@@ -13,7 +13,7 @@ use super::{RoundReport, Watchdog};
 use crate::WorkerInfo;
 use crate::error::Result;
 use crate::keys::{Keyspace, Timer};
-use crate::scripts::{ORPHAN, Reply};
+use crate::scripts::ORPHAN;
 
 /// Orphans sent to one script call, to keep it short.
 const ORPHAN_BATCH: usize = 100;
@@ -174,7 +174,7 @@ impl Watchdog {
             for (id, _, _) in &unlisted {
                 pipe.cmd("HMGET")
                     .arg(k.execution(queue, id))
-                    .arg(&["dsp", "sg"]);
+                    .arg(&[crate::fields::DISPATCHED, "sg"]);
             }
             let rows: Vec<(Option<String>, Option<String>)> = pipe.query_async(&mut conn).await?;
             for ((id, worker, attempt), (dispatched, grace)) in unlisted.into_iter().zip(rows) {
@@ -204,7 +204,7 @@ impl Watchdog {
 
         let (maxlen, hist) = self.ledger.limits();
         for chunk in orphans.chunks(ORPHAN_BATCH) {
-            let mut call = ORPHAN.prepare_invoke();
+            let mut call = ORPHAN.call();
             call.key(k.lease(partition)).key(k.events(partition));
             // Timer::ALL is the order the scripts' KEYS list the timers in.
             for timer in Timer::ALL {
@@ -214,7 +214,7 @@ impl Watchdog {
                 .arg(&epoch)
                 .arg(maxlen)
                 .arg(hist)
-                .arg(k.tag(partition));
+                .arg(&k.script_layout(partition)[..]);
             for o in chunk {
                 call.arg(&o.member)
                     .arg(&o.worker)
@@ -223,14 +223,10 @@ impl Watchdog {
                     .arg(o.due_ms)
                     .arg(o.alive_within_ms);
             }
-            let reply = Reply::parse("orphan", call.invoke_async(&mut conn).await?)?;
+            let reply = call.run(&mut conn).await?;
             match reply.status() {
                 "ok" => {
-                    let (retried, dead, cancelled) = (
-                        reply.int(1)? as u64,
-                        reply.int(2)? as u64,
-                        reply.int(3)? as u64,
-                    );
+                    let (retried, dead, cancelled) = (reply.u64(1)?, reply.u64(2)?, reply.u64(3)?);
                     report.retried += retried;
                     report.dead += dead;
                     report.cancelled += cancelled;

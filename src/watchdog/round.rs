@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::Watchdog;
 use crate::error::{Error, Result};
 use crate::keys::Timer;
-use crate::scripts::{ROUND, Reply};
+use crate::scripts::ROUND;
 
 /// Counts of what one round (or reconciliation) did in one partition.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,7 +79,7 @@ impl Watchdog {
         let k = &self.ledger.keys;
         let (maxlen, hist) = self.ledger.limits();
         let (ns_until, ns_start, ns_reason) = self.namespace_hold_args();
-        let mut call = ROUND.prepare_invoke();
+        let mut call = ROUND.call();
         call.key(k.lease(partition))
             .key(k.watch_state(partition))
             .key(k.events(partition));
@@ -94,7 +94,7 @@ impl Watchdog {
             .arg(self.config.batch)
             .arg(maxlen)
             .arg(hist)
-            .arg(k.tag(partition))
+            .arg(&k.script_layout(partition)[..])
             .arg(self.systemic_absence.as_millis() as u64)
             .arg(self.share_per_mille())
             .arg(self.config.systemic_min_running)
@@ -102,29 +102,25 @@ impl Watchdog {
             .arg(ns_until.max(0))
             .arg(ns_start.max(0))
             .arg(ns_reason);
-        let reply = Reply::parse(
-            "round",
-            call.invoke_async(&mut self.ledger.conn.clone()).await?,
-        )?;
+        let reply = call.run(&mut self.ledger.conn.clone()).await?;
         match reply.status() {
             "ok" => {
-                let next = reply.int(8)?;
-                let (stale_in_window, running) =
-                    (reply.int(11)?.max(0) as u64, reply.int(12)?.max(0) as u64);
+                let next = reply.i64(8)?;
+                let (stale_in_window, running) = (reply.u64(11)?, reply.u64(12)?);
                 self.note_counts(partition, stale_in_window, running);
                 Ok(RoundReport {
                     partition,
-                    timed_out: reply.int(1)? as u64,
-                    stuck: reply.int(2)? as u64,
-                    retried: reply.int(3)? as u64,
-                    dead: reply.int(4)? as u64,
-                    cancelled: reply.int(5)? as u64,
+                    timed_out: reply.u64(1)?,
+                    stuck: reply.u64(2)?,
+                    retried: reply.u64(3)?,
+                    dead: reply.u64(4)?,
+                    cancelled: reply.u64(5)?,
                     orphaned: 0,
-                    fixed: reply.int(6)? as u64,
-                    more: reply.int(7)? == 1,
+                    fixed: reply.u64(6)?,
+                    more: reply.flag(7)?,
                     next_due: (next >= 0).then(|| Duration::from_millis(next as u64)),
-                    holding: Duration::from_millis(reply.int(9)?.max(0) as u64),
-                    hold_started: reply.int(10)? == 1,
+                    holding: Duration::from_millis(reply.u64(9)?),
+                    hold_started: reply.flag(10)?,
                     stale_in_window,
                     running,
                 })

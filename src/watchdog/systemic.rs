@@ -18,7 +18,7 @@ use serde::Serialize;
 use super::Watchdog;
 use crate::error::Result;
 use crate::ledger::ms_to_time;
-use crate::scripts::{Reply, SYSTEMIC_SYNC};
+use crate::scripts::SYSTEMIC_SYNC;
 
 /// Shortest time between two syncs of one replica. A verdict stays recent for two heartbeat
 /// timeouts, so a count up to this much older changes nothing that matters.
@@ -86,14 +86,11 @@ impl Watchdog {
         for (p, (stale, running)) in &counts {
             call.arg(p).arg(format!("{stale}|{running}"));
         }
-        let reply = Reply::parse(
-            "systemic_sync",
-            call.invoke_async(&mut self.ledger.conn.clone()).await?,
-        )?;
+        let reply = call.run(&mut self.ledger.conn.clone()).await?;
         if reply.status() != "ok" {
             return Err(reply.unexpected());
         }
-        let (until, start) = (reply.int(4)?, reply.int(5)?);
+        let (until, start) = (reply.i64(4)?, reply.i64(5)?);
         let reason = reply.str(6)?.to_owned();
         let hold = (until > 0).then(|| (until, start, reason.clone()));
         self.namespace
@@ -101,9 +98,9 @@ impl Watchdog {
             .unwrap_or_else(PoisonError::into_inner)
             .hold = hold;
         Ok(NamespaceWindow {
-            stale: reply.int(1)?.max(0) as u64,
-            population: reply.int(2)?.max(0) as u64,
-            partitions: reply.int(3)?.max(0) as u64,
+            stale: reply.u64(1)?,
+            population: reply.u64(2)?,
+            partitions: reply.u64(3)?,
             hold: if until > 0 {
                 Some(NamespaceHold {
                     started_at: ms_to_time(start)?,

@@ -163,7 +163,7 @@ pub async fn verdict_counts(
 
 /// A connection of its own to the test Redis, for reading and damaging raw keys.
 pub async fn raw(ledger: &Ledger) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(ledger.config().redis_url.as_str())
+    redis::Client::open(ledger.config().server_url())
         .expect("redis url")
         .get_multiplexed_async_connection()
         .await
