@@ -32,6 +32,7 @@ pub struct LedgerConfig {
     #[serde(with = "humantime_serde")]
     pub response_timeout: Duration,
     #[serde(with = "humantime_serde")]
+    /// How long to wait for a connection to Redis to open.
     pub connection_timeout: Duration,
     /// Largest accepted payload, result or checkpoint, in bytes.
     pub max_payload_bytes: usize,

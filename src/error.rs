@@ -17,8 +17,11 @@ pub enum Error {
     /// A namespace, queue name, execution id or worker id broke the naming rules.
     #[error("invalid {what} {value:?}: expected {expected}")]
     InvalidName {
+        /// What was named: `namespace`, `queue name`, `execution id`, `worker id`.
         what: &'static str,
+        /// The name given (cut when very long).
         value: String,
+        /// The rule it broke.
         expected: String,
     },
     /// An argument of a call (an enqueue option, a batch size, a page size, a duration)
@@ -50,54 +53,93 @@ pub enum Error {
     /// A payload, result or checkpoint is larger than the configured limit.
     #[error("{what} is {size} bytes, above the limit of {limit} bytes")]
     TooLarge {
+        /// What was too large: `payload`, `result`, `checkpoint`, ...
         what: &'static str,
+        /// Its size in bytes.
         size: usize,
+        /// The configured limit (`max_payload_bytes`).
         limit: usize,
     },
     /// A payload, result or checkpoint is not valid JSON.
     #[error("{what} is not valid JSON: {reason}")]
-    NotJson { what: &'static str, reason: String },
+    NotJson {
+        /// What was not JSON.
+        what: &'static str,
+        /// The parser's complaint.
+        reason: String,
+    },
     /// No execution with this id exists in this queue.
     #[error("no execution {id:?} in queue {queue:?}")]
-    NotFound { queue: String, id: String },
+    NotFound {
+        /// The queue.
+        queue: String,
+        /// The id looked for.
+        id: String,
+    },
     /// An attempt token that does not parse.
     #[error("malformed attempt token {token:?}: {reason}")]
-    InvalidToken { token: String, reason: &'static str },
+    InvalidToken {
+        /// The token given (cut when very long).
+        token: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// The token names the current attempt number but not its secret, or a future attempt:
     /// it was never issued for this execution.
     #[error(
         "attempt token does not match execution {queue}/{id} (current attempt {current_attempt})"
     )]
     TokenMismatch {
+        /// The queue of the execution.
         queue: String,
+        /// The execution id.
         id: String,
+        /// The attempt the execution is on now.
         current_attempt: u32,
     },
     /// The operation is not allowed in the execution's current state.
     #[error("cannot {operation} execution {queue}/{id}: {reason}")]
     InvalidTransition {
+        /// What was asked (`acknowledge cancellation of`, ...).
         operation: &'static str,
+        /// The queue of the execution.
         queue: String,
+        /// The execution id.
         id: String,
+        /// Why the state does not allow it.
         reason: String,
     },
     /// A worker id was registered before; ids must be unique per process start.
     #[error("worker {worker_id:?} is already registered; use a fresh id per process start")]
-    WorkerExists { worker_id: String },
+    WorkerExists {
+        /// The id registered before.
+        worker_id: String,
+    },
     /// The worker is not (or no longer) in the registry.
     #[error("worker {worker_id:?} is not registered")]
-    UnknownWorker { worker_id: String },
+    UnknownWorker {
+        /// The id not found.
+        worker_id: String,
+    },
     /// Redis would evict keys under memory pressure, silently deleting leases and indexes.
     #[error(
         "Redis maxmemory-policy is {policy:?}; unstuck needs \"noeviction\" because eviction \
          silently deletes leases and indexes. Fix: `redis-cli CONFIG SET maxmemory-policy \
          noeviction` and set `maxmemory-policy noeviction` in redis.conf"
     )]
-    EvictionPolicy { policy: String },
+    EvictionPolicy {
+        /// The policy Redis reported.
+        policy: String,
+    },
     /// The watchdog lease of this partition is not held by this replica (it expired, or
     /// another replica took it under a newer epoch): nothing was written.
     #[error("replica {replica} does not hold the lease of partition {partition}")]
-    LeaseLost { partition: u16, replica: String },
+    LeaseLost {
+        /// The partition.
+        partition: u16,
+        /// The replica that no longer holds it.
+        replica: String,
+    },
     /// A script replied with something this version does not understand, or data read
     /// from Redis could not be parsed (a damaged hash, a foreign event).
     #[error("unexpected data from {script}: {detail}")]

@@ -17,10 +17,15 @@ use crate::ledger::{Ledger, State, ms_to_time};
 pub struct Event {
     /// Stream entry id; pass it back to read what follows.
     pub stream_id: String,
+    /// The partition whose stream holds the event.
     pub partition: u16,
+    /// When it happened: the stream entry's Redis time.
     pub at: DateTime<Utc>,
+    /// The queue of the execution (empty for partition-wide events).
     pub queue: String,
+    /// The execution (empty for partition-wide events).
     pub execution_id: String,
+    /// The attempt the transition belongs to (0 before the first claim).
     pub attempt: u32,
     /// `None` for the first event of an execution and for partition-wide events.
     pub from: Option<State>,

@@ -28,6 +28,10 @@
 //! built here: `execution_prefix(queue) .. id`, or, in the watchdog scripts, from the
 //! partition's [`Keyspace::script_layout`].
 
+// Public only to the test support (feature `testkit`), which reads and damages raw keys.
+#![cfg_attr(not(feature = "testkit"), allow(unreachable_pub))]
+#![cfg_attr(feature = "testkit", allow(missing_docs))]
+
 use crate::error::{Error, Result};
 
 /// Suffixes of a queue's keys after `T:q:<queue>`.

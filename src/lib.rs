@@ -30,6 +30,7 @@
 //!   invariant checker shared by the tests, the benches and `unstuck demo`.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod config;
 mod conn;

@@ -26,7 +26,9 @@ use crate::watchdog::WatchdogConfig;
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
+    /// The `[ledger]` section.
     pub ledger: LedgerConfig,
+    /// The `[watchdog]` section.
     pub watchdog: WatchdogConfig,
 }
 

@@ -1,6 +1,6 @@
 //! The nine timings that judge an execution: one table, everything else derived from it.
 //!
-//! [`for_each_timing!`] lists each timing once — its name, the field it is stored under in
+//! `for_each_timing!` lists each timing once — its name, the field it is stored under in
 //! Redis, its rule, its built-in default and its documentation. The structs
 //! ([`Timings`], [`ResolvedTimings`]), their defaults, merge, validation, script arguments
 //! and hash reads, and the enqueue setters are all generated from it; `lua/_lib.lua`
@@ -200,6 +200,12 @@ macro_rules! define_timings {
         /// Fields the timings are stored under (execution and queue-settings hashes), in
         /// [`NAMES`] order; `TIMING_FIELDS` in `lua/_lib.lua` mirrors it.
         pub(crate) const STORED_FIELDS: [&str; COUNT] = [$( $field, )*];
+
+        /// The field each timing is stored under, by the timing's name.
+        #[allow(non_upper_case_globals, dead_code)]
+        pub(crate) mod stored_field {
+            $( pub(crate) const $name: &str = $field; )*
+        }
 
         impl Timings {
             /// The built-in global defaults.

@@ -162,3 +162,53 @@ async fn an_unreachable_redis_is_a_transient_error() {
     assert!(matches!(error, Error::Redis(_)), "{error:?}");
     assert!(error.is_transient(), "{error:?}");
 }
+
+/// A call sent while Redis holds its clients (`CLIENT PAUSE`) gets no reply within the
+/// response timeout: its outcome is unknown, and says so (here the client drops the
+/// connection, so Redis never runs it; it could as well have). Retrying with the same id
+/// converges on one execution whichever happened.
+#[tokio::test]
+async fn a_reply_lost_after_sending_is_an_unknown_outcome_and_a_retry_converges() {
+    let redis = server(&[]);
+    let ledger = Ledger::connect(LedgerConfig {
+        response_timeout: std::time::Duration::from_millis(200),
+        ..config(&redis)
+    })
+    .await
+    .unwrap();
+    let mut admin = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let () = redis::cmd("CLIENT")
+        .arg(&["PAUSE", "1000", "WRITE"])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let opts = || EnqueueOptions::new().id("sent-once");
+    let error = ledger
+        .enqueue("q", &json!({"n": 1}), opts())
+        .await
+        .unwrap_err();
+    assert!(error.is_unknown_outcome(), "{error:?}");
+    assert!(error.is_transient(), "worth retrying: {error}");
+    assert!(
+        error.to_string().contains("retrying the same call is safe"),
+        "{error}"
+    );
+
+    let retried = loop {
+        match ledger.enqueue("q", &json!({"n": 1}), opts()).await {
+            Ok(e) => break e,
+            Err(e) if e.is_transient() => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(retried.id, "sent-once");
+    let again = ledger.enqueue("q", &json!({"n": 1}), opts()).await.unwrap();
+    assert!(!again.created, "the same id converges on one execution");
+    assert_eq!(ledger.pending_count("q").await.unwrap(), 1, "enqueued once");
+}

@@ -1,13 +1,16 @@
-//! `cancel`: stop queued work at once; ask active work to stop.
+//! `cancel`: stop queued work at once; ask active work to stop (`lua/cancel.lua`); and
+//! `acknowledge_cancel`, the worker's answer (`lua/ack_cancel.lua`).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::attempt::finish_outcome;
+use super::{AttemptToken, CompleteOutcome};
 use super::{Ledger, State, StopReason};
 use crate::error::{Error, Result};
 use crate::keys::{Keyspace, Timer};
 use crate::names;
-use crate::scripts::CANCEL;
+use crate::scripts::{ACK_CANCEL, CANCEL};
 
 /// What `cancel` did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,12 +20,16 @@ pub enum CancelOutcome {
     /// It is active: the worker sees `cancel_requested` on its next heartbeat.
     /// `already` is true when an earlier call had requested it.
     Requested {
+        /// When the cancellation was first requested.
         requested_at: DateTime<Utc>,
+        /// True when it had been requested before this call (nothing changed).
         already: bool,
     },
     /// Already terminal: nothing changed.
     AlreadyTerminal {
+        /// The state it ended in.
         state: State,
+        /// Why it stopped.
         stop_reason: StopReason,
     },
 }
@@ -68,5 +75,35 @@ impl Ledger {
             }),
             _ => Err(reply.unexpected()),
         }
+    }
+
+    /// The worker acknowledges a cancellation request and has stopped: the execution is
+    /// cancelled and its slot freed. One round trip.
+    ///
+    /// # Errors
+    /// [`Error::InvalidTransition`] when no cancellation was requested,
+    /// [`Error::NotFound`], [`Error::TokenMismatch`].
+    pub async fn acknowledge_cancel(&self, token: &AttemptToken) -> Result<CompleteOutcome> {
+        let (maxlen, hist) = self.limits();
+        let mut call = ACK_CANCEL.call();
+        for key in self.attempt_keys(token) {
+            call.key(key);
+        }
+        call.key(self.keys.finished(&token.queue, "cancelled"))
+            .arg(Keyspace::member(&token.queue, &token.id))
+            .arg(token.attempt)
+            .arg(&token.nonce)
+            .arg(maxlen)
+            .arg(hist);
+        let reply = call.run(&mut self.conn.clone()).await?;
+        if reply.status() == "not_requested" {
+            return Err(Error::InvalidTransition {
+                operation: "acknowledge cancellation of",
+                queue: token.queue.clone(),
+                id: token.id.clone(),
+                reason: format!("no cancellation was requested (state {})", reply.str(1)?),
+            });
+        }
+        finish_outcome(&reply, token)
     }
 }

@@ -13,24 +13,30 @@ use crate::scripts::{CLAIM, Reply};
 /// One claimed attempt: what the worker runs and the token it must present from now on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Claim {
+    /// Present it with every call about this attempt.
     pub token: AttemptToken,
+    /// The payload the execution was enqueued with.
     pub payload: serde_json::Value,
     /// The last checkpoint of an earlier attempt: resume from here instead of restarting.
     pub checkpoint: Option<serde_json::Value>,
     /// Heartbeat at a fraction of this (the runner uses a third).
     pub heartbeat_timeout: Duration,
+    /// The execution's hard deadline, if it has one (across attempts).
     pub deadline_at: Option<DateTime<Utc>>,
 }
 
 impl Claim {
+    /// The queue of the claimed execution.
     pub fn queue(&self) -> &str {
         &self.token.queue
     }
 
+    /// The claimed execution's id.
     pub fn id(&self) -> &str {
         &self.token.id
     }
 
+    /// The attempt number this claim started (1 for the first).
     pub fn attempt(&self) -> u32 {
         self.token.attempt
     }
@@ -39,6 +45,7 @@ impl Claim {
 /// The result of [`Ledger::claim_many`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClaimBatch {
+    /// The claims made, in the queue's order.
     pub claims: Vec<Claim>,
     /// Claiming stopped because every capacity slot is held.
     pub queue_full: bool,

@@ -1,7 +1,7 @@
 //! `complete_and_claim`: a worker's loop (finish one, take the next) in one script call.
 
 use super::claim::check_claim;
-use super::finish::Finish;
+use super::complete::Finish;
 use super::{AttemptToken, ClaimBatch, CompleteOutcome, Ledger};
 use crate::error::Result;
 

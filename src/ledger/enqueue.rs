@@ -15,13 +15,18 @@ pub const MAX_ENQUEUE_BATCH: usize = 1000;
 /// What `enqueue` did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Enqueued {
+    /// The queue.
     pub queue: String,
+    /// The execution id (given, or generated).
     pub id: String,
     /// False when an execution with this id already existed: nothing was written and the
     /// fields describe the existing execution.
     pub created: bool,
+    /// Its state now.
     pub state: State,
+    /// Attempts started so far.
     pub attempt: u32,
+    /// When it was first enqueued.
     pub created_at: DateTime<Utc>,
 }
 
@@ -43,7 +48,7 @@ impl Ledger {
     ///
     /// # Errors
     /// [`Error::InvalidName`] for a bad queue name or id, [`Error::TooLarge`] above
-    /// `max_payload_bytes`, [`Error::InvalidDuration`]/[`Error::InvalidConfig`] for bad
+    /// `max_payload_bytes`, [`Error::InvalidArgument`] for bad
     /// timings; nothing is written in those cases.
     pub async fn enqueue(
         &self,

@@ -16,18 +16,28 @@ use crate::timings::ResolvedTimings;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
+    /// Waiting to be claimed (or backing off before a retry).
     Queued,
+    /// Claimed; the worker has not heartbeated yet.
     Dispatched,
+    /// Heartbeating.
     Running,
+    /// Judged stale; a heartbeat of the current attempt revives it.
     Stuck,
+    /// Completed (terminal).
     Succeeded,
+    /// Failed for good (terminal).
     Failed,
+    /// Cancelled (terminal).
     Cancelled,
+    /// Its deadline passed (terminal).
     TimedOut,
+    /// Its attempts were used up by lost attempts (terminal).
     Dead,
 }
 
 impl State {
+    /// Every state, in lifecycle order.
     pub const ALL: [State; 9] = [
         State::Queued,
         State::Dispatched,
@@ -40,6 +50,7 @@ impl State {
         State::Dead,
     ];
 
+    /// The state's name, as stored and as the HTTP API spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             State::Queued => "queued",
@@ -95,19 +106,28 @@ impl FromStr for State {
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum StopReason {
+    /// Completed by its worker.
     Succeeded,
+    /// Failed by its worker (not retryable, or no attempts left).
     Failed,
+    /// Cancelled by a person or an orchestrator.
     Cancelled,
+    /// Its deadline passed.
     DeadlineExceeded,
+    /// No heartbeat within its heartbeat timeout, for its last attempt.
     HeartbeatLost,
+    /// Heartbeats arrived but progress did not move, for its last attempt.
     NoProgress,
+    /// Dispatched but never started, for its last attempt.
     StartTimeout,
+    /// Its worker was gone or no longer listed it, for its last attempt.
     WorkerLost,
     /// A reason written by a newer version.
     Other(String),
 }
 
 impl StopReason {
+    /// The reason's name, as stored.
     pub fn as_str(&self) -> &str {
         match self {
             StopReason::Succeeded => "succeeded",
@@ -146,6 +166,7 @@ impl fmt::Display for StopReason {
 /// Stop metadata of a terminal execution.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StopMetadata {
+    /// Why it stopped.
     pub reason: StopReason,
     /// The timeout that applies to this stop: the one that fired for a timeout stop,
     /// otherwise the deadline.
@@ -160,37 +181,56 @@ pub struct StopMetadata {
 /// One recorded transition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transition {
+    /// When.
     pub at: DateTime<Utc>,
+    /// The state entered.
     pub state: State,
+    /// Why (the event reason).
     pub reason: String,
+    /// The attempt it belongs to.
     pub attempt: u32,
 }
 
 /// A snapshot of one execution.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Execution {
+    /// The queue.
     pub queue: String,
+    /// The execution id.
     pub id: String,
+    /// Its state now.
     pub state: State,
     /// Attempts started so far (0 while never claimed).
     pub attempt: u32,
+    /// The payload it was enqueued with.
     pub payload: serde_json::Value,
     /// The last checkpoint a worker reported; handed to the next attempt.
     pub checkpoint: Option<serde_json::Value>,
     /// What `complete` recorded.
     pub result: Option<serde_json::Value>,
+    /// The last progress text a heartbeat reported.
     pub progress: Option<String>,
     /// Worker holding the current attempt.
     pub worker: Option<String>,
+    /// When it was enqueued.
     pub created_at: DateTime<Utc>,
+    /// When the current attempt was claimed.
     pub dispatched_at: Option<DateTime<Utc>>,
+    /// When the current attempt first heartbeated.
     pub started_at: Option<DateTime<Utc>>,
+    /// The current attempt's last heartbeat.
     pub last_heartbeat_at: Option<DateTime<Utc>>,
+    /// When the progress last changed.
     pub progress_changed_at: Option<DateTime<Utc>>,
+    /// When it became stuck (while stuck).
     pub stuck_since: Option<DateTime<Utc>>,
+    /// Its hard deadline, if any.
     pub deadline_at: Option<DateTime<Utc>>,
+    /// When cancellation was requested, if it was.
     pub cancel_requested_at: Option<DateTime<Utc>>,
+    /// When it became terminal.
     pub finished_at: Option<DateTime<Utc>>,
+    /// The timings it is judged by (resolved at enqueue).
     pub timings: ResolvedTimings,
     /// Set once the execution is terminal.
     pub stop: Option<StopMetadata>,

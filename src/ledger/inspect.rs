@@ -12,6 +12,7 @@ use crate::names;
 /// One page of a listing; pass `next` back as the cursor for the following page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Page {
+    /// The executions of this page.
     pub items: Vec<Execution>,
     /// `None` when the listing is complete.
     pub next: Option<String>,

@@ -1,14 +1,38 @@
 //! The execution ledger: the orchestrator and worker API over Redis.
 //!
 //! Each operation is one script call (one round trip) unless its docs say otherwise.
+//!
+//! # Layout
+//! One file per operation, named for it, beside the script it runs:
+//!
+//! | operation | Rust | script |
+//! |---|---|---|
+//! | [`Ledger::enqueue`], `enqueue_json`, `enqueue_many` | `enqueue.rs` | `lua/enqueue.lua` |
+//! | [`Ledger::claim`], `claim_many` | `claim.rs` | `lua/claim.lua` (+ `_claim.lua`) |
+//! | [`Ledger::heartbeat`] | `heartbeat.rs` | `lua/heartbeat.lua` |
+//! | [`Ledger::complete`] and its per-queue batcher | `complete.rs` | `lua/complete_claim.lua` (+ `_complete.lua`) |
+//! | [`Ledger::complete_and_claim`] | `complete_claim.rs` | `lua/complete_claim.lua` |
+//! | [`Ledger::fail`] | `fail.rs` | `lua/fail.lua` |
+//! | [`Ledger::cancel`], `acknowledge_cancel` | `cancel.rs` | `lua/cancel.lua`, `lua/ack_cancel.lua` |
+//! | [`Ledger::get`], `list` | `inspect.rs` | reads only |
+//! | [`Ledger::set_queue`], `queue_settings`, `queues`, counts | `queue.rs` | `lua/set_queue.lua` |
+//! | the worker registry | `workers.rs` | `lua/worker_*.lua` |
+//!
+//! Shared: `attempt.rs` (the replies of a token that is not current, the attempt scripts'
+//! keys), `token.rs` (the attempt token), `execution.rs` (what an execution is, read from
+//! its hash), `options.rs` (enqueue options, queue settings). The timings are in
+//! [`crate::timings`], the hash fields' glossary in `src/fields.rs`, the scripts' registry
+//! in `src/scripts.rs`.
 
 mod attempt;
 mod cancel;
 mod claim;
+mod complete;
 mod complete_claim;
 mod enqueue;
 mod execution;
-mod finish;
+mod fail;
+mod heartbeat;
 mod inspect;
 mod options;
 mod queue;
@@ -17,15 +41,17 @@ mod workers;
 
 use std::sync::Arc;
 
-pub use attempt::{CompleteOutcome, FailOutcome, Heartbeat, HeartbeatReply, MAX_ERROR_MESSAGE};
 pub use cancel::CancelOutcome;
 pub use claim::{Claim, ClaimBatch, MAX_CLAIM_BATCH};
+pub use complete::CompleteOutcome;
 pub use enqueue::{Enqueued, MAX_ENQUEUE_BATCH};
 pub use execution::{Execution, State, StopMetadata, StopReason, Transition};
+pub use fail::{FailOutcome, MAX_ERROR_MESSAGE};
+pub use heartbeat::{Heartbeat, HeartbeatReply};
 pub use inspect::{MAX_PAGE, Page};
 pub use options::{EnqueueOptions, QueueSettings};
 pub use token::AttemptToken;
-pub use workers::{WorkerInfo, WorkerRegistration};
+pub use workers::{MISSED_WORKER_BEATS, WorkerInfo, WorkerRegistration};
 
 pub(crate) use execution::ms_to_time;
 
@@ -49,7 +75,7 @@ pub struct Ledger {
     limit_args: Arc<(String, String)>,
     pub(crate) cluster: bool,
     /// The completion dispatchers, one per queue (`finish.rs`).
-    finisher: Arc<finish::Finisher>,
+    finisher: Arc<complete::Finisher>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -93,6 +119,7 @@ impl Ledger {
         })
     }
 
+    /// The configuration the ledger was connected with.
     pub fn config(&self) -> &LedgerConfig {
         &self.config
     }

@@ -40,6 +40,7 @@ pub struct EnqueueOptions {
     /// Caller-chosen id: enqueueing the same id twice returns the existing execution.
     /// `None`: a fresh UUIDv7 (time-ordered, so pending work stays FIFO).
     pub id: Option<String>,
+    /// Timings of this execution; unset ones come from the queue, then the global defaults.
     pub timings: Timings,
     /// Make the execution available only after this delay.
     pub delay: Option<Duration>,

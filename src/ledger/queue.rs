@@ -15,7 +15,7 @@ impl Ledger {
     /// enqueued with; capacity applies to the next claim.
     ///
     /// # Errors
-    /// [`Error::InvalidName`](crate::Error::InvalidName), [`Error::InvalidConfig`](crate::Error::InvalidConfig), [`Error::InvalidDuration`](crate::Error::InvalidDuration).
+    /// [`Error::InvalidName`], [`Error::InvalidArgument`].
     pub async fn set_queue(&self, queue: &str, settings: &QueueSettings) -> Result<()> {
         names::validate_queue(queue)?;
         settings.validate()?;
@@ -45,7 +45,7 @@ impl Ledger {
     /// A queue's stored settings (all `None` when it has none).
     ///
     /// # Errors
-    /// [`Error::InvalidName`](crate::Error::InvalidName), [`Error::Redis`](crate::Error::Redis).
+    /// [`Error::InvalidName`], [`Error::Redis`].
     pub async fn queue_settings(&self, queue: &str) -> Result<QueueSettings> {
         names::validate_queue(queue)?;
         let stored: HashMap<String, String> = self
@@ -69,7 +69,7 @@ impl Ledger {
     /// Names of the queues that have ever been used or configured, sorted.
     ///
     /// # Errors
-    /// [`Error::Redis`](crate::Error::Redis).
+    /// [`Error::Redis`].
     pub async fn queues(&self) -> Result<Vec<String>> {
         let mut names = Vec::new();
         for p in 0..self.keys.partitions() {
@@ -83,7 +83,7 @@ impl Ledger {
     /// Executions of a queue that hold a capacity slot right now.
     ///
     /// # Errors
-    /// [`Error::InvalidName`](crate::Error::InvalidName), [`Error::Redis`](crate::Error::Redis).
+    /// [`Error::InvalidName`], [`Error::Redis`].
     pub async fn slots_in_use(&self, queue: &str) -> Result<usize> {
         names::validate_queue(queue)?;
         let n: usize = self.conn.clone().hlen(self.keys.slots(queue)).await?;
@@ -93,7 +93,7 @@ impl Ledger {
     /// Executions waiting in the queue (including retries still backing off).
     ///
     /// # Errors
-    /// [`Error::InvalidName`](crate::Error::InvalidName), [`Error::Redis`](crate::Error::Redis).
+    /// [`Error::InvalidName`], [`Error::Redis`].
     pub async fn pending_count(&self, queue: &str) -> Result<usize> {
         names::validate_queue(queue)?;
         let n: usize = self.conn.clone().zcard(self.keys.pending(queue)).await?;

@@ -21,14 +21,17 @@ pub struct AttemptToken {
 }
 
 impl AttemptToken {
+    /// The queue of the execution.
     pub fn queue(&self) -> &str {
         &self.queue
     }
 
+    /// The execution id.
     pub fn execution_id(&self) -> &str {
         &self.id
     }
 
+    /// The attempt this token was issued for.
     pub fn attempt(&self) -> u32 {
         self.attempt
     }

@@ -19,10 +19,13 @@ pub struct WorkerRegistration {
     /// Unique per process start: never reuse an id across restarts, so executions held by
     /// a dead process can never be mistaken for the new one's.
     pub worker_id: String,
+    /// The host it runs on.
     pub host: String,
+    /// Its process id on that host.
     pub pid: u32,
     /// Build stamp; the watchdog asks workers of an outdated version to restart.
     pub version: String,
+    /// The queues it serves.
     pub queues: Vec<String>,
     /// How often this worker beats the registry ([`Ledger::worker_heartbeat`]). The
     /// watchdog never judges it gone before [`MISSED_WORKER_BEATS`] of these intervals
@@ -70,12 +73,19 @@ impl WorkerRegistration {
 /// A registered worker as the registry sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerInfo {
+    /// The id it registered under (unique per process start).
     pub worker_id: String,
+    /// The host it runs on.
     pub host: String,
+    /// Its process id.
     pub pid: u32,
+    /// Its build stamp.
     pub version: String,
+    /// The queues it serves.
     pub queues: Vec<String>,
+    /// When it registered.
     pub registered_at: DateTime<Utc>,
+    /// Its last registry heartbeat.
     pub last_seen_at: DateTime<Utc>,
     /// Executions the worker said it runs, as `(queue, id)`, at its last heartbeat.
     pub running: Vec<(String, String)>,

@@ -13,6 +13,7 @@ pub const MAX_CONCURRENCY: usize = 1000;
 /// `RunnerConfig { concurrency: 4, ..RunnerConfig::new("emails") }`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunnerConfig {
+    /// The queue the runner claims from.
     pub queue: String,
     /// Jobs run at once. The queue's capacity still bounds all workers together.
     pub concurrency: usize,

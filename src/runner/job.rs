@@ -32,6 +32,7 @@ pub struct JobError {
     /// Whether another attempt may succeed (a timeout, a busy dependency). The execution
     /// is retried only while it has attempts left.
     pub retryable: bool,
+    /// What went wrong, recorded as the execution's latest failure.
     pub message: String,
 }
 
@@ -78,10 +79,12 @@ impl Job {
         }
     }
 
+    /// The execution id.
     pub fn id(&self) -> &str {
         self.attempt.token.execution_id()
     }
 
+    /// The queue.
     pub fn queue(&self) -> &str {
         self.attempt.token.queue()
     }
@@ -97,6 +100,7 @@ impl Job {
         &self.attempt.token
     }
 
+    /// The payload the execution was enqueued with.
     pub fn payload(&self) -> &serde_json::Value {
         &self.payload
     }

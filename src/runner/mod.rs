@@ -46,7 +46,9 @@ const MIN_IDLE_WAIT: Duration = Duration::from_millis(5);
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RunReport {
+    /// Attempts claimed.
     pub claimed: u64,
+    /// Attempts completed.
     pub succeeded: u64,
     /// Failed for good: a fatal error, or a retryable one with no attempts left.
     pub failed: u64,
@@ -153,6 +155,60 @@ impl Runner {
         H: Fn(Job) -> F + Send + Sync + 'static,
         F: Future<Output = Result<Option<serde_json::Value>, JobError>> + Send + 'static,
     {
+        let (identity, in_flight, pump) = self.start().await?;
+        let mut report = RunReport::default();
+        let mut tasks = JoinSet::new();
+        let mut refused = None;
+        while !shutdown.is_cancelled() {
+            let free = self.config.concurrency - tasks.len();
+            // `None`: every slot is busy; wait for a job to finish.
+            let mut idle = None;
+            if free > 0 {
+                match self.claim(&identity, free).await {
+                    Ok(batch) => {
+                        let claimed = batch.claims.len();
+                        if claimed < free {
+                            idle = Some(idle_wait(&batch, self.config.poll_interval));
+                        }
+                        for claim in batch.claims {
+                            report.claimed += 1;
+                            tasks.spawn(self.launch(claim, &handler, &in_flight, &pump));
+                        }
+                        if claimed == free {
+                            continue;
+                        }
+                    }
+                    Err(e) if e.is_transient() => {
+                        tracing::warn!(error = %e, "claim failed; trying again");
+                        idle = Some(self.config.poll_interval);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "claim refused; stopping");
+                        refused = Some(e);
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                Some(joined) = tasks.join_next() => report.count(joined),
+                _ = sleep_or_never(idle) => {}
+            }
+            while let Some(joined) = tasks.try_join_next() {
+                report.count(joined);
+            }
+        }
+        self.stop(&identity, &in_flight, pump, tasks, &mut report)
+            .await;
+        match refused {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
+    }
+
+    /// Registers the worker (declaring its registry interval) and starts the heartbeat
+    /// thread.
+    async fn start(&self) -> Result<(Arc<Identity>, Arc<InFlight>, Pump)> {
         let config = &self.config;
         let mut registration = config.registration.clone().unwrap_or_else(|| {
             WorkerRegistration::for_this_process(
@@ -186,67 +242,56 @@ impl Runner {
             concurrency = config.concurrency,
             "runner started"
         );
+        Ok((identity, in_flight, pump))
+    }
 
-        let mut report = RunReport::default();
-        let mut tasks = JoinSet::new();
-        let mut refused = None;
-        while !shutdown.is_cancelled() {
-            let free = config.concurrency - tasks.len();
-            // `None`: every slot is busy; wait for a job to finish.
-            let mut idle = None;
-            if free > 0 {
-                let worker_id = identity.worker_id();
-                match retry(|| self.ledger.claim_many(&config.queue, &worker_id, free)).await {
-                    Ok((batch, _)) => {
-                        let claimed = batch.claims.len();
-                        if claimed < free {
-                            idle = Some(idle_wait(&batch, config.poll_interval));
-                        }
-                        for claim in batch.claims {
-                            report.claimed += 1;
-                            let attempt = Arc::new(AttemptState::new(
-                                claim.token.clone(),
-                                pump::beat_interval(
-                                    claim.heartbeat_timeout,
-                                    config.heartbeat_fraction,
-                                ),
-                            ));
-                            in_flight.insert(attempt.clone());
-                            pump.track(attempt.clone());
-                            let job = handler(Job::new(claim, attempt.clone()));
-                            let (ledger, in_flight) = (self.ledger.clone(), in_flight.clone());
-                            let grace = config.stop_grace;
-                            tasks.spawn(async move {
-                                let outcome = supervise(ledger, attempt.clone(), job, grace).await;
-                                in_flight.remove(&attempt);
-                                outcome
-                            });
-                        }
-                        if claimed == free {
-                            continue;
-                        }
-                    }
-                    Err(e) if e.is_transient() => {
-                        tracing::warn!(error = %e, "claim failed; trying again");
-                        idle = Some(config.poll_interval);
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "claim refused; stopping");
-                        refused = Some(e);
-                        break;
-                    }
-                }
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                Some(joined) = tasks.join_next() => report.count(joined),
-                _ = sleep_or_never(idle) => {}
-            }
-            while let Some(joined) = tasks.try_join_next() {
-                report.count(joined);
-            }
+    /// Claims up to `free` executions, retrying transient errors.
+    async fn claim(&self, identity: &Identity, free: usize) -> Result<ClaimBatch> {
+        let worker_id = identity.worker_id();
+        let queue = &self.config.queue;
+        let (batch, _) = retry(|| self.ledger.claim_many(queue, &worker_id, free)).await?;
+        Ok(batch)
+    }
+
+    /// Tracks a claimed attempt (heartbeats, registry listing) and returns the task that
+    /// runs its job and records the outcome.
+    fn launch<H, F>(
+        &self,
+        claim: crate::Claim,
+        handler: &H,
+        in_flight: &Arc<InFlight>,
+        pump: &Pump,
+    ) -> impl Future<Output = Outcome> + Send + 'static
+    where
+        H: Fn(Job) -> F,
+        F: Future<Output = Result<Option<serde_json::Value>, JobError>> + Send + 'static,
+    {
+        let attempt = Arc::new(AttemptState::new(
+            claim.token.clone(),
+            pump::beat_interval(claim.heartbeat_timeout, self.config.heartbeat_fraction),
+        ));
+        in_flight.insert(attempt.clone());
+        pump.track(attempt.clone());
+        let job = handler(Job::new(claim, attempt.clone()));
+        let (ledger, in_flight) = (self.ledger.clone(), in_flight.clone());
+        let grace = self.config.stop_grace;
+        async move {
+            let outcome = supervise(ledger, attempt.clone(), job, grace).await;
+            in_flight.remove(&attempt);
+            outcome
         }
+    }
 
+    /// Signals every running job to stop, waits for them, stops the heartbeat thread and
+    /// deregisters.
+    async fn stop(
+        &self,
+        identity: &Identity,
+        in_flight: &InFlight,
+        pump: Pump,
+        mut tasks: JoinSet<Outcome>,
+        report: &mut RunReport,
+    ) {
         for attempt in in_flight.all() {
             attempt.mark_shutdown();
         }
@@ -256,9 +301,9 @@ impl Runner {
         // The pump stops before deregistering, or its next worker heartbeat would find the
         // worker unknown and register it again.
         pump.stop().await;
-        self.deregister(&identity).await;
+        self.deregister(identity).await;
         tracing::info!(
-            queue = %config.queue,
+            queue = %self.config.queue,
             worker = %identity.worker_id(),
             claimed = report.claimed,
             succeeded = report.succeeded,
@@ -269,10 +314,6 @@ impl Runner {
             unreported = report.unreported,
             "runner stopped"
         );
-        match refused {
-            Some(e) => Err(e),
-            None => Ok(report),
-        }
     }
 
     async fn deregister(&self, identity: &Identity) {

@@ -10,8 +10,11 @@ use crate::scripts::{LEASE, LEASE_RELEASE, REPLICA_BEAT};
 /// What one rebalancing pass changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LeaseChanges {
+    /// Partitions acquired in this pass.
     pub acquired: Vec<u16>,
+    /// Partitions whose lease turned out lost (lapsed, or taken over).
     pub lost: Vec<u16>,
+    /// Partitions handed back to stay within the fair share.
     pub released: Vec<u16>,
     /// Live replicas seen, this one included.
     pub live_replicas: usize,
@@ -29,11 +32,10 @@ impl Watchdog {
     pub async fn rebalance(&self) -> Result<LeaseChanges> {
         let partitions = self.ledger.keys.partitions() as usize;
         // Replicas beat every third of lease_ttl: missing three beats means gone.
-        let window = self.config.lease_ttl;
         let reply = REPLICA_BEAT
             .key(self.ledger.keys.replica_index())
             .arg(&self.replica_id)
-            .arg(window.as_millis() as u64)
+            .arg(self.config.lease_ttl.as_millis() as u64)
             .arg("0")
             .run(&mut self.ledger.conn.clone())
             .await?;
@@ -45,86 +47,91 @@ impl Watchdog {
             fair_share: share,
             ..LeaseChanges::default()
         };
-
-        // Renew what we hold; forget what was lost.
-        let held: BTreeMap<u16, String> = self
-            .held
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        for (partition, epoch) in &held {
-            match self.lease_call(*partition, Some(epoch)).await? {
-                Some(new_epoch) if new_epoch == *epoch => {}
-                Some(new_epoch) => {
-                    // Re-acquired under a new epoch (our lease had lapsed meanwhile).
-                    self.held
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .insert(*partition, new_epoch);
-                }
-                None => {
-                    self.held
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .remove(partition);
-                    changes.lost.push(*partition);
-                }
-            }
-        }
-
+        self.renew_held(&mut changes).await?;
         // Preferred partitions start at an offset given by rank, so replicas spread out.
         let start = rank * partitions / live;
         let order: Vec<u16> = (0..partitions)
             .map(|i| ((start + i) % partitions) as u16)
             .collect();
-        let held_now = self
-            .held
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len();
-        if held_now > share {
-            let extra: Vec<(u16, String)> = {
-                let table = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-                order
-                    .iter()
-                    .rev()
-                    .filter_map(|p| table.get(p).map(|e| (*p, e.clone())))
-                    .take(held_now - share)
-                    .collect()
-            };
-            for (partition, epoch) in extra {
-                self.release_one(partition, &epoch).await?;
-                changes.released.push(partition);
-            }
+        if self.held_count() > share {
+            self.shed_beyond(share, &order, &mut changes).await?;
         } else {
-            for partition in order {
-                if self
-                    .held
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .len()
-                    >= share
-                {
-                    break;
+            self.acquire_up_to(share, &order, &mut changes).await?;
+        }
+        Ok(changes)
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, BTreeMap<u16, String>> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn held_count(&self) -> usize {
+        self.table().len()
+    }
+
+    /// Renews every held lease; forgets (and reports) those that were lost.
+    async fn renew_held(&self, changes: &mut LeaseChanges) -> Result<()> {
+        let held = self.held_partitions();
+        for (partition, epoch) in &held {
+            match self.lease_call(*partition, Some(epoch)).await? {
+                Some(new_epoch) if new_epoch == *epoch => {}
+                // Re-acquired under a new epoch (our lease had lapsed meanwhile).
+                Some(new_epoch) => {
+                    self.table().insert(*partition, new_epoch);
                 }
-                if self
-                    .held
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .contains_key(&partition)
-                {
-                    continue;
-                }
-                if let Some(epoch) = self.lease_call(partition, None).await? {
-                    self.held
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .insert(partition, epoch);
-                    changes.acquired.push(partition);
+                None => {
+                    self.table().remove(partition);
+                    changes.lost.push(*partition);
                 }
             }
         }
-        Ok(changes)
+        Ok(())
+    }
+
+    /// Hands back the leases beyond `share`, least preferred first.
+    async fn shed_beyond(
+        &self,
+        share: usize,
+        order: &[u16],
+        changes: &mut LeaseChanges,
+    ) -> Result<()> {
+        let extra: Vec<(u16, String)> = {
+            let table = self.table();
+            let excess = table.len().saturating_sub(share);
+            order
+                .iter()
+                .rev()
+                .filter_map(|p| table.get(p).map(|e| (*p, e.clone())))
+                .take(excess)
+                .collect()
+        };
+        for (partition, epoch) in extra {
+            self.release_one(partition, &epoch).await?;
+            changes.released.push(partition);
+        }
+        Ok(())
+    }
+
+    /// Takes free partitions, most preferred first, until this replica holds `share`.
+    async fn acquire_up_to(
+        &self,
+        share: usize,
+        order: &[u16],
+        changes: &mut LeaseChanges,
+    ) -> Result<()> {
+        for partition in order {
+            if self.held_count() >= share {
+                break;
+            }
+            if self.table().contains_key(partition) {
+                continue;
+            }
+            if let Some(epoch) = self.lease_call(*partition, None).await? {
+                self.table().insert(*partition, epoch);
+                changes.acquired.push(*partition);
+            }
+        }
+        Ok(())
     }
 
     /// Acquire (epoch `None`) or renew; `Some(epoch)` while held by this replica.
@@ -145,10 +152,7 @@ impl Watchdog {
     }
 
     async fn release_one(&self, partition: u16, epoch: &str) -> Result<()> {
-        self.held
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&partition);
+        self.table().remove(&partition);
         LEASE_RELEASE
             .key(self.ledger.keys.lease(partition))
             .arg(&self.replica_id)
@@ -164,15 +168,8 @@ impl Watchdog {
     /// # Errors
     /// [`Error::Redis`](crate::Error::Redis); leases not released lapse after `lease_ttl`.
     pub async fn release_all(&self) -> Result<Vec<u16>> {
-        let held: Vec<(u16, String)> = self
-            .held
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .map(|(p, e)| (*p, e.clone()))
-            .collect();
         let mut released = Vec::new();
-        for (partition, epoch) in held {
+        for (partition, epoch) in self.held_partitions() {
             self.release_one(partition, &epoch).await?;
             released.push(partition);
         }
@@ -188,9 +185,6 @@ impl Watchdog {
 
     /// Partitions this replica holds now, with their epochs.
     pub fn held_partitions(&self) -> BTreeMap<u16, String> {
-        self.held
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.table().clone()
     }
 }

@@ -85,6 +85,7 @@ impl Watchdog {
         })
     }
 
+    /// This replica's id (unique per start): events of its actions name it.
     pub fn replica_id(&self) -> &str {
         &self.replica_id
     }
@@ -174,10 +175,10 @@ impl Watchdog {
     pub async fn run(&self, shutdown: CancellationToken) -> Result<()> {
         tracing::info!(replica = %self.replica_id, "watchdog replica started");
         let renew_every = self.config.lease_ttl / 3;
-        let max_poll = self.config.max_poll_interval;
         let mut next_rebalance = Instant::now();
-        let mut wake: BTreeMap<u16, Instant> = BTreeMap::new();
         let mut last_sync: Option<Instant> = None;
+        // Partition → when its next round is due.
+        let mut wake: BTreeMap<u16, Instant> = BTreeMap::new();
         // Reconciliation reads the registry and every queue's slots: it runs on its own
         // task so a slow pass never delays rounds or lease renewal.
         let reconciler = {
@@ -186,34 +187,9 @@ impl Watchdog {
             tokio::spawn(async move { wd.reconcile_loop(stop).await })
         };
         while !shutdown.is_cancelled() {
-            let now = Instant::now();
-            if now >= next_rebalance {
-                match self.rebalance().await {
-                    Ok(changes) if !changes.acquired.is_empty() || !changes.lost.is_empty() => {
-                        tracing::info!(
-                            replica = %self.replica_id,
-                            acquired = ?changes.acquired,
-                            lost = ?changes.lost,
-                            released = ?changes.released,
-                            live_replicas = changes.live_replicas,
-                            "partition leases changed"
-                        );
-                    }
-                    Ok(_) => {}
-                    Err(error) => {
-                        tracing::warn!(replica = %self.replica_id, %error, "lease renewal failed")
-                    }
-                }
-                next_rebalance = now + renew_every;
-                // Whoever holds partition 0 keeps the worker registry tidy.
-                if self.held_partitions().contains_key(&0)
-                    && let Err(error) = self
-                        .ledger
-                        .prune_workers(self.config.worker_retention, 100)
-                        .await
-                {
-                    tracing::warn!(%error, "pruning the worker registry failed");
-                }
+            if Instant::now() >= next_rebalance {
+                self.keep_leases().await;
+                next_rebalance = Instant::now() + renew_every;
             }
             if last_sync.is_none_or(|at| at.elapsed() >= systemic::SYNC_EVERY) {
                 last_sync = Some(Instant::now());
@@ -221,55 +197,14 @@ impl Watchdog {
                     tracing::warn!(replica = %self.replica_id, %error, "namespace-wide systemic count failed");
                 }
             }
-            let held = self.held_partitions();
-            wake.retain(|p, _| held.contains_key(p));
-            for p in held.keys() {
-                wake.entry(*p).or_insert(now);
-            }
-
-            let due: Vec<u16> = wake
-                .iter()
-                .filter(|(_, at)| **at <= now)
-                .map(|(p, _)| *p)
-                .collect();
-            let rounds: Vec<_> = due
-                .iter()
-                .map(|p| {
-                    let wd = self.clone();
-                    let p = *p;
-                    tokio::spawn(async move { wd.round(p).await })
-                })
-                .collect();
-            for (p, task) in due.iter().zip(futures_util::future::join_all(rounds).await) {
-                let next = match task {
-                    Ok(Ok(report)) => {
-                        self.record(&report);
-                        if report.more {
-                            Instant::now()
-                        } else {
-                            Instant::now() + report.next_due.unwrap_or(max_poll).min(max_poll)
-                        }
-                    }
-                    Ok(Err(Error::LeaseLost { .. })) => {
-                        wake.remove(p);
-                        continue;
-                    }
-                    Ok(Err(error)) => {
-                        tracing::warn!(partition = p, %error, "round failed");
-                        Instant::now() + max_poll
-                    }
-                    Err(panic) => {
-                        tracing::error!(partition = p, %panic, "round panicked");
-                        Instant::now() + max_poll
-                    }
-                };
-                wake.insert(*p, next);
-            }
-
+            self.run_due_rounds(&mut wake).await;
             let until = wake
                 .values()
                 .copied()
-                .chain([next_rebalance, Instant::now() + max_poll])
+                .chain([
+                    next_rebalance,
+                    Instant::now() + self.config.max_poll_interval,
+                ])
                 .min()
                 .unwrap_or(next_rebalance);
             tokio::select! {
@@ -281,5 +216,84 @@ impl Watchdog {
         let released = self.release_all().await;
         tracing::info!(replica = %self.replica_id, released = ?released.as_ref().ok(), "watchdog replica stopped");
         released.map(|_| ())
+    }
+
+    /// One rebalancing pass (renew, shed, acquire), logged when leases moved; and, for the
+    /// holder of partition 0, tidying the worker registry.
+    async fn keep_leases(&self) {
+        match self.rebalance().await {
+            Ok(changes) if !changes.acquired.is_empty() || !changes.lost.is_empty() => {
+                tracing::info!(
+                    replica = %self.replica_id,
+                    acquired = ?changes.acquired,
+                    lost = ?changes.lost,
+                    released = ?changes.released,
+                    live_replicas = changes.live_replicas,
+                    "partition leases changed"
+                );
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(replica = %self.replica_id, %error, "lease renewal failed")
+            }
+        }
+        if self.held_partitions().contains_key(&0)
+            && let Err(error) = self
+                .ledger
+                .prune_workers(self.config.worker_retention, 100)
+                .await
+        {
+            tracing::warn!(%error, "pruning the worker registry failed");
+        }
+    }
+
+    /// Runs the round of every held partition that is due, each on a task of its own, and
+    /// sets when each is due next: at once when its batch ran out, else at its earliest
+    /// timer, bounded by `max_poll_interval`.
+    async fn run_due_rounds(&self, wake: &mut BTreeMap<u16, Instant>) {
+        let max_poll = self.config.max_poll_interval;
+        let now = Instant::now();
+        let held = self.held_partitions();
+        wake.retain(|p, _| held.contains_key(p));
+        for p in held.keys() {
+            wake.entry(*p).or_insert(now);
+        }
+        let due: Vec<u16> = wake
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        let rounds: Vec<_> = due
+            .iter()
+            .map(|p| {
+                let (wd, p) = (self.clone(), *p);
+                tokio::spawn(async move { wd.round(p).await })
+            })
+            .collect();
+        for (p, task) in due.iter().zip(futures_util::future::join_all(rounds).await) {
+            let next = match task {
+                Ok(Ok(report)) => {
+                    self.record(&report);
+                    if report.more {
+                        Instant::now()
+                    } else {
+                        Instant::now() + report.next_due.unwrap_or(max_poll).min(max_poll)
+                    }
+                }
+                Ok(Err(Error::LeaseLost { .. })) => {
+                    wake.remove(p);
+                    continue;
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(partition = p, %error, "round failed");
+                    Instant::now() + max_poll
+                }
+                Err(panic) => {
+                    tracing::error!(partition = p, %panic, "round panicked");
+                    Instant::now() + max_poll
+                }
+            };
+            wake.insert(*p, next);
+        }
     }
 }

@@ -12,8 +12,10 @@ use redis::AsyncCommands;
 use super::{RoundReport, Watchdog};
 use crate::WorkerInfo;
 use crate::error::Result;
+use crate::fields;
 use crate::keys::{Keyspace, Timer};
 use crate::scripts::ORPHAN;
+use crate::timings::stored_field;
 
 /// Orphans sent to one script call, to keep it short.
 const ORPHAN_BATCH: usize = 100;
@@ -75,31 +77,54 @@ impl Watchdog {
         }
     }
 
+    /// One pass over `partition`: is the registry to be trusted now, which executions
+    /// are orphans, then one fenced script per [`ORPHAN_BATCH`] of them.
     pub(crate) async fn reconcile_with(
         &self,
         partition: u16,
         view: &RegistryView,
     ) -> Result<Option<RoundReport>> {
         let epoch = self.epoch_of(partition)?;
-        let mut report = RoundReport {
-            partition,
-            ..RoundReport::default()
+        let Some(judge) = self.judgement(partition, view).await? else {
+            return Ok(None);
         };
-        let k = &self.ledger.keys;
-        let mut conn = self.ledger.conn.clone();
+        let mut orphans = Vec::new();
+        if !view.workers.is_empty() {
+            let queues: Vec<String> = self
+                .ledger
+                .conn
+                .clone()
+                .smembers(self.ledger.keys.queues(partition))
+                .await?;
+            for queue in &queues {
+                orphans.extend(self.orphans_of(queue, &judge).await?);
+            }
+        }
+        self.orphan(partition, &epoch, &orphans).await.map(Some)
+    }
+
+    /// How workers are judged in this pass, or `None` when the pass must not judge: the
+    /// partition is in a systemic hold, or most workers look gone at once.
+    async fn judgement<'v>(
+        &self,
+        partition: u16,
+        view: &'v RegistryView,
+    ) -> Result<Option<Judgement<'v>>> {
         let now = view.now;
-        let hold_until: Option<i64> = conn.hget(k.watch_state(partition), "hold_until").await?;
+        let hold_until: Option<i64> = self
+            .ledger
+            .conn
+            .clone()
+            .hget(self.ledger.keys.watch_state(partition), "hold_until")
+            .await?;
         if hold_until.is_some_and(|h| h > now) {
             return Ok(None);
         }
-        if view.workers.is_empty() {
-            return Ok(Some(report));
-        }
-        let workers = &view.workers;
+        let worker_timeout = self.config.worker_timeout;
         // A worker's own timeout: worker_timeout, or three of the registry intervals it
         // declared when that is longer.
-        let timeout_of =
-            |w: &WorkerInfo| w.gone_after(self.config.worker_timeout).as_millis() as i64;
+        let timeout_of = |w: &WorkerInfo| w.gone_after(worker_timeout).as_millis() as i64;
+        let workers = &view.workers;
         let gone: HashSet<&str> = workers
             .iter()
             .filter(|w| w.last_seen_at.timestamp_millis() + timeout_of(w) < now)
@@ -127,82 +152,112 @@ impl Watchdog {
             );
             return Ok(None);
         }
-        let by_id: HashMap<&str, &WorkerInfo> =
-            workers.iter().map(|w| (w.worker_id.as_str(), w)).collect();
+        Ok(Some(Judgement {
+            now,
+            worker_timeout,
+            by_id: workers.iter().map(|w| (w.worker_id.as_str(), w)).collect(),
+            gone,
+        }))
+    }
 
-        let queues: Vec<String> = conn.smembers(k.queues(partition)).await?;
+    /// The orphans among `queue`'s slot holders: held by a gone worker, or not listed by
+    /// their live worker past the start grace.
+    async fn orphans_of(&self, queue: &str, judge: &Judgement<'_>) -> Result<Vec<Orphan>> {
+        let k = &self.ledger.keys;
+        let slots: HashMap<String, String> =
+            self.ledger.conn.clone().hgetall(k.slots(queue)).await?;
         let mut orphans = Vec::new();
-        for queue in &queues {
-            let slots: HashMap<String, String> = conn.hgetall(k.slots(queue)).await?;
-            // Executions a live worker does not list: judged once their start grace is
-            // known to have passed.
-            let mut unlisted: Vec<(String, String, u32)> = Vec::new();
-            for (id, holder) in slots {
-                let Some((attempt, worker)) = holder
-                    .split_once(':')
-                    .and_then(|(a, w)| Some((a.parse::<u32>().ok()?, w.to_owned())))
-                else {
-                    continue; // unreadable holder: the timer rules judge the execution
-                };
-                let Some(info) = by_id.get(worker.as_str()) else {
-                    continue; // never registered (or pruned): timer rules only
-                };
+        // Executions a live worker does not list: judged once their start grace is known
+        // to have passed.
+        let mut unlisted: Vec<(String, String, u32)> = Vec::new();
+        for (id, holder) in slots {
+            let Some((attempt, worker)) = holder
+                .split_once(':')
+                .and_then(|(a, w)| Some((a.parse::<u32>().ok()?, w.to_owned())))
+            else {
+                continue; // unreadable holder: the timer rules judge the execution
+            };
+            let Some(info) = judge.by_id.get(worker.as_str()) else {
+                continue; // never registered (or pruned): timer rules only
+            };
+            if judge.gone.contains(worker.as_str()) {
                 let seen = info.last_seen_at.timestamp_millis();
-                if gone.contains(worker.as_str()) {
-                    let timeout = timeout_of(info);
-                    orphans.push(Orphan {
-                        detail: format!(
-                            "worker {worker} gone: no registry heartbeat for {}ms \
-                             (judged gone after {timeout}ms) and none for this execution \
-                             either",
-                            now - seen
-                        ),
-                        due_ms: seen + timeout,
-                        member: Keyspace::member(queue, &id),
-                        worker,
-                        attempt,
-                        alive_within_ms: timeout,
-                    });
-                } else if !info.running.iter().any(|(q, i)| q == queue && *i == id) {
-                    unlisted.push((id, worker, attempt));
-                }
-            }
-            if unlisted.is_empty() {
-                continue;
-            }
-            let mut pipe = redis::pipe();
-            for (id, _, _) in &unlisted {
-                pipe.cmd("HMGET")
-                    .arg(k.execution(queue, id))
-                    .arg(&[crate::fields::DISPATCHED, "sg"]);
-            }
-            let rows: Vec<(Option<String>, Option<String>)> = pipe.query_async(&mut conn).await?;
-            for ((id, worker, attempt), (dispatched, grace)) in unlisted.into_iter().zip(rows) {
-                let parse = |v: Option<String>| v.and_then(|v| v.parse::<i64>().ok());
-                let (Some(dispatched), Some(grace)) = (parse(dispatched), parse(grace)) else {
-                    continue; // unreadable: the timer rules judge (or drop) it
-                };
-                let seen = by_id
-                    .get(worker.as_str())
-                    .map_or(0, |w| w.last_seen_at.timestamp_millis());
-                // The worker had the whole start grace to list it, and reported since.
-                if now > dispatched + grace && seen > dispatched + grace {
-                    orphans.push(Orphan {
-                        detail: format!(
-                            "worker {worker} is alive but no longer lists this execution \
-                             (start_grace {grace}ms)"
-                        ),
-                        due_ms: dispatched + grace,
-                        member: Keyspace::member(queue, &id),
-                        worker,
-                        attempt,
-                        alive_within_ms: 0,
-                    });
-                }
+                let timeout = info.gone_after(judge.worker_timeout).as_millis() as i64;
+                orphans.push(Orphan {
+                    detail: format!(
+                        "worker {worker} gone: no registry heartbeat for {}ms (judged gone \
+                         after {timeout}ms) and none for this execution either",
+                        judge.now - seen
+                    ),
+                    due_ms: seen + timeout,
+                    member: Keyspace::member(queue, &id),
+                    worker,
+                    attempt,
+                    alive_within_ms: timeout,
+                });
+            } else if !info.running.iter().any(|(q, i)| q == queue && *i == id) {
+                unlisted.push((id, worker, attempt));
             }
         }
+        if !unlisted.is_empty() {
+            orphans.extend(self.unlisted_past_grace(queue, unlisted, judge).await?);
+        }
+        Ok(orphans)
+    }
 
+    /// Of the executions live workers do not list, those whose start grace has passed
+    /// and whose worker reported since: one pipelined read of their dispatch times.
+    async fn unlisted_past_grace(
+        &self,
+        queue: &str,
+        unlisted: Vec<(String, String, u32)>,
+        judge: &Judgement<'_>,
+    ) -> Result<Vec<Orphan>> {
+        let k = &self.ledger.keys;
+        let mut pipe = redis::pipe();
+        for (id, _, _) in &unlisted {
+            pipe.cmd("HMGET")
+                .arg(k.execution(queue, id))
+                .arg(&[fields::DISPATCHED, stored_field::start_grace]);
+        }
+        let rows: Vec<(Option<String>, Option<String>)> =
+            pipe.query_async(&mut self.ledger.conn.clone()).await?;
+        let mut orphans = Vec::new();
+        for ((id, worker, attempt), (dispatched, grace)) in unlisted.into_iter().zip(rows) {
+            let parse = |v: Option<String>| v.and_then(|v| v.parse::<i64>().ok());
+            let (Some(dispatched), Some(grace)) = (parse(dispatched), parse(grace)) else {
+                continue; // unreadable: the timer rules judge (or drop) it
+            };
+            let seen = judge
+                .by_id
+                .get(worker.as_str())
+                .map_or(0, |w| w.last_seen_at.timestamp_millis());
+            // The worker had the whole start grace to list it, and reported since.
+            if judge.now > dispatched + grace && seen > dispatched + grace {
+                orphans.push(Orphan {
+                    detail: format!(
+                        "worker {worker} is alive but no longer lists this execution \
+                         (start_grace {grace}ms)"
+                    ),
+                    due_ms: dispatched + grace,
+                    member: Keyspace::member(queue, &id),
+                    worker,
+                    attempt,
+                    alive_within_ms: 0,
+                });
+            }
+        }
+        Ok(orphans)
+    }
+
+    /// Sends the orphans to the retry path, [`ORPHAN_BATCH`] per fenced script call.
+    async fn orphan(&self, partition: u16, epoch: &str, orphans: &[Orphan]) -> Result<RoundReport> {
+        let k = &self.ledger.keys;
         let (maxlen, hist) = self.ledger.limits();
+        let mut report = RoundReport {
+            partition,
+            ..RoundReport::default()
+        };
         for chunk in orphans.chunks(ORPHAN_BATCH) {
             let mut call = ORPHAN.call();
             call.key(k.lease(partition)).key(k.events(partition));
@@ -211,7 +266,7 @@ impl Watchdog {
                 call.key(k.timer(partition, timer));
             }
             call.arg(&self.replica_id)
-                .arg(&epoch)
+                .arg(epoch)
                 .arg(maxlen)
                 .arg(hist)
                 .arg(&k.script_layout(partition)[..]);
@@ -223,7 +278,7 @@ impl Watchdog {
                     .arg(o.due_ms)
                     .arg(o.alive_within_ms);
             }
-            let reply = call.run(&mut conn).await?;
+            let reply = call.run(&mut self.ledger.conn.clone()).await?;
             match reply.status() {
                 "ok" => {
                     let (retried, dead, cancelled) = (reply.u64(1)?, reply.u64(2)?, reply.u64(3)?);
@@ -232,10 +287,19 @@ impl Watchdog {
                     report.cancelled += cancelled;
                     report.orphaned += retried + dead + cancelled;
                 }
-                "lease_lost" => return Err(self.lost(partition, &epoch)),
+                "lease_lost" => return Err(self.lost(partition, epoch)),
                 _ => return Err(reply.unexpected()),
             }
         }
-        Ok(Some(report))
+        Ok(report)
     }
+}
+
+/// How one reconciliation pass judges workers.
+struct Judgement<'v> {
+    /// Redis time of the registry reading, in ms.
+    now: i64,
+    worker_timeout: std::time::Duration,
+    by_id: HashMap<&'v str, &'v WorkerInfo>,
+    gone: HashSet<&'v str>,
 }

@@ -1,4 +1,12 @@
-//! One judgement round over a partition's due timers, and what it did.
+//! One judgement round over a partition's due timers (`lua/round.lua`), and what it did.
+//!
+//! The rules, in the order the script applies them: the systemic hold first (an absent
+//! watchdog, most running executions going stale at once, or a namespace-wide hold pause
+//! every staleness rule below), then deadline (→ `timed_out`; it still applies during a
+//! hold), start grace (→ retry path), heartbeat and progress (→ `stuck`), stuck threshold
+//! counted from when the execution became stuck (→ retry path), cancel grace (→
+//! `cancelled`). Every due entry is re-checked against its execution before it is acted
+//! on; the header of `lua/round.lua` states the systemic rule exactly.
 
 use std::time::Duration;
 
@@ -12,6 +20,7 @@ use crate::scripts::ROUND;
 /// Counts of what one round (or reconciliation) did in one partition.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoundReport {
+    /// The partition.
     pub partition: u16,
     /// Deadline passed → timed_out.
     pub timed_out: u64,
@@ -39,8 +48,7 @@ pub struct RoundReport {
     #[serde(skip)]
     pub next_due: Option<Duration>,
     /// Recent heartbeat verdicts of the partition (within two heartbeat timeouts, since
-    /// the last namespace hold), after this round. A gauge, not summed by
-    /// [`add`](Self::add).
+    /// the last namespace hold), after this round. A gauge, not summed into totals.
     #[serde(skip)]
     pub stale_in_window: u64,
     /// Running executions of the partition after this round (a gauge).

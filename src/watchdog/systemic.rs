@@ -50,8 +50,11 @@ pub struct NamespaceWindow {
 /// A namespace-wide systemic hold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NamespaceHold {
+    /// When it began.
     pub started_at: DateTime<Utc>,
+    /// When the staleness rules resume.
     pub until: DateTime<Utc>,
+    /// Why: the counts that started it.
     pub reason: String,
 }
 

@@ -1,5 +1,6 @@
-//! Completions, batched: concurrent `complete` and `complete_and_claim` calls for one queue
-//! share one script call (`lua/complete_claim.lua`).
+//! `complete`: record that the attempt succeeded — and the batcher behind it: concurrent
+//! `complete` and `complete_and_claim` calls for one queue share one script call
+//! (`lua/complete_claim.lua`).
 //!
 //! Each queue with completions has a dispatcher task. A call hands its item to the
 //! dispatcher and waits for its own reply. The dispatcher keeps at most [`IN_FLIGHT`]
@@ -18,11 +19,12 @@ use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use redis::Value;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use super::attempt::queue_attempt_keys;
 use super::claim::claim_batch;
-use super::{AttemptToken, ClaimBatch, CompleteOutcome, Ledger, MAX_CLAIM_BATCH};
+use super::{AttemptToken, ClaimBatch, Ledger, MAX_CLAIM_BATCH, State, StopReason};
 use crate::conn::Connection;
 use crate::error::{Error, Result};
 use crate::keys::Keyspace;
@@ -42,6 +44,30 @@ const IDLE_STOP: Duration = Duration::from_millis(100);
 
 /// One completion: the attempt, its result, and how many next executions its worker
 /// wants (0 for a plain `complete`).
+/// The outcome of `complete` or `acknowledge_cancel`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CompleteOutcome {
+    /// Recorded now; `slot_released` says this attempt's slot was freed by this call.
+    Recorded {
+        /// True when this call freed the attempt's slot.
+        slot_released: bool,
+    },
+    /// Already terminal: nothing changed; the first outcome is reported.
+    AlreadyTerminal {
+        /// The state it ended in.
+        state: State,
+        /// Why it stopped (the first outcome).
+        stop_reason: StopReason,
+    },
+    /// The attempt is no longer current: nothing changed.
+    StaleAttempt {
+        /// The attempt the execution is on now.
+        current_attempt: u32,
+        /// Its state now.
+        state: State,
+    },
+}
+
 pub(super) struct Finish {
     pub token: AttemptToken,
     /// The result as JSON text, empty for none.
@@ -75,6 +101,31 @@ struct Context {
 }
 
 impl Ledger {
+    /// Records that the attempt succeeded, with an optional JSON result. Terminal; frees
+    /// the slot this attempt holds. A replay returns the first outcome. One round trip,
+    /// shared with the concurrent completions of the same queue (see
+    /// [`complete_and_claim`](Self::complete_and_claim)).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::TokenMismatch`], [`Error::TooLarge`].
+    pub async fn complete(
+        &self,
+        token: &AttemptToken,
+        result: Option<&serde_json::Value>,
+    ) -> Result<CompleteOutcome> {
+        let result = result
+            .map(|r| self.json_text("result", r))
+            .transpose()?
+            .unwrap_or_default();
+        let finish = Finish {
+            token: token.clone(),
+            result,
+            worker: String::new(),
+            max: 0,
+        };
+        Ok(self.finish(finish).await?.0)
+    }
+
     /// Completes one attempt through its queue's dispatcher (see the module docs).
     pub(super) async fn finish(&self, finish: Finish) -> Finished {
         let (reply, done) = oneshot::channel();

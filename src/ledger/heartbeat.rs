@@ -1,0 +1,133 @@
+//! `heartbeat`: the worker says the attempt is alive, with optional progress and a
+//! checkpoint; the reply says whether to keep going (`lua/heartbeat.lua`).
+
+use serde::{Deserialize, Serialize};
+
+use super::attempt::{Verdict, verdict};
+use super::{AttemptToken, Ledger, State, StopReason};
+use crate::error::Result;
+use crate::keys::{Keyspace, Timer};
+use crate::scripts::HEARTBEAT;
+
+/// What a heartbeat carries besides "alive".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Heartbeat {
+    /// Any text that changes when the work moves on (a step counter, a phase name). A
+    /// heartbeat whose progress equals the last one does not count as progress.
+    pub progress: Option<String>,
+    /// Where a retry should resume from; replaces the previous checkpoint.
+    pub checkpoint: Option<serde_json::Value>,
+}
+
+impl Heartbeat {
+    /// A heartbeat that says only "alive".
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reports progress (it counts as progress only when it changes).
+    pub fn progress(mut self, progress: impl Into<String>) -> Self {
+        self.progress = Some(progress.into());
+        self
+    }
+
+    /// Reports where a retry should resume from.
+    pub fn checkpoint(mut self, checkpoint: serde_json::Value) -> Self {
+        self.checkpoint = Some(checkpoint);
+        self
+    }
+}
+
+/// The reply to a heartbeat: keep going, or stop and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HeartbeatReply {
+    /// The attempt is current. Stop soon and acknowledge if `cancel_requested`.
+    Ok {
+        /// Stop soon and acknowledge the cancellation.
+        cancel_requested: bool,
+    },
+    /// A newer attempt exists or this one was ended (retried): stop, the work is not yours.
+    StaleAttempt {
+        /// The attempt the execution is on now.
+        current_attempt: u32,
+        /// Its state now.
+        state: State,
+    },
+    /// The execution is terminal: stop.
+    Terminal {
+        /// The state it ended in.
+        state: State,
+        /// Why it stopped.
+        stop_reason: StopReason,
+    },
+}
+
+impl HeartbeatReply {
+    /// True when the worker should stop working on this attempt.
+    pub fn should_stop(&self) -> bool {
+        !matches!(
+            self,
+            HeartbeatReply::Ok {
+                cancel_requested: false
+            }
+        )
+    }
+}
+
+impl Ledger {
+    /// Reports that the attempt is alive, with optional progress and checkpoint. The first
+    /// heartbeat moves dispatched → running. One round trip.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`](crate::Error::NotFound), [`Error::TokenMismatch`](crate::Error::TokenMismatch) for a token never issued for this
+    /// attempt, [`Error::TooLarge`](crate::Error::TooLarge) for an oversized checkpoint.
+    pub async fn heartbeat(&self, token: &AttemptToken, beat: Heartbeat) -> Result<HeartbeatReply> {
+        let checkpoint = beat
+            .checkpoint
+            .as_ref()
+            .map(|c| self.json_text("checkpoint", c))
+            .transpose()?;
+        if let Some(p) = &beat.progress {
+            self.check_size("progress", p.len())?;
+        }
+        let k = &self.keys;
+        let q = token.queue.as_str();
+        let (maxlen, hist) = self.limits();
+        let reply = HEARTBEAT
+            .key(k.execution(q, &token.id))
+            .key(k.queue_events(q))
+            .key(k.queue_timer(q, Timer::Start))
+            .key(k.queue_timer(q, Timer::Heartbeat))
+            .key(k.queue_timer(q, Timer::Progress))
+            .key(k.queue_timer(q, Timer::Stuck))
+            .key(k.stale_window(k.partition_of(q)))
+            .key(k.namespace_stale_window(k.partition_of(q)))
+            .arg(Keyspace::member(q, &token.id))
+            .arg(token.attempt)
+            .arg(&token.nonce)
+            .arg(if beat.progress.is_some() { "1" } else { "0" })
+            .arg(beat.progress.as_deref().unwrap_or(""))
+            .arg(if checkpoint.is_some() { "1" } else { "0" })
+            .arg(checkpoint.as_deref().unwrap_or(""))
+            .arg(maxlen)
+            .arg(hist)
+            .run(&mut self.conn.clone())
+            .await?;
+        match verdict(&reply, token)? {
+            Some(Verdict::Stale {
+                current_attempt,
+                state,
+            }) => Ok(HeartbeatReply::StaleAttempt {
+                current_attempt,
+                state,
+            }),
+            Some(Verdict::Terminal { state, stop_reason }) => {
+                Ok(HeartbeatReply::Terminal { state, stop_reason })
+            }
+            None if reply.status() == "ok" => Ok(HeartbeatReply::Ok {
+                cancel_requested: reply.flag(1)?,
+            }),
+            None => Err(reply.unexpected()),
+        }
+    }
+}
