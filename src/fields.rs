@@ -7,89 +7,74 @@
 //! timings' fields come from the timings table (`STORED_FIELDS` in `src/timings.rs`),
 //! mirrored by `TIMING_FIELDS` in `lua/_lib.lua`.
 
-/// `queue`: the queue the execution belongs to.
-pub(crate) const QUEUE: &str = "q";
-/// `id`: the execution id.
-pub(crate) const ID: &str = "id";
-/// `st`: the state name.
-pub(crate) const STATE: &str = "st";
-/// `att`: attempts started so far (0 while never claimed).
-pub(crate) const ATTEMPT: &str = "att";
-/// `pl`: the payload, JSON text.
-pub(crate) const PAYLOAD: &str = "pl";
-/// `cr`: created at, Redis ms.
-pub(crate) const CREATED: &str = "cr";
-/// `dla`: the deadline instant, Redis ms (0: none).
-pub(crate) const DEADLINE_AT: &str = "dla";
-/// `tok`: the current attempt's nonce.
-#[allow(dead_code)] // written and read by the scripts only
-pub(crate) const NONCE: &str = "tok";
-/// `wk`: the worker holding the current attempt.
-pub(crate) const WORKER: &str = "wk";
-/// `dsp`: dispatched at (claimed), Redis ms.
-pub(crate) const DISPATCHED: &str = "dsp";
-/// `sta`: started at (first heartbeat of the attempt), Redis ms.
-pub(crate) const STARTED: &str = "sta";
-/// `hb`: last heartbeat, Redis ms.
-pub(crate) const HEARTBEAT: &str = "hb";
-/// `pr`: the last progress text.
-pub(crate) const PROGRESS: &str = "pr";
-/// `prc`: when the progress last changed, Redis ms.
-pub(crate) const PROGRESS_CHANGED: &str = "prc";
-/// `cp`: the last checkpoint, JSON text, handed to the next attempt.
-pub(crate) const CHECKPOINT: &str = "cp";
-/// `ss`: stuck since, Redis ms.
-pub(crate) const STUCK_SINCE: &str = "ss";
-/// `sk`: the kind of stuck verdict (`heartbeat` or `no_progress`).
-#[allow(dead_code)] // written and read by the scripts only
-pub(crate) const STUCK_KIND: &str = "sk";
-/// `sd`: the stuck verdict's detail, quoted when it is remediated.
-#[allow(dead_code)] // written and read by the scripts only
-pub(crate) const STUCK_DETAIL: &str = "sd";
-/// `cx`: cancellation requested at, Redis ms.
-pub(crate) const CANCEL_REQUESTED: &str = "cx";
-/// `err`: the latest failure message or cancellation reason.
-pub(crate) const ERROR: &str = "err";
-/// `sr`: the stop reason, once terminal.
-pub(crate) const STOP_REASON: &str = "sr";
-/// `fin`: finished at, Redis ms, once terminal.
-pub(crate) const FINISHED: &str = "fin";
-/// `res`: the result `complete` recorded, JSON text.
-pub(crate) const RESULT: &str = "res";
-/// `fa`: false alarms, stuck verdicts withdrawn by a late heartbeat.
-pub(crate) const FALSE_ALARMS: &str = "fa";
-/// `hist`: the bounded history, `<ms>|<state>|<reason>|<attempt>` lines.
-pub(crate) const HISTORY: &str = "hist";
+/// Declares the glossary: a constant per field (documented), and [`EXECUTION`], the table
+/// of them all with the short meaning the Lua mirror repeats.
+macro_rules! glossary {
+    ($($(#[doc = $doc:expr])* $name:ident = $field:literal, $meaning:literal;)*) => {
+        $(
+            $(#[doc = $doc])*
+            #[allow(dead_code)] // some are written and read by the scripts only
+            pub(crate) const $name: &str = $field;
+        )*
 
-/// Every field of an execution hash but the timings, with what it holds.
-#[cfg_attr(not(test), allow(dead_code))] // the table the Lua mirror is checked against
-pub(crate) const EXECUTION: [(&str, &str); 25] = [
-    (QUEUE, "queue"),
-    (ID, "execution id"),
-    (STATE, "state"),
-    (ATTEMPT, "attempts started"),
-    (PAYLOAD, "payload (JSON)"),
-    (CREATED, "created at (ms)"),
-    (DEADLINE_AT, "deadline instant (ms, 0: none)"),
-    (NONCE, "current attempt's nonce"),
-    (WORKER, "worker of the current attempt"),
-    (DISPATCHED, "dispatched at (ms)"),
-    (STARTED, "started at (ms)"),
-    (HEARTBEAT, "last heartbeat (ms)"),
-    (PROGRESS, "progress text"),
-    (PROGRESS_CHANGED, "progress changed at (ms)"),
-    (CHECKPOINT, "checkpoint (JSON)"),
-    (STUCK_SINCE, "stuck since (ms)"),
-    (STUCK_KIND, "stuck kind: heartbeat | no_progress"),
-    (STUCK_DETAIL, "stuck verdict's detail"),
-    (CANCEL_REQUESTED, "cancel requested at (ms)"),
-    (ERROR, "latest failure or cancel reason"),
-    (STOP_REASON, "stop reason"),
-    (FINISHED, "finished at (ms)"),
-    (RESULT, "result (JSON)"),
-    (FALSE_ALARMS, "false alarms"),
-    (HISTORY, "history lines"),
-];
+        /// Every field of an execution hash but the timings, with what it holds.
+        #[cfg_attr(not(test), allow(dead_code))] // the table the Lua mirror is checked against
+        pub(crate) const EXECUTION: &[(&str, &str)] = &[$(($field, $meaning)),*];
+    };
+}
+
+glossary! {
+    /// The queue the execution belongs to.
+    QUEUE = "q", "queue";
+    /// The execution id.
+    ID = "id", "execution id";
+    /// The state name.
+    STATE = "st", "state";
+    /// Attempts started so far (0 while never claimed).
+    ATTEMPT = "att", "attempts started";
+    /// The payload, JSON text.
+    PAYLOAD = "pl", "payload (JSON)";
+    /// Created at, Redis ms.
+    CREATED = "cr", "created at (ms)";
+    /// The deadline instant, Redis ms (0: none).
+    DEADLINE_AT = "dla", "deadline instant (ms, 0: none)";
+    /// The current attempt's nonce.
+    NONCE = "tok", "current attempt's nonce";
+    /// The worker holding the current attempt.
+    WORKER = "wk", "worker of the current attempt";
+    /// Dispatched at (claimed), Redis ms.
+    DISPATCHED = "dsp", "dispatched at (ms)";
+    /// Started at (first heartbeat of the attempt), Redis ms.
+    STARTED = "sta", "started at (ms)";
+    /// Last heartbeat, Redis ms.
+    HEARTBEAT = "hb", "last heartbeat (ms)";
+    /// The last progress text.
+    PROGRESS = "pr", "progress text";
+    /// When the progress last changed, Redis ms.
+    PROGRESS_CHANGED = "prc", "progress changed at (ms)";
+    /// The last checkpoint, JSON text, handed to the next attempt.
+    CHECKPOINT = "cp", "checkpoint (JSON)";
+    /// Stuck since, Redis ms.
+    STUCK_SINCE = "ss", "stuck since (ms)";
+    /// The kind of stuck verdict (`heartbeat` or `no_progress`).
+    STUCK_KIND = "sk", "stuck kind: heartbeat | no_progress";
+    /// The stuck verdict's detail, quoted when it is remediated.
+    STUCK_DETAIL = "sd", "stuck verdict's detail";
+    /// Cancellation requested at, Redis ms.
+    CANCEL_REQUESTED = "cx", "cancel requested at (ms)";
+    /// The latest failure message or cancellation reason.
+    ERROR = "err", "latest failure or cancel reason";
+    /// The stop reason, once terminal.
+    STOP_REASON = "sr", "stop reason";
+    /// Finished at, Redis ms, once terminal.
+    FINISHED = "fin", "finished at (ms)";
+    /// The result `complete` recorded, JSON text.
+    RESULT = "res", "result (JSON)";
+    /// False alarms, stuck verdicts withdrawn by a late heartbeat.
+    FALSE_ALARMS = "fa", "false alarms";
+    /// The bounded history, `<ms>|<state>|<reason>|<attempt>` lines.
+    HISTORY = "hist", "history lines";
+}
 
 /// Every field name an execution hash may hold: [`EXECUTION`] and the timings.
 #[cfg(test)]

@@ -123,67 +123,50 @@ impl Call<'_> {
     }
 }
 
-/// Declares a script: `NAME = "file stem" on [preludes]`, the file read from `lua/`.
-macro_rules! script {
-    ($static:ident = $name:literal on [$($prelude:literal),*]) => {
-        pub(crate) static $static: LazyLock<Lua> = LazyLock::new(|| {
-            Lua::new(
-                $name,
-                &[$($prelude),*],
-                &[
-                    $(include_str!(concat!("../lua/", $prelude, ".lua")),)*
-                    include_str!(concat!("../lua/", $name, ".lua")),
-                ],
-            )
-        });
+/// Declares every script: `NAME = "file stem" on [preludes]`, the file read from `lua/`,
+/// and the list of them all for the tests.
+macro_rules! scripts {
+    ($($static:ident = $name:literal on [$($prelude:literal),*];)*) => {
+        $(
+            pub(crate) static $static: LazyLock<Lua> = LazyLock::new(|| {
+                Lua::new(
+                    $name,
+                    &[$($prelude),*],
+                    &[
+                        $(include_str!(concat!("../lua/", $prelude, ".lua")),)*
+                        include_str!(concat!("../lua/", $name, ".lua")),
+                    ],
+                )
+            });
+        )*
+
+        /// Every script, for the tests that check them all.
+        #[cfg(test)]
+        pub(crate) fn all() -> Vec<&'static Lua> {
+            vec![$(&*$static),*]
+        }
     };
 }
 
-script!(ENQUEUE = "enqueue" on ["_lib"]);
-script!(CLAIM = "claim" on ["_lib", "_claim"]);
-script!(COMPLETE_CLAIM = "complete_claim" on ["_lib", "_claim", "_complete"]);
-script!(HEARTBEAT = "heartbeat" on ["_lib"]);
-script!(FAIL = "fail" on ["_lib"]);
-script!(CANCEL = "cancel" on ["_lib"]);
-script!(ACK_CANCEL = "ack_cancel" on ["_lib"]);
-script!(SET_QUEUE = "set_queue" on ["_lib"]);
-script!(WORKER_REGISTER = "worker_register" on ["_lib"]);
-script!(WORKER_HEARTBEAT = "worker_heartbeat" on ["_lib"]);
-script!(WORKER_DEREGISTER = "worker_deregister" on ["_lib"]);
-script!(WORKER_PRUNE = "worker_prune" on ["_lib"]);
-script!(LEASE = "lease" on ["_lib"]);
-script!(LEASE_RELEASE = "lease_release" on ["_lib"]);
-script!(REPLICA_BEAT = "replica_beat" on ["_lib"]);
-script!(SYSTEMIC_SYNC = "systemic_sync" on ["_lib"]);
-script!(ROUND = "round" on ["_lib", "_watchdog"]);
-script!(ORPHAN = "orphan" on ["_lib", "_watchdog"]);
-
-/// Every script, for the tests that check them all.
-#[cfg(test)]
-pub(crate) fn all() -> Vec<&'static Lua> {
-    [
-        &ENQUEUE,
-        &CLAIM,
-        &COMPLETE_CLAIM,
-        &HEARTBEAT,
-        &FAIL,
-        &CANCEL,
-        &ACK_CANCEL,
-        &SET_QUEUE,
-        &WORKER_REGISTER,
-        &WORKER_HEARTBEAT,
-        &WORKER_DEREGISTER,
-        &WORKER_PRUNE,
-        &LEASE,
-        &LEASE_RELEASE,
-        &REPLICA_BEAT,
-        &SYSTEMIC_SYNC,
-        &ROUND,
-        &ORPHAN,
-    ]
-    .into_iter()
-    .map(|lua| &**lua)
-    .collect()
+scripts! {
+    ENQUEUE = "enqueue" on ["_lib"];
+    CLAIM = "claim" on ["_lib", "_claim"];
+    COMPLETE_CLAIM = "complete_claim" on ["_lib", "_claim", "_complete"];
+    HEARTBEAT = "heartbeat" on ["_lib"];
+    FAIL = "fail" on ["_lib"];
+    CANCEL = "cancel" on ["_lib"];
+    ACK_CANCEL = "ack_cancel" on ["_lib"];
+    SET_QUEUE = "set_queue" on ["_lib"];
+    WORKER_REGISTER = "worker_register" on ["_lib"];
+    WORKER_HEARTBEAT = "worker_heartbeat" on ["_lib"];
+    WORKER_DEREGISTER = "worker_deregister" on ["_lib"];
+    WORKER_PRUNE = "worker_prune" on ["_lib"];
+    LEASE = "lease" on ["_lib"];
+    LEASE_RELEASE = "lease_release" on ["_lib"];
+    REPLICA_BEAT = "replica_beat" on ["_lib"];
+    SYSTEMIC_SYNC = "systemic_sync" on ["_lib"];
+    ROUND = "round" on ["_lib", "_watchdog"];
+    ORPHAN = "orphan" on ["_lib", "_watchdog"];
 }
 
 /// A script's flat reply: a status word followed by values, read as strings.

@@ -2,33 +2,50 @@
 //! they take. The operations live in `heartbeat.rs`, `complete.rs`, `fail.rs` and
 //! `cancel.rs` (acknowledge).
 
-use super::{AttemptToken, CompleteOutcome, Ledger, State, StopReason};
+use super::{
+    AttemptToken, CompleteOutcome, FailOutcome, HeartbeatReply, Ledger, State, StopReason,
+};
 use crate::error::{Error, Result};
 use crate::keys::{Keyspace, Timer};
 use crate::scripts::Reply;
 
-/// The replies every attempt script shares when the token is not current.
-pub(super) enum Verdict {
-    Stale {
-        current_attempt: u32,
-        state: State,
-    },
-    Terminal {
-        state: State,
-        stop_reason: StopReason,
-    },
+/// An attempt call's outcome type, which has a variant for each refusal every attempt
+/// script shares: the token's attempt is no longer current, or the execution is terminal.
+pub(super) trait Refusals: Sized {
+    fn stale(current_attempt: u32, state: State) -> Self;
+    fn terminal(state: State, stop_reason: StopReason) -> Self;
 }
 
-pub(super) fn verdict(reply: &Reply, token: &AttemptToken) -> Result<Option<Verdict>> {
+/// Maps the shared refusals onto an outcome type's variants.
+macro_rules! refusals {
+    ($outcome:ident: $stale:ident, $terminal:ident) => {
+        impl Refusals for $outcome {
+            fn stale(current_attempt: u32, state: State) -> Self {
+                $outcome::$stale {
+                    current_attempt,
+                    state,
+                }
+            }
+            fn terminal(state: State, stop_reason: StopReason) -> Self {
+                $outcome::$terminal { state, stop_reason }
+            }
+        }
+    };
+}
+
+refusals!(CompleteOutcome: StaleAttempt, AlreadyTerminal);
+refusals!(FailOutcome: StaleAttempt, AlreadyTerminal);
+refusals!(HeartbeatReply: StaleAttempt, Terminal);
+
+/// The refusal `reply` carries, as `T`; `None` when the script acted (read the rest of
+/// the reply); an error when the execution is missing or the token was never issued.
+pub(super) fn refusal<T: Refusals>(reply: &Reply, token: &AttemptToken) -> Result<Option<T>> {
     match reply.status() {
-        "stale" => Ok(Some(Verdict::Stale {
-            current_attempt: reply.u32(1)?,
-            state: reply.state(2)?,
-        })),
-        "terminal" => Ok(Some(Verdict::Terminal {
-            state: reply.state(1)?,
-            stop_reason: StopReason::parse(reply.str(2)?),
-        })),
+        "stale" => Ok(Some(T::stale(reply.u32(1)?, reply.state(2)?))),
+        "terminal" => Ok(Some(T::terminal(
+            reply.state(1)?,
+            StopReason::parse(reply.str(2)?),
+        ))),
         "missing" => Err(Error::NotFound {
             queue: token.queue.clone(),
             id: token.id.clone(),
@@ -67,21 +84,15 @@ impl Ledger {
     }
 }
 
+/// The outcome of a completing script (complete, acknowledge): a refusal, or recorded.
 pub(super) fn finish_outcome(reply: &Reply, token: &AttemptToken) -> Result<CompleteOutcome> {
-    match verdict(reply, token)? {
-        Some(Verdict::Stale {
-            current_attempt,
-            state,
-        }) => Ok(CompleteOutcome::StaleAttempt {
-            current_attempt,
-            state,
-        }),
-        Some(Verdict::Terminal { state, stop_reason }) => {
-            Ok(CompleteOutcome::AlreadyTerminal { state, stop_reason })
-        }
-        None if reply.status() == "ok" => Ok(CompleteOutcome::Recorded {
+    if let Some(refused) = refusal(reply, token)? {
+        return Ok(refused);
+    }
+    match reply.status() {
+        "ok" => Ok(CompleteOutcome::Recorded {
             slot_released: reply.flag(1)?,
         }),
-        None => Err(reply.unexpected()),
+        _ => Err(reply.unexpected()),
     }
 }

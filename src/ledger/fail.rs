@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::attempt::{Verdict, verdict};
+use super::attempt::refusal;
 use super::{AttemptToken, Ledger, State, StopReason};
 use crate::error::Result;
 use crate::keys::Keyspace;
@@ -81,30 +81,21 @@ impl Ledger {
             .arg(maxlen)
             .arg(hist);
         let reply = call.run(&mut self.conn.clone()).await?;
-        match verdict(&reply, token)? {
-            Some(Verdict::Stale {
-                current_attempt,
-                state,
-            }) => Ok(FailOutcome::StaleAttempt {
-                current_attempt,
-                state,
+        if let Some(refused) = refusal(&reply, token)? {
+            return Ok(refused);
+        }
+        match reply.status() {
+            "retry" => Ok(FailOutcome::RetryScheduled {
+                available_at: reply.time(1)?,
+                slot_released: reply.flag(2)?,
             }),
-            Some(Verdict::Terminal { state, stop_reason }) => {
-                Ok(FailOutcome::AlreadyTerminal { state, stop_reason })
-            }
-            None => match reply.status() {
-                "retry" => Ok(FailOutcome::RetryScheduled {
-                    available_at: reply.time(1)?,
-                    slot_released: reply.flag(2)?,
-                }),
-                "failed" => Ok(FailOutcome::Failed {
-                    slot_released: reply.flag(1)?,
-                }),
-                "cancelled" => Ok(FailOutcome::Cancelled {
-                    slot_released: reply.flag(1)?,
-                }),
-                _ => Err(reply.unexpected()),
-            },
+            "failed" => Ok(FailOutcome::Failed {
+                slot_released: reply.flag(1)?,
+            }),
+            "cancelled" => Ok(FailOutcome::Cancelled {
+                slot_released: reply.flag(1)?,
+            }),
+            _ => Err(reply.unexpected()),
         }
     }
 }

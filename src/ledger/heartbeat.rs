@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::attempt::{Verdict, verdict};
+use super::attempt::refusal;
 use super::{AttemptToken, Ledger, State, StopReason};
 use crate::error::Result;
 use crate::keys::{Keyspace, Timer};
@@ -113,21 +113,14 @@ impl Ledger {
             .arg(hist)
             .run(&mut self.conn.clone())
             .await?;
-        match verdict(&reply, token)? {
-            Some(Verdict::Stale {
-                current_attempt,
-                state,
-            }) => Ok(HeartbeatReply::StaleAttempt {
-                current_attempt,
-                state,
-            }),
-            Some(Verdict::Terminal { state, stop_reason }) => {
-                Ok(HeartbeatReply::Terminal { state, stop_reason })
-            }
-            None if reply.status() == "ok" => Ok(HeartbeatReply::Ok {
+        if let Some(refused) = refusal(&reply, token)? {
+            return Ok(refused);
+        }
+        match reply.status() {
+            "ok" => Ok(HeartbeatReply::Ok {
                 cancel_requested: reply.flag(1)?,
             }),
-            None => Err(reply.unexpected()),
+            _ => Err(reply.unexpected()),
         }
     }
 }

@@ -11,7 +11,7 @@ use super::{Ledger, ms_to_time};
 use crate::error::{Error, Result};
 use crate::keys::Keyspace;
 use crate::names;
-use crate::scripts::{WORKER_DEREGISTER, WORKER_HEARTBEAT, WORKER_PRUNE, WORKER_REGISTER};
+use crate::scripts::{Reply, WORKER_DEREGISTER, WORKER_HEARTBEAT, WORKER_PRUNE, WORKER_REGISTER};
 
 /// How a worker process introduces itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,13 +176,8 @@ impl Ledger {
             .arg(list)
             .run(&mut self.conn.clone())
             .await?;
-        match reply.status() {
-            "ok" => reply.time(1),
-            "unknown" => Err(Error::UnknownWorker {
-                worker_id: worker_id.into(),
-            }),
-            _ => Err(reply.unexpected()),
-        }
+        known_worker(&reply, worker_id)?;
+        reply.time(1)
     }
 
     /// Removes a worker from the registry (graceful shutdown).
@@ -197,13 +192,7 @@ impl Ledger {
             .arg(worker_id)
             .run(&mut self.conn.clone())
             .await?;
-        match reply.status() {
-            "ok" => Ok(()),
-            "unknown" => Err(Error::UnknownWorker {
-                worker_id: worker_id.into(),
-            }),
-            _ => Err(reply.unexpected()),
-        }
+        known_worker(&reply, worker_id)
     }
 
     /// Forgets up to `limit` workers whose last registry heartbeat is older than
@@ -266,6 +255,17 @@ impl Ledger {
         }
         out.sort_by(|a, b| a.worker_id.cmp(&b.worker_id));
         Ok(out)
+    }
+}
+
+/// `Ok` for an `ok` reply, [`Error::UnknownWorker`] for `unknown`.
+fn known_worker(reply: &Reply, worker_id: &str) -> Result<()> {
+    match reply.status() {
+        "ok" => Ok(()),
+        "unknown" => Err(Error::UnknownWorker {
+            worker_id: worker_id.into(),
+        }),
+        _ => Err(reply.unexpected()),
     }
 }
 

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, format_duration};
+use crate::timings::MAX_DURATION;
 
 /// How a watchdog replica leases partitions, scans timers and reconciles workers. Every
 /// field has a default; durations are written as `500ms`, `3s`, `1m`.
@@ -80,58 +81,67 @@ impl WatchdogConfig {
                 expected: expected.into(),
             })
         };
-        let within = |d: Duration, lo: Duration, hi: Duration| d >= lo && d <= hi;
-        if !within(
-            self.lease_ttl,
-            Duration::from_millis(300),
-            Duration::from_secs(600),
-        ) {
-            return bad(
+        let ms = Duration::from_millis;
+        let secs = Duration::from_secs;
+        // Each duration, with the range it must stay in and that range in words.
+        let durations = [
+            (
                 "lease_ttl",
-                humantime::format_duration(self.lease_ttl).to_string(),
-                "a duration from 300ms to 10m",
-            );
-        }
-        if !within(
-            self.max_poll_interval,
-            Duration::from_millis(1),
-            Duration::from_secs(60),
-        ) {
-            return bad(
+                Some(self.lease_ttl),
+                ms(300),
+                secs(600),
+                "300ms to 10m",
+            ),
+            (
                 "max_poll_interval",
-                humantime::format_duration(self.max_poll_interval).to_string(),
-                "a duration from 1ms to 60s",
-            );
+                Some(self.max_poll_interval),
+                ms(1),
+                secs(60),
+                "1ms to 60s",
+            ),
+            (
+                "reconcile_interval",
+                Some(self.reconcile_interval),
+                ms(10),
+                secs(3600),
+                "10ms to 1h",
+            ),
+            (
+                "worker_timeout",
+                Some(self.worker_timeout),
+                ms(100),
+                secs(86_400),
+                "100ms to 24h",
+            ),
+            (
+                "systemic_absence",
+                self.systemic_absence,
+                ms(1),
+                MAX_DURATION,
+                "1ms to 365 days",
+            ),
+            (
+                "systemic_grace",
+                self.systemic_grace,
+                ms(1),
+                MAX_DURATION,
+                "1ms to 365 days",
+            ),
+        ];
+        for (key, value, lo, hi, range) in durations {
+            if let Some(d) = value
+                && !(lo..=hi).contains(&d)
+            {
+                return bad(key, format_duration(d), &format!("a duration from {range}"));
+            }
         }
         if !(1..=10_000).contains(&self.batch) {
             return bad("batch", self.batch.to_string(), "1 to 10000");
         }
-        if !within(
-            self.reconcile_interval,
-            Duration::from_millis(10),
-            Duration::from_secs(3600),
-        ) {
-            return bad(
-                "reconcile_interval",
-                humantime::format_duration(self.reconcile_interval).to_string(),
-                "a duration from 10ms to 1h",
-            );
-        }
-        if !within(
-            self.worker_timeout,
-            Duration::from_millis(100),
-            Duration::from_secs(86_400),
-        ) {
-            return bad(
-                "worker_timeout",
-                humantime::format_duration(self.worker_timeout).to_string(),
-                "a duration from 100ms to 24h",
-            );
-        }
         if self.worker_retention < self.worker_timeout * 2 {
             return bad(
                 "worker_retention",
-                humantime::format_duration(self.worker_retention).to_string(),
+                format_duration(self.worker_retention),
                 "at least twice worker_timeout",
             );
         }
@@ -141,20 +151,6 @@ impl WatchdogConfig {
                 self.systemic_share.to_string(),
                 "a number above 0 and at most 1",
             );
-        }
-        for (key, value) in [
-            ("systemic_absence", self.systemic_absence),
-            ("systemic_grace", self.systemic_grace),
-        ] {
-            if let Some(d) = value
-                && !within(d, Duration::from_millis(1), crate::config::MAX_DURATION)
-            {
-                return bad(
-                    key,
-                    humantime::format_duration(d).to_string(),
-                    "a duration from 1ms to 365 days",
-                );
-            }
         }
         if let Some(id) = &self.replica_id {
             crate::names::validate_worker_id(id)?;

@@ -31,14 +31,7 @@ impl Watchdog {
     /// lapse on their own and every fenced write is refused.
     pub async fn rebalance(&self) -> Result<LeaseChanges> {
         let partitions = self.ledger.keys.partitions() as usize;
-        // Replicas beat every third of lease_ttl: missing three beats means gone.
-        let reply = REPLICA_BEAT
-            .key(self.ledger.keys.replica_index())
-            .arg(&self.replica_id)
-            .arg(self.config.lease_ttl.as_millis() as u64)
-            .arg("0")
-            .run(&mut self.ledger.conn.clone())
-            .await?;
+        let reply = self.beat_presence(false).await?;
         let live = reply.usize(1)?.max(1);
         let rank = reply.usize(2)?;
         let share = partitions.div_ceil(live);
@@ -173,14 +166,21 @@ impl Watchdog {
             self.release_one(partition, &epoch).await?;
             released.push(partition);
         }
+        self.beat_presence(true).await?;
+        Ok(released)
+    }
+
+    /// Says in the replica index that this replica is alive (or, `leaving`, that it is
+    /// gone); the reply counts the live replicas and gives this one's rank. Replicas beat
+    /// every third of lease_ttl: missing three beats means gone.
+    async fn beat_presence(&self, leaving: bool) -> Result<crate::scripts::Reply> {
         REPLICA_BEAT
             .key(self.ledger.keys.replica_index())
             .arg(&self.replica_id)
             .arg(self.config.lease_ttl.as_millis() as u64)
-            .arg("1")
+            .arg(if leaving { "1" } else { "0" })
             .run(&mut self.ledger.conn.clone())
-            .await?;
-        Ok(released)
+            .await
     }
 
     /// Partitions this replica holds now, with their epochs.
