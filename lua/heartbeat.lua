@@ -2,14 +2,13 @@
 -- The first heartbeat moves dispatched -> running; a heartbeat of the current attempt
 -- revives a stuck execution (a false alarm, counted), unless it was stuck for lack of
 -- progress and the progress still has not moved.
--- A revived execution leaves the partition's systemic stale window: it was not lost, so
--- it no longer counts toward a systemic hold (nor twice in the running population).
 -- KEYS: 1 execution hash, 2 partition events stream, 3 start timer, 4 heartbeat timer,
---       5 progress timer, 6 stuck timer, 7 and 8 the systemic stale-window zsets
+--       5 progress timer, 6 stuck timer
 -- ARGV: 1 timer member "<queue>/<id>", 2 attempt, 3 nonce, 4 has progress '1'|'0',
 --       5 progress, 6 has checkpoint '1'|'0', 7 checkpoint JSON, 8 events max length,
 --       9 history cap
--- Reply: {'ok', cancel_requested 0|1}
+-- Reply: {'ok', cancel_requested 0|1[, 'revived']} ('revived' when a stuck verdict was
+--        withdrawn: the caller then takes it out of the systemic stale windows)
 --        {'stale', current_attempt, state} | {'mismatch', current_attempt, state}
 --        {'terminal', state, stop_reason} | {'missing'} | {'bad_arg', name}
 -- Prelude: _lib.lua
@@ -56,8 +55,6 @@ if st == 'dispatched' then
 elseif st == 'stuck' and (more[2] ~= 'no_progress' or moved) then
   to, reason = 'running', 'revived'
   redis.call('ZREM', KEYS[6], member)
-  redis.call('ZREM', KEYS[7], member)
-  redis.call('ZREM', KEYS[8], member)
   redis.call('HINCRBY', KEYS[1], 'fa', '1')
   fields[#fields + 1] = 'ss'; fields[#fields + 1] = ''
   fields[#fields + 1] = 'sk'; fields[#fields + 1] = ''
@@ -80,4 +77,5 @@ if to or st == 'running' then
   redis.call('ZADD', KEYS[4], tostring(now_n + ht), member)
   if npt > 0 and moved then redis.call('ZADD', KEYS[5], tostring(now_n + npt), member) end
 end
+if reason == 'revived' then return { 'ok', cx, 'revived' } end
 return { 'ok', cx }

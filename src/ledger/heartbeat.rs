@@ -100,8 +100,6 @@ impl Ledger {
             .key(k.queue_timer(q, Timer::Heartbeat))
             .key(k.queue_timer(q, Timer::Progress))
             .key(k.queue_timer(q, Timer::Stuck))
-            .key(k.stale_window(k.partition_of(q)))
-            .key(k.namespace_stale_window(k.partition_of(q)))
             .arg(Keyspace::member(q, &token.id))
             .arg(token.attempt)
             .arg(&token.nonce)
@@ -117,10 +115,33 @@ impl Ledger {
             return Ok(refused);
         }
         match reply.status() {
-            "ok" => Ok(HeartbeatReply::Ok {
-                cancel_requested: reply.flag(1)?,
-            }),
+            "ok" => {
+                if reply.len() > 2 && reply.str(2)? == "revived" {
+                    self.leave_stale_windows(token).await;
+                }
+                Ok(HeartbeatReply::Ok {
+                    cancel_requested: reply.flag(1)?,
+                })
+            }
             _ => Err(reply.unexpected()),
+        }
+    }
+
+    /// A revived execution was not lost after all: it no longer counts toward a systemic
+    /// hold (nor twice in the running population). Bookkeeping for the watchdog's count,
+    /// kept off the heartbeat script's keys so every plain beat stays as cheap as it was;
+    /// if it fails, the entry simply ages out of the window.
+    async fn leave_stale_windows(&self, token: &AttemptToken) {
+        let k = &self.keys;
+        let p = k.partition_of(&token.queue);
+        let member = Keyspace::member(&token.queue, &token.id);
+        let mut pipe = redis::pipe();
+        pipe.zrem(k.stale_window(p), &member)
+            .ignore()
+            .zrem(k.namespace_stale_window(p), &member)
+            .ignore();
+        if let Err(error) = pipe.query_async::<()>(&mut self.conn.clone()).await {
+            tracing::debug!(%error, "a revived execution stays in the systemic window until it ages out");
         }
     }
 }
