@@ -53,7 +53,7 @@ impl Ledger {
     /// oldest first, at most `count`.
     ///
     /// # Errors
-    /// [`Error::Redis`]; [`Error::InvalidConfig`] for a partition out of range.
+    /// [`Error::Redis`]; [`Error::InvalidArgument`] for a partition out of range.
     pub async fn read_events(
         &self,
         partition: u16,
@@ -78,7 +78,7 @@ impl Ledger {
     /// follower sees every event appended after this call returns.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for a partition out of range, [`Error::Redis`].
+    /// [`Error::InvalidArgument`] for a partition out of range, [`Error::Redis`].
     pub async fn follow_events(&self, partitions: Vec<u16>) -> Result<EventFollower> {
         let partitions: Vec<u16> = if partitions.is_empty() {
             (0..self.keys.partitions()).collect()

@@ -71,7 +71,7 @@ impl Ledger {
     /// concurrency fills it at once).
     ///
     /// # Errors
-    /// [`Error::InvalidName`] for a bad queue or worker id, [`Error::InvalidConfig`] when
+    /// [`Error::InvalidName`] for a bad queue or worker id, [`Error::InvalidArgument`] when
     /// `max` is 0 or above [`MAX_CLAIM_BATCH`].
     pub async fn claim_many(&self, queue: &str, worker_id: &str, max: usize) -> Result<ClaimBatch> {
         check_claim(queue, worker_id, max)?;

@@ -97,7 +97,7 @@ impl Ledger {
     /// ```
     ///
     /// # Errors
-    /// As [`enqueue`](Self::enqueue), for any item; [`Error::InvalidConfig`] for an empty
+    /// As [`enqueue`](Self::enqueue), for any item; [`Error::InvalidArgument`] for an empty
     /// batch or one above [`MAX_ENQUEUE_BATCH`].
     pub async fn enqueue_many<'p>(
         &self,

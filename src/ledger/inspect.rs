@@ -50,7 +50,7 @@ impl Ledger {
     /// fewer when some slot holders are in another active state, while `next` is still set.
     ///
     /// # Errors
-    /// [`Error::InvalidName`], [`Error::InvalidConfig`] for a bad cursor or a `limit` of 0
+    /// [`Error::InvalidName`], [`Error::InvalidArgument`] for a bad cursor or a `limit` of 0
     /// or above [`MAX_PAGE`].
     pub async fn list(
         &self,
