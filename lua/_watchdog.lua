@@ -102,3 +102,11 @@ local function retry_or_dead(K, e, timers, now, stop_reason, detail, due, ctx)
   finish(K, e, timers, now, 'dead', stop_reason, 'attempts_exhausted', message, due, ctx)
   return 'dead'
 end
+
+-- Adds a pass's counts to the partition's running totals in its watch-state hash (read by
+-- the watchdog status: what every replica did, surviving restarts). Only non-zero ones.
+local function add_totals(watch, n)
+  for _, name in ipairs({ 'timed_out', 'stuck', 'retried', 'dead', 'cancelled', 'orphaned' }) do
+    if (n[name] or 0) > 0 then redis.call('HINCRBY', watch, 'n_' .. name, n[name]) end
+  end
+end

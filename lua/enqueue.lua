@@ -8,7 +8,8 @@
 --       b = 12 + 13 * (i - 1): b+1 execution id, b+2 payload (JSON text), b+3 timer
 --       member "<queue>/<id>", b+4..b+12 the item's timings in the same order or '' (the
 --       queue's setting, else the global default), b+13 delay before available
--- Reply: {'ok', then per item: 'created'|'exists', state, attempt, created_at_ms}
+-- Reply: {'ok', then per item: 'created'|'exists'|'conflict', state, attempt, created_at_ms}
+--        ('conflict': the id exists with another payload or other given timings)
 --        {'bad_arg', name, item} when an argument is malformed (nothing written)
 -- Prelude: _lib.lua
 
@@ -44,9 +45,16 @@ local created = 0
 for i = 1, items do
   local b = 12 + 13 * (i - 1)
   local key, id = KEYS[5 + i], ARGV[b + 1]
-  local existing = redis.call('HMGET', key, 'st', 'att', 'cr')
+  local existing = redis.call('HMGET', key, 'st', 'att', 'cr', 'pl', unpack(TIMING_FIELDS))
   if existing[1] then
-    reply[#reply + 1] = 'exists'
+    -- The same id again: the same request is a replay; a different payload, or a timing
+    -- given now that differs from the stored one, is the id reused for other work.
+    local same = existing[4] == ARGV[b + 2]
+    for f = 1, #TIMING_FIELDS do
+      local given = ARGV[b + 3 + f]
+      if given ~= '' and given ~= existing[4 + f] then same = false end
+    end
+    reply[#reply + 1] = same and 'exists' or 'conflict'
     reply[#reply + 1] = existing[1]
     reply[#reply + 1] = existing[2]
     reply[#reply + 1] = existing[3]

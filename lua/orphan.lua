@@ -6,7 +6,7 @@
 -- worker is allowed between registry beats: an execution whose heartbeats still arrive
 -- shows its worker alive, whatever the registry says. Fenced by the caller's lease.
 -- KEYS: 1 lease hash, 2 events stream, 3 deadline timer, 4 start timer, 5 heartbeat timer,
---       6 progress timer, 7 stuck timer, 8 cancel timer
+--       6 progress timer, 7 stuck timer, 8 cancel timer, 9 watch-state hash (totals)
 -- ARGV: 1 owner, 2 epoch, 3 events max length, 4 history cap, 5-9 the partition's key
 --       layout (see _watchdog.lua), then groups of 6: member, worker id, attempt,
 --       detail, due ms, alive-within ms
@@ -37,4 +37,6 @@ for i = 10, #ARGV, 6 do
     n.skipped = n.skipped + 1
   end
 end
+n.orphaned = n.retried + n.dead + n.cancelled
+add_totals(KEYS[9], n)
 return { 'ok', n.retried, n.dead, n.cancelled, n.skipped }

@@ -271,6 +271,7 @@ if holding then
 end
 local more = 0
 if budget <= 0 then more = 1 end
+add_totals(KEYS[2], n)
 return { 'ok', n.timed_out, n.stuck, n.retried, n.dead, n.cancelled, n.fixed, more, next_due,
   holding_ms, hold_started, redis.call('ZCARD', ns_window),
   redis.call('ZCARD', timers.heartbeat) }

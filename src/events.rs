@@ -74,6 +74,36 @@ impl Ledger {
             .collect()
     }
 
+    /// The transitions of one execution still in its partition's (capped) stream, oldest
+    /// first: the stream is read from the instant the execution was created, in pages,
+    /// and filtered — bounded by the stream's cap, never a scan of executions.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::InvalidName`], [`Error::Redis`].
+    pub async fn execution_events(&self, queue: &str, id: &str) -> Result<Vec<Event>> {
+        let created = self.get(queue, id).await?.created_at.timestamp_millis();
+        let partition = self.partition_of(queue);
+        let mut after = format!("{}-0", created.saturating_sub(1));
+        let mut out = Vec::new();
+        loop {
+            let page = self
+                .read_events(partition, Some(&after), READ_BATCH)
+                .await?;
+            let Some(last) = page.last() else {
+                return Ok(out);
+            };
+            after = last.stream_id.clone();
+            let done = page.len() < READ_BATCH;
+            out.extend(
+                page.into_iter()
+                    .filter(|e| e.queue == queue && e.execution_id == id),
+            );
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+
     /// Follows the event streams of `partitions` (every partition when empty): the
     /// follower sees every event appended after this call returns.
     ///

@@ -57,7 +57,7 @@ pub use events::{Event, EventFollower};
 pub use ledger::{
     AttemptToken, CancelOutcome, Claim, ClaimBatch, CompleteOutcome, EnqueueOptions, Enqueued,
     Execution, FailOutcome, Heartbeat, HeartbeatReply, Ledger, MAX_CLAIM_BATCH, MAX_ENQUEUE_BATCH,
-    Page, QueueSettings, State, StopMetadata, StopReason, Transition, WorkerInfo,
+    Page, QueueOverview, QueueSettings, State, StopMetadata, StopReason, Transition, WorkerInfo,
     WorkerRegistration,
 };
 pub use runner::{Job, JobError, RunReport, Runner, RunnerConfig, StopSignal};

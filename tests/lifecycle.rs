@@ -33,11 +33,38 @@ async fn enqueue_claim_heartbeat_complete() {
         )
         .await
         .unwrap();
-    assert!(enqueued.created);
+    assert!(enqueued.created && !enqueued.conflict);
     assert_eq!(
         (enqueued.id.as_str(), enqueued.state, enqueued.attempt),
         ("r-1", State::Queued, 0)
     );
+    // The same request again is a replay; the same id for other work is a conflict.
+    let replay = EnqueueOptions::new().id("r-1").deadline(deadline);
+    let again = ledger.enqueue("reports", &payload, replay).await.unwrap();
+    assert_eq!((again.created, again.conflict), (false, false));
+    let other_payload = ledger
+        .enqueue(
+            "reports",
+            &json!({"report": "2026-12"}),
+            EnqueueOptions::new().id("r-1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (other_payload.created, other_payload.conflict),
+        (false, true)
+    );
+    let other_timing = EnqueueOptions::new().id("r-1").deadline(deadline * 2);
+    let other_timing = ledger
+        .enqueue("reports", &payload, other_timing)
+        .await
+        .unwrap();
+    assert_eq!((other_timing.created, other_timing.conflict), (false, true));
+    let unset_timing = ledger
+        .enqueue("reports", &payload, EnqueueOptions::new().id("r-1"))
+        .await
+        .unwrap();
+    assert!(!unset_timing.conflict, "timings not given are not compared");
 
     let claim = ledger.claim("reports", "worker-a").await.unwrap().unwrap();
     assert_eq!(

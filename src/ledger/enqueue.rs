@@ -22,6 +22,10 @@ pub struct Enqueued {
     /// False when an execution with this id already existed: nothing was written and the
     /// fields describe the existing execution.
     pub created: bool,
+    /// True when the existing execution differs from this request — another payload, or
+    /// a timing given here that differs from the stored one: the id was reused for other
+    /// work (the HTTP API answers `422`). Always false when `created`.
+    pub conflict: bool,
     /// Its state now.
     pub state: State,
     /// Attempts started so far.
@@ -176,6 +180,7 @@ impl Ledger {
                         queue: queue.to_owned(),
                         id: item.id,
                         created: reply.str(at)? == "created",
+                        conflict: reply.str(at)? == "conflict",
                         state: reply.state(at + 1)?,
                         attempt: reply.u32(at + 2)?,
                         created_at: reply.time(at + 3)?,

@@ -37,6 +37,7 @@ mod inspect;
 mod options;
 mod queue;
 mod token;
+mod wait;
 mod workers;
 
 use std::sync::Arc;
@@ -50,7 +51,9 @@ pub use fail::{FailOutcome, MAX_ERROR_MESSAGE};
 pub use heartbeat::{Heartbeat, HeartbeatReply};
 pub use inspect::{MAX_PAGE, Page};
 pub use options::{EnqueueOptions, QueueSettings};
+pub use queue::QueueOverview;
 pub use token::AttemptToken;
+pub use wait::MAX_CLAIM_WAIT;
 pub use workers::{MISSED_WORKER_BEATS, WorkerInfo, WorkerRegistration};
 
 pub(crate) use execution::ms_to_time;
@@ -74,8 +77,10 @@ pub struct Ledger {
     /// transition script takes them).
     limit_args: Arc<(String, String)>,
     pub(crate) cluster: bool,
-    /// The completion dispatchers, one per queue (`finish.rs`).
+    /// The completion dispatchers, one per queue (`complete.rs`).
     finisher: Arc<complete::Finisher>,
+    /// Long-poll claim waiters and their wake-up signals (`wait.rs`).
+    wakeups: Arc<wait::Wakeups>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -116,6 +121,7 @@ impl Ledger {
             limit_args,
             cluster: connected.cluster,
             finisher: Arc::default(),
+            wakeups: Arc::default(),
         })
     }
 

@@ -1,14 +1,42 @@
 //! Queue settings (capacity, default timings), shared through Redis.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
 
 use super::{Ledger, QueueSettings};
 use crate::error::{Error, Result};
 use crate::names;
-use crate::scripts::SET_QUEUE;
+use crate::scripts::{QUEUE_OVERVIEW, SET_QUEUE};
 use crate::timings::{self, Timings};
+
+/// A queue at one instant: what waits, what runs, its capacity and settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueOverview {
+    /// The queue's name.
+    pub name: String,
+    /// The partition its keys live in.
+    pub partition: u16,
+    /// Executions waiting, retries still backing off included.
+    pub depth: u64,
+    /// Of those, the ones claimable now.
+    pub available: u64,
+    /// Executions holding a slot (dispatched, running or stuck).
+    pub active: u64,
+    /// Most slots in use at once.
+    pub capacity: u64,
+    /// When the first waiting execution became (or becomes) claimable.
+    pub oldest_queued_at: Option<DateTime<Utc>>,
+    /// How long the oldest claimable execution has waited (`None` when none is
+    /// claimable yet).
+    #[serde(with = "humantime_serde")]
+    pub oldest_queued_age: Option<Duration>,
+    /// Its stored settings.
+    pub settings: QueueSettings,
+}
 
 impl Ledger {
     /// Replaces a queue's settings. Executions already enqueued keep the timings they were
@@ -64,6 +92,54 @@ impl Ledger {
             capacity,
             timings: Timings::from_stored(&stored)?,
         })
+    }
+
+    /// A queue's counts at one instant (one read-only script), and its settings (one more
+    /// read).
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::Redis`].
+    pub async fn queue_overview(&self, queue: &str) -> Result<QueueOverview> {
+        names::validate_queue(queue)?;
+        let k = &self.keys;
+        let reply = QUEUE_OVERVIEW
+            .key(k.pending(queue))
+            .key(k.slots(queue))
+            .key(k.queue_settings(queue))
+            .arg(self.config.default_capacity)
+            .run(&mut self.conn.clone())
+            .await?;
+        if reply.status() != "ok" {
+            return Err(reply.unexpected());
+        }
+        let now = reply.time(6)?;
+        let oldest = match reply.str(5)? {
+            "" => None,
+            _ => Some(reply.time(5)?),
+        };
+        Ok(QueueOverview {
+            name: queue.to_owned(),
+            partition: k.partition_of(queue),
+            depth: reply.u64(1)?,
+            available: reply.u64(2)?,
+            active: reply.u64(3)?,
+            capacity: reply.u64(4)?,
+            oldest_queued_at: oldest,
+            oldest_queued_age: oldest.and_then(|at| (now - at).to_std().ok()),
+            settings: self.queue_settings(queue).await?,
+        })
+    }
+
+    /// [`queue_overview`](Self::queue_overview) of every known queue, by name.
+    ///
+    /// # Errors
+    /// [`Error::Redis`].
+    pub async fn queue_overviews(&self) -> Result<Vec<QueueOverview>> {
+        let mut out = Vec::new();
+        for queue in self.queues().await? {
+            out.push(self.queue_overview(&queue).await?);
+        }
+        Ok(out)
     }
 
     /// Names of the queues that have ever been used or configured, sorted.

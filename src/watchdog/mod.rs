@@ -11,6 +11,7 @@ mod config;
 mod lease;
 mod reconcile;
 mod round;
+mod status;
 mod systemic;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::WatchdogConfig;
 pub use lease::LeaseChanges;
 pub use round::RoundReport;
+pub use status::{PartitionStatus, ReplicaStatus, WatchdogStatus, WatchdogTotals, status};
 pub use systemic::{NamespaceHold, NamespaceWindow};
 
 use crate::error::{Error, Result};

@@ -265,6 +265,7 @@ impl Watchdog {
             for timer in Timer::ALL {
                 call.key(k.timer(partition, timer));
             }
+            call.key(k.watch_state(partition));
             call.arg(&self.replica_id)
                 .arg(epoch)
                 .arg(maxlen)

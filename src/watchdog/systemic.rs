@@ -13,7 +13,7 @@ use std::sync::PoisonError;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Watchdog;
 use crate::error::Result;
@@ -48,7 +48,7 @@ pub struct NamespaceWindow {
 }
 
 /// A namespace-wide systemic hold.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NamespaceHold {
     /// When it began.
     pub started_at: DateTime<Utc>,

@@ -1,0 +1,200 @@
+//! What the watchdog replicas are doing, read from Redis by anyone: who holds each
+//! partition and until when, which replicas are alive, the holds in force, and what every
+//! replica has done (totals kept with the partitions, so they survive restarts).
+//!
+//! Cost: one pipelined read of two small hashes per partition, the replica index and the
+//! namespace's systemic hash. Nothing scans executions.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+
+use super::systemic::NamespaceHold;
+use crate::error::{Error, Result};
+use crate::ledger::{Ledger, ms_to_time};
+
+/// One partition as the watchdog sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionStatus {
+    /// The partition.
+    pub partition: u16,
+    /// The replica holding its lease, when the lease is current.
+    pub owner: Option<String>,
+    /// The lease's epoch (every write of the owner is fenced by it).
+    pub epoch: Option<u64>,
+    /// When the lease lapses unless renewed.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// When a round last judged it.
+    pub last_round_at: Option<DateTime<Utc>>,
+    /// A systemic hold in force: staleness rules resume at this instant.
+    pub hold_until: Option<DateTime<Utc>>,
+    /// Why the hold (or the last one) began.
+    pub hold_reason: Option<String>,
+}
+
+/// A live watchdog replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    /// Its id (unique per start).
+    pub replica_id: String,
+    /// Its last presence beat.
+    pub last_beat_at: DateTime<Utc>,
+}
+
+/// What every replica did, summed over partitions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchdogTotals {
+    /// Deadlines enforced.
+    pub timed_out: u64,
+    /// Running executions judged stuck.
+    pub stuck: u64,
+    /// Lost attempts sent back to the queue.
+    pub retried: u64,
+    /// Executions whose attempts were used up.
+    pub dead: u64,
+    /// Cancellations forced.
+    pub cancelled: u64,
+    /// Executions orphaned by worker reconciliation (also counted above).
+    pub orphaned: u64,
+    /// Systemic holds begun.
+    pub holds: u64,
+}
+
+/// The watchdog at one instant; see [`status`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchdogStatus {
+    /// Redis time of the reading.
+    pub at: DateTime<Utc>,
+    /// Every partition, in order.
+    pub partitions: Vec<PartitionStatus>,
+    /// Replicas seen alive (a beat within the last 30 s), by id.
+    pub replicas: Vec<ReplicaStatus>,
+    /// A namespace-wide systemic hold in force.
+    pub namespace_hold: Option<NamespaceHold>,
+    /// What every replica did since the namespace was created.
+    pub totals: WatchdogTotals,
+}
+
+impl WatchdogStatus {
+    /// Partitions no replica holds a current lease on: nothing watches them.
+    pub fn unwatched(&self) -> Vec<u16> {
+        self.partitions
+            .iter()
+            .filter(|p| p.owner.is_none())
+            .map(|p| p.partition)
+            .collect()
+    }
+
+    /// Partitions in a systemic hold now.
+    pub fn holding(&self) -> Vec<u16> {
+        self.partitions
+            .iter()
+            .filter(|p| p.hold_until.is_some())
+            .map(|p| p.partition)
+            .collect()
+    }
+}
+
+/// Reads the watchdog's state of `ledger`'s namespace. A replica need not run here: the
+/// CLI and the HTTP API read it the same way.
+///
+/// # Errors
+/// [`Error::Redis`]; [`Error::Protocol`] for a damaged lease or watch-state hash.
+pub async fn status(ledger: &Ledger) -> Result<WatchdogStatus> {
+    let k = &ledger.keys;
+    let mut conn = ledger.conn.clone();
+    let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(&mut conn).await?;
+    let now_ms = secs * 1000 + micros / 1000;
+    let mut pipe = redis::pipe();
+    for p in 0..k.partitions() {
+        pipe.hgetall(k.lease(p)).hgetall(k.watch_state(p));
+    }
+    let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+    let mut partitions = Vec::new();
+    let mut totals = WatchdogTotals::default();
+    for (p, pair) in (0..k.partitions()).zip(hashes.chunks(2)) {
+        let (lease, watch) = (&pair[0], &pair[1]);
+        let num = |h: &HashMap<String, String>, f: &str| -> Result<Option<i64>> {
+            h.get(f)
+                .filter(|v| !v.is_empty())
+                .map(|v| v.parse::<i64>().map_err(|_| damaged(p, f, v)))
+                .transpose()
+        };
+        let expires = num(lease, "exp")?.filter(|exp| *exp > now_ms);
+        let hold_until = num(watch, "hold_until")?.filter(|h| *h > now_ms);
+        for (field, total) in [
+            ("n_timed_out", &mut totals.timed_out),
+            ("n_stuck", &mut totals.stuck),
+            ("n_retried", &mut totals.retried),
+            ("n_dead", &mut totals.dead),
+            ("n_cancelled", &mut totals.cancelled),
+            ("n_orphaned", &mut totals.orphaned),
+            ("holds", &mut totals.holds),
+        ] {
+            *total += num(watch, field)?.unwrap_or(0).max(0) as u64;
+        }
+        partitions.push(PartitionStatus {
+            partition: p,
+            owner: expires.and(lease.get("owner").cloned()),
+            epoch: expires.and(num(lease, "epoch")?).map(|e| e.max(0) as u64),
+            lease_expires_at: expires.map(ms_to_time).transpose()?,
+            last_round_at: num(watch, "seen")?.map(ms_to_time).transpose()?,
+            hold_until: hold_until.map(ms_to_time).transpose()?,
+            hold_reason: watch.get("hold_reason").cloned(),
+        });
+    }
+    Ok(WatchdogStatus {
+        at: ms_to_time(now_ms)?,
+        partitions,
+        replicas: replicas(ledger, now_ms).await?,
+        namespace_hold: namespace_hold(ledger, now_ms).await?,
+        totals,
+    })
+}
+
+/// Replicas that beat within the last 30 s (ten default lease TTLs). Live replicas beat
+/// every third of their lease TTL and sweep entries older than it; the window only
+/// matters when no replica is left to sweep.
+async fn replicas(ledger: &Ledger, now_ms: i64) -> Result<Vec<ReplicaStatus>> {
+    let beats: Vec<(String, f64)> = ledger
+        .conn
+        .clone()
+        .zrange_withscores(ledger.keys.replica_index(), 0, -1)
+        .await?;
+    let window = super::WatchdogConfig::default().lease_ttl.as_millis() as i64 * 10;
+    beats
+        .into_iter()
+        .filter(|(_, at)| (*at as i64) + window >= now_ms)
+        .map(|(replica_id, at)| {
+            Ok(ReplicaStatus {
+                replica_id,
+                last_beat_at: ms_to_time(at as i64)?,
+            })
+        })
+        .collect()
+}
+
+async fn namespace_hold(ledger: &Ledger, now_ms: i64) -> Result<Option<NamespaceHold>> {
+    let (until, start, reason): (Option<i64>, Option<i64>, Option<String>) = redis::cmd("HMGET")
+        .arg(ledger.keys.systemic())
+        .arg(&["hold_until", "hold_start", "hold_reason"])
+        .query_async(&mut ledger.conn.clone())
+        .await?;
+    match (until, start) {
+        (Some(until), Some(start)) if until > now_ms => Ok(Some(NamespaceHold {
+            started_at: ms_to_time(start)?,
+            until: ms_to_time(until)?,
+            reason: reason.unwrap_or_default(),
+        })),
+        _ => Ok(None),
+    }
+}
+
+fn damaged(partition: u16, field: &str, value: &str) -> Error {
+    Error::Protocol {
+        script: "watchdog state",
+        detail: format!("partition {partition}: {field} is not a number: {value:?}"),
+    }
+}
