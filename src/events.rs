@@ -48,6 +48,10 @@ pub struct Event {
 
 const READ_BATCH: usize = 500;
 
+/// How much earlier a resumed follower reads the other partitions on a Redis Cluster, whose
+/// nodes stamp stream ids with clocks of their own.
+pub const CLUSTER_RESUME_MARGIN: Duration = Duration::from_secs(2);
+
 impl Ledger {
     /// Events of a partition after `after` (a stream id; `None` for the oldest kept),
     /// oldest first, at most `count`.
@@ -132,6 +136,58 @@ impl Ledger {
                     .map(|e| e.id.clone())
                     .unwrap_or_else(|| "0-0".to_owned()),
             );
+        }
+        Ok(EventFollower {
+            ledger: self.clone(),
+            partitions,
+            cursors,
+        })
+    }
+
+    /// Follows `partitions` (every partition when empty) from just after `resume`, the
+    /// last event a reader saw before it lost its connection: in that event's partition
+    /// from right after it, in the others from the start of its millisecond (their
+    /// events of that very millisecond may have been seen already; on a Redis Cluster,
+    /// whose nodes' clocks differ, from [`CLUSTER_RESUME_MARGIN`] earlier). Nothing is
+    /// missed; a reader deduplicates by event id.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a partition out of range or a malformed `resume`,
+    /// [`Error::Redis`].
+    pub async fn follow_events_after(
+        &self,
+        partitions: Vec<u16>,
+        resume: (u16, &str),
+    ) -> Result<EventFollower> {
+        let (last_partition, last_id) = resume;
+        self.check_partition(last_partition)?;
+        let ms: u64 = last_id
+            .split_once('-')
+            .and_then(|(ms, seq)| seq.parse::<u64>().ok().and(ms.parse().ok()))
+            .ok_or_else(|| Error::InvalidArgument {
+                name: "last event id".into(),
+                value: last_id.chars().take(80).collect(),
+                expected: "a stream id <ms>-<seq> from an earlier event".into(),
+            })?;
+        let margin = if self.cluster {
+            CLUSTER_RESUME_MARGIN.as_millis() as u64
+        } else {
+            0
+        };
+        let others = format!("{}-{}", ms.saturating_sub(margin + 1), u64::MAX);
+        let partitions: Vec<u16> = if partitions.is_empty() {
+            (0..self.keys.partitions()).collect()
+        } else {
+            partitions
+        };
+        let mut cursors = Vec::with_capacity(partitions.len());
+        for p in &partitions {
+            self.check_partition(*p)?;
+            cursors.push(if *p == last_partition {
+                last_id.to_owned()
+            } else {
+                others.clone()
+            });
         }
         Ok(EventFollower {
             ledger: self.clone(),

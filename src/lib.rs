@@ -41,6 +41,8 @@ mod keys;
 pub mod ledger;
 pub mod names;
 pub mod runner;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod settings;
 pub mod timings;
 pub mod watchdog;

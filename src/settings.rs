@@ -22,7 +22,7 @@ use crate::config::LedgerConfig;
 use crate::error::{Error, Result};
 use crate::watchdog::WatchdogConfig;
 
-/// Everything `unstuck watchdog` reads at start-up.
+/// Everything `unstuck watchdog` and `unstuck serve` read at start-up.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
@@ -30,10 +30,13 @@ pub struct Settings {
     pub ledger: LedgerConfig,
     /// The `[watchdog]` section.
     pub watchdog: WatchdogConfig,
+    /// The `[server]` section (`unstuck serve`).
+    #[cfg(feature = "server")]
+    pub server: crate::server::ServerConfig,
 }
 
 /// Sections that environment variables may override.
-const ENV_SECTIONS: [&str; 2] = ["UNSTUCK_LEDGER__", "UNSTUCK_WATCHDOG__"];
+const ENV_SECTIONS: [&str; 3] = ["UNSTUCK_LEDGER__", "UNSTUCK_WATCHDOG__", "UNSTUCK_SERVER__"];
 
 impl Settings {
     /// Loads `file` (when given; it must exist) and the process environment, then
@@ -77,6 +80,7 @@ impl Settings {
                 .try_parsing(true)
                 .list_separator(",")
                 .with_list_parse_key("ledger.cluster_urls")
+                .with_list_parse_key("server.tokens")
                 .source(Some(overrides)),
         );
         let settings: Settings = builder
@@ -85,6 +89,8 @@ impl Settings {
             .map_err(|e| Error::Settings(e.to_string()))?;
         settings.ledger.validate()?;
         settings.watchdog.validate()?;
+        #[cfg(feature = "server")]
+        settings.server.validate()?;
         Ok(settings)
     }
 }

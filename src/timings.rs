@@ -67,6 +67,9 @@ macro_rules! for_each_timing {
     };
 }
 
+#[cfg_attr(not(feature = "server"), allow(unused_imports))]
+pub(crate) use for_each_timing;
+
 /// A timing's value as given (a duration, or the attempt count), to and from its
 /// stored form: whole milliseconds, or the count.
 pub(crate) trait Given: Copy {

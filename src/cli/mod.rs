@@ -8,6 +8,7 @@
 
 mod demo;
 mod redis;
+mod serve;
 #[path = "../../examples/walkthrough.rs"]
 mod walkthrough;
 
@@ -37,6 +38,14 @@ enum Command {
     Watchdog {
         /// TOML settings file ([ledger] and [watchdog] sections); UNSTUCK_LEDGER__* and
         /// UNSTUCK_WATCHDOG__* environment variables override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Serve the HTTP API (and one watchdog replica) until SIGINT/SIGTERM; see
+    /// docs/http-api.md.
+    Serve {
+        /// TOML settings file ([ledger], [watchdog] and [server] sections); UNSTUCK_*
+        /// environment variables override it (UNSTUCK_SERVER__LISTEN=127.0.0.1:9000).
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -75,6 +84,7 @@ pub(crate) async fn run() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Watchdog { config } => watchdog(config).await,
+        Command::Serve { config } => serve::serve(config.as_deref()).await,
         Command::Demo {
             redis,
             duration,
@@ -160,7 +170,7 @@ async fn watchdog(config: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

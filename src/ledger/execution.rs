@@ -14,6 +14,7 @@ use crate::timings::ResolvedTimings;
 
 /// Where an execution is in its life. See the lifecycle in the crate docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     /// Waiting to be claimed (or backing off before a retry).

@@ -125,6 +125,18 @@ impl Ledger {
         })
     }
 
+    /// Checks that Redis answers and will not evict keys (where `CONFIG` is readable):
+    /// what a readiness probe asks.
+    ///
+    /// # Errors
+    /// [`Error::Redis`] when Redis cannot be reached; [`Error::EvictionPolicy`] when it
+    /// may evict keys.
+    pub async fn check_ready(&self) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        conn::check_eviction_policy(&mut conn).await
+    }
+
     /// The configuration the ledger was connected with.
     pub fn config(&self) -> &LedgerConfig {
         &self.config

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
-use super::{Ledger, QueueSettings};
+use super::{Ledger, QueueSettings, State};
 use crate::error::{Error, Result};
 use crate::names;
 use crate::scripts::{QUEUE_OVERVIEW, SET_QUEUE};
@@ -34,6 +34,8 @@ pub struct QueueOverview {
     /// claimable yet).
     #[serde(with = "humantime_serde")]
     pub oldest_queued_age: Option<Duration>,
+    /// Finished executions still kept, by terminal state.
+    pub finished: Vec<(State, u64)>,
     /// Its stored settings.
     pub settings: QueueSettings,
 }
@@ -102,10 +104,13 @@ impl Ledger {
     pub async fn queue_overview(&self, queue: &str) -> Result<QueueOverview> {
         names::validate_queue(queue)?;
         let k = &self.keys;
-        let reply = QUEUE_OVERVIEW
-            .key(k.pending(queue))
-            .key(k.slots(queue))
-            .key(k.queue_settings(queue))
+        let terminal: Vec<State> = State::ALL.into_iter().filter(|s| s.is_terminal()).collect();
+        let mut call = QUEUE_OVERVIEW.key(k.pending(queue));
+        call.key(k.slots(queue)).key(k.queue_settings(queue));
+        for state in &terminal {
+            call.key(k.finished(queue, state.as_str()));
+        }
+        let reply = call
             .arg(self.config.default_capacity)
             .run(&mut self.conn.clone())
             .await?;
@@ -126,6 +131,11 @@ impl Ledger {
             capacity: reply.u64(4)?,
             oldest_queued_at: oldest,
             oldest_queued_age: oldest.and_then(|at| (now - at).to_std().ok()),
+            finished: terminal
+                .iter()
+                .enumerate()
+                .map(|(i, s)| Ok((*s, reply.u64(7 + i)?)))
+                .collect::<Result<_>>()?,
             settings: self.queue_settings(queue).await?,
         })
     }

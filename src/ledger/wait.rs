@@ -18,6 +18,7 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::{ClaimBatch, Ledger, State};
 use crate::error::{Error, Result};
@@ -130,6 +131,24 @@ impl Ledger {
         max: usize,
         wait: Duration,
     ) -> Result<ClaimBatch> {
+        self.claim_wait_until(queue, worker_id, max, wait, &CancellationToken::new())
+            .await
+    }
+
+    /// [`claim_wait`](Self::claim_wait) that also ends its wait (empty) when `stop` fires
+    /// — a server shutting down answers its long polls at once. A claim script already
+    /// sent is never abandoned: `stop` only cuts the waiting.
+    ///
+    /// # Errors
+    /// As [`claim_wait`](Self::claim_wait).
+    pub async fn claim_wait_until(
+        &self,
+        queue: &str,
+        worker_id: &str,
+        max: usize,
+        wait: Duration,
+        stop: &CancellationToken,
+    ) -> Result<ClaimBatch> {
         if wait > MAX_CLAIM_WAIT {
             return Err(Error::InvalidArgument {
                 name: "wait".into(),
@@ -167,6 +186,7 @@ impl Ledger {
                 .map_or(deadline, |d| (now + d).min(deadline));
             tokio::select! {
                 _ = &mut notified => {}
+                _ = stop.cancelled() => return Ok(batch),
                 _ = tokio::time::sleep_until(until) => {
                     if until >= deadline {
                         return Ok(batch); // nothing changed all along: no last look

@@ -17,6 +17,7 @@ use crate::ledger::{Ledger, ms_to_time};
 
 /// One partition as the watchdog sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct PartitionStatus {
     /// The partition.
     pub partition: u16,
@@ -36,6 +37,7 @@ pub struct PartitionStatus {
 
 /// A live watchdog replica.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct ReplicaStatus {
     /// Its id (unique per start).
     pub replica_id: String,
@@ -45,6 +47,7 @@ pub struct ReplicaStatus {
 
 /// What every replica did, summed over partitions.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct WatchdogTotals {
     /// Deadlines enforced.
     pub timed_out: u64,
@@ -64,6 +67,7 @@ pub struct WatchdogTotals {
 
 /// The watchdog at one instant; see [`status`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct WatchdogStatus {
     /// Redis time of the reading.
     pub at: DateTime<Utc>,

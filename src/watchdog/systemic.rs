@@ -49,6 +49,7 @@ pub struct NamespaceWindow {
 
 /// A namespace-wide systemic hold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct NamespaceHold {
     /// When it began.
     pub started_at: DateTime<Utc>,

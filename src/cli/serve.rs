@@ -1,0 +1,44 @@
+//! `unstuck serve`: the HTTP API (and, by default, one watchdog replica) until
+//! SIGINT/SIGTERM.
+
+use std::path::Path;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use unstuck::server::Server;
+use unstuck::settings::Settings;
+
+/// Loads the settings, binds, and serves until a signal; then drains and hands the
+/// leases back.
+pub(crate) async fn serve(config: Option<&Path>) -> anyhow::Result<()> {
+    let settings = Settings::load(config)?;
+    let watchdog = settings.server.watchdog;
+    let server = Server::bind(settings)
+        .await
+        .context("starting the server")?;
+    let addr = server.local_addr()?;
+    if server.requires_tokens() {
+        eprintln!("unstuck serve listening on http://{addr} (bearer tokens required)");
+    } else {
+        eprintln!(
+            "unstuck serve listening on http://{addr} with no tokens configured: every \
+             route is open, so it listens on loopback only (set server.tokens to serve others)"
+        );
+    }
+    if watchdog {
+        eprintln!(
+            "a watchdog replica runs in this process (server.watchdog = false to turn it off)"
+        );
+    }
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        super::wait_for_signal().await;
+        eprintln!(
+            "shutting down: answering long polls, closing event streams, handing leases back"
+        );
+        signal.cancel();
+    });
+    server.run(shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,253 @@
+//! Worker routes about work: claims (long poll) and the attempt calls, each carrying the
+//! attempt token a claim returned.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::extract::Body;
+use super::problem::ApiError;
+use super::wire::{ClaimOut, DurationIn};
+use crate::ledger::{AttemptToken, CompleteOutcome, FailOutcome, Heartbeat, HeartbeatReply};
+
+/// `POST /v1/queues/{queue}/claims`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ClaimIn {
+    worker_id: String,
+    /// 1 to 1000 (default 1).
+    #[serde(default = "one")]
+    max: usize,
+    /// How long to wait for work when none is claimable: 0 to 30000 ms (default 0).
+    #[serde(default)]
+    wait_ms: Option<DurationIn>,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// The claims made.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct ClaimsOut {
+    pub(crate) claims: Vec<ClaimOut>,
+}
+
+/// Claims up to `max` executions, waiting up to `wait_ms` for one to become claimable;
+/// `204` when none did.
+#[utoipa::path(post, path = "/v1/queues/{queue}/claims", tag = "attempts",
+    request_body = ClaimIn,
+    responses((status = 200, body = ClaimsOut), (status = 204, description = "nothing claimable within wait_ms")),
+    security(("bearer" = ["worker"])))]
+pub(crate) async fn claim(
+    State(s): State<AppState>,
+    Path(queue): Path<String>,
+    Body(c): Body<ClaimIn>,
+) -> Result<Response, ApiError> {
+    let wait = c.wait_ms.map_or(Duration::ZERO, |d| d.0);
+    let batch = s
+        .ledger
+        .claim_wait_until(&queue, &c.worker_id, c.max, wait, &s.shutdown)
+        .await?;
+    if batch.claims.is_empty() {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    Ok(Json(ClaimsOut {
+        claims: batch.claims.into_iter().map(ClaimOut::from).collect(),
+    })
+    .into_response())
+}
+
+/// Reads an attempt token from a body.
+fn token(text: &str) -> Result<AttemptToken, ApiError> {
+    Ok(text.parse::<AttemptToken>()?)
+}
+
+/// `POST /v1/attempts/heartbeat`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HeartbeatIn {
+    token: String,
+    /// Counts as progress only when it changes.
+    #[serde(default)]
+    progress: Option<String>,
+    /// Where a retry should resume from; replaces the previous one.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    checkpoint: Option<serde_json::Value>,
+}
+
+/// Keep going, or stop soon and acknowledge.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct HeartbeatOut {
+    pub(crate) cancel_requested: bool,
+}
+
+/// The attempt is alive; optional progress and checkpoint.
+#[utoipa::path(post, path = "/v1/attempts/heartbeat", tag = "attempts",
+    request_body = HeartbeatIn, responses((status = 200, body = HeartbeatOut),
+        (status = 409, description = "stale-attempt or already-terminal")),
+    security(("bearer" = ["worker"])))]
+pub(crate) async fn heartbeat(
+    State(s): State<AppState>,
+    Body(b): Body<HeartbeatIn>,
+) -> Result<Json<HeartbeatOut>, ApiError> {
+    let beat = Heartbeat {
+        progress: b.progress,
+        checkpoint: b.checkpoint,
+    };
+    match s.ledger.heartbeat(&token(&b.token)?, beat).await? {
+        HeartbeatReply::Ok { cancel_requested } => Ok(Json(HeartbeatOut { cancel_requested })),
+        HeartbeatReply::StaleAttempt {
+            current_attempt,
+            state,
+        } => Err(ApiError::StaleAttempt {
+            current_attempt,
+            state,
+        }),
+        HeartbeatReply::Terminal { state, stop_reason } => {
+            Err(ApiError::AlreadyTerminal { state, stop_reason })
+        }
+    }
+}
+
+/// `POST /v1/attempts/complete`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CompleteIn {
+    token: String,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    result: Option<serde_json::Value>,
+}
+
+/// The attempt's outcome was recorded.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct RecordedOut {
+    /// True when this call freed the attempt's capacity slot.
+    pub(crate) slot_released: bool,
+}
+
+fn recorded(outcome: CompleteOutcome) -> Result<Json<RecordedOut>, ApiError> {
+    match outcome {
+        CompleteOutcome::Recorded { slot_released } => Ok(Json(RecordedOut { slot_released })),
+        CompleteOutcome::StaleAttempt {
+            current_attempt,
+            state,
+        } => Err(ApiError::StaleAttempt {
+            current_attempt,
+            state,
+        }),
+        CompleteOutcome::AlreadyTerminal { state, stop_reason } => {
+            Err(ApiError::AlreadyTerminal { state, stop_reason })
+        }
+    }
+}
+
+/// The attempt succeeded, with an optional result.
+#[utoipa::path(post, path = "/v1/attempts/complete", tag = "attempts",
+    request_body = CompleteIn, responses((status = 200, body = RecordedOut),
+        (status = 409, description = "stale-attempt or already-terminal")),
+    security(("bearer" = ["worker"])))]
+pub(crate) async fn complete(
+    State(s): State<AppState>,
+    Body(c): Body<CompleteIn>,
+) -> Result<Json<RecordedOut>, ApiError> {
+    recorded(
+        s.ledger
+            .complete(&token(&c.token)?, c.result.as_ref())
+            .await?,
+    )
+}
+
+/// `POST /v1/attempts/fail`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FailIn {
+    token: String,
+    /// Kept as the latest failure (cut at 4096 bytes).
+    message: String,
+    /// With attempts left, retry after the backoff (default true).
+    #[serde(default = "yes")]
+    retryable: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What a failure led to.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct FailOut {
+    /// `retry_scheduled`, `failed` or `cancelled` (cancellation had been requested).
+    pub(crate) outcome: String,
+    /// When the next attempt may start (`retry_scheduled`).
+    pub(crate) available_at: Option<DateTime<Utc>>,
+    pub(crate) slot_released: bool,
+}
+
+/// The attempt failed.
+#[utoipa::path(post, path = "/v1/attempts/fail", tag = "attempts",
+    request_body = FailIn, responses((status = 200, body = FailOut),
+        (status = 409, description = "stale-attempt or already-terminal")),
+    security(("bearer" = ["worker"])))]
+pub(crate) async fn fail(
+    State(s): State<AppState>,
+    Body(f): Body<FailIn>,
+) -> Result<Json<FailOut>, ApiError> {
+    let out = |outcome: &str, available_at, slot_released| {
+        Ok(Json(FailOut {
+            outcome: outcome.into(),
+            available_at,
+            slot_released,
+        }))
+    };
+    match s
+        .ledger
+        .fail(&token(&f.token)?, &f.message, f.retryable)
+        .await?
+    {
+        FailOutcome::RetryScheduled {
+            available_at,
+            slot_released,
+        } => out("retry_scheduled", Some(available_at), slot_released),
+        FailOutcome::Failed { slot_released } => out("failed", None, slot_released),
+        FailOutcome::Cancelled { slot_released } => out("cancelled", None, slot_released),
+        FailOutcome::StaleAttempt {
+            current_attempt,
+            state,
+        } => Err(ApiError::StaleAttempt {
+            current_attempt,
+            state,
+        }),
+        FailOutcome::AlreadyTerminal { state, stop_reason } => {
+            Err(ApiError::AlreadyTerminal { state, stop_reason })
+        }
+    }
+}
+
+/// `POST /v1/attempts/cancel-ack`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TokenIn {
+    token: String,
+}
+
+/// The worker stopped after a cancellation request: the execution is cancelled.
+#[utoipa::path(post, path = "/v1/attempts/cancel-ack", tag = "attempts",
+    request_body = TokenIn, responses((status = 200, body = RecordedOut),
+        (status = 409, description = "invalid-transition, stale-attempt or already-terminal")),
+    security(("bearer" = ["worker"])))]
+pub(crate) async fn cancel_ack(
+    State(s): State<AppState>,
+    Body(t): Body<TokenIn>,
+) -> Result<Json<RecordedOut>, ApiError> {
+    recorded(s.ledger.acknowledge_cancel(&token(&t.token)?).await?)
+}

@@ -1,0 +1,139 @@
+//! Bearer tokens and their scopes: parsed once from the settings, compared in constant
+//! time, never logged.
+
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq;
+
+use super::AppState;
+use super::problem::ApiError;
+use crate::error::{Error, Result};
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every `GET`: queues, executions, events, workers, watchdog, metrics.
+    Read,
+    /// Read, plus queue settings, enqueue and cancel.
+    Orchestrator,
+    /// Claims, attempt calls and the worker registry.
+    Worker,
+    /// Everything.
+    Admin,
+}
+
+impl Scope {
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "read" => Some(Scope::Read),
+            "orchestrator" => Some(Scope::Orchestrator),
+            "worker" => Some(Scope::Worker),
+            "admin" => Some(Scope::Admin),
+            _ => None,
+        }
+    }
+
+    /// The scope's name, as in the settings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Orchestrator => "orchestrator",
+            Scope::Worker => "worker",
+            Scope::Admin => "admin",
+        }
+    }
+
+    /// Whether a token of this scope may use a route that needs `need`.
+    fn allows(self, need: Scope) -> bool {
+        match self {
+            Scope::Admin => true,
+            Scope::Orchestrator => matches!(need, Scope::Read | Scope::Orchestrator),
+            Scope::Read => need == Scope::Read,
+            Scope::Worker => need == Scope::Worker,
+        }
+    }
+}
+
+/// The configured tokens. Empty: every route is open (and the server binds to loopback
+/// only).
+pub(crate) struct Tokens(Vec<(Vec<u8>, Scope)>);
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tokens({} configured)", self.0.len()) // never the secrets
+    }
+}
+
+/// Shortest secret accepted: a guessable token is no protection.
+const MIN_SECRET: usize = 12;
+
+impl Tokens {
+    /// Parses `scope:secret` entries.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming `server.tokens` and the entry's position (never
+    /// its secret).
+    pub(crate) fn parse(entries: &[String]) -> Result<Self> {
+        let mut tokens = Vec::new();
+        for (i, entry) in entries.iter().enumerate() {
+            let bad = |expected: &str| Error::InvalidConfig {
+                key: "server.tokens".into(),
+                value: format!("entry {} ({} characters)", i + 1, entry.len()),
+                expected: expected.into(),
+            };
+            let (scope, secret) = entry.split_once(':').ok_or_else(|| {
+                bad("scope:secret, scope one of read, orchestrator, worker, admin")
+            })?;
+            let scope = Scope::parse(scope.trim()).ok_or_else(|| {
+                bad("a scope of read, orchestrator, worker or admin before the ':'")
+            })?;
+            if secret.len() < MIN_SECRET || secret.chars().any(char::is_whitespace) {
+                return Err(bad("a secret of at least 12 characters, no spaces"));
+            }
+            tokens.push((secret.as_bytes().to_vec(), scope));
+        }
+        Ok(Tokens(tokens))
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The scope of `presented`, comparing against every token in constant time.
+    fn scope_of(&self, presented: &[u8]) -> Option<Scope> {
+        let mut found = None;
+        for (secret, scope) in &self.0 {
+            if bool::from(secret.as_slice().ct_eq(presented)) {
+                found = Some(*scope);
+            }
+        }
+        found
+    }
+}
+
+/// Middleware of a route group that needs `need`.
+pub(crate) async fn require(
+    State((state, need)): State<(AppState, Scope)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if state.tokens.is_empty() {
+        return next.run(request).await;
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().as_bytes().to_vec());
+    match presented.and_then(|t| state.tokens.scope_of(&t)) {
+        None => ApiError::Unauthorized.into_response(),
+        Some(scope) if !scope.allows(need) => ApiError::Forbidden {
+            scope: need.as_str(),
+        }
+        .into_response(),
+        Some(_) => next.run(request).await,
+    }
+}

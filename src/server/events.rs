@@ -1,0 +1,127 @@
+//! `GET /v1/events`: the partitions' event streams as Server-Sent Events, resumable with
+//! `Last-Event-ID`, ending when the server shuts down.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures_util::stream::{self, Stream};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+use utoipa::IntoParams;
+
+use super::AppState;
+use super::extract::Query;
+use super::problem::ApiError;
+use super::wire::EventOut;
+use crate::error::Error;
+use crate::events::EventFollower;
+use crate::names;
+
+/// How often an idle stream sends a comment, so proxies keep it open.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// `GET /v1/events` parameters.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct EventsQuery {
+    /// Only this queue's events.
+    queue: Option<String>,
+    /// Resume after this event id (as the `Last-Event-ID` header does).
+    last_event_id: Option<String>,
+}
+
+/// `<partition>-<ms>-<seq>` → (partition, stream id).
+fn parse_event_id(id: &str) -> Result<(u16, String), ApiError> {
+    let bad = || ApiError::BadRequest {
+        detail: format!("{id:?} is not an event id (<partition>-<ms>-<seq>)"),
+        field: Some("Last-Event-ID".into()),
+    };
+    let (p, stream_id) = id.split_once('-').ok_or_else(bad)?;
+    Ok((p.parse().map_err(|_| bad())?, stream_id.to_owned()))
+}
+
+/// Every transition as it happens, one SSE message per event (`id:` the event id); a
+/// reconnect with `Last-Event-ID` misses nothing.
+#[utoipa::path(get, path = "/v1/events", tag = "events", params(EventsQuery),
+    responses((status = 200, description = "text/event-stream of Event objects")),
+    security(("bearer" = ["read"])))]
+pub(crate) async fn stream(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<EventsQuery>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let partitions = match &q.queue {
+        Some(queue) => {
+            names::validate_queue(queue)?;
+            vec![s.ledger.partition_of(queue)]
+        }
+        None => Vec::new(),
+    };
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or(q.last_event_id);
+    let follower = match resume {
+        Some(id) => {
+            let (p, stream_id) = parse_event_id(&id)?;
+            s.ledger
+                .follow_events_after(partitions, (p, &stream_id))
+                .await?
+        }
+        None => s.ledger.follow_events(partitions).await?,
+    };
+    let events = follow(follower, q.queue, s.shutdown.clone());
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+}
+
+/// The SSE messages of `follower`, filtered to `queue`, until `shutdown`.
+fn follow(
+    follower: EventFollower,
+    queue: Option<String>,
+    shutdown: CancellationToken,
+) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    let state = (follower, Vec::<SseEvent>::new());
+    stream::unfold(state, move |(mut follower, mut ready)| {
+        let (queue, shutdown) = (queue.clone(), shutdown.clone());
+        async move {
+            loop {
+                if let Some(next) = ready.pop() {
+                    return Some((Ok(next), (follower, ready)));
+                }
+                let batch = tokio::select! {
+                    _ = shutdown.cancelled() => return None,
+                    batch = follower.next_batch() => batch,
+                };
+                match batch {
+                    Ok(events) => {
+                        ready = events
+                            .into_iter()
+                            .filter(|e| queue.as_ref().is_none_or(|q| *q == e.queue))
+                            .map(message)
+                            .collect();
+                        ready.reverse(); // popped from the end: oldest first
+                    }
+                    Err(Error::Redis(e)) if e.is_timeout() => {}
+                    Err(error) => {
+                        // The client reconnects with Last-Event-ID and misses nothing.
+                        tracing::warn!(%error, "event stream ended");
+                        return None;
+                    }
+                }
+            }
+        }
+    })
+}
+
+fn message(e: crate::events::Event) -> SseEvent {
+    let out = EventOut::from(e);
+    SseEvent::default()
+        .id(out.id.clone())
+        .event("transition")
+        .json_data(&out)
+        .unwrap_or_else(|_| SseEvent::default().comment("unserializable event"))
+}

@@ -1,0 +1,242 @@
+//! Execution routes: enqueue (one, a batch), list, get, its events, cancel.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::AppState;
+use super::extract::{Body, MaybeBody, Query};
+use super::problem::ApiError;
+use super::wire::{EnqueueIn, EnqueuedOut, EventOut, ExecutionOut, parse_state};
+use crate::ledger::{CancelOutcome, EnqueueOptions};
+
+/// The header that may carry an enqueue's id (idempotency).
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+fn options(item: &EnqueueIn, id: Option<String>) -> EnqueueOptions {
+    EnqueueOptions {
+        id,
+        timings: item.timings.clone().into(),
+        delay: item.delay.as_ref().map(|d| d.0),
+    }
+}
+
+/// The id of an enqueue: the body's, or the Idempotency-Key header's; both must agree.
+fn enqueue_id(item: &EnqueueIn, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let key = match headers.get(IDEMPOTENCY_KEY) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::BadRequest {
+                    detail: "the Idempotency-Key header is not text".into(),
+                    field: Some("Idempotency-Key".into()),
+                })?
+                .to_owned(),
+        ),
+    };
+    match (&item.id, key) {
+        (Some(id), Some(key)) if *id != key => Err(ApiError::BadRequest {
+            detail: format!("the body's id {id:?} and the Idempotency-Key {key:?} differ"),
+            field: Some("id".into()),
+        }),
+        (Some(id), _) => Ok(Some(id.clone())),
+        (None, key) => Ok(key),
+    }
+}
+
+/// Enqueues one execution: `201` when created, `200` for a replay of the same request,
+/// `422` when the id exists with a different one.
+#[utoipa::path(post, path = "/v1/queues/{queue}/executions", tag = "executions",
+    request_body = EnqueueIn,
+    params(("Idempotency-Key" = Option<String>, Header, description = "the execution id, when the body has none")),
+    responses((status = 201, body = EnqueuedOut), (status = 200, body = EnqueuedOut),
+        (status = 422, description = "idempotency-conflict")),
+    security(("bearer" = ["orchestrator"])))]
+pub(crate) async fn enqueue(
+    State(s): State<AppState>,
+    Path(queue): Path<String>,
+    headers: HeaderMap,
+    Body(item): Body<EnqueueIn>,
+) -> Result<Response, ApiError> {
+    let id = enqueue_id(&item, &headers)?;
+    let e = s
+        .ledger
+        .enqueue(&queue, &item.payload, options(&item, id))
+        .await?;
+    if e.conflict {
+        return Err(ApiError::IdempotencyConflict {
+            queue: e.queue,
+            id: e.id,
+        });
+    }
+    let status = if e.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let location = format!("/v1/queues/{}/executions/{}", e.queue, e.id);
+    let mut response = (status, Json(EnqueuedOut::from(e))).into_response();
+    if let Ok(location) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// `POST /v1/queues/{queue}/executions/batch`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BatchIn {
+    /// 1 to 1000 executions; one bad item and nothing is written.
+    items: Vec<EnqueueIn>,
+}
+
+/// What a batch enqueue did, per item in order.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct BatchOut {
+    pub(crate) items: Vec<EnqueuedOut>,
+}
+
+/// Enqueues up to 1000 executions of one queue in one script.
+#[utoipa::path(post, path = "/v1/queues/{queue}/executions/batch", tag = "executions",
+    request_body = BatchIn, responses((status = 200, body = BatchOut)),
+    security(("bearer" = ["orchestrator"])))]
+pub(crate) async fn enqueue_batch(
+    State(s): State<AppState>,
+    Path(queue): Path<String>,
+    Body(batch): Body<BatchIn>,
+) -> Result<Json<BatchOut>, ApiError> {
+    let items: Vec<(&serde_json::Value, EnqueueOptions)> = batch
+        .items
+        .iter()
+        .map(|item| (&item.payload, options(item, item.id.clone())))
+        .collect();
+    let done = s.ledger.enqueue_many(&queue, items).await?;
+    Ok(Json(BatchOut {
+        items: done.into_iter().map(EnqueuedOut::from).collect(),
+    }))
+}
+
+/// `GET /v1/queues/{queue}/executions` parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    /// `queued`, `dispatched`, `running`, `stuck`, `succeeded`, `failed`, `cancelled`,
+    /// `timed_out` or `dead`.
+    state: String,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// 1 to 1000 (default 50).
+    limit: Option<usize>,
+}
+
+/// A page of executions.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct PageOut {
+    pub(crate) items: Vec<ExecutionOut>,
+    /// Pass it as `cursor` for the next page; absent on the last.
+    pub(crate) next_cursor: Option<String>,
+}
+
+/// Lists a queue's executions in one state, paged.
+#[utoipa::path(get, path = "/v1/queues/{queue}/executions", tag = "executions",
+    params(ListQuery), responses((status = 200, body = PageOut)),
+    security(("bearer" = ["read"])))]
+pub(crate) async fn list(
+    State(s): State<AppState>,
+    Path(queue): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<PageOut>, ApiError> {
+    let state = parse_state(&q.state)?;
+    let page = s
+        .ledger
+        .list(&queue, state, q.cursor.as_deref(), q.limit.unwrap_or(50))
+        .await?;
+    Ok(Json(PageOut {
+        items: page.items.into_iter().map(ExecutionOut::from).collect(),
+        next_cursor: page.next,
+    }))
+}
+
+/// One execution, with its recent history.
+#[utoipa::path(get, path = "/v1/queues/{queue}/executions/{id}", tag = "executions",
+    responses((status = 200, body = ExecutionOut)), security(("bearer" = ["read"])))]
+pub(crate) async fn get(
+    State(s): State<AppState>,
+    Path((queue, id)): Path<(String, String)>,
+) -> Result<Json<ExecutionOut>, ApiError> {
+    Ok(Json(s.ledger.get(&queue, &id).await?.into()))
+}
+
+/// An execution's transitions.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct EventsOut {
+    pub(crate) events: Vec<EventOut>,
+}
+
+/// One execution's transitions, oldest first, as its partition's stream still holds them.
+#[utoipa::path(get, path = "/v1/queues/{queue}/executions/{id}/events", tag = "executions",
+    responses((status = 200, body = EventsOut)), security(("bearer" = ["read"])))]
+pub(crate) async fn events(
+    State(s): State<AppState>,
+    Path((queue, id)): Path<(String, String)>,
+) -> Result<Json<EventsOut>, ApiError> {
+    let events = s.ledger.execution_events(&queue, &id).await?;
+    Ok(Json(EventsOut {
+        events: events.into_iter().map(EventOut::from).collect(),
+    }))
+}
+
+/// `POST .../cancel`.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct CancelIn {
+    /// Recorded for the people reading it later.
+    reason: Option<String>,
+}
+
+/// What a cancel did.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct CancelOut {
+    /// `cancelled` (it was queued) or `requested` (its worker is asked to stop).
+    pub(crate) outcome: String,
+    pub(crate) requested_at: Option<DateTime<Utc>>,
+    /// True when an earlier call had requested it (nothing changed).
+    pub(crate) already: Option<bool>,
+}
+
+/// Cancels an execution: at once when queued, by asking its worker when active.
+#[utoipa::path(post, path = "/v1/queues/{queue}/executions/{id}/cancel", tag = "executions",
+    request_body = CancelIn, responses((status = 200, body = CancelOut),
+        (status = 409, description = "already-terminal")),
+    security(("bearer" = ["orchestrator"])))]
+pub(crate) async fn cancel(
+    State(s): State<AppState>,
+    Path((queue, id)): Path<(String, String)>,
+    MaybeBody(body): MaybeBody<CancelIn>,
+) -> Result<Json<CancelOut>, ApiError> {
+    let reason = body
+        .reason
+        .unwrap_or_else(|| "cancelled through the HTTP API".into());
+    match s.ledger.cancel(&queue, &id, &reason).await? {
+        CancelOutcome::Cancelled => Ok(Json(CancelOut {
+            outcome: "cancelled".into(),
+            requested_at: None,
+            already: None,
+        })),
+        CancelOutcome::Requested {
+            requested_at,
+            already,
+        } => Ok(Json(CancelOut {
+            outcome: "requested".into(),
+            requested_at: Some(requested_at),
+            already: Some(already),
+        })),
+        CancelOutcome::AlreadyTerminal { state, stop_reason } => {
+            Err(ApiError::AlreadyTerminal { state, stop_reason })
+        }
+    }
+}

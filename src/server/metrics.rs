@@ -1,0 +1,269 @@
+//! Prometheus metrics: what the watchdog did (actions by reason, detection lag, false
+//! alarms, holds), what the queues hold (sampled every `sample_interval`, never a scan
+//! per scrape), and the HTTP requests served.
+//!
+//! Watchdog figures are counted from the event streams: an action by the replica that
+//! took it (events name their replica), a false alarm (a `revived` event) by whichever
+//! replica holds its partition — so summing over `serve` processes counts each once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+use crate::events::Event;
+use crate::ledger::{Ledger, State as ExecState};
+use crate::watchdog::Watchdog;
+
+type Labels = Vec<(&'static str, String)>;
+
+fn histogram() -> Histogram {
+    // 1 ms to about 33 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+/// The registry and every metric in it.
+pub(crate) struct Metrics {
+    registry: Registry,
+    actions: Family<Labels, Counter>,
+    lag: Histogram,
+    false_alarms: Counter,
+    holds: Counter,
+    executions: Family<Labels, Gauge>,
+    depth: Family<Labels, Gauge>,
+    slots: Family<Labels, Gauge>,
+    capacity: Family<Labels, Gauge>,
+    held: Gauge,
+    requests: Family<Labels, Counter>,
+    latency: Family<Labels, Histogram, fn() -> Histogram>,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Self {
+        let mut registry = Registry::with_prefix("unstuck");
+        let actions = Family::<Labels, Counter>::default();
+        registry.register(
+            "watchdog_actions",
+            "Watchdog actions by the state they led to and their reason",
+            actions.clone(),
+        );
+        let lag = histogram();
+        registry.register(
+            "detection_lag_seconds",
+            "From the instant the triggering timer fired to the watchdog's action",
+            lag.clone(),
+        );
+        let false_alarms = Counter::default();
+        registry.register(
+            "false_alarms",
+            "Stuck verdicts withdrawn by a late heartbeat of the current attempt",
+            false_alarms.clone(),
+        );
+        let holds = Counter::default();
+        registry.register(
+            "systemic_holds",
+            "Systemic holds begun (staleness rules paused instead of mass-failing)",
+            holds.clone(),
+        );
+        let executions = Family::<Labels, Gauge>::default();
+        registry.register(
+            "executions",
+            "Executions by queue and state (active: dispatched, running or stuck)",
+            executions.clone(),
+        );
+        let depth = Family::<Labels, Gauge>::default();
+        registry.register(
+            "queue_depth",
+            "Executions waiting in the queue",
+            depth.clone(),
+        );
+        let slots = Family::<Labels, Gauge>::default();
+        registry.register("slots_in_use", "Capacity slots held", slots.clone());
+        let capacity = Family::<Labels, Gauge>::default();
+        registry.register("queue_capacity", "Capacity slots in all", capacity.clone());
+        let held = Gauge::default();
+        registry.register(
+            "partitions_held",
+            "Partitions whose watchdog lease this process holds",
+            held.clone(),
+        );
+        let requests = Family::<Labels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            requests.clone(),
+        );
+        let latency =
+            Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(histogram);
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route and method",
+            latency.clone(),
+        );
+        Self {
+            registry,
+            actions,
+            lag,
+            false_alarms,
+            holds,
+            executions,
+            depth,
+            slots,
+            capacity,
+            held,
+            requests,
+            latency,
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub(crate) fn render(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    /// Counts one event, if it is this process's to count.
+    fn observe(&self, e: &Event, replica: Option<&Watchdog>) {
+        let Some(replica) = replica else { return };
+        if e.reason == "revived" {
+            if replica.held_partitions().contains_key(&e.partition) {
+                self.false_alarms.inc();
+            }
+            return;
+        }
+        if e.replica.as_deref() != Some(replica.replica_id()) {
+            return;
+        }
+        if e.reason == "systemic_hold" {
+            self.holds.inc();
+            return;
+        }
+        let to = e.to.map_or("none", ExecState::as_str);
+        self.actions
+            .get_or_create(&vec![("to", to.to_owned()), ("reason", e.reason.clone())])
+            .inc();
+        if let Some(due) = e.timer_due_at {
+            let lag = (e.at - due).to_std().unwrap_or(Duration::ZERO);
+            self.lag.observe(lag.as_secs_f64());
+        }
+    }
+
+    /// Samples the queues' counts once.
+    async fn sample(&self, ledger: &Ledger, replica: Option<&Watchdog>) {
+        self.held
+            .set(replica.map_or(0, |r| r.held_partitions().len() as i64));
+        let Ok(queues) = ledger.queue_overviews().await else {
+            return;
+        };
+        for q in queues {
+            let queue = vec![("queue", q.name.clone())];
+            self.depth.get_or_create(&queue).set(q.depth as i64);
+            self.slots.get_or_create(&queue).set(q.active as i64);
+            self.capacity.get_or_create(&queue).set(q.capacity as i64);
+            let mut by_state = vec![("queued", q.depth), ("active", q.active)];
+            by_state.extend(q.finished.iter().map(|(s, n)| (s.as_str(), *n)));
+            for (state, n) in by_state {
+                self.executions
+                    .get_or_create(&vec![
+                        ("queue", q.name.clone()),
+                        ("state", state.to_owned()),
+                    ])
+                    .set(n as i64);
+            }
+        }
+    }
+}
+
+/// Counts events and samples queues until `stop` fires.
+pub(crate) async fn run(
+    metrics: Arc<Metrics>,
+    ledger: Ledger,
+    replica: Option<Watchdog>,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let sampler = {
+        let (metrics, ledger, replica, stop) = (
+            metrics.clone(),
+            ledger.clone(),
+            replica.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                metrics.sample(&ledger, replica.as_ref()).await;
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = tokio::time::sleep(every) => {}
+                }
+            }
+        })
+    };
+    let mut follower = None;
+    while !stop.is_cancelled() {
+        if follower.is_none() {
+            follower = ledger.follow_events(Vec::new()).await.ok();
+            if follower.is_none() {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        }
+        let Some(f) = follower.as_mut() else { continue };
+        let batch = tokio::select! {
+            _ = stop.cancelled() => break,
+            batch = f.next_batch() => batch,
+        };
+        match batch {
+            Ok(events) => {
+                for e in &events {
+                    metrics.observe(e, replica.as_ref());
+                }
+            }
+            Err(_) => follower = None,
+        }
+    }
+    let _ = sampler.await;
+}
+
+/// Middleware counting every request by route, method and status, with its latency.
+pub(crate) async fn track(
+    State(metrics): State<Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let began = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics
+        .latency
+        .get_or_create(&vec![("route", route.clone()), ("method", method.clone())])
+        .observe(began.elapsed().as_secs_f64());
+    metrics
+        .requests
+        .get_or_create(&vec![
+            ("route", route),
+            ("method", method),
+            ("status", status),
+        ])
+        .inc();
+    response
+}

@@ -1,0 +1,197 @@
+//! `unstuck serve`: the HTTP API in front of the library, for workers and orchestrators in
+//! any language (they hold an attempt token, never Redis credentials), with a live event
+//! stream and Prometheus metrics.
+//!
+//! A thin layer: every handler extracts and validates, makes one library call, and maps
+//! the result; no rule lives only here. `docs/http-api.md` is the contract.
+//!
+//! # Layout
+//! - `routes.rs`: every route with the scope it needs, and the request limits;
+//! - `queues.rs`, `executions.rs`, `attempts.rs` (claims and attempt calls), `workers.rs`,
+//!   `events.rs` (SSE), `status.rs` (watchdog, health, metrics, OpenAPI): the handlers;
+//! - `wire.rs`: the JSON types (durations in milliseconds), converted from the library's;
+//! - `problem.rs`: every error as a problem document; `auth.rs`: tokens and scopes;
+//! - `extract.rs`: body and query extractors that refuse with problems;
+//! - `metrics.rs`: the Prometheus registry; `openapi.rs`: the generated document;
+//! - `config.rs`: the `[server]` settings.
+
+mod attempts;
+mod auth;
+mod config;
+mod events;
+mod executions;
+mod extract;
+mod metrics;
+mod openapi;
+mod problem;
+mod queues;
+mod routes;
+mod status;
+mod wire;
+mod workers;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use auth::Scope;
+pub use config::ServerConfig;
+
+use crate::error::{Error, Result};
+use crate::ledger::Ledger;
+use crate::settings::Settings;
+use crate::watchdog::Watchdog;
+use auth::Tokens;
+use metrics::Metrics;
+use routes::Limits;
+
+/// What every handler gets.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) ledger: Ledger,
+    pub(crate) tokens: Arc<Tokens>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) limits: Arc<Limits>,
+    /// Fires when the server shuts down: long polls answer at once, event streams end.
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// A server bound to its address, not yet serving.
+pub struct Server {
+    listener: TcpListener,
+    state: AppState,
+    replica: Option<Watchdog>,
+    sample_interval: std::time::Duration,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.listener.local_addr().ok())
+            .finish()
+    }
+}
+
+impl Server {
+    /// Validates `settings`, connects to Redis, and binds `server.listen` (port 0 picks a
+    /// free port). With no tokens configured only a loopback address is accepted.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the `server.*` key; connection errors as
+    /// [`Ledger::connect`].
+    pub async fn bind(settings: Settings) -> Result<Self> {
+        let server = &settings.server;
+        server.validate()?;
+        let tokens = Tokens::parse(&server.tokens)?;
+        let addr: SocketAddr = server.listen_addr()?;
+        if tokens.is_empty() && !addr.ip().is_loopback() {
+            return Err(Error::InvalidConfig {
+                key: "server.listen".into(),
+                value: server.listen.clone(),
+                expected: "a loopback address (127.0.0.1, ::1) while no server.tokens are \
+                           configured: without tokens anyone who can connect can do anything"
+                    .into(),
+            });
+        }
+        let ledger = Ledger::connect(settings.ledger.clone()).await?;
+        let replica = if server.watchdog {
+            Some(Watchdog::new(ledger.clone(), settings.watchdog.clone())?)
+        } else {
+            None
+        };
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::InvalidConfig {
+                key: "server.listen".into(),
+                value: server.listen.clone(),
+                expected: format!("an address this process can listen on ({e})"),
+            })?;
+        let limits = Limits {
+            body_limit: server.body_limit,
+            request_timeout: server.request_timeout,
+            max_concurrent_requests: server.max_concurrent_requests,
+        };
+        Ok(Self {
+            listener,
+            state: AppState {
+                ledger,
+                tokens: Arc::new(tokens),
+                metrics: Arc::new(Metrics::new()),
+                limits: Arc::new(limits),
+                shutdown: CancellationToken::new(),
+            },
+            replica,
+            sample_interval: server.sample_interval,
+        })
+    }
+
+    /// The address it listens on.
+    ///
+    /// # Errors
+    /// When the OS cannot tell (it always can for a bound socket).
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        self.listener
+            .local_addr()
+            .map_err(|e| Error::InvalidConfig {
+                key: "server.listen".into(),
+                value: String::new(),
+                expected: e.to_string(),
+            })
+    }
+
+    /// Whether requests need a token.
+    pub fn requires_tokens(&self) -> bool {
+        !self.state.tokens.is_empty()
+    }
+
+    /// Serves until `shutdown` fires: then stops accepting, answers waiting long polls
+    /// (`204`), ends event streams, finishes the requests in flight, and hands the
+    /// watchdog replica's leases back.
+    ///
+    /// # Errors
+    /// When the listener fails.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        let state = self.state.clone();
+        let replica_task = self.replica.clone().map(|wd| {
+            let stop = shutdown.child_token();
+            tokio::spawn(async move { wd.run(stop).await })
+        });
+        let metrics_task = tokio::spawn(metrics::run(
+            state.metrics.clone(),
+            state.ledger.clone(),
+            self.replica.clone(),
+            self.sample_interval,
+            shutdown.child_token(),
+        ));
+        let app = routes::router(state.clone());
+        let signal = {
+            let (shutdown, inner) = (shutdown.clone(), state.shutdown.clone());
+            async move {
+                shutdown.cancelled().await;
+                inner.cancel();
+            }
+        };
+        tracing::info!(addr = ?self.listener.local_addr().ok(), "serving");
+        let served = axum::serve(self.listener, app)
+            .with_graceful_shutdown(signal)
+            .await
+            .map_err(|e| Error::InvalidConfig {
+                key: "server.listen".into(),
+                value: String::new(),
+                expected: format!("a listener that keeps working ({e})"),
+            });
+        state.shutdown.cancel();
+        if let Some(task) = replica_task {
+            match task.await {
+                Ok(Err(error)) => tracing::warn!(%error, "the watchdog replica stopped badly"),
+                Err(error) => tracing::error!(%error, "the watchdog replica panicked"),
+                Ok(Ok(())) => {}
+            }
+        }
+        let _ = metrics_task.await;
+        tracing::info!("server stopped");
+        served
+    }
+}

@@ -1,0 +1,49 @@
+//! Queue routes: overviews and settings.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::extract::Body;
+use super::problem::ApiError;
+use super::wire::{QueueOut, QueueSettingsIn};
+
+/// Every known queue.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct QueuesOut {
+    pub(crate) queues: Vec<QueueOut>,
+}
+
+/// Every known queue's overview.
+#[utoipa::path(get, path = "/v1/queues", tag = "queues",
+    responses((status = 200, body = QueuesOut)), security(("bearer" = ["read"])))]
+pub(crate) async fn list(State(s): State<AppState>) -> Result<Json<QueuesOut>, ApiError> {
+    let queues = s.ledger.queue_overviews().await?;
+    Ok(Json(QueuesOut {
+        queues: queues.into_iter().map(QueueOut::from).collect(),
+    }))
+}
+
+/// One queue's overview.
+#[utoipa::path(get, path = "/v1/queues/{queue}", tag = "queues",
+    responses((status = 200, body = QueueOut)), security(("bearer" = ["read"])))]
+pub(crate) async fn get(
+    State(s): State<AppState>,
+    Path(queue): Path<String>,
+) -> Result<Json<QueueOut>, ApiError> {
+    Ok(Json(s.ledger.queue_overview(&queue).await?.into()))
+}
+
+/// Replaces a queue's settings (capacity, default timings).
+#[utoipa::path(put, path = "/v1/queues/{queue}", tag = "queues", request_body = QueueSettingsIn,
+    responses((status = 200, body = QueueOut)), security(("bearer" = ["orchestrator"])))]
+pub(crate) async fn put(
+    State(s): State<AppState>,
+    Path(queue): Path<String>,
+    Body(settings): Body<QueueSettingsIn>,
+) -> Result<Json<QueueOut>, ApiError> {
+    s.ledger.set_queue(&queue, &settings.into()).await?;
+    Ok(Json(s.ledger.queue_overview(&queue).await?.into()))
+}

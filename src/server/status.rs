@@ -1,0 +1,89 @@
+//! Routes about the service itself: the watchdog's state, health and readiness, metrics,
+//! the OpenAPI document and the problem types.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::problem::{ApiError, TYPES};
+use crate::watchdog::{self, WatchdogStatus};
+
+/// Partitions with their lease owner, epoch and expiry; live replicas; holds in force;
+/// what every replica did.
+#[utoipa::path(get, path = "/v1/watchdog", tag = "watchdog",
+    responses((status = 200, body = WatchdogStatus)), security(("bearer" = ["read"])))]
+pub(crate) async fn watchdog(State(s): State<AppState>) -> Result<Json<WatchdogStatus>, ApiError> {
+    Ok(Json(watchdog::status(&s.ledger).await?))
+}
+
+/// A health answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct HealthOut {
+    pub(crate) status: String,
+}
+
+/// The process is up (it says nothing of Redis; see `/readyz`).
+#[utoipa::path(get, path = "/healthz", tag = "service", responses((status = 200, body = HealthOut)))]
+pub(crate) async fn healthz() -> Json<HealthOut> {
+    Json(HealthOut {
+        status: "ok".into(),
+    })
+}
+
+/// Ready to serve: Redis answers and will not evict keys.
+#[utoipa::path(get, path = "/readyz", tag = "service",
+    responses((status = 200, body = HealthOut), (status = 503, description = "redis-unavailable or eviction-policy")))]
+pub(crate) async fn readyz(State(s): State<AppState>) -> Result<Json<HealthOut>, ApiError> {
+    if s.shutdown.is_cancelled() {
+        return Err(ApiError::Saturated);
+    }
+    s.ledger.check_ready().await?;
+    Ok(Json(HealthOut {
+        status: "ready".into(),
+    }))
+}
+
+/// The Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "service",
+    responses((status = 200, description = "Prometheus text format")), security(("bearer" = ["read"])))]
+pub(crate) async fn metrics(State(s): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+/// The OpenAPI 3.1 document of this API, generated from the code.
+pub(crate) async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        super::openapi::document(),
+    )
+        .into_response()
+}
+
+/// What a problem type means, so each `type` URI can be looked up.
+pub(crate) async fn problem(Path(slug): Path<String>) -> Result<Response, ApiError> {
+    let Some((slug, status, meaning)) = TYPES.iter().find(|(s, _, _)| *s == slug) else {
+        return Err(ApiError::NoRoute);
+    };
+    let page = format!(
+        "<!doctype html><title>{slug}</title><h1>{slug}</h1><p>HTTP {status}: {meaning}</p>\
+         <p>Every error of this API is an RFC 9457 problem document whose <code>type</code> \
+         is <code>/problems/{slug}</code>.</p>"
+    );
+    Ok((StatusCode::OK, Html(page)).into_response())
+}
+
+/// Any route that does not exist.
+pub(crate) async fn no_route() -> ApiError {
+    ApiError::NoRoute
+}

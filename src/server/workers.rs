@@ -1,0 +1,140 @@
+//! Worker registry routes: register (a fresh id per process start), heartbeat with the
+//! executions it runs, deregister, list.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::extract::{Body, MaybeBody};
+use super::problem::ApiError;
+use super::wire::{DurationIn, RunningOut, WorkerOut};
+use crate::ledger::WorkerRegistration;
+
+/// `POST /v1/workers`.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RegisterIn {
+    /// Unique per process start; generated (`<host>-<pid>-<uuid>`) when absent.
+    worker_id: Option<String>,
+    host: Option<String>,
+    pid: Option<u32>,
+    /// Build stamp.
+    version: Option<String>,
+    /// The queues it serves.
+    queues: Vec<String>,
+    /// How often it will beat the registry: the watchdog waits three of these before
+    /// judging it gone.
+    heartbeat_interval: Option<DurationIn>,
+}
+
+/// A registration.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct RegisteredOut {
+    pub(crate) worker_id: String,
+    pub(crate) registered_at: DateTime<Utc>,
+}
+
+/// Registers a worker process.
+#[utoipa::path(post, path = "/v1/workers", tag = "workers", request_body = RegisterIn,
+    responses((status = 201, body = RegisteredOut), (status = 409, description = "worker-exists")),
+    security(("bearer" = ["worker"])))]
+pub(crate) async fn register(
+    State(s): State<AppState>,
+    Body(r): Body<RegisterIn>,
+) -> Result<(StatusCode, Json<RegisteredOut>), ApiError> {
+    let generated = WorkerRegistration::for_this_process(String::new(), Vec::new());
+    let host = r.host.unwrap_or_else(|| "unknown".into());
+    let pid = r.pid.unwrap_or(0);
+    let worker_id = r.worker_id.unwrap_or_else(|| {
+        // The server's host and pid are not the worker's: keep only the unique part.
+        let unique = generated
+            .worker_id
+            .rsplit('-')
+            .next()
+            .unwrap_or("w")
+            .to_owned();
+        let safe: String = host
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .take(40)
+            .collect();
+        format!("{safe}-{pid}-{unique}")
+    });
+    let registration = WorkerRegistration {
+        worker_id,
+        host,
+        pid,
+        version: r.version.unwrap_or_default(),
+        queues: r.queues,
+        heartbeat_interval: r.heartbeat_interval.map(|d| d.0),
+    };
+    let registered_at = s.ledger.register_worker(&registration).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(RegisteredOut {
+            worker_id: registration.worker_id,
+            registered_at,
+        }),
+    ))
+}
+
+/// `POST /v1/workers/{worker}/heartbeat`.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct WorkerBeatIn {
+    /// The executions it runs now.
+    running: Vec<RunningOut>,
+}
+
+/// The registry heard the worker.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct WorkerBeatOut {
+    pub(crate) last_seen_at: DateTime<Utc>,
+}
+
+/// The worker is alive and runs these executions.
+#[utoipa::path(post, path = "/v1/workers/{worker}/heartbeat", tag = "workers",
+    request_body = WorkerBeatIn, responses((status = 200, body = WorkerBeatOut),
+        (status = 404, description = "unknown-worker: register again under a fresh id")),
+    security(("bearer" = ["worker"])))]
+pub(crate) async fn heartbeat(
+    State(s): State<AppState>,
+    Path(worker): Path<String>,
+    MaybeBody(b): MaybeBody<WorkerBeatIn>,
+) -> Result<Json<WorkerBeatOut>, ApiError> {
+    let running: Vec<(String, String)> = b.running.into_iter().map(|r| (r.queue, r.id)).collect();
+    let last_seen_at = s.ledger.worker_heartbeat(&worker, &running).await?;
+    Ok(Json(WorkerBeatOut { last_seen_at }))
+}
+
+/// Removes a worker from the registry (graceful shutdown).
+#[utoipa::path(delete, path = "/v1/workers/{worker}", tag = "workers",
+    responses((status = 204), (status = 404, description = "unknown-worker")),
+    security(("bearer" = ["worker"])))]
+pub(crate) async fn deregister(
+    State(s): State<AppState>,
+    Path(worker): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    s.ledger.deregister_worker(&worker).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Every registered worker.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct WorkersOut {
+    pub(crate) workers: Vec<WorkerOut>,
+}
+
+/// Lists the registered workers.
+#[utoipa::path(get, path = "/v1/workers", tag = "workers",
+    responses((status = 200, body = WorkersOut)), security(("bearer" = ["read"])))]
+pub(crate) async fn list(State(s): State<AppState>) -> Result<Json<WorkersOut>, ApiError> {
+    let workers = s.ledger.workers().await?;
+    Ok(Json(WorkersOut {
+        workers: workers.into_iter().map(WorkerOut::from).collect(),
+    }))
+}
