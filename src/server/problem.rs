@@ -36,6 +36,8 @@ pub(crate) enum ApiError {
     TooLarge { limit: usize },
     /// No such route.
     NoRoute,
+    /// The route does not take this method.
+    MethodNotAllowed,
     /// The server is saturated (too many requests in flight) or shutting down.
     Saturated,
     /// The request took longer than the server's request timeout.
@@ -265,6 +267,12 @@ impl ApiError {
                 "No such route",
                 "see /openapi.json for the routes".into(),
             ),
+            ApiError::MethodNotAllowed => Problem::new(
+                S::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                "this route does not take this method; see /openapi.json".into(),
+            ),
             ApiError::Saturated => Problem::new(
                 S::SERVICE_UNAVAILABLE,
                 "saturated",
@@ -342,6 +350,11 @@ pub(crate) const TYPES: &[(&str, u16, &str)] = &[
         "The worker is not registered (any more): register under a fresh id.",
     ),
     ("no-route", 404, "No such route."),
+    (
+        "method-not-allowed",
+        405,
+        "The route does not take this method.",
+    ),
     (
         "stale-attempt",
         409,

@@ -92,6 +92,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/watchdog", needs(Read, get(status::watchdog)))
         .route_layer(from_fn_with_state(state.metrics.clone(), metrics::track))
         .fallback(status::no_route)
+        .method_not_allowed_fallback(status::method_not_allowed)
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(overloaded))

@@ -83,6 +83,11 @@ pub(crate) async fn problem(Path(slug): Path<String>) -> Result<Response, ApiErr
     Ok((StatusCode::OK, Html(page)).into_response())
 }
 
+/// A route that exists, with a method it does not take.
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
 /// Any route that does not exist.
 pub(crate) async fn no_route() -> ApiError {
     ApiError::NoRoute
