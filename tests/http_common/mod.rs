@@ -38,8 +38,10 @@ pub struct TestServer {
 /// Settings for a test server: the test Redis, a fresh namespace, port 0, short watchdog
 /// timings, and `tweak` for the rest.
 pub fn settings(name: &str, tweak: impl FnOnce(&mut Settings)) -> Settings {
-    let mut s = Settings::default();
-    s.ledger = LedgerConfig::new(support::redis().url());
+    let mut s = Settings {
+        ledger: LedgerConfig::new(support::redis().url()),
+        ..Settings::default()
+    };
     s.ledger.namespace = support::namespace(name);
     s.server.listen = "127.0.0.1:0".into();
     s.server.sample_interval = Duration::from_millis(200);
