@@ -143,6 +143,9 @@ async fn without_tokens_only_loopback_is_accepted_and_bad_tokens_are_refused() {
     }
 }
 
+/// (method, path, content type, body, status, problem type)
+type BadRequest = (Method, String, &'static str, Vec<u8>, u16, &'static str);
+
 #[tokio::test]
 async fn bad_requests_are_refused_with_their_problem_and_write_nothing() {
     let s = start("http_bad").await;
@@ -151,8 +154,7 @@ async fn bad_requests_are_refused_with_their_problem_and_write_nothing() {
     let before = snapshot(&s.ledger).await;
     let big = "x".repeat(2 * 1024 * 1024);
     let json_ct = "application/json";
-    // (method, path, content type, body, status, problem type)
-    let cases: Vec<(Method, String, &str, Vec<u8>, u16, &str)> = vec![
+    let cases: Vec<BadRequest> = vec![
         (
             Method::POST,
             "/v1/queues/q/executions".into(),
