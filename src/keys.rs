@@ -83,7 +83,8 @@ impl Timer {
 /// Builds every key of one namespace. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Keyspace {
-    namespace: String,
+    /// Shared: a ledger handle is cloned per call in many places, and its keyspace with it.
+    namespace: std::sync::Arc<str>,
     partitions: u16,
 }
 
@@ -101,7 +102,7 @@ impl Keyspace {
             });
         }
         Ok(Self {
-            namespace: namespace.to_owned(),
+            namespace: namespace.into(),
             partitions,
         })
     }

@@ -43,9 +43,15 @@ pub(crate) struct Metrics {
     slots: Family<Labels, Gauge>,
     capacity: Family<Labels, Gauge>,
     held: Gauge,
-    requests: Family<Labels, Counter>,
-    latency: Family<Labels, Histogram, fn() -> Histogram>,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    /// Route patterns as `&'static str`, interned once each, so counting a request
+    /// allocates nothing (the set of patterns is the router's, fixed and small).
+    routes: std::sync::RwLock<std::collections::HashMap<String, &'static str>>,
 }
+
+type RouteLabels = [(&'static str, &'static str); 2];
+type RequestLabels = [(&'static str, &'static str); 3];
 
 impl Metrics {
     pub(crate) fn new() -> Self {
@@ -96,14 +102,14 @@ impl Metrics {
             "Partitions whose watchdog lease this process holds",
             held.clone(),
         );
-        let requests = Family::<Labels, Counter>::default();
+        let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "http_requests",
             "HTTP requests by route, method and status",
             requests.clone(),
         );
         let latency =
-            Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(histogram);
+            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(histogram);
         registry.register(
             "http_request_duration_seconds",
             "HTTP request latency by route and method",
@@ -122,7 +128,26 @@ impl Metrics {
             held,
             requests,
             latency,
+            routes: Default::default(),
         }
+    }
+
+    fn route(&self, pattern: &str) -> &'static str {
+        if let Some(r) = self
+            .routes
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(pattern)
+        {
+            return r;
+        }
+        let mut routes = self
+            .routes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        routes
+            .entry(pattern.to_owned())
+            .or_insert_with(|| Box::leak(pattern.to_owned().into_boxed_str()))
     }
 
     /// The Prometheus text exposition.
@@ -248,22 +273,55 @@ pub(crate) async fn track(
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+        .map_or("unmatched", |p| metrics.route(p.as_str()));
+    let method = method_name(request.method());
     let began = Instant::now();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
+    let status = status_name(response.status());
     metrics
         .latency
-        .get_or_create(&vec![("route", route.clone()), ("method", method.clone())])
+        .get_or_create(&[("route", route), ("method", method)])
         .observe(began.elapsed().as_secs_f64());
     metrics
         .requests
-        .get_or_create(&vec![
-            ("route", route),
-            ("method", method),
-            ("status", status),
-        ])
+        .get_or_create(&[("route", route), ("method", method), ("status", status)])
         .inc();
     response
+}
+
+fn method_name(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
+}
+
+/// The status code as a label (the codes this API answers with, and a class for others).
+fn status_name(s: axum::http::StatusCode) -> &'static str {
+    match s.as_u16() {
+        200 => "200",
+        201 => "201",
+        204 => "204",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        409 => "409",
+        413 => "413",
+        422 => "422",
+        500 => "500",
+        503 => "503",
+        504 => "504",
+        c if c < 300 => "2xx",
+        c if c < 500 => "4xx",
+        _ => "5xx",
+    }
 }

@@ -47,15 +47,25 @@ use auth::Tokens;
 use metrics::Metrics;
 use routes::Limits;
 
-/// What every handler gets.
+/// What every handler gets: one shared value, so handing it to a request costs one atomic
+/// increment (axum clones the state for every extractor that asks for it).
 #[derive(Clone)]
-pub(crate) struct AppState {
+pub(crate) struct AppState(Arc<Shared>);
+
+pub(crate) struct Shared {
     pub(crate) ledger: Ledger,
-    pub(crate) tokens: Arc<Tokens>,
+    pub(crate) tokens: Tokens,
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) limits: Arc<Limits>,
+    pub(crate) limits: Limits,
     /// Fires when the server shuts down: long polls answer at once, event streams end.
     pub(crate) shutdown: CancellationToken,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 /// A server bound to its address, not yet serving.
@@ -115,13 +125,13 @@ impl Server {
         };
         Ok(Self {
             listener,
-            state: AppState {
+            state: AppState(Arc::new(Shared {
                 ledger,
-                tokens: Arc::new(tokens),
+                tokens,
                 metrics: Arc::new(Metrics::new()),
-                limits: Arc::new(limits),
+                limits,
                 shutdown: CancellationToken::new(),
-            },
+            })),
             replica,
             sample_interval: server.sample_interval,
         })
