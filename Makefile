@@ -3,7 +3,7 @@
 # port 6379. The system service Debian may start when it installs redis-server is harmless:
 # nothing connects to it.
 
-.PHONY: redis test demo bench lint
+.PHONY: redis test demo serve bench lint
 
 REDIS_PACKAGES := redis-server redis-tools
 
@@ -28,6 +28,10 @@ test: redis
 
 demo: redis
 	cargo run --release -- demo
+
+# The HTTP API on http://127.0.0.1:8080 in front of a throwaway Redis, for trying it out.
+serve: redis
+	cargo run --release -- serve --throwaway-redis
 
 bench: redis
 	cargo bench

@@ -48,6 +48,10 @@ enum Command {
         /// environment variables override it (UNSTUCK_SERVER__LISTEN=127.0.0.1:9000).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// For trying it out: start a throwaway redis-server (no persistence, gone when
+        /// the server stops) instead of connecting to ledger.redis_url.
+        #[arg(long)]
+        throwaway_redis: bool,
     },
     /// Walk through one execution's life: enqueue, claim, heartbeat, crash, retry, complete.
     Walkthrough {
@@ -84,7 +88,10 @@ pub(crate) async fn run() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Watchdog { config } => watchdog(config).await,
-        Command::Serve { config } => serve::serve(config.as_deref()).await,
+        Command::Serve {
+            config,
+            throwaway_redis,
+        } => serve::serve(config.as_deref(), throwaway_redis).await,
         Command::Demo {
             redis,
             duration,

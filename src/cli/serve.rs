@@ -10,8 +10,20 @@ use unstuck::settings::Settings;
 
 /// Loads the settings, binds, and serves until a signal; then drains and hands the
 /// leases back.
-pub(crate) async fn serve(config: Option<&Path>) -> anyhow::Result<()> {
-    let settings = Settings::load(config)?;
+pub(crate) async fn serve(config: Option<&Path>, throwaway_redis: bool) -> anyhow::Result<()> {
+    let mut settings = Settings::load(config)?;
+    let redis = if throwaway_redis {
+        let redis = super::redis::DemoRedis::obtain(None).context("starting redis")?;
+        eprintln!(
+            "throwaway redis-server at {} (gone when this server stops)",
+            redis.url
+        );
+        settings.ledger.redis_url = Some(redis.url.clone());
+        settings.ledger.cluster_urls.clear();
+        Some(redis)
+    } else {
+        None
+    };
     let watchdog = settings.server.watchdog;
     let server = Server::bind(settings)
         .await
@@ -40,5 +52,6 @@ pub(crate) async fn serve(config: Option<&Path>) -> anyhow::Result<()> {
         signal.cancel();
     });
     server.run(shutdown).await?;
+    drop(redis);
     Ok(())
 }
