@@ -33,6 +33,7 @@
 --   res result (JSON)
 --   fa false alarms
 --   hist history lines
+--   rof retry of (queue/id)
 -- (end of glossary)
 -- The timings, in the order scripts take them (src/timings.rs, STORED_FIELDS): start
 -- grace, heartbeat timeout, no-progress timeout, deadline, stuck threshold, max attempts,

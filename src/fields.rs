@@ -74,6 +74,8 @@ glossary! {
     FALSE_ALARMS = "fa", "false alarms";
     /// The bounded history, `<ms>|<state>|<reason>|<attempt>` lines.
     HISTORY = "hist", "history lines";
+    /// The execution this one runs again, `<queue>/<id>` (`Ledger::retry`).
+    RETRY_OF = "rof", "retry of (queue/id)";
 }
 
 /// Every field name an execution hash may hold: [`EXECUTION`] and the timings.

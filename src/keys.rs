@@ -6,6 +6,7 @@
 //! | key                         | type   | holds                                          |
 //! |-----------------------------|--------|------------------------------------------------|
 //! | `T:x:<queue>/<id>`          | hash   | one execution                                  |
+//! | `T:r:<queue>/<id>`          | zset   | retries made of a finished one, by creation    |
 //! | `T:q:<queue>:pending`       | zset   | queued ids by the instant they become available|
 //! | `T:q:<queue>:slots`         | hash   | capacity slots: id → `<attempt>:<worker>`      |
 //! | `T:q:<queue>:conf`          | hash   | queue settings (capacity, default timings)     |
@@ -137,6 +138,11 @@ impl Keyspace {
 
     pub fn execution(&self, queue: &str, id: &str) -> String {
         format!("{}:x:{}/{}", self.queue_tag(queue), queue, id)
+    }
+
+    /// The ids of the executions made to run `id` again (`Ledger::retry`).
+    pub fn retries(&self, queue: &str, id: &str) -> String {
+        format!("{}:r:{}/{}", self.queue_tag(queue), queue, id)
     }
 
     /// Prefix that, followed by an id, names an execution hash of `queue`.

@@ -58,9 +58,9 @@ pub use error::{Error, Result};
 pub use events::{Event, EventFollower};
 pub use ledger::{
     AttemptToken, CancelOutcome, Claim, ClaimBatch, CompleteOutcome, EnqueueOptions, Enqueued,
-    Execution, FailOutcome, Heartbeat, HeartbeatReply, Ledger, MAX_CLAIM_BATCH, MAX_ENQUEUE_BATCH,
-    Page, QueueOverview, QueueSettings, State, StopMetadata, StopReason, Transition, WorkerInfo,
-    WorkerRegistration,
+    Execution, FailOutcome, Filter, Heartbeat, HeartbeatReply, Ledger, MAX_CLAIM_BATCH,
+    MAX_ENQUEUE_BATCH, Page, QueueOverview, QueueSettings, State, StopMetadata, StopReason,
+    Transition, WorkerInfo, WorkerRegistration,
 };
 pub use runner::{Job, JobError, RunReport, Runner, RunnerConfig, StopSignal};
 pub use timings::{ResolvedTimings, Timings};

@@ -157,6 +157,7 @@ scripts! {
     CANCEL = "cancel" on ["_lib"];
     ACK_CANCEL = "ack_cancel" on ["_lib"];
     SET_QUEUE = "set_queue" on ["_lib"];
+    RETRY = "retry" on ["_lib"];
     QUEUE_OVERVIEW = "queue_overview" on ["_lib"];
     WORKER_REGISTER = "worker_register" on ["_lib"];
     WORKER_HEARTBEAT = "worker_heartbeat" on ["_lib"];

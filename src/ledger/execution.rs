@@ -241,6 +241,10 @@ pub struct Execution {
     pub false_alarms: u32,
     /// The newest transitions, oldest first (bounded by `history_len`).
     pub history: Vec<Transition>,
+    /// The finished execution this one runs again (`Ledger::retry`), as `(queue, id)`.
+    pub retry_of: Option<(String, String)>,
+    /// The ids of the executions made to run this one again, oldest first.
+    pub retries: Vec<String>,
 }
 
 impl Execution {
@@ -293,6 +297,11 @@ impl Execution {
                 .transpose()?
                 .unwrap_or(0) as u32,
             history: parse_history(r.opt(f::HISTORY).unwrap_or(""))?,
+            retry_of: r
+                .opt(f::RETRY_OF)
+                .and_then(|m| m.split_once('/'))
+                .map(|(q, id)| (q.to_owned(), id.to_owned())),
+            retries: Vec::new(),
         })
     }
 }

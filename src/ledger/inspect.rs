@@ -22,18 +22,19 @@ pub struct Page {
 pub const MAX_PAGE: usize = 1000;
 
 impl Ledger {
-    /// A snapshot of one execution: state, attempt, timings, checkpoint, stop metadata and
-    /// its recent history. One round trip (`HGETALL`).
+    /// A snapshot of one execution: state, attempt, timings, checkpoint, stop metadata, its
+    /// recent history and the retries made of it. One round trip (a pipelined `HGETALL`
+    /// and `ZRANGE`).
     ///
     /// # Errors
     /// [`Error::NotFound`], [`Error::InvalidName`].
     pub async fn get(&self, queue: &str, id: &str) -> Result<Execution> {
         names::validate_queue(queue)?;
         names::validate_execution_id(id)?;
-        let fields: HashMap<String, String> = self
-            .conn
-            .clone()
+        let (fields, retries): (HashMap<String, String>, Vec<String>) = redis::pipe()
             .hgetall(self.keys.execution(queue, id))
+            .zrange(self.keys.retries(queue, id), 0, -1)
+            .query_async(&mut self.conn.clone())
             .await?;
         if fields.is_empty() {
             return Err(Error::NotFound {
@@ -41,7 +42,9 @@ impl Ledger {
                 id: id.into(),
             });
         }
-        Execution::from_hash(&fields)
+        let mut execution = Execution::from_hash(&fields)?;
+        execution.retries = retries;
+        Ok(execution)
     }
 
     /// Lists a queue's executions in `state`: queued ones in the order they will be

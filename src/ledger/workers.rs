@@ -258,6 +258,33 @@ impl Ledger {
     }
 }
 
+impl Ledger {
+    /// The executions holding a capacity slot, by the worker holding them: what each
+    /// worker holds according to the ledger (its registry entry says what it believes it
+    /// runs). One `HGETALL` of each queue's slots.
+    ///
+    /// # Errors
+    /// [`Error::Redis`].
+    pub async fn slot_holders(&self) -> Result<HashMap<String, Vec<(String, String)>>> {
+        let mut held: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        for queue in self.queues().await? {
+            let slots: HashMap<String, String> =
+                self.conn.clone().hgetall(self.keys.slots(&queue)).await?;
+            for (id, holder) in slots {
+                if let Some((_, worker)) = holder.split_once(':') {
+                    held.entry(worker.to_owned())
+                        .or_default()
+                        .push((queue.clone(), id));
+                }
+            }
+        }
+        for list in held.values_mut() {
+            list.sort();
+        }
+        Ok(held)
+    }
+}
+
 /// `Ok` for an `ok` reply, [`Error::UnknownWorker`] for `unknown`.
 fn known_worker(reply: &Reply, worker_id: &str) -> Result<()> {
     match reply.status() {
