@@ -25,6 +25,8 @@ redis:
 test: redis
 	cargo test --all-targets
 	cargo test --doc
+	cargo build
+	UNSTUCK_BIN=$(CURDIR)/target/debug/unstuck python3 -m unittest discover -s clients/python/tests
 
 demo: redis
 	cargo run --release -- demo

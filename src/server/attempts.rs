@@ -189,6 +189,7 @@ pub(crate) struct FailOut {
     /// `retry_scheduled`, `failed` or `cancelled` (cancellation had been requested).
     pub(crate) outcome: String,
     /// When the next attempt may start (`retry_scheduled`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) available_at: Option<DateTime<Utc>>,
     pub(crate) slot_released: bool,
 }

@@ -203,8 +203,10 @@ pub(crate) struct CancelIn {
 pub(crate) struct CancelOut {
     /// `cancelled` (it was queued) or `requested` (its worker is asked to stop).
     pub(crate) outcome: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) requested_at: Option<DateTime<Utc>>,
     /// True when an earlier call had requested it (nothing changed).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) already: Option<bool>,
 }
 

@@ -27,7 +27,10 @@ mod problem;
 mod queues;
 mod routes;
 mod status;
-mod wire;
+// The JSON views mirror the library types field by field (documented there, in
+// docs/http-api.md and in /openapi.json).
+#[allow(missing_docs)]
+pub mod wire;
 mod workers;
 
 use std::net::SocketAddr;

@@ -19,7 +19,7 @@ use crate::timings::{ResolvedTimings, Timings, for_each_timing};
 /// A duration on input: integer milliseconds, or text such as `"500ms"`, `"30s"`, `"5m"`.
 #[derive(Debug, Clone, PartialEq, Eq, ToSchema)]
 #[schema(value_type = String, example = "30s")]
-pub(crate) struct DurationIn(pub(crate) Duration);
+pub struct DurationIn(pub(crate) Duration);
 
 impl Serialize for DurationIn {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -50,12 +50,12 @@ impl<'de> Deserialize<'de> for DurationIn {
 }
 
 /// Milliseconds of a duration, for replies.
-pub(crate) fn ms(d: Duration) -> u64 {
+pub fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A timing's input form and its reply form.
-pub(crate) trait WireTiming: Sized {
+pub trait WireTiming: Sized {
     type In;
     fn from_in(v: Self::In) -> Self;
 }
@@ -76,7 +76,7 @@ impl WireTiming for u32 {
 
 /// A resolved (or set) timing as a reply value: milliseconds, the count, or `null` for
 /// off / unset.
-pub(crate) trait WireOut {
+pub trait WireOut {
     fn out(&self) -> Option<u64>;
 }
 
@@ -120,8 +120,8 @@ macro_rules! wire_timings {
         /// Timings on input; unset ones come from the queue, then the global defaults.
         #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
         #[serde(default, deny_unknown_fields)]
-        pub(crate) struct TimingsIn {
-            $( $(#[doc = $doc])* pub(crate) $name: Option<timing_in::$name>, )*
+        pub struct TimingsIn {
+            $( $(#[doc = $doc])* pub $name: Option<timing_in::$name>, )*
         }
 
         impl From<TimingsIn> for Timings {
@@ -133,8 +133,8 @@ macro_rules! wire_timings {
         /// Timings in a reply, in milliseconds (`max_attempts` a count); `null` when off
         /// or, for a queue, not set.
         #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
-        pub(crate) struct TimingsOut {
-            $( $(#[doc = $doc])* pub(crate) $name: Option<u64>, )*
+        pub struct TimingsOut {
+            $( $(#[doc = $doc])* pub $name: Option<u64>, )*
         }
 
         impl From<&ResolvedTimings> for TimingsOut {
@@ -156,10 +156,10 @@ for_each_timing!(wire_timings);
 /// `PUT /v1/queues/{queue}`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(default, deny_unknown_fields)]
-pub(crate) struct QueueSettingsIn {
+pub struct QueueSettingsIn {
     /// Most executions holding a slot at once (the ledger's default when unset).
-    pub(crate) capacity: Option<u32>,
-    pub(crate) timings: TimingsIn,
+    pub capacity: Option<u32>,
+    pub timings: TimingsIn,
 }
 
 impl From<QueueSettingsIn> for QueueSettings {
@@ -173,20 +173,20 @@ impl From<QueueSettingsIn> for QueueSettings {
 
 /// A queue at one instant.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub(crate) struct QueueOut {
-    pub(crate) name: String,
-    pub(crate) partition: u16,
+pub struct QueueOut {
+    pub name: String,
+    pub partition: u16,
     /// Queued, retries backing off included.
-    pub(crate) depth: u64,
+    pub depth: u64,
     /// Of those, claimable now.
-    pub(crate) available: u64,
+    pub available: u64,
     /// Holding a slot (dispatched, running, stuck).
-    pub(crate) active: u64,
-    pub(crate) capacity: u64,
-    pub(crate) oldest_queued_at: Option<DateTime<Utc>>,
-    pub(crate) oldest_queued_age_ms: Option<u64>,
+    pub active: u64,
+    pub capacity: u64,
+    pub oldest_queued_at: Option<DateTime<Utc>>,
+    pub oldest_queued_age_ms: Option<u64>,
     /// The queue's own timings (unset: the global defaults apply).
-    pub(crate) timings: TimingsOut,
+    pub timings: TimingsOut,
 }
 
 impl From<QueueOverview> for QueueOut {
@@ -208,29 +208,29 @@ impl From<QueueOverview> for QueueOut {
 /// One execution to enqueue.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(default, deny_unknown_fields)]
-pub(crate) struct EnqueueIn {
+pub struct EnqueueIn {
     /// Caller-chosen id (idempotency); a fresh time-ordered id when absent.
-    pub(crate) id: Option<String>,
+    pub id: Option<String>,
     /// Any JSON value.
     #[schema(value_type = Object)]
-    pub(crate) payload: serde_json::Value,
-    pub(crate) timings: TimingsIn,
+    pub payload: serde_json::Value,
+    pub timings: TimingsIn,
     /// Make it claimable only after this long.
-    pub(crate) delay: Option<DurationIn>,
+    pub delay: Option<DurationIn>,
 }
 
 /// What an enqueue did.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub(crate) struct EnqueuedOut {
-    pub(crate) queue: String,
-    pub(crate) id: String,
+pub struct EnqueuedOut {
+    pub queue: String,
+    pub id: String,
     /// False: the id existed; the fields describe the existing execution.
-    pub(crate) created: bool,
+    pub created: bool,
     /// The id exists with a different payload or timings (the id was reused).
-    pub(crate) conflict: bool,
-    pub(crate) state: State,
-    pub(crate) attempt: u32,
-    pub(crate) created_at: DateTime<Utc>,
+    pub conflict: bool,
+    pub state: State,
+    pub attempt: u32,
+    pub created_at: DateTime<Utc>,
 }
 
 impl From<Enqueued> for EnqueuedOut {
@@ -249,23 +249,23 @@ impl From<Enqueued> for EnqueuedOut {
 
 /// One recorded transition of an execution's history.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub(crate) struct TransitionOut {
-    pub(crate) at: DateTime<Utc>,
-    pub(crate) state: State,
-    pub(crate) reason: String,
-    pub(crate) attempt: u32,
+pub struct TransitionOut {
+    pub at: DateTime<Utc>,
+    pub state: State,
+    pub reason: String,
+    pub attempt: u32,
 }
 
 /// Stop metadata of a terminal execution.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub(crate) struct StopOut {
+pub struct StopOut {
     /// `succeeded`, `failed`, `cancelled`, `deadline_exceeded`, `heartbeat_lost`,
     /// `no_progress`, `start_timeout`, `worker_lost`.
-    pub(crate) reason: String,
+    pub reason: String,
     /// The timeout that applies to this stop, in milliseconds.
-    pub(crate) timeout: Option<u64>,
-    pub(crate) timeout_configured: bool,
-    pub(crate) timeout_fired: bool,
+    pub timeout: Option<u64>,
+    pub timeout_configured: bool,
+    pub timeout_fired: bool,
 }
 
 impl From<&StopMetadata> for StopOut {
@@ -281,33 +281,33 @@ impl From<&StopMetadata> for StopOut {
 
 /// One execution.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub(crate) struct ExecutionOut {
-    pub(crate) queue: String,
-    pub(crate) id: String,
-    pub(crate) state: State,
-    pub(crate) attempt: u32,
+pub struct ExecutionOut {
+    pub queue: String,
+    pub id: String,
+    pub state: State,
+    pub attempt: u32,
     #[schema(value_type = Object)]
-    pub(crate) payload: serde_json::Value,
+    pub payload: serde_json::Value,
     #[schema(value_type = Option<Object>)]
-    pub(crate) checkpoint: Option<serde_json::Value>,
+    pub checkpoint: Option<serde_json::Value>,
     #[schema(value_type = Option<Object>)]
-    pub(crate) result: Option<serde_json::Value>,
-    pub(crate) progress: Option<String>,
-    pub(crate) worker: Option<String>,
-    pub(crate) created_at: DateTime<Utc>,
-    pub(crate) dispatched_at: Option<DateTime<Utc>>,
-    pub(crate) started_at: Option<DateTime<Utc>>,
-    pub(crate) last_heartbeat_at: Option<DateTime<Utc>>,
-    pub(crate) progress_changed_at: Option<DateTime<Utc>>,
-    pub(crate) stuck_since: Option<DateTime<Utc>>,
-    pub(crate) deadline_at: Option<DateTime<Utc>>,
-    pub(crate) cancel_requested_at: Option<DateTime<Utc>>,
-    pub(crate) finished_at: Option<DateTime<Utc>>,
-    pub(crate) timings: TimingsOut,
-    pub(crate) stop: Option<StopOut>,
-    pub(crate) last_error: Option<String>,
-    pub(crate) false_alarms: u32,
-    pub(crate) history: Vec<TransitionOut>,
+    pub result: Option<serde_json::Value>,
+    pub progress: Option<String>,
+    pub worker: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub dispatched_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub last_heartbeat_at: Option<DateTime<Utc>>,
+    pub progress_changed_at: Option<DateTime<Utc>>,
+    pub stuck_since: Option<DateTime<Utc>>,
+    pub deadline_at: Option<DateTime<Utc>>,
+    pub cancel_requested_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub timings: TimingsOut,
+    pub stop: Option<StopOut>,
+    pub last_error: Option<String>,
+    pub false_alarms: u32,
+    pub history: Vec<TransitionOut>,
 }
 
 impl From<Execution> for ExecutionOut {
@@ -358,20 +358,20 @@ impl From<Execution> for ExecutionOut {
 
 /// One claimed attempt.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub(crate) struct ClaimOut {
+pub struct ClaimOut {
     /// Present it with every attempt call.
-    pub(crate) token: String,
-    pub(crate) queue: String,
-    pub(crate) id: String,
-    pub(crate) attempt: u32,
+    pub token: String,
+    pub queue: String,
+    pub id: String,
+    pub attempt: u32,
     #[schema(value_type = Object)]
-    pub(crate) payload: serde_json::Value,
+    pub payload: serde_json::Value,
     /// The last checkpoint of an earlier attempt: resume from here.
     #[schema(value_type = Option<Object>)]
-    pub(crate) checkpoint: Option<serde_json::Value>,
+    pub checkpoint: Option<serde_json::Value>,
     /// Heartbeat at a fraction (a third) of this, in milliseconds.
-    pub(crate) heartbeat_timeout: u64,
-    pub(crate) deadline_at: Option<DateTime<Utc>>,
+    pub heartbeat_timeout: u64,
+    pub deadline_at: Option<DateTime<Utc>>,
 }
 
 impl From<Claim> for ClaimOut {
@@ -391,25 +391,25 @@ impl From<Claim> for ClaimOut {
 
 /// One transition in a partition's event stream.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub(crate) struct EventOut {
+pub struct EventOut {
     /// `<partition>-<stream id>`: pass it back as `Last-Event-ID` to resume.
-    pub(crate) id: String,
-    pub(crate) partition: u16,
-    pub(crate) at: DateTime<Utc>,
-    pub(crate) queue: String,
-    pub(crate) execution_id: String,
-    pub(crate) attempt: u32,
-    pub(crate) from: Option<State>,
-    pub(crate) to: Option<State>,
-    pub(crate) reason: String,
-    pub(crate) detail: String,
+    pub id: String,
+    pub partition: u16,
+    pub at: DateTime<Utc>,
+    pub queue: String,
+    pub execution_id: String,
+    pub attempt: u32,
+    pub from: Option<State>,
+    pub to: Option<State>,
+    pub reason: String,
+    pub detail: String,
     /// For watchdog actions: when the timer that triggered it fired.
-    pub(crate) timer_due_at: Option<DateTime<Utc>>,
+    pub timer_due_at: Option<DateTime<Utc>>,
     /// For watchdog actions: how long after its timer fired it acted, in milliseconds.
-    pub(crate) lag_ms: Option<i64>,
+    pub lag_ms: Option<i64>,
     /// For watchdog actions: the replica that acted, and its lease epoch.
-    pub(crate) replica: Option<String>,
-    pub(crate) epoch: Option<u64>,
+    pub replica: Option<String>,
+    pub epoch: Option<u64>,
 }
 
 impl From<Event> for EventOut {
@@ -436,24 +436,24 @@ impl From<Event> for EventOut {
 /// `(queue, id)` of an execution a worker runs.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RunningOut {
-    pub(crate) queue: String,
-    pub(crate) id: String,
+pub struct RunningOut {
+    pub queue: String,
+    pub id: String,
 }
 
 /// A registered worker.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub(crate) struct WorkerOut {
-    pub(crate) worker_id: String,
-    pub(crate) host: String,
-    pub(crate) pid: u32,
-    pub(crate) version: String,
-    pub(crate) queues: Vec<String>,
-    pub(crate) registered_at: DateTime<Utc>,
-    pub(crate) last_seen_at: DateTime<Utc>,
+pub struct WorkerOut {
+    pub worker_id: String,
+    pub host: String,
+    pub pid: u32,
+    pub version: String,
+    pub queues: Vec<String>,
+    pub registered_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
     /// The registry heartbeat interval it declared, in milliseconds.
-    pub(crate) heartbeat_interval: Option<u64>,
-    pub(crate) running: Vec<RunningOut>,
+    pub heartbeat_interval: Option<u64>,
+    pub running: Vec<RunningOut>,
 }
 
 impl From<WorkerInfo> for WorkerOut {
@@ -477,6 +477,6 @@ impl From<WorkerInfo> for WorkerOut {
 }
 
 /// Reads a state name from a query or a body: the library's names.
-pub(crate) fn parse_state(s: &str) -> Result<State, Error> {
+pub fn parse_state(s: &str) -> Result<State, Error> {
     s.parse()
 }

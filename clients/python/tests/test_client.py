@@ -1,0 +1,266 @@
+"""Client round trips against a real `unstuck serve`: queues, enqueue, get, list, cancel,
+claims (long poll), attempt calls and their typed refusals, the worker registry."""
+
+import datetime
+import threading
+import time
+import unittest
+
+import harness
+from harness import unique
+
+import unstuck
+
+STACK = None
+
+
+def setUpModule():
+    global STACK
+    STACK = harness.Stack().start()
+
+
+def tearDownModule():
+    STACK.stop()
+
+
+def parse_time(text):
+    # RFC 3339 with a Z suffix; fromisoformat takes +00:00 before Python 3.11.
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+class ClientTest(unittest.TestCase):
+    def setUp(self):
+        self.client = STACK.client()
+        self.queue = unique("q")
+
+    def tearDown(self):
+        self.client.close()
+
+    def claim_one(self, worker="w-test"):
+        claims = self.client.claim(self.queue, worker)
+        self.assertEqual(len(claims), 1, claims)
+        return claims[0]
+
+    def test_health(self):
+        self.assertEqual(self.client.healthz(), {"status": "ok"})
+        self.assertEqual(self.client.readyz()["status"], "ready")
+        self.assertIn("paths", self.client.openapi())
+
+    def test_queue_settings(self):
+        q = self.client.set_queue(self.queue, capacity=3, timings={"heartbeat_timeout": "20s"})
+        self.assertEqual(q["name"], self.queue)
+        self.assertEqual(q["capacity"], 3)
+        self.assertEqual(q["timings"]["heartbeat_timeout"], 20000)  # ms in replies
+        self.client.enqueue(self.queue, {"n": 1})
+        q = self.client.get_queue(self.queue)
+        self.assertEqual((q["depth"], q["available"], q["active"]), (1, 1, 0))
+        self.assertIn(self.queue, [q["name"] for q in self.client.queues()])
+        ex = self.client.enqueue(self.queue, {"n": 2})
+        self.assertEqual(self.client.get(self.queue, ex["id"])["timings"]["heartbeat_timeout"],
+                         20000)
+
+    def test_enqueue_get_list_cancel(self):
+        timings = {"heartbeat_timeout": "1s", "stuck_threshold": 500,
+                   "cancel_grace": datetime.timedelta(seconds=2)}
+        ex = self.client.enqueue(self.queue, {"goal": "summarise"}, id="run-1", timings=timings)
+        self.assertEqual((ex["id"], ex["queue"], ex["state"], ex["attempt"]),
+                         ("run-1", self.queue, "queued", 0))
+        self.assertTrue(ex["created"])
+        parse_time(ex["created_at"])
+
+        got = self.client.get(self.queue, "run-1")
+        self.assertEqual(got["payload"], {"goal": "summarise"})
+        self.assertEqual(got["state"], "queued")
+        t = got["timings"]
+        self.assertEqual((t["heartbeat_timeout"], t["stuck_threshold"], t["cancel_grace"]),
+                         (1000, 500, 2000))
+        self.assertIsNone(got["checkpoint"])
+        self.assertEqual(got["history"][0]["state"], "queued")
+
+        for i in range(2, 6):
+            self.client.enqueue(self.queue, i, id=f"run-{i}")
+        page = self.client.list(self.queue, "queued", limit=2)
+        self.assertEqual(len(page["items"]), 2)
+        self.assertTrue(page["next_cursor"])
+        ids = [e["id"] for e in self.client.list_all(self.queue, "queued", limit=2)]
+        self.assertEqual(ids, [f"run-{i}" for i in range(1, 6)])  # claim order
+
+        self.assertEqual(self.client.cancel(self.queue, "run-1", reason="not needed"),
+                         {"outcome": "cancelled"})
+        self.assertEqual(self.client.get(self.queue, "run-1")["state"], "cancelled")
+        self.assertEqual([e["id"] for e in self.client.list_all(self.queue, "cancelled")],
+                         ["run-1"])
+        with self.assertRaises(unstuck.AlreadyTerminal) as cm:
+            self.client.cancel(self.queue, "run-1")
+        self.assertEqual((cm.exception.status, cm.exception.state), (409, "cancelled"))
+        with self.assertRaises(unstuck.NotFound) as cm:
+            self.client.get(self.queue, "no-such-run")
+        self.assertEqual((cm.exception.status, cm.exception.slug), (404, "not-found"))
+
+    def test_idempotent_replay_and_conflict(self):
+        first = self.client.enqueue(self.queue, {"a": 1}, id="job-1")
+        again = self.client.enqueue(self.queue, {"a": 1}, id="job-1")
+        self.assertTrue(first["created"])
+        self.assertFalse(again["created"])
+        self.assertEqual(again["id"], "job-1")
+        with self.assertRaises(unstuck.IdempotencyConflict) as cm:
+            self.client.enqueue(self.queue, {"a": 2}, id="job-1")
+        self.assertEqual((cm.exception.status, cm.exception.slug), (422, "idempotency-conflict"))
+        self.assertEqual(self.client.get(self.queue, "job-1")["payload"], {"a": 1})
+
+        # The Idempotency-Key header names the id.
+        keyed = self.client.enqueue(self.queue, "x", idempotency_key="key-7")
+        self.assertEqual((keyed["id"], keyed["created"]), ("key-7", True))
+        replay = self.client.enqueue(self.queue, "x", idempotency_key="key-7")
+        self.assertEqual((replay["id"], replay["created"]), ("key-7", False))
+
+    def test_enqueue_batch(self):
+        items = [{"id": f"b-{i}", "payload": {"i": i}} for i in range(3)]
+        out = self.client.enqueue_batch(self.queue, items)
+        self.assertEqual([(e["id"], e["created"], e["conflict"]) for e in out],
+                         [(f"b-{i}", True, False) for i in range(3)])
+        again = self.client.enqueue_batch(self.queue, items)
+        self.assertEqual([e["created"] for e in again], [False] * 3)
+        self.assertEqual(self.client.get(self.queue, "b-2")["payload"], {"i": 2})
+
+    def test_bad_input_is_typed(self):
+        with self.assertRaises(unstuck.BadRequest) as cm:
+            self.client.enqueue(self.queue, 1, id="not a valid id!")
+        self.assertEqual(cm.exception.status, 400)
+        with self.assertRaises(unstuck.BadRequest):
+            self.client.enqueue(self.queue, 1, timings={"heartbeat_timeout": "soon"})
+        with self.assertRaises(unstuck.BadRequest):
+            self.client.list(self.queue, "queued", limit=0)
+        self.assertEqual(self.client.list(self.queue, "queued")["items"], [])  # nothing written
+
+    def test_claim_heartbeat_complete(self):
+        self.client.register_worker(self.queue, worker_id="w-test", host="test", pid=1,
+                                    version="t", heartbeat_interval="5s")
+        self.client.enqueue(self.queue, {"n": 1}, id="c-1", timings={"heartbeat_timeout": 1000})
+        claim = self.claim_one()
+        self.assertEqual((claim["queue"], claim["id"], claim["attempt"]), (self.queue, "c-1", 1))
+        self.assertEqual(claim["payload"], {"n": 1})
+        self.assertIsNone(claim["checkpoint"])
+        self.assertEqual(claim["heartbeat_timeout"], 1000)
+        self.assertEqual(self.client.get(self.queue, "c-1")["state"], "dispatched")
+
+        reply = self.client.heartbeat(claim["token"], progress="step 1", checkpoint={"step": 1})
+        self.assertEqual(reply, {"cancel_requested": False})
+        got = self.client.get(self.queue, "c-1")
+        self.assertEqual((got["state"], got["progress"], got["checkpoint"], got["worker"]),
+                         ("running", "step 1", {"step": 1}, "w-test"))
+        self.client.worker_heartbeat("w-test", [(self.queue, "c-1")])
+        mine = [w for w in self.client.workers() if w["worker_id"] == "w-test"]
+        self.assertEqual(mine[0]["running"], [{"queue": self.queue, "id": "c-1"}])
+        self.assertEqual(mine[0]["heartbeat_interval"], 5000)
+
+        self.assertIn("slot_released", self.client.complete(claim["token"], {"answer": 42}))
+        got = self.client.get(self.queue, "c-1")
+        self.assertEqual((got["state"], got["result"]), ("succeeded", {"answer": 42}))
+        self.assertIsNotNone(got["finished_at"])
+        # A repeated call, or a heartbeat, learns the first outcome.
+        for call in (lambda: self.client.complete(claim["token"], {"answer": 42}),
+                     lambda: self.client.heartbeat(claim["token"])):
+            with self.assertRaises(unstuck.AlreadyTerminal) as cm:
+                call()
+            self.assertEqual((cm.exception.status, cm.exception.state), (409, "succeeded"))
+
+        self.client.deregister_worker("w-test")
+        self.assertNotIn("w-test", [w["worker_id"] for w in self.client.workers()])
+        with self.assertRaises(unstuck.UnknownWorker):
+            self.client.deregister_worker("w-test")
+        with self.assertRaises(unstuck.UnknownWorker):
+            self.client.worker_heartbeat("w-test")
+
+    def test_worker_registry_refuses_a_reused_id(self):
+        reg = self.client.register_worker([self.queue])
+        self.assertTrue(reg["worker_id"])  # generated by the server
+        parse_time(reg["registered_at"])
+        with self.assertRaises(unstuck.WorkerExists):
+            self.client.register_worker([self.queue], worker_id=reg["worker_id"])
+        self.client.deregister_worker(reg["worker_id"])
+
+    def test_stale_attempt(self):
+        self.client.enqueue(self.queue, 1, id="s-1",
+                            timings={"backoff_base": 0, "max_attempts": 3})
+        first = self.claim_one()
+        self.client.heartbeat(first["token"], checkpoint={"at": 1})
+        self.assertEqual(self.client.fail(first["token"], "flaky")["outcome"], "retry_scheduled")
+        second = self.claim_one()
+        self.assertEqual((second["attempt"], second["checkpoint"]), (2, {"at": 1}))
+
+        with self.assertRaises(unstuck.StaleAttempt) as cm:
+            self.client.heartbeat(first["token"])
+        e = cm.exception
+        self.assertEqual((e.status, e.slug, e.current_attempt, e.state),
+                         (409, "stale-attempt", 2, "dispatched"))
+        with self.assertRaises(unstuck.StaleAttempt):
+            self.client.complete(first["token"], "late")
+        with self.assertRaises(unstuck.InvalidToken) as cm:
+            self.client.heartbeat("garbage")
+        self.assertEqual(cm.exception.status, 400)
+
+        self.client.fail(second["token"], "bad input", retryable=False)
+        got = self.client.get(self.queue, "s-1")
+        self.assertEqual((got["state"], got["attempt"]), ("failed", 2))
+        self.assertIn("bad input", got["last_error"])
+        with self.assertRaises(unstuck.AlreadyTerminal) as cm:
+            self.client.heartbeat(first["token"])  # terminal wins over stale
+        self.assertEqual(cm.exception.state, "failed")
+
+    def test_cancel_a_running_execution(self):
+        self.client.enqueue(self.queue, 1, id="k-1")
+        claim = self.claim_one()
+        self.client.heartbeat(claim["token"])
+        with self.assertRaises(unstuck.InvalidTransition):
+            self.client.cancel_ack(claim["token"])  # nothing to acknowledge yet
+        reply = self.client.cancel(self.queue, "k-1", reason="user asked")
+        self.assertEqual((reply["outcome"], reply["already"]), ("requested", False))
+        parse_time(reply["requested_at"])
+        self.assertTrue(self.client.cancel(self.queue, "k-1")["already"])
+        self.assertEqual(self.client.heartbeat(claim["token"]), {"cancel_requested": True})
+        self.client.cancel_ack(claim["token"])
+        self.assertEqual(self.client.get(self.queue, "k-1")["state"], "cancelled")
+
+    def test_long_poll_claim(self):
+        start = time.monotonic()
+        self.assertEqual(self.client.claim(self.queue, "w-poll", wait_ms=500), [])
+        self.assertGreaterEqual(time.monotonic() - start, 0.45)
+
+        result = {}
+
+        def poll():
+            t0 = time.monotonic()
+            result["claims"] = self.client.claim(self.queue, "w-poll", max=5, wait_ms=20000)
+            result["took"] = time.monotonic() - t0
+
+        waiter = threading.Thread(target=poll)
+        waiter.start()
+        time.sleep(0.5)
+        self.client.enqueue(self.queue, {"late": True}, id="lp-1")
+        waiter.join(25)
+        self.assertFalse(waiter.is_alive())
+        self.assertEqual([c["id"] for c in result["claims"]], ["lp-1"])
+        self.assertLess(result["took"], 10)  # woken by the enqueue, not by the timeout
+
+    def test_delayed_execution_is_not_claimable_yet(self):
+        self.client.enqueue(self.queue, 1, id="d-1", delay="1h")
+        self.assertEqual(self.client.claim(self.queue, "w-d"), [])
+        q = self.client.get_queue(self.queue)
+        self.assertEqual((q["depth"], q["available"]), (1, 0))
+
+    def test_watchdog_state_and_metrics(self):
+        state = self.client.watchdog_state()
+        self.assertIn("partitions", state)
+        self.assertIn("totals", state)
+        self.assertIsInstance(self.client.metrics(), str)
+
+    def test_connection_refused_is_transient(self):
+        with unstuck.Client(f"http://127.0.0.1:{harness.free_port()}", timeout=2) as dead:
+            with self.assertRaises(unstuck.ConnectionFailed) as cm:
+                dead.queues()
+            self.assertTrue(cm.exception.transient)
+
+
+if __name__ == "__main__":
+    unittest.main()

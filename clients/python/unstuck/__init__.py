@@ -1,0 +1,27 @@
+"""Python client of unstuck, the Redis-backed execution ledger and watchdog.
+
+It talks to ``unstuck serve`` over HTTP (standard library only): ``Client`` for every
+route, ``Worker`` to run a handler on claimed executions, typed errors in
+``unstuck.errors``.
+"""
+
+__version__ = "0.1.0"
+
+from .client import Client
+from .errors import (
+    AlreadyTerminal, BadRequest, Conflict, ConnectionFailed, Forbidden, IdempotencyConflict,
+    InvalidArgument, InvalidName, InvalidToken, InvalidTransition, NotFound, NotJson,
+    ServerError, StaleAttempt, TokenMismatch, TooLarge, Unauthorized, Unavailable,
+    UnknownOutcome, UnknownWorker, UnstuckError, WorkerExists,
+)
+from .sse import EventStream
+from .worker import Cancelled, Fatal, Job, Retryable, Worker, fresh_worker_id
+
+__all__ = [
+    "Client", "EventStream", "Worker", "Job", "Retryable", "Fatal", "Cancelled",
+    "fresh_worker_id", "UnstuckError", "BadRequest", "InvalidArgument", "InvalidName",
+    "InvalidToken", "NotJson", "Unauthorized", "Forbidden", "NotFound", "UnknownWorker",
+    "Conflict", "StaleAttempt", "AlreadyTerminal", "TokenMismatch", "InvalidTransition",
+    "WorkerExists", "TooLarge", "IdempotencyConflict", "ServerError", "Unavailable",
+    "UnknownOutcome", "ConnectionFailed",
+]

@@ -1,0 +1,389 @@
+"""The HTTP client: one method per route of ``unstuck serve`` (docs/http-api.md).
+
+Replies are returned as the JSON the server sent (dicts and lists): durations are integer
+milliseconds, timestamps RFC 3339 strings. Errors are raised as ``unstuck.errors`` types.
+"""
+
+import datetime
+import http.client
+import json
+import socket
+import threading
+import urllib.parse
+
+from . import errors
+from .errors import ConnectionFailed, UnknownOutcome
+
+__all__ = ["Client"]
+
+_UNSET = object()
+_MAX_IDLE = 16  # idle keep-alive connections kept per client
+USER_AGENT = "unstuck-python"
+
+
+def _duration(value):
+    """A duration for the wire: int ms or a string such as "30s" pass through; a timedelta
+    becomes int ms."""
+    if isinstance(value, datetime.timedelta):
+        return int(round(value.total_seconds() * 1000))
+    return value
+
+
+def _timings(timings):
+    return None if timings is None else {k: _duration(v) for k, v in timings.items()}
+
+
+def _seg(name):
+    # Names are [A-Za-z0-9_.:-]; quote anyway, and dot-only names so no one folds them.
+    quoted = urllib.parse.quote(str(name), safe=":")
+    return quoted.replace(".", "%2E") if set(quoted) <= {"."} else quoted
+
+
+class Client:
+    """A client of ``unstuck serve``. Thread-safe: each call borrows a keep-alive connection
+    from a small pool.
+
+    ``timeout`` (seconds) bounds connecting and waiting for a reply; a long-poll claim adds
+    its ``wait_ms`` to it.
+    """
+
+    def __init__(self, base_url, token=None, timeout=30.0):
+        parts = urllib.parse.urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"base_url must be http(s)://host[:port][/prefix], not {base_url!r}")
+        self.base_url = base_url
+        self.token = token
+        self.timeout = timeout
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname
+        self._port = parts.port
+        self._prefix = parts.path.rstrip("/")
+        self._lock = threading.Lock()
+        self._idle = []          # LIFO of idle connections
+        self._open = set()       # every connection not yet closed, for close()
+        self._closed = False
+
+    def copy(self):
+        """A client with the same settings and connections of its own."""
+        return Client(self.base_url, self.token, self.timeout)
+
+    def close(self):
+        """Closes every connection, aborting calls in flight (they raise ConnectionFailed
+        or UnknownOutcome). The client cannot be used afterwards."""
+        with self._lock:
+            self._closed = True
+            conns, self._open, self._idle = list(self._open), set(), []
+        for conn in conns:
+            _abort(conn)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ----- plumbing -----
+
+    def _url(self, path, query=None):
+        url = self._prefix + path
+        if query:
+            pairs = [(k, v) for k, v in query.items() if v is not None]
+            if pairs:
+                url += "?" + urllib.parse.urlencode(pairs)
+        return url
+
+    def _headers(self, extra=None, body=False):
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        if body:
+            headers["Content-Type"] = "application/json"
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        headers.update(extra or {})
+        return headers
+
+    def _new_connection(self, timeout):
+        cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+        conn = cls(self._host, self._port, timeout=timeout)
+        with self._lock:
+            if self._closed:
+                raise ConnectionFailed(detail="the client is closed")
+            self._open.add(conn)
+        return conn
+
+    def _connect(self, conn, timeout):
+        try:
+            conn.connect()
+        except OSError as e:
+            self._discard(conn)
+            raise ConnectionFailed(detail=f"cannot connect to {self.base_url}: {e}") from e
+        conn.sock.settimeout(timeout)
+
+    def _borrow(self):
+        with self._lock:
+            if self._closed:
+                raise ConnectionFailed(detail="the client is closed")
+            return self._idle.pop() if self._idle else None
+
+    def _give_back(self, conn):
+        with self._lock:
+            if not self._closed and len(self._idle) < _MAX_IDLE and conn in self._open:
+                self._idle.append(conn)
+                return
+        self._discard(conn)
+
+    def _discard(self, conn):
+        with self._lock:
+            self._open.discard(conn)
+        conn.close()
+
+    def _send(self, method, path, body=_UNSET, query=None, headers=None, timeout=None):
+        """One request; returns (status, headers, body bytes). A pooled connection the
+        server closed while idle is retried once on a fresh one."""
+        timeout = self.timeout if timeout is None else timeout
+        data = None if body is _UNSET else json.dumps(body, separators=(",", ":")).encode()
+        hdrs = self._headers(headers, body=data is not None)
+        url = self._url(path, query)
+        while True:
+            conn = self._borrow()
+            reused = conn is not None
+            if conn is None:
+                conn = self._new_connection(timeout)
+                self._connect(conn, timeout)
+            elif conn.sock is None:
+                self._connect(conn, timeout)
+            else:
+                conn.sock.settimeout(timeout)
+            replied = False
+            try:
+                conn.request(method, url, body=data, headers=hdrs)
+                resp = conn.getresponse()
+                replied = True
+                payload = resp.read()
+            except (OSError, http.client.HTTPException) as e:
+                self._discard(conn)
+                if self._closed:
+                    raise ConnectionFailed(detail="the client was closed during the call") from e
+                if reused and not replied and not isinstance(e, socket.timeout):
+                    continue  # stale keep-alive connection: the request never got through
+                what = "no reply" if isinstance(e, socket.timeout) else f"connection lost ({e!r})"
+                raise UnknownOutcome(detail=f"{method} {path}: {what}; "
+                                            "retrying the same call is safe") from e
+            if resp.will_close:
+                self._discard(conn)
+            else:
+                self._give_back(conn)
+            return resp.status, dict(resp.getheaders()), payload
+
+    def _call(self, method, path, body=_UNSET, query=None, headers=None, timeout=None):
+        """A request whose 2xx reply is JSON (or empty); returns (status, decoded body)."""
+        status, hdrs, payload = self._send(method, path, body, query, headers, timeout)
+        if not 200 <= status < 300:
+            raise errors.from_response(status, hdrs, payload)
+        if not payload:
+            return status, None
+        try:
+            return status, json.loads(payload.decode("utf-8"))
+        except ValueError as e:
+            raise errors.UnstuckError(status, None, "reply is not JSON",
+                                      payload[:200].decode("utf-8", "replace")) from e
+
+    def _json(self, method, path, body=_UNSET, query=None, headers=None, timeout=None):
+        return self._call(method, path, body, query, headers, timeout)[1]
+
+    # ----- health -----
+
+    def healthz(self):
+        return self._json("GET", "/healthz")
+
+    def readyz(self):
+        """``{"status": "ready"}``; raises Unavailable when Redis is unreachable."""
+        return self._json("GET", "/readyz")
+
+    def metrics(self):
+        """The Prometheus text."""
+        status, hdrs, payload = self._send("GET", "/metrics")
+        if status != 200:
+            raise errors.from_response(status, hdrs, payload)
+        return payload.decode("utf-8")
+
+    def openapi(self):
+        return self._json("GET", "/openapi.json")
+
+    # ----- queues -----
+
+    def queues(self):
+        """Every queue: a list of Queue objects."""
+        return self._json("GET", "/v1/queues")["queues"]
+
+    def get_queue(self, queue):
+        return self._json("GET", f"/v1/queues/{_seg(queue)}")
+
+    def set_queue(self, queue, capacity=None, timings=None):
+        """Replaces the queue's settings (what is left out goes back to the defaults)."""
+        body = {}
+        if capacity is not None:
+            body["capacity"] = capacity
+        if timings is not None:
+            body["timings"] = _timings(timings)
+        return self._json("PUT", f"/v1/queues/{_seg(queue)}", body)
+
+    # ----- executions -----
+
+    @staticmethod
+    def _enqueue_body(payload=None, id=None, timings=None, delay=None):
+        body = {"payload": payload}
+        if id is not None:
+            body["id"] = id
+        if timings is not None:
+            body["timings"] = _timings(timings)
+        if delay is not None:
+            body["delay"] = _duration(delay)
+        return body
+
+    def enqueue(self, queue, payload=None, id=None, timings=None, delay=None,
+                idempotency_key=None):
+        """Enqueues one execution; returns Enqueued (``created`` False when the same id and
+        request were enqueued before). Raises IdempotencyConflict when the id exists with a
+        different request."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        status, reply = self._call("POST", f"/v1/queues/{_seg(queue)}/executions",
+                                   self._enqueue_body(payload, id, timings, delay),
+                                   headers=headers)
+        reply = reply or {}
+        reply.setdefault("created", status == 201)
+        return reply
+
+    def enqueue_batch(self, queue, items):
+        """Enqueues 1-1000 executions at once, all or nothing. ``items`` are dicts with the
+        keys of ``enqueue`` (``payload``, ``id``, ``timings``, ``delay``). Returns the list
+        of Enqueued (``conflict`` True where the id exists with a different request)."""
+        body = {"items": [self._enqueue_body(**item) for item in items]}
+        return self._json("POST", f"/v1/queues/{_seg(queue)}/executions/batch", body)["items"]
+
+    def get(self, queue, id):
+        """The Execution (state, attempt, timings, checkpoint, stop, history...)."""
+        return self._json("GET", f"/v1/queues/{_seg(queue)}/executions/{_seg(id)}")
+
+    def list(self, queue, state, cursor=None, limit=None):
+        """One page: ``{"items": [Execution], "next_cursor": str or None}``."""
+        reply = self._json("GET", f"/v1/queues/{_seg(queue)}/executions",
+                           query={"state": state, "cursor": cursor, "limit": limit})
+        reply.setdefault("next_cursor", None)
+        return reply
+
+    def list_all(self, queue, state, limit=None):
+        """Every execution of ``queue`` in ``state``, page after page (``limit`` per page)."""
+        cursor = None
+        while True:
+            page = self.list(queue, state, cursor, limit)
+            yield from page["items"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
+    def cancel(self, queue, id, reason=None):
+        """``{"outcome": "cancelled"}`` (it was queued) or ``{"outcome": "requested",
+        "requested_at", "already"}``; raises AlreadyTerminal."""
+        body = {} if reason is None else {"reason": reason}
+        return self._json("POST", f"/v1/queues/{_seg(queue)}/executions/{_seg(id)}/cancel",
+                          body)
+
+    def execution_events(self, queue, id):
+        """The execution's transitions (Event objects), oldest first."""
+        return self._json(
+            "GET", f"/v1/queues/{_seg(queue)}/executions/{_seg(id)}/events")["events"]
+
+    # ----- workers' calls -----
+
+    def claim(self, queue, worker_id, max=1, wait_ms=0):
+        """Claims up to ``max`` executions; returns a list of Claim objects, empty when
+        nothing became claimable within ``wait_ms`` (0-30000, a long poll)."""
+        body = {"worker_id": worker_id}
+        if max != 1:
+            body["max"] = max
+        if wait_ms:
+            body["wait_ms"] = wait_ms
+        timeout = self.timeout + (wait_ms or 0) / 1000.0
+        status, reply = self._call("POST", f"/v1/queues/{_seg(queue)}/claims", body,
+                                   timeout=timeout)
+        return [] if status == 204 or not reply else reply.get("claims", [])
+
+    def heartbeat(self, token, progress=None, checkpoint=_UNSET):
+        """``{"cancel_requested": bool}``. Raises StaleAttempt / AlreadyTerminal when the
+        attempt is no longer current (stop: the work is not yours)."""
+        body = {"token": token}
+        if progress is not None:
+            body["progress"] = progress
+        if checkpoint is not _UNSET:
+            body["checkpoint"] = checkpoint
+        return self._json("POST", "/v1/attempts/heartbeat", body)
+
+    def complete(self, token, result=_UNSET):
+        """``{"slot_released": bool}``."""
+        body = {"token": token}
+        if result is not _UNSET:
+            body["result"] = result
+        return self._json("POST", "/v1/attempts/complete", body)
+
+    def fail(self, token, message, retryable=True):
+        """``{"outcome": "retry_scheduled", "available_at", "slot_released"}`` or
+        ``{"outcome": "failed" | "cancelled", "slot_released"}``."""
+        body = {"token": token, "message": message, "retryable": bool(retryable)}
+        return self._json("POST", "/v1/attempts/fail", body)
+
+    def cancel_ack(self, token):
+        """Acknowledges a cancellation: ``{"slot_released": bool}``; InvalidTransition when
+        none was requested."""
+        return self._json("POST", "/v1/attempts/cancel-ack", {"token": token})
+
+    # ----- worker registry -----
+
+    def register_worker(self, queues, worker_id=None, host=None, pid=None, version=None,
+                        heartbeat_interval=None):
+        """``{"worker_id", "registered_at"}``; raises WorkerExists. Use a fresh id per
+        process start (the server generates one when ``worker_id`` is None)."""
+        body = {"queues": [queues] if isinstance(queues, str) else list(queues)}
+        for key, value in (("worker_id", worker_id), ("host", host), ("pid", pid),
+                           ("version", version),
+                           ("heartbeat_interval", _duration(heartbeat_interval))):
+            if value is not None:
+                body[key] = value
+        return self._json("POST", "/v1/workers", body)
+
+    def worker_heartbeat(self, worker_id, running=()):
+        """Tells the registry the worker is alive and what it runs (``(queue, id)`` pairs
+        or ``{"queue", "id"}`` dicts). Raises UnknownWorker: register again, fresh id."""
+        items = [r if isinstance(r, dict) else {"queue": r[0], "id": r[1]} for r in running]
+        return self._json("POST", f"/v1/workers/{_seg(worker_id)}/heartbeat",
+                          {"running": items})
+
+    def deregister_worker(self, worker_id):
+        self._call("DELETE", f"/v1/workers/{_seg(worker_id)}")
+
+    def workers(self):
+        return self._json("GET", "/v1/workers")["workers"]
+
+    def watchdog_state(self):
+        return self._json("GET", "/v1/watchdog")
+
+    # ----- event stream -----
+
+    def events(self, queue=None, last_event_id=None, **options):
+        """Follows the event stream (every queue, or one): an iterator of Event objects
+        that reconnects with Last-Event-ID when the connection drops. See EventStream."""
+        from .sse import EventStream
+        return EventStream(self, queue=queue, last_event_id=last_event_id, **options)
+
+
+def _abort(conn):
+    # shutdown() wakes a thread blocked in recv on this socket; close() alone would not.
+    sock = conn.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
+            sock.close()
+        except OSError:
+            pass

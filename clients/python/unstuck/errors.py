@@ -1,0 +1,236 @@
+"""Typed errors: one class per problem type of the HTTP API (RFC 9457 problem+json).
+
+The class is chosen by the problem ``type`` slug (``/problems/<slug>``), falling back on
+the HTTP status when the slug is unknown (a newer server, or a proxy's error page).
+"""
+
+import email.utils
+import json
+import time
+
+
+class UnstuckError(Exception):
+    """Base of every error the client raises.
+
+    ``status`` is the HTTP status (None when no reply came back), ``type`` the problem type
+    (``/problems/<slug>``), ``slug`` its last part, ``title`` and ``detail`` the texts, and
+    ``extra`` the other members (``field``, ``current_attempt``, ``state``, ``stop_reason``...).
+    """
+
+    def __init__(self, status=None, type=None, title=None, detail=None, extra=None,
+                 headers=None):
+        self.status = status
+        self.type = type or "about:blank"
+        self.title = title or ""
+        self.detail = detail or ""
+        self.extra = dict(extra or {})
+        self.headers = dict(headers or {})
+        super().__init__(str(self))
+
+    @property
+    def slug(self):
+        """The part after ``/problems/`` ("" when the type is not an unstuck problem)."""
+        return _slug(self.type)
+
+    @property
+    def transient(self):
+        """True when retrying later may succeed (server-side 5xx, no reply)."""
+        return self.status is None or self.status >= 500
+
+    # The extra members the API documents, None when absent.
+    field = property(lambda self: self.extra.get("field"))
+    current_attempt = property(lambda self: self.extra.get("current_attempt"))
+    state = property(lambda self: self.extra.get("state"))
+    stop_reason = property(lambda self: self.extra.get("stop_reason"))
+
+    def __str__(self):
+        head = " ".join(str(p) for p in (self.status, self.slug) if p)
+        texts = [t for t in (self.title, self.detail) if t]
+        if len(texts) == 2 and texts[0] == texts[1]:
+            texts.pop()
+        text = ": ".join(texts)
+        return ": ".join(p for p in (head, text) if p) or type(self).__name__
+
+    def __repr__(self):
+        return (f"{type(self).__name__}(status={self.status!r}, type={self.type!r}, "
+                f"detail={self.detail!r}, extra={self.extra!r})")
+
+
+class BadRequest(UnstuckError):
+    """400 family: the request was refused as written; fix it (nothing was written)."""
+
+
+class InvalidArgument(BadRequest):
+    """A field is out of range or malformed (``field`` names it)."""
+
+
+class InvalidName(BadRequest):
+    """A queue name, execution id or worker id broke the naming rules."""
+
+
+class InvalidToken(BadRequest):
+    """An attempt token that does not parse."""
+
+
+class NotJson(BadRequest):
+    """A body, payload, result or checkpoint that is not valid JSON."""
+
+
+class Unauthorized(UnstuckError):
+    """401: missing or unknown token."""
+
+
+class Forbidden(UnstuckError):
+    """403: the token's scope does not allow this route."""
+
+
+class NotFound(UnstuckError):
+    """404: no such execution (or queue, or route)."""
+
+
+class UnknownWorker(NotFound):
+    """404: the worker is not (or no longer) registered; register again under a fresh id."""
+
+
+class Conflict(UnstuckError):
+    """409 family: the call does not fit the execution's current state."""
+
+
+class StaleAttempt(Conflict):
+    """A newer attempt exists or this one was ended: stop, the work is not yours.
+    ``current_attempt`` and ``state`` say where the execution is now."""
+
+
+class AlreadyTerminal(Conflict):
+    """The execution already ended; ``state`` and ``stop_reason`` give its first outcome."""
+
+
+class TokenMismatch(Conflict):
+    """The attempt token was never issued for this execution."""
+
+
+class InvalidTransition(Conflict):
+    """The operation is not allowed in the execution's state (cancel-ack without a
+    cancellation request)."""
+
+
+class WorkerExists(Conflict):
+    """The worker id was registered before; use a fresh id per process start."""
+
+
+class TooLarge(UnstuckError):
+    """413: a payload, result, checkpoint or body above the server's limit."""
+
+
+class IdempotencyConflict(UnstuckError):
+    """422: the id exists with a different payload or timings."""
+
+
+class ServerError(UnstuckError):
+    """5xx without a more specific type."""
+
+
+class Unavailable(ServerError):
+    """503: Redis unreachable or the server not ready. ``retry_after`` is the server's hint
+    in seconds (None when it gave none)."""
+
+    @property
+    def retry_after(self):
+        return _retry_after(self.headers, self.extra)
+
+
+class UnknownOutcome(ServerError):
+    """504, or no reply came back: the call may or may not have taken effect. Every write
+    is idempotent on its ids or tokens, so repeating the same call is safe."""
+
+    @property
+    def transient(self):
+        return True
+
+
+class ConnectionFailed(UnstuckError):
+    """The server could not be reached; nothing was sent."""
+
+    @property
+    def transient(self):
+        return True
+
+
+_BY_SLUG = {
+    "bad-request": BadRequest,
+    "invalid-argument": InvalidArgument,
+    "invalid-name": InvalidName,
+    "invalid-token": InvalidToken,
+    "not-json": NotJson,
+    "invalid-json": NotJson,
+    "unauthorized": Unauthorized,
+    "forbidden": Forbidden,
+    "not-found": NotFound,
+    "unknown-worker": UnknownWorker,
+    "stale-attempt": StaleAttempt,
+    "already-terminal": AlreadyTerminal,
+    "token-mismatch": TokenMismatch,
+    "invalid-transition": InvalidTransition,
+    "worker-exists": WorkerExists,
+    "too-large": TooLarge,
+    "payload-too-large": TooLarge,
+    "idempotency-conflict": IdempotencyConflict,
+    "unavailable": Unavailable,
+    "unknown-outcome": UnknownOutcome,
+}
+
+_BY_STATUS = {
+    400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict,
+    413: TooLarge, 422: BadRequest, 503: Unavailable, 504: UnknownOutcome,
+}
+
+
+def _slug(type_):
+    if not type_ or "/problems/" not in type_:
+        return ""
+    return type_.rsplit("/problems/", 1)[1].strip("/")
+
+
+def error_class(slug, status):
+    """The class for a problem slug, else for the status."""
+    cls = _BY_SLUG.get(slug)
+    if cls is None:
+        cls = _BY_STATUS.get(status)
+    if cls is None:
+        cls = ServerError if status and status >= 500 else (
+            BadRequest if status and 400 <= status < 500 else UnstuckError)
+    return cls
+
+
+def from_response(status, headers, body):
+    """The typed error for a non-2xx reply (problem+json, or any other body)."""
+    problem = None
+    if body:
+        try:
+            problem = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            problem = None
+    if not isinstance(problem, dict):
+        text = body.decode("utf-8", "replace").strip()[:500] if body else ""
+        return error_class("", status)(status, None, f"HTTP {status}", text, None, headers)
+    extra = {k: v for k, v in problem.items()
+             if k not in ("type", "title", "status", "detail")}
+    type_ = problem.get("type")
+    cls = error_class(_slug(type_), status)
+    return cls(status, type_, problem.get("title"), problem.get("detail"), extra, headers)
+
+
+def _retry_after(headers, extra):
+    # The HTTP header (seconds or a date), else an extra member in ms like every duration.
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    if value:
+        value = value.strip()
+        if value.isdigit():
+            return float(value)
+        try:
+            when = email.utils.parsedate_to_datetime(value).timestamp()
+            return max(0.0, when - time.time())
+        except (TypeError, ValueError):
+            pass
+    ms = extra.get("retry_after_ms")
+    return ms / 1000.0 if isinstance(ms, (int, float)) else None

@@ -1,0 +1,443 @@
+"""The worker runner: claims executions of one queue, runs a handler on each, keeps them
+alive with heartbeats from threads of their own, and records how each ended."""
+
+import json
+import logging
+import os
+import random
+import re
+import secrets
+import signal
+import socket
+import threading
+import time
+
+from . import errors
+
+__all__ = ["Worker", "Job", "Retryable", "Fatal", "Cancelled"]
+
+log = logging.getLogger("unstuck")
+
+MAX_WAIT_MS = 30000
+REGISTRY_INTERVAL = 5.0  # seconds between worker-registry beats, by default
+OUTCOME_RETRY_FOR = 60.0  # seconds spent retrying a complete/fail/cancel-ack on transient errors
+MAX_MESSAGE = 4000  # characters of a failure message
+_LOST = (errors.StaleAttempt, errors.AlreadyTerminal, errors.TokenMismatch, errors.NotFound)
+
+
+class Retryable(Exception):
+    """Raise from a handler to fail the attempt and let it be retried (while attempts
+    remain, after the backoff, from the last checkpoint)."""
+
+
+class Fatal(Exception):
+    """Raise from a handler to fail the execution for good."""
+
+
+class Cancelled(Exception):
+    """Raised by ``Job.raise_if_cancelled()``: the attempt was cancelled or lost."""
+
+
+def _backoff(failures, base=0.1, cap=5.0):
+    """Exponential backoff with jitter: about base * 2^failures, at most cap."""
+    return min(cap, base * (2 ** failures)) * random.uniform(0.5, 1.0)
+
+
+def _valid_name(text, limit):
+    return re.sub(r"[^A-Za-z0-9_.:-]", "-", text)[:limit] or "host"
+
+
+def fresh_worker_id():
+    """``<host>-<pid>-<random>``: unique per process start, as the registry requires."""
+    return f"{_valid_name(socket.gethostname(), 100)}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+class Job:
+    """One claimed attempt, as a handler sees it.
+
+    ``payload``, ``attempt``, ``id``, ``queue``; ``checkpoint`` is the checkpoint the
+    previous attempt left (None on a first attempt); ``cancelled`` (a threading.Event) is
+    set when cancellation was requested or the attempt was lost: stop soon.
+    """
+
+    def __init__(self, claim):
+        self.claim = claim
+        self.token = claim["token"]
+        self.queue = claim["queue"]
+        self.id = claim["id"]
+        self.attempt = claim["attempt"]
+        self.payload = claim.get("payload")
+        self.checkpoint = claim.get("checkpoint")
+        self.heartbeat_timeout = claim["heartbeat_timeout"] / 1000.0  # seconds
+        self.deadline_at = claim.get("deadline_at")
+        self.cancelled = threading.Event()
+        self.cancel_requested = False  # the orchestrator asked to stop: acknowledge
+        self.lost = False              # the attempt is no longer ours: record nothing
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._progress = self._new_checkpoint = None
+        self._progress_seq = self._checkpoint_seq = 0   # bumped on every set
+        self._progress_sent = self._checkpoint_sent = 0  # seq carried by the last good beat
+
+    def set_progress(self, text):
+        """Progress text sent with the next heartbeat (``no_progress_timeout`` watches it)."""
+        with self._lock:
+            self._progress = str(text)
+            self._progress_seq += 1
+
+    def set_checkpoint(self, value):
+        """A JSON-able value sent with the next heartbeat; a retry resumes from the last
+        one the server received (``job.checkpoint`` of the next attempt)."""
+        snapshot = json.loads(json.dumps(value))  # TypeError now, not in the heartbeat thread
+        with self._lock:
+            self._new_checkpoint = snapshot
+            self._checkpoint_seq += 1
+
+    def raise_if_cancelled(self):
+        """Raises Cancelled when the attempt should stop."""
+        if self.cancelled.is_set():
+            raise Cancelled("cancellation requested" if self.cancel_requested
+                            else "attempt lost")
+
+    def __repr__(self):
+        return f"Job({self.queue}/{self.id} attempt {self.attempt})"
+
+    # What the next beat carries, and marking it delivered.
+    def _pending(self):
+        with self._lock:
+            beat = {}
+            if self._progress_seq > self._progress_sent:
+                beat["progress"] = self._progress
+            if self._checkpoint_seq > self._checkpoint_sent:
+                beat["checkpoint"] = self._new_checkpoint
+            return beat, (self._progress_seq, self._checkpoint_seq)
+
+    def _delivered(self, seqs):
+        with self._lock:
+            self._progress_sent = max(self._progress_sent, seqs[0])
+            self._checkpoint_sent = max(self._checkpoint_sent, seqs[1])
+
+    def _stop(self, lost):
+        if lost:
+            self.lost = True
+        else:
+            self.cancel_requested = True
+        self.cancelled.set()
+
+
+class Worker:
+    """Runs ``handler(job)`` on executions claimed from ``queue``, ``concurrency`` at once.
+
+    The handler's return value (JSON-able) completes the attempt; ``Retryable`` or any other
+    exception fails it retryable; ``Fatal`` fails it for good; when cancellation was
+    requested the cancellation is acknowledged instead. ``heartbeat_interval`` (seconds,
+    5 by default) is how often the worker registry hears from this worker; the attempts
+    themselves are beaten at a third of their ``heartbeat_timeout``.
+
+    ``run()`` blocks until ``stop()`` (or SIGTERM/SIGINT when run in the main thread), then
+    waits for the running handlers and deregisters.
+    """
+
+    def __init__(self, client, queue, handler, concurrency=1, worker_id=None,
+                 heartbeat_interval=None, version=None, wait_ms=MAX_WAIT_MS,
+                 handle_signals=True):
+        from . import __version__
+        if not 1 <= concurrency <= 1000:
+            raise ValueError("concurrency must be 1 to 1000")
+        if not 0 <= wait_ms <= MAX_WAIT_MS:
+            raise ValueError(f"wait_ms must be 0 to {MAX_WAIT_MS}")
+        if heartbeat_interval is None:
+            heartbeat_interval = REGISTRY_INTERVAL
+        if hasattr(heartbeat_interval, "total_seconds"):
+            heartbeat_interval = heartbeat_interval.total_seconds()
+        self.client = client
+        self.queue = queue
+        self.handler = handler
+        self.concurrency = concurrency
+        self.worker_id = worker_id
+        self.heartbeat_interval = float(heartbeat_interval)
+        self.version = version or f"unstuck-python/{__version__}"
+        self.wait_ms = wait_ms
+        self.handle_signals = handle_signals
+        self.stats = {"succeeded": 0, "failed": 0, "retried": 0, "cancelled": 0, "dropped": 0}
+        self._given_id = worker_id is not None
+        self._poller = client.copy()  # its own connections, so stop() can abort the long poll
+        self._stopping = threading.Event()
+        self._registry_kick = threading.Event()
+        self._registry_done = threading.Event()
+        self._cv = threading.Condition()
+        self._running = {}  # Job -> handler thread
+
+    # ----- public -----
+
+    def stop(self):
+        """Stops claiming; ``run()`` returns once the running handlers are done."""
+        self._stopping.set()
+        with self._cv:
+            self._cv.notify_all()
+        self._poller.close()
+
+    @property
+    def running(self):
+        with self._cv:
+            return list(self._running)
+
+    def run(self):
+        """Registers, claims and runs until stopped; returns the counts of outcomes."""
+        restore = self._install_signals()
+        registry = None
+        try:
+            if not self._register():
+                return dict(self.stats)  # stopped before it could register
+            registry = threading.Thread(target=self._registry_loop, daemon=True,
+                                        name=f"unstuck-registry-{self.worker_id}")
+            registry.start()
+            self._claim_loop()
+        finally:
+            self._stopping.set()
+            self._drain()
+            if registry is not None:
+                self._registry_done.set()
+                self._registry_kick.set()
+                registry.join()
+                self._deregister()
+            self._poller.close()
+            restore()
+        return dict(self.stats)
+
+    # ----- registry -----
+
+    def _register(self):
+        """Registers (a fresh id unless one was given); False when stopped meanwhile."""
+        failures = 0
+        while True:
+            if not self._given_id:
+                self.worker_id = fresh_worker_id()
+            try:
+                self.client.register_worker(
+                    [self.queue], worker_id=self.worker_id, host=socket.gethostname(),
+                    pid=os.getpid(), version=self.version,
+                    heartbeat_interval=int(self.heartbeat_interval * 1000))
+                log.info("worker %s registered on queue %s", self.worker_id, self.queue)
+                return True
+            except errors.WorkerExists:
+                if self._given_id:
+                    raise
+            except errors.UnstuckError as e:
+                if not e.transient:
+                    raise
+                log.warning("registering worker: %s; retrying", e)
+                if self._stopping.wait(_backoff(failures)):
+                    return False
+                failures += 1
+
+    def _registry_loop(self):
+        while True:
+            # Beats go on while running jobs drain: the registry must keep listing them.
+            kicked = self._registry_kick.wait(self.heartbeat_interval)
+            if self._registry_done.is_set():
+                return
+            if kicked:
+                # New claims kick a beat so the registry lists them soon; one per burst.
+                self._registry_done.wait(0.25)
+                self._registry_kick.clear()
+            running = [(job.queue, job.id) for job in self.running]
+            try:
+                self.client.worker_heartbeat(self.worker_id, running)
+            except errors.UnknownWorker:
+                log.warning("worker %s is no longer registered; registering again",
+                            self.worker_id)
+                self._given_id = False
+                try:
+                    self._register()
+                except errors.UnstuckError as e:
+                    log.error("registering again failed: %s", e)
+            except errors.UnstuckError as e:
+                log.warning("worker heartbeat: %s", e)
+
+    def _deregister(self):
+        try:
+            self.client.deregister_worker(self.worker_id)
+        except errors.UnknownWorker:
+            pass
+        except errors.UnstuckError as e:
+            log.warning("deregistering worker %s: %s", self.worker_id, e)
+
+    # ----- claiming -----
+
+    def _claim_loop(self):
+        failures = 0
+        while not self._stopping.is_set():
+            with self._cv:
+                while len(self._running) >= self.concurrency and not self._stopping.is_set():
+                    self._cv.wait()
+                free = self.concurrency - len(self._running)
+            if self._stopping.is_set():
+                return
+            try:
+                claims = self._poller.claim(self.queue, self.worker_id, max=free,
+                                            wait_ms=self.wait_ms)
+            except errors.UnstuckError as e:
+                if self._stopping.is_set():
+                    return
+                if isinstance(e, errors.UnknownWorker):
+                    self._given_id = False
+                    self._register()
+                    continue
+                if not e.transient:
+                    raise
+                log.warning("claim: %s; retrying", e)
+                if self._stopping.wait(_backoff(failures)):
+                    return
+                failures += 1
+                continue
+            failures = 0
+            for claim in claims:  # even when stopping: these are ours now
+                self._start(Job(claim))
+            if claims:
+                self._registry_kick.set()
+
+    def _start(self, job):
+        thread = threading.Thread(target=self._run_job, args=(job,), daemon=True,
+                                  name=f"unstuck-job-{job.id}")
+        with self._cv:
+            self._running[job] = thread
+        thread.start()
+
+    def _drain(self):
+        while True:
+            with self._cv:
+                threads = list(self._running.values())
+            if not threads:
+                return
+            for thread in threads:
+                thread.join()
+
+    # ----- one job -----
+
+    def _run_job(self, job):
+        beats = threading.Thread(target=self._beat_loop, args=(job,), daemon=True,
+                                 name=f"unstuck-beat-{job.id}")
+        beats.start()
+        try:
+            try:
+                outcome = ("complete", self.handler(job))
+            except Cancelled:
+                outcome = ("fail", "stopped: cancellation requested or attempt lost", True)
+            except Fatal as e:
+                outcome = ("fail", str(e) or "Fatal", False)
+            except Retryable as e:
+                outcome = ("fail", str(e) or "Retryable", True)
+            except Exception as e:
+                log.exception("handler failed on %r", job)
+                outcome = ("fail", f"{type(e).__name__}: {e}", True)
+            job._done.set()
+            beats.join()
+            self._finish(job, outcome)
+        except Exception:
+            log.exception("recording the outcome of %r failed", job)
+        finally:
+            with self._cv:
+                self._running.pop(job, None)
+                self._cv.notify_all()
+
+    def _beat_loop(self, job):
+        interval = max(job.heartbeat_timeout / 3.0, 0.05)
+        while not job.lost:
+            self._beat(job)  # the first beat at once: it moves dispatched -> running
+            if job._done.wait(interval):
+                return
+
+    def _beat(self, job):
+        """One heartbeat with the pending progress and checkpoint; False when the attempt
+        is no longer ours or cancellation was requested."""
+        beat, seqs = job._pending()
+        try:
+            reply = self.client.heartbeat(job.token, **beat)
+        except _LOST as e:
+            log.info("%r lost: %s", job, e)
+            job._stop(lost=True)
+            return False
+        except errors.UnstuckError as e:
+            log.warning("heartbeat of %r: %s", job, e)
+            return True
+        job._delivered(seqs)
+        if reply and reply.get("cancel_requested"):
+            job._stop(lost=False)
+            return False
+        return True
+
+    def _finish(self, job, outcome):
+        if outcome[0] == "fail" and not job.lost and not job.cancel_requested:
+            # Deliver a checkpoint set since the last beat: the retry resumes from it.
+            if job._pending()[0]:
+                self._beat(job)
+        if job.lost:
+            self._count("dropped", job, "the attempt was lost")
+            return
+        if job.cancel_requested:
+            if self._outcome(job, lambda: self.client.cancel_ack(job.token), "cancelled"):
+                self._count("cancelled", job, "cancellation acknowledged")
+            return
+        if outcome[0] == "complete":
+            result = outcome[1]
+            try:
+                json.dumps(result)
+            except (TypeError, ValueError) as e:
+                outcome = ("fail", f"result is not JSON: {type(e).__name__}: {e}", False)
+            else:
+                call = lambda: self.client.complete(job.token, result)  # noqa: E731
+                try:
+                    if self._outcome(job, call, "succeeded"):
+                        self._count("succeeded", job, "completed")
+                    return
+                except errors.TooLarge as e:
+                    outcome = ("fail", f"result refused: {e}", False)
+        _, message, retryable = outcome
+        message = message[:MAX_MESSAGE]
+        reply = self._outcome(job, lambda: self.client.fail(job.token, message, retryable))
+        if reply:
+            kind = {"retry_scheduled": "retried", "cancelled": "cancelled"}.get(
+                reply.get("outcome"), "failed")
+            self._count(kind, job, f"{reply.get('outcome')}: {message}")
+
+    def _outcome(self, job, call, ends_in=None):
+        """Runs an outcome call, retrying transient errors (the calls are idempotent on the
+        token); None when the attempt turned out not to be ours any more."""
+        failures, give_up = 0, time.monotonic() + OUTCOME_RETRY_FOR
+        while True:
+            try:
+                return call() or {}
+            except errors.AlreadyTerminal as e:
+                if failures and e.state == ends_in:
+                    return {}  # a retry after a lost reply: the first call went through
+                self._count("dropped", job, f"not ours any more: {e}")
+                return None
+            except _LOST as e:
+                self._count("dropped", job, f"not ours any more: {e}")
+                return None
+            except errors.UnstuckError as e:
+                if not e.transient or time.monotonic() > give_up:
+                    if isinstance(e, errors.TooLarge):
+                        raise
+                    log.error("recording the outcome of %r: %s", job, e)
+                    return None
+                time.sleep(_backoff(failures))
+                failures += 1
+
+    def _count(self, kind, job, what):
+        with self._cv:
+            self.stats[kind] += 1
+        log.info("%r: %s", job, what)
+
+    # ----- signals -----
+
+    def _install_signals(self):
+        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        # stop() takes locks and closes sockets: run it off the signal handler.
+        def handler(signum, frame):
+            log.info("signal %d: stopping after the running jobs", signum)
+            threading.Thread(target=self.stop, daemon=True).start()
+        old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+        return lambda: [signal.signal(s, h) for s, h in old.items()]
