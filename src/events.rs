@@ -78,6 +78,35 @@ impl Ledger {
             .collect()
     }
 
+    /// The newest `count` events of `partitions` (every partition when empty), oldest
+    /// first: one `XREVRANGE` per partition, merged by time.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a partition out of range, [`Error::Redis`].
+    pub async fn recent_events(&self, partitions: Vec<u16>, count: usize) -> Result<Vec<Event>> {
+        let partitions: Vec<u16> = if partitions.is_empty() {
+            (0..self.keys.partitions()).collect()
+        } else {
+            partitions
+        };
+        let mut all = Vec::new();
+        let mut conn = self.conn.clone();
+        for p in partitions {
+            self.check_partition(p)?;
+            let reply: StreamRangeReply = conn
+                .xrevrange_count(self.keys.events(p), "+", "-", count)
+                .await?;
+            for e in &reply.ids {
+                all.push(parse_event(p, &e.id, &e.map)?);
+            }
+        }
+        all.sort_by(|a, b| {
+            (a.at, a.partition, &a.stream_id).cmp(&(b.at, b.partition, &b.stream_id))
+        });
+        let skip = all.len().saturating_sub(count);
+        Ok(all.split_off(skip))
+    }
+
     /// The transitions of one execution still in its partition's (capped) stream, oldest
     /// first: the stream is read from the instant the execution was created, in pages,
     /// and filtered — bounded by the stream's cap, never a scan of executions.

@@ -198,7 +198,7 @@ macro_rules! define_timings {
         }
 
         /// Names of the timings, in the order scripts take them.
-        pub(crate) const NAMES: [&str; COUNT] = [$( stringify!($name), )*];
+        pub const NAMES: [&str; COUNT] = [$( stringify!($name), )*];
 
         /// Fields the timings are stored under (execution and queue-settings hashes), in
         /// [`NAMES`] order; `TIMING_FIELDS` in `lua/_lib.lua` mirrors it.
@@ -278,7 +278,7 @@ macro_rules! define_timings {
 }
 
 /// How many timings there are.
-pub(crate) const COUNT: usize = 9;
+pub const COUNT: usize = 9;
 
 for_each_timing!(define_timings);
 

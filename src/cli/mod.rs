@@ -2,13 +2,19 @@
 //!
 //! # Layout
 //! - this file: the commands and their options, and the `watchdog` daemon;
+//! - `inspect.rs`: `queues`, `executions`, `show`, `events`, `workers`, `status`;
+//! - `steer.rs`: `enqueue`, `cancel`, `retry`; `table.rs`: tables for people;
+//! - `serve.rs`: `unstuck serve`;
 //! - `demo/`: the fault-injection demo behind `unstuck demo`;
 //! - `redis`: a throwaway `redis-server` for the demos when no `--redis` is given;
 //! - `walkthrough`: `examples/walkthrough.rs`, included as a module.
 
 mod demo;
+mod inspect;
 mod redis;
 mod serve;
+mod steer;
+mod table;
 #[path = "../../examples/walkthrough.rs"]
 mod walkthrough;
 
@@ -32,8 +38,124 @@ struct Cli {
     command: Command,
 }
 
+/// What every operator command takes.
+#[derive(clap::Args, Debug, Clone)]
+struct Common {
+    /// TOML settings file (the one the watchdog and the server read); UNSTUCK_LEDGER__*
+    /// environment variables override it.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Print JSON (the HTTP API's field names) instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Queues: depth, claimable now, slots in use / capacity, age of the oldest queued.
+    Queues {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Executions across queues, newest first, filtered and paged.
+    Executions {
+        #[command(flatten)]
+        common: Common,
+        /// Only this queue.
+        #[arg(long)]
+        queue: Option<String>,
+        /// Only this state: queued, dispatched, running, stuck, succeeded, failed,
+        /// cancelled, timed_out, dead.
+        #[arg(long)]
+        state: Option<String>,
+        /// Only finished executions that stopped for this reason (heartbeat_lost,
+        /// no_progress, start_timeout, worker_lost, deadline_exceeded, failed, ...).
+        #[arg(long)]
+        stop_reason: Option<String>,
+        /// Only executions whose current (or last) attempt is this worker's.
+        #[arg(long)]
+        worker: Option<String>,
+        /// Most executions shown (1 to 1000).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Continue after an earlier page (its "more: --cursor ...").
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// One execution: state, timings, heartbeat and progress, checkpoint, stop metadata, and
+    /// its timeline with reasons, thresholds and lag.
+    Show {
+        #[command(flatten)]
+        common: Common,
+        queue: String,
+        id: String,
+    },
+    /// Enqueue an execution (for scripts, cron, re-driving work by hand).
+    Enqueue {
+        #[command(flatten)]
+        common: Common,
+        queue: String,
+        /// The payload, JSON.
+        #[arg(long, default_value = "null")]
+        payload: String,
+        /// The execution id (idempotency); a fresh one when absent.
+        #[arg(long)]
+        id: Option<String>,
+        /// Make it claimable only after this long.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        delay: Option<Duration>,
+        #[command(flatten)]
+        timings: steer::TimingFlags,
+    },
+    /// Cancel an execution: at once when queued, by asking its worker when active.
+    Cancel {
+        #[command(flatten)]
+        common: Common,
+        queue: String,
+        id: String,
+        /// Why, for the people reading it later.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Run a finished (failed, dead, timed_out, cancelled) execution again as a new one
+    /// linked to it (retry_of), resuming from its last checkpoint.
+    Retry {
+        #[command(flatten)]
+        common: Common,
+        queue: String,
+        id: String,
+        /// The new execution's id (default: <id>.retry<n>).
+        #[arg(long)]
+        new_id: Option<String>,
+        /// Why, recorded in the event.
+        #[arg(long, default_value = "retried by an operator")]
+        reason: String,
+    },
+    /// Transitions, one line each: the newest ones, then (with --follow) as they happen.
+    Events {
+        #[command(flatten)]
+        common: Common,
+        /// Only this queue.
+        #[arg(long)]
+        queue: Option<String>,
+        /// Keep printing new events until Ctrl-C.
+        #[arg(long)]
+        follow: bool,
+        /// How many of the newest to print first.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Registered workers: host, pid, version, queues, last beat, executions held.
+    Workers {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// The watchdog: partition leases, replicas, holds, totals, and a one-line verdict;
+    /// exits 1 when degraded.
+    Status {
+        #[command(flatten)]
+        common: Common,
+    },
     /// Run one watchdog replica until SIGINT/SIGTERM, then hand its leases back.
     Watchdog {
         /// TOML settings file ([ledger] and [watchdog] sections); UNSTUCK_LEDGER__* and
@@ -92,6 +214,82 @@ pub(crate) async fn run() -> anyhow::Result<()> {
             config,
             throwaway_redis,
         } => serve::serve(config.as_deref(), throwaway_redis).await,
+        Command::Queues { common } => inspect::queues(&connect(&common).await?, common.json).await,
+        Command::Executions {
+            common,
+            queue,
+            state,
+            stop_reason,
+            worker,
+            limit,
+            cursor,
+        } => {
+            let filter = unstuck::Filter {
+                queue,
+                state: state.map(|s| s.parse()).transpose()?,
+                stop_reason,
+                worker,
+            };
+            let ledger = connect(&common).await?;
+            inspect::executions(&ledger, filter, cursor.as_deref(), limit, common.json).await
+        }
+        Command::Show { common, queue, id } => {
+            inspect::show(&connect(&common).await?, &queue, &id, common.json).await
+        }
+        Command::Enqueue {
+            common,
+            queue,
+            payload,
+            id,
+            delay,
+            timings,
+        } => {
+            let ledger = connect(&common).await?;
+            steer::enqueue(&ledger, &queue, &payload, id, delay, &timings, common.json).await
+        }
+        Command::Cancel {
+            common,
+            queue,
+            id,
+            reason,
+        } => steer::cancel(&connect(&common).await?, &queue, &id, &reason, common.json).await,
+        Command::Retry {
+            common,
+            queue,
+            id,
+            new_id,
+            reason,
+        } => {
+            let ledger = connect(&common).await?;
+            steer::retry(
+                &ledger,
+                &queue,
+                &id,
+                new_id.as_deref(),
+                &reason,
+                common.json,
+            )
+            .await
+        }
+        Command::Events {
+            common,
+            queue,
+            follow,
+            limit,
+        } => {
+            let ledger = connect(&common).await?;
+            inspect::events(&ledger, queue.as_deref(), follow, limit, common.json).await
+        }
+        Command::Workers { common } => {
+            inspect::workers(&connect(&common).await?, common.json).await
+        }
+        Command::Status { common } => {
+            let healthy = inspect::status(&connect(&common).await?, common.json).await?;
+            if !healthy {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Demo {
             redis,
             duration,
@@ -155,6 +353,17 @@ async fn demo(
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// The ledger of the settings an operator command names.
+async fn connect(common: &Common) -> anyhow::Result<unstuck::Ledger> {
+    let settings = unstuck::settings::Settings::load(common.config.as_deref())?;
+    let url = settings.ledger.server_url().to_owned();
+    unstuck::Ledger::connect(settings.ledger)
+        .await
+        .with_context(|| {
+            format!("cannot reach Redis at {url}: check ledger.redis_url (or --config)")
+        })
 }
 
 async fn watchdog(config: Option<PathBuf>) -> anyhow::Result<()> {

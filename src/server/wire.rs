@@ -308,6 +308,10 @@ pub struct ExecutionOut {
     pub last_error: Option<String>,
     pub false_alarms: u32,
     pub history: Vec<TransitionOut>,
+    /// The finished execution this one runs again, `<queue>/<id>`.
+    pub retry_of: Option<String>,
+    /// The ids of the executions made to run this one again, oldest first.
+    pub retries: Vec<String>,
 }
 
 impl From<Execution> for ExecutionOut {
@@ -352,6 +356,8 @@ impl From<Execution> for ExecutionOut {
             finished_at: e.finished_at,
             last_error: e.last_error,
             false_alarms: e.false_alarms,
+            retry_of: e.retry_of.map(|(q, id)| format!("{q}/{id}")),
+            retries: e.retries,
         }
     }
 }

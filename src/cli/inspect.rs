@@ -1,0 +1,475 @@
+//! The operator's read commands: `queues`, `executions`, `show`, `events`, `workers`,
+//! `status`. Tables for people; `--json` prints what the HTTP API would answer, with the
+//! same field names.
+
+use chrono::Utc;
+use serde::Serialize;
+use unstuck::server::wire::{EventOut, ExecutionOut, QueueOut, WorkerOut};
+use unstuck::watchdog::{self, WatchdogStatus};
+use unstuck::{Event, Filter, Ledger};
+
+use super::table::{ago, duration_ms, opt, render};
+
+fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// `unstuck queues`.
+pub(crate) async fn queues(ledger: &Ledger, json: bool) -> anyhow::Result<()> {
+    let queues: Vec<QueueOut> = ledger
+        .queue_overviews()
+        .await?
+        .into_iter()
+        .map(QueueOut::from)
+        .collect();
+    if json {
+        return print_json(&serde_json::json!({ "queues": queues }));
+    }
+    let rows: Vec<Vec<String>> = queues
+        .iter()
+        .map(|q| {
+            vec![
+                q.name.clone(),
+                q.depth.to_string(),
+                q.available.to_string(),
+                format!("{}/{}", q.active, q.capacity),
+                q.oldest_queued_age_ms.map_or("-".into(), duration_ms),
+                q.partition.to_string(),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        render(
+            &[
+                "QUEUE",
+                "DEPTH",
+                "AVAILABLE",
+                "SLOTS",
+                "OLDEST",
+                "PARTITION"
+            ],
+            &rows
+        )
+    );
+    Ok(())
+}
+
+/// `unstuck executions`.
+pub(crate) async fn executions(
+    ledger: &Ledger,
+    filter: Filter,
+    cursor: Option<&str>,
+    limit: usize,
+    json: bool,
+) -> anyhow::Result<()> {
+    let page = ledger.find(&filter, cursor, limit).await?;
+    let items: Vec<ExecutionOut> = page.items.into_iter().map(ExecutionOut::from).collect();
+    if json {
+        return print_json(&serde_json::json!({ "items": items, "next_cursor": page.next }));
+    }
+    let now = Utc::now();
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|e| {
+            let changed = e
+                .finished_at
+                .or(e.stuck_since)
+                .or(e.last_heartbeat_at)
+                .or(e.dispatched_at)
+                .or(Some(e.created_at));
+            vec![
+                format!("{}/{}", e.queue, e.id),
+                e.state.to_string(),
+                e.attempt.to_string(),
+                opt(e.worker.clone()),
+                ago(changed, now),
+                opt(e.stop.as_ref().map(|s| s.reason.clone())),
+                opt(e.last_error.clone()),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        render(
+            &[
+                "EXECUTION",
+                "STATE",
+                "ATTEMPT",
+                "WORKER",
+                "CHANGED",
+                "STOP",
+                "LAST ERROR"
+            ],
+            &rows
+        )
+    );
+    match page.next {
+        Some(next) => eprintln!("more: --cursor {next}"),
+        None if items.is_empty() => eprintln!("no executions match"),
+        None => {}
+    }
+    Ok(())
+}
+
+/// `unstuck show QUEUE ID`.
+pub(crate) async fn show(ledger: &Ledger, queue: &str, id: &str, json: bool) -> anyhow::Result<()> {
+    let execution = ExecutionOut::from(ledger.get(queue, id).await?);
+    let events: Vec<EventOut> = ledger
+        .execution_events(queue, id)
+        .await?
+        .into_iter()
+        .map(EventOut::from)
+        .collect();
+    if json {
+        return print_json(&serde_json::json!({ "execution": execution, "events": events }));
+    }
+    let now = Utc::now();
+    let e = &execution;
+    let t = &e.timings;
+    let ms = |v: Option<u64>| v.map_or("off".into(), duration_ms);
+    let mut lines = vec![
+        format!("{}/{}  {}  attempt {}", e.queue, e.id, e.state, e.attempt),
+        format!("worker          {}", opt(e.worker.clone())),
+        format!(
+            "created         {} ({})",
+            e.created_at,
+            ago(Some(e.created_at), now)
+        ),
+        format!("last heartbeat  {}", ago(e.last_heartbeat_at, now)),
+        format!(
+            "progress        {} (changed {})",
+            opt(e.progress.clone()),
+            ago(e.progress_changed_at, now)
+        ),
+        format!(
+            "checkpoint      {}",
+            e.checkpoint.as_ref().map_or("-".into(), |c| c.to_string())
+        ),
+        format!(
+            "timings         heartbeat {} · stuck threshold {} · start grace {} · no progress {} · deadline {} · attempts {} · backoff {}..{} · cancel grace {}",
+            ms(t.heartbeat_timeout),
+            ms(t.stuck_threshold),
+            ms(t.start_grace),
+            ms(t.no_progress_timeout),
+            ms(t.deadline),
+            opt(t.max_attempts),
+            ms(t.backoff_base),
+            ms(t.backoff_max),
+            ms(t.cancel_grace),
+        ),
+    ];
+    if let Some(s) = &e.stop {
+        lines.push(format!(
+            "stopped         {} (timeout {}, configured {}, fired {})",
+            s.reason,
+            ms(s.timeout),
+            s.timeout_configured,
+            s.timeout_fired
+        ));
+    }
+    if let Some(err) = &e.last_error {
+        lines.push(format!("last error      {err}"));
+    }
+    if let Some(of) = &e.retry_of {
+        lines.push(format!("retry of        {of}"));
+    }
+    if !e.retries.is_empty() {
+        lines.push(format!("retried as      {}", e.retries.join(", ")));
+    }
+    if e.false_alarms > 0 {
+        lines.push(format!("false alarms    {}", e.false_alarms));
+    }
+    println!("{}\n", lines.join("\n"));
+    let rows: Vec<Vec<String>> = events
+        .iter()
+        .map(|ev| {
+            vec![
+                ev.at.format("%H:%M:%S%.3f").to_string(),
+                ev.attempt.to_string(),
+                format!(
+                    "{} → {}",
+                    ev.from.map_or("-".into(), |s| s.to_string()),
+                    ev.to.map_or("-".into(), |s| s.to_string())
+                ),
+                ev.reason.clone(),
+                ev.lag_ms.map_or("-".into(), |l| format!("{l}ms")),
+                opt(ev.replica.clone()),
+                ev.detail.clone(),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        render(
+            &[
+                "AT",
+                "ATTEMPT",
+                "TRANSITION",
+                "REASON",
+                "LAG",
+                "BY",
+                "DETAIL"
+            ],
+            &rows
+        )
+    );
+    if events.is_empty() {
+        eprintln!("its events are no longer in the (capped) event stream");
+    }
+    Ok(())
+}
+
+fn event_line(e: &Event) -> String {
+    let by = e
+        .replica
+        .as_ref()
+        .map(|r| format!(" by {r}@{}", e.epoch.unwrap_or(0)))
+        .unwrap_or_default();
+    let lag = e
+        .timer_due_at
+        .map(|due| format!(" lag {}ms", (e.at - due).num_milliseconds()))
+        .unwrap_or_default();
+    let what = if e.execution_id.is_empty() {
+        format!("partition {}", e.partition)
+    } else {
+        format!("{}/{} #{}", e.queue, e.execution_id, e.attempt)
+    };
+    format!(
+        "{} {what} {} → {} {}{lag}{by}{}",
+        e.at.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+        e.from.map_or("-".into(), |s| s.to_string()),
+        e.to.map_or("-".into(), |s| s.to_string()),
+        e.reason,
+        if e.detail.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", e.detail)
+        }
+    )
+}
+
+/// `unstuck events`: the newest `limit`, then, with `follow`, every new one as it happens.
+pub(crate) async fn events(
+    ledger: &Ledger,
+    queue: Option<&str>,
+    follow: bool,
+    limit: usize,
+    json: bool,
+) -> anyhow::Result<()> {
+    let partitions = match queue {
+        Some(q) => {
+            unstuck::names::validate_queue(q)?;
+            vec![ledger.partition_of(q)]
+        }
+        None => Vec::new(),
+    };
+    let wanted = |e: &Event| queue.is_none_or(|q| e.queue == q);
+    let print = |e: Event| {
+        if json {
+            if let Ok(line) = serde_json::to_string(&EventOut::from(e)) {
+                println!("{line}");
+            }
+        } else {
+            println!("{}", event_line(&e));
+        }
+    };
+    let mut follower = if follow {
+        Some(ledger.follow_events(partitions.clone()).await?)
+    } else {
+        None
+    };
+    let recent = ledger.recent_events(partitions, limit.max(1) * 4).await?;
+    let recent: Vec<Event> = recent.into_iter().filter(|e| wanted(e)).collect();
+    let skip = recent.len().saturating_sub(limit);
+    recent.into_iter().skip(skip).for_each(print);
+    let Some(follower) = follower.as_mut() else {
+        return Ok(());
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let signal = stop.clone();
+    tokio::spawn(async move {
+        super::wait_for_signal().await;
+        signal.cancel();
+    });
+    loop {
+        let batch = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            batch = follower.next_batch() => batch?,
+        };
+        batch.into_iter().filter(|e| wanted(e)).for_each(print);
+    }
+}
+
+/// `unstuck workers`.
+pub(crate) async fn workers(ledger: &Ledger, json: bool) -> anyhow::Result<()> {
+    let held = ledger.slot_holders().await?;
+    let workers = ledger.workers().await?;
+    if json {
+        let items: Vec<serde_json::Value> = workers
+            .into_iter()
+            .map(|w| {
+                let holds = held.get(&w.worker_id).cloned().unwrap_or_default();
+                let mut v = serde_json::to_value(WorkerOut::from(w)).unwrap_or_default();
+                v["held"] = serde_json::json!(
+                    holds
+                        .iter()
+                        .map(|(q, id)| serde_json::json!({"queue": q, "id": id}))
+                        .collect::<Vec<_>>()
+                );
+                v
+            })
+            .collect();
+        return print_json(&serde_json::json!({ "workers": items }));
+    }
+    let now = Utc::now();
+    let rows: Vec<Vec<String>> = workers
+        .iter()
+        .map(|w| {
+            vec![
+                w.worker_id.clone(),
+                w.host.clone(),
+                w.pid.to_string(),
+                if w.version.is_empty() {
+                    "-".into()
+                } else {
+                    w.version.clone()
+                },
+                w.queues.join(","),
+                ago(Some(w.last_seen_at), now),
+                held.get(&w.worker_id).map_or(0, Vec::len).to_string(),
+                w.running.len().to_string(),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        render(
+            &[
+                "WORKER",
+                "HOST",
+                "PID",
+                "VERSION",
+                "QUEUES",
+                "LAST BEAT",
+                "HELD",
+                "REPORTED"
+            ],
+            &rows
+        )
+    );
+    Ok(())
+}
+
+/// The one-line verdict of `unstuck status`: healthy, or degraded and why.
+pub(crate) fn verdict(status: &WatchdogStatus, ready: &Result<(), unstuck::Error>) -> String {
+    let mut problems = Vec::new();
+    if let Err(e) = ready {
+        problems.push(format!("Redis not ready ({e})"));
+    }
+    if status.replicas.is_empty() {
+        problems.push("no watchdog replica is alive".to_owned());
+    }
+    let unwatched = status.unwatched();
+    if !unwatched.is_empty() {
+        problems.push(format!(
+            "{} partition(s) unwatched: {unwatched:?}",
+            unwatched.len()
+        ));
+    }
+    let holding = status.holding();
+    if !holding.is_empty() {
+        problems.push(format!("systemic hold in partition(s) {holding:?}"));
+    }
+    if let Some(h) = &status.namespace_hold {
+        problems.push(format!(
+            "namespace-wide systemic hold until {}: {}",
+            h.until, h.reason
+        ));
+    }
+    if problems.is_empty() {
+        format!(
+            "healthy: {} replica(s) watch all {} partitions",
+            status.replicas.len(),
+            status.partitions.len()
+        )
+    } else {
+        format!("degraded: {}", problems.join("; "))
+    }
+}
+
+/// `unstuck status`; exits non-zero when degraded.
+pub(crate) async fn status(ledger: &Ledger, json: bool) -> anyhow::Result<bool> {
+    let status = watchdog::status(ledger).await?;
+    let ready = ledger.check_ready().await;
+    let verdict = verdict(&status, &ready);
+    let healthy = verdict.starts_with("healthy");
+    if json {
+        let mut v = serde_json::to_value(&status)?;
+        v["verdict"] = serde_json::json!(verdict);
+        v["healthy"] = serde_json::json!(healthy);
+        print_json(&v)?;
+        return Ok(healthy);
+    }
+    let at = status.at;
+    let rows: Vec<Vec<String>> = status
+        .partitions
+        .iter()
+        .map(|p| {
+            vec![
+                p.partition.to_string(),
+                opt(p.owner.clone()),
+                opt(p.epoch),
+                ago(p.lease_expires_at, at),
+                ago(p.last_round_at, at),
+                p.hold_until
+                    .map_or("-".into(), |h| format!("until {}", ago(Some(h), at))),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        render(
+            &[
+                "PARTITION",
+                "OWNER",
+                "EPOCH",
+                "LEASE EXPIRES",
+                "LAST ROUND",
+                "HOLD"
+            ],
+            &rows
+        )
+    );
+    let replicas: Vec<String> = status
+        .replicas
+        .iter()
+        .map(|r| format!("{} (beat {})", r.replica_id, ago(Some(r.last_beat_at), at)))
+        .collect();
+    println!(
+        "\nreplicas: {}",
+        if replicas.is_empty() {
+            "none".into()
+        } else {
+            replicas.join(", ")
+        }
+    );
+    let t = &status.totals;
+    println!(
+        "totals: timed_out {} · stuck {} · retried {} · dead {} · cancelled {} · orphaned {} · holds {}",
+        t.timed_out, t.stuck, t.retried, t.dead, t.cancelled, t.orphaned, t.holds
+    );
+    if let Some(h) = &status.namespace_hold {
+        println!("namespace hold: until {} — {}", h.until, h.reason);
+    }
+    for p in status.partitions.iter().filter(|p| p.hold_until.is_some()) {
+        println!(
+            "hold in partition {}: {}",
+            p.partition,
+            opt(p.hold_reason.clone())
+        );
+    }
+    println!("{verdict}");
+    Ok(healthy)
+}
