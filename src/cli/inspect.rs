@@ -2,6 +2,8 @@
 //! `status`. Tables for people; `--json` prints what the HTTP API would answer, with the
 //! same field names.
 
+use std::io::Write;
+
 use chrono::Utc;
 use serde::Serialize;
 use unstuck::server::wire::{EventOut, ExecutionOut, QueueOut, WorkerOut};
@@ -266,13 +268,18 @@ pub(crate) async fn events(
         None => Vec::new(),
     };
     let wanted = |e: &Event| queue.is_none_or(|q| e.queue == q);
-    let print = |e: Event| {
-        if json {
-            if let Ok(line) = serde_json::to_string(&EventOut::from(e)) {
-                println!("{line}");
-            }
+    // `false` once stdout is closed: its reader (`head`, `grep -m1`) has gone, so there is
+    // nothing left to do; `println!` would panic there.
+    let print = |e: Event| -> anyhow::Result<bool> {
+        let line = if json {
+            serde_json::to_string(&EventOut::from(e))?
         } else {
-            println!("{}", event_line(&e));
+            event_line(&e)
+        };
+        match writeln!(std::io::stdout(), "{line}") {
+            Ok(()) => Ok(true),
+            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+            Err(err) => Err(err.into()),
         }
     };
     let mut follower = if follow {
@@ -283,7 +290,11 @@ pub(crate) async fn events(
     let recent = ledger.recent_events(partitions, limit.max(1) * 4).await?;
     let recent: Vec<Event> = recent.into_iter().filter(|e| wanted(e)).collect();
     let skip = recent.len().saturating_sub(limit);
-    recent.into_iter().skip(skip).for_each(print);
+    for e in recent.into_iter().skip(skip) {
+        if !print(e)? {
+            return Ok(());
+        }
+    }
     let Some(follower) = follower.as_mut() else {
         return Ok(());
     };
@@ -298,7 +309,11 @@ pub(crate) async fn events(
             _ = stop.cancelled() => return Ok(()),
             batch = follower.next_batch() => batch?,
         };
-        batch.into_iter().filter(|e| wanted(e)).for_each(print);
+        for e in batch.into_iter().filter(|e| wanted(e)) {
+            if !print(e)? {
+                return Ok(());
+            }
+        }
     }
 }
 
