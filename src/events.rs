@@ -295,7 +295,11 @@ impl EventFollower {
     }
 }
 
-fn parse_event(partition: u16, stream_id: &str, map: &HashMap<String, Value>) -> Result<Event> {
+pub(crate) fn parse_event(
+    partition: u16,
+    stream_id: &str,
+    map: &HashMap<String, Value>,
+) -> Result<Event> {
     let bad = |detail: String| Error::Protocol {
         script: "event stream",
         detail,

@@ -81,7 +81,8 @@ async fn enqueue_refuses_bad_input_and_writes_nothing() {
     assert!(line.starts_with("unstuck: --payload is not JSON"), "{line}");
     let bad = run(&l, &["enqueue", "q", "--heartbeat-timeout", "soon"]).await;
     assert!(
-        bad.one_line_failure().contains("bad timing flag"),
+        bad.one_line_failure()
+            .contains("--heartbeat-timeout \"soon\": expected a duration"),
         "{bad:?}"
     );
     let bad = run(&l, &["enqueue", "no spaces", "--id", "x"]).await;

@@ -26,6 +26,9 @@ fn routes() -> Vec<(
             "read",
         ),
         (Method::GET, "/v1/workers", None, "read"),
+        (Method::GET, "/v1/executions", None, "read"),
+        (Method::GET, "/v1/events/recent", None, "read"),
+        (Method::GET, "/v1/watchdog/activity", None, "read"),
         (Method::GET, "/v1/watchdog", None, "read"),
         (Method::GET, "/metrics", None, "read"),
         (
@@ -43,6 +46,12 @@ fn routes() -> Vec<(
         (
             Method::POST,
             "/v1/queues/q/executions/x/cancel",
+            Some(json!({})),
+            "orchestrator",
+        ),
+        (
+            Method::POST,
+            "/v1/queues/q/executions/x/retry",
             Some(json!({})),
             "orchestrator",
         ),

@@ -13,7 +13,7 @@ use unstuck::{Event, Filter, Ledger};
 use super::table::{ago, duration_ms, opt, render};
 
 fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    out!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
@@ -41,7 +41,7 @@ pub(crate) async fn queues(ledger: &Ledger, json: bool) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    println!(
+    out!(
         "{}",
         render(
             &[
@@ -92,7 +92,7 @@ pub(crate) async fn executions(
             ]
         })
         .collect();
-    println!(
+    out!(
         "{}",
         render(
             &[
@@ -183,7 +183,7 @@ pub(crate) async fn show(ledger: &Ledger, queue: &str, id: &str, json: bool) -> 
     if e.false_alarms > 0 {
         lines.push(format!("false alarms    {}", e.false_alarms));
     }
-    println!("{}\n", lines.join("\n"));
+    out!("{}\n", lines.join("\n"));
     let rows: Vec<Vec<String>> = events
         .iter()
         .map(|ev| {
@@ -202,7 +202,7 @@ pub(crate) async fn show(ledger: &Ledger, queue: &str, id: &str, json: bool) -> 
             ]
         })
         .collect();
-    println!(
+    out!(
         "{}",
         render(
             &[
@@ -322,19 +322,9 @@ pub(crate) async fn workers(ledger: &Ledger, json: bool) -> anyhow::Result<()> {
     let held = ledger.slot_holders().await?;
     let workers = ledger.workers().await?;
     if json {
-        let items: Vec<serde_json::Value> = workers
+        let items: Vec<WorkerOut> = workers
             .into_iter()
-            .map(|w| {
-                let holds = held.get(&w.worker_id).cloned().unwrap_or_default();
-                let mut v = serde_json::to_value(WorkerOut::from(w)).unwrap_or_default();
-                v["held"] = serde_json::json!(
-                    holds
-                        .iter()
-                        .map(|(q, id)| serde_json::json!({"queue": q, "id": id}))
-                        .collect::<Vec<_>>()
-                );
-                v
-            })
+            .map(|w| WorkerOut::from(w).with_held(&held))
             .collect();
         return print_json(&serde_json::json!({ "workers": items }));
     }
@@ -358,7 +348,7 @@ pub(crate) async fn workers(ledger: &Ledger, json: bool) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    println!(
+    out!(
         "{}",
         render(
             &[
@@ -443,7 +433,7 @@ pub(crate) async fn status(ledger: &Ledger, json: bool) -> anyhow::Result<bool> 
             ]
         })
         .collect();
-    println!(
+    out!(
         "{}",
         render(
             &[
@@ -462,7 +452,7 @@ pub(crate) async fn status(ledger: &Ledger, json: bool) -> anyhow::Result<bool> 
         .iter()
         .map(|r| format!("{} (beat {})", r.replica_id, ago(Some(r.last_beat_at), at)))
         .collect();
-    println!(
+    out!(
         "\nreplicas: {}",
         if replicas.is_empty() {
             "none".into()
@@ -471,20 +461,26 @@ pub(crate) async fn status(ledger: &Ledger, json: bool) -> anyhow::Result<bool> 
         }
     );
     let t = &status.totals;
-    println!(
+    out!(
         "totals: timed_out {} · stuck {} · retried {} · dead {} · cancelled {} · orphaned {} · holds {}",
-        t.timed_out, t.stuck, t.retried, t.dead, t.cancelled, t.orphaned, t.holds
+        t.timed_out,
+        t.stuck,
+        t.retried,
+        t.dead,
+        t.cancelled,
+        t.orphaned,
+        t.holds
     );
     if let Some(h) = &status.namespace_hold {
-        println!("namespace hold: until {} — {}", h.until, h.reason);
+        out!("namespace hold: until {} — {}", h.until, h.reason);
     }
     for p in status.partitions.iter().filter(|p| p.hold_until.is_some()) {
-        println!(
+        out!(
             "hold in partition {}: {}",
             p.partition,
             opt(p.hold_reason.clone())
         );
     }
-    println!("{verdict}");
+    out!("{verdict}");
     Ok(healthy)
 }

@@ -9,6 +9,15 @@
 //! - `redis`: a throwaway `redis-server` for the demos when no `--redis` is given;
 //! - `walkthrough`: `examples/walkthrough.rs`, included as a module.
 
+/// `println!` for what a command prints on stdout: when stdout's reader has gone
+/// (`unstuck executions | head`), the command ends quietly, as Unix tools do, instead of
+/// panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::emit_line(format_args!($($arg)*))
+    };
+}
+
 mod demo;
 mod inspect;
 mod redis;
@@ -76,7 +85,7 @@ enum Command {
         #[arg(long)]
         worker: Option<String>,
         /// Most executions shown (1 to 1000).
-        #[arg(long, default_value_t = 50)]
+        #[arg(long, default_value_t = 50, value_parser = page_limit)]
         limit: usize,
         /// Continue after an earlier page (its "more: --cursor ...").
         #[arg(long)]
@@ -141,8 +150,8 @@ enum Command {
         /// Keep printing new events until Ctrl-C.
         #[arg(long)]
         follow: bool,
-        /// How many of the newest to print first.
-        #[arg(long, default_value_t = 20)]
+        /// How many of the newest to print first (1 to 1000).
+        #[arg(long, default_value_t = 20, value_parser = page_limit)]
         limit: usize,
     },
     /// Registered workers: host, pid, version, queues, last beat, executions held.
@@ -353,6 +362,31 @@ async fn demo(
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// A `--limit`: 1 to 1000.
+fn page_limit(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=1000).contains(&n) => Ok(n),
+        _ => Err("expected a number from 1 to 1000".into()),
+    }
+}
+
+/// Writes one line to stdout; exits 0 when stdout is closed, 1 on any other write error.
+pub(crate) fn emit_line(line: std::fmt::Arguments<'_>) {
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout
+        .write_fmt(line)
+        .and_then(|()| stdout.write_all(b"\n"))
+        .and_then(|()| stdout.flush());
+    match written {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => {
+            eprintln!("unstuck: cannot write to stdout: {e}");
+            std::process::exit(1);
+        }
+    }
 }
 
 /// The ledger of the settings an operator command names.

@@ -37,6 +37,7 @@ pub(crate) async fn serve(config: Option<&Path>, throwaway_redis: bool) -> anyho
              route is open, so it listens on loopback only (set server.tokens to serve others)"
         );
     }
+    eprintln!("dashboard: http://{addr}/ui/   API description: http://{addr}/openapi.json");
     if watchdog {
         eprintln!(
             "a watchdog replica runs in this process (server.watchdog = false to turn it off)"

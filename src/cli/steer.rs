@@ -17,10 +17,19 @@ impl TimingFlags {
     /// # Errors
     /// A value that is not a duration (or, for `--max-attempts`, a count), naming it.
     pub(crate) fn timings(&self) -> anyhow::Result<Timings> {
-        let parsed: TimingsIn =
-            serde_json::from_value(Value::Object(self.0.clone())).map_err(|e| {
-                anyhow::anyhow!("bad timing flag: {e} (write durations like 500ms, 30s, 5m)")
-            })?;
+        // Each flag alone first, so the error names the flag that is wrong.
+        for (name, value) in &self.0 {
+            let one = Map::from_iter([(name.clone(), value.clone())]);
+            if serde_json::from_value::<TimingsIn>(Value::Object(one)).is_err() {
+                let expected = if name == "max_attempts" {
+                    "a whole number of attempts (1 or more)"
+                } else {
+                    "a duration like 500ms, 30s, 5m or 1h"
+                };
+                anyhow::bail!("--{} {value}: expected {expected}", name.replace('_', "-"));
+            }
+        }
+        let parsed: TimingsIn = serde_json::from_value(Value::Object(self.0.clone()))?;
         Ok(parsed.into())
     }
 }
@@ -106,13 +115,16 @@ pub(crate) async fn enqueue(
     }
     let out = EnqueuedOut::from(e);
     if json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        out!("{}", serde_json::to_string_pretty(&out)?);
     } else if out.created {
-        println!("enqueued {}/{} ({})", out.queue, out.id, out.state);
+        out!("enqueued {}/{} ({})", out.queue, out.id, out.state);
     } else {
-        println!(
+        out!(
             "{}/{} already exists ({}, attempt {}): nothing written",
-            out.queue, out.id, out.state, out.attempt
+            out.queue,
+            out.id,
+            out.state,
+            out.attempt
         );
     }
     Ok(())
@@ -144,12 +156,12 @@ pub(crate) async fn cancel(
         }
     };
     if json {
-        println!(
+        out!(
             "{}",
             serde_json::json!({"outcome": word, "queue": queue, "id": id})
         );
     } else {
-        println!("{line}");
+        out!("{line}");
     }
     Ok(())
 }
@@ -168,16 +180,20 @@ pub(crate) async fn retry(
     if json {
         let mut v = serde_json::to_value(&out)?;
         v["retry_of"] = Value::from(format!("{queue}/{id}"));
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        out!("{}", serde_json::to_string_pretty(&v)?);
     } else if out.created {
-        println!(
+        out!(
             "{queue}/{id} runs again as {}/{} ({})",
-            out.queue, out.id, out.state
+            out.queue,
+            out.id,
+            out.state
         );
     } else {
-        println!(
+        out!(
             "{}/{} was made before ({}): nothing written",
-            out.queue, out.id, out.state
+            out.queue,
+            out.id,
+            out.state
         );
     }
     Ok(())

@@ -1,11 +1,14 @@
 //! Bearer tokens and their scopes: parsed once from the settings, compared in constant
 //! time, never logged.
 
+use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
+use utoipa::ToSchema;
 
 use super::AppState;
 use super::problem::ApiError;
@@ -113,6 +116,52 @@ impl Tokens {
     }
 }
 
+/// The token a request presents (`Authorization: Bearer <secret>`).
+fn presented(request_headers: &axum::http::HeaderMap) -> Option<Vec<u8>> {
+    request_headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().as_bytes().to_vec())
+}
+
+/// What the caller's token may do.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct SessionOut {
+    /// `read`, `orchestrator`, `worker` or `admin` (`admin` when no tokens are configured);
+    /// absent when no token, or an unknown one, was presented.
+    pub(crate) scope: Option<String>,
+    /// No tokens are configured: every route is open (loopback only).
+    pub(crate) open: bool,
+    /// It may read queues, executions, events, workers and the watchdog.
+    pub(crate) can_read: bool,
+    /// It may enqueue, cancel and retry.
+    pub(crate) can_steer: bool,
+}
+
+/// What the presented token may do, so a client (the dashboard) asks for a token only
+/// when it needs one and shows only what it may do. Always `200`: a missing or unknown
+/// token is described (no scope), not refused.
+#[utoipa::path(get, path = "/v1/session", tag = "service",
+    responses((status = 200, body = SessionOut)), security(("bearer" = [])))]
+pub(crate) async fn session(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Json<SessionOut> {
+    let open = state.tokens.is_empty();
+    let scope = if open {
+        Some(Scope::Admin)
+    } else {
+        presented(&headers).and_then(|t| state.tokens.scope_of(&t))
+    };
+    Json(SessionOut {
+        scope: scope.map(|s| s.as_str().to_owned()),
+        open,
+        can_read: scope.is_some_and(|s| s.allows(Scope::Read)),
+        can_steer: scope.is_some_and(|s| s.allows(Scope::Orchestrator)),
+    })
+}
+
 /// Middleware of a route group that needs `need`.
 pub(crate) async fn require(
     State((state, need)): State<(AppState, Scope)>,
@@ -122,13 +171,7 @@ pub(crate) async fn require(
     if state.tokens.is_empty() {
         return next.run(request).await;
     }
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().as_bytes().to_vec());
-    match presented.and_then(|t| state.tokens.scope_of(&t)) {
+    match presented(request.headers()).and_then(|t| state.tokens.scope_of(&t)) {
         None => ApiError::Unauthorized.into_response(),
         Some(scope) if !scope.allows(need) => ApiError::Forbidden {
             scope: need.as_str(),

@@ -9,6 +9,8 @@
 //! - `routes.rs`: every route with the scope it needs, and the request limits;
 //! - `queues.rs`, `executions.rs`, `attempts.rs` (claims and attempt calls), `workers.rs`,
 //!   `events.rs` (SSE), `status.rs` (watchdog, health, metrics, OpenAPI): the handlers;
+//! - `operator.rs`: executions across queues, retry, recent events, watchdog activity;
+//! - `ui.rs` and `ui/`: the dashboard at `/ui/`, its files embedded in the binary;
 //! - `wire.rs`: the JSON types (durations in milliseconds), converted from the library's;
 //! - `problem.rs`: every error as a problem document; `auth.rs`: tokens and scopes;
 //! - `extract.rs`: body and query extractors that refuse with problems;
@@ -23,10 +25,12 @@ mod executions;
 mod extract;
 mod metrics;
 mod openapi;
+mod operator;
 mod problem;
 mod queues;
 mod routes;
 mod status;
+mod ui;
 // The JSON views mirror the library types field by field (documented there, in
 // docs/http-api.md and in /openapi.json).
 #[allow(missing_docs)]

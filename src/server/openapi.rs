@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{attempts, events, executions, queues, status, workers};
+use super::{attempts, auth, events, executions, operator, queues, status, workers};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,12 +19,12 @@ use super::{attempts, events, executions, queues, status, workers};
     paths(
         queues::list, queues::get, queues::put,
         executions::enqueue, executions::enqueue_batch, executions::list, executions::get,
-        executions::events, executions::cancel,
+        executions::events, executions::cancel, operator::retry, operator::find,
         attempts::claim, attempts::heartbeat, attempts::complete, attempts::fail,
         attempts::cancel_ack,
         workers::register, workers::list, workers::heartbeat, workers::deregister,
-        events::stream,
-        status::watchdog, status::healthz, status::readyz, status::metrics,
+        events::stream, operator::recent,
+        status::watchdog, operator::activity, auth::session, status::healthz, status::readyz, status::metrics,
     ),
     modifiers(&Bearer),
 )]

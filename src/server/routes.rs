@@ -12,7 +12,9 @@ use tower::ServiceBuilder;
 
 use super::auth::{Scope, require};
 use super::problem::ApiError;
-use super::{AppState, attempts, events, executions, metrics, queues, status, workers};
+use super::{
+    AppState, attempts, auth, events, executions, metrics, operator, queues, status, ui, workers,
+};
 
 /// The router of `unstuck serve`.
 pub(crate) fn router(state: AppState) -> Router {
@@ -28,6 +30,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/openapi.json", get(status::openapi))
         .route("/problems/{slug}", get(status::problem))
         .route("/metrics", needs(Read, get(status::metrics)))
+        .route("/v1/session", get(auth::session))
+        .merge(ui::routes())
         // Queues.
         .route("/v1/queues", needs(Read, get(queues::list)))
         .route(
@@ -56,6 +60,11 @@ pub(crate) fn router(state: AppState) -> Router {
             "/v1/queues/{queue}/executions/{id}/cancel",
             needs(Orchestrator, post(executions::cancel)),
         )
+        .route(
+            "/v1/queues/{queue}/executions/{id}/retry",
+            needs(Orchestrator, post(operator::retry)),
+        )
+        .route("/v1/executions", needs(Read, get(operator::find)))
         // Work: claims and the attempt calls.
         .route(
             "/v1/queues/{queue}/claims",
@@ -89,7 +98,12 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         // Watching.
         .route("/v1/events", needs(Read, get(events::stream)))
+        .route("/v1/events/recent", needs(Read, get(operator::recent)))
         .route("/v1/watchdog", needs(Read, get(status::watchdog)))
+        .route(
+            "/v1/watchdog/activity",
+            needs(Read, get(operator::activity)),
+        )
         .route_layer(from_fn_with_state(state.metrics.clone(), metrics::track))
         .fallback(status::no_route)
         .method_not_allowed_fallback(status::method_not_allowed)

@@ -459,7 +459,11 @@ pub struct WorkerOut {
     pub last_seen_at: DateTime<Utc>,
     /// The registry heartbeat interval it declared, in milliseconds.
     pub heartbeat_interval: Option<u64>,
+    /// What it says it runs (its last registry beat).
     pub running: Vec<RunningOut>,
+    /// What the ledger says it holds: the capacity slots in its name.
+    #[serde(default)]
+    pub held: Vec<RunningOut>,
 }
 
 impl From<WorkerInfo> for WorkerOut {
@@ -478,7 +482,29 @@ impl From<WorkerInfo> for WorkerOut {
                 .into_iter()
                 .map(|(queue, id)| RunningOut { queue, id })
                 .collect(),
+            held: Vec::new(),
         }
+    }
+}
+
+impl WorkerOut {
+    /// Fills `held` from [`crate::Ledger::slot_holders`]'s answer.
+    pub fn with_held(
+        mut self,
+        holders: &std::collections::HashMap<String, Vec<(String, String)>>,
+    ) -> Self {
+        self.held = holders
+            .get(&self.worker_id)
+            .map(|list| {
+                list.iter()
+                    .map(|(queue, id)| RunningOut {
+                        queue: queue.clone(),
+                        id: id.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        self
     }
 }
 

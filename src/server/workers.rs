@@ -129,12 +129,16 @@ pub(crate) struct WorkersOut {
     pub(crate) workers: Vec<WorkerOut>,
 }
 
-/// Lists the registered workers.
+/// Lists the registered workers, each with what it says it runs and the slots it holds.
 #[utoipa::path(get, path = "/v1/workers", tag = "workers",
     responses((status = 200, body = WorkersOut)), security(("bearer" = ["read"])))]
 pub(crate) async fn list(State(s): State<AppState>) -> Result<Json<WorkersOut>, ApiError> {
     let workers = s.ledger.workers().await?;
+    let holders = s.ledger.slot_holders().await?;
     Ok(Json(WorkersOut {
-        workers: workers.into_iter().map(WorkerOut::from).collect(),
+        workers: workers
+            .into_iter()
+            .map(|w| WorkerOut::from(w).with_held(&holders))
+            .collect(),
     }))
 }

@@ -7,6 +7,7 @@
 //! partitions (bounded by `max_poll_interval`), so detection is prompt and an idle
 //! watchdog costs a few tiny scripts per second.
 
+mod activity;
 mod config;
 mod lease;
 mod reconcile;
@@ -22,6 +23,10 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub use activity::{
+    LAG_BUCKETS_MS, LagBucket, LagSummary, MAX_ACTIVITY_WINDOW, MinuteActivity, WatchdogActivity,
+    activity,
+};
 pub use config::WatchdogConfig;
 pub use lease::LeaseChanges;
 pub use round::RoundReport;

@@ -1,0 +1,182 @@
+//! Routes for operators and the dashboard: executions across queues, retry, the newest
+//! events, the watchdog's recent activity, and what the caller's token may do.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::AppState;
+use super::executions::{EventsOut, PageOut};
+use super::extract::{MaybeBody, Query};
+use super::problem::ApiError;
+use super::wire::{EnqueuedOut, EventOut, ExecutionOut, parse_state};
+use crate::ledger::Filter;
+use crate::names;
+use crate::watchdog::{self, WatchdogActivity};
+
+/// `GET /v1/executions` parameters.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct FindQuery {
+    /// Only this queue (every queue, by name, when absent).
+    queue: Option<String>,
+    /// Only this state.
+    state: Option<String>,
+    /// Only finished executions that stopped for this reason (`heartbeat_lost`, `dead`, ...).
+    stop_reason: Option<String>,
+    /// Only executions whose current (or last) attempt is this worker's.
+    worker: Option<String>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// 1 to 1000 (default 50).
+    limit: Option<usize>,
+}
+
+/// Executions across queues, newest first within a queue and state, filtered and paged: a
+/// page reads a bounded number of executions (it may come back short with a
+/// `next_cursor` when matches are rare), never the whole ledger.
+#[utoipa::path(get, path = "/v1/executions", tag = "executions", params(FindQuery),
+    responses((status = 200, body = PageOut)), security(("bearer" = ["read"])))]
+pub(crate) async fn find(
+    State(s): State<AppState>,
+    Query(q): Query<FindQuery>,
+) -> Result<Json<PageOut>, ApiError> {
+    let filter = Filter {
+        queue: q.queue,
+        state: q.state.as_deref().map(parse_state).transpose()?,
+        stop_reason: q.stop_reason,
+        worker: q.worker,
+    };
+    let page = s
+        .ledger
+        .find(&filter, q.cursor.as_deref(), q.limit.unwrap_or(50))
+        .await?;
+    Ok(Json(PageOut {
+        items: page.items.into_iter().map(ExecutionOut::from).collect(),
+        next_cursor: page.next,
+    }))
+}
+
+/// `POST .../retry`.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RetryIn {
+    /// The new execution's id (default `<id>.retry<n>`).
+    new_id: Option<String>,
+    /// Why, recorded in the new execution's first event.
+    reason: Option<String>,
+}
+
+/// Runs a finished (failed, dead, timed_out, cancelled) execution again as a new one
+/// linked by `retry_of`, resuming from its last checkpoint; the original never changes.
+/// `201` when created, `200` when that new id already existed.
+#[utoipa::path(post, path = "/v1/queues/{queue}/executions/{id}/retry", tag = "executions",
+    request_body = RetryIn, responses((status = 201, body = EnqueuedOut),
+        (status = 200, body = EnqueuedOut),
+        (status = 409, description = "invalid-transition: it has not finished, or it succeeded")),
+    security(("bearer" = ["orchestrator"])))]
+pub(crate) async fn retry(
+    State(s): State<AppState>,
+    Path((queue, id)): Path<(String, String)>,
+    MaybeBody(body): MaybeBody<RetryIn>,
+) -> Result<Response, ApiError> {
+    let reason = body
+        .reason
+        .unwrap_or_else(|| "retried through the HTTP API".into());
+    let e = s
+        .ledger
+        .retry(&queue, &id, body.new_id.as_deref(), &reason)
+        .await?;
+    let status = if e.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let location = format!("/v1/queues/{}/executions/{}", e.queue, e.id);
+    let mut response = (status, Json(EnqueuedOut::from(e))).into_response();
+    if let Ok(location) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// `GET /v1/events/recent` parameters.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RecentQuery {
+    /// Only this queue's events.
+    queue: Option<String>,
+    /// 1 to 1000 (default 100).
+    limit: Option<usize>,
+}
+
+/// The newest events, oldest first: what a live view shows before following
+/// `/v1/events` (resume it from the last one's `id`).
+#[utoipa::path(get, path = "/v1/events/recent", tag = "events", params(RecentQuery),
+    responses((status = 200, body = EventsOut)), security(("bearer" = ["read"])))]
+pub(crate) async fn recent(
+    State(s): State<AppState>,
+    Query(q): Query<RecentQuery>,
+) -> Result<Json<EventsOut>, ApiError> {
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > 1000 {
+        return Err(ApiError::BadRequest {
+            detail: format!("limit {limit} is out of range: 1 to 1000"),
+            field: Some("limit".into()),
+        });
+    }
+    let partitions = match &q.queue {
+        Some(queue) => {
+            names::validate_queue(queue)?;
+            vec![s.ledger.partition_of(queue)]
+        }
+        None => Vec::new(),
+    };
+    // A queue shares its partition's stream with others: read more, keep its own.
+    let read = if q.queue.is_some() { limit * 4 } else { limit };
+    let mut events = s.ledger.recent_events(partitions, read).await?;
+    if let Some(queue) = &q.queue {
+        events.retain(|e| e.queue == *queue);
+    }
+    let skip = events.len().saturating_sub(limit);
+    Ok(Json(EventsOut {
+        events: events.into_iter().skip(skip).map(EventOut::from).collect(),
+    }))
+}
+
+/// `GET /v1/watchdog/activity` parameters.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct ActivityQuery {
+    /// The window in minutes, 1 to 1440 (default 30).
+    minutes: Option<u64>,
+}
+
+/// Events read per partition at most for one activity answer.
+const ACTIVITY_CAP: usize = 2000;
+
+/// The watchdog's actions per minute by reason and its detection-lag distribution over
+/// the last minutes, from the event streams (at most 2000 events per partition read).
+#[utoipa::path(get, path = "/v1/watchdog/activity", tag = "watchdog", params(ActivityQuery),
+    responses((status = 200, body = WatchdogActivity)), security(("bearer" = ["read"])))]
+pub(crate) async fn activity(
+    State(s): State<AppState>,
+    Query(q): Query<ActivityQuery>,
+) -> Result<Json<WatchdogActivity>, ApiError> {
+    let minutes = q.minutes.unwrap_or(30);
+    if minutes == 0 || minutes > 1440 {
+        return Err(ApiError::BadRequest {
+            detail: format!("minutes {minutes} is out of range: 1 to 1440"),
+            field: Some("minutes".into()),
+        });
+    }
+    let window = Duration::from_secs(minutes * 60);
+    Ok(Json(
+        watchdog::activity(&s.ledger, window, ACTIVITY_CAP).await?,
+    ))
+}

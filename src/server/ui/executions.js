@@ -1,0 +1,213 @@
+// Executions: the filtered, paged table (live), and one execution's page with its
+// timeline, timings, checkpoint, stop metadata, attempts and retries, and — for an admin
+// token — cancel and retry.
+
+import { api, follow, query } from "./api.js";
+import { ago, badge, clock, dur, execLink, h, panel, put, short, table } from "./dom.js";
+
+const STATES = ["queued", "dispatched", "running", "stuck", "succeeded", "failed", "cancelled", "timed_out", "dead"];
+const STOP_REASONS = ["succeeded", "failed", "cancelled", "deadline_exceeded", "heartbeat_lost", "no_progress",
+  "start_timeout", "worker_lost"];
+const TERMINAL = new Set(["succeeded", "failed", "cancelled", "timed_out", "dead"]);
+
+function changedAt(e) {
+  return e.finished_at || e.stuck_since || e.last_heartbeat_at || e.started_at || e.dispatched_at || e.created_at;
+}
+
+function select(name, value, options) {
+  return h("select", { name }, h("option", { value: "" }, "any"),
+    options.map((o) => h("option", { value: o, selected: o === value }, o)));
+}
+
+/** The executions table for `params` (queue, state, stop_reason, worker, cursor). */
+export function executions(root, params) {
+  const filters = {
+    queue: params.get("queue") || "", state: params.get("state") || "",
+    stop_reason: params.get("stop_reason") || "", worker: params.get("worker") || "",
+  };
+  const cursors = [params.get("cursor") || ""];
+  const queueSelect = select("queue", filters.queue, filters.queue ? [filters.queue] : []);
+  const form = h("form", { class: "filters", onsubmit: (ev) => {
+    ev.preventDefault();
+    const data = new FormData(form);
+    const next = new URLSearchParams();
+    for (const k of ["queue", "state", "stop_reason", "worker"]) if (data.get(k)) next.set(k, data.get(k));
+    location.hash = `#/executions${next.toString() ? `?${next}` : ""}`;
+  } },
+    h("label", {}, "Queue", queueSelect),
+    h("label", {}, "State", select("state", filters.state, STATES)),
+    h("label", {}, "Stop reason", select("stop_reason", filters.stop_reason, STOP_REASONS)),
+    h("label", {}, "Worker", h("input", { name: "worker", value: filters.worker, placeholder: "worker id" })),
+    h("button", { type: "submit" }, "Filter"));
+  const body = h("div");
+  const pager = h("div", { class: "pager" });
+  const error = h("p", { class: "error" });
+  put(root, h("h1", {}, "Executions"), panel("Filters", form), error, panel("Newest first", body, pager));
+
+  api("/v1/queues").then((q) => {
+    const names = q.queues.map((x) => x.name);
+    put(queueSelect, h("option", { value: "" }, "any"),
+      [...new Set([...names, filters.queue].filter(Boolean))].map((n) => h("option", { value: n, selected: n === filters.queue }, n)));
+  }).catch(() => {});
+
+  let loading = false;
+  const load = async () => {
+    if (loading) return;
+    loading = true;
+    try {
+      const cursor = cursors[cursors.length - 1];
+      const page = await api(`/v1/executions${query({ ...filters, cursor, limit: 50 })}`);
+      put(body, table(["Execution", "State", "Attempt", "Worker", "Changed", "Stop", "Last error"], page.items.map((e) => ({
+        key: `${e.queue}/${e.id}`,
+        cells: [execLink(e.queue, e.id), badge(e.state), h("td", { class: "num" }, String(e.attempt)), e.worker || "-",
+          ago(changedAt(e)), e.stop ? e.stop.reason : "-", h("td", { class: "wrap" }, e.last_error || "")],
+      })), "no execution matches"));
+      put(pager,
+        h("button", { type: "button", disabled: cursors.length === 1, onclick: () => { cursors.pop(); load(); } }, "← Newer"),
+        h("span", { class: "muted" }, `page ${cursors.length}`),
+        h("button", { type: "button", disabled: !page.next_cursor, "data-next": page.next_cursor || "",
+          onclick: () => { cursors.push(page.next_cursor); load(); } }, "Older →"));
+      put(error);
+    } catch (e) {
+      put(error, `could not list: ${e.message}`);
+    } finally {
+      loading = false;
+    }
+  };
+  load();
+  // Live: any transition (of the filtered queue) reloads the page shown, at most every 1.5 s.
+  let timer = null;
+  const stop = follow({ queue: filters.queue || undefined, onEvent: () => {
+    if (!timer) timer = setTimeout(() => { timer = null; load(); }, 1500);
+  } });
+  return () => {
+    stop();
+    clearTimeout(timer);
+  };
+}
+
+function timingValue(name, v) {
+  if (v === null || v === undefined) return "off";
+  return name === "max_attempts" ? String(v) : dur(v);
+}
+
+function json(value) {
+  return value === null || value === undefined ? h("span", { class: "muted" }, "none") : h("pre", {}, JSON.stringify(value, null, 2));
+}
+
+/** The attempts, from the timeline: when each began, where it ended and why. */
+function attemptsOf(timeline) {
+  const byAttempt = new Map();
+  for (const t of timeline) {
+    if (!t.attempt) continue;
+    const a = byAttempt.get(t.attempt) || { attempt: t.attempt, began: t.at, last: t };
+    a.last = t;
+    byAttempt.set(t.attempt, a);
+  }
+  return [...byAttempt.values()];
+}
+
+function timelineTable(events, history) {
+  if (events.length) {
+    return table(["At", "Att", "Transition", "Reason", "Lag", "By", "Detail"], events.map((e) => ({
+      class: e.replica ? "action" : undefined,
+      cells: [clock(e.at), String(e.attempt), [e.from ? badge(e.from) : "", " → ", badge(e.to)], e.reason,
+        e.lag_ms === null || e.lag_ms === undefined ? "" : dur(e.lag_ms), e.replica ? [short(e.replica, 20), ` #${e.epoch}`] : "",
+        h("td", { class: "wrap" }, e.detail)],
+    })));
+  }
+  return table(["At", "Att", "State", "Reason"], history.map((t) => [clock(t.at), String(t.attempt), badge(t.state), t.reason]));
+}
+
+function actionsFor(e, session, reload, message) {
+  if (!session || session.scope !== "admin") return null;
+  const controls = [];
+  if (!TERMINAL.has(e.state)) {
+    const reason = h("input", { name: "reason", value: "cancelled from the dashboard", size: 32 });
+    controls.push(h("label", {}, "Reason", reason), h("button", { type: "button", class: "danger", "data-action": "cancel",
+      onclick: async (ev) => {
+        ev.target.disabled = true;
+        try {
+          const r = await api(`/v1/queues/${encodeURIComponent(e.queue)}/executions/${encodeURIComponent(e.id)}/cancel`,
+            { method: "POST", body: { reason: reason.value } });
+          put(message, r.outcome === "cancelled" ? "cancelled" : "its worker is asked to stop");
+          reload();
+        } catch (err) {
+          put(message, h("span", { class: "error" }, err.message));
+          ev.target.disabled = false;
+        }
+      } }, "Cancel"));
+  } else if (e.state !== "succeeded") {
+    controls.push(h("button", { type: "button", "data-action": "retry", onclick: async (ev) => {
+      ev.target.disabled = true;
+      try {
+        const r = await api(`/v1/queues/${encodeURIComponent(e.queue)}/executions/${encodeURIComponent(e.id)}/retry`,
+          { method: "POST", body: { reason: "retried from the dashboard" } });
+        put(message, "runs again as ", execLink(r.queue, r.id));
+        reload();
+      } catch (err) {
+        put(message, h("span", { class: "error" }, err.message));
+        ev.target.disabled = false;
+      }
+    } }, "Retry as a new execution"));
+  }
+  return controls.length ? panel("Actions", h("div", { class: "actions" }, controls)) : null;
+}
+
+/** One execution's page. */
+export function execution(root, queue, id, session) {
+  const content = h("div");
+  const note = h("p", { class: "note" });
+  put(root, h("h1", {}, `${queue}/${id}`), note, content);
+  const base = `/v1/queues/${encodeURIComponent(queue)}/executions/${encodeURIComponent(id)}`;
+  const load = async () => {
+    try {
+      const [e, ev] = await Promise.all([api(base), api(`${base}/events`)]);
+      const timeline = ev.events.length ? ev.events : e.history;
+      const actions = actionsFor(e, session, load, note);
+      const facts = [
+        ["state", [badge(e.state), " attempt ", String(e.attempt)]], ["worker", e.worker || "-"],
+        ["created", [clock(e.created_at), " (", ago(e.created_at), ")"]],
+        ["dispatched", clock(e.dispatched_at)], ["started", clock(e.started_at)],
+        ["last heartbeat", e.last_heartbeat_at ? [clock(e.last_heartbeat_at), " (", ago(e.last_heartbeat_at), ")"] : "-"],
+        ["progress", e.progress ? [e.progress, " (changed ", ago(e.progress_changed_at), ")"] : "-"],
+        ["stuck since", clock(e.stuck_since)], ["deadline", clock(e.deadline_at)],
+        ["cancel requested", clock(e.cancel_requested_at)], ["finished", clock(e.finished_at)],
+        ["last error", e.last_error || "-"], ["false alarms", String(e.false_alarms)],
+        ["retry of", e.retry_of ? execLink(...e.retry_of.split(/\/(.*)/s)) : "-"],
+        ["retries", e.retries.length ? e.retries.map((r, i) => [i ? ", " : "", execLink(e.queue, r)]) : "-"],
+      ];
+      const stop = e.stop
+        ? h("dl", { class: "facts" }, h("dt", {}, "reason"), h("dd", {}, e.stop.reason),
+          h("dt", {}, "timeout"), h("dd", {}, e.stop.timeout === null ? "-" : dur(e.stop.timeout)),
+          h("dt", {}, "configured"), h("dd", {}, String(e.stop.timeout_configured)),
+          h("dt", {}, "fired"), h("dd", {}, String(e.stop.timeout_fired)))
+        : h("span", { class: "muted" }, "not finished");
+      put(content,
+        actions,
+        h("div", { class: "grid" },
+          panel("State", h("dl", { class: "facts", "data-state": e.state }, facts.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]))),
+          panel("Timings", table(["Timing", "Value"], Object.entries(e.timings).map(([k, v]) => [k, timingValue(k, v)])))),
+        h("div", { class: "grid" }, panel("Stop", stop), panel("Checkpoint", json(e.checkpoint))),
+        panel("Timeline", timelineTable(ev.events, e.history),
+          ev.events.length ? null : h("p", { class: "muted" }, "the event stream no longer holds its events: the recorded history")),
+        h("div", { class: "grid" },
+          panel("Attempts", table(["Attempt", "Began", "Last transition", "Reason"], attemptsOf(timeline).map((a) => [
+            String(a.attempt), clock(a.began), badge(a.last.to || a.last.state), a.last.reason]))),
+          panel("Payload", json(e.payload)), panel("Result", json(e.result))),
+      );
+    } catch (err) {
+      put(content, h("p", { class: "error" }, err.status === 404 ? "no such execution" : `could not load: ${err.message}`));
+    }
+  };
+  load();
+  let timer = null;
+  const stop = follow({ queue, onEvent: (e) => {
+    if (e.execution_id !== id && !e.detail.includes(`${queue}/${id}`)) return;
+    if (!timer) timer = setTimeout(() => { timer = null; load(); }, 300);
+  } });
+  return () => {
+    stop();
+    clearTimeout(timer);
+  };
+}
