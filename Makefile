@@ -3,7 +3,7 @@
 # port 6379. The system service Debian may start when it installs redis-server is harmless:
 # nothing connects to it.
 
-.PHONY: redis test demo serve bench lint
+.PHONY: redis browser test test-dashboard screenshots demo serve bench lint
 
 REDIS_PACKAGES := redis-server redis-tools
 
@@ -22,11 +22,43 @@ redis:
 		exit 1; \
 	fi
 
-test: redis
+# The dashboard's end-to-end test needs Debian's chromium and playwright-core (npm, pinned
+# in tests/browser/package-lock.json; it downloads no browser). Installed only when missing.
+BROWSER_PACKAGES := chromium
+
+browser:
+	@if command -v "$${CHROMIUM:-/usr/bin/chromium}" >/dev/null 2>&1; then \
+		echo "browser: using $$(command -v "$${CHROMIUM:-/usr/bin/chromium}")"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(BROWSER_PACKAGES); \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+		sudo apt-get update && sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y $(BROWSER_PACKAGES); \
+	else \
+		echo "chromium not found and no root or passwordless sudo to install it. Run:" >&2; \
+		echo "  sudo apt-get update && sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y $(BROWSER_PACKAGES)" >&2; \
+		exit 1; \
+	fi
+	@if [ ! -d tests/browser/node_modules/playwright-core ]; then \
+		command -v npm >/dev/null 2>&1 || { echo "npm not found: install Node.js and npm (apt-get install nodejs npm)" >&2; exit 1; }; \
+		cd tests/browser && npm ci --no-audit --no-fund; \
+	fi
+
+test: redis browser
 	cargo test --all-targets
 	cargo test --doc
 	cargo build
 	UNSTUCK_BIN=$(CURDIR)/target/debug/unstuck python3 -m unittest discover -s clients/python/tests
+	UNSTUCK_BIN=$(CURDIR)/target/debug/unstuck node tests/browser/dashboard.mjs
+
+# Only the dashboard's end-to-end test in headless Chromium.
+test-dashboard: redis browser
+	cargo build
+	UNSTUCK_BIN=$(CURDIR)/target/debug/unstuck node tests/browser/dashboard.mjs
+
+# Refreshes the screenshots in docs/ from a run of the dashboard's end-to-end test.
+screenshots: redis browser
+	cargo build
+	UNSTUCK_BIN=$(CURDIR)/target/debug/unstuck SCREENSHOT_DIR=docs node tests/browser/dashboard.mjs
 
 demo: redis
 	cargo run --release -- demo

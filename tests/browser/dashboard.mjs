@@ -1,0 +1,231 @@
+// End-to-end test of the dashboard in headless Chromium, against a real `unstuck serve`
+// (with a throwaway redis-server and its watchdog) holding real executions:
+//   1. the overview loads with no console error;
+//   2. an execution whose worker hangs appears as stuck, then retried, in the live feed,
+//      without a reload;
+//   3. cancel from an execution's page changes its state;
+//   4. a read-only token sees the pages and no cancel or retry button.
+// It also takes the screenshots in docs/ (SCREENSHOT_DIR, default target/dashboard).
+//
+// Run by `make test` (which installs chromium and playwright-core first):
+//   UNSTUCK_BIN=target/debug/unstuck node tests/browser/dashboard.mjs
+
+import { spawn } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const BIN = process.env.UNSTUCK_BIN || resolve(root, "target/debug/unstuck");
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const SHOTS = resolve(root, process.env.SCREENSHOT_DIR || "target/dashboard");
+const TOKENS = { admin: "admin-e2e-secret-1", read: "read-e2e-secret-1", worker: "worker-e2e-secret-1" };
+const WORKER = "e2e-host-4242-worker";
+const FAST = { heartbeat_timeout: "1s", stuck_threshold: "500ms", backoff_base: 0, max_attempts: 2 };
+
+let failures = 0;
+function check(ok, what) {
+  console.log(`${ok ? "ok  " : "FAIL"} ${what}`);
+  if (!ok) failures += 1;
+}
+
+/** `unstuck serve --throwaway-redis` on a free port; resolves to { url, stop }. */
+function startServe() {
+  const env = { ...process.env };
+  for (const k of Object.keys(env)) if (k.startsWith("UNSTUCK_") || k.startsWith("RUST_")) delete env[k];
+  Object.assign(env, {
+    UNSTUCK_SERVER__LISTEN: "127.0.0.1:0",
+    UNSTUCK_SERVER__TOKENS: Object.entries(TOKENS).map(([s, t]) => `${s}:${t}`).join(","),
+    UNSTUCK_WATCHDOG__LEASE_TTL: "1s",
+    UNSTUCK_WATCHDOG__MAX_POLL_INTERVAL: "50ms",
+    UNSTUCK_WATCHDOG__WORKER_TIMEOUT: "3s",
+  });
+  const child = spawn(BIN, ["serve", "--throwaway-redis"], { env, stdio: ["ignore", "pipe", "pipe"] });
+  let log = "";
+  return new Promise((ok, fail) => {
+    const timer = setTimeout(() => fail(new Error(`serve did not start:\n${log}`)), 30000);
+    const read = (chunk) => {
+      log += chunk;
+      const m = log.match(/listening on (http:\/\/[0-9.:]+)/);
+      if (m) {
+        clearTimeout(timer);
+        ok({ url: m[1], log: () => log, stop: () => new Promise((done) => {
+          child.once("exit", done);
+          child.kill("SIGTERM");
+        }) });
+      }
+    };
+    child.stdout.on("data", read);
+    child.stderr.on("data", read);
+    child.once("exit", (code) => fail(new Error(`serve exited with ${code}:\n${log}`)));
+  });
+}
+
+/** The HTTP API with a token of `scope`. */
+function client(url, scope) {
+  return async (method, path, body) => {
+    const reply = await fetch(url + path, {
+      method,
+      headers: { Authorization: `Bearer ${TOKENS[scope]}`, "Content-Type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await reply.text();
+    if (!reply.ok) throw new Error(`${method} ${path}: ${reply.status} ${text}`);
+    return text ? JSON.parse(text) : null;
+  };
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Real work: a registered worker that claims, beats, finishes, fails; and one that hangs. */
+async function seed(api, worker) {
+  const running = new Set();
+  await worker("POST", "/v1/workers", { worker_id: WORKER, host: "e2e-host", pid: 4242, version: "1.4.2",
+    queues: ["payments", "reports", "agents"], heartbeat_interval: "1s" });
+  const beat = setInterval(() => {
+    worker("POST", `/v1/workers/${WORKER}/heartbeat`, { running: [...running].map((k) => {
+      const [queue, id] = k.split("/");
+      return { queue, id };
+    }) }).catch(() => {});
+  }, 300);
+  const claim = async (queue) => {
+    const r = await worker("POST", `/v1/queues/${queue}/claims`, { worker_id: WORKER, wait_ms: 2000 });
+    const c = r.claims[0];
+    running.add(`${queue}/${c.id}`);
+    return c;
+  };
+  const done = (queue, c) => running.delete(`${queue}/${c.id}`);
+  for (let i = 1; i <= 6; i++) {
+    await api("POST", "/v1/queues/payments/executions", { id: `charge-${i}`, payload: { amount: i * 100 } });
+    const c = await claim("payments");
+    await worker("POST", "/v1/attempts/heartbeat", { token: c.token, progress: "charged", checkpoint: { step: 2 } });
+    if (i % 3 === 0) {
+      await worker("POST", "/v1/attempts/fail", { token: c.token, message: "card declined", retryable: false });
+    } else {
+      await worker("POST", "/v1/attempts/complete", { token: c.token, result: { ok: true } });
+    }
+    done("payments", c);
+  }
+  await api("POST", "/v1/queues/payments/executions", { id: "charge-long", payload: { amount: 1 } });
+  const long = await claim("payments");
+  const keepLong = setInterval(() => {
+    worker("POST", "/v1/attempts/heartbeat", { token: long.token, progress: `batch ${Date.now() % 1000}` }).catch(() => {});
+  }, 300);
+  for (let i = 1; i <= 3; i++) await api("POST", "/v1/queues/reports/executions", { id: `report-${i}`, payload: { month: i } });
+  return { claim, done, stop: () => { clearInterval(beat); clearInterval(keepLong); } };
+}
+
+async function signIn(page, url, scope) {
+  await page.goto(`${url}/ui/`);
+  await page.fill("input[name=token]", TOKENS[scope]);
+  await page.click("button[type=submit]");
+  await page.waitForSelector("#who >> text=scope");
+}
+
+async function main() {
+  mkdirSync(SHOTS, { recursive: true });
+  const serve = await startServe();
+  const api = client(serve.url, "admin");
+  const worker = client(serve.url, "worker");
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  let work = null;
+  try {
+    work = await seed(api, worker);
+    const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
+    const page = await context.newPage();
+    const consoleErrors = [];
+    page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(m.text()); });
+    page.on("pageerror", (e) => consoleErrors.push(String(e)));
+
+    // 1. The overview.
+    await signIn(page, serve.url, "admin");
+    await page.waitForSelector("tr[data-key=payments]");
+    await page.waitForSelector("[data-verdict]");
+    const depth = await page.textContent("tr[data-key=reports] td:nth-child(2)");
+    check(depth.trim() === "3", `overview: queue reports shows depth 3 (saw ${depth.trim()})`);
+    const slots = await page.textContent("tr[data-key=payments] td:nth-child(4)");
+    check(slots.trim().startsWith("1 /"), `overview: payments shows 1 slot in use (saw ${slots.trim()})`);
+    check(consoleErrors.length === 0, `overview: no console error (${consoleErrors.join(" | ")})`);
+
+    // 2. A hanging execution in the live feed, no reload.
+    await page.click("a[data-nav=feed]");
+    await page.waitForSelector("#live.on");
+    await page.evaluate(() => { window.__sameDocument = true; });
+    await api("POST", "/v1/queues/agents/executions", { id: "agent-run-7", payload: { task: "summarize" }, timings: FAST });
+    const hung = await work.claim("agents");
+    await worker("POST", "/v1/attempts/heartbeat", { token: hung.token, progress: "step 3 of 5", checkpoint: { step: 3 } });
+    // ... and the worker never beats again (it still lists the execution as running).
+    await page.waitForSelector('tr[data-execution="agents/agent-run-7"][data-to=stuck]', { timeout: 20000 });
+    check(true, "feed: agent-run-7 appeared as stuck (heartbeat_lost)");
+    await page.waitForSelector('tr[data-execution="agents/agent-run-7"][data-from=stuck][data-to=queued]', { timeout: 20000 });
+    check(true, "feed: agent-run-7 appeared as retried (stuck → queued)");
+    check(await page.evaluate(() => window.__sameDocument === true), "feed: no reload happened");
+    work.done("agents", hung);
+    // The retry resumes from the checkpoint and finishes.
+    const again = await work.claim("agents");
+    check(again.checkpoint && again.checkpoint.step === 3, "the retried attempt resumes from checkpoint step 3");
+    await worker("POST", "/v1/attempts/heartbeat", { token: again.token, progress: "step 5 of 5" });
+    await worker("POST", "/v1/attempts/complete", { token: again.token, result: { summary: "done" } });
+    work.done("agents", again);
+
+    // Screenshots: the overview with that activity, and the execution's timeline.
+    await page.click("a[data-nav=overview]");
+    await page.waitForSelector("tr[data-key=agents]");
+    await page.waitForSelector(".legend >> text=heartbeat_lost");
+    await page.screenshot({ path: resolve(SHOTS, "dashboard-overview.png"), fullPage: true });
+    await page.goto(`${serve.url}/ui/#/e/agents/agent-run-7`);
+    await page.waitForSelector("dl[data-state=succeeded]");
+    await page.screenshot({ path: resolve(SHOTS, "dashboard-execution.png"), fullPage: true });
+    const timeline = await page.textContent("section:has(h2:text-is('Timeline'))");
+    const rows = await page.locator("section:has(h2:text-is('Timeline')) tbody tr").allTextContents();
+    const stuckRow = rows.findIndex((r) => r.includes("running → stuck") && r.includes("heartbeat_lost"));
+    const retryRow = rows.findIndex((r) => r.includes("stuck → queued"));
+    check(stuckRow >= 0 && retryRow > stuckRow && timeline.includes("completed"),
+      `execution page: the timeline shows running → stuck, stuck → queued, then completed (${rows.length} rows)`);
+
+    // 3. Cancel from the detail page.
+    await api("POST", "/v1/queues/reports/executions", { id: "report-cancel-me", payload: {} });
+    await page.goto(`${serve.url}/ui/#/e/reports/report-cancel-me`);
+    await page.waitForSelector("dl[data-state=queued]");
+    await page.click("button[data-action=cancel]");
+    await page.waitForSelector("dl[data-state=cancelled]");
+    const stored = await api("GET", "/v1/queues/reports/executions/report-cancel-me");
+    check(stored.state === "cancelled", `cancel: the ledger says ${stored.state}`);
+    await page.waitForSelector("button[data-action=retry]");
+    check(true, "cancel: the cancelled execution offers retry to the admin");
+    check(consoleErrors.length === 0, `admin pages: no console error (${consoleErrors.join(" | ")})`);
+
+    // 4. A read-only token: everything visible, nothing to press.
+    const readContext = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
+    const reader = await readContext.newPage();
+    await signIn(reader, serve.url, "read");
+    await reader.goto(`${serve.url}/ui/#/e/reports/report-2`);
+    await reader.waitForSelector("dl[data-state=queued]");
+    check(await reader.locator("button[data-action]").count() === 0, "read token: no cancel button on a queued execution");
+    await reader.goto(`${serve.url}/ui/#/e/payments/charge-3`);
+    await reader.waitForSelector("dl[data-state=failed]");
+    check(await reader.locator("button[data-action]").count() === 0, "read token: no retry button on a failed execution");
+    await reader.goto(`${serve.url}/ui/#/executions?state=failed`);
+    await reader.waitForSelector('tr[data-key="payments/charge-3"]');
+    check(await reader.locator("tbody tr").count() === 2, "read token: the executions table lists the 2 failed charges");
+  } finally {
+    if (work) work.stop();
+    await browser.close();
+    await serve.stop();
+  }
+  if (failures) {
+    console.log(`${failures} check(s) failed; serve's log:\n${serve.log()}`);
+    process.exit(1);
+  }
+  console.log(`dashboard e2e: all checks passed (screenshots in ${SHOTS})`);
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});
