@@ -255,6 +255,37 @@ class ClientTest(unittest.TestCase):
         self.assertIn("totals", state)
         self.assertIsInstance(self.client.metrics(), str)
 
+    def test_find_retry_and_recent_events(self):
+        c = self.client
+        c.enqueue(self.queue, {"n": 1}, id="f1", timings={"max_attempts": 1})
+        claim = self.claim_one()
+        c.heartbeat(claim["token"], checkpoint={"step": 4})
+        c.fail(claim["token"], "boom", retryable=False)
+        c.enqueue(self.queue, {"n": 2}, id="q1")
+        failed = c.find(queue=self.queue, state="failed")
+        self.assertEqual([e["id"] for e in failed["items"]], ["f1"])
+        self.assertIsNone(failed["next_cursor"])
+        by_reason = c.find(queue=self.queue, stop_reason="failed")
+        self.assertEqual([e["id"] for e in by_reason["items"]], ["f1"])
+        again = c.retry(self.queue, "f1", reason="fixed")
+        self.assertEqual((again["id"], again["created"]), ("f1.retry1", True))
+        new = c.get(self.queue, "f1.retry1")
+        self.assertEqual((new["retry_of"], new["checkpoint"]), (f"{self.queue}/f1", {"step": 4}))
+        self.assertEqual(c.get(self.queue, "f1")["state"], "failed")
+        with self.assertRaises(unstuck.InvalidTransition):
+            c.retry(self.queue, "q1")
+        recent = c.recent_events(queue=self.queue, limit=2)
+        self.assertEqual([e["execution_id"] for e in recent], ["q1", "f1.retry1"])
+
+    def test_activity_and_session(self):
+        activity = self.client.watchdog_activity(minutes=3)
+        self.assertEqual(len(activity["minutes"]), 3)
+        self.assertIn("buckets", activity["lag"])
+        session = self.client.session()
+        self.assertEqual((session["scope"], session["can_steer"]), ("admin", True))
+        with STACK.client("read") as reader:
+            self.assertEqual(reader.session()["can_steer"], False)
+
     def test_connection_refused_is_transient(self):
         with unstuck.Client(f"http://127.0.0.1:{harness.free_port()}", timeout=2) as dead:
             with self.assertRaises(unstuck.ConnectionFailed) as cm:

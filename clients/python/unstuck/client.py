@@ -288,6 +288,31 @@ class Client:
         return self._json("POST", f"/v1/queues/{_seg(queue)}/executions/{_seg(id)}/cancel",
                           body)
 
+    def find(self, queue=None, state=None, stop_reason=None, worker=None, cursor=None,
+             limit=None):
+        """Executions across queues (one with ``queue``), newest first within a queue and
+        state, filtered; one page: ``{"items": [Execution], "next_cursor": str or None}``.
+        A page may come back short with a cursor when matches are rare."""
+        reply = self._json("GET", "/v1/executions", query={
+            "queue": queue, "state": state, "stop_reason": stop_reason, "worker": worker,
+            "cursor": cursor, "limit": limit})
+        reply.setdefault("next_cursor", None)
+        return reply
+
+    def retry(self, queue, id, new_id=None, reason=None):
+        """Runs a finished (failed, dead, timed_out, cancelled) execution again as a new
+        one linked by ``retry_of``, from its last checkpoint; returns the Enqueued reply
+        (``created`` False when ``new_id`` existed). Raises InvalidTransition when it has
+        not finished or it succeeded."""
+        body = {k: v for k, v in (("new_id", new_id), ("reason", reason)) if v is not None}
+        return self._json("POST", f"/v1/queues/{_seg(queue)}/executions/{_seg(id)}/retry",
+                          body)
+
+    def recent_events(self, queue=None, limit=None):
+        """The newest events (every queue, or one), oldest first."""
+        return self._json("GET", "/v1/events/recent",
+                          query={"queue": queue, "limit": limit})["events"]
+
     def execution_events(self, queue, id):
         """The execution's transitions (Event objects), oldest first."""
         return self._json(
@@ -365,6 +390,15 @@ class Client:
 
     def watchdog_state(self):
         return self._json("GET", "/v1/watchdog")
+
+    def watchdog_activity(self, minutes=None):
+        """The watchdog's actions per minute by reason and its detection-lag histogram
+        over the last ``minutes`` (1-1440, default 30)."""
+        return self._json("GET", "/v1/watchdog/activity", query={"minutes": minutes})
+
+    def session(self):
+        """What this client's token may do: ``{"scope", "open", "can_read", "can_steer"}``."""
+        return self._json("GET", "/v1/session")
 
     # ----- event stream -----
 
