@@ -10,7 +10,7 @@ use unstuck::server::wire::{EventOut, ExecutionOut, QueueOut, WorkerOut};
 use unstuck::watchdog::{self, WatchdogStatus};
 use unstuck::{Event, Filter, Ledger};
 
-use super::table::{ago, duration_ms, opt, render};
+use super::table::{ago, clip, duration_ms, opt, render};
 
 fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
     out!("{}", serde_json::to_string_pretty(value)?);
@@ -197,7 +197,8 @@ pub(crate) async fn show(ledger: &Ledger, queue: &str, id: &str, json: bool) -> 
                 ),
                 ev.reason.clone(),
                 ev.lag_ms.map_or("-".into(), |l| format!("{l}ms")),
-                opt(ev.replica.clone()),
+                // Replica ids are long; `--json` and `unstuck status` have them whole.
+                opt(ev.replica.as_deref().map(|r| clip(r, 18))),
                 ev.detail.clone(),
             ]
         })

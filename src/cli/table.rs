@@ -5,15 +5,18 @@ use chrono::{DateTime, Utc};
 /// Longest cell shown; longer ones are cut with `…` (`--json` has them whole).
 const MAX_CELL: usize = 60;
 
+/// `s` cut to `n` characters, the last one `…` when cut.
+pub(crate) fn clip(s: &str, n: usize) -> String {
+    if s.chars().count() > n {
+        format!("{}…", s.chars().take(n - 1).collect::<String>())
+    } else {
+        s.to_owned()
+    }
+}
+
 /// Renders `rows` under `headers`, columns padded to their widest cell.
 pub(crate) fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let cut = |s: &str| -> String {
-        if s.chars().count() > MAX_CELL {
-            format!("{}…", s.chars().take(MAX_CELL - 1).collect::<String>())
-        } else {
-            s.to_owned()
-        }
-    };
+    let cut = |s: &str| clip(s, MAX_CELL);
     let rows: Vec<Vec<String>> = rows
         .iter()
         .map(|r| r.iter().map(|c| cut(c).replace('\n', " ")).collect())
