@@ -67,6 +67,7 @@ pub async fn walkthrough(redis_url: &str) -> WalkthroughResult {
                     backoff_base: Some(Duration::from_millis(500)),
                     ..Timings::default()
                 },
+                ..QueueSettings::default()
             },
         )
         .await?;

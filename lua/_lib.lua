@@ -34,6 +34,8 @@
 --   fa false alarms
 --   hist history lines
 --   rof retry of (queue/id)
+--   pin pinned: kept whatever the retention
+--   kept in its terminal list's kept list
 -- (end of glossary)
 -- The timings, in the order scripts take them (src/timings.rs, STORED_FIELDS): start
 -- grace, heartbeat timeout, no-progress timeout, deadline, stuck threshold, max attempts,

@@ -9,6 +9,7 @@ pub use crate::timings::MAX_DURATION;
 
 /// Where the ledger connects when neither `redis_url` nor `cluster_urls` is set.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
+use crate::retention::Retention;
 use crate::timings::Timings;
 
 /// Configuration of a [`Ledger`](crate::Ledger). Every field has a default, so an empty
@@ -48,6 +49,10 @@ pub struct LedgerConfig {
     pub defaults: Timings,
     /// Refuse to start unless Redis `maxmemory-policy` is `noeviction`.
     pub require_noeviction: bool,
+    /// How long finished executions are kept (and how many per queue); queues may set
+    /// their own. A config that sets some keeps the built-in values for the rest.
+    #[serde(deserialize_with = "filled_retention")]
+    pub retention: Retention,
 }
 
 impl Default for LedgerConfig {
@@ -65,8 +70,13 @@ impl Default for LedgerConfig {
             default_capacity: 100,
             defaults: Timings::global_defaults(),
             require_noeviction: true,
+            retention: Retention::defaults(),
         }
     }
+}
+
+fn filled_retention<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Retention, D::Error> {
+    Ok(Retention::deserialize(d)?.or(&Retention::defaults()))
 }
 
 fn filled_defaults<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Timings, D::Error> {

@@ -76,6 +76,10 @@ glossary! {
     HISTORY = "hist", "history lines";
     /// The execution this one runs again, `<queue>/<id>` (`Ledger::retry`).
     RETRY_OF = "rof", "retry of (queue/id)";
+    /// "1" while pinned: retention never removes it (`Ledger::pin`).
+    PINNED = "pin", "pinned: kept whatever the retention";
+    /// "1" once pruning moved it, pinned and past its retention, to its ":kept" list.
+    KEPT = "kept", "in its terminal list's kept list";
 }
 
 /// Every field name an execution hash may hold: [`EXECUTION`] and the timings.

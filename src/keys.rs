@@ -39,6 +39,7 @@ use crate::error::{Error, Result};
 const SLOTS: &str = ":slots";
 const PENDING: &str = ":pending";
 const FINISHED: &str = ":s:";
+const CONF: &str = ":conf";
 
 /// Timer indexes of a partition; each is scored by the instant its timer fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,7 +165,22 @@ impl Keyspace {
     }
 
     pub fn queue_settings(&self, queue: &str) -> String {
-        format!("{}:q:{}:conf", self.queue_tag(queue), queue)
+        format!("{}:q:{}{CONF}", self.queue_tag(queue), queue)
+    }
+
+    /// What follows `<queue prefix><queue>` in a queue settings key (for the prune script).
+    pub fn queue_settings_suffix() -> &'static str {
+        CONF
+    }
+
+    /// Prefix that, followed by `<queue>/<id>`, names a retries zset of `partition`.
+    pub fn retries_prefix(&self, partition: u16) -> String {
+        format!("{}:r:", self.tag(partition))
+    }
+
+    /// Where a terminal list's pinned executions go once past their retention.
+    pub fn kept(&self, queue: &str, state: &str) -> String {
+        format!("{}:kept", self.finished(queue, state))
     }
 
     /// Terminal-state index of a queue (`state` is a terminal state's name).

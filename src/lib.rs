@@ -40,6 +40,7 @@ mod fields;
 mod keys;
 pub mod ledger;
 pub mod names;
+pub mod retention;
 pub mod runner;
 #[cfg(feature = "server")]
 pub mod server;
@@ -62,6 +63,7 @@ pub use ledger::{
     MAX_ENQUEUE_BATCH, Page, QueueOverview, QueueSettings, State, StopMetadata, StopReason,
     Transition, WorkerInfo, WorkerRegistration,
 };
+pub use retention::Retention;
 pub use runner::{Job, JobError, RunReport, Runner, RunnerConfig, StopSignal};
 pub use timings::{ResolvedTimings, Timings};
 

@@ -169,6 +169,8 @@ scripts! {
     SYSTEMIC_SYNC = "systemic_sync" on ["_lib"];
     ROUND = "round" on ["_lib", "_watchdog"];
     ORPHAN = "orphan" on ["_lib", "_watchdog"];
+    PRUNE = "prune" on ["_lib", "_watchdog"];
+    PIN = "pin" on ["_lib"];
 }
 
 /// A script's flat reply: a status word followed by values, read as strings.

@@ -190,6 +190,7 @@ async fn refused_calls_leave_a_fresh_namespace_empty() {
     let zero_capacity = QueueSettings {
         capacity: Some(0),
         timings: Timings::default(),
+        ..QueueSettings::default()
     };
     assert_names_key(
         ledger.set_queue("q", &zero_capacity).await.unwrap_err(),
@@ -202,6 +203,7 @@ async fn refused_calls_leave_a_fresh_namespace_empty() {
         let settings = QueueSettings {
             capacity: None,
             timings: opts.timings,
+            ..QueueSettings::default()
         };
         assert_names_key(ledger.set_queue("q", &settings).await.unwrap_err(), key);
     }

@@ -63,6 +63,7 @@ async fn set_capacity(ledger: &Ledger, queue: &str, capacity: u32) {
     let settings = QueueSettings {
         capacity: Some(capacity),
         timings: Timings::default(),
+        ..QueueSettings::default()
     };
     ledger.set_queue(queue, &settings).await.unwrap();
 }

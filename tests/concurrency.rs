@@ -115,6 +115,7 @@ async fn concurrent_claimers_respect_capacity_and_finish_each_execution_once() {
     let settings = QueueSettings {
         capacity: Some(CAPACITY as u32),
         timings,
+        ..QueueSettings::default()
     };
     ledger.set_queue(QUEUE, &settings).await.unwrap();
     let ids: Vec<String> = (0..TOTAL).map(|i| format!("e{i}")).collect();

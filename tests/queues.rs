@@ -44,6 +44,7 @@ async fn timings_resolve_execution_then_queue_then_global_default() {
             &QueueSettings {
                 capacity: None,
                 timings: queue_timings,
+                ..QueueSettings::default()
             },
         )
         .await
@@ -107,6 +108,7 @@ async fn timings_resolve_execution_then_queue_then_global_default() {
                     max_attempts: Some(9),
                     ..Timings::default()
                 },
+                ..QueueSettings::default()
             },
         )
         .await
@@ -171,6 +173,7 @@ async fn queue_settings_round_trip_and_replace() {
             backoff_max: Some(secs(60)),
             cancel_grace: Some(secs(8)),
         },
+        ..QueueSettings::default()
     };
     ledger.set_queue("q", &full).await.unwrap();
     assert_eq!(ledger.queue_settings("q").await.unwrap(), full);
@@ -182,6 +185,7 @@ async fn queue_settings_round_trip_and_replace() {
             heartbeat_timeout: Some(secs(9)),
             ..Timings::default()
         },
+        ..QueueSettings::default()
     };
     ledger.set_queue("q", &partial).await.unwrap();
     assert_eq!(ledger.queue_settings("q").await.unwrap(), partial);
@@ -201,6 +205,7 @@ async fn capacity_bounds_claims_and_endings_free_slots() {
     let settings = QueueSettings {
         capacity: Some(2),
         timings: Timings::default(),
+        ..QueueSettings::default()
     };
     ledger.set_queue("q", &settings).await.unwrap();
     for n in 0..5 {
@@ -268,6 +273,7 @@ async fn lowering_capacity_below_use_holds_claims_until_enough_slots_free() {
     let capacity = |n| QueueSettings {
         capacity: Some(n),
         timings: Timings::default(),
+        ..QueueSettings::default()
     };
     ledger.set_queue("q", &capacity(3)).await.unwrap();
     for n in 0..6 {

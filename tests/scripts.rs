@@ -50,6 +50,7 @@ async fn every_operation_works_after_script_flush() {
     let settings = QueueSettings {
         capacity: Some(5),
         timings: Timings::default(),
+        ..QueueSettings::default()
     };
     ledger.set_queue("q", &settings).await.unwrap();
     flush(&mut conn).await;

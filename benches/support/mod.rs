@@ -59,6 +59,7 @@ pub async fn ledger(url: &str, label: &str, tweak: impl FnOnce(&mut LedgerConfig
     let settings = QueueSettings {
         capacity: Some(10_000_000),
         timings: Timings::default(),
+        ..QueueSettings::default()
     };
     ledger
         .set_queue(QUEUE, &settings)

@@ -463,14 +463,15 @@ pub(crate) async fn status(ledger: &Ledger, json: bool) -> anyhow::Result<bool> 
     );
     let t = &status.totals;
     out!(
-        "totals: timed_out {} · stuck {} · retried {} · dead {} · cancelled {} · orphaned {} · holds {}",
+        "totals: timed_out {} · stuck {} · retried {} · dead {} · cancelled {} · orphaned {} · holds {} · pruned {}",
         t.timed_out,
         t.stuck,
         t.retried,
         t.dead,
         t.cancelled,
         t.orphaned,
-        t.holds
+        t.holds,
+        t.pruned
     );
     if let Some(h) = &status.namespace_hold {
         out!("namespace hold: until {} — {}", h.until, h.reason);

@@ -245,6 +245,8 @@ pub struct Execution {
     pub retry_of: Option<(String, String)>,
     /// The ids of the executions made to run this one again, oldest first.
     pub retries: Vec<String>,
+    /// Pinned: retention never removes it ([`Ledger::pin`](crate::Ledger::pin)).
+    pub pinned: bool,
 }
 
 impl Execution {
@@ -302,6 +304,7 @@ impl Execution {
                 .and_then(|m| m.split_once('/'))
                 .map(|(q, id)| (q.to_owned(), id.to_owned())),
             retries: Vec::new(),
+            pinned: r.opt(f::PINNED) == Some("1"),
         })
     }
 }

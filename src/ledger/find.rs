@@ -123,11 +123,7 @@ impl Ledger {
         } else if state == State::Queued {
             conn.zrevrange(k.pending(queue), start, stop).await?
         } else {
-            let mut ids: Vec<String> = conn
-                .lrange(k.finished(queue, state.as_str()), -1 - stop, -1 - start)
-                .await?;
-            ids.reverse();
-            ids
+            self.terminal_ids(queue, state, offset, count).await?
         };
         let exhausted = ids.len() < count;
         Ok((ids, exhausted))

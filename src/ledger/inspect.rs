@@ -99,10 +99,8 @@ impl Ledger {
             let mut ids: Vec<String> = if state == State::Queued {
                 conn.zrange(&key, start, stop).await?
             } else {
-                // Terminal lists grow at the tail: newest first is counted from the end.
-                let mut ids: Vec<String> = conn.lrange(&key, -1 - stop, -1 - start).await?;
-                ids.reverse();
-                ids
+                self.terminal_ids(queue, state, position as usize, limit + 1)
+                    .await?
             };
             let more = ids.len() > limit;
             ids.truncate(limit);
@@ -125,5 +123,32 @@ impl Ledger {
             }
         }
         Ok(Page { items, next })
+    }
+
+    /// Up to `count` ids of `queue`'s executions in terminal `state`, newest first, from
+    /// position `start`: its terminal list (which grows at the tail), then the pinned ones
+    /// set aside past their retention (its ":kept" list, older than all of the list).
+    pub(super) async fn terminal_ids(
+        &self,
+        queue: &str,
+        state: State,
+        start: usize,
+        count: usize,
+    ) -> Result<Vec<String>> {
+        let mut conn = self.conn.clone();
+        let main = self.keys.finished(queue, state.as_str());
+        let (first, last) = (start as isize, (start + count) as isize - 1);
+        let mut ids: Vec<String> = conn.lrange(&main, -1 - last, -1 - first).await?;
+        ids.reverse();
+        if ids.len() < count {
+            let main_len: usize = conn.llen(&main).await?;
+            let from = (start + ids.len()).saturating_sub(main_len) as isize;
+            let want = (count - ids.len()) as isize;
+            let kept = self.keys.kept(queue, state.as_str());
+            let mut more: Vec<String> = conn.lrange(&kept, -from - want, -1 - from).await?;
+            more.reverse();
+            ids.extend(more);
+        }
+        Ok(ids)
     }
 }

@@ -15,6 +15,9 @@
 //! | [`Ledger::fail`] | `fail.rs` | `lua/fail.lua` |
 //! | [`Ledger::cancel`], `acknowledge_cancel` | `cancel.rs` | `lua/cancel.lua`, `lua/ack_cancel.lua` |
 //! | [`Ledger::get`], `list` | `inspect.rs` | reads only |
+//! | [`Ledger::find`] | `find.rs` | reads only |
+//! | [`Ledger::retry`] | `retry.rs` | `lua/retry.lua` |
+//! | [`Ledger::pin`], `unpin` | `pin.rs` | `lua/pin.lua` |
 //! | [`Ledger::set_queue`], `queue_settings`, `queues`, counts | `queue.rs` | `lua/set_queue.lua` |
 //! | the worker registry | `workers.rs` | `lua/worker_*.lua` |
 //!
@@ -36,6 +39,7 @@ mod find;
 mod heartbeat;
 mod inspect;
 mod options;
+mod pin;
 mod queue;
 mod retry;
 mod token;

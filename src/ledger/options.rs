@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::retention::Retention;
 use crate::timings::{Timings, timing_setters};
 
 /// Settings of a queue, shared by every orchestrator through Redis.
@@ -16,6 +17,8 @@ pub struct QueueSettings {
     pub capacity: Option<u32>,
     /// Default timings of the queue's executions.
     pub timings: Timings,
+    /// How long its finished executions are kept; unset fields take the ledger's.
+    pub retention: Retention,
 }
 
 impl QueueSettings {
@@ -29,7 +32,8 @@ impl QueueSettings {
                 expected: "at least 1".into(),
             });
         }
-        self.timings.validate()
+        self.timings.validate()?;
+        self.retention.validate()
     }
 }
 

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::{Ledger, QueueSettings, State};
 use crate::error::{Error, Result};
 use crate::names;
+use crate::retention::Retention;
 use crate::scripts::{QUEUE_OVERVIEW, SET_QUEUE};
 use crate::timings::{self, Timings};
 
@@ -65,6 +66,9 @@ impl Ledger {
                 call.arg(*field).arg(value);
             }
         }
+        for (field, value) in settings.retention.to_pairs() {
+            call.arg(field).arg(value);
+        }
         let reply = call.run(&mut self.conn.clone()).await?;
         match reply.status() {
             "ok" => Ok(()),
@@ -93,6 +97,7 @@ impl Ledger {
         Ok(QueueSettings {
             capacity,
             timings: Timings::from_stored(&stored)?,
+            retention: Retention::from_stored(&stored)?,
         })
     }
 

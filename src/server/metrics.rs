@@ -38,6 +38,7 @@ pub(crate) struct Metrics {
     lag: Histogram,
     false_alarms: Counter,
     holds: Counter,
+    pruned: Counter,
     executions: Family<Labels, Gauge>,
     depth: Family<Labels, Gauge>,
     slots: Family<Labels, Gauge>,
@@ -80,6 +81,12 @@ impl Metrics {
             "Systemic holds begun (staleness rules paused instead of mass-failing)",
             holds.clone(),
         );
+        let pruned = Counter::default();
+        registry.register(
+            "pruned_executions",
+            "Finished executions removed by retention",
+            pruned.clone(),
+        );
         let executions = Family::<Labels, Gauge>::default();
         registry.register(
             "executions",
@@ -121,6 +128,7 @@ impl Metrics {
             lag,
             false_alarms,
             holds,
+            pruned,
             executions,
             depth,
             slots,
@@ -173,6 +181,17 @@ impl Metrics {
         }
         if e.reason == "systemic_hold" {
             self.holds.inc();
+            return;
+        }
+        if e.reason == "pruned" {
+            // lua/prune.lua writes "removed <n> finished executions ...".
+            let n = e
+                .detail
+                .strip_prefix("removed ")
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+            self.pruned.inc_by(n);
             return;
         }
         let to = e.to.map_or("none", ExecState::as_str);

@@ -196,7 +196,8 @@ impl QueueIndexes {
         let mut finished = HashMap::new();
         let mut twice = Vec::new();
         for state in TERMINAL {
-            let members: Vec<String> = raw
+            // The state's list, then its pinned executions set aside past retention.
+            let mut members: Vec<String> = raw
                 .query(
                     redis::cmd("LRANGE")
                         .arg(keys.finished(queue, state))
@@ -204,6 +205,15 @@ impl QueueIndexes {
                         .arg(-1),
                 )
                 .await?;
+            let kept: Vec<String> = raw
+                .query(
+                    redis::cmd("LRANGE")
+                        .arg(keys.kept(queue, state))
+                        .arg(0)
+                        .arg(-1),
+                )
+                .await?;
+            members.extend(kept);
             let unique: BTreeSet<String> = members.iter().cloned().collect();
             if unique.len() != members.len() {
                 twice.push(format!("s:{state} lists an id more than once: {members:?}"));

@@ -28,6 +28,11 @@ pub struct WatchdogConfig {
     /// How often worker reconciliation runs per partition.
     #[serde(with = "humantime_serde")]
     pub reconcile_interval: Duration,
+    /// How often finished executions past their retention are removed per partition.
+    #[serde(with = "humantime_serde")]
+    pub prune_interval: Duration,
+    /// Most finished executions one prune call removes (keeps each script short).
+    pub prune_batch: usize,
     /// A worker whose registry heartbeat is older than this is gone — or older than three
     /// of the registry intervals the worker declared, when that is longer — unless one of
     /// its executions heartbeated within that time.
@@ -60,6 +65,8 @@ impl Default for WatchdogConfig {
             max_poll_interval: Duration::from_millis(500),
             batch: 200,
             reconcile_interval: Duration::from_secs(1),
+            prune_interval: super::retention::DEFAULT_PRUNE_INTERVAL,
+            prune_batch: 200,
             worker_timeout: Duration::from_secs(15),
             worker_retention: Duration::from_secs(3600),
             systemic_absence: None,
@@ -107,6 +114,13 @@ impl WatchdogConfig {
                 "10ms to 1h",
             ),
             (
+                "prune_interval",
+                Some(self.prune_interval),
+                ms(10),
+                secs(3600),
+                "10ms to 1h",
+            ),
+            (
                 "worker_timeout",
                 Some(self.worker_timeout),
                 ms(100),
@@ -134,6 +148,9 @@ impl WatchdogConfig {
             {
                 return bad(key, format_duration(d), &format!("a duration from {range}"));
             }
+        }
+        if !(1..=10_000).contains(&self.prune_batch) {
+            return bad("prune_batch", self.prune_batch.to_string(), "1 to 10000");
         }
         if !(1..=10_000).contains(&self.batch) {
             return bad("batch", self.batch.to_string(), "1 to 10000");

@@ -1,4 +1,5 @@
-//! Watchdog replicas: fenced partition leases, timer rounds, worker reconciliation.
+//! Watchdog replicas: fenced partition leases, timer rounds, worker reconciliation,
+//! retention of finished executions.
 //!
 //! Any number of replicas share the partitions: each holds at most its fair share of
 //! partition leases (owner + epoch), and every write it makes is a script that refuses to
@@ -11,6 +12,7 @@ mod activity;
 mod config;
 mod lease;
 mod reconcile;
+mod retention;
 mod round;
 mod status;
 mod systemic;
@@ -29,6 +31,7 @@ pub use activity::{
 };
 pub use config::WatchdogConfig;
 pub use lease::LeaseChanges;
+pub use retention::PruneReport;
 pub use round::RoundReport;
 pub use status::{PartitionStatus, ReplicaStatus, WatchdogStatus, WatchdogTotals, status};
 pub use systemic::{NamespaceHold, NamespaceWindow};
@@ -111,11 +114,16 @@ impl Watchdog {
     }
 
     fn record(&self, report: &RoundReport) {
-        if report.acted() || report.fixed > 0 {
+        if report.acted() || report.fixed > 0 || report.pruned > 0 {
             self.totals
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .add(report);
+        }
+        if report.pruned > 0 {
+            tracing::debug!(replica = %self.replica_id, partition = report.partition,
+                pruned = report.pruned, "finished executions pruned");
+            let _ = self.reports.send(report.clone());
         }
         if !report.acted() {
             return;
@@ -193,6 +201,12 @@ impl Watchdog {
             let stop = shutdown.child_token();
             tokio::spawn(async move { wd.reconcile_loop(stop).await })
         };
+        // Retention likewise: pruning a backlog never delays a round.
+        let pruner = {
+            let wd = self.clone();
+            let stop = shutdown.child_token();
+            tokio::spawn(async move { wd.retention_loop(stop).await })
+        };
         while !shutdown.is_cancelled() {
             if Instant::now() >= next_rebalance {
                 self.keep_leases().await;
@@ -220,6 +234,7 @@ impl Watchdog {
             }
         }
         let _ = reconciler.await;
+        let _ = pruner.await;
         let released = self.release_all().await;
         tracing::info!(replica = %self.replica_id, released = ?released.as_ref().ok(), "watchdog replica stopped");
         released.map(|_| ())

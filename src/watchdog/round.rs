@@ -36,6 +36,8 @@ pub struct RoundReport {
     pub orphaned: u64,
     /// Timer entries that turned out stale hints and were re-scored or removed.
     pub fixed: u64,
+    /// Finished executions removed by retention (a prune call reports only this).
+    pub pruned: u64,
     /// A systemic hold started in this round.
     pub hold_started: bool,
     /// Staleness rules are paused for this much longer (zero when not holding).
@@ -71,6 +73,7 @@ impl RoundReport {
         self.cancelled += other.cancelled;
         self.orphaned += other.orphaned;
         self.fixed += other.fixed;
+        self.pruned += other.pruned;
         self.hold_started |= other.hold_started;
     }
 }
@@ -124,6 +127,7 @@ impl Watchdog {
                     dead: reply.u64(4)?,
                     cancelled: reply.u64(5)?,
                     orphaned: 0,
+                    pruned: 0,
                     fixed: reply.u64(6)?,
                     more: reply.flag(7)?,
                     next_due: (next >= 0).then(|| Duration::from_millis(next as u64)),

@@ -63,6 +63,9 @@ pub struct WatchdogTotals {
     pub orphaned: u64,
     /// Systemic holds begun.
     pub holds: u64,
+    /// Finished executions removed by retention.
+    #[serde(default)]
+    pub pruned: u64,
 }
 
 /// The watchdog at one instant; see [`status`].
@@ -136,6 +139,7 @@ pub async fn status(ledger: &Ledger) -> Result<WatchdogStatus> {
             ("n_cancelled", &mut totals.cancelled),
             ("n_orphaned", &mut totals.orphaned),
             ("holds", &mut totals.holds),
+            ("n_pruned", &mut totals.pruned),
         ] {
             *total += num(watch, field)?.unwrap_or(0).max(0) as u64;
         }

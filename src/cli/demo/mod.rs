@@ -140,6 +140,7 @@ pub async fn fault_demo(opts: FaultDemoOptions) -> Result<FaultDemoReport> {
         let settings = QueueSettings {
             capacity: Some(capacity),
             timings,
+            ..QueueSettings::default()
         };
         admin.set_queue(queue, &settings).await?;
     }

@@ -16,6 +16,9 @@ use crate::ledger::{
 };
 use crate::timings::{ResolvedTimings, Timings, for_each_timing};
 
+mod retention;
+pub use retention::{RetentionIn, RetentionOut};
+
 /// A duration on input: integer milliseconds, or text such as `"500ms"`, `"30s"`, `"5m"`.
 #[derive(Debug, Clone, PartialEq, Eq, ToSchema)]
 #[schema(value_type = String, example = "30s")]
@@ -160,6 +163,8 @@ pub struct QueueSettingsIn {
     /// Most executions holding a slot at once (the ledger's default when unset).
     pub capacity: Option<u32>,
     pub timings: TimingsIn,
+    /// How long its finished executions are kept (unset: the ledger's).
+    pub retention: RetentionIn,
 }
 
 impl From<QueueSettingsIn> for QueueSettings {
@@ -167,6 +172,7 @@ impl From<QueueSettingsIn> for QueueSettings {
         QueueSettings {
             capacity: q.capacity,
             timings: q.timings.into(),
+            retention: q.retention.into(),
         }
     }
 }
@@ -187,12 +193,15 @@ pub struct QueueOut {
     pub oldest_queued_age_ms: Option<u64>,
     /// The queue's own timings (unset: the global defaults apply).
     pub timings: TimingsOut,
+    /// The queue's own retention (unset: the ledger's applies).
+    pub retention: RetentionOut,
 }
 
 impl From<QueueOverview> for QueueOut {
     fn from(q: QueueOverview) -> Self {
         QueueOut {
             timings: (&q.settings.timings).into(),
+            retention: (&q.settings.retention).into(),
             name: q.name,
             partition: q.partition,
             depth: q.depth,

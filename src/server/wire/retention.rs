@@ -1,0 +1,60 @@
+//! Retention on the wire: per terminal state, how long finished executions are kept
+//! (integer milliseconds in replies; `"7d"`-style text accepted on input; 0 keeps for
+//! ever), and the cap of finished executions per queue.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{DurationIn, ms};
+use crate::retention::Retention;
+
+/// A queue's retention on input; unset fields take the ledger's.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionIn {
+    pub succeeded: Option<DurationIn>,
+    pub cancelled: Option<DurationIn>,
+    pub failed: Option<DurationIn>,
+    pub dead: Option<DurationIn>,
+    pub timed_out: Option<DurationIn>,
+    /// Most finished executions kept (pinned ones not counted); 0: no cap.
+    pub max_finished: Option<u64>,
+}
+
+impl From<RetentionIn> for Retention {
+    fn from(r: RetentionIn) -> Self {
+        let d = |v: Option<DurationIn>| v.map(|d| d.0);
+        Retention {
+            succeeded: d(r.succeeded),
+            cancelled: d(r.cancelled),
+            failed: d(r.failed),
+            dead: d(r.dead),
+            timed_out: d(r.timed_out),
+            max_finished: r.max_finished,
+        }
+    }
+}
+
+/// Retention in a reply: milliseconds, `null` when the queue leaves it to the ledger.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RetentionOut {
+    pub succeeded: Option<u64>,
+    pub cancelled: Option<u64>,
+    pub failed: Option<u64>,
+    pub dead: Option<u64>,
+    pub timed_out: Option<u64>,
+    pub max_finished: Option<u64>,
+}
+
+impl From<&Retention> for RetentionOut {
+    fn from(r: &Retention) -> Self {
+        RetentionOut {
+            succeeded: r.succeeded.map(ms),
+            cancelled: r.cancelled.map(ms),
+            failed: r.failed.map(ms),
+            dead: r.dead.map(ms),
+            timed_out: r.timed_out.map(ms),
+            max_finished: r.max_finished,
+        }
+    }
+}
