@@ -22,6 +22,8 @@
 //! - `scripts`: the Lua scripts of `lua/`, loaded once, invoked with NOSCRIPT fallback.
 //! - [`ledger`]: executions and queues, the orchestrator and worker API.
 //! - [`runner`]: a worker-side loop for Rust workers that heartbeats on its own thread.
+//! - `supervise` (feature `supervise`, Unix): `unstuck exec`, any command as a worker,
+//!   one process group per execution.
 //! - [`watchdog`]: partition leases, timer rounds, worker reconciliation, systemic hold.
 //! - [`settings`]: the daemon's TOML file plus `UNSTUCK_*` environment overrides.
 //! - [`events`]: reading and following the partition event streams.
@@ -45,6 +47,8 @@ pub mod runner;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod settings;
+#[cfg(all(unix, feature = "supervise"))]
+pub mod supervise;
 pub mod timings;
 pub mod watchdog;
 

@@ -17,7 +17,8 @@ mod config;
 mod job;
 mod pump;
 mod supervise;
-mod worker;
+// `Identity` is shared with `unstuck exec` (`crate::supervise`).
+pub(crate) mod worker;
 
 pub use config::{MAX_CONCURRENCY, RunnerConfig};
 pub use job::{Job, JobError, StopSignal};

@@ -1,0 +1,427 @@
+//! `unstuck exec`: runs any command as a worker, one process group per execution.
+//!
+//! The [`Supervisor`] registers as a worker, claims executions of one queue (a long poll)
+//! up to its concurrency, and runs the command once per attempt: the payload (JSON) on
+//! stdin; `UNSTUCK_EXECUTION_ID`, `UNSTUCK_QUEUE`, `UNSTUCK_ATTEMPT` and the previous
+//! attempt's checkpoint (`UNSTUCK_CHECKPOINT`, JSON text up to 64 KiB, and always
+//! `UNSTUCK_CHECKPOINT_FILE`, a file holding it) in its environment. Its own settings
+//! (`UNSTUCK_LEDGER__*`, ...) are not passed on: the command never sees Redis credentials.
+//!
+//! - **Liveness** comes from the command: the attempt is heartbeated while it runs, and
+//!   its output is the progress (see `output.rs`); a command silent for
+//!   [`ExecConfig::no_output_timeout`] is killed and its attempt failed retryably.
+//! - **Outcome**: exit 0 completes (the last stdout line, when it is JSON, is the
+//!   result); another exit code or a signal fails the attempt retryably, with the tail of
+//!   stderr in the message.
+//! - **Stopping**: a cancellation, a lost attempt or the supervisor's own shutdown sends
+//!   SIGTERM to the command's process group and SIGKILL after
+//!   [`ExecConfig::stop_grace`]; nothing of the group survives. A cancellation is then
+//!   acknowledged; a shutdown fails the attempt retryably ("supervisor stopped").
+//! - **Restart safety**: a state file on disk (`records.rs`) names each attempt's pid,
+//!   process group and start time; a supervisor started later on the same host stops
+//!   what its dead predecessor left running and sends those attempts down the retry path
+//!   once (`recover.rs`).
+//!
+//! # Layout
+//! - this file: the claim loop, registration and shutdown;
+//! - `attempt.rs`: one attempt, from claim to outcome, with its heartbeats;
+//! - `child.rs`: spawning in a process group, stopping the group;
+//! - `output.rs`: output as progress, directives, tails;
+//! - `report.rs`: recording outcomes; `records.rs`: the state file;
+//! - `recover.rs`: cleaning up after a dead supervisor; `procfs.rs`: reading `/proc`;
+//! - `config.rs`: [`ExecConfig`].
+
+mod attempt;
+mod child;
+mod config;
+mod output;
+mod procfs;
+mod records;
+mod recover;
+mod report;
+
+pub use config::{ExecConfig, LineSink, default_state_dir};
+pub use recover::Recovered;
+
+use std::ffi::OsStr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::{JoinError, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Error;
+use crate::ledger::{Ledger, WorkerRegistration};
+use crate::runner::retry;
+use crate::runner::worker::Identity;
+use attempt::Context;
+use records::Records;
+use report::Outcome;
+
+/// What can stop a supervisor from starting or running.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExecError {
+    /// The ledger refused (a bad configuration, an unreachable Redis, a claim refused).
+    #[error(transparent)]
+    Ledger(#[from] Error),
+    /// The command cannot be run: fix the command line.
+    #[error("cannot run {program}: {reason}")]
+    Command {
+        /// The program, as given.
+        program: String,
+        /// Why not.
+        reason: String,
+    },
+    /// The state directory cannot be used: pick another with `state_dir`.
+    #[error("cannot use the state directory {}: {source}", path.display())]
+    StateDir {
+        /// The directory (of this namespace and queue).
+        path: PathBuf,
+        /// What the file system said.
+        source: std::io::Error,
+    },
+}
+
+/// What a [`Supervisor::run`] did, counted per attempt.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExecReport {
+    /// Attempts claimed.
+    pub claimed: u64,
+    /// Commands that exited 0 (completed).
+    pub succeeded: u64,
+    /// Failed for good: no attempts left (or a result the ledger refused).
+    pub failed: u64,
+    /// Failed and put back in the queue for another attempt.
+    pub retried: u64,
+    /// Stopped on a cancellation request, acknowledged.
+    pub cancelled: u64,
+    /// The attempt stopped being this worker's while its command ran; nothing recorded.
+    pub lost: u64,
+    /// The outcome could not be recorded (Redis unreachable); the watchdog takes over.
+    pub unreported: u64,
+    /// What was cleaned up after a previous supervisor at start-up.
+    pub recovered: Recovered,
+}
+
+impl ExecReport {
+    fn count(&mut self, joined: Result<Outcome, JoinError>) {
+        let counter = match joined {
+            Ok(Outcome::Succeeded) => &mut self.succeeded,
+            Ok(Outcome::Failed) => &mut self.failed,
+            Ok(Outcome::Retried) => &mut self.retried,
+            Ok(Outcome::Cancelled) => &mut self.cancelled,
+            Ok(Outcome::Lost) => &mut self.lost,
+            Ok(Outcome::Unreported) => &mut self.unreported,
+            Err(e) => {
+                tracing::error!(error = %e, "an attempt's task failed");
+                &mut self.unreported
+            }
+        };
+        *counter += 1;
+    }
+}
+
+/// Runs a command per execution of one queue. See the module docs.
+///
+/// ```no_run
+/// use tokio_util::sync::CancellationToken;
+/// use unstuck::supervise::{ExecConfig, Supervisor};
+/// use unstuck::{Ledger, LedgerConfig};
+///
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// let ledger = Ledger::connect(LedgerConfig::new("redis://127.0.0.1:6379/")).await?;
+/// let command = vec!["sh".into(), "-c".into(), "./summarise.sh".into()];
+/// let config = ExecConfig { concurrency: 4, ..ExecConfig::new("agents", command) };
+/// let report = Supervisor::new(ledger, config)?.run(CancellationToken::new()).await?;
+/// println!("{} succeeded", report.succeeded);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Supervisor {
+    ledger: Ledger,
+    config: Arc<ExecConfig>,
+}
+
+impl Supervisor {
+    /// # Errors
+    /// As [`ExecConfig::check`].
+    pub fn new(ledger: Ledger, config: ExecConfig) -> Result<Self, ExecError> {
+        config.check()?;
+        Ok(Self {
+            ledger,
+            config: Arc::new(config),
+        })
+    }
+
+    /// Cleans up after a dead predecessor, registers, then claims and runs commands until
+    /// `shutdown` is cancelled. On shutdown it stops claiming, stops every command (SIGTERM,
+    /// SIGKILL after the grace), fails their attempts retryably, deregisters and reports.
+    ///
+    /// # Errors
+    /// The state directory cannot be used; registering failed; a claim was refused for a
+    /// reason other than an unreachable Redis (running commands are stopped and reported
+    /// first). Transient Redis errors are retried, never returned.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<ExecReport, ExecError> {
+        let config = &self.config;
+        let registration = WorkerRegistration::for_this_process(
+            env!("CARGO_PKG_VERSION"),
+            vec![config.queue.clone()],
+        )
+        .heartbeat_interval(config.worker_heartbeat_interval);
+        let namespace = &self.ledger.config().namespace;
+        let dir = records::queue_dir(&config.state_dir, namespace, &config.queue);
+        let records = Records::create(&dir, &registration.worker_id).map_err(|source| {
+            ExecError::StateDir {
+                path: dir.clone(),
+                source,
+            }
+        })?;
+        let note = |line: &str| {
+            if let Some(sink) = &config.output {
+                sink(line);
+            }
+        };
+        let mut report = ExecReport {
+            recovered: recover::previous(
+                &self.ledger,
+                &dir,
+                &registration.worker_id,
+                config.stop_grace,
+                &note,
+            )
+            .await,
+            ..ExecReport::default()
+        };
+        if let Err(e) = retry(|| self.ledger.register_worker(&registration)).await {
+            records.remove();
+            return Err(e.into());
+        }
+        note(&format!(
+            "unstuck: worker {} runs {} from queue {} ({} at a time)",
+            registration.worker_id,
+            command_line(&config.command),
+            config.queue,
+            config.concurrency,
+        ));
+        let identity = Arc::new(Identity::new(registration));
+        let records = Arc::new(records);
+        let stop = shutdown.child_token();
+        let registry_stop = CancellationToken::new();
+        let registry = tokio::spawn(beat_registry(
+            self.ledger.clone(),
+            identity.clone(),
+            records.clone(),
+            config.worker_heartbeat_interval,
+            registry_stop.clone(),
+        ));
+        let ctx = Arc::new(Context {
+            ledger: self.ledger.clone(),
+            config: config.clone(),
+            records: records.clone(),
+            shutdown: stop.clone(),
+        });
+
+        let refused = self.claim_loop(&ctx, &identity, &mut report).await;
+        stop.cancel();
+        let mut tasks = refused.1;
+        while let Some(joined) = tasks.join_next().await {
+            report.count(joined);
+        }
+        // The registry task stops before deregistering, or its next beat would find the
+        // worker unknown and register it again.
+        registry_stop.cancel();
+        let _ = registry.await;
+        let worker_id = identity.worker_id();
+        match retry(|| self.ledger.deregister_worker(&worker_id)).await {
+            Ok(_) | Err(Error::UnknownWorker { .. }) => {}
+            Err(e) => tracing::warn!(worker = %worker_id, error = %e, "deregistration failed"),
+        }
+        records.remove();
+        note(&format!(
+            "unstuck: worker {worker_id} stopped: {} claimed, {} succeeded, {} retried, {} failed, \
+             {} cancelled, {} lost, {} unreported",
+            report.claimed,
+            report.succeeded,
+            report.retried,
+            report.failed,
+            report.cancelled,
+            report.lost,
+            report.unreported
+        ));
+        match refused.0 {
+            Some(e) => Err(e.into()),
+            None => Ok(report),
+        }
+    }
+
+    /// Claims and starts attempts until `ctx.shutdown` fires or a claim is refused; hands
+    /// back the refusal and the attempts still running.
+    async fn claim_loop(
+        &self,
+        ctx: &Arc<Context>,
+        identity: &Identity,
+        report: &mut ExecReport,
+    ) -> (Option<Error>, JoinSet<Outcome>) {
+        let config = &self.config;
+        let mut tasks = JoinSet::new();
+        while !ctx.shutdown.is_cancelled() {
+            while let Some(joined) = tasks.try_join_next() {
+                report.count(joined);
+            }
+            let free = config.concurrency - tasks.len();
+            if free == 0 {
+                tokio::select! {
+                    () = ctx.shutdown.cancelled() => {}
+                    Some(joined) = tasks.join_next() => report.count(joined),
+                }
+                continue;
+            }
+            let worker_id = identity.worker_id();
+            let claimed = self
+                .ledger
+                .claim_wait_until(
+                    &config.queue,
+                    &worker_id,
+                    free,
+                    config.claim_wait,
+                    &ctx.shutdown,
+                )
+                .await;
+            match claimed {
+                Ok(batch) => {
+                    for claim in batch.claims {
+                        report.claimed += 1;
+                        tasks.spawn(attempt::run(ctx.clone(), claim));
+                    }
+                }
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(error = %e, "claim failed; trying again");
+                    tokio::select! {
+                        () = ctx.shutdown.cancelled() => {}
+                        () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "claim refused; stopping");
+                    return (Some(e), tasks);
+                }
+            }
+        }
+        (None, tasks)
+    }
+}
+
+/// Tells the worker registry the supervisor is alive and which executions it runs. If the
+/// registry forgot it (judged gone after a long pause), it registers again under a fresh
+/// id, as the Rust runner does.
+async fn beat_registry(
+    ledger: Ledger,
+    identity: Arc<Identity>,
+    records: Arc<Records>,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        let worker_id = identity.worker_id();
+        match ledger
+            .worker_heartbeat(&worker_id, &records.running())
+            .await
+        {
+            Ok(_) => {}
+            Err(Error::UnknownWorker { .. }) => {
+                let fresh = identity.renewal();
+                match ledger.register_worker(&fresh).await {
+                    Ok(_) => {
+                        tracing::warn!(old = %worker_id, new = %fresh.worker_id, "the worker registry forgot this supervisor; registered again");
+                        identity.adopt(fresh.worker_id);
+                    }
+                    Err(e) => {
+                        tracing::warn!(worker = %worker_id, error = %e, "re-registration failed")
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(worker = %worker_id, error = %e, "worker heartbeat failed"),
+        }
+    }
+}
+
+impl ExecConfig {
+    /// [`validate`](Self::validate), and checks that the program can be run, before
+    /// anything connects or starts.
+    ///
+    /// # Errors
+    /// As [`validate`](Self::validate); [`ExecError::Command`] when the program is not an
+    /// executable file (or not found in `PATH`).
+    pub fn check(&self) -> Result<(), ExecError> {
+        self.validate()?;
+        find_program(&self.command[0]).map(drop)
+    }
+}
+
+/// Finds `program` as `spawn` will: a path as given, a bare name in `PATH`.
+fn find_program(program: &OsStr) -> Result<PathBuf, ExecError> {
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let path = Path::new(program);
+    let refused = |reason: &str| ExecError::Command {
+        program: program.to_string_lossy().into_owned(),
+        reason: reason.into(),
+    };
+    if path.components().count() > 1 || program.to_string_lossy().contains('/') {
+        return if executable(path) {
+            Ok(path.to_owned())
+        } else {
+            Err(refused("no executable file there"))
+        };
+    }
+    let search = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&search)
+        .map(|dir| dir.join(program))
+        .find(|candidate| executable(candidate))
+        .ok_or_else(|| refused("not found in PATH"))
+}
+
+/// The command as a person would type it, for notes.
+fn command_line(command: &[std::ffi::OsString]) -> String {
+    let text = command
+        .iter()
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut end = text.len().min(120);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    if end < text.len() {
+        format!("{}…", &text[..end])
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_programs_as_spawn_does() {
+        assert!(find_program(OsStr::new("sh")).is_ok());
+        assert!(find_program(OsStr::new("/bin/sh")).is_ok());
+        let missing = find_program(OsStr::new("no-such-program-here")).unwrap_err();
+        assert_eq!(
+            missing.to_string(),
+            "cannot run no-such-program-here: not found in PATH"
+        );
+        let not_executable = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+        assert!(find_program(OsStr::new(not_executable)).is_err());
+    }
+}

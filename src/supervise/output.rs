@@ -1,0 +1,342 @@
+//! The command's output as progress: lines counted, directives read, tails kept, and
+//! every line passed on with the execution id in front.
+//!
+//! Progress moves with output, so a silent command looks stalled to the watchdog's
+//! no-progress rule and to the no-output timeout alike:
+//! - without directives the progress text is `output: N lines` (stdout and stderr
+//!   together), which changes with every line;
+//! - a stderr line `::progress TEXT` makes the text `TEXT`; plain lines after it show as
+//!   `TEXT (+N lines)`, so they still move it;
+//! - a stderr line `::checkpoint JSON` is where a retry resumes (sent with the next
+//!   heartbeat). Directive lines are control, not output: they are not counted.
+//!
+//! Lines end at `\n` or `\r` (a progress bar that redraws one line counts each redraw);
+//! a line longer than the ledger's payload limit is cut there.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::time::Instant;
+
+use super::LineSink;
+use crate::ledger::Heartbeat;
+
+/// Lines of stderr kept for a failure message, and their total size at most.
+const TAIL_LINES: usize = 20;
+const TAIL_BYTES: usize = 2000;
+
+/// Longest line passed on to the sink; the rest is cut with a marker.
+const ECHO_MAX: usize = 4096;
+
+/// Which of the command's streams a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// What one attempt's command has written so far, shared by its two readers, its
+/// heartbeats and its outcome.
+pub(crate) struct Output {
+    seen: Mutex<Seen>,
+    /// `[<execution id>] `, before every line passed on.
+    prefix: String,
+    sink: Option<LineSink>,
+}
+
+struct Seen {
+    /// When the command last wrote anything (a byte is enough).
+    last_output: Instant,
+    /// Plain lines so far, stdout and stderr.
+    lines: u64,
+    /// The last `::progress` text, and `lines` when it came.
+    explicit: Option<(String, u64)>,
+    /// The progress text the last successful heartbeat carried.
+    sent: Option<String>,
+    /// A checkpoint not yet sent.
+    checkpoint: Option<serde_json::Value>,
+    stderr_tail: VecDeque<String>,
+    last_stdout: Option<String>,
+}
+
+impl Output {
+    pub(crate) fn new(execution_id: &str, sink: Option<LineSink>) -> Self {
+        Self {
+            seen: Mutex::new(Seen {
+                last_output: Instant::now(),
+                lines: 0,
+                explicit: None,
+                sent: None,
+                checkpoint: None,
+                stderr_tail: VecDeque::new(),
+                last_stdout: None,
+            }),
+            prefix: format!("[{execution_id}] "),
+            sink,
+        }
+    }
+
+    fn seen(&self) -> MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Passes a note of the supervisor's about this attempt to the sink.
+    pub(crate) fn note(&self, text: &str) {
+        if let Some(sink) = &self.sink {
+            sink(&format!("{}unstuck: {text}", self.prefix));
+        }
+    }
+
+    /// When the command last wrote anything.
+    pub(crate) fn last_output(&self) -> Instant {
+        self.seen().last_output
+    }
+
+    fn touched(&self) {
+        self.seen().last_output = Instant::now();
+    }
+
+    /// Takes one line the command wrote.
+    pub(crate) fn line(&self, stream: Stream, line: &str) {
+        if let Some(sink) = &self.sink {
+            sink(&format!("{}{}", self.prefix, cut(line, ECHO_MAX)));
+        }
+        let directive = match stream {
+            Stream::Stderr => self.directive(line),
+            Stream::Stdout => false,
+        };
+        if directive {
+            return;
+        }
+        let mut seen = self.seen();
+        seen.lines += 1;
+        match stream {
+            Stream::Stdout => seen.last_stdout = Some(line.to_owned()),
+            Stream::Stderr => {
+                seen.stderr_tail
+                    .push_back(cut(line, TAIL_BYTES / 4).into_owned());
+                let mut bytes: usize = seen.stderr_tail.iter().map(String::len).sum();
+                while seen.stderr_tail.len() > TAIL_LINES || bytes > TAIL_BYTES {
+                    bytes -= seen.stderr_tail.pop_front().map_or(0, |l| l.len());
+                }
+            }
+        }
+    }
+
+    /// Reads a `::progress` or `::checkpoint` line; false when `line` is not one (a
+    /// checkpoint that is not JSON is output like any other line, with a note).
+    fn directive(&self, line: &str) -> bool {
+        if let Some(text) = line.strip_prefix("::progress ") {
+            let text = text.trim();
+            if text.is_empty() {
+                return false;
+            }
+            let mut seen = self.seen();
+            let at = seen.lines;
+            seen.explicit = Some((text.to_owned(), at));
+            return true;
+        }
+        if let Some(json) = line.strip_prefix("::checkpoint ") {
+            match serde_json::from_str(json) {
+                Ok(checkpoint) => {
+                    self.seen().checkpoint = Some(checkpoint);
+                    return true;
+                }
+                Err(e) => self.note(&format!("::checkpoint ignored, not JSON: {e}")),
+            }
+        }
+        false
+    }
+
+    /// What the next heartbeat carries: the progress text when it changed since the last
+    /// one, and a checkpoint not yet sent.
+    pub(crate) fn take_beat(&self) -> Heartbeat {
+        let mut seen = self.seen();
+        let text = progress_text(&seen);
+        let mut beat = Heartbeat::new();
+        if seen.sent.as_deref() != Some(&text) {
+            seen.sent = Some(text.clone());
+            beat.progress = Some(text);
+        }
+        beat.checkpoint = seen.checkpoint.take();
+        beat
+    }
+
+    /// A heartbeat did not get through: send its progress and checkpoint again next time
+    /// (unless a newer checkpoint came meanwhile).
+    pub(crate) fn restore(&self, beat: Heartbeat) {
+        let mut seen = self.seen();
+        if beat.progress.is_some() {
+            seen.sent = None;
+        }
+        if seen.checkpoint.is_none() {
+            seen.checkpoint = beat.checkpoint;
+        }
+    }
+
+    /// The last lines of stderr, for a failure message.
+    pub(crate) fn stderr_tail(&self) -> String {
+        let seen = self.seen();
+        seen.stderr_tail
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The result of a successful run: the last stdout line, when it is JSON.
+    pub(crate) fn result(&self) -> Option<serde_json::Value> {
+        let seen = self.seen();
+        serde_json::from_str(seen.last_stdout.as_deref()?.trim()).ok()
+    }
+}
+
+fn progress_text(seen: &Seen) -> String {
+    let lines = |n: u64| {
+        if n == 1 {
+            "1 line".to_owned()
+        } else {
+            format!("{n} lines")
+        }
+    };
+    match &seen.explicit {
+        None => format!("output: {}", lines(seen.lines)),
+        Some((text, at)) if *at == seen.lines => text.clone(),
+        Some((text, at)) => format!("{text} (+{})", lines(seen.lines - at)),
+    }
+}
+
+/// `line` cut to at most `max` bytes at a character boundary, with a marker when cut.
+fn cut(line: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if line.len() <= max {
+        return line.into();
+    }
+    let mut end = max;
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… [cut]", &line[..end]).into()
+}
+
+/// Reads one of the command's streams to its end, line by line, into `output`.
+pub(crate) async fn read(
+    mut stream: impl AsyncRead + Unpin,
+    which: Stream,
+    output: Arc<Output>,
+    max_line: usize,
+) {
+    let mut buf = vec![0u8; 8192];
+    let mut lines = LineBuffer::new(max_line);
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => {
+                output.touched();
+                for line in lines.push(&buf[..n]) {
+                    output.line(which, &line);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    if let Some(line) = lines.finish() {
+        output.line(which, &line);
+    }
+}
+
+/// Splits a byte stream into lines at `\n` and `\r`; empty lines are dropped.
+struct LineBuffer {
+    pending: Vec<u8>,
+    max: usize,
+}
+
+impl LineBuffer {
+    fn new(max: usize) -> Self {
+        Self {
+            pending: Vec::new(),
+            max: max.max(1),
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> Vec<String> {
+        let mut lines = Vec::new();
+        for &b in bytes {
+            if b == b'\n' || b == b'\r' {
+                if !self.pending.is_empty() {
+                    lines.push(String::from_utf8_lossy(&self.pending).into_owned());
+                    self.pending.clear();
+                }
+            } else if self.pending.len() < self.max {
+                self.pending.push(b);
+            }
+        }
+        lines
+    }
+
+    fn finish(&mut self) -> Option<String> {
+        (!self.pending.is_empty()).then(|| String::from_utf8_lossy(&self.pending).into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_lines_at_newlines_and_carriage_returns() {
+        let mut b = LineBuffer::new(5);
+        assert_eq!(b.push(b"ab\r\ncd"), vec!["ab"]);
+        assert_eq!(b.push(b"e\r10%\r20%\n\n"), vec!["cde", "10%", "20%"]);
+        assert_eq!(b.push(b"toolongline"), Vec::<String>::new());
+        assert_eq!(b.finish().as_deref(), Some("toolo"));
+    }
+
+    #[test]
+    fn progress_moves_with_lines_and_directives_name_it() {
+        let out = Output::new("e1", None);
+        assert_eq!(out.take_beat().progress.as_deref(), Some("output: 0 lines"));
+        assert_eq!(
+            out.take_beat(),
+            Heartbeat::new(),
+            "nothing new: nothing sent"
+        );
+        out.line(Stream::Stdout, "hello");
+        assert_eq!(out.take_beat().progress.as_deref(), Some("output: 1 line"));
+        out.line(Stream::Stderr, "::progress step 2/5");
+        out.line(Stream::Stderr, "::checkpoint {\"step\": 2}");
+        let beat = out.take_beat();
+        assert_eq!(beat.progress.as_deref(), Some("step 2/5"));
+        assert_eq!(beat.checkpoint, Some(serde_json::json!({"step": 2})));
+        out.line(Stream::Stderr, "working");
+        out.line(Stream::Stderr, "::checkpoint not json");
+        assert_eq!(progress_text(&out.seen()), "step 2/5 (+2 lines)");
+        assert_eq!(out.stderr_tail(), "working\n::checkpoint not json");
+        // Directives on stdout are output; the last stdout line is the result if JSON.
+        out.line(Stream::Stdout, "::progress no");
+        assert_eq!(out.result(), None);
+        out.line(Stream::Stdout, "{\"ok\": true}");
+        assert_eq!(out.result(), Some(serde_json::json!({"ok": true})));
+    }
+
+    #[test]
+    fn a_failed_beat_is_sent_again() {
+        let out = Output::new("e1", None);
+        out.line(Stream::Stderr, "::checkpoint 1");
+        let beat = out.take_beat();
+        out.restore(beat.clone());
+        assert_eq!(out.take_beat(), beat);
+    }
+
+    #[test]
+    fn the_stderr_tail_is_bounded() {
+        let out = Output::new("e1", None);
+        for i in 0..100 {
+            out.line(Stream::Stderr, &format!("line {i} {}", "x".repeat(300)));
+        }
+        let tail = out.stderr_tail();
+        assert!(tail.len() <= TAIL_BYTES + TAIL_LINES, "{}", tail.len());
+        assert!(tail.ends_with(&format!("line 99 {}", "x".repeat(300))));
+    }
+}
