@@ -4,7 +4,7 @@
 //! - this file: the commands and their options, and the `watchdog` daemon;
 //! - `inspect.rs`: `queues`, `executions`, `show`, `events`, `workers`, `status`;
 //! - `steer.rs`: `enqueue`, `cancel`, `retry`; `table.rs`: tables for people;
-//! - `serve.rs`: `unstuck serve`;
+//! - `serve.rs`: `unstuck serve`; `exec.rs`: `unstuck exec`;
 //! - `demo/`: the fault-injection demo behind `unstuck demo`;
 //! - `redis`: a throwaway `redis-server` for the demos when no `--redis` is given;
 //! - `walkthrough`: `examples/walkthrough.rs`, included as a module.
@@ -19,6 +19,8 @@ macro_rules! out {
 }
 
 mod demo;
+#[cfg(unix)]
+mod exec;
 mod inspect;
 mod redis;
 mod serve;
@@ -184,6 +186,11 @@ enum Command {
         #[arg(long)]
         throwaway_redis: bool,
     },
+    /// Run a command as a worker: once per execution of the queue, in a process group of
+    /// its own, the payload on stdin; heartbeats while it lives, its output is progress,
+    /// its exit code the outcome; a cancel or a lost attempt kills the whole group.
+    #[cfg(unix)]
+    Exec(exec::ExecArgs),
     /// Walk through one execution's life: enqueue, claim, heartbeat, crash, retry, complete.
     Walkthrough {
         /// Use this Redis instead of starting a throwaway redis-server.
@@ -305,6 +312,8 @@ pub(crate) async fn run() -> anyhow::Result<()> {
             executions,
             json,
         } => demo(redis, duration, executions, json).await,
+        #[cfg(unix)]
+        Command::Exec(args) => exec::exec(args).await,
         Command::Walkthrough { redis } => {
             let redis = redis::DemoRedis::obtain(redis).context("starting redis")?;
             println!("redis: {}", redis.url);
@@ -391,7 +400,12 @@ pub(crate) fn emit_line(line: std::fmt::Arguments<'_>) {
 
 /// The ledger of the settings an operator command names.
 async fn connect(common: &Common) -> anyhow::Result<unstuck::Ledger> {
-    let settings = unstuck::settings::Settings::load(common.config.as_deref())?;
+    connect_to(common.config.as_deref()).await
+}
+
+/// The ledger of a settings file (and the environment).
+async fn connect_to(config: Option<&std::path::Path>) -> anyhow::Result<unstuck::Ledger> {
+    let settings = unstuck::settings::Settings::load(config)?;
     let url = settings.ledger.server_url().to_owned();
     unstuck::Ledger::connect(settings.ledger)
         .await
