@@ -156,6 +156,18 @@ impl LedgerConfig {
                 "at least 1",
             );
         }
+        self.retention.validate().map_err(|e| match e {
+            Error::InvalidArgument {
+                name,
+                value,
+                expected,
+            } => Error::InvalidConfig {
+                key: format!("ledger.{name}"),
+                value,
+                expected,
+            },
+            other => other,
+        })?;
         self.defaults.validate_as_defaults()
     }
 }

@@ -135,6 +135,29 @@ mod tests {
     }
 
     #[test]
+    fn retention_is_set_per_state_and_keeps_the_other_defaults() {
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("UNSTUCK_LEDGER__RETENTION__SUCCEEDED", "1m"),
+                ("UNSTUCK_LEDGER__RETENTION__MAX_FINISHED", "1000"),
+            ]),
+        )
+        .unwrap();
+        let r = &s.ledger.retention;
+        assert_eq!(r.succeeded, Some(std::time::Duration::from_secs(60)));
+        assert_eq!(r.max_finished, Some(1000));
+        assert_eq!(
+            r.failed,
+            Some(std::time::Duration::from_secs(7 * 24 * 3600))
+        );
+        let err = Settings::load_from(None, env(&[("UNSTUCK_LEDGER__RETENTION__DEAD", "400days")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ledger.retention.dead"), "{err}");
+    }
+
+    #[test]
     fn bad_values_name_the_key() {
         let err = Settings::load_from(None, env(&[("UNSTUCK_WATCHDOG__LEASE_TTL", "soon")]))
             .unwrap_err()

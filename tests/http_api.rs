@@ -415,6 +415,7 @@ async fn the_service_routes_answer() {
         "/v1/queues/{queue}/executions/{id}/events",
         "/v1/queues/{queue}/executions/{id}/cancel",
         "/v1/queues/{queue}/executions/{id}/retry",
+        "/v1/queues/{queue}/executions/{id}/pin",
         "/v1/executions",
         "/v1/queues/{queue}/claims",
         "/v1/attempts/heartbeat",

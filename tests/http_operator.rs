@@ -131,6 +131,51 @@ async fn retry_runs_a_finished_execution_again_linked_to_it() {
 }
 
 #[tokio::test]
+async fn pin_and_unpin_an_execution_and_queue_retention_settings() {
+    let s = start("http_pin").await;
+    s.enqueue("p", "e1", json!({})).await;
+    let r = s
+        .call(Method::PUT, "/v1/queues/p/executions/e1/pin", None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(r.body, json!({"pinned": true, "state": "queued"}));
+    assert!(s.ledger.get("p", "e1").await.unwrap().pinned);
+    assert_eq!(
+        s.get("/v1/queues/p/executions/e1").await.body["pinned"],
+        true
+    );
+    let r = s
+        .call(Method::DELETE, "/v1/queues/p/executions/e1/pin", None)
+        .await;
+    assert_eq!(r.body["pinned"], false);
+    assert!(!s.ledger.get("p", "e1").await.unwrap().pinned);
+    let missing = s
+        .call(Method::PUT, "/v1/queues/p/executions/nope/pin", None)
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+
+    let settings = json!({"retention": {"succeeded": "1h", "failed": 60000, "max_finished": 500}});
+    let r = s.call(Method::PUT, "/v1/queues/p", Some(settings)).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(
+        r.body["retention"],
+        json!({"succeeded": 3_600_000, "cancelled": null, "failed": 60000, "dead": null,
+               "timed_out": null, "max_finished": 500})
+    );
+    let stored = s.ledger.queue_settings("p").await.unwrap().retention;
+    assert_eq!(stored.failed, Some(Duration::from_secs(60)));
+    let bad = s
+        .call(
+            Method::PUT,
+            "/v1/queues/p",
+            Some(json!({"retention": {"dead": "soon"}})),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{bad:?}");
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn recent_events_are_the_newest_oldest_first() {
     let s = start("http_recent").await;
     for i in 0..5 {

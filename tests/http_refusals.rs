@@ -50,6 +50,12 @@ fn routes() -> Vec<(
             "orchestrator",
         ),
         (
+            Method::PUT,
+            "/v1/queues/q/executions/x/pin",
+            None,
+            "orchestrator",
+        ),
+        (
             Method::POST,
             "/v1/queues/q/executions/x/retry",
             Some(json!({})),

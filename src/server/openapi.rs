@@ -20,6 +20,7 @@ use super::{attempts, auth, events, executions, operator, queues, status, worker
         queues::list, queues::get, queues::put,
         executions::enqueue, executions::enqueue_batch, executions::list, executions::get,
         executions::events, executions::cancel, operator::retry, operator::find,
+        operator::pin, operator::unpin,
         attempts::claim, attempts::heartbeat, attempts::complete, attempts::fail,
         attempts::cancel_ack,
         workers::register, workers::list, workers::heartbeat, workers::deregister,

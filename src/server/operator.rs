@@ -1,4 +1,4 @@
-//! Routes for operators and the dashboard: executions across queues, retry, the newest
+//! Routes for operators and the dashboard: executions across queues, retry, pin, the newest
 //! events, the watchdog's recent activity, and what the caller's token may do.
 
 use std::time::Duration;
@@ -15,7 +15,7 @@ use super::executions::{EventsOut, PageOut};
 use super::extract::{MaybeBody, Query};
 use super::problem::ApiError;
 use super::wire::{EnqueuedOut, EventOut, ExecutionOut, parse_state};
-use crate::ledger::Filter;
+use crate::ledger::{Filter, State as ExecState};
 use crate::names;
 use crate::watchdog::{self, WatchdogActivity};
 
@@ -103,6 +103,44 @@ pub(crate) async fn retry(
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
+}
+
+/// An execution's pin.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct PinOut {
+    pub(crate) pinned: bool,
+    /// Its state now.
+    pub(crate) state: ExecState,
+}
+
+/// Pins an execution: retention never removes it (any state; twice is once).
+#[utoipa::path(put, path = "/v1/queues/{queue}/executions/{id}/pin", tag = "executions",
+    responses((status = 200, body = PinOut), (status = 404, description = "not-found")),
+    security(("bearer" = ["orchestrator"])))]
+pub(crate) async fn pin(
+    State(s): State<AppState>,
+    Path((queue, id)): Path<(String, String)>,
+) -> Result<Json<PinOut>, ApiError> {
+    let state = s.ledger.pin(&queue, &id).await?;
+    Ok(Json(PinOut {
+        pinned: true,
+        state,
+    }))
+}
+
+/// Unpins an execution: retention applies again (past it, the next prune removes it).
+#[utoipa::path(delete, path = "/v1/queues/{queue}/executions/{id}/pin", tag = "executions",
+    responses((status = 200, body = PinOut), (status = 404, description = "not-found")),
+    security(("bearer" = ["orchestrator"])))]
+pub(crate) async fn unpin(
+    State(s): State<AppState>,
+    Path((queue, id)): Path<(String, String)>,
+) -> Result<Json<PinOut>, ApiError> {
+    let state = s.ledger.unpin(&queue, &id).await?;
+    Ok(Json(PinOut {
+        pinned: false,
+        state,
+    }))
 }
 
 /// `GET /v1/events/recent` parameters.

@@ -64,6 +64,11 @@ pub(crate) fn router(state: AppState) -> Router {
             "/v1/queues/{queue}/executions/{id}/retry",
             needs(Orchestrator, post(operator::retry)),
         )
+        .route(
+            "/v1/queues/{queue}/executions/{id}/pin",
+            needs(Orchestrator, put(operator::pin))
+                .merge(needs(Orchestrator, delete(operator::unpin))),
+        )
         .route("/v1/executions", needs(Read, get(operator::find)))
         // Work: claims and the attempt calls.
         .route(

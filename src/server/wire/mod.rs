@@ -321,6 +321,8 @@ pub struct ExecutionOut {
     pub retry_of: Option<String>,
     /// The ids of the executions made to run this one again, oldest first.
     pub retries: Vec<String>,
+    /// Retention never removes it.
+    pub pinned: bool,
 }
 
 impl From<Execution> for ExecutionOut {
@@ -367,6 +369,7 @@ impl From<Execution> for ExecutionOut {
             false_alarms: e.false_alarms,
             retry_of: e.retry_of.map(|(q, id)| format!("{q}/{id}")),
             retries: e.retries,
+            pinned: e.pinned,
         }
     }
 }
