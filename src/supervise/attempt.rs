@@ -13,8 +13,8 @@
 //! 4. the outcome is recorded — only now, so no retry runs beside what is left of this
 //!    attempt — and then the state file forgets the attempt.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -23,15 +23,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::ExecConfig;
+use super::beat::{Beats, MIN_INTERVAL, beat, describe_reply};
 use super::child::{self, GroupGuard, ProcessGroup};
 use super::output::{self, Output, Stream};
 use super::records::Records;
 use super::report::{Outcome, Report};
-use crate::error::{Error, format_duration};
-use crate::ledger::{AttemptToken, Claim, HeartbeatReply, Ledger};
-
-/// Shortest wait between two beats of one attempt, whatever its timeout.
-const MIN_INTERVAL: Duration = Duration::from_millis(10);
+use crate::error::format_duration;
+use crate::ledger::{Claim, HeartbeatReply, Ledger};
 
 /// Checkpoints up to this size are also passed in `UNSTUCK_CHECKPOINT` (the kernel caps
 /// one environment string at 128 KiB); the file always has it.
@@ -51,7 +49,7 @@ pub(crate) struct Context {
 
 /// Why a command was stopped before it exited by itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Cause {
+pub(crate) enum Cause {
     CancelRequested,
     Lost(String),
     Silent(Duration),
@@ -312,105 +310,12 @@ async fn drain(readers: Vec<JoinHandle<()>>, stdin: Option<JoinHandle<()>>) {
     }
 }
 
-/// What the heartbeats found out: cancellation requested, or the attempt lost.
-#[derive(Default)]
-struct Beats {
-    cancel: AtomicBool,
-    lost: Mutex<Option<String>>,
-    /// Fires on either.
-    stopped: CancellationToken,
-}
-
-impl Beats {
-    fn lost(&self) -> Option<String> {
-        self.lost
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    fn lose(&self, why: String) {
-        *self.lost.lock().unwrap_or_else(PoisonError::into_inner) = Some(why);
-        self.stopped.cancel();
-    }
-
-    fn cause(&self) -> Cause {
-        match self.lost() {
-            Some(why) => Cause::Lost(why),
-            None => Cause::CancelRequested,
-        }
-    }
-}
-
-/// Beats the attempt every `interval` (the first at once: it moves the execution to
-/// running) until `finished`, or until a reply says the attempt is no longer ours.
-async fn beat(
-    ledger: Ledger,
-    token: AttemptToken,
-    output: Arc<Output>,
-    interval: Duration,
-    beats: Arc<Beats>,
-    finished: CancellationToken,
-) {
-    let mut wait = Duration::ZERO;
-    loop {
-        tokio::select! {
-            biased;
-            () = finished.cancelled() => return,
-            () = tokio::time::sleep(wait) => {}
-        }
-        let beat = output.take_beat();
-        let reply = ledger.heartbeat(&token, beat.clone()).await;
-        wait = interval;
-        match reply {
-            Ok(HeartbeatReply::Ok { cancel_requested }) => {
-                if cancel_requested && !beats.cancel.swap(true, Ordering::SeqCst) {
-                    beats.stopped.cancel();
-                }
-            }
-            Ok(refused) => {
-                beats.lose(describe_reply(&refused));
-                return;
-            }
-            Err(e) if e.is_transient() => {
-                tracing::warn!(execution = %token, error = %e, "heartbeat failed; retrying soon");
-                output.restore(beat);
-                wait = (interval / 4).max(MIN_INTERVAL);
-            }
-            Err(e @ (Error::TooLarge { .. } | Error::NotJson { .. })) => {
-                // Keep the attempt alive: beat again at once without what was refused.
-                output.note(&format!("progress or checkpoint refused, dropped: {e}"));
-                wait = Duration::ZERO;
-            }
-            Err(e @ (Error::NotFound { .. } | Error::TokenMismatch { .. })) => {
-                beats.lose(e.to_string());
-                return;
-            }
-            Err(e) => tracing::warn!(execution = %token, error = %e, "heartbeat failed"),
-        }
-    }
-}
-
 fn describe_cause(cause: &Cause) -> String {
     match cause {
         Cause::CancelRequested => "cancellation requested".into(),
         Cause::Lost(why) => format!("attempt lost ({why})"),
         Cause::Silent(d) => format!("no output for {}", format_duration(*d)),
         Cause::Shutdown => "supervisor stopping".into(),
-    }
-}
-
-/// Why a heartbeat reply means the attempt is no longer ours.
-pub(crate) fn describe_reply(reply: &HeartbeatReply) -> String {
-    match reply {
-        HeartbeatReply::StaleAttempt {
-            current_attempt,
-            state,
-        } => format!("attempt {current_attempt} is current, {state}"),
-        HeartbeatReply::Terminal { state, stop_reason } => {
-            format!("the execution ended {state} ({stop_reason})")
-        }
-        HeartbeatReply::Ok { .. } => "still current".into(),
     }
 }
 

@@ -24,7 +24,7 @@
 //!
 //! # Layout
 //! - this file: the claim loop, registration and shutdown;
-//! - `attempt.rs`: one attempt, from claim to outcome, with its heartbeats;
+//! - `attempt.rs`: one attempt, from claim to outcome; `beat.rs`: its heartbeats;
 //! - `child.rs`: spawning in a process group, stopping the group;
 //! - `output.rs`: output as progress, directives, tails;
 //! - `report.rs`: recording outcomes; `records.rs`: the state file;
@@ -32,6 +32,7 @@
 //! - `config.rs`: [`ExecConfig`].
 
 mod attempt;
+mod beat;
 mod child;
 mod config;
 mod output;

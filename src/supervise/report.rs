@@ -5,7 +5,7 @@ use crate::error::Error;
 use crate::ledger::{AttemptToken, CompleteOutcome, FailOutcome, HeartbeatReply, Ledger, State};
 use crate::runner::retry;
 
-use super::attempt::describe_reply;
+use super::beat::describe_reply;
 use super::output::Output;
 
 /// What became of one attempt, as the supervisor counts it.
