@@ -100,7 +100,7 @@ pub(crate) fn describe_reply(reply: &HeartbeatReply) -> String {
         HeartbeatReply::StaleAttempt {
             current_attempt,
             state,
-        } => format!("attempt {current_attempt} is current, {state}"),
+        } => format!("the execution moved on: now attempt {current_attempt}, {state}"),
         HeartbeatReply::Terminal { state, stop_reason } => {
             format!("the execution ended {state} ({stop_reason})")
         }
