@@ -111,39 +111,22 @@ async fn recover_file(
     recovered: &mut Recovered,
 ) -> Vec<ChildRecord> {
     let same_boot = state.boot_id.is_some() && state.boot_id == procfs::boot_id();
-    let old = &state.worker_id;
+    let old = state.worker_id.as_str();
+    // Every group is stopped at once: one grace in all, not one per command.
+    let judged = futures_util::future::join_all(
+        state
+            .children
+            .into_iter()
+            .map(|record| async move { (judge(&record, old, same_boot, grace).await, record) }),
+    )
+    .await;
     let mut unreported = Vec::new();
-    for record in state.children {
-        let message = match (record.pid, record.pgid) {
-            (Some(pid), Some(pgid)) => {
-                let group = ProcessGroup(pgid);
-                let now = procfs::stat(pid);
-                let same_process =
-                    same_boot && now.is_some_and(|s| Some(s.start_time) == record.start_time);
-                if same_process && now.is_some_and(|s| s.is_running()) {
-                    recovered.detached += 1;
-                    group.stop_rest(grace).await;
-                    format!(
-                        "process_detached: pid {pid} still ran after its supervisor {old} \
-                         stopped; its process group was killed"
-                    )
-                } else {
-                    recovered.lost += 1;
-                    // The pid names no later process, so the group is still the command's.
-                    if same_boot && (now.is_none() || same_process) {
-                        group.stop_rest(grace).await;
-                    }
-                    format!(
-                        "process_lost: pid {pid} ended while its supervisor {old} was down; \
-                         how it ended is unknown"
-                    )
-                }
-            }
-            _ => {
-                recovered.lost += 1;
-                format!("process_lost: its supervisor {old} stopped before starting the command")
-            }
-        };
+    for ((detached, message), record) in judged {
+        if detached {
+            recovered.detached += 1;
+        } else {
+            recovered.lost += 1;
+        }
         let label = format!("[{}] unstuck: ", record.token.execution_id());
         let token = &record.token;
         match retry(|| ledger.fail(token, &message, true)).await {
@@ -174,4 +157,39 @@ async fn recover_file(
         }
     }
     unreported
+}
+
+/// Stops what is left of one attempt's command; whether it was still running (detached),
+/// and the failure message that says so.
+async fn judge(
+    record: &ChildRecord,
+    old: &str,
+    same_boot: bool,
+    grace: Duration,
+) -> (bool, String) {
+    let (Some(pid), Some(pgid)) = (record.pid, record.pgid) else {
+        let message =
+            format!("process_lost: its supervisor {old} stopped before starting the command");
+        return (false, message);
+    };
+    let group = ProcessGroup(pgid);
+    let now = procfs::stat(pid);
+    let same_process = same_boot && now.is_some_and(|s| Some(s.start_time) == record.start_time);
+    if same_process && now.is_some_and(|s| s.is_running()) {
+        group.stop_rest(grace).await;
+        let message = format!(
+            "process_detached: pid {pid} still ran after its supervisor {old} stopped; \
+             its process group was killed"
+        );
+        return (true, message);
+    }
+    // The pid names no later process, so the group is still the command's.
+    if same_boot && (now.is_none() || same_process) {
+        group.stop_rest(grace).await;
+    }
+    let message = format!(
+        "process_lost: pid {pid} ended while its supervisor {old} was down; how it ended is \
+         unknown"
+    );
+    (false, message)
 }
