@@ -391,21 +391,25 @@ fn find_program(program: &OsStr) -> Result<PathBuf, ExecError> {
         .ok_or_else(|| refused("not found in PATH"))
 }
 
-/// The command as a person would type it, for notes.
+/// The command on one line, for notes: an argument with spaces in quotes, line breaks
+/// and runs of spaces as one space, cut at 120 characters.
 fn command_line(command: &[std::ffi::OsString]) -> String {
     let text = command
         .iter()
-        .map(|a| a.to_string_lossy())
+        .map(|a| {
+            let a = a.to_string_lossy();
+            let words: Vec<&str> = a.split_whitespace().collect();
+            if words.len() == 1 && words[0] == a {
+                a.into_owned()
+            } else {
+                format!("'{}'", words.join(" "))
+            }
+        })
         .collect::<Vec<_>>()
         .join(" ");
-    let mut end = text.len().min(120);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    if end < text.len() {
-        format!("{}…", &text[..end])
-    } else {
-        text
+    match text.char_indices().nth(120) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text,
     }
 }
 
@@ -423,6 +427,11 @@ mod tests {
             "cannot run no-such-program-here: not found in PATH"
         );
         let not_executable = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+        assert_eq!(
+            command_line(&["sh".into(), "-c".into(), "\n  read -r p\n  echo $p".into()]),
+            "sh -c 'read -r p echo $p'"
+        );
+        assert_eq!(command_line(&["x".repeat(200).into()]).chars().count(), 121);
         assert!(find_program(OsStr::new(not_executable)).is_err());
     }
 }
