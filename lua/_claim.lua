@@ -27,19 +27,19 @@ local function claim_available(q, n, nonce, now)
     local id = head[1]
     redis.call('ZREM', q.pending, id)
     local key = q.prefix .. id
-    local e = redis.call('HMGET', key, 'st', 'att', 'pl', 'cp', 'ht', 'sg', 'dla', 'hist')
+    local e = redis.call('HMGET', key, 'st', 'att', 'pl', 'cp', 'ht', 'sg', 'dla', 'hn')
     -- A pending entry whose execution is not queued is a stale hint: drop it, move on.
     if e[1] == 'queued' then
       local att = tostring(tonumber(e[2]) + 1)
       local tok = nonce(claimed + 1)
-      local hist = hist_push(e[8], now, 'dispatched', 'claimed', att, q.cap)
+      local hist = { hist_push(e[8], now, 'dispatched', 'claimed', att, q.cap) }
       if e[2] == '0' then
         redis.call('HSET', key, 'st', 'dispatched', 'att', att, 'tok', tok, 'wk', q.worker,
-          'dsp', now, 'hist', hist)
+          'dsp', now, unpack(hist))
       else
         -- A retry: clear what the earlier attempt left behind (the checkpoint stays).
         redis.call('HSET', key, 'st', 'dispatched', 'att', att, 'tok', tok, 'wk', q.worker,
-          'dsp', now, 'sta', '', 'hb', '', 'pr', '', 'prc', '', 'ss', '', 'hist', hist)
+          'dsp', now, 'sta', '', 'hb', '', 'pr', '', 'prc', '', 'ss', '', unpack(hist))
       end
       redis.call('HSET', q.slots, id, att .. ':' .. q.worker)
       redis.call('ZADD', q.start, tostring(now_n + tonumber(e[6])), q.queue .. '/' .. id)

@@ -32,7 +32,9 @@
 --   fin finished at (ms)
 --   res result (JSON)
 --   fa false alarms
---   hist history lines
+--   hn history entries written
+--   h<i> history entry i % cap: <n>|<ms>|<state>|<reason>|<attempt>
+--   hist history lines of an earlier version (read only)
 --   rof retry of (queue/id)
 --   pin pinned: kept whatever the retention
 --   kept in its terminal list's kept list
@@ -63,23 +65,17 @@ local function uint(v)
   return tonumber(v)
 end
 
--- Append "<ms>|<state>|<reason>|<attempt>" to a newline-separated history, keeping the
--- newest `cap` entries. Kept inside the execution hash: no extra key per execution.
-local function hist_push(hist, now, state, reason, attempt, cap)
-  local entry = now .. '|' .. state .. '|' .. reason .. '|' .. attempt
-  if not hist or hist == '' then return entry end
-  hist = hist .. '\n' .. entry
-  -- An entry is at least 20 bytes, so a history this short cannot hold more than `cap`
-  -- entries: skip counting (the common case, and the hot path of every transition).
-  if #hist <= cap * 20 then return hist end
-  local _, n = string.gsub(hist, '\n', '')
-  n = n + 1
-  while n > cap do
-    local cut = string.find(hist, '\n', 1, true)
-    hist = string.sub(hist, cut + 1)
-    n = n - 1
-  end
-  return hist
+-- The history is a ring of `cap` fields in the execution hash: entry number n (from 0)
+-- is field "h<n % cap>", "<n>|<ms>|<state>|<reason>|<attempt>", and "hn" counts the
+-- entries written. Every value stays short (well under the 64 bytes of Redis's
+-- hash-max-listpack-value), so the hash keeps its compact encoding however long it runs;
+-- one text field that grew with each transition pushed a running execution out of it.
+-- Returns the four arguments HSET takes (field, entry, 'hn', count): put the call last in
+-- an argument list or a table constructor, or wrap it in { } and unpack it.
+local function hist_push(hn, now, state, reason, attempt, cap)
+  local n = tonumber(hn) or 0
+  return 'h' .. (n % cap), n .. '|' .. now .. '|' .. state .. '|' .. reason .. '|' .. attempt,
+    'hn', tostring(n + 1)
 end
 
 -- Who writes the events of this script: '' for workers and orchestrators, or
@@ -112,10 +108,10 @@ end
 -- hash gets the state, the stop reason, the finish time, `err` (when `message` is given),
 -- `res` (when `result` is given) and a history entry; its id joins the queue's list of
 -- that terminal state; the event is emitted. The caller has released the slot and removed
--- the timers. x = { key, list, events, maxlen, cap, queue, id, att, from, hist }.
+-- the timers. x = { key, list, events, maxlen, cap, queue, id, att, from, hn }.
 local function become_terminal(x, now, to, stop_reason, reason, message, result, due)
   local fields = { 'st', to, 'sr', stop_reason, 'fin', now,
-    'hist', hist_push(x.hist, now, to, reason, x.att, x.cap) }
+    hist_push(x.hn, now, to, reason, x.att, x.cap) }
   if message then
     fields[#fields + 1] = 'err'
     fields[#fields + 1] = message

@@ -32,7 +32,7 @@ end
 -- What a judgement reads of an execution: the numbers it needs, then the rest.
 local NUMBER_FIELDS = { 'att', 'dla' }
 for _, f in ipairs(TIMING_FIELDS) do NUMBER_FIELDS[#NUMBER_FIELDS + 1] = f end
-local EXEC_FIELDS = { 'st', 'dsp', 'hb', 'prc', 'ss', 'sk', 'cx', 'wk', 'hist', 'q', 'id',
+local EXEC_FIELDS = { 'st', 'dsp', 'hb', 'prc', 'ss', 'sk', 'cx', 'wk', 'hn', 'q', 'id',
   'err', 'sd' }
 for _, f in ipairs(NUMBER_FIELDS) do EXEC_FIELDS[#EXEC_FIELDS + 1] = f end
 
@@ -74,7 +74,7 @@ local function finish(K, e, timers, now, to, stop_reason, reason, detail, due, c
   redis.call('ZREM', timers.deadline, e.member)
   become_terminal({ key = e.key, list = finished_key(K, e.q, to), events = ctx.events,
     maxlen = ctx.maxlen, cap = ctx.hist_cap, queue = e.q, id = e.id, att = e.att,
-    from = e.st, hist = e.hist }, now, to, stop_reason, reason, detail, nil, due)
+    from = e.st, hn = e.hn }, now, to, stop_reason, reason, detail, nil, due)
 end
 
 -- The attempt was lost (never started, stuck past its threshold, orphaned): retry it as a
@@ -91,7 +91,7 @@ local function retry_or_dead(K, e, timers, now, stop_reason, detail, due, ctx)
     local delay = e.bb * (2 ^ (e.att - 1))
     if delay > e.bm then delay = e.bm end
     redis.call('HSET', e.key, 'st', 'queued', 'tok', '', 'wk', '', 'ss', '', 'sk', '',
-      'err', detail, 'hist', hist_push(e.hist, now, 'queued', stop_reason, e.att, ctx.hist_cap))
+      'err', detail, hist_push(e.hn, now, 'queued', stop_reason, e.att, ctx.hist_cap))
     redis.call('ZADD', pending_key(K, e.q), now + math.floor(delay), e.id)
     emit(ctx.events, ctx.maxlen, e.q, e.id, e.att, e.st, 'queued', stop_reason, detail, due)
     return 'retried'

@@ -10,7 +10,7 @@
 
 local maxlen, cap = uint(ARGV[3]), uint(ARGV[4])
 if not maxlen or not cap then return { 'bad_arg', 'limits' } end
-local e = redis.call('HMGET', KEYS[1], 'st', 'att', 'sr', 'cx', 'hist', 'q', 'id', 'cg')
+local e = redis.call('HMGET', KEYS[1], 'st', 'att', 'sr', 'cx', 'hn', 'q', 'id', 'cg')
 if not e[1] then return { 'missing' } end
 if TERMINAL[e[1]] then return { 'terminal', e[1], e[3] or '' } end
 local st, att, id, member = e[1], e[2], e[7], ARGV[1]
@@ -21,13 +21,13 @@ if st == 'queued' then
   redis.call('ZREM', KEYS[3], id)
   redis.call('ZREM', KEYS[4], member)
   become_terminal({ key = KEYS[1], list = KEYS[6], events = KEYS[2], maxlen = maxlen,
-    cap = cap, queue = e[6], id = id, att = att, from = st, hist = e[5] }, now, 'cancelled',
+    cap = cap, queue = e[6], id = id, att = att, from = st, hn = e[5] }, now, 'cancelled',
     'cancelled', 'cancelled', ARGV[2])
   return { 'cancelled' }
 end
 
 redis.call('HSET', KEYS[1], 'cx', now, 'err', ARGV[2],
-  'hist', hist_push(e[5], now, st, 'cancel_requested', att, cap))
+  hist_push(e[5], now, st, 'cancel_requested', att, cap))
 redis.call('ZADD', KEYS[5], now + tonumber(e[8]), member)
 emit(KEYS[2], maxlen, e[6], id, att, st, st, 'cancel_requested', ARGV[2])
 return { 'requested', now, 0 }

@@ -16,7 +16,7 @@
 
 local maxlen, cap = ARGV[6], uint(ARGV[7])
 if not uint(maxlen) or not cap then return { 'bad_arg', 'limits' } end
-local e = redis.call('HMGET', KEYS[1], 'st', 'att', 'tok', 'sr', 'cx', 'hist', 'q', 'id',
+local e = redis.call('HMGET', KEYS[1], 'st', 'att', 'tok', 'sr', 'cx', 'hn', 'q', 'id',
   'ma', 'bb', 'bm')
 local verdict = token_verdict(e[1], e[2], e[3], e[4], ARGV[2], ARGV[3])
 if verdict then return verdict end
@@ -29,7 +29,7 @@ drop_active_timers({ start = KEYS[4], heartbeat = KEYS[5], progress = KEYS[6],
   stuck = KEYS[8], cancel = KEYS[9] }, member, st, cancel_requested)
 
 local x = { key = KEYS[1], events = KEYS[2], maxlen = maxlen, cap = cap, queue = e[7],
-  id = id, att = att, from = st, hist = e[6] }
+  id = id, att = att, from = st, hn = e[6] }
 if cancel_requested then
   redis.call('ZREM', KEYS[7], member)
   x.list = KEYS[12]
@@ -43,7 +43,7 @@ if ARGV[4] == '1' and tonumber(att) < tonumber(e[9]) then
   if delay > max_delay then delay = max_delay end
   local at = tostring(tonumber(now) + math.floor(delay))
   redis.call('HSET', KEYS[1], 'st', 'queued', 'tok', '', 'wk', '', 'ss', '', 'sk', '', 'err', ARGV[5],
-    'hist', hist_push(e[6], now, 'queued', 'retry_scheduled', att, cap))
+    hist_push(e[6], now, 'queued', 'retry_scheduled', att, cap))
   redis.call('ZADD', KEYS[11], at, id)
   emit(KEYS[2], maxlen, e[7], id, att, st, 'queued', 'retry_scheduled', ARGV[5])
   return { 'retry', at, released }

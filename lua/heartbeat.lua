@@ -65,10 +65,11 @@ if moved then
   fields[#fields + 1] = 'prc'; fields[#fields + 1] = now
 end
 if to then
-  local about = redis.call('HMGET', KEYS[1], 'hist', 'q', 'id')
+  local about = redis.call('HMGET', KEYS[1], 'hn', 'q', 'id')
   fields[#fields + 1] = 'st'; fields[#fields + 1] = to
-  fields[#fields + 1] = 'hist'
-  fields[#fields + 1] = hist_push(about[1], now, to, reason, att, cap)
+  for _, v in ipairs({ hist_push(about[1], now, to, reason, att, cap) }) do
+    fields[#fields + 1] = v
+  end
   emit(KEYS[2], maxlen, about[2], about[3], att, st, to, reason, '')
 end
 redis.call('HSET', KEYS[1], unpack(fields))

@@ -186,7 +186,7 @@ if not holding then
   local function go_stuck(e, member, kind, reason, detail, score)
     redis.call('ZREM', timers.heartbeat, member)
     redis.call('ZREM', timers.progress, member)
-    local hist = hist_push(e.hist, now, 'stuck', reason, e.att, hist_cap)
+    local hist = { hist_push(e.hn, now, 'stuck', reason, e.att, hist_cap) }
     emit(ctx.events, maxlen, e.q, e.id, e.att, 'running', 'stuck', reason, detail, score)
     count('stuck')
     if kind == 'heartbeat' and tonumber(score) > last_hold_end then
@@ -195,13 +195,14 @@ if not holding then
       redis.call('ZADD', ns_window, recent_until, member)
     end
     if e.stt == 0 then
-      e.st, e.hist = 'stuck', hist
+      redis.call('HSET', e.key, unpack(hist))
+      e.st, e.hn = 'stuck', hist[4]
       count(retry_or_dead(K, e, timers, now, reason,
         'stuck for 0ms (stuck_threshold 0ms): ' .. detail, score, ctx))
       return
     end
     redis.call('ZADD', timers.stuck, now + e.stt, member)
-    redis.call('HSET', e.key, 'st', 'stuck', 'ss', now, 'sk', kind, 'sd', detail, 'hist', hist)
+    redis.call('HSET', e.key, 'st', 'stuck', 'ss', now, 'sk', kind, 'sd', detail, unpack(hist))
   end
 
   judge(timers.heartbeat, function(e, member, score)

@@ -72,8 +72,14 @@ glossary! {
     RESULT = "res", "result (JSON)";
     /// False alarms, stuck verdicts withdrawn by a late heartbeat.
     FALSE_ALARMS = "fa", "false alarms";
-    /// The bounded history, `<ms>|<state>|<reason>|<attempt>` lines.
-    HISTORY = "hist", "history lines";
+    /// History entries written so far; entry n is the field `h<n % history_len>`.
+    HISTORY_COUNT = "hn", "history entries written";
+    /// One history entry (the ring's fields `h0`, `h1`, ...):
+    /// `<n>|<ms>|<state>|<reason>|<attempt>`.
+    HISTORY_ENTRY = "h<i>", "history entry i % cap: <n>|<ms>|<state>|<reason>|<attempt>";
+    /// The history as one text field of `<ms>|<state>|<reason>|<attempt>` lines, as an
+    /// earlier version wrote it: read, never written.
+    HISTORY_LEGACY = "hist", "history lines of an earlier version (read only)";
     /// The execution this one runs again, `<queue>/<id>` (`Ledger::retry`).
     RETRY_OF = "rof", "retry of (queue/id)";
     /// "1" while pinned: retention never removes it (`Ledger::pin`).

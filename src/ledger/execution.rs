@@ -298,7 +298,7 @@ impl Execution {
                 .map(|_| r.num(f::FALSE_ALARMS))
                 .transpose()?
                 .unwrap_or(0) as u32,
-            history: parse_history(r.opt(f::HISTORY).unwrap_or(""))?,
+            history: history_of(fields)?,
             retry_of: r
                 .opt(f::RETRY_OF)
                 .and_then(|m| m.split_once('/'))
@@ -309,29 +309,57 @@ impl Execution {
     }
 }
 
-fn parse_history(text: &str) -> Result<Vec<Transition>> {
-    text.lines()
+/// The history, oldest first: the ring of `h<i>` fields ordered by entry number, after
+/// the lines of a `hist` field an earlier version wrote (kept readable across upgrades).
+fn history_of(fields: &HashMap<String, String>) -> Result<Vec<Transition>> {
+    let mut history: Vec<Transition> = fields
+        .get(f::HISTORY_LEGACY)
+        .map(String::as_str)
+        .unwrap_or("")
+        .lines()
         .filter(|l| !l.is_empty())
-        .map(|line| {
-            let mut parts = line.splitn(4, '|');
-            let (Some(at), Some(state), Some(reason), Some(attempt)) =
-                (parts.next(), parts.next(), parts.next(), parts.next())
-            else {
-                return Err(protocol(format!("bad history entry {line:?}")));
-            };
-            Ok(Transition {
-                at: ms_to_time(
-                    at.parse()
-                        .map_err(|_| protocol(format!("bad time {at:?}")))?,
-                )?,
-                state: parse_state(state)?,
-                reason: reason.to_owned(),
-                attempt: attempt
-                    .parse()
-                    .map_err(|_| protocol(format!("bad attempt {attempt:?}")))?,
-            })
+        .map(parse_transition)
+        .collect::<Result<_>>()?;
+    let mut ring: Vec<(u64, Transition)> = fields
+        .iter()
+        .filter(|(name, _)| {
+            name.strip_prefix('h')
+                .is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
         })
-        .collect()
+        .map(|(_, entry)| {
+            let (n, rest) = entry
+                .split_once('|')
+                .ok_or_else(|| protocol(format!("bad history entry {entry:?}")))?;
+            let n = n
+                .parse()
+                .map_err(|_| protocol(format!("bad history entry number {n:?}")))?;
+            Ok((n, parse_transition(rest)?))
+        })
+        .collect::<Result<_>>()?;
+    ring.sort_by_key(|(n, _)| *n);
+    history.extend(ring.into_iter().map(|(_, t)| t));
+    Ok(history)
+}
+
+/// One `<ms>|<state>|<reason>|<attempt>` entry.
+fn parse_transition(line: &str) -> Result<Transition> {
+    let mut parts = line.splitn(4, '|');
+    let (Some(at), Some(state), Some(reason), Some(attempt)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(protocol(format!("bad history entry {line:?}")));
+    };
+    Ok(Transition {
+        at: ms_to_time(
+            at.parse()
+                .map_err(|_| protocol(format!("bad time {at:?}")))?,
+        )?,
+        state: parse_state(state)?,
+        reason: reason.to_owned(),
+        attempt: attempt
+            .parse()
+            .map_err(|_| protocol(format!("bad attempt {attempt:?}")))?,
+    })
 }
 
 /// A state name read from Redis: one this version does not know is damaged data.
