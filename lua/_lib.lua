@@ -32,7 +32,7 @@
 --   fin finished at (ms)
 --   res result (JSON)
 --   fa false alarms
---   hn history entries written
+--   hn history entries written (absent: 1)
 --   h<i> history entry i % cap: <n>|<ms>|<state>|<reason>|<attempt>
 --   hist history lines of an earlier version (read only)
 --   rof retry of (queue/id)
@@ -70,12 +70,19 @@ end
 -- entries written. Every value stays short (well under the 64 bytes of Redis's
 -- hash-max-listpack-value), so the hash keeps its compact encoding however long it runs;
 -- one text field that grew with each transition pushed a running execution out of it.
--- Returns the four arguments HSET takes (field, entry, 'hn', count): put the call last in
--- an argument list or a table constructor, or wrap it in { } and unpack it.
+-- A new execution has its first entry, h0, and no "hn" (absent means 1: one field less
+-- to write on every enqueue). Returns the four arguments HSET takes (field, entry, 'hn',
+-- count): put the call last in an argument list or a table constructor, or wrap it in
+-- { } and unpack it.
 local function hist_push(hn, now, state, reason, attempt, cap)
-  local n = tonumber(hn) or 0
+  local n = tonumber(hn) or 1
   return 'h' .. (n % cap), n .. '|' .. now .. '|' .. state .. '|' .. reason .. '|' .. attempt,
     'hn', tostring(n + 1)
+end
+
+-- The first history entry of a new execution: the two arguments HSET takes.
+local function hist_first(now, state, reason)
+  return 'h0', '0|' .. now .. '|' .. state .. '|' .. reason .. '|0'
 end
 
 -- Who writes the events of this script: '' for workers and orchestrators, or

@@ -70,7 +70,7 @@ for i = 1, items do
       available = string.format('%.4f', tonumber(available) - 1 + i / 1024)
     end
     local fields = { 'q', queue, 'id', id, 'st', 'queued', 'att', '0', 'pl', ARGV[b + 2],
-      'cr', now, 'dla', dla, hist_push(nil, now, 'queued', 'enqueued', '0', cap) }
+      'cr', now, 'dla', dla, hist_first(now, 'queued', 'enqueued') }
     for _, field in ipairs(TIMING_FIELDS) do
       fields[#fields + 1] = field
       fields[#fields + 1] = t[field]

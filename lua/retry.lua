@@ -27,7 +27,7 @@ end
 local queue, id = ARGV[1], ARGV[2]
 local now = now_str()
 local fields = { 'q', queue, 'id', id, 'st', 'queued', 'att', '0', 'pl', o[2] or 'null',
-  'cr', now, 'rof', ARGV[4], hist_push(nil, now, 'queued', 'enqueued', '0', cap) }
+  'cr', now, 'rof', ARGV[4], hist_first(now, 'queued', 'enqueued') }
 if o[3] and o[3] ~= '' then
   fields[#fields + 1] = 'cp'
   fields[#fields + 1] = o[3]

@@ -72,8 +72,9 @@ glossary! {
     RESULT = "res", "result (JSON)";
     /// False alarms, stuck verdicts withdrawn by a late heartbeat.
     FALSE_ALARMS = "fa", "false alarms";
-    /// History entries written so far; entry n is the field `h<n % history_len>`.
-    HISTORY_COUNT = "hn", "history entries written";
+    /// History entries written so far (absent: 1, the enqueue's); entry n is the field
+    /// `h<n % history_len>`.
+    HISTORY_COUNT = "hn", "history entries written (absent: 1)";
     /// One history entry (the ring's fields `h0`, `h1`, ...):
     /// `<n>|<ms>|<state>|<reason>|<attempt>`.
     HISTORY_ENTRY = "h<i>", "history entry i % cap: <n>|<ms>|<state>|<reason>|<attempt>";
