@@ -210,3 +210,26 @@ async fn a_missing_redis_is_one_line_on_stderr() {
         assert_eq!(run.stdout, "");
     }
 }
+
+#[tokio::test]
+async fn pin_keeps_an_execution_and_off_lets_retention_apply() {
+    let l = support::ledger("cli_pin").await;
+    finish(&l, "q", "keep-me", "failed").await;
+    let reply = run_json(&l, &["pin", "q", "keep-me"]).await;
+    assert_eq!(
+        reply,
+        json!({"queue": "q", "id": "keep-me", "pinned": true, "state": "failed"})
+    );
+    assert!(l.get("q", "keep-me").await.unwrap().pinned);
+    let shown = run(&l, &["show", "q", "keep-me"]).await;
+    assert!(shown.stdout.contains("pinned          yes"), "{shown:?}");
+    let off = run(&l, &["pin", "q", "keep-me", "--off"]).await;
+    assert_eq!(off.code, Some(0), "{off:?}");
+    assert_eq!(
+        off.stdout.trim(),
+        "unpinned q/keep-me (failed): retention applies again"
+    );
+    assert!(!l.get("q", "keep-me").await.unwrap().pinned);
+    let missing = run(&l, &["pin", "q", "nope"]).await;
+    assert!(missing.one_line_failure().contains("nope"), "{missing:?}");
+}

@@ -162,6 +162,9 @@ pub(crate) async fn show(ledger: &Ledger, queue: &str, id: &str, json: bool) -> 
             ms(t.cancel_grace),
         ),
     ];
+    if e.pinned {
+        lines.push("pinned          yes: retention never removes it".to_owned());
+    }
     if let Some(s) = &e.stop {
         lines.push(format!(
             "stopped         {} (timeout {}, configured {}, fired {})",

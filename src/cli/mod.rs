@@ -142,6 +142,16 @@ enum Command {
         #[arg(long, default_value = "retried by an operator")]
         reason: String,
     },
+    /// Pin an execution so retention never removes it (--off: retention applies again).
+    Pin {
+        #[command(flatten)]
+        common: Common,
+        queue: String,
+        id: String,
+        /// Unpin it instead.
+        #[arg(long)]
+        off: bool,
+    },
     /// Transitions, one line each: the newest ones, then (with --follow) as they happen.
     Events {
         #[command(flatten)]
@@ -269,6 +279,12 @@ pub(crate) async fn run() -> anyhow::Result<()> {
             id,
             reason,
         } => steer::cancel(&connect(&common).await?, &queue, &id, &reason, common.json).await,
+        Command::Pin {
+            common,
+            queue,
+            id,
+            off,
+        } => steer::pin(&connect(&common).await?, &queue, &id, !off, common.json).await,
         Command::Retry {
             common,
             queue,

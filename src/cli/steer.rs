@@ -1,4 +1,4 @@
-//! The operator's write commands: `enqueue`, `cancel`, `retry`.
+//! The operator's write commands: `enqueue`, `cancel`, `retry`, `pin`.
 
 use clap::{Arg, ArgMatches, Args, FromArgMatches};
 use serde_json::{Map, Value};
@@ -167,6 +167,32 @@ pub(crate) async fn cancel(
 }
 
 /// `unstuck retry`.
+/// `unstuck pin` / `unstuck pin --off`.
+pub(crate) async fn pin(
+    ledger: &Ledger,
+    queue: &str,
+    id: &str,
+    pin: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let state = if pin {
+        ledger.pin(queue, id).await?
+    } else {
+        ledger.unpin(queue, id).await?
+    };
+    if json {
+        out!(
+            "{}",
+            serde_json::json!({"queue": queue, "id": id, "pinned": pin, "state": state})
+        );
+    } else if pin {
+        out!("pinned {queue}/{id} ({state}): retention never removes it");
+    } else {
+        out!("unpinned {queue}/{id} ({state}): retention applies again");
+    }
+    Ok(())
+}
+
 pub(crate) async fn retry(
     ledger: &Ledger,
     queue: &str,
