@@ -7,6 +7,36 @@ pub(crate) fn format_duration(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
 
+/// The message of [`Error::Permission`]: what is missing, and the `ACL SETUSER` rules that
+/// grant it.
+fn permission_message(user: &str, commands: &[String], keys: &[String]) -> String {
+    let mut missing = Vec::new();
+    let mut grant = Vec::new();
+    if !commands.is_empty() {
+        missing.push(format!("commands {}", commands.join(", ")));
+        grant.extend(commands.iter().map(|c| format!("+{c}")));
+    }
+    if !keys.is_empty() {
+        missing.push(format!("keys {}", keys.join(", ")));
+        // Every key of a namespace starts with `{<namespace>:`.
+        let patterns: Vec<String> = keys
+            .iter()
+            .filter_map(|k| k.split_once(':').map(|(tag, _)| format!("~{tag}:*")))
+            .collect();
+        for pattern in patterns {
+            if !grant.contains(&pattern) {
+                grant.push(pattern);
+            }
+        }
+    }
+    format!(
+        "Redis user {user:?} may not use {} that unstuck needs; grant them with \
+         `ACL SETUSER {user} {}` (the README's Security section lists every permission)",
+        missing.join(" and "),
+        grant.join(" ")
+    )
+}
+
 /// Result alias used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -131,6 +161,29 @@ pub enum Error {
         /// The policy Redis reported.
         policy: String,
     },
+    /// Redis refused the credentials of the URL (a wrong password, an unknown or disabled
+    /// user), or wants a password and the URL gives none. The password is never printed.
+    #[error(
+        "Redis refused to authenticate user {user:?}: {detail}; check the user and password \
+         in ledger.redis_url (redis://user:password@host:port/)"
+    )]
+    Authentication {
+        /// The ACL user the URL names (`default` when it names none).
+        user: String,
+        /// What Redis refused.
+        detail: String,
+    },
+    /// The Redis ACL user may not run some of the commands unstuck needs, or not on all
+    /// the namespace's keys. Found at connect, before any call.
+    #[error("{}", permission_message(user, commands, keys))]
+    Permission {
+        /// The ACL user.
+        user: String,
+        /// Commands (or `command|subcommand`) the user may not run, as Redis names them.
+        commands: Vec<String>,
+        /// Keys of the namespace the user may not read or write.
+        keys: Vec<String>,
+    },
     /// The watchdog lease of this partition is not held by this replica (it expired, or
     /// another replica took it under a newer epoch): nothing was written.
     #[error("replica {replica} does not hold the lease of partition {partition}")]
@@ -139,6 +192,19 @@ pub enum Error {
         partition: u16,
         /// The replica that no longer holds it.
         replica: String,
+    },
+    /// Redis lost the namespace's data: the marker the watchdog replicas keep in it is gone
+    /// or changed (Redis restarted empty, or was flushed). The replica refuses to act until
+    /// it is restarted, so an empty Redis is noticed instead of watched as if nothing
+    /// happened.
+    #[error(
+        "Redis lost the data of namespace {namespace:?} (its marker is gone or changed: \
+         restarted empty or flushed?); this watchdog replica refuses to act until it is \
+         restarted: check Redis persistence (appendonly yes) first"
+    )]
+    DataLost {
+        /// The namespace.
+        namespace: String,
     },
     /// A script replied with something this version does not understand, or data read
     /// from Redis could not be parsed (a damaged hash, a foreign event).

@@ -249,6 +249,12 @@ impl Keyspace {
         format!("{{{}:watchdogs}}:systemic", self.namespace)
     }
 
+    /// The namespace's marker: a random value the first replica sets and every replica
+    /// remembers; gone or changed means Redis lost the namespace's data.
+    pub fn incarnation(&self) -> String {
+        format!("{{{}:watchdogs}}:incarnation", self.namespace)
+    }
+
     pub fn replica_index(&self) -> String {
         format!("{{{}:watchdogs}}:index", self.namespace)
     }

@@ -66,6 +66,8 @@ pub(crate) struct Shared {
     pub(crate) limits: Limits,
     /// Fires when the server shuts down: long polls answer at once, event streams end.
     pub(crate) shutdown: CancellationToken,
+    /// This process's watchdog replica, when it runs one.
+    pub(crate) replica: Option<Watchdog>,
 }
 
 impl std::ops::Deref for AppState {
@@ -138,6 +140,7 @@ impl Server {
                 metrics: Arc::new(Metrics::new()),
                 limits,
                 shutdown: CancellationToken::new(),
+                replica: replica.clone(),
             })),
             replica,
             sample_interval: server.sample_interval,

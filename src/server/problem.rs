@@ -161,10 +161,28 @@ fn library(e: &Error) -> Problem {
             "Redis may evict keys",
             detail,
         ),
+        Error::Authentication { .. } => Problem::new(
+            S::SERVICE_UNAVAILABLE,
+            "redis-authentication",
+            "Redis refused the server's credentials",
+            detail,
+        ),
+        Error::Permission { .. } => Problem::new(
+            S::SERVICE_UNAVAILABLE,
+            "redis-permission",
+            "The server's Redis user lacks permissions",
+            detail,
+        ),
         Error::LeaseLost { .. } => Problem::new(
             S::INTERNAL_SERVER_ERROR,
             "lease-lost",
             "Watchdog lease lost",
+            detail,
+        ),
+        Error::DataLost { .. } => Problem::new(
+            S::SERVICE_UNAVAILABLE,
+            "redis-data-lost",
+            "Redis lost its data",
             detail,
         ),
         Error::Protocol { .. } => Problem::new(
@@ -401,6 +419,11 @@ pub(crate) const TYPES: &[(&str, u16, &str)] = &[
         "The server's configuration is invalid.",
     ),
     ("lease-lost", 500, "A watchdog lease was lost mid-call."),
+    (
+        "redis-data-lost",
+        503,
+        "Redis lost the namespace's data (restarted empty or flushed); the watchdog refuses to act until restarted.",
+    ),
     ("protocol", 500, "Data in Redis this version cannot read."),
     ("internal", 500, "An error this version does not classify."),
     (
@@ -412,6 +435,16 @@ pub(crate) const TYPES: &[(&str, u16, &str)] = &[
         "eviction-policy",
         503,
         "Redis may evict keys (maxmemory-policy is not noeviction).",
+    ),
+    (
+        "redis-authentication",
+        503,
+        "Redis refused the server's credentials (ledger.redis_url).",
+    ),
+    (
+        "redis-permission",
+        503,
+        "The server's Redis ACL user may not run a command or use a key unstuck needs.",
     ),
     (
         "saturated",
@@ -491,6 +524,18 @@ mod tests {
             Error::EvictionPolicy {
                 policy: "allkeys-lru".into(),
             },
+            Error::Authentication {
+                user: "default".into(),
+                detail: "wrong password".into(),
+            },
+            Error::Permission {
+                user: "unstuck".into(),
+                commands: vec!["xread".into()],
+                keys: Vec::new(),
+            },
+            Error::DataLost {
+                namespace: "prod".into(),
+            },
             Error::LeaseLost {
                 partition: 1,
                 replica: "r".into(),
@@ -521,7 +566,10 @@ mod tests {
                 | Error::WorkerExists { .. }
                 | Error::UnknownWorker { .. }
                 | Error::EvictionPolicy { .. }
+                | Error::Authentication { .. }
+                | Error::Permission { .. }
                 | Error::LeaseLost { .. }
+                | Error::DataLost { .. }
                 | Error::Protocol { .. }
                 | Error::UnknownOutcome { .. }
                 | Error::Redis(_)

@@ -34,12 +34,20 @@ pub(crate) async fn healthz() -> Json<HealthOut> {
     })
 }
 
-/// Ready to serve: Redis answers and will not evict keys.
+/// Ready to serve: Redis answers and will not evict keys, and has not lost the
+/// namespace's data under this process's watchdog replica.
 #[utoipa::path(get, path = "/readyz", tag = "service",
-    responses((status = 200, body = HealthOut), (status = 503, description = "redis-unavailable or eviction-policy")))]
+    responses((status = 200, body = HealthOut), (status = 503, description = "redis-unavailable, eviction-policy or redis-data-lost")))]
 pub(crate) async fn readyz(State(s): State<AppState>) -> Result<Json<HealthOut>, ApiError> {
     if s.shutdown.is_cancelled() {
         return Err(ApiError::Saturated);
+    }
+    if let Some(replica) = &s.replica
+        && replica.data_lost()
+    {
+        return Err(ApiError::Library(crate::error::Error::DataLost {
+            namespace: s.ledger.config().namespace.clone(),
+        }));
     }
     s.ledger.check_ready().await?;
     Ok(Json(HealthOut {

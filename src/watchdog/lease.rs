@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::PoisonError;
 
 use super::Watchdog;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::scripts::{LEASE, LEASE_RELEASE, REPLICA_BEAT};
 
 /// What one rebalancing pass changed.
@@ -173,14 +173,59 @@ impl Watchdog {
     /// Says in the replica index that this replica is alive (or, `leaving`, that it is
     /// gone); the reply counts the live replicas and gives this one's rank. Replicas beat
     /// every third of lease_ttl: missing three beats means gone.
+    ///
+    /// The same script checks the namespace's marker: when the one this replica remembers
+    /// is gone or changed, Redis lost the namespace's data, and from then on this replica
+    /// holds nothing and refuses to act ([`Error::DataLost`]) until it is restarted.
     async fn beat_presence(&self, leaving: bool) -> Result<crate::scripts::Reply> {
-        REPLICA_BEAT
+        if self.data_lost() {
+            return Err(self.data_lost_error());
+        }
+        let remembered = self
+            .marker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let fresh = uuid::Uuid::now_v7().simple().to_string();
+        let reply = REPLICA_BEAT
             .key(self.ledger.keys.replica_index())
+            .key(self.ledger.keys.incarnation())
             .arg(&self.replica_id)
             .arg(self.config.lease_ttl.as_millis() as u64)
             .arg(if leaving { "1" } else { "0" })
+            .arg(remembered.as_deref().unwrap_or(""))
+            .arg(&fresh)
             .run(&mut self.ledger.conn.clone())
-            .await
+            .await?;
+        match reply.status() {
+            "ok" => {
+                let marker = reply.str(3)?.to_owned();
+                *self.marker.lock().unwrap_or_else(PoisonError::into_inner) = Some(marker);
+                Ok(reply)
+            }
+            "data_lost" => {
+                self.lost_data
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                // Nothing is held any more: the leases went with the data.
+                self.table().clear();
+                let error = self.data_lost_error();
+                tracing::error!(replica = %self.replica_id, %error, "Redis lost its data");
+                Err(error)
+            }
+            _ => Err(reply.unexpected()),
+        }
+    }
+
+    /// True once this replica found that Redis lost the namespace's data; it then holds
+    /// no lease and acts on nothing until it is restarted.
+    pub fn data_lost(&self) -> bool {
+        self.lost_data.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn data_lost_error(&self) -> Error {
+        Error::DataLost {
+            namespace: self.ledger.keys.namespace().to_owned(),
+        }
     }
 
     /// Partitions this replica holds now, with their epochs.

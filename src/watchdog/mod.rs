@@ -53,6 +53,10 @@ pub struct Watchdog {
     pub(crate) namespace: Arc<Mutex<systemic::NamespaceState>>,
     reports: broadcast::Sender<RoundReport>,
     totals: Arc<Mutex<RoundReport>>,
+    /// The namespace's marker as first seen (`lua/replica_beat.lua`).
+    pub(crate) marker: Arc<Mutex<Option<String>>>,
+    /// Set once the marker turned out gone or changed: Redis lost the data.
+    pub(crate) lost_data: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Watchdog {
@@ -92,6 +96,8 @@ impl Watchdog {
             held: Arc::default(),
             reports,
             totals: Arc::default(),
+            marker: Arc::default(),
+            lost_data: Arc::default(),
         })
     }
 
@@ -255,6 +261,9 @@ impl Watchdog {
                 );
             }
             Ok(_) => {}
+            Err(error @ Error::DataLost { .. }) => {
+                tracing::error!(replica = %self.replica_id, %error, "refusing to act")
+            }
             Err(error) => {
                 tracing::warn!(replica = %self.replica_id, %error, "lease renewal failed")
             }

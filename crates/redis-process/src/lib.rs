@@ -29,6 +29,8 @@ mod tests;
 
 pub use cluster::RedisCluster;
 
+mod control;
+
 /// A free port can be taken by someone else before redis binds it; this many tries is plenty.
 const PORT_ATTEMPTS: u32 = 5;
 const LOG_TAIL_LINES: usize = 20;
@@ -117,6 +119,10 @@ pub struct RedisProcess {
     url: String,
     /// Holds the log (read for error messages) and, for cluster nodes, `nodes.conf`.
     dir: PathBuf,
+    /// How it was started, to start it again on the same port and data (`control.rs`).
+    binary: PathBuf,
+    args: Vec<std::ffi::OsString>,
+    startup_timeout: Duration,
 }
 
 impl RedisProcess {
@@ -175,34 +181,45 @@ impl RedisProcess {
             source,
         })?;
 
-        let mut command = Command::new(binary);
-        command
-            .arg("--port")
-            .arg(port.to_string())
-            .args(["--bind", "127.0.0.1", "--daemonize", "no", "--dir"])
-            .arg(&dir)
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--maxmemory-policy",
-                "noeviction",
-            ]);
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "--port".into(),
+            port.to_string().into(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--daemonize".into(),
+            "no".into(),
+            "--dir".into(),
+            dir.clone().into(),
+        ];
+        for a in [
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--maxmemory-policy",
+            "noeviction",
+        ] {
+            args.push(a.into());
+        }
         if cluster_node {
             // An explicit bus port: the default (port + 10000) may be taken or exceed 65535.
-            command
-                .args([
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                ])
-                .args(["--cluster-node-timeout", "5000", "--cluster-port"])
-                .arg(bus_port.to_string());
+            for a in [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "5000",
+                "--cluster-port",
+            ] {
+                args.push(a.into());
+            }
+            args.push(bus_port.to_string().into());
         }
+        args.extend(options.extra_args.iter().map(Into::into));
+        let mut command = Command::new(binary);
         command
-            .args(&options.extra_args)
+            .args(&args)
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr);
@@ -216,16 +233,20 @@ impl RedisProcess {
         };
         spawn::register_server(child.id());
         // From here on, Drop kills the child and removes the directory on every error path.
-        let process = RedisProcess {
+        let mut process = RedisProcess {
             child,
             port,
             url: format!("redis://127.0.0.1:{port}/"),
             dir,
+            binary: binary.to_path_buf(),
+            args,
+            startup_timeout: options.startup_timeout,
         };
-        process.wait_until_ready(options.startup_timeout)
+        process.wait_ready(options.startup_timeout)?;
+        Ok(process)
     }
 
-    fn wait_until_ready(mut self, timeout: Duration) -> Result<Self, RedisProcessError> {
+    fn wait_ready(&mut self, timeout: Duration) -> Result<(), RedisProcessError> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -237,7 +258,7 @@ impl RedisProcess {
                 });
             }
             let last_error = match self.answers_ping() {
-                Ok(()) => return Ok(self),
+                Ok(()) => return Ok(()),
                 Err(error) => error,
             };
             if Instant::now() >= deadline {

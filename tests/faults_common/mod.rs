@@ -1,0 +1,458 @@
+//! The fault suite's rig: a redis-server of the test's own (so it can be killed, paused,
+//! filled or wiped), live load on it — producers enqueueing, workers claiming, beating and
+//! completing, a few of them hanging — and watchdog replicas; then the audit every case
+//! ends with: nothing lost, no execution terminal twice, no slot leaked, every attempt
+//! started by a claim, the indexes consistent; and a row of the fault table.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use unstuck::testkit::{RedisProcess, RedisProcessOptions, invariants};
+use unstuck::watchdog::{Watchdog, WatchdogConfig};
+use unstuck::*;
+
+/// The queues the load uses (they fall in different partitions).
+pub const QUEUES: [&str; 3] = ["alpha", "beta", "gamma"];
+
+/// Every how many executions one hangs: its worker claims it, beats once, then says
+/// nothing, so the watchdog has real work during every fault.
+const HANG_EVERY: u64 = 25;
+
+/// A redis-server for one case: persistence as given, a slow log of every script over
+/// 1 ms.
+pub fn redis(extra: &[&str]) -> RedisProcess {
+    let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    args.extend(
+        [
+            "--slowlog-log-slower-than",
+            "1000",
+            "--slowlog-max-len",
+            "1024",
+        ]
+        .map(String::from),
+    );
+    RedisProcess::start(RedisProcessOptions {
+        extra_args: args,
+        ..RedisProcessOptions::default()
+    })
+    .expect("a redis-server for the fault case")
+}
+
+/// The ledger of a case: short timings so faults show within seconds, an event stream long
+/// enough to audit every transition, Redis replies that may wait out a short outage.
+pub async fn ledger(redis: &RedisProcess, name: &str) -> Ledger {
+    let mut config = LedgerConfig::new(redis.url());
+    config.namespace = unstuck::testkit::namespace(name);
+    config.events_max_len = 1_000_000;
+    config.response_timeout = Duration::from_secs(2);
+    config.connection_timeout = Duration::from_secs(1);
+    config.defaults.heartbeat_timeout = Some(Duration::from_secs(1));
+    config.defaults.stuck_threshold = Some(Duration::from_millis(300));
+    config.defaults.start_grace = Some(Duration::from_secs(2));
+    config.defaults.max_attempts = Some(4);
+    config.defaults.backoff_base = Some(Duration::ZERO);
+    Ledger::connect(config).await.expect("the case's ledger")
+}
+
+/// A watchdog config for replicas under load: short leases and polls.
+pub fn replica_config(id: &str) -> WatchdogConfig {
+    WatchdogConfig {
+        replica_id: Some(id.into()),
+        lease_ttl: Duration::from_secs(1),
+        max_poll_interval: Duration::from_millis(50),
+        reconcile_interval: Duration::from_millis(200),
+        systemic_grace: Some(Duration::from_secs(2)),
+        systemic_absence: Some(Duration::from_millis(1500)),
+        ..WatchdogConfig::default()
+    }
+}
+
+/// Replicas running until stopped.
+pub struct Replicas {
+    pub replicas: Vec<Watchdog>,
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<Result<Vec<u16>>>>,
+}
+
+impl Replicas {
+    pub fn start(ledger: &Ledger, ids: &[&str]) -> Self {
+        let stop = CancellationToken::new();
+        let mut replicas = Vec::new();
+        let mut tasks = Vec::new();
+        for id in ids {
+            let wd = Watchdog::new(ledger.clone(), replica_config(id)).expect("config");
+            let (run, token) = (wd.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                run.run(token).await.map(|()| Vec::new())
+            }));
+            replicas.push(wd);
+        }
+        Self {
+            replicas,
+            stop,
+            tasks,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.stop.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// What the load did.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub enqueued: AtomicU64,
+    pub completed: AtomicU64,
+    pub errors: AtomicU64,
+    /// The first few error messages, to show they are typed and readable.
+    pub samples: Mutex<Vec<String>>,
+}
+
+impl Counters {
+    fn error(&self, e: &Error) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        let mut s = self.samples.lock().unwrap();
+        if s.len() < 8 {
+            s.push(e.to_string());
+        }
+    }
+}
+
+/// Producers and workers on [`QUEUES`] until stopped.
+pub struct Load {
+    pub counters: Arc<Counters>,
+    /// Every enqueue Redis acknowledged, by (queue, id).
+    pub acknowledged: Arc<Mutex<Vec<(String, String)>>>,
+    stop_producing: CancellationToken,
+    stop_working: CancellationToken,
+    producers: Vec<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
+    pub started: Instant,
+}
+
+impl Load {
+    /// `producers` tasks enqueue about `rate` executions a second in all; `workers` tasks
+    /// claim and finish them.
+    pub fn start(ledger: &Ledger, producers: usize, rate: u64, workers: usize) -> Self {
+        let counters = Arc::new(Counters::default());
+        let acknowledged = Arc::new(Mutex::new(Vec::new()));
+        let stop_producing = CancellationToken::new();
+        let stop_working = CancellationToken::new();
+        let pause = Duration::from_micros(1_000_000 * producers as u64 / rate.max(1));
+        let producers = (0..producers)
+            .map(|p| {
+                let (l, c, a, stop) = (
+                    ledger.clone(),
+                    counters.clone(),
+                    acknowledged.clone(),
+                    stop_producing.clone(),
+                );
+                tokio::spawn(produce(l, c, a, stop, p, pause))
+            })
+            .collect();
+        let workers = (0..workers)
+            .map(|w| {
+                let (l, c, stop) = (ledger.clone(), counters.clone(), stop_working.clone());
+                tokio::spawn(work(l, c, stop, w))
+            })
+            .collect();
+        Self {
+            counters,
+            acknowledged,
+            stop_producing,
+            stop_working,
+            producers,
+            workers,
+            started: Instant::now(),
+        }
+    }
+
+    /// Stops producing, lets the workers and the watchdog finish what was enqueued (until
+    /// every acknowledged execution is terminal, or `settle` has passed), then stops the
+    /// workers. Returns how long the load ran.
+    pub async fn finish(
+        mut self,
+        ledger: &Ledger,
+        settle: Duration,
+    ) -> (Arc<Counters>, Vec<(String, String)>) {
+        self.stop_producing.cancel();
+        for p in self.producers.drain(..) {
+            let _ = p.await;
+        }
+        let ids = self.acknowledged.lock().unwrap().clone();
+        let deadline = Instant::now() + settle;
+        while Instant::now() < deadline {
+            if open_count(ledger).await == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.stop_working.cancel();
+        for w in self.workers.drain(..) {
+            let _ = w.await;
+        }
+        (self.counters, ids)
+    }
+}
+
+/// Executions not yet terminal, over [`QUEUES`] (0 when Redis cannot say).
+pub async fn open_count(ledger: &Ledger) -> u64 {
+    let mut open = 0;
+    for q in QUEUES {
+        match ledger.queue_overview(q).await {
+            Ok(o) => open += o.depth + o.active,
+            Err(_) => return u64::MAX,
+        }
+    }
+    open
+}
+
+async fn produce(
+    l: Ledger,
+    c: Arc<Counters>,
+    acknowledged: Arc<Mutex<Vec<(String, String)>>>,
+    stop: CancellationToken,
+    p: usize,
+    pause: Duration,
+) {
+    let mut n = 0u64;
+    while !stop.is_cancelled() {
+        n += 1;
+        let queue = QUEUES[(n as usize + p) % QUEUES.len()];
+        let id = format!("p{p}-{n}");
+        let hang = n.is_multiple_of(HANG_EVERY);
+        // Retry the same id until Redis acknowledges it: idempotent, so an unknown outcome
+        // converges (invariant: at most one execution per id).
+        loop {
+            let opts = EnqueueOptions::new().id(id.as_str());
+            match l.enqueue(queue, &json!({"hang": hang}), opts).await {
+                Ok(_) => {
+                    c.enqueued.fetch_add(1, Ordering::Relaxed);
+                    acknowledged
+                        .lock()
+                        .unwrap()
+                        .push((queue.to_owned(), id.clone()));
+                    break;
+                }
+                Err(e) => {
+                    c.error(&e);
+                    if stop.is_cancelled() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        tokio::time::sleep(pause).await;
+    }
+}
+
+async fn work(l: Ledger, c: Arc<Counters>, stop: CancellationToken, w: usize) {
+    let worker = format!("fault-worker-{w}");
+    let mut turn = 0usize;
+    while !stop.is_cancelled() {
+        turn += 1;
+        let queue = QUEUES[(turn + w) % QUEUES.len()];
+        let batch = match l
+            .claim_wait(queue, &worker, 1, Duration::from_millis(200))
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                c.error(&e);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        for claim in batch.claims {
+            let hang = claim.payload.get("hang") == Some(&json!(true)) && claim.attempt() == 1;
+            if let Err(e) = l
+                .heartbeat(&claim.token, Heartbeat::new().progress("working"))
+                .await
+            {
+                c.error(&e);
+                continue;
+            }
+            if hang {
+                continue; // never heard of again: the watchdog's to find
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            match l.complete(&claim.token, None).await {
+                Ok(_) => {
+                    c.completed.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => c.error(&e),
+            }
+        }
+    }
+}
+
+/// One row of the fault table.
+#[derive(Debug, Default)]
+pub struct Audit {
+    pub executions: usize,
+    pub lost: usize,
+    pub double_terminal: usize,
+    pub leaked_slots: usize,
+    pub unaccounted_attempts: usize,
+    pub still_open: usize,
+    pub invariant_problems: Vec<String>,
+    pub longest_script_us: u64,
+    pub holds: u64,
+}
+
+/// Audits `ids` (the acknowledged enqueues) against Redis: every one exists, none reached
+/// a terminal state twice (from the event stream), every attempt was started by a claim,
+/// no slot is held by an execution that does not run, and the invariant checker agrees.
+pub async fn audit(ledger: &Ledger, redis: &RedisProcess, ids: &[(String, String)]) -> Audit {
+    let mut a = Audit {
+        executions: ids.len(),
+        ..Audit::default()
+    };
+    let mut terminal_events: HashMap<(String, String), usize> = HashMap::new();
+    let mut claims: HashMap<(String, String), u32> = HashMap::new();
+    for p in 0..ledger.config().partitions {
+        let mut after: Option<String> = None;
+        loop {
+            let page = ledger
+                .read_events(p, after.as_deref(), 5000)
+                .await
+                .expect("events");
+            let Some(last) = page.last() else { break };
+            after = Some(last.stream_id.clone());
+            for e in page {
+                let key = (e.queue.clone(), e.execution_id.clone());
+                if e.to.is_some_and(|s| s.is_terminal()) {
+                    *terminal_events.entry(key.clone()).or_default() += 1;
+                }
+                if e.reason == "claimed" {
+                    *claims.entry(key).or_default() += 1;
+                }
+                if e.reason == "systemic_hold" {
+                    a.holds += 1;
+                }
+            }
+        }
+    }
+    for (queue, id) in ids {
+        match ledger.get(queue, id).await {
+            Err(Error::NotFound { .. }) => a.lost += 1,
+            Err(e) => panic!("reading {queue}/{id}: {e}"),
+            Ok(e) => {
+                let key = (queue.clone(), id.clone());
+                if terminal_events.get(&key).copied().unwrap_or(0) > 1 {
+                    a.double_terminal += 1;
+                }
+                if claims.get(&key).copied().unwrap_or(0) != e.attempt {
+                    a.unaccounted_attempts += 1;
+                }
+                if !e.state.is_terminal() {
+                    a.still_open += 1;
+                }
+            }
+        }
+    }
+    let holders = ledger.slot_holders().await.expect("slots");
+    for held in holders.values() {
+        for (queue, id) in held {
+            let active = ledger.get(queue, id).await.map(|e| e.state.is_active());
+            if !matches!(active, Ok(true)) {
+                a.leaked_slots += 1;
+            }
+        }
+    }
+    a.invariant_problems = invariants::check(ledger, &QUEUES).await;
+    a.longest_script_us = longest_script(redis).await;
+    a
+}
+
+/// The longest command in the slow log, in µs (0: none over 1 ms).
+pub async fn longest_script(redis: &RedisProcess) -> u64 {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let entries: Vec<redis::Value> = redis::cmd("SLOWLOG")
+        .arg("GET")
+        .arg(1024)
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    entries
+        .iter()
+        .filter_map(|e| match e {
+            redis::Value::Array(fields) => match fields.get(2) {
+                Some(redis::Value::Int(us)) => Some(*us as u64),
+                _ => None,
+            },
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Prints the case's row of the fault table and appends it to `target/tmp/faults.md`.
+pub fn report(fault: &str, load: &str, a: &Audit, note: &str) {
+    let longest = if a.longest_script_us == 0 {
+        "< 1 ms".to_owned()
+    } else {
+        format!("{:.1} ms", a.longest_script_us as f64 / 1000.0)
+    };
+    let row = format!(
+        "| {fault} | {load} | {} | {} | {} | {} | {longest} | {note} |",
+        a.executions, a.lost, a.double_terminal, a.leaked_slots
+    );
+    println!("{row}");
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("faults.md");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(f, "{row}");
+    }
+}
+
+/// Asserts the audit found nothing wrong (every case's ending).
+pub fn assert_clean(a: &Audit) {
+    assert_eq!(a.lost, 0, "{a:?}");
+    assert_eq!(a.double_terminal, 0, "{a:?}");
+    assert_eq!(a.leaked_slots, 0, "{a:?}");
+    assert_eq!(a.unaccounted_attempts, 0, "{a:?}");
+    assert_eq!(a.still_open, 0, "every execution finished: {a:?}");
+    assert!(
+        a.invariant_problems.is_empty(),
+        "{:?}",
+        a.invariant_problems
+    );
+}
+
+/// The watchdog actions by reason in the event streams (what it did during a case).
+pub async fn actions(ledger: &Ledger) -> BTreeMap<String, u64> {
+    let mut by = BTreeMap::new();
+    for p in 0..ledger.config().partitions {
+        let mut after: Option<String> = None;
+        loop {
+            let page = ledger
+                .read_events(p, after.as_deref(), 5000)
+                .await
+                .expect("events");
+            let Some(last) = page.last() else { break };
+            after = Some(last.stream_id.clone());
+            for e in page.into_iter().filter(|e| e.replica.is_some()) {
+                *by.entry(format!("{}→{}", e.reason, e.to.map_or("-", |s| s.as_str())))
+                    .or_default() += 1;
+            }
+        }
+    }
+    by
+}
