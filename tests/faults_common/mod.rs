@@ -345,16 +345,21 @@ pub async fn audit(ledger: &Ledger, redis: &RedisProcess, ids: &[(String, String
             }
         }
     }
-    for (queue, id) in ids {
-        match ledger.get(queue, id).await {
+    use futures_util::StreamExt;
+    let reads: Vec<(&(String, String), Result<Execution>)> = futures_util::stream::iter(ids)
+        .map(|key| async move { (key, ledger.get(&key.0, &key.1).await) })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    for (key, read) in reads {
+        match read {
             Err(Error::NotFound { .. }) => a.lost += 1,
-            Err(e) => panic!("reading {queue}/{id}: {e}"),
+            Err(e) => panic!("reading {}/{}: {e}", key.0, key.1),
             Ok(e) => {
-                let key = (queue.clone(), id.clone());
-                if terminal_events.get(&key).copied().unwrap_or(0) > 1 {
+                if terminal_events.get(key).copied().unwrap_or(0) > 1 {
                     a.double_terminal += 1;
                 }
-                if claims.get(&key).copied().unwrap_or(0) != e.attempt {
+                if claims.get(key).copied().unwrap_or(0) != e.attempt {
                     a.unaccounted_attempts += 1;
                 }
                 if !e.state.is_terminal() {
@@ -375,6 +380,17 @@ pub async fn audit(ledger: &Ledger, redis: &RedisProcess, ids: &[(String, String
     a.invariant_problems = invariants::check(ledger, &QUEUES).await;
     a.longest_script_us = longest_script(redis).await;
     a
+}
+
+/// Empties the slow log, so what follows is measured alone.
+pub async fn reset_slowlog(redis: &RedisProcess) {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("SLOWLOG")
+        .arg("RESET")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
 }
 
 /// The longest command in the slow log, in µs (0: none over 1 ms).
