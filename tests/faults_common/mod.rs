@@ -5,6 +5,8 @@
 //! started by a claim, the indexes consistent; and a row of the fault table.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,8 +50,14 @@ pub fn redis(extra: &[&str]) -> RedisProcess {
 /// The ledger of a case: short timings so faults show within seconds, an event stream long
 /// enough to audit every transition, Redis replies that may wait out a short outage.
 pub async fn ledger(redis: &RedisProcess, name: &str) -> Ledger {
-    let mut config = LedgerConfig::new(redis.url());
-    config.namespace = unstuck::testkit::namespace(name);
+    ledger_at(redis.url(), &unstuck::testkit::namespace(name)).await
+}
+
+/// The same ledger settings for the namespace `namespace` through any address (a second
+/// view of a case's namespace through a proxy in front of its Redis).
+pub async fn ledger_at(url: &str, namespace: &str) -> Ledger {
+    let mut config = LedgerConfig::new(url);
+    config.namespace = namespace.to_owned();
     config.events_max_len = 1_000_000;
     config.response_timeout = Duration::from_secs(2);
     config.connection_timeout = Duration::from_secs(1);
@@ -115,6 +123,10 @@ pub struct Counters {
     pub enqueued: AtomicU64,
     pub completed: AtomicU64,
     pub errors: AtomicU64,
+    /// Of the errors, calls whose outcome was unknown (sent, no reply).
+    pub unknown_outcomes: AtomicU64,
+    /// Of the errors, ones that were not transient (a refusal: retrying would not help).
+    pub refusals: AtomicU64,
     /// The first few error messages, to show they are typed and readable.
     pub samples: Mutex<Vec<String>>,
 }
@@ -122,6 +134,12 @@ pub struct Counters {
 impl Counters {
     fn error(&self, e: &Error) {
         self.errors.fetch_add(1, Ordering::Relaxed);
+        if e.is_unknown_outcome() {
+            self.unknown_outcomes.fetch_add(1, Ordering::Relaxed);
+        }
+        if !e.is_transient() && !matches!(e, Error::InvalidTransition { .. }) {
+            self.refusals.fetch_add(1, Ordering::Relaxed);
+        }
         let mut s = self.samples.lock().unwrap();
         if s.len() < 8 {
             s.push(e.to_string());
