@@ -1,5 +1,6 @@
 //! Library configuration: where Redis is, how keys are split, limits and default timings.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -14,14 +15,28 @@ use crate::timings::Timings;
 
 /// Configuration of a [`Ledger`](crate::Ledger). Every field has a default, so an empty
 /// config file is valid; durations are written as `30s`, `5m`, `1h 30m`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+///
+/// Its `Debug` output shows URLs with their password replaced by `***` ([`redact_url`]).
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LedgerConfig {
     /// Redis URL of a standalone server. `None` with no `cluster_urls`: the local default,
-    /// [`DEFAULT_REDIS_URL`]. Setting both this and `cluster_urls` is refused.
+    /// [`DEFAULT_REDIS_URL`]. Setting both this and `cluster_urls` is refused. Credentials
+    /// go in the URL (`redis://:password@host/`, `redis://user:password@host/`); TLS is a
+    /// `rediss://` URL.
     pub redis_url: Option<String>,
     /// Seed nodes of a Redis Cluster; when non-empty, unstuck runs in cluster mode.
     pub cluster_urls: Vec<String>,
+    /// PEM file of the certificate authorities that may sign the server's certificate, for
+    /// a `rediss://` Redis whose certificate the system's trusted roots do not cover (a
+    /// private CA). Unset: the system's roots. Certificates are always checked: there is
+    /// no setting that turns the check off.
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM file of the client certificate to present, for a Redis that asks clients for
+    /// one (`tls-auth-clients yes`). Set together with `tls_client_key_file`.
+    pub tls_client_cert_file: Option<PathBuf>,
+    /// PEM file of the client certificate's private key.
+    pub tls_client_key_file: Option<PathBuf>,
     /// Prefix of every key: separate tenants or environments sharing one Redis.
     pub namespace: String,
     /// Partitions the keyspace is split into. Queues map to one partition each; watchdog
@@ -60,6 +75,9 @@ impl Default for LedgerConfig {
         Self {
             redis_url: None,
             cluster_urls: Vec::new(),
+            tls_ca_file: None,
+            tls_client_cert_file: None,
+            tls_client_key_file: None,
             namespace: "unstuck".into(),
             partitions: 16,
             response_timeout: Duration::from_secs(5),
@@ -73,6 +91,76 @@ impl Default for LedgerConfig {
             retention: Retention::defaults(),
         }
     }
+}
+
+impl std::fmt::Debug for LedgerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured so that a new field cannot be left out (or print a secret unseen).
+        let Self {
+            redis_url,
+            cluster_urls,
+            tls_ca_file,
+            tls_client_cert_file,
+            tls_client_key_file,
+            namespace,
+            partitions,
+            response_timeout,
+            connection_timeout,
+            max_payload_bytes,
+            events_max_len,
+            history_len,
+            default_capacity,
+            defaults,
+            require_noeviction,
+            retention,
+        } = self;
+        let cluster_urls: Vec<String> = cluster_urls.iter().map(|u| redact_url(u)).collect();
+        f.debug_struct("LedgerConfig")
+            .field("redis_url", &redis_url.as_deref().map(redact_url))
+            .field("cluster_urls", &cluster_urls)
+            .field("tls_ca_file", tls_ca_file)
+            .field("tls_client_cert_file", tls_client_cert_file)
+            .field("tls_client_key_file", tls_client_key_file)
+            .field("namespace", namespace)
+            .field("partitions", partitions)
+            .field("response_timeout", response_timeout)
+            .field("connection_timeout", connection_timeout)
+            .field("max_payload_bytes", max_payload_bytes)
+            .field("events_max_len", events_max_len)
+            .field("history_len", history_len)
+            .field("default_capacity", default_capacity)
+            .field("defaults", defaults)
+            .field("require_noeviction", require_noeviction)
+            .field("retention", retention)
+            .finish()
+    }
+}
+
+/// `url` as it may be printed: the password, if any, replaced by `***`
+/// (`redis://user:***@host:6379/`). Anything that does not look like a URL with
+/// credentials comes back unchanged.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    // The last `@` of the authority ends the credentials (a password may contain `@`).
+    let Some(at) = rest[..authority_len].rfind('@') else {
+        return url.to_owned();
+    };
+    let user = match rest[..at].split_once(':') {
+        Some((user, _password)) => format!("{user}:***"),
+        // Only a user name (`redis://name@host`), which is no secret.
+        None => return url.to_owned(),
+    };
+    format!("{}{user}{}", &url[..scheme_end], &rest[at..])
+}
+
+/// Whether `url` asks for TLS (`rediss://`, or `valkeys://` as the redis crate also takes).
+pub(crate) fn is_tls_url(url: &str) -> bool {
+    let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+    scheme.eq_ignore_ascii_case("rediss") || scheme.eq_ignore_ascii_case("valkeys")
 }
 
 fn filled_retention<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Retention, D::Error> {
@@ -97,6 +185,76 @@ impl LedgerConfig {
         self.redis_url.as_deref().unwrap_or(DEFAULT_REDIS_URL)
     }
 
+    /// Where the ledger connects, as it may be printed: the server's URL or the cluster's
+    /// seed URLs (comma-separated), passwords replaced by `***`.
+    pub fn redacted_urls(&self) -> String {
+        if self.cluster_urls.is_empty() {
+            redact_url(self.server_url())
+        } else {
+            let urls: Vec<String> = self.cluster_urls.iter().map(|u| redact_url(u)).collect();
+            urls.join(",")
+        }
+    }
+
+    /// The URLs the ledger connects to.
+    pub(crate) fn urls(&self) -> Vec<&str> {
+        if self.cluster_urls.is_empty() {
+            vec![self.server_url()]
+        } else {
+            self.cluster_urls.iter().map(String::as_str).collect()
+        }
+    }
+
+    /// TLS files only with `rediss://` URLs (with a plain URL they would be ignored and the
+    /// connection would go in the clear), and a client certificate only with its key.
+    fn validate_tls(&self) -> Result<()> {
+        let (key, urls) = match self.cluster_urls.is_empty() {
+            true => ("redis_url", vec![self.server_url()]),
+            false => ("cluster_urls", self.urls()),
+        };
+        // The redis crate's `#insecure` skips certificate checks; this build refuses it.
+        if let Some(url) = urls.iter().find(|url| url.ends_with("#insecure")) {
+            return Err(Error::InvalidConfig {
+                key: format!("ledger.{key}"),
+                value: redact_url(url),
+                expected: "a URL without #insecure: certificates are always checked (a \
+                           private CA goes in ledger.tls_ca_file)"
+                    .into(),
+            });
+        }
+        let plain = urls.into_iter().find(|url| !is_tls_url(url));
+        let files = [
+            ("tls_ca_file", &self.tls_ca_file),
+            ("tls_client_cert_file", &self.tls_client_cert_file),
+            ("tls_client_key_file", &self.tls_client_key_file),
+        ];
+        for (key, file) in files {
+            if let (Some(path), Some(url)) = (file, plain) {
+                return Err(Error::InvalidConfig {
+                    key: format!("ledger.{key}"),
+                    value: path.display().to_string(),
+                    expected: format!(
+                        "no TLS files with a plain URL ({}): use a rediss:// URL for TLS",
+                        redact_url(url)
+                    ),
+                });
+            }
+        }
+        let alone = match (&self.tls_client_cert_file, &self.tls_client_key_file) {
+            (Some(cert), None) => Some(("tls_client_cert_file", cert)),
+            (None, Some(key)) => Some(("tls_client_key_file", key)),
+            _ => None,
+        };
+        match alone {
+            Some((key, path)) => Err(Error::InvalidConfig {
+                key: format!("ledger.{key}"),
+                value: path.display().to_string(),
+                expected: "tls_client_cert_file and tls_client_key_file set together".into(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Checks every value and combination.
     ///
     /// # Errors
@@ -114,10 +272,11 @@ impl LedgerConfig {
         if !self.cluster_urls.is_empty() && self.redis_url.is_some() {
             return bad(
                 "cluster_urls",
-                self.cluster_urls.join(","),
+                self.redacted_urls(),
                 "either redis_url (one server) or cluster_urls (a Redis Cluster), not both",
             );
         }
+        self.validate_tls()?;
         if self.response_timeout.is_zero() || self.response_timeout > Duration::from_secs(600) {
             return bad(
                 "response_timeout",
@@ -169,5 +328,72 @@ impl LedgerConfig {
             other => other,
         })?;
         self.defaults.validate_as_defaults()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted_and_nothing_else_changes() {
+        for (url, shown) in [
+            (
+                "redis://:s3cret@10.0.0.1:6379/",
+                "redis://:***@10.0.0.1:6379/",
+            ),
+            ("rediss://app:p@ss:w@rd@host/0", "rediss://app:***@host/0"),
+            ("redis://app:s3cret@host", "redis://app:***@host"),
+            (
+                "redis://host:6379/?protocol=resp3",
+                "redis://host:6379/?protocol=resp3",
+            ),
+            ("redis://app@host/", "redis://app@host/"),
+            ("redis://host/a@b", "redis://host/a@b"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_password() {
+        let config = LedgerConfig {
+            cluster_urls: vec!["redis://u:clusterpw@h:7000/".into()],
+            ..LedgerConfig::new("redis://:serverpw@h:6379/")
+        };
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("clusterpw") && !shown.contains("serverpw"),
+            "{shown}"
+        );
+        assert!(shown.contains("redis://:***@h:6379/"), "{shown}");
+        let error = config.validate().unwrap_err().to_string();
+        assert!(!error.contains("clusterpw"), "{error}");
+    }
+
+    #[test]
+    fn tls_files_need_a_tls_url_and_come_in_pairs() {
+        let key = |config: LedgerConfig| match config.validate() {
+            Err(Error::InvalidConfig { key, .. }) => key,
+            other => panic!("expected InvalidConfig, got {other:?}"),
+        };
+        let plain = LedgerConfig {
+            tls_ca_file: Some("/ca.pem".into()),
+            ..LedgerConfig::new("redis://:pw@h/")
+        };
+        assert_eq!(key(plain), "ledger.tls_ca_file");
+        let lone_cert = LedgerConfig {
+            tls_client_cert_file: Some("/client.pem".into()),
+            ..LedgerConfig::new("rediss://h/")
+        };
+        assert_eq!(key(lone_cert), "ledger.tls_client_cert_file");
+        let complete = LedgerConfig {
+            tls_ca_file: Some("/ca.pem".into()),
+            tls_client_cert_file: Some("/client.pem".into()),
+            tls_client_key_file: Some("/client.key".into()),
+            ..LedgerConfig::new("rediss://h/")
+        };
+        assert!(complete.validate().is_ok());
     }
 }

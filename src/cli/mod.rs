@@ -332,7 +332,7 @@ pub(crate) async fn run() -> anyhow::Result<()> {
         Command::Exec(args) => exec::exec(args).await,
         Command::Walkthrough { redis } => {
             let redis = redis::DemoRedis::obtain(redis).context("starting redis")?;
-            println!("redis: {}", redis.url);
+            println!("redis: {}", unstuck::config::redact_url(&redis.url));
             walkthrough::walkthrough(&redis.url)
                 .await
                 .map_err(|e| anyhow::anyhow!(e))?;
@@ -363,7 +363,10 @@ async fn demo(
             let _ = writeln!(std::io::stdout(), "{line}");
         })
     };
-    sink(&format!("redis: {}", redis.url));
+    sink(&format!(
+        "redis: {}",
+        unstuck::config::redact_url(&redis.url)
+    ));
     opts.progress = Some(sink);
     let report = demo::fault_demo(opts).await?;
     if json {
@@ -422,7 +425,7 @@ async fn connect(common: &Common) -> anyhow::Result<unstuck::Ledger> {
 /// The ledger of a settings file (and the environment).
 async fn connect_to(config: Option<&std::path::Path>) -> anyhow::Result<unstuck::Ledger> {
     let settings = unstuck::settings::Settings::load(config)?;
-    let url = settings.ledger.server_url().to_owned();
+    let url = settings.ledger.redacted_urls();
     unstuck::Ledger::connect(settings.ledger)
         .await
         .with_context(|| {
