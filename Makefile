@@ -3,7 +3,7 @@
 # port 6379. The system service Debian may start when it installs redis-server is harmless:
 # nothing connects to it.
 
-.PHONY: redis browser test test-dashboard screenshots demo serve bench lint
+.PHONY: redis browser test test-dashboard screenshots faults soak demo serve bench lint
 
 REDIS_PACKAGES := redis-server redis-tools
 
@@ -59,6 +59,19 @@ test-dashboard: redis browser
 screenshots: redis browser
 	cargo build
 	UNSTUCK_BIN=$(CURDIR)/target/debug/unstuck SCREENSHOT_DIR=docs node tests/browser/dashboard.mjs
+
+# The fault suite alone (it also runs in `make test`), one case at a time, then its table.
+FAULT_TESTS := faults_redis faults_network faults_replica faults_cluster faults_scale
+faults: redis
+	rm -f target/tmp/faults.md
+	cargo test $(addprefix --test ,$(FAULT_TESTS)) -- --nocapture --test-threads 1
+	@echo; echo "| fault | load held | executions | lost | double terminal | leaked slots | longest script | notes |"
+	@echo "|---|---|--:|--:|--:|--:|--:|---|"
+	@cat target/tmp/faults.md
+
+# The soak: 2 million executions with a 1-minute retention, memory sampled (about 7 minutes).
+soak: redis
+	cargo bench --bench soak
 
 demo: redis
 	cargo run --release -- demo

@@ -56,7 +56,19 @@ pub async fn ledger(redis: &RedisProcess, name: &str) -> Ledger {
 /// The same ledger settings for the namespace `namespace` through any address (a second
 /// view of a case's namespace through a proxy in front of its Redis).
 pub async fn ledger_at(url: &str, namespace: &str) -> Ledger {
-    let mut config = LedgerConfig::new(url);
+    ledger_with(LedgerConfig::new(url), namespace).await
+}
+
+/// The same ledger settings on a Redis Cluster (its nodes' URLs as seeds).
+pub async fn cluster_ledger(urls: Vec<String>, namespace: &str) -> Ledger {
+    let config = LedgerConfig {
+        cluster_urls: urls,
+        ..LedgerConfig::default()
+    };
+    ledger_with(config, namespace).await
+}
+
+async fn ledger_with(mut config: LedgerConfig, namespace: &str) -> Ledger {
     config.namespace = namespace.to_owned();
     config.events_max_len = 1_000_000;
     config.response_timeout = Duration::from_secs(2);
@@ -129,6 +141,8 @@ pub struct Counters {
     pub refusals: AtomicU64,
     /// The first few error messages, to show they are typed and readable.
     pub samples: Mutex<Vec<String>>,
+    /// Every completion Redis acknowledged: (queue, id, attempt).
+    pub completions: Mutex<Vec<(String, String, u32)>>,
 }
 
 impl Counters {
@@ -309,6 +323,11 @@ async fn work(l: Ledger, c: Arc<Counters>, stop: CancellationToken, w: usize) {
             match l.complete(&claim.token, None).await {
                 Ok(_) => {
                     c.completed.fetch_add(1, Ordering::Relaxed);
+                    c.completions.lock().unwrap().push((
+                        claim.queue().to_owned(),
+                        claim.id().to_owned(),
+                        claim.attempt(),
+                    ));
                 }
                 Err(e) => c.error(&e),
             }
@@ -334,6 +353,12 @@ pub struct Audit {
 /// a terminal state twice (from the event stream), every attempt was started by a claim,
 /// no slot is held by an execution that does not run, and the invariant checker agrees.
 pub async fn audit(ledger: &Ledger, redis: &RedisProcess, ids: &[(String, String)]) -> Audit {
+    audit_on(ledger, &[redis.url().to_owned()], ids).await
+}
+
+/// [`audit`] of a ledger on several servers (a cluster's nodes): the longest script is the
+/// longest of any node's slow log.
+pub async fn audit_on(ledger: &Ledger, urls: &[String], ids: &[(String, String)]) -> Audit {
     let mut a = Audit {
         executions: ids.len(),
         ..Audit::default()
@@ -396,8 +421,24 @@ pub async fn audit(ledger: &Ledger, redis: &RedisProcess, ids: &[(String, String
         }
     }
     a.invariant_problems = invariants::check(ledger, &QUEUES).await;
-    a.longest_script_us = longest_script(redis).await;
+    for url in urls {
+        a.longest_script_us = a.longest_script_us.max(longest_script_at(url).await);
+    }
     a
+}
+
+/// Acknowledged completions that Redis no longer shows: the execution is not succeeded by
+/// the attempt that completed it (or is gone), as after a failover lost the write.
+pub async fn reverted_completions(ledger: &Ledger, c: &Counters) -> usize {
+    let done = c.completions.lock().unwrap().clone();
+    let mut reverted = 0;
+    for (queue, id, attempt) in done {
+        match ledger.get(&queue, &id).await {
+            Ok(e) if e.state == State::Succeeded && e.attempt == attempt => {}
+            _ => reverted += 1,
+        }
+    }
+    reverted
 }
 
 /// Empties the slow log, so what follows is measured alone.
@@ -413,8 +454,18 @@ pub async fn reset_slowlog(redis: &RedisProcess) {
 
 /// The longest command in the slow log, in µs (0: none over 1 ms).
 pub async fn longest_script(redis: &RedisProcess) -> u64 {
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    longest_script_at(redis.url()).await
+}
+
+/// [`longest_script`] of the server at `url` (0 when it cannot be read).
+pub async fn longest_script_at(url: &str) -> u64 {
+    let Ok(mut conn) = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+    else {
+        return 0;
+    };
     let entries: Vec<redis::Value> = redis::cmd("SLOWLOG")
         .arg("GET")
         .arg(1024)
