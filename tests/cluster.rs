@@ -336,6 +336,41 @@ async fn the_whole_api_works_on_a_cluster_across_all_partitions() {
     must("deregister", ledger.deregister_worker(&id).await);
     assert!(must("worker", ledger.worker(&id).await).is_none());
 
+    // The operator's reads span every partition, so every node.
+    let status = must("watchdog status", unstuck::watchdog::status(&ledger).await);
+    assert_eq!(
+        status.partitions.len(),
+        usize::from(ledger.config().partitions)
+    );
+    must(
+        "watchdog activity",
+        unstuck::watchdog::activity(&ledger, std::time::Duration::from_secs(600), 100).await,
+    );
+    let all_partitions: Vec<u16> = partitions.iter().copied().collect();
+    let recent = must(
+        "recent events",
+        ledger.recent_events(all_partitions, 1000).await,
+    );
+    assert!(
+        recent.len() >= names.len(),
+        "{} recent events",
+        recent.len()
+    );
+    let found = must(
+        "find",
+        ledger.find(&unstuck::Filter::default(), None, 1000).await,
+    );
+    assert!(
+        found.items.len() >= names.len(),
+        "{} found",
+        found.items.len()
+    );
+    assert_eq!(
+        must("overviews", ledger.queue_overviews().await).len(),
+        listed.len()
+    );
+    must("slot holders", ledger.slot_holders().await);
+
     let per_node = keys_per_node(&ledger.config().namespace).await;
     assert!(
         per_node.iter().all(|n| *n > 0),

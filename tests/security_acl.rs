@@ -266,3 +266,41 @@ fn the_readme_line_is_the_tested_one() {
         "README's ACL line and tests/security_common's ACL_RULES differ"
     );
 }
+
+/// On a Redis Cluster the README's rules plus `+cluster|slots +asking` (on every node, as
+/// ACLs are per node) run every library call, and no node refuses anything.
+#[tokio::test]
+async fn the_readme_user_runs_on_a_cluster_with_the_cluster_rules() {
+    let cluster = unstuck::testkit::RedisCluster::start(Default::default())
+        .expect("a 3-master Redis Cluster");
+    let rules = acl_rules("acl-cluster", &["+cluster|slots", "+asking"]);
+    for node in cluster.nodes() {
+        add_user(&mut admin(node.url()).await, USER, PASSWORD, &rules).await;
+    }
+    let config = LedgerConfig {
+        redis_url: None,
+        cluster_urls: cluster
+            .nodes()
+            .iter()
+            .map(|n| url("redis", &format!("{USER}:{PASSWORD}"), n.port()))
+            .collect(),
+        ..config("redis://unused/", "acl-cluster")
+    };
+    let ledger = Ledger::connect(config)
+        .await
+        .expect("the README's user with the cluster rules passes the check");
+    workout(&ledger).await;
+    for node in cluster.nodes() {
+        let entries: Vec<Value> = redis::cmd("ACL")
+            .arg("LOG")
+            .query_async(&mut admin(node.url()).await)
+            .await
+            .expect("ACL LOG");
+        let refused: Vec<String> = entries
+            .iter()
+            .map(|e| format!("{e:?}"))
+            .filter(|e| !e.contains("bulk-string('\"config|get\"')"))
+            .collect();
+        assert_eq!(refused, Vec::<String>::new(), "node {}", node.port());
+    }
+}

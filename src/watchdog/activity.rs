@@ -104,16 +104,19 @@ pub async fn activity(ledger: &Ledger, window: Duration, cap: usize) -> Result<W
     let now_ms = secs * 1000 + micros / 1000;
     let minutes = (window.as_secs() / 60).max(1) as i64;
     let first_minute = (now_ms / 60_000 - minutes + 1) * 60_000;
-    let mut pipe = redis::pipe();
-    for p in 0..k.partitions() {
-        pipe.cmd("XREVRANGE")
-            .arg(k.events(p))
+    // One read per partition, all in flight at once (a Redis Cluster refuses one pipeline
+    // across hash tags; the multiplexed connection pipelines them on one server).
+    let reads = (0..k.partitions()).map(|p| {
+        let mut cmd = redis::cmd("XREVRANGE");
+        cmd.arg(k.events(p))
             .arg("+")
             .arg(first_minute)
             .arg("COUNT")
             .arg(cap);
-    }
-    let replies: Vec<StreamRangeReply> = pipe.query_async(&mut conn).await?;
+        let mut conn = conn.clone();
+        async move { cmd.query_async::<StreamRangeReply>(&mut conn).await }
+    });
+    let replies: Vec<StreamRangeReply> = futures_util::future::try_join_all(reads).await?;
     let mut actions = Vec::new();
     let mut truncated = false;
     for (p, reply) in (0..k.partitions()).zip(replies) {

@@ -114,11 +114,23 @@ pub async fn status(ledger: &Ledger) -> Result<WatchdogStatus> {
     let mut conn = ledger.conn.clone();
     let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(&mut conn).await?;
     let now_ms = secs * 1000 + micros / 1000;
-    let mut pipe = redis::pipe();
-    for p in 0..k.partitions() {
+    // One pipeline per partition, all in flight at once: a Redis Cluster refuses one
+    // pipeline across hash tags, and on one server the multiplexed connection pipelines
+    // the concurrent reads anyway.
+    let reads = (0..k.partitions()).map(|p| {
+        let mut pipe = redis::pipe();
         pipe.hgetall(k.lease(p)).hgetall(k.watch_state(p));
-    }
-    let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+        let mut conn = conn.clone();
+        async move {
+            pipe.query_async::<Vec<HashMap<String, String>>>(&mut conn)
+                .await
+        }
+    });
+    let hashes: Vec<HashMap<String, String>> = futures_util::future::try_join_all(reads)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
     let mut partitions = Vec::new();
     let mut totals = WatchdogTotals::default();
     for (p, pair) in (0..k.partitions()).zip(hashes.chunks(2)) {
