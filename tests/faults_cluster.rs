@@ -50,25 +50,41 @@ async fn send(url: &str, cmd: &redis::Cmd) {
 
 const LOAD: &str = "2 producers ~150/s, 4 workers, 3 replicas (cluster mode)";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn manual_failover_and_a_killed_master_under_load() {
-    // A manual failover loses nothing.
-    let cluster_a = cluster();
-    let urls = cluster_a.urls();
-    let ledger = cluster_ledger(urls.clone(), &unstuck::testkit::namespace("fault_fo")).await;
-    let replicas = Replicas::start(&ledger, &["fo-a", "fo-b", "fo-c"]);
+/// How a master leaves.
+#[derive(Clone, Copy)]
+enum Fault {
+    /// `CLUSTER FAILOVER` on its replica.
+    Failover,
+    /// `kill -9` of the master.
+    Kill,
+}
+
+/// A fresh cluster under load, the fault on its first master once the load runs, the
+/// load finished after the replica took over: the audit, the acknowledged completions
+/// undone, and how many were acknowledged.
+async fn case(fault: Fault, name: &str) -> (Audit, usize, u64) {
+    let mut cluster = cluster();
+    let urls = cluster.urls();
+    let ledger = cluster_ledger(urls.clone(), &unstuck::testkit::namespace(name)).await;
+    let ids = ["a", "b", "c"].map(|r| format!("{name}-{r}"));
+    let replicas = Replicas::start(&ledger, &ids.each_ref().map(String::as_str));
     let load = Load::start(&ledger, 2, 150, 4);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let master = cluster_a.masters()[0];
-    let replica = cluster_a
+    let master = cluster.masters()[0];
+    let replica = cluster
         .replica_of(master)
         .expect("each master has a replica");
-    send(
-        cluster_a.nodes()[replica].url(),
-        redis::cmd("CLUSTER").arg("FAILOVER"),
-    )
-    .await;
-    until_master(&cluster_a, replica).await;
+    match fault {
+        Fault::Failover => {
+            send(
+                cluster.nodes()[replica].url(),
+                redis::cmd("CLUSTER").arg("FAILOVER"),
+            )
+            .await
+        }
+        Fault::Kill => cluster.nodes_mut()[master].kill_hard(),
+    }
+    until_master(&cluster, replica).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (counters, ids) = load.finish(&ledger, Duration::from_secs(40)).await;
     replicas.stop().await;
@@ -77,6 +93,13 @@ async fn manual_failover_and_a_killed_master_under_load() {
     let completed = counters
         .completed
         .load(std::sync::atomic::Ordering::Relaxed);
+    (a, reverted, completed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_failover_and_a_killed_master_under_load() {
+    // A manual failover loses nothing.
+    let (a, reverted, completed) = case(Fault::Failover, "fault_fo").await;
     report(
         "Cluster 3+3: manual failover (CLUSTER FAILOVER) of a master",
         LOAD,
@@ -85,30 +108,9 @@ async fn manual_failover_and_a_killed_master_under_load() {
     );
     assert_eq!(reverted, 0, "a coordinated failover undoes nothing");
     assert_clean(&a);
-    drop(ledger);
-    drop(cluster_a);
 
     // A master killed: its replica takes over; what it had not received is gone.
-    let mut cluster_b = cluster();
-    let urls = cluster_b.urls();
-    let ledger = cluster_ledger(urls.clone(), &unstuck::testkit::namespace("fault_kill")).await;
-    let replicas = Replicas::start(&ledger, &["kill-a", "kill-b", "kill-c"]);
-    let load = Load::start(&ledger, 2, 150, 4);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let master = cluster_b.masters()[0];
-    let replica = cluster_b
-        .replica_of(master)
-        .expect("each master has a replica");
-    cluster_b.nodes_mut()[master].kill_hard();
-    until_master(&cluster_b, replica).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let (counters, ids) = load.finish(&ledger, Duration::from_secs(40)).await;
-    replicas.stop().await;
-    let a = audit_on(&ledger, &urls, &ids).await;
-    let reverted = reverted_completions(&ledger, &counters).await;
-    let completed = counters
-        .completed
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let (a, reverted, completed) = case(Fault::Kill, "fault_kill").await;
     report(
         "Cluster 3+3: kill -9 of a master (replica promoted, async replication)",
         LOAD,

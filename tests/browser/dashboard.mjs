@@ -47,7 +47,8 @@ function startServe() {
     const timer = setTimeout(() => fail(new Error(`serve did not start:\n${log}`)), 30000);
     const read = (chunk) => {
       log += chunk;
-      const m = log.match(/listening on (http:\/\/[0-9.:]+)/);
+      // Only a whole address: a chunk may end in the middle of the port.
+      const m = log.match(/listening on (http:\/\/[0-9.]+:[0-9]+)[^0-9]/);
       if (m) {
         clearTimeout(timer);
         ok({ url: m[1], log: () => log, stop: () => new Promise((done) => {
