@@ -23,6 +23,9 @@
 //! | `{<namespace>:watchdogs}:systemic` | hash | namespace-wide stale counts and hold   |
 //! | `{<namespace>:workers}:w:<worker>` | hash | one registered worker process          |
 //! | `{<namespace>:workers}:index`      | zset | worker ids by last heartbeat instant   |
+//! | `{<namespace>:workers}:lease`      | hash | the lease fencing worker tier changes  |
+//! | `{<namespace>:workers}:epoch`      | string | INCR counter of that lease's epochs  |
+//! | `{<namespace>:workers}:events`     | stream | capped log of worker tier changes    |
 //!
 //! Scripts receive these keys in `KEYS`. Keys a script can only know once it reads an index
 //! (an execution popped from a queue, the queues of due timers) it derives from a prefix
@@ -274,6 +277,21 @@ impl Keyspace {
 
     pub fn worker_index(&self) -> String {
         format!("{}:index", self.workers_tag())
+    }
+
+    /// The lease whose holder judges workers (tiers live in the workers' hash tag, so
+    /// their writes are fenced by a lease of that tag, not by a partition's).
+    pub fn workers_lease(&self) -> String {
+        format!("{}:lease", self.workers_tag())
+    }
+
+    pub fn workers_epoch(&self) -> String {
+        format!("{}:epoch", self.workers_tag())
+    }
+
+    /// Worker tier changes, circuit openings and resets, and their actions' outcomes.
+    pub fn worker_events(&self) -> String {
+        format!("{}:events", self.workers_tag())
     }
 }
 

@@ -65,7 +65,8 @@ pub use ledger::{
     AttemptToken, CancelOutcome, Claim, ClaimBatch, CompleteOutcome, EnqueueOptions, Enqueued,
     Execution, FailOutcome, Filter, Heartbeat, HeartbeatReply, Ledger, MAX_CLAIM_BATCH,
     MAX_ENQUEUE_BATCH, Page, QueueOverview, QueueSettings, State, StopMetadata, StopReason,
-    Transition, WorkerInfo, WorkerRegistration,
+    Transition, WorkerBeat, WorkerEvent, WorkerInfo, WorkerRegistration, WorkerRemediation,
+    WorkerRequest, WorkerReset,
 };
 pub use retention::Retention;
 pub use runner::{Job, JobError, RunReport, Runner, RunnerConfig, StopSignal};

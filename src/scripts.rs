@@ -171,6 +171,10 @@ scripts! {
     ORPHAN = "orphan" on ["_lib", "_watchdog"];
     PRUNE = "prune" on ["_lib", "_watchdog"];
     PIN = "pin" on ["_lib"];
+    WORKER_ESCALATE = "worker_escalate" on ["_lib", "_watchdog", "_tiers"];
+    WORKER_OUTCOME = "worker_outcome" on ["_lib", "_watchdog", "_tiers"];
+    WORKER_RECOVER = "worker_recover" on ["_lib", "_watchdog", "_tiers"];
+    WORKER_RESET = "worker_reset" on ["_lib", "_watchdog", "_tiers"];
 }
 
 /// A script's flat reply: a status word followed by values, read as strings.

@@ -349,6 +349,7 @@ pub(crate) async fn workers(ledger: &Ledger, json: bool) -> anyhow::Result<()> {
                 ago(Some(w.last_seen_at), now),
                 held.get(&w.worker_id).map_or(0, Vec::len).to_string(),
                 w.running.len().to_string(),
+                super::remediation::tier_cell(&w.remediation),
             ]
         })
         .collect();
@@ -363,7 +364,8 @@ pub(crate) async fn workers(ledger: &Ledger, json: bool) -> anyhow::Result<()> {
                 "QUEUES",
                 "LAST BEAT",
                 "HELD",
-                "REPORTED"
+                "REPORTED",
+                "TIER"
             ],
             &rows
         )
@@ -395,6 +397,12 @@ pub(crate) fn verdict(status: &WatchdogStatus, ready: &Result<(), unstuck::Error
         problems.push(format!(
             "namespace-wide systemic hold until {}: {}",
             h.until, h.reason
+        ));
+    }
+    if !status.open_circuits.is_empty() {
+        problems.push(format!(
+            "worker circuit open, unstuck no longer acts on {:?} (unstuck workers --reset W)",
+            status.open_circuits
         ));
     }
     if problems.is_empty() {

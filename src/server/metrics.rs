@@ -44,6 +44,8 @@ pub(crate) struct Metrics {
     slots: Family<Labels, Gauge>,
     capacity: Family<Labels, Gauge>,
     held: Gauge,
+    /// Workers per remediation tier (`open`: circuit open), from the registry.
+    tiers: Family<Labels, Gauge>,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     /// Route patterns as `&'static str`, interned once each, so counting a request
@@ -109,6 +111,12 @@ impl Metrics {
             "Partitions whose watchdog lease this process holds",
             held.clone(),
         );
+        let tiers = Family::<Labels, Gauge>::default();
+        registry.register(
+            "workers_in_tier",
+            "Registered workers per remediation tier; tier=\"open\": circuit open, unstuck no longer acts on them",
+            tiers.clone(),
+        );
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "http_requests",
@@ -134,6 +142,7 @@ impl Metrics {
             slots,
             capacity,
             held,
+            tiers,
             requests,
             latency,
             routes: Default::default(),
@@ -208,6 +217,22 @@ impl Metrics {
     async fn sample(&self, ledger: &Ledger, replica: Option<&Watchdog>) {
         self.held
             .set(replica.map_or(0, |r| r.held_partitions().len() as i64));
+        if let Ok(workers) = ledger.workers().await {
+            let mut counts = [0i64; 5];
+            for w in &workers {
+                let r = &w.remediation;
+                counts[if r.circuit_open {
+                    4
+                } else {
+                    usize::from(r.tier.min(3))
+                }] += 1;
+            }
+            for (tier, n) in ["0", "1", "2", "3", "open"].iter().zip(counts) {
+                self.tiers
+                    .get_or_create(&vec![("tier", (*tier).to_owned())])
+                    .set(n);
+            }
+        }
         let Ok(queues) = ledger.queue_overviews().await else {
             return;
         };

@@ -101,6 +101,11 @@ pub(crate) fn router(state: AppState) -> Router {
             "/v1/workers/{worker}",
             needs(Worker, delete(workers::deregister)),
         )
+        .route(
+            "/v1/workers/{worker}/reset",
+            needs(Orchestrator, post(workers::reset)),
+        )
+        .route("/v1/workers/events", needs(Read, get(workers::events)))
         // Watching.
         .route("/v1/events", needs(Read, get(events::stream)))
         .route("/v1/events/recent", needs(Read, get(operator::recent)))

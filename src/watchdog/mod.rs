@@ -1,5 +1,5 @@
 //! Watchdog replicas: fenced partition leases, timer rounds, worker reconciliation,
-//! retention of finished executions.
+//! retention of finished executions, worker remediation tiers.
 //!
 //! Any number of replicas share the partitions: each holds at most its fair share of
 //! partition leases (owner + epoch), and every write it makes is a script that refuses to
@@ -16,6 +16,9 @@ mod retention;
 mod round;
 mod status;
 mod systemic;
+mod tier_action;
+mod tier_config;
+mod tiers;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -35,6 +38,8 @@ pub use retention::PruneReport;
 pub use round::RoundReport;
 pub use status::{PartitionStatus, ReplicaStatus, WatchdogStatus, WatchdogTotals, status};
 pub use systemic::{NamespaceHold, NamespaceWindow};
+pub use tier_config::TierConfig;
+pub use tiers::TierReport;
 
 use crate::error::{Error, Result};
 use crate::ledger::Ledger;
@@ -57,6 +62,8 @@ pub struct Watchdog {
     pub(crate) marker: Arc<Mutex<Option<String>>>,
     /// Set once the marker turned out gone or changed: Redis lost the data.
     pub(crate) lost_data: Arc<std::sync::atomic::AtomicBool>,
+    /// The epoch of the workers lease while this replica holds it (`tiers.rs`).
+    pub(crate) workers_epoch: Arc<Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for Watchdog {
@@ -98,6 +105,7 @@ impl Watchdog {
             totals: Arc::default(),
             marker: Arc::default(),
             lost_data: Arc::default(),
+            workers_epoch: Arc::default(),
         })
     }
 
@@ -213,6 +221,12 @@ impl Watchdog {
             let stop = shutdown.child_token();
             tokio::spawn(async move { wd.retention_loop(stop).await })
         };
+        // Worker remediation, when enabled: the holder of the workers lease judges.
+        let tiers = {
+            let wd = self.clone();
+            let stop = shutdown.child_token();
+            tokio::spawn(async move { wd.tiers_loop(stop).await })
+        };
         while !shutdown.is_cancelled() {
             if Instant::now() >= next_rebalance {
                 self.keep_leases().await;
@@ -241,6 +255,7 @@ impl Watchdog {
         }
         let _ = reconciler.await;
         let _ = pruner.await;
+        let _ = tiers.await;
         let released = self.release_all().await;
         tracing::info!(replica = %self.replica_id, released = ?released.as_ref().ok(), "watchdog replica stopped");
         released.map(|_| ())

@@ -1,0 +1,333 @@
+//! Worker remediation as the registry records it: the tier a worker reached, what its
+//! heartbeat reply asks of it, its circuit, and the log of tier changes.
+//!
+//! The watchdog escalates (`src/watchdog/tiers.rs`); this is what workers, operators and
+//! the registry listing see of it. The scripts are `lua/worker_*.lua` (+ `_tiers.lua`).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use redis::streams::StreamRangeReply;
+use redis::{AsyncCommands, Value};
+use serde::{Deserialize, Serialize};
+
+use super::{Ledger, ms_to_time};
+use crate::error::{Error, Result};
+use crate::keys::Keyspace;
+use crate::names;
+use crate::scripts::{WORKER_HEARTBEAT, WORKER_OUTCOME, WORKER_RESET};
+
+/// What a worker's heartbeat reply asks of it (tier 1, cooperative).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
+pub enum WorkerRequest {
+    /// Stop claiming, hand back what it runs (failed retryably), deregister, and exit so
+    /// that its process manager starts a fresh one (of the expected version).
+    Restart,
+    /// Stop claiming, finish what it runs, deregister, exit.
+    Drain,
+}
+
+impl WorkerRequest {
+    /// The word on the wire and in Redis.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkerRequest::Restart => "restart",
+            WorkerRequest::Drain => "drain",
+        }
+    }
+}
+
+impl fmt::Display for WorkerRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for WorkerRequest {
+    type Err = ();
+    fn from_str(s: &str) -> std::result::Result<Self, ()> {
+        match s {
+            "restart" => Ok(WorkerRequest::Restart),
+            "drain" => Ok(WorkerRequest::Drain),
+            _ => Err(()),
+        }
+    }
+}
+
+/// Where a worker stands in the remediation ladder: 0 none, 1 asked to restart (in its
+/// heartbeat reply), 2 terminated through a hook (SIGTERM for a local `unstuck exec`),
+/// 3 killed and restarted through a hook; then the circuit opens.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
+pub struct WorkerRemediation {
+    /// The tier reached: 0 to 3.
+    pub tier: u8,
+    /// When that tier was entered (its cooldown counts from here).
+    pub tier_since: Option<DateTime<Utc>>,
+    /// What escalated it: `stale`, `outdated` or `wedged`.
+    pub verdict: Option<String>,
+    /// What the worker's heartbeat reply asks of it.
+    pub request: Option<WorkerRequest>,
+    /// The current tier's terminate or kill action: `pending`, `ok` or `failed`.
+    pub action: Option<String>,
+    /// The action's outcome, in words.
+    pub action_detail: Option<String>,
+    /// Consecutive tier-3 actions that did not fix the worker.
+    pub tier3_failures: u32,
+    /// True once unstuck stopped acting on the worker; an operator resets it.
+    pub circuit_open: bool,
+    /// When the circuit opened.
+    pub circuit_opened_at: Option<DateTime<Utc>>,
+    /// Why it opened.
+    pub circuit_reason: Option<String>,
+}
+
+impl WorkerRemediation {
+    /// Reads the tier fields of a worker hash (all absent: tier 0, closed).
+    pub(crate) fn from_fields(f: &HashMap<String, String>) -> Result<Self> {
+        let text = |k: &str| f.get(k).filter(|v| !v.is_empty()).cloned();
+        let time = |k: &str| -> Result<Option<DateTime<Utc>>> {
+            match text(k) {
+                None => Ok(None),
+                Some(v) => {
+                    let ms = v.parse::<i64>().map_err(|_| Error::Protocol {
+                        script: "worker hash",
+                        detail: format!("{k} is not a number"),
+                    })?;
+                    ms_to_time(ms).map(Some)
+                }
+            }
+        };
+        let tier = text("tr").and_then(|t| t.parse::<u8>().ok()).unwrap_or(0);
+        Ok(Self {
+            tier,
+            tier_since: if tier > 0 { time("tat")? } else { None },
+            verdict: if tier > 0 { text("tvd") } else { None },
+            request: text("req").and_then(|r| r.parse().ok()),
+            action: text("act"),
+            action_detail: text("adt"),
+            tier3_failures: text("t3f").and_then(|n| n.parse().ok()).unwrap_or(0),
+            circuit_open: text("cb").as_deref() == Some("open"),
+            circuit_opened_at: time("cbat")?,
+            circuit_reason: text("cbr"),
+        })
+    }
+}
+
+/// The registry's answer to a worker heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerBeat {
+    /// The instant the registry recorded.
+    pub last_seen_at: DateTime<Utc>,
+    /// What the watchdog asks of the worker, if anything: honour it.
+    pub request: Option<WorkerRequest>,
+}
+
+/// What an operator's reset found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
+pub struct WorkerReset {
+    /// The tier the worker was in.
+    pub previous_tier: u8,
+    /// Whether its circuit was open.
+    pub circuit_was_open: bool,
+}
+
+/// One entry of the workers' event stream: a tier change, an action's outcome, a circuit
+/// opened or reset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
+pub struct WorkerEvent {
+    /// Stream entry id; pass it back to read what follows.
+    pub stream_id: String,
+    /// When: the entry's Redis time.
+    pub at: DateTime<Utc>,
+    /// The worker.
+    pub worker_id: String,
+    /// The tier before (equal to `to_tier` for outcomes and a circuit opening).
+    pub from_tier: u8,
+    /// The tier after.
+    pub to_tier: u8,
+    /// `tier_1`, `tier_2`, `tier_3`, `action_succeeded`, `action_failed`,
+    /// `circuit_opened`, `circuit_reset`, `recovered`.
+    pub reason: String,
+    /// Why, with the verdict and the thresholds used.
+    pub detail: String,
+    /// Who: `<replica>@<epoch>` for the watchdog, the operator or hook otherwise.
+    pub actor: String,
+}
+
+impl Ledger {
+    /// A worker's registry heartbeat, with what the watchdog asks of it in the reply.
+    /// One round trip.
+    ///
+    /// # Errors
+    /// [`Error::UnknownWorker`] when the worker is not registered: register again under a
+    /// fresh id.
+    pub async fn worker_beat(
+        &self,
+        worker_id: &str,
+        running: &[(String, String)],
+    ) -> Result<WorkerBeat> {
+        names::validate_worker_id(worker_id)?;
+        let members: Vec<String> = running
+            .iter()
+            .map(|(q, id)| Keyspace::member(q, id))
+            .collect();
+        let list = serde_json::to_string(&members).map_err(|e| Error::NotJson {
+            what: "running list",
+            reason: e.to_string(),
+        })?;
+        self.check_size("running list", list.len())?;
+        let reply = WORKER_HEARTBEAT
+            .key(self.keys.worker(worker_id))
+            .key(self.keys.worker_index())
+            .arg(worker_id)
+            .arg(list)
+            .run(&mut self.conn.clone())
+            .await?;
+        match reply.status() {
+            "ok" => Ok(WorkerBeat {
+                last_seen_at: reply.time(1)?,
+                request: reply.str(2).ok().and_then(|r| r.parse().ok()),
+            }),
+            "unknown" => Err(Error::UnknownWorker {
+                worker_id: worker_id.into(),
+            }),
+            _ => Err(reply.unexpected()),
+        }
+    }
+
+    /// Resets a worker's remediation — its tier, its failed tier-3 count, an open circuit
+    /// — so the watchdog judges it afresh. `why` goes into the `circuit_reset` event.
+    ///
+    /// # Errors
+    /// [`Error::UnknownWorker`] when it is not registered.
+    pub async fn reset_worker(&self, worker_id: &str, why: &str) -> Result<WorkerReset> {
+        names::validate_worker_id(worker_id)?;
+        self.check_size("reset reason", why.len())?;
+        let reply = WORKER_RESET
+            .key(self.keys.worker(worker_id))
+            .key(self.keys.worker_events())
+            .arg(self.config.events_max_len)
+            .arg("operator")
+            .arg(why)
+            .run(&mut self.conn.clone())
+            .await?;
+        match reply.status() {
+            "ok" => Ok(WorkerReset {
+                previous_tier: reply.u32(1)? as u8,
+                circuit_was_open: reply.flag(2)?,
+            }),
+            "unknown" => Err(Error::UnknownWorker {
+                worker_id: worker_id.into(),
+            }),
+            _ => Err(reply.unexpected()),
+        }
+    }
+
+    /// Records the outcome of a tier's terminate or kill action `action_id`. Returns false
+    /// when that action is no longer the worker's current one (a late or repeated report).
+    ///
+    /// # Errors
+    /// [`Error::Redis`].
+    pub(crate) async fn record_worker_action(
+        &self,
+        worker_id: &str,
+        action_id: &str,
+        ok: bool,
+        detail: &str,
+        actor: &str,
+    ) -> Result<bool> {
+        let reply = WORKER_OUTCOME
+            .key(self.keys.worker(worker_id))
+            .key(self.keys.worker_events())
+            .arg(self.config.events_max_len)
+            .arg(action_id)
+            .arg(if ok { "ok" } else { "failed" })
+            .arg(truncate(detail, 1000))
+            .arg(actor)
+            .run(&mut self.conn.clone())
+            .await?;
+        match reply.status() {
+            "ok" => Ok(true),
+            "stale" | "gone" => Ok(false),
+            _ => Err(reply.unexpected()),
+        }
+    }
+
+    /// Worker tier changes after `after` (a stream id; `None`: the oldest kept), oldest
+    /// first, at most `count`.
+    ///
+    /// # Errors
+    /// [`Error::Redis`]; [`Error::Protocol`] for an entry that is not a worker event.
+    pub async fn worker_events(
+        &self,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<WorkerEvent>> {
+        let start = after.map(|a| format!("({a}")).unwrap_or_else(|| "-".into());
+        let reply: StreamRangeReply = self
+            .conn
+            .clone()
+            .xrange_count(self.keys.worker_events(), start, "+", count)
+            .await?;
+        reply
+            .ids
+            .iter()
+            .map(|e| parse_worker_event(&e.id, &e.map))
+            .collect()
+    }
+}
+
+/// At most `max` bytes of `text`, cut at a character boundary.
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+fn parse_worker_event(stream_id: &str, map: &HashMap<String, Value>) -> Result<WorkerEvent> {
+    let bad = |detail: String| Error::Protocol {
+        script: "worker event stream",
+        detail,
+    };
+    let packed = match map.get("e") {
+        Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+        _ => return Err(bad(format!("entry {stream_id} is not a worker event"))),
+    };
+    // "<worker>|<from>|<to>|<reason>|<actor>|<detail>" (lua/_tiers.lua); the detail, last,
+    // may hold '|' itself.
+    let fields: Vec<&str> = packed.splitn(6, '|').collect();
+    let [worker, from, to, reason, actor, detail] = fields[..] else {
+        return Err(bad(format!("entry {stream_id} is malformed: {packed:?}")));
+    };
+    let tier = |t: &str| {
+        t.parse::<u8>()
+            .map_err(|_| bad(format!("entry {stream_id}: bad tier {t:?}")))
+    };
+    let ms: i64 = stream_id
+        .split('-')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad(format!("bad stream id {stream_id}")))?;
+    Ok(WorkerEvent {
+        stream_id: stream_id.to_owned(),
+        at: ms_to_time(ms)?,
+        worker_id: worker.to_owned(),
+        from_tier: tier(from)?,
+        to_tier: tier(to)?,
+        reason: reason.to_owned(),
+        detail: detail.to_owned(),
+        actor: actor.to_owned(),
+    })
+}
