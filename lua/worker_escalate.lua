@@ -6,14 +6,21 @@
 -- see in the worker hash: staleness against Redis TIME, the version stamp; a wedged
 -- verdict (all its executions stuck: other hash tags) is the caller's hint.
 -- Fenced by the workers lease (owner, epoch), as partition scripts are by theirs.
--- KEYS: 1 workers lease hash, 2 worker hash, 3 workers events stream
+-- The hook calls a change owes go into the outbox in the same script (_outbox.lua), so
+-- none is lost if the replica dies right after: the hooks of the tier reached (those of
+-- tier 2 and 3 are its terminate and kill actions; their outcome settles the action, see
+-- hook_complete.lua), and those of an opened circuit.
+-- KEYS: 1 workers lease hash, 2 worker hash, 3 workers events stream, 4 hook outbox list
 -- ARGV: 1 owner, 2 epoch, 3 events max length, 4 verdict (stale | outdated | wedged),
 --       5 detail, 6 gone-after ms, 7 expected version ('' none), 8 request word,
 --       9 cooldown ms tier 1, 10 tier 2, 11 tier 3, 12 breaker failures, 13 breaker window
---       ms, 14 can act (1: a hook or a local pid can terminate it), 15 new action id
+--       ms, 14 a local pid can be signalled (1) or not (0), 15 new action id,
+--       16 hook call key prefix, 17-20 hooks (comma-separated names) of tier 1, tier 2,
+--       tier 3 and circuit opened, 21 host, 22 pid
 -- Reply: {'lease_lost'} | {'gone'} | {'healthy'} | {'open'} | {'cooling', ms left}
---        | {'done'} | {'tier', tier, action id} | {'opened', failures}
--- Prelude: _lib.lua, _watchdog.lua, _tiers.lua
+--        | {'done'} | {'tier', tier, action id, 1 when hooks carry out its action}
+--        | {'opened', failures}
+-- Prelude: _lib.lua, _watchdog.lua, _tiers.lua, _outbox.lua
 
 local maxlen, gone_after = uint(ARGV[3]), uint(ARGV[6])
 local cool = { uint(ARGV[9]), uint(ARGV[10]), uint(ARGV[11]) }
@@ -21,9 +28,10 @@ local failures, window = uint(ARGV[12]), uint(ARGV[13])
 local verdict = ARGV[4]
 if not maxlen or not gone_after or not cool[1] or not cool[2] or not cool[3]
   or not failures or failures < 1 or not window or (ARGV[14] ~= '0' and ARGV[14] ~= '1')
-  or ARGV[15] == '' then
+  or ARGV[15] == '' or ARGV[16] == '' or not uint(ARGV[22]) then
   return { 'bad_arg', 'args' }
 end
+local hooks = { ARGV[17], ARGV[18], ARGV[19], opened = ARGV[20] }
 if verdict ~= 'stale' and verdict ~= 'outdated' and verdict ~= 'wedged' then
   return { 'bad_arg', 'verdict' }
 end
@@ -42,10 +50,21 @@ if w.tr > 0 and now < w.tat + cool[w.tr] then return { 'cooling', w.tat + cool[w
 if w.done and w.seen <= w.done then return { 'done' } end
 
 local detail = verdict .. ': ' .. ARGV[5]
+-- Puts the calls of `list` in the outbox; `act`: they carry out the tier's action.
+local function owe(kind, list, tier, text, act)
+  for hook in string.gmatch(list, '[^,]+') do
+    local key = hook .. ':' .. ARGV[15]
+    local body = cjson.encode({ kind = kind, idempotency_key = key, worker_id = w.id,
+      host = ARGV[21], pid = tonumber(ARGV[22]), tier = tier, verdict = verdict,
+      detail = text, action_id = ARGV[15], at_ms = now, replica = ARGV[1] })
+    outbox_add(KEYS[4], ARGV[16], key, hook, body, w.id, act and ARGV[15] or '', now)
+  end
+end
 local function open(reason, text, t3f, t3w)
   redis.call('HSET', KEYS[2], 'cb', 'open', 'cbat', now, 'cbr', text, 't3f', t3f,
     't3w', t3w or '', 'act', '')
   emit_tier(KEYS[3], maxlen, w.id, w.tr, w.tr, reason, text)
+  owe('worker.circuit_opened', hooks.opened, w.tr, text, false)
   return { 'opened', t3f }
 end
 if w.tr == 3 then
@@ -60,7 +79,8 @@ if w.tr == 3 then
   w.t3f, w.t3w = t3f, t3w
 end
 local to = math.min(w.tr + 1, 3)
-if to >= 2 and ARGV[14] == '0' then
+local by_hook = to >= 2 and hooks[to] ~= ''
+if to >= 2 and ARGV[14] == '0' and not by_hook then
   return open('circuit_opened', 'no terminate or kill hook and no local pid to signal; '
     .. 'unstuck cannot act on this worker: ' .. detail, w.t3f, w.t3w)
 end
@@ -68,4 +88,5 @@ redis.call('HSET', KEYS[2], 'tr', to, 'tat', now, 'tvd', verdict, 'req', ARGV[8]
   'act', to == 1 and '' or 'pending', 'aid', ARGV[15], 'adt', '', 'done', '',
   't3f', w.t3f, 't3w', w.t3w or '')
 emit_tier(KEYS[3], maxlen, w.id, w.tr, to, 'tier_' .. to, detail)
-return { 'tier', to, ARGV[15] }
+owe('worker.tier_' .. to, hooks[to], to, detail, to >= 2)
+return { 'tier', to, ARGV[15], by_hook and 1 or 0 }

@@ -39,6 +39,7 @@ mod conn;
 pub mod error;
 pub mod events;
 mod fields;
+pub mod hooks;
 mod keys;
 pub mod ledger;
 pub mod names;

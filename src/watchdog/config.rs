@@ -61,6 +61,9 @@ pub struct WatchdogConfig {
     pub expected_worker_version: Option<String>,
     /// `[watchdog.tiers]`: worker remediation.
     pub tiers: super::tier_config::TierConfig,
+    /// `[[watchdog.hooks]]`: commands and webhooks called on executions that die, time
+    /// out or get stuck, and on workers' tiers (see [`crate::hooks`]).
+    pub hooks: Vec<crate::hooks::HookConfig>,
 }
 
 impl Default for WatchdogConfig {
@@ -81,6 +84,7 @@ impl Default for WatchdogConfig {
             systemic_grace: None,
             expected_worker_version: None,
             tiers: super::tier_config::TierConfig::default(),
+            hooks: Vec::new(),
         }
     }
 }
@@ -187,6 +191,7 @@ impl WatchdogConfig {
             );
         }
         self.tiers.validate()?;
+        crate::hooks::validate(&self.hooks)?;
         if let Some(id) = &self.replica_id {
             crate::names::validate_worker_id(id)?;
         }

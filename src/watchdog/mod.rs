@@ -10,6 +10,7 @@
 
 mod activity;
 mod config;
+mod hook_loop;
 mod lease;
 mod reconcile;
 mod retention;
@@ -33,6 +34,7 @@ pub use activity::{
     activity,
 };
 pub use config::WatchdogConfig;
+pub use hook_loop::HookReport;
 pub use lease::LeaseChanges;
 pub use retention::PruneReport;
 pub use round::RoundReport;
@@ -221,6 +223,12 @@ impl Watchdog {
             let stop = shutdown.child_token();
             tokio::spawn(async move { wd.retention_loop(stop).await })
         };
+        // Hook delivery, when hooks are configured.
+        let hooks = {
+            let wd = self.clone();
+            let stop = shutdown.child_token();
+            tokio::spawn(async move { wd.hooks_loop(stop).await })
+        };
         // Worker remediation, when enabled: the holder of the workers lease judges.
         let tiers = {
             let wd = self.clone();
@@ -256,6 +264,7 @@ impl Watchdog {
         let _ = reconciler.await;
         let _ = pruner.await;
         let _ = tiers.await;
+        let _ = hooks.await;
         let released = self.release_all().await;
         tracing::info!(replica = %self.replica_id, released = ?released.as_ref().ok(), "watchdog replica stopped");
         released.map(|_| ())

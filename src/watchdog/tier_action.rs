@@ -1,24 +1,18 @@
-//! The terminate (tier 2) and kill (tier 3) actions of worker remediation: a worker hook
-//! when one is configured, else a signal to an `unstuck exec` supervisor on this host.
+//! The terminate (tier 2) and kill (tier 3) actions of worker remediation when no hook
+//! carries them out (hooks go through the outbox): a signal to an `unstuck exec`
+//! supervisor on this host.
 //! Each runs on a task of its own and reports its outcome to the worker's tier state
 //! (`lua/worker_outcome.lua`), where only the action it names counts.
 
 use std::time::Duration;
 
 use super::Watchdog;
-use super::tiers::Verdict;
 use crate::WorkerInfo;
 
 impl Watchdog {
-    /// Whether anything can terminate or kill `w`: a worker hook, or a local supervisor
-    /// to signal. A worker with neither goes straight to an open circuit at tier 2.
-    pub(crate) fn can_act(&self, w: &WorkerInfo) -> bool {
-        self.has_worker_hook() || self.local_supervisor(w)
-    }
-
     /// An `unstuck exec` supervisor on this host, alive under the pid it registered (its
     /// command line says so: a reused pid is never signalled).
-    fn local_supervisor(&self, w: &WorkerInfo) -> bool {
+    pub(crate) fn local_supervisor(&self, w: &WorkerInfo) -> bool {
         if !self.config.tiers.signal_local || w.pid == 0 || w.host != crate::ledger::this_host() {
             return false;
         }
@@ -35,20 +29,9 @@ impl Watchdog {
         is_unstuck && args.any(|a| a == "exec")
     }
 
-    /// Starts the action of `tier` for `w`; its outcome is recorded when it ends.
-    pub(crate) async fn start_action(
-        &self,
-        w: &WorkerInfo,
-        tier: u8,
-        action_id: &str,
-        verdict: Verdict,
-        detail: &str,
-    ) {
-        if self.has_worker_hook() {
-            self.enqueue_worker_hook(w, tier, action_id, verdict, detail)
-                .await;
-            return;
-        }
+    /// Signals `w` for the action of `tier` (no hook carries it out); its outcome is
+    /// recorded when it ends.
+    pub(crate) fn signal_action(&self, w: &WorkerInfo, tier: u8, action_id: &str) {
         let (wd, pid, worker, action) = (
             self.clone(),
             w.pid,
@@ -113,22 +96,5 @@ fn alive(pid: u32) -> bool {
             .and_then(|(_, rest)| rest.split_whitespace().next())
             .is_some_and(|state| state != "Z" && state != "X"),
         Err(_) => false,
-    }
-}
-
-impl Watchdog {
-    /// Whether a worker hook (terminate, kill) is configured.
-    fn has_worker_hook(&self) -> bool {
-        false
-    }
-
-    async fn enqueue_worker_hook(
-        &self,
-        _w: &WorkerInfo,
-        _tier: u8,
-        _action_id: &str,
-        _verdict: Verdict,
-        _detail: &str,
-    ) {
     }
 }

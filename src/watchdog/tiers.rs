@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::Watchdog;
 use crate::WorkerInfo;
 use crate::error::Result;
+use crate::hooks;
 use crate::ledger::WorkerRequest;
 use crate::scripts::{LEASE, WORKER_ESCALATE, WORKER_RECOVER};
 
@@ -143,11 +144,13 @@ impl Watchdog {
         let tiers = &self.config.tiers;
         let k = &self.ledger.keys;
         let action_id = format!("{}:{}", w.worker_id, uuid::Uuid::now_v7().simple());
-        let can_act = self.can_act(w);
+        let local = self.local_supervisor(w);
+        let hooks = &self.config.hooks;
         let reply = WORKER_ESCALATE
             .key(k.workers_lease())
             .key(k.worker(&w.worker_id))
             .key(k.worker_events())
+            .key(k.hooks_pending())
             .arg(&self.replica_id)
             .arg(epoch)
             .arg(self.ledger.config().events_max_len)
@@ -161,8 +164,15 @@ impl Watchdog {
             .arg(tiers.cooldown(3).as_millis() as u64)
             .arg(tiers.breaker_failures)
             .arg(tiers.breaker_window.as_millis() as u64)
-            .arg(if can_act { "1" } else { "0" })
+            .arg(if local { "1" } else { "0" })
             .arg(&action_id)
+            .arg(k.hook_call_prefix())
+            .arg(hooks::names_on(hooks, "worker.tier_1"))
+            .arg(hooks::names_on(hooks, "worker.tier_2"))
+            .arg(hooks::names_on(hooks, "worker.tier_3"))
+            .arg(hooks::names_on(hooks, "worker.circuit_opened"))
+            .arg(&w.host)
+            .arg(w.pid)
             .run(&mut self.ledger.conn.clone())
             .await?;
         match reply.status() {
@@ -172,8 +182,9 @@ impl Watchdog {
                 report.escalated.push((w.worker_id.clone(), tier));
                 if tier >= 2 {
                     report.actions.push((w.worker_id.clone(), tier));
-                    self.start_action(w, tier, &action_id, verdict, detail)
-                        .await;
+                    if !reply.flag(3)? {
+                        self.signal_action(w, tier, &action_id);
+                    }
                 }
                 Ok(true)
             }
