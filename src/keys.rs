@@ -31,6 +31,7 @@
 //! | `{<namespace>:workers}:hooks:running` | zset | claimed call keys, by claim expiry  |
 //! | `{<namespace>:workers}:hooks:settled` | zset | settled call keys, by settling time |
 //! | `{<namespace>:workers}:hooks:cursor`  | hash | how far each event stream was read  |
+//! | `{<namespace>:workers}:hooks:term:<p>` | zset | terminate outcomes for partition p  |
 //!
 //! Scripts receive these keys in `KEYS`. Keys a script can only know once it reads an index
 //! (an execution popped from a queue, the queues of due timers) it derives from a prefix
@@ -309,6 +310,12 @@ impl Keyspace {
 
     pub fn hooks_settled(&self) -> String {
         format!("{}:hooks:settled", self.workers_tag())
+    }
+
+    /// Prefix that, followed by a partition number, names the zset of that partition's
+    /// terminate hook outcomes.
+    pub fn hooks_terminated_prefix(&self) -> String {
+        format!("{}:hooks:term:", self.workers_tag())
     }
 
     /// Partition → the last event stream id whose hook calls were enqueued.

@@ -171,6 +171,7 @@ scripts! {
     ORPHAN = "orphan" on ["_lib", "_watchdog"];
     PRUNE = "prune" on ["_lib", "_watchdog"];
     PIN = "pin" on ["_lib"];
+    TERMINATED = "terminated" on ["_lib", "_watchdog"];
     WORKER_ESCALATE = "worker_escalate" on ["_lib", "_watchdog", "_tiers", "_outbox"];
     HOOK_ENQUEUE = "hook_enqueue" on ["_lib", "_outbox"];
     HOOK_CLAIM = "hook_claim" on ["_lib", "_outbox"];

@@ -19,13 +19,14 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use deliver::deliver;
 pub use deliver::{SIGNATURE_HEADER, signature};
-pub(crate) use outbox::{ClaimedCall, Outbox};
+pub(crate) use outbox::{ClaimedCall, NewCall, Outbox};
 
 use crate::error::{Error, Result, format_duration};
 use crate::{Event, State};
 
 /// The event kinds a hook can be called on.
-pub const KINDS: [&str; 8] = [
+pub const KINDS: [&str; 9] = [
+    "execution.terminate",
     "execution.dead",
     "execution.timed_out",
     "execution.stuck",
@@ -44,7 +45,9 @@ pub struct HookConfig {
     pub name: String,
     /// The event kinds it is called on (see [`KINDS`]). A hook on `worker.tier_2` or
     /// `worker.tier_3` is that tier's terminate or kill action: its outcome decides
-    /// whether the action worked.
+    /// whether the action worked. A hook on `execution.terminate` makes a deadline verdict
+    /// on running work wait for it: the slot is released and `timed_out` written only once
+    /// it succeeds; a failed one is called again after a backoff, the slot kept.
     pub on: Vec<String>,
     /// Only events with one of these reasons (an execution's stop or stuck reason, such
     /// as `no_progress`, `deadline_exceeded`, `heartbeat_lost`); empty: every one.
@@ -188,6 +191,9 @@ pub(crate) fn validate(hooks: &[HookConfig]) -> Result<()> {
 
 /// The hook kind an execution event is, if any.
 pub(crate) fn execution_kind(event: &Event) -> Option<&'static str> {
+    if event.reason == "terminate_requested" {
+        return Some("execution.terminate");
+    }
     match event.to? {
         State::Dead => Some("execution.dead"),
         State::TimedOut => Some("execution.timed_out"),

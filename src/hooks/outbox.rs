@@ -23,6 +23,19 @@ pub(crate) struct ClaimedCall {
     pub(crate) delivery: u32,
 }
 
+/// A call to add to the outbox.
+#[derive(Debug, Clone)]
+pub(crate) struct NewCall {
+    /// The idempotency key.
+    pub(crate) key: String,
+    pub(crate) hook: String,
+    /// The event JSON.
+    pub(crate) body: String,
+    /// For an execution's terminate call: `<partition>|<queue>/<id>|<attempt>|<n>|<base
+    /// key>`; empty otherwise.
+    pub(crate) terminate: String,
+}
+
 /// The outbox of a namespace.
 #[derive(Debug, Clone)]
 pub(crate) struct Outbox {
@@ -34,14 +47,14 @@ impl Outbox {
         Self { ledger }
     }
 
-    /// Adds calls `(key, hook, body)` (a key already known is skipped) and records
-    /// `cursor` (field, value) in the same script. Returns how many were added.
+    /// Adds calls (a key already known is skipped) and records `cursor` (field, value)
+    /// in the same script. Returns how many were added.
     ///
     /// # Errors
     /// [`crate::Error::Redis`].
     pub(crate) async fn enqueue(
         &self,
-        calls: &[(String, String, String)],
+        calls: &[NewCall],
         cursor: Option<(&str, &str)>,
     ) -> Result<u64> {
         let k = &self.ledger.keys;
@@ -49,8 +62,8 @@ impl Outbox {
         call.key(k.hooks_pending()).key(k.hooks_cursor());
         let (field, value) = cursor.unwrap_or(("", ""));
         call.arg(k.hook_call_prefix()).arg(field).arg(value);
-        for (key, hook, body) in calls {
-            call.arg(key).arg(hook).arg(body);
+        for c in calls {
+            call.arg(&c.key).arg(&c.hook).arg(&c.body).arg(&c.terminate);
         }
         let reply = call.run(&mut self.ledger.conn.clone()).await?;
         match reply.status() {
@@ -127,6 +140,7 @@ impl Outbox {
             .arg(self.ledger.config().events_max_len)
             .arg(actor)
             .arg(k.worker_prefix())
+            .arg(k.hooks_terminated_prefix())
             .run(&mut self.ledger.conn.clone())
             .await?;
         match reply.status() {

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Watchdog;
 use crate::error::{Error, Result};
-use crate::hooks::{self, ClaimedCall, Outbox};
+use crate::hooks::{self, ClaimedCall, NewCall, Outbox};
 
 /// Between two passes of the hook loop.
 const HOOK_POLL: Duration = Duration::from_millis(100);
@@ -32,7 +32,7 @@ pub struct HookReport {
 }
 
 impl Watchdog {
-    fn outbox(&self) -> Outbox {
+    pub(crate) fn outbox(&self) -> Outbox {
         Outbox::new(self.ledger.clone())
     }
 
@@ -79,6 +79,9 @@ impl Watchdog {
                 self.outbox().enqueue(&[], Some((&field, &at))).await?;
                 continue;
             };
+            if self.terminate_first() {
+                self.settle_terminates(partition).await?;
+            }
             let events = self
                 .ledger
                 .read_events(partition, Some(&cursor), FEED_BATCH)
@@ -86,14 +89,26 @@ impl Watchdog {
             let Some(last) = events.last() else { continue };
             let mut calls = Vec::new();
             for event in &events {
+                let kind = hooks::execution_kind(event);
                 for hook in hooks.iter().filter(|h| hooks::calls_on(h, event)) {
                     let key = format!("{}:{partition}:{}", hook.name, event.stream_id);
                     let body = json!({
-                        "kind": hooks::execution_kind(event),
+                        "kind": kind,
                         "idempotency_key": key,
                         "event": event,
                     });
-                    calls.push((key, hook.name.clone(), body.to_string()));
+                    let terminate = if kind == Some("execution.terminate") {
+                        let member = format!("{}/{}", event.queue, event.execution_id);
+                        Self::terminate_target(partition, &member, event.attempt, 1, &key)
+                    } else {
+                        String::new()
+                    };
+                    calls.push(NewCall {
+                        key,
+                        hook: hook.name.clone(),
+                        body: body.to_string(),
+                        terminate,
+                    });
                 }
             }
             added += self

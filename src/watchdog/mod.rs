@@ -17,6 +17,7 @@ mod retention;
 mod round;
 mod status;
 mod systemic;
+mod terminate;
 mod tier_action;
 mod tier_config;
 mod tiers;

@@ -311,7 +311,7 @@ impl Watchdog {
             .unwrap_or_else(PoisonError::into_inner) = None;
     }
 
-    async fn redis_now(&self) -> Result<i64> {
+    pub(crate) async fn redis_now(&self) -> Result<i64> {
         let (secs, micros): (i64, i64) = redis::cmd("TIME")
             .query_async(&mut self.ledger.conn.clone())
             .await?;
