@@ -174,6 +174,10 @@ enum Command {
         /// Reset this worker's remediation (tier, failure count, open circuit) instead.
         #[arg(long, value_name = "WORKER")]
         reset: Option<String>,
+        /// Print the worker remediation events instead (tier changes, action and hook
+        /// outcomes, circuits opened and reset), oldest first.
+        #[arg(long, conflicts_with = "reset")]
+        events: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -321,11 +325,16 @@ pub(crate) async fn run() -> anyhow::Result<()> {
         Command::Workers {
             reset: Some(worker),
             common,
+            ..
         } => remediation::reset(&connect(&common).await?, &worker, common.json).await,
         Command::Workers {
-            reset: None,
+            events: true,
             common,
-        } => inspect::workers(&connect(&common).await?, common.json).await,
+            ..
+        } => remediation::events(&connect(&common).await?, common.json).await,
+        Command::Workers { common, .. } => {
+            inspect::workers(&connect(&common).await?, common.json).await
+        }
         Command::Status { common } => {
             let healthy = inspect::status(&connect(&common).await?, common.json).await?;
             if !healthy {

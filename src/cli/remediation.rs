@@ -1,5 +1,5 @@
-//! Worker remediation on the command line: the tier column of `unstuck workers`, and
-//! `unstuck workers --reset W`.
+//! Worker remediation on the command line: the tier column of `unstuck workers`,
+//! `unstuck workers --reset W` and `unstuck workers --events`.
 
 use unstuck::{Ledger, WorkerRemediation};
 
@@ -35,6 +35,46 @@ pub(crate) async fn reset(ledger: &Ledger, worker: &str, json: bool) -> anyhow::
             } else {
                 "closed"
             }
+        );
+    }
+    Ok(())
+}
+
+/// `unstuck workers --events`: the newest 1000, oldest first.
+pub(crate) async fn events(ledger: &Ledger, json: bool) -> anyhow::Result<()> {
+    let mut events = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = ledger.worker_events(after.as_deref(), 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.stream_id.clone());
+        events.extend(page);
+    }
+    let skip = events.len().saturating_sub(1000);
+    let events = &events[skip..];
+    if json {
+        out!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "events": events }))?
+        );
+        return Ok(());
+    }
+    for e in events {
+        let tiers = if e.from_tier == e.to_tier {
+            format!("tier {}", e.to_tier)
+        } else {
+            format!("tier {} -> {}", e.from_tier, e.to_tier)
+        };
+        let worker = if e.worker_id.is_empty() {
+            "-"
+        } else {
+            &e.worker_id
+        };
+        out!(
+            "{}  {worker}  {tiers}  {}  {}",
+            e.at.format("%H:%M:%S%.3f"),
+            e.reason,
+            e.detail
         );
     }
     Ok(())
