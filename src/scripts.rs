@@ -179,6 +179,7 @@ scripts! {
     WORKER_OUTCOME = "worker_outcome" on ["_lib", "_watchdog", "_tiers"];
     WORKER_RECOVER = "worker_recover" on ["_lib", "_watchdog", "_tiers"];
     WORKER_RESET = "worker_reset" on ["_lib", "_watchdog", "_tiers"];
+    WORKER_REQUEST = "worker_request" on ["_lib", "_watchdog", "_tiers"];
 }
 
 /// A script's flat reply: a status word followed by values, read as strings.

@@ -179,3 +179,80 @@ echo $$ > e.pids; sleep 30"#;
     );
     assert_eq!(next.stop().await, Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runner_asked_to_drain_finishes_its_job_claims_nothing_more_and_stops() {
+    let l = support::ledger("req_runner_drain").await;
+    runner_common::enqueue(&l, "first", EnqueueOptions::new()).await;
+    let (release, wait) = tokio::sync::watch::channel(false);
+    let handler = move |_job: Job| {
+        let mut wait = wait.clone();
+        async move {
+            let _ = wait.wait_for(|go| *go).await;
+            Ok(None)
+        }
+    };
+    let runner = runner_common::start(&l, runner_common::config(1), handler);
+    runner_common::wait_state(&l, "first", State::Running).await;
+    let worker = l.workers().await.unwrap()[0].worker_id.clone();
+    l.request_worker(&worker, WorkerRequest::Drain, "deploy")
+        .await
+        .unwrap();
+    let asked_at = l
+        .worker_events(None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.reason == "asked_to_drain")
+        .expect("the request is an event")
+        .at;
+    // The next registry beat carries the request; only then is more work queued.
+    support::wait_until(exec_common::WAIT, "a beat after the request", || async {
+        l.worker(&worker)
+            .await
+            .unwrap()
+            .is_some_and(|w| w.last_seen_at > asked_at)
+    })
+    .await;
+    runner_common::enqueue(&l, "second", EnqueueOptions::new()).await;
+    release.send(true).unwrap();
+    let report = tokio::time::timeout(runner_common::WAIT, runner.task)
+        .await
+        .expect("the runner stops after draining")
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.stopped_by, Some(WorkerRequest::Drain), "{report:?}");
+    assert_eq!((report.claimed, report.succeeded), (1, 1), "{report:?}");
+    assert_eq!(l.get("q", "second").await.unwrap().state, State::Queued);
+    assert!(l.workers().await.unwrap().is_empty(), "deregistered");
+}
+
+#[tokio::test]
+async fn unstuck_exec_asked_to_drain_lets_its_command_finish_and_exits_0() {
+    let l = support::ledger("req_exec_drain").await;
+    let s = Scratch::new();
+    exec_common::enqueue(&l, "e", 3).await;
+    let args = ["--worker-heartbeat-interval", "50ms"];
+    let script = "echo $$ > e.pids; while [ ! -f go ]; do sleep 0.05; done; echo '{\"ok\": 1}'";
+    let mut exec = exec_common::start(&l, &s, &args, script);
+    s.wait_for_pids("e.pids", 1).await;
+    let worker = l.workers().await.unwrap()[0].worker_id.clone();
+    l.request_worker(&worker, WorkerRequest::Drain, "deploy")
+        .await
+        .unwrap();
+    support::wait_until(
+        exec_common::WAIT,
+        "the supervisor says it drains",
+        || async { exec.stderr().contains("asked to drain") },
+    )
+    .await;
+    std::fs::write(s.path("go"), "").unwrap();
+    assert_eq!(exec.exited().await, Some(0), "stderr:\n{}", exec.stderr());
+    let e = exec_common::wait_state(&l, "e", State::Succeeded).await;
+    assert_eq!(e.attempt, 1);
+    assert!(l.workers().await.unwrap().is_empty(), "deregistered");
+    assert!(matches!(
+        l.request_worker("nobody", WorkerRequest::Drain, "x").await,
+        Err(Error::UnknownWorker { .. })
+    ));
+}

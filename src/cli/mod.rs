@@ -174,6 +174,9 @@ enum Command {
         /// Reset this worker's remediation (tier, failure count, open circuit) instead.
         #[arg(long, value_name = "WORKER")]
         reset: Option<String>,
+        /// Ask this worker, in its next heartbeat reply, to finish what it runs and stop.
+        #[arg(long, value_name = "WORKER", conflicts_with = "reset")]
+        drain: Option<String>,
         /// Print the worker remediation events instead (tier changes, action and hook
         /// outcomes, circuits opened and reset), oldest first.
         #[arg(long, conflicts_with = "reset")]
@@ -327,6 +330,11 @@ pub(crate) async fn run() -> anyhow::Result<()> {
             common,
             ..
         } => remediation::reset(&connect(&common).await?, &worker, common.json).await,
+        Command::Workers {
+            drain: Some(worker),
+            common,
+            ..
+        } => remediation::drain(&connect(&common).await?, &worker).await,
         Command::Workers {
             events: true,
             common,

@@ -40,6 +40,27 @@ pub(crate) async fn reset(ledger: &Ledger, worker: &str, json: bool) -> anyhow::
     Ok(())
 }
 
+/// `unstuck workers --drain W`.
+pub(crate) async fn drain(ledger: &Ledger, worker: &str) -> anyhow::Result<()> {
+    match ledger
+        .request_worker(
+            worker,
+            unstuck::WorkerRequest::Drain,
+            "asked from the command line",
+        )
+        .await
+    {
+        Ok(()) => {
+            out!("worker {worker} is asked to drain in its next heartbeat reply");
+            Ok(())
+        }
+        Err(unstuck::Error::UnknownWorker { .. }) => anyhow::bail!(
+            "worker {worker} is not registered: `unstuck workers` lists the ones that are"
+        ),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// `unstuck workers --events`: the newest 1000, oldest first.
 pub(crate) async fn events(ledger: &Ledger, json: bool) -> anyhow::Result<()> {
     let mut events = Vec::new();

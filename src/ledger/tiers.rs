@@ -17,7 +17,7 @@ use super::{Ledger, ms_to_time};
 use crate::error::{Error, Result};
 use crate::keys::Keyspace;
 use crate::names;
-use crate::scripts::{WORKER_HEARTBEAT, WORKER_OUTCOME, WORKER_RESET};
+use crate::scripts::{WORKER_HEARTBEAT, WORKER_OUTCOME, WORKER_REQUEST, WORKER_RESET};
 
 /// What a worker's heartbeat reply asks of it (tier 1, cooperative).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -153,7 +153,8 @@ pub struct WorkerEvent {
     /// The tier after.
     pub to_tier: u8,
     /// `tier_1`, `tier_2`, `tier_3`, `action_succeeded`, `action_failed`,
-    /// `circuit_opened`, `circuit_reset`, `recovered`.
+    /// `circuit_opened`, `circuit_reset`, `recovered`, `hook_succeeded`, `hook_failed`,
+    /// `asked_to_restart`, `asked_to_drain`.
     pub reason: String,
     /// Why, with the verdict and the thresholds used.
     pub detail: String,
@@ -223,6 +224,37 @@ impl Ledger {
                 previous_tier: reply.u32(1)? as u8,
                 circuit_was_open: reply.flag(2)?,
             }),
+            "unknown" => Err(Error::UnknownWorker {
+                worker_id: worker_id.into(),
+            }),
+            _ => Err(reply.unexpected()),
+        }
+    }
+
+    /// Asks a worker, in its next registry heartbeat reply, to restart or drain (what tier
+    /// 1 asks, without a verdict): a deploy or a maintenance. `why` goes into the event.
+    ///
+    /// # Errors
+    /// [`Error::UnknownWorker`] when it is not registered.
+    pub async fn request_worker(
+        &self,
+        worker_id: &str,
+        request: WorkerRequest,
+        why: &str,
+    ) -> Result<()> {
+        names::validate_worker_id(worker_id)?;
+        self.check_size("request reason", why.len())?;
+        let reply = WORKER_REQUEST
+            .key(self.keys.worker(worker_id))
+            .key(self.keys.worker_events())
+            .arg(self.config.events_max_len)
+            .arg(request.as_str())
+            .arg("operator")
+            .arg(why)
+            .run(&mut self.conn.clone())
+            .await?;
+        match reply.status() {
+            "ok" => Ok(()),
             "unknown" => Err(Error::UnknownWorker {
                 worker_id: worker_id.into(),
             }),

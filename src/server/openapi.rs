@@ -24,7 +24,7 @@ use super::{attempts, auth, events, executions, operator, queues, status, worker
         attempts::claim, attempts::heartbeat, attempts::complete, attempts::fail,
         attempts::cancel_ack,
         workers::register, workers::list, workers::heartbeat, workers::deregister,
-        workers::reset, workers::events,
+        workers::reset, workers::events, workers::request,
         events::stream, operator::recent,
         status::watchdog, operator::activity, auth::session, status::healthz, status::readyz, status::metrics,
     ),

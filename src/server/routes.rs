@@ -105,6 +105,10 @@ pub(crate) fn router(state: AppState) -> Router {
             "/v1/workers/{worker}/reset",
             needs(Orchestrator, post(workers::reset)),
         )
+        .route(
+            "/v1/workers/{worker}/request",
+            needs(Orchestrator, post(workers::request)),
+        )
         .route("/v1/workers/events", needs(Read, get(workers::events)))
         // Watching.
         .route("/v1/events", needs(Read, get(events::stream)))

@@ -201,3 +201,30 @@ pub(crate) async fn events(
     let events = s.ledger.worker_events(q.after.as_deref(), limit).await?;
     Ok(Json(WorkerEventsOut { events }))
 }
+
+/// `POST /v1/workers/{worker}/request`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RequestIn {
+    /// `restart` or `drain`.
+    request: WorkerRequest,
+    /// Why, for the event.
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Asks a worker, in its next heartbeat reply, to restart or drain (a deploy, a
+/// maintenance).
+#[utoipa::path(post, path = "/v1/workers/{worker}/request", tag = "workers",
+    request_body = RequestIn, responses((status = 204),
+        (status = 404, description = "unknown-worker")),
+    security(("bearer" = ["orchestrator"])))]
+pub(crate) async fn request(
+    State(s): State<AppState>,
+    Path(worker): Path<String>,
+    Body(b): Body<RequestIn>,
+) -> Result<StatusCode, ApiError> {
+    let why = b.reason.unwrap_or_else(|| "asked over HTTP".into());
+    s.ledger.request_worker(&worker, b.request, &why).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

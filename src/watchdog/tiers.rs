@@ -24,7 +24,7 @@ use crate::WorkerInfo;
 use crate::error::Result;
 use crate::hooks;
 use crate::ledger::WorkerRequest;
-use crate::scripts::{LEASE, WORKER_ESCALATE, WORKER_RECOVER};
+use crate::scripts::{LEASE, LEASE_RELEASE, WORKER_ESCALATE, WORKER_RECOVER};
 
 /// What one judgement of the workers did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -304,6 +304,27 @@ impl Watchdog {
         Ok(epoch)
     }
 
+    /// Hands the workers lease back (graceful shutdown), so another replica judges at
+    /// once instead of after `lease_ttl`.
+    pub(crate) async fn release_workers_lease(&self) {
+        let held = self
+            .workers_epoch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(epoch) = held {
+            let released = LEASE_RELEASE
+                .key(self.ledger.keys.workers_lease())
+                .arg(&self.replica_id)
+                .arg(epoch)
+                .run(&mut self.ledger.conn.clone())
+                .await;
+            if let Err(error) = released {
+                tracing::warn!(%error, "handing back the workers lease failed; it lapses");
+            }
+        }
+    }
+
     fn forget_workers_lease(&self) {
         *self
             .workers_epoch
@@ -334,6 +355,7 @@ impl Watchdog {
                 _ = tokio::time::sleep_until(started + self.config.tiers.interval) => {}
             }
         }
+        self.release_workers_lease().await;
         tracing::info!(replica = %self.replica_id, "worker remediation stopped");
     }
 }
