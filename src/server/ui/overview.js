@@ -51,11 +51,20 @@ function partitionsTable(w) {
   ]));
 }
 
+// A worker's remediation: "-" (tier 0), the tier reached, or "circuit open" (unstuck no
+// longer acts on it until an operator resets it).
+function tierCell(r) {
+  if (!r) return "-";
+  if (r.circuit_open) return h("span", { class: "error", title: r.circuit_reason || "" }, "circuit open");
+  return r.tier ? h("span", { title: r.verdict || "" }, `tier ${r.tier}`) : "-";
+}
+
 function workersTable(workers) {
-  return table(["Worker", "Host", "Pid", "Version", "Queues", "Last beat", "Held"], workers.map((w) => [
+  return table(["Worker", "Host", "Pid", "Version", "Queues", "Last beat", "Held", "Tier"], workers.map((w) => [
     h("a", { href: `#/executions?worker=${encodeURIComponent(w.worker_id)}` }, w.worker_id),
     w.host, String(w.pid), w.version || "-", w.queues.join(", "), ago(w.last_seen_at),
     h("td", { class: "num" }, String((w.held || []).length)),
+    tierCell(w.remediation),
   ]), "no worker registered");
 }
 
