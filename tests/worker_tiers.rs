@@ -365,3 +365,20 @@ async fn a_wedged_worker_is_escalated_and_recovers_when_its_work_moves_again() {
     assert_eq!((r.tier, r.request), (0, None));
     assert_eq!(l.worker_beat(&w, &running).await.unwrap().request, None);
 }
+
+#[tokio::test]
+async fn a_stale_local_worker_whose_process_exited_is_left_alone() {
+    let l = support::ledger("tiers_exited").await;
+    let mut config = tiers_replica("r1");
+    config.expected_worker_version = None;
+    let wd = sole_replica(&l, config).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = fake_supervisor(dir.path(), false);
+    let w = register(&l, "v1", child.id()).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    pass(450).await;
+    let report = wd.judge_workers().await.unwrap();
+    assert!(report.judged && report.escalated.is_empty(), "{report:?}");
+    assert_eq!(remediation(&l, &w).await.tier, 0);
+}

@@ -29,6 +29,12 @@ impl Watchdog {
         is_unstuck && args.any(|a| a == "exec")
     }
 
+    /// A worker registered from this host whose process is gone (exited or reaped): a
+    /// stale verdict on it needs no remediation — reconciliation already took its work.
+    pub(crate) fn process_gone(&self, w: &WorkerInfo) -> bool {
+        w.pid != 0 && w.host == crate::ledger::this_host() && !alive(w.pid)
+    }
+
     /// Signals `w` for the action of `tier` (no hook carries it out); its outcome is
     /// recorded when it ends.
     pub(crate) fn signal_action(&self, w: &WorkerInfo, tier: u8, action_id: &str) {

@@ -110,6 +110,9 @@ impl Watchdog {
                     )
                 })
             };
+            if verdict.as_ref().is_some_and(|(v, _)| *v == Verdict::Stale) && self.process_gone(w) {
+                continue; // it exited: nothing to remediate, its work was reclaimed
+            }
             let fenced = match verdict {
                 Some((verdict, detail)) => {
                     self.escalate(&epoch, w, verdict, &detail, expected, &mut report)
