@@ -24,7 +24,9 @@
 //! - [`runner`]: a worker-side loop for Rust workers that heartbeats on its own thread.
 //! - `supervise` (feature `supervise`, Unix): `unstuck exec`, any command as a worker,
 //!   one process group per execution.
-//! - [`watchdog`]: partition leases, timer rounds, worker reconciliation, systemic hold.
+//! - [`watchdog`]: partition leases, timer rounds, worker reconciliation, systemic hold,
+//!   worker remediation tiers with their circuit breaker.
+//! - [`hooks`]: remediation hooks (commands, signed webhooks) and their durable outbox.
 //! - [`settings`]: the daemon's TOML file plus `UNSTUCK_*` environment overrides.
 //! - [`events`]: reading and following the partition event streams.
 //! - [`config`]: configuration with defaults; [`error`]: what can go wrong.

@@ -17,6 +17,9 @@
 //!   SIGTERM to the command's process group and SIGKILL after
 //!   [`ExecConfig::stop_grace`]; nothing of the group survives. A cancellation is then
 //!   acknowledged; a shutdown fails the attempt retryably ("supervisor stopped").
+//! - **Asked to restart or drain** (tier 1 of worker remediation, in a registry heartbeat
+//!   reply): it stops claiming; on `restart` it stops its commands as on shutdown, on
+//!   `drain` it lets them finish; then it deregisters ([`ExecReport::stopped_by`]).
 //! - **Restart safety**: a state file on disk (`records.rs`) names each attempt's pid,
 //!   process group and start time; a supervisor started later on the same host stops
 //!   what its dead predecessor left running and sends those attempts down the retry path

@@ -68,7 +68,7 @@ impl Watchdog {
     /// report with `judged: false` when another replica holds it.
     ///
     /// # Errors
-    /// [`Error::Redis`] on connection trouble.
+    /// [`crate::Error::Redis`] on connection trouble.
     pub async fn judge_workers(&self) -> Result<TierReport> {
         let mut report = TierReport::default();
         let Some(epoch) = self.workers_lease().await? else {
