@@ -77,6 +77,34 @@ class TiersTest(unittest.TestCase):
         client.deregister_worker(worker_id)
         client.close()
 
+    def test_a_worker_asked_to_drain_finishes_its_job_and_returns(self):
+        client = STACK.client()
+        queue = unique("dq")
+        client.enqueue(queue, {"n": 1}, id="job")
+        go = threading.Event()
+        started = threading.Event()
+
+        def handler(job):
+            started.set()
+            go.wait(30)
+            return {"finished": True}
+
+        worker = unstuck.Worker(STACK.client(), queue, handler, version="v-new",
+                                heartbeat_interval=0.1, handle_signals=False)
+        result = {}
+        thread = threading.Thread(target=lambda: result.update(worker.run()))
+        thread.start()
+        self.assertTrue(started.wait(15), "the job started")
+        client.request_worker(worker.worker_id, "drain", reason="deploy")
+        wait_for(lambda: worker.stopped_by == "drain", what="the drain request")
+        go.set()
+        thread.join(15)
+        self.assertFalse(thread.is_alive(), "the worker returned after draining")
+        self.assertEqual(result["succeeded"], 1, result)
+        self.assertEqual(client.get(queue, "job")["state"], "succeeded")
+        worker.client.close()
+        client.close()
+
 
 if __name__ == "__main__":
     unittest.main()
