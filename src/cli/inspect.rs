@@ -487,6 +487,13 @@ pub(crate) async fn status(ledger: &Ledger, json: bool) -> anyhow::Result<bool> 
     if let Some(h) = &status.namespace_hold {
         out!("namespace hold: until {} — {}", h.until, h.reason);
     }
+    if status.workers_in_tier > 0 || !status.open_circuits.is_empty() {
+        out!(
+            "workers in a remediation tier: {} · circuits open: {:?}",
+            status.workers_in_tier,
+            status.open_circuits
+        );
+    }
     for p in status.partitions.iter().filter(|p| p.hold_until.is_some()) {
         out!(
             "hold in partition {}: {}",
