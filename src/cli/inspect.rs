@@ -399,12 +399,6 @@ pub(crate) fn verdict(status: &WatchdogStatus, ready: &Result<(), unstuck::Error
             h.until, h.reason
         ));
     }
-    if !status.open_circuits.is_empty() {
-        problems.push(format!(
-            "worker circuit open, unstuck no longer acts on {:?} (unstuck workers --reset W)",
-            status.open_circuits
-        ));
-    }
     if problems.is_empty() {
         format!(
             "healthy: {} replica(s) watch all {} partitions",
@@ -487,9 +481,13 @@ pub(crate) async fn status(ledger: &Ledger, json: bool) -> anyhow::Result<bool> 
     if let Some(h) = &status.namespace_hold {
         out!("namespace hold: until {} — {}", h.until, h.reason);
     }
+    // Worker circuits are an alert about workers, not about the watchdog's health: shown,
+    // but they do not make the verdict degraded (a health check of the watchdog must not
+    // fail because one worker somewhere is wedged).
     if status.workers_in_tier > 0 || !status.open_circuits.is_empty() {
         out!(
-            "workers in a remediation tier: {} · circuits open: {:?}",
+            "workers in a remediation tier: {} · circuits open (unstuck no longer acts on \
+             them; unstuck workers --reset W): {:?}",
             status.workers_in_tier,
             status.open_circuits
         );
