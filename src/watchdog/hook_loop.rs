@@ -3,7 +3,7 @@
 //! and delivers what the outbox holds — any replica may deliver any call, one at a time
 //! per call by its claim.
 
-use std::sync::OnceLock;
+use std::sync::{OnceLock, PoisonError};
 use std::time::Duration;
 
 use redis::AsyncCommands;
@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::hooks::{self, ClaimedCall, NewCall, Outbox};
 
 /// Between two passes of the hook loop.
-const HOOK_POLL: Duration = Duration::from_millis(100);
+const HOOK_POLL: Duration = Duration::from_millis(250);
 
 /// Events read per partition per pass, and calls claimed per pass.
 const FEED_BATCH: usize = 200;
@@ -57,14 +57,27 @@ impl Watchdog {
         }
         let k = &self.ledger.keys;
         let mut added = 0;
-        for partition in self.held_partitions().into_keys() {
+        for (partition, epoch) in self.held_partitions() {
             let field = format!("p:{partition}");
-            let cursor: Option<String> = self
-                .ledger
-                .conn
-                .clone()
-                .hget(k.hooks_cursor(), &field)
-                .await?;
+            // The cursor is read from Redis once per lease (another replica may have moved
+            // it meanwhile), then kept here: one stream read per partition and pass.
+            let cached = self
+                .hook_cursors
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&partition)
+                .filter(|(e, _)| *e == epoch)
+                .map(|(_, c)| c.clone());
+            let cursor: Option<String> = match cached {
+                Some(c) => Some(c),
+                None => {
+                    self.ledger
+                        .conn
+                        .clone()
+                        .hget(k.hooks_cursor(), &field)
+                        .await?
+                }
+            };
             let Some(cursor) = cursor else {
                 let newest: redis::streams::StreamRangeReply = self
                     .ledger
@@ -86,7 +99,10 @@ impl Watchdog {
                 .ledger
                 .read_events(partition, Some(&cursor), FEED_BATCH)
                 .await?;
-            let Some(last) = events.last() else { continue };
+            let Some(last) = events.last() else {
+                self.remember_cursor(partition, &epoch, cursor);
+                continue;
+            };
             let mut calls = Vec::new();
             for event in &events {
                 let kind = hooks::execution_kind(event);
@@ -115,8 +131,17 @@ impl Watchdog {
                 .outbox()
                 .enqueue(&calls, Some((&field, &last.stream_id)))
                 .await?;
+            self.remember_cursor(partition, &epoch, last.stream_id.clone());
         }
         Ok(added)
+    }
+
+    fn remember_cursor(&self, partition: u16, epoch: &str, cursor: String) {
+        let mut cursors = self
+            .hook_cursors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        cursors.insert(partition, (epoch.to_owned(), cursor));
     }
 
     /// Claims the calls waiting in the outbox (lapsed claims first), delivers them at

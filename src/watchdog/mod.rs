@@ -67,6 +67,8 @@ pub struct Watchdog {
     pub(crate) lost_data: Arc<std::sync::atomic::AtomicBool>,
     /// The epoch of the workers lease while this replica holds it (`tiers.rs`).
     pub(crate) workers_epoch: Arc<Mutex<Option<String>>>,
+    /// Partition → (lease epoch, how far its hook feed read), `hook_loop.rs`.
+    pub(crate) hook_cursors: Arc<Mutex<std::collections::HashMap<u16, (String, String)>>>,
 }
 
 impl std::fmt::Debug for Watchdog {
@@ -109,6 +111,7 @@ impl Watchdog {
             marker: Arc::default(),
             lost_data: Arc::default(),
             workers_epoch: Arc::default(),
+            hook_cursors: Arc::default(),
         })
     }
 
