@@ -181,6 +181,9 @@ enum Command {
         /// outcomes, circuits opened and reset), oldest first.
         #[arg(long, conflicts_with = "reset")]
         events: bool,
+        /// With --events: keep printing them as they come, until Ctrl-C.
+        #[arg(long, requires = "events")]
+        follow: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -337,9 +340,10 @@ pub(crate) async fn run() -> anyhow::Result<()> {
         } => remediation::drain(&connect(&common).await?, &worker).await,
         Command::Workers {
             events: true,
+            follow,
             common,
             ..
-        } => remediation::events(&connect(&common).await?, common.json).await,
+        } => remediation::events(&connect(&common).await?, follow, common.json).await,
         Command::Workers { common, .. } => {
             inspect::workers(&connect(&common).await?, common.json).await
         }

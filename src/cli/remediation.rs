@@ -61,8 +61,9 @@ pub(crate) async fn drain(ledger: &Ledger, worker: &str) -> anyhow::Result<()> {
     }
 }
 
-/// `unstuck workers --events`: the newest 1000, oldest first.
-pub(crate) async fn events(ledger: &Ledger, json: bool) -> anyhow::Result<()> {
+/// `unstuck workers --events [--follow]`: the newest 1000, oldest first, then (following)
+/// each new one as it comes, polled every 500 ms.
+pub(crate) async fn events(ledger: &Ledger, follow: bool, json: bool) -> anyhow::Result<()> {
     let mut events = Vec::new();
     let mut after: Option<String> = None;
     loop {
@@ -72,31 +73,50 @@ pub(crate) async fn events(ledger: &Ledger, json: bool) -> anyhow::Result<()> {
         events.extend(page);
     }
     let skip = events.len().saturating_sub(1000);
-    let events = &events[skip..];
-    if json {
+    if json && !follow {
+        let events = &events[skip..];
         out!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({ "events": events }))?
         );
         return Ok(());
     }
-    for e in events {
-        let tiers = if e.from_tier == e.to_tier {
-            format!("tier {}", e.to_tier)
-        } else {
-            format!("tier {} -> {}", e.from_tier, e.to_tier)
-        };
-        let worker = if e.worker_id.is_empty() {
-            "-"
-        } else {
-            &e.worker_id
-        };
-        out!(
-            "{}  {worker}  {tiers}  {}  {}",
-            e.at.format("%H:%M:%S%.3f"),
-            e.reason,
-            e.detail
-        );
+    for e in &events[skip..] {
+        print_event(e, json)?;
     }
+    if !follow {
+        return Ok(());
+    }
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        for e in ledger.worker_events(after.as_deref(), 1000).await? {
+            after = Some(e.stream_id.clone());
+            print_event(&e, json)?;
+        }
+    }
+}
+
+/// One event: a line for people, or (following with --json) one JSON object per line.
+fn print_event(e: &unstuck::WorkerEvent, json: bool) -> anyhow::Result<()> {
+    if json {
+        out!("{}", serde_json::to_string(e)?);
+        return Ok(());
+    }
+    let tiers = if e.from_tier == e.to_tier {
+        format!("tier {}", e.to_tier)
+    } else {
+        format!("tier {} -> {}", e.from_tier, e.to_tier)
+    };
+    let worker = if e.worker_id.is_empty() {
+        "-"
+    } else {
+        &e.worker_id
+    };
+    out!(
+        "{}  {worker}  {tiers}  {}  {}",
+        e.at.format("%H:%M:%S%.3f"),
+        e.reason,
+        e.detail
+    );
     Ok(())
 }
