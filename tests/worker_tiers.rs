@@ -18,6 +18,7 @@ const COOL: Duration = Duration::from_millis(150);
 fn tier_config() -> TierConfig {
     TierConfig {
         enabled: true,
+        interval: Duration::from_millis(100),
         cooldown_cooperative: COOL,
         cooldown_terminate: COOL,
         cooldown_kill: COOL,

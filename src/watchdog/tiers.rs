@@ -279,6 +279,12 @@ impl Watchdog {
             .collect())
     }
 
+    /// The workers lease outlives three judgements, so the replica that holds it keeps it
+    /// from one pass to the next (it is renewed once per pass).
+    fn workers_lease_ttl(&self) -> std::time::Duration {
+        self.config.lease_ttl.max(self.config.tiers.interval * 3)
+    }
+
     /// Takes or renews the workers lease: its epoch while this replica holds it.
     async fn workers_lease(&self) -> Result<Option<String>> {
         let k = &self.ledger.keys;
@@ -291,7 +297,7 @@ impl Watchdog {
             .key(k.workers_lease())
             .key(k.workers_epoch())
             .arg(&self.replica_id)
-            .arg(self.config.lease_ttl.as_millis() as u64)
+            .arg(self.workers_lease_ttl().as_millis() as u64)
             .arg(held.as_deref().unwrap_or(""))
             .run(&mut self.ledger.conn.clone())
             .await?;
