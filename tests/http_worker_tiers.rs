@@ -115,3 +115,83 @@ async fn a_worker_sees_its_tier_in_the_heartbeat_reply_and_an_operator_resets_it
     );
     s.shutdown.cancel();
 }
+
+/// Reads SSE messages until `want` have arrived: their (id, data JSON).
+async fn read_messages(
+    response: reqwest::Response,
+    want: usize,
+) -> Vec<(String, serde_json::Value)> {
+    use futures_util::StreamExt;
+    let mut stream = response.bytes_stream();
+    let (mut buffer, mut out) = (String::new(), Vec::new());
+    while out.len() < want {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .expect("events keep coming")
+            .expect("the stream is open")
+            .unwrap();
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let message: String = buffer.drain(..end + 2).collect();
+            let id = message.lines().find_map(|l| l.strip_prefix("id: "));
+            let data = message.lines().find_map(|l| l.strip_prefix("data: "));
+            if let (Some(id), Some(data)) = (id, data) {
+                out.push((id.to_owned(), serde_json::from_str(data).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn worker_events_stream_live_and_resume_from_last_event_id() {
+    let s = start_with(settings("http_tiers_live", |s| {
+        s.watchdog.expected_worker_version = Some("2.0".into());
+        s.watchdog.tiers = TierConfig {
+            enabled: true,
+            interval: Duration::from_millis(50),
+            cooldown_cooperative: Duration::from_secs(3600),
+            ..TierConfig::default()
+        };
+    }))
+    .await;
+    let live = s
+        .http
+        .get(s.url("/v1/workers/events/live"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    let reg = s
+        .post("/v1/workers", json!({"version": "1.0", "queues": ["q"]}))
+        .await;
+    let id = reg.body["worker_id"].as_str().unwrap().to_owned();
+    let seen = read_messages(live, 1).await;
+    assert_eq!(seen[0].1["reason"], "tier_1", "{seen:?}");
+    assert_eq!(seen[0].1["worker_id"], id.as_str());
+
+    // Resumed after that event: the next one (an operator's reset) comes, not the first.
+    let resumed = s
+        .http
+        .get(s.url("/v1/workers/events/live"))
+        .header("Last-Event-ID", &seen[0].0)
+        .send()
+        .await
+        .unwrap();
+    s.post(&format!("/v1/workers/{id}/reset"), json!({})).await;
+    let next = read_messages(resumed, 1).await;
+    assert_eq!(next[0].1["reason"], "circuit_reset", "{next:?}");
+    let bad = s
+        .call(
+            Method::GET,
+            "/v1/workers/events/live?last_event_id=nope",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (bad.status.as_u16(), bad.problem()),
+        (400, "bad-request"),
+        "{bad:?}"
+    );
+    s.shutdown.cancel();
+}

@@ -9,8 +9,6 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use redis::streams::StreamRangeReply;
-use redis::{AsyncCommands, Value};
 use serde::{Deserialize, Serialize};
 
 use super::{Ledger, ms_to_time};
@@ -135,31 +133,6 @@ pub struct WorkerReset {
     pub previous_tier: u8,
     /// Whether its circuit was open.
     pub circuit_was_open: bool,
-}
-
-/// One entry of the workers' event stream: a tier change, an action's outcome, a circuit
-/// opened or reset.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
-pub struct WorkerEvent {
-    /// Stream entry id; pass it back to read what follows.
-    pub stream_id: String,
-    /// When: the entry's Redis time.
-    pub at: DateTime<Utc>,
-    /// The worker.
-    pub worker_id: String,
-    /// The tier before (equal to `to_tier` for outcomes and a circuit opening).
-    pub from_tier: u8,
-    /// The tier after.
-    pub to_tier: u8,
-    /// `tier_1`, `tier_2`, `tier_3`, `action_succeeded`, `action_failed`,
-    /// `circuit_opened`, `circuit_reset`, `recovered`, `hook_succeeded`, `hook_failed`,
-    /// `asked_to_restart`, `asked_to_drain`.
-    pub reason: String,
-    /// Why, with the verdict and the thresholds used.
-    pub detail: String,
-    /// Who: `<replica>@<epoch>` for the watchdog, the operator or hook otherwise.
-    pub actor: String,
 }
 
 impl Ledger {
@@ -291,29 +264,6 @@ impl Ledger {
             _ => Err(reply.unexpected()),
         }
     }
-
-    /// Worker tier changes after `after` (a stream id; `None`: the oldest kept), oldest
-    /// first, at most `count`.
-    ///
-    /// # Errors
-    /// [`Error::Redis`]; [`Error::Protocol`] for an entry that is not a worker event.
-    pub async fn worker_events(
-        &self,
-        after: Option<&str>,
-        count: usize,
-    ) -> Result<Vec<WorkerEvent>> {
-        let start = after.map(|a| format!("({a}")).unwrap_or_else(|| "-".into());
-        let reply: StreamRangeReply = self
-            .conn
-            .clone()
-            .xrange_count(self.keys.worker_events(), start, "+", count)
-            .await?;
-        reply
-            .ids
-            .iter()
-            .map(|e| parse_worker_event(&e.id, &e.map))
-            .collect()
-    }
 }
 
 /// At most `max` bytes of `text`, cut at a character boundary.
@@ -326,40 +276,4 @@ fn truncate(text: &str, max: usize) -> &str {
         end -= 1;
     }
     &text[..end]
-}
-
-fn parse_worker_event(stream_id: &str, map: &HashMap<String, Value>) -> Result<WorkerEvent> {
-    let bad = |detail: String| Error::Protocol {
-        script: "worker event stream",
-        detail,
-    };
-    let packed = match map.get("e") {
-        Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
-        _ => return Err(bad(format!("entry {stream_id} is not a worker event"))),
-    };
-    // "<worker>|<from>|<to>|<reason>|<actor>|<detail>" (lua/_tiers.lua); the detail, last,
-    // may hold '|' itself.
-    let fields: Vec<&str> = packed.splitn(6, '|').collect();
-    let [worker, from, to, reason, actor, detail] = fields[..] else {
-        return Err(bad(format!("entry {stream_id} is malformed: {packed:?}")));
-    };
-    let tier = |t: &str| {
-        t.parse::<u8>()
-            .map_err(|_| bad(format!("entry {stream_id}: bad tier {t:?}")))
-    };
-    let ms: i64 = stream_id
-        .split('-')
-        .next()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad(format!("bad stream id {stream_id}")))?;
-    Ok(WorkerEvent {
-        stream_id: stream_id.to_owned(),
-        at: ms_to_time(ms)?,
-        worker_id: worker.to_owned(),
-        from_tier: tier(from)?,
-        to_tier: tier(to)?,
-        reason: reason.to_owned(),
-        detail: detail.to_owned(),
-        actor: actor.to_owned(),
-    })
 }

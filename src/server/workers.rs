@@ -12,7 +12,7 @@ use super::AppState;
 use super::extract::{Body, MaybeBody};
 use super::problem::ApiError;
 use super::wire::{DurationIn, RunningOut, WorkerOut};
-use crate::ledger::{WorkerEvent, WorkerRegistration, WorkerRequest, WorkerReset};
+use crate::ledger::{WorkerRegistration, WorkerRequest, WorkerReset};
 
 /// `POST /v1/workers`.
 #[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
@@ -172,34 +172,6 @@ pub(crate) async fn reset(
 ) -> Result<Json<WorkerReset>, ApiError> {
     let why = b.reason.unwrap_or_else(|| "reset over HTTP".into());
     Ok(Json(s.ledger.reset_worker(&worker, &why).await?))
-}
-
-/// `GET /v1/workers/events` query.
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[serde(default, deny_unknown_fields)]
-pub(crate) struct WorkerEventsQuery {
-    /// A stream id: the events after it (absent: the oldest kept).
-    after: Option<String>,
-    /// At most this many (default 100, at most 1000).
-    limit: Option<usize>,
-}
-
-/// Worker tier changes, action outcomes, circuits opened and reset.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub(crate) struct WorkerEventsOut {
-    pub(crate) events: Vec<WorkerEvent>,
-}
-
-/// Worker remediation events, oldest first.
-#[utoipa::path(get, path = "/v1/workers/events", tag = "workers", params(WorkerEventsQuery),
-    responses((status = 200, body = WorkerEventsOut)), security(("bearer" = ["read"])))]
-pub(crate) async fn events(
-    State(s): State<AppState>,
-    axum::extract::Query(q): axum::extract::Query<WorkerEventsQuery>,
-) -> Result<Json<WorkerEventsOut>, ApiError> {
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let events = s.ledger.worker_events(q.after.as_deref(), limit).await?;
-    Ok(Json(WorkerEventsOut { events }))
 }
 
 /// `POST /v1/workers/{worker}/request`.
