@@ -81,6 +81,18 @@ impl Watchdog {
         }
         let now = self.redis_now().await?;
         let stuck = self.stuck_holdings(&workers).await?;
+        // Invariant 10: a blip that makes most workers look gone at once (or a systemic
+        // hold in force) is no reason to terminate anything: stale verdicts wait it out.
+        let (hold_until, _, _) = self.namespace_hold_args();
+        let blip = self.most_gone_at_once(&workers, now);
+        let hold_stale = blip.is_some() || hold_until > now;
+        if let Some((gone, recent)) = blip {
+            tracing::warn!(
+                gone,
+                recently_alive = recent,
+                "most workers look gone at once; stale verdicts held back"
+            );
+        }
         for w in &workers {
             if w.remediation.circuit_open {
                 continue;
@@ -110,8 +122,9 @@ impl Watchdog {
                     )
                 })
             };
-            if verdict.as_ref().is_some_and(|(v, _)| *v == Verdict::Stale) && self.process_gone(w) {
-                continue; // it exited: nothing to remediate, its work was reclaimed
+            let stale = verdict.as_ref().is_some_and(|(v, _)| *v == Verdict::Stale);
+            if stale && (hold_stale || self.process_gone(w)) {
+                continue; // held back, or it exited: its work was reclaimed
             }
             let fenced = match verdict {
                 Some((verdict, detail)) => {
