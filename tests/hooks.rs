@@ -142,7 +142,11 @@ async fn a_failing_hook_is_retried_with_backoff_then_recorded_failed() {
 async fn a_hook_past_its_timeout_is_killed_and_recorded_failed() {
     let l = support::ledger("hooks_timeout").await;
     let dir = tempfile::tempdir().unwrap();
-    let script = format!("echo $$ > '{}'/pid; exec sleep 30", dir.path().display());
+    // It starts a process of its own and waits for it: the timeout stops both.
+    let script = format!(
+        "cd '{}'; echo $$ > pid; sleep 30 & echo $! > child; wait",
+        dir.path().display()
+    );
     let slow = HookConfig {
         timeout: Duration::from_millis(200),
         ..hook("page", &["execution.dead"], &script)
@@ -159,15 +163,22 @@ async fn a_hook_past_its_timeout_is_killed_and_recorded_failed() {
         events[0].1.contains("killed after its timeout"),
         "{events:?}"
     );
-    let pid: u32 = std::fs::read_to_string(dir.path().join("pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    support::wait_until(WAIT, "the hook's process is gone", || async {
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "))
-    })
-    .await;
+    for file in ["pid", "child"] {
+        let pid: u32 = std::fs::read_to_string(dir.path().join(file))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        support::wait_until(
+            WAIT,
+            &format!("the hook's {file} process is gone"),
+            || async {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .map_or(true, |s| s.contains(") Z "))
+            },
+        )
+        .await;
+    }
 }
 
 /// A one-request-at-a-time HTTP server answering `status`; hands back each request's

@@ -93,8 +93,11 @@ async fn run(hook: &HookConfig, key: &str, body: &str) -> Result<String, String>
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
+        // A group of its own, so a timeout stops what it started too.
+        .process_group(0)
         .spawn()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
+    let group = child.id();
     let mut stdin = child.stdin.take();
     let mut stderr = child.stderr.take();
     let work = async {
@@ -103,11 +106,23 @@ async fn run(hook: &HookConfig, key: &str, body: &str) -> Result<String, String>
             let _ = stdin.write_all(body.as_bytes()).await;
         }
         drop(stdin.take());
-        let mut text = String::new();
+        // Read all of stderr (a full pipe would block the command) and keep its tail.
+        let mut tail: Vec<u8> = Vec::new();
         if let Some(stderr) = stderr.as_mut() {
-            let _ = stderr.take(4096).read_to_string(&mut text).await;
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut chunk).await {
+                if n == 0 {
+                    break;
+                }
+                tail.extend_from_slice(&chunk[..n]);
+                let excess = tail.len().saturating_sub(4096);
+                tail.drain(..excess);
+            }
         }
-        (child.wait().await, text)
+        (
+            child.wait().await,
+            String::from_utf8_lossy(&tail).into_owned(),
+        )
     };
     match tokio::time::timeout(hook.timeout, work).await {
         Ok((Ok(status), _)) if status.success() => Ok(format!("{program} exited 0")),
@@ -116,10 +131,26 @@ async fn run(hook: &HookConfig, key: &str, body: &str) -> Result<String, String>
             Err(format!("{program} {status}: {tail}"))
         }
         Ok((Err(e), _)) => Err(format!("{program}: {e}")),
-        // Dropping the child kills it (kill_on_drop).
-        Err(_) => Err(format!(
-            "{program} killed after its timeout of {:?}",
-            hook.timeout
-        )),
+        Err(_) => {
+            if let Some(pgid) = group {
+                kill_group(pgid).await;
+            }
+            // Dropping the child also kills and reaps it (kill_on_drop).
+            Err(format!(
+                "{program} killed after its timeout of {:?}",
+                hook.timeout
+            ))
+        }
     }
+}
+
+/// SIGKILL to process group `pgid` (the hook command's own): what it started goes too.
+async fn kill_group(pgid: u32) {
+    let _ = tokio::process::Command::new("kill")
+        .args(["-s", "KILL", "--", &format!("-{pgid}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await;
 }
