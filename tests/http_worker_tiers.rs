@@ -101,6 +101,25 @@ async fn a_worker_sees_its_tier_in_the_heartbeat_reply_and_an_operator_resets_it
         .map(|e| e["reason"].as_str().unwrap())
         .collect();
     assert_eq!(reasons[..2], ["tier_1", "circuit_reset"], "{events:?}");
+    let newest = s
+        .call_as(
+            Some(READ),
+            Method::GET,
+            "/v1/workers/events?newest=true&limit=1",
+            None,
+        )
+        .await;
+    let newest = newest.body["events"].as_array().unwrap().clone();
+    assert_eq!(newest.len(), 1);
+    assert_eq!(
+        newest[0],
+        events.body["events"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone()
+    );
     let unknown = s
         .call_as(
             Some(ORCHESTRATOR),

@@ -37,6 +37,25 @@ pub struct WorkerEvent {
 }
 
 impl Ledger {
+    /// The newest `count` worker events, oldest first: one `XREVRANGE`.
+    ///
+    /// # Errors
+    /// [`Error::Redis`]; [`Error::Protocol`] for an entry that is not a worker event.
+    pub async fn recent_worker_events(&self, count: usize) -> Result<Vec<WorkerEvent>> {
+        let reply: StreamRangeReply = self
+            .conn
+            .clone()
+            .xrevrange_count(self.keys.worker_events(), "+", "-", count)
+            .await?;
+        let mut events = reply
+            .ids
+            .iter()
+            .map(|e| parse_worker_event(&e.id, &e.map))
+            .collect::<Result<Vec<_>>>()?;
+        events.reverse();
+        Ok(events)
+    }
+
     /// Worker tier changes after `after` (a stream id; `None`: the oldest kept), oldest
     /// first, at most `count`.
     ///

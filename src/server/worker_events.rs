@@ -25,6 +25,8 @@ pub(crate) struct WorkerEventsQuery {
     after: Option<String>,
     /// At most this many (default 100, at most 1000).
     limit: Option<usize>,
+    /// The newest `limit` instead (oldest first); `after` is then ignored.
+    newest: bool,
 }
 
 /// Worker tier changes, action outcomes, circuits opened and reset.
@@ -41,7 +43,11 @@ pub(crate) async fn events(
     axum::extract::Query(q): axum::extract::Query<WorkerEventsQuery>,
 ) -> Result<Json<WorkerEventsOut>, ApiError> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let events = s.ledger.worker_events(q.after.as_deref(), limit).await?;
+    let events = if q.newest {
+        s.ledger.recent_worker_events(limit).await?
+    } else {
+        s.ledger.worker_events(q.after.as_deref(), limit).await?
+    };
     Ok(Json(WorkerEventsOut { events }))
 }
 

@@ -68,6 +68,15 @@ function workersTable(workers) {
   ]), "no worker registered");
 }
 
+// The newest worker remediation events, newest first: tier changes, actions, hooks.
+function workerEventsTable(events) {
+  return table(["At", "Worker", "Tier", "Reason", "Detail"], events.slice().reverse().map((e) => [
+    clock(e.at), e.worker_id ? short(e.worker_id) : "-",
+    e.from_tier === e.to_tier ? String(e.to_tier) : `${e.from_tier} → ${e.to_tier}`,
+    e.reason, short(e.detail, 90),
+  ]), "no worker remediation yet");
+}
+
 function activityView(a) {
   const reasons = Object.keys(a.totals);
   const lag = a.lag;
@@ -90,7 +99,7 @@ function activityView(a) {
 export function overview(root) {
   const parts = {
     watchdog: h("div"), queues: h("div"), actions: h("div"), lag: h("div"),
-    partitions: h("div"), workers: h("div"), error: h("p", { class: "error" }),
+    partitions: h("div"), workers: h("div"), remediation: h("div"), error: h("p", { class: "error" }),
   };
   const live = feed({ limit: 15, toggle: false });
   put(root,
@@ -101,15 +110,18 @@ export function overview(root) {
       panel("Detection lag (timer due → action)", parts.lag)),
     panel("Newest watchdog actions (live)", live.el),
     h("div", { class: "grid" }, panel("Partitions", parts.partitions), panel("Workers", parts.workers)),
+    panel("Worker remediation (newest)", parts.remediation),
   );
   let activityAt = 0;
   const refresh = async () => {
     try {
-      const [w, q, workers] = await Promise.all([api("/v1/watchdog"), api("/v1/queues"), api("/v1/workers")]);
+      const [w, q, workers, remediation] = await Promise.all([api("/v1/watchdog"), api("/v1/queues"),
+        api("/v1/workers"), api("/v1/workers/events?newest=true&limit=10")]);
       put(parts.watchdog, watchdogFacts(w));
       put(parts.queues, queuesTable(q.queues));
       put(parts.partitions, partitionsTable(w));
       put(parts.workers, workersTable(workers.workers));
+      put(parts.remediation, workerEventsTable(remediation.events));
       if (Date.now() - activityAt > 15000) {
         activityAt = Date.now();
         const view = activityView(await api("/v1/watchdog/activity?minutes=30"));
