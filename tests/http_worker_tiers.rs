@@ -66,6 +66,21 @@ async fn a_worker_sees_its_tier_in_the_heartbeat_reply_and_an_operator_resets_it
         .await;
     assert_eq!(events.body["events"][0]["reason"], "tier_1", "{events:?}");
     assert_eq!(events.body["events"][0]["worker_id"], id.as_str());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = s.call_as(Some(READ), Method::GET, "/metrics", None).await;
+        let text = metrics.body.as_str().unwrap_or("").to_owned();
+        if text.contains("unstuck_workers_in_tier{tier=\"1\"} 1")
+            && text.contains("unstuck_worker_remediation_events_total{reason=\"tier_1\"} 1")
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the tier metrics: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let status = s
         .call_as(Some(READ), Method::GET, "/v1/watchdog", None)
         .await;

@@ -24,7 +24,7 @@ use crate::events::Event;
 use crate::ledger::{Ledger, State as ExecState};
 use crate::watchdog::Watchdog;
 
-type Labels = Vec<(&'static str, String)>;
+pub(super) type Labels = Vec<(&'static str, String)>;
 
 fn histogram() -> Histogram {
     // 1 ms to about 33 s.
@@ -45,7 +45,11 @@ pub(crate) struct Metrics {
     capacity: Family<Labels, Gauge>,
     held: Gauge,
     /// Workers per remediation tier (`open`: circuit open), from the registry.
-    tiers: Family<Labels, Gauge>,
+    pub(super) tiers: Family<Labels, Gauge>,
+    /// Worker remediation events by reason (tier changes, actions, hooks), counted from
+    /// the workers' stream at each sample; the stream id counted up to.
+    pub(super) worker_events: Family<Labels, Counter>,
+    pub(super) worker_cursor: std::sync::Mutex<Option<String>>,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     /// Route patterns as `&'static str`, interned once each, so counting a request
@@ -117,6 +121,13 @@ impl Metrics {
             "Registered workers per remediation tier; tier=\"open\": circuit open, unstuck no longer acts on them",
             tiers.clone(),
         );
+        let worker_events = Family::<Labels, Counter>::default();
+        registry.register(
+            "worker_remediation_events",
+            "Worker remediation events by reason: tier_1..3, action_succeeded/failed, \
+             hook_succeeded/failed, circuit_opened, circuit_reset, recovered",
+            worker_events.clone(),
+        );
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "http_requests",
@@ -143,6 +154,8 @@ impl Metrics {
             capacity,
             held,
             tiers,
+            worker_events,
+            worker_cursor: std::sync::Mutex::new(None),
             requests,
             latency,
             routes: Default::default(),
@@ -217,22 +230,7 @@ impl Metrics {
     async fn sample(&self, ledger: &Ledger, replica: Option<&Watchdog>) {
         self.held
             .set(replica.map_or(0, |r| r.held_partitions().len() as i64));
-        if let Ok(workers) = ledger.workers().await {
-            let mut counts = [0i64; 5];
-            for w in &workers {
-                let r = &w.remediation;
-                counts[if r.circuit_open {
-                    4
-                } else {
-                    usize::from(r.tier.min(3))
-                }] += 1;
-            }
-            for (tier, n) in ["0", "1", "2", "3", "open"].iter().zip(counts) {
-                self.tiers
-                    .get_or_create(&vec![("tier", (*tier).to_owned())])
-                    .set(n);
-            }
-        }
+        self.sample_workers(ledger).await;
         let Ok(queues) = ledger.queue_overviews().await else {
             return;
         };

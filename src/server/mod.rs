@@ -25,6 +25,7 @@ mod events;
 mod executions;
 mod extract;
 mod metrics;
+mod metrics_workers;
 mod openapi;
 mod operator;
 mod problem;
