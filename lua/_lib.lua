@@ -27,6 +27,7 @@
 --   sk stuck kind: heartbeat | no_progress
 --   sd stuck verdict's detail
 --   cx cancel requested at (ms)
+--   tm terminate requested at (ms)
 --   err latest failure or cancel reason
 --   sr stop reason
 --   fin finished at (ms)

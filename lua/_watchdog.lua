@@ -33,7 +33,7 @@ end
 local NUMBER_FIELDS = { 'att', 'dla' }
 for _, f in ipairs(TIMING_FIELDS) do NUMBER_FIELDS[#NUMBER_FIELDS + 1] = f end
 local EXEC_FIELDS = { 'st', 'dsp', 'hb', 'prc', 'ss', 'sk', 'cx', 'wk', 'hn', 'q', 'id',
-  'err', 'sd' }
+  'err', 'sd', 'tm' }
 for _, f in ipairs(NUMBER_FIELDS) do EXEC_FIELDS[#EXEC_FIELDS + 1] = f end
 
 -- Loads an execution for judgement; nil when absent, false when a field it needs is
@@ -48,7 +48,7 @@ local function load_exec(K, member)
     e[name] = tonumber(e[name])
     if e[name] == nil then return false end
   end
-  for _, name in ipairs({ 'dsp', 'hb', 'prc', 'ss', 'cx' }) do
+  for _, name in ipairs({ 'dsp', 'hb', 'prc', 'ss', 'cx', 'tm' }) do
     e[name] = tonumber(e[name]) -- nil when unset
   end
   if not e.q or not e.id then return false end

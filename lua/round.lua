@@ -38,7 +38,13 @@
 --       5 history cap, 6-10 the partition's key layout (see _watchdog.lua), 11 absence_ms,
 --       12 share (per mille), 13 min running for the share rule, 14 grace_ms,
 --       15 namespace hold until (ms; 0: none), 16 namespace hold start (ms),
---       17 namespace hold reason
+--       17 namespace hold reason, 18 terminate first (1: a hook on execution.terminate is
+--       configured; a deadline verdict on active work then waits for it, see below)
+-- Terminate first: a deadline verdict on active work only marks it `tm` (terminate
+-- requested) and says so in a `terminate_requested` event, which the hook feed turns into
+-- a terminate hook call; the slot stays held and the other rules leave it alone (its
+-- timers re-checked every minute) until lua/terminated.lua, on the hook's success, writes
+-- timed_out and releases the slot.
 -- Reply: {'lease_lost'} | {'ok', timed_out, stuck, retried, dead, cancelled, fixed,
 --         more (1 when the batch ran out), next_due_in_ms (-1: no timer), holding_ms
 --         (0: no hold), hold_started (0|1), recent verdicts for the namespace count,
@@ -51,6 +57,7 @@ local K = layout_from(ARGV, 6)
 local absence, share, min_running, grace = uint(ARGV[11]), uint(ARGV[12]), uint(ARGV[13]),
   uint(ARGV[14])
 local ns_until, ns_start, ns_reason = uint(ARGV[15]), uint(ARGV[16]), ARGV[17] or ''
+local terminate_first = ARGV[18] == '1'
 if not batch or not maxlen or not hist_cap or not K or not absence or not share
   or not min_running or not grace or not ns_until or not ns_start then
   return { 'bad_arg', 'limits' }
@@ -142,7 +149,9 @@ local function judge(key, rule)
     budget = budget - 1
     local member, score = entries[i], entries[i + 1]
     local e = load_exec(K, member)
-    if e then
+    if e and e.tm and ACTIVE[e.st] then
+      fix(key, member, now + 60000) -- terminating: only the terminate hook moves it
+    elseif e then
       rule(e, member, score)
     else
       -- No hash (an index entry without its execution) or a damaged one that cannot be
@@ -165,8 +174,16 @@ end
 judge(timers.deadline, function(e, member, score)
   if TERMINAL[e.st] or e.dla == 0 then return fix(timers.deadline, member, nil) end
   if e.dla > now then return fix(timers.deadline, member, e.dla) end
-  finish(K, e, timers, now, 'timed_out', 'deadline_exceeded', 'deadline_exceeded',
-    string.format('deadline of %dms exceeded in state %s on attempt %d', e.dl, e.st, e.att),
+  local detail = string.format('deadline of %dms exceeded in state %s on attempt %d', e.dl,
+    e.st, e.att)
+  if terminate_first and ACTIVE[e.st] then
+    redis.call('HSET', e.key, 'tm', now)
+    redis.call('ZADD', timers.deadline, now + 60000, member)
+    emit(ctx.events, maxlen, e.q, e.id, e.att, e.st, e.st, 'terminate_requested',
+      detail .. '; the slot is released once the terminate hook reports success', score)
+    return
+  end
+  finish(K, e, timers, now, 'timed_out', 'deadline_exceeded', 'deadline_exceeded', detail,
     score, ctx)
   count('timed_out')
 end)

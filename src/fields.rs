@@ -62,6 +62,8 @@ glossary! {
     STUCK_DETAIL = "sd", "stuck verdict's detail";
     /// Cancellation requested at, Redis ms.
     CANCEL_REQUESTED = "cx", "cancel requested at (ms)";
+    /// A deadline verdict waits for the terminate hook (`lua/round.lua`), Redis ms.
+    TERMINATING = "tm", "terminate requested at (ms)";
     /// The latest failure message or cancellation reason.
     ERROR = "err", "latest failure or cancel reason";
     /// The stop reason, once terminal.

@@ -23,6 +23,15 @@
 //! | `{<namespace>:watchdogs}:systemic` | hash | namespace-wide stale counts and hold   |
 //! | `{<namespace>:workers}:w:<worker>` | hash | one registered worker process          |
 //! | `{<namespace>:workers}:index`      | zset | worker ids by last heartbeat instant   |
+//! | `{<namespace>:workers}:lease`      | hash | the lease fencing worker tier changes  |
+//! | `{<namespace>:workers}:epoch`      | string | INCR counter of that lease's epochs  |
+//! | `{<namespace>:workers}:events`     | stream | capped log of worker tier changes    |
+//! | `{<namespace>:workers}:hooks:c:<key>` | hash | one hook call, by idempotency key   |
+//! | `{<namespace>:workers}:hooks:pending` | list | call keys waiting for delivery      |
+//! | `{<namespace>:workers}:hooks:running` | zset | claimed call keys, by claim expiry  |
+//! | `{<namespace>:workers}:hooks:settled` | zset | settled call keys, by settling time |
+//! | `{<namespace>:workers}:hooks:cursor`  | hash | how far each event stream was read  |
+//! | `{<namespace>:workers}:hooks:term:<p>` | zset | terminate outcomes for partition p  |
 //!
 //! Scripts receive these keys in `KEYS`. Keys a script can only know once it reads an index
 //! (an execution popped from a queue, the queues of due timers) it derives from a prefix
@@ -274,6 +283,49 @@ impl Keyspace {
 
     pub fn worker_index(&self) -> String {
         format!("{}:index", self.workers_tag())
+    }
+
+    /// The lease whose holder judges workers (tiers live in the workers' hash tag, so
+    /// their writes are fenced by a lease of that tag, not by a partition's).
+    pub fn workers_lease(&self) -> String {
+        format!("{}:lease", self.workers_tag())
+    }
+
+    pub fn workers_epoch(&self) -> String {
+        format!("{}:epoch", self.workers_tag())
+    }
+
+    /// Prefix that, followed by an idempotency key, names a hook call hash.
+    pub fn hook_call_prefix(&self) -> String {
+        format!("{}:hooks:c:", self.workers_tag())
+    }
+
+    pub fn hooks_pending(&self) -> String {
+        format!("{}:hooks:pending", self.workers_tag())
+    }
+
+    pub fn hooks_running(&self) -> String {
+        format!("{}:hooks:running", self.workers_tag())
+    }
+
+    pub fn hooks_settled(&self) -> String {
+        format!("{}:hooks:settled", self.workers_tag())
+    }
+
+    /// Prefix that, followed by a partition number, names the zset of that partition's
+    /// terminate hook outcomes.
+    pub fn hooks_terminated_prefix(&self) -> String {
+        format!("{}:hooks:term:", self.workers_tag())
+    }
+
+    /// Partition → the last event stream id whose hook calls were enqueued.
+    pub fn hooks_cursor(&self) -> String {
+        format!("{}:hooks:cursor", self.workers_tag())
+    }
+
+    /// Worker tier changes, circuit openings and resets, and their actions' outcomes.
+    pub fn worker_events(&self) -> String {
+        format!("{}:events", self.workers_tag())
     }
 }
 

@@ -24,7 +24,9 @@
 //! - [`runner`]: a worker-side loop for Rust workers that heartbeats on its own thread.
 //! - `supervise` (feature `supervise`, Unix): `unstuck exec`, any command as a worker,
 //!   one process group per execution.
-//! - [`watchdog`]: partition leases, timer rounds, worker reconciliation, systemic hold.
+//! - [`watchdog`]: partition leases, timer rounds, worker reconciliation, systemic hold,
+//!   worker remediation tiers with their circuit breaker.
+//! - [`hooks`]: remediation hooks (commands, signed webhooks) and their durable outbox.
 //! - [`settings`]: the daemon's TOML file plus `UNSTUCK_*` environment overrides.
 //! - [`events`]: reading and following the partition event streams.
 //! - [`config`]: configuration with defaults; [`error`]: what can go wrong.
@@ -39,6 +41,7 @@ mod conn;
 pub mod error;
 pub mod events;
 mod fields;
+pub mod hooks;
 mod keys;
 pub mod ledger;
 pub mod names;
@@ -65,7 +68,8 @@ pub use ledger::{
     AttemptToken, CancelOutcome, Claim, ClaimBatch, CompleteOutcome, EnqueueOptions, Enqueued,
     Execution, FailOutcome, Filter, Heartbeat, HeartbeatReply, Ledger, MAX_CLAIM_BATCH,
     MAX_ENQUEUE_BATCH, Page, QueueOverview, QueueSettings, State, StopMetadata, StopReason,
-    Transition, WorkerInfo, WorkerRegistration,
+    Transition, WorkerBeat, WorkerEvent, WorkerInfo, WorkerRegistration, WorkerRemediation,
+    WorkerRequest, WorkerReset,
 };
 pub use retention::Retention;
 pub use runner::{Job, JobError, RunReport, Runner, RunnerConfig, StopSignal};

@@ -171,6 +171,15 @@ scripts! {
     ORPHAN = "orphan" on ["_lib", "_watchdog"];
     PRUNE = "prune" on ["_lib", "_watchdog"];
     PIN = "pin" on ["_lib"];
+    TERMINATED = "terminated" on ["_lib", "_watchdog"];
+    WORKER_ESCALATE = "worker_escalate" on ["_lib", "_watchdog", "_tiers", "_outbox"];
+    HOOK_ENQUEUE = "hook_enqueue" on ["_lib", "_outbox"];
+    HOOK_CLAIM = "hook_claim" on ["_lib", "_outbox"];
+    HOOK_COMPLETE = "hook_complete" on ["_lib", "_watchdog", "_tiers", "_outbox"];
+    WORKER_OUTCOME = "worker_outcome" on ["_lib", "_watchdog", "_tiers"];
+    WORKER_RECOVER = "worker_recover" on ["_lib", "_watchdog", "_tiers"];
+    WORKER_RESET = "worker_reset" on ["_lib", "_watchdog", "_tiers"];
+    WORKER_REQUEST = "worker_request" on ["_lib", "_watchdog", "_tiers"];
 }
 
 /// A script's flat reply: a status word followed by values, read as strings.

@@ -196,4 +196,54 @@ mod tests {
         assert!(Settings::load_from(Some(&dir.join("missing.toml")), env(&[])).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn tiers_and_hooks_are_read_and_checked() {
+        let dir = std::env::temp_dir().join(format!("unstuck-hooks-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("unstuck.toml");
+        let file = |hooks: &str| {
+            format!(
+                "[watchdog]\nexpected_worker_version = \"2.0\"\n[watchdog.tiers]\nenabled = true\n\
+                 cooldown_kill = \"2m\"\n[watchdog.tiers.expected_versions]\nagents = \"2.1\"\n{hooks}"
+            )
+        };
+        let hooks = "[[watchdog.hooks]]\nname = \"page\"\non = [\"execution.dead\"]\n\
+                     url = \"https://example.com/h\"\nsecret = \"s\"\n\
+                     [[watchdog.hooks]]\nname = \"stop\"\non = [\"worker.tier_2\"]\n\
+                     command = [\"./stop.sh\"]\ntimeout = \"3s\"\nretries = 0\n";
+        std::fs::write(&path, file(hooks)).unwrap();
+        let s = Settings::load_from(Some(&path), env(&[])).unwrap();
+        let w = &s.watchdog;
+        assert_eq!(w.expected_worker_version.as_deref(), Some("2.0"));
+        assert!(w.tiers.enabled);
+        assert_eq!(w.tiers.cooldown_kill, std::time::Duration::from_secs(120));
+        assert_eq!(w.tiers.expected_versions["agents"], "2.1");
+        assert_eq!(w.hooks.len(), 2);
+        assert_eq!(w.hooks[0].retries, 3, "the default");
+        assert_eq!(w.hooks[1].timeout, std::time::Duration::from_secs(3));
+        assert_eq!(w.hooks[1].command, ["./stop.sh"]);
+        for (bad, key) in [
+            (
+                "[[watchdog.hooks]]\nname = \"x\"\non = [\"execution.lost\"]\ncommand = [\"a\"]\n",
+                "watchdog.hooks[0].on",
+            ),
+            (
+                "[[watchdog.hooks]]\nname = \"x\"\non = [\"execution.dead\"]\n",
+                "watchdog.hooks[0].command",
+            ),
+            (
+                "[[watchdog.hooks]]\nname = \"x\"\non = [\"execution.dead\"]\ncommand = [\"a\"]\n\
+              [[watchdog.hooks]]\nname = \"x\"\non = [\"execution.dead\"]\ncommand = [\"b\"]\n",
+                "watchdog.hooks[1].name",
+            ),
+        ] {
+            std::fs::write(&path, file(bad)).unwrap();
+            let err = Settings::load_from(Some(&path), env(&[]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -328,7 +328,11 @@ async fn workers_lists_the_registered_worker_and_what_it_holds() {
             "wq"
         ]
     );
-    assert_eq!(row[row.len() - 2..], ["1", "1"], "held, reported: {row:?}");
+    assert_eq!(
+        row[row.len() - 3..],
+        ["1", "1", "-"],
+        "held, reported, tier: {row:?}"
+    );
 }
 
 #[tokio::test]

@@ -108,6 +108,32 @@ fn short_fault_demo_is_all_correct() {
     assert_eq!(killed.len(), 1, "{table}");
     assert_eq!(killed[0]["replica_id"], kill["replica_id"]);
     assert_eq!(report["worker_death"]["held"], gone["injected"], "{table}");
+    let supervision = report["supervision"].as_array().expect("supervision rows");
+    let cases: Vec<&str> = supervision
+        .iter()
+        .map(|r| r["case"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        cases,
+        [
+            "exec: command goes silent",
+            "worker on an outdated version",
+            "wedged worker"
+        ],
+        "{table}"
+    );
+    assert!(supervision.iter().all(|r| r["correct"] == true), "{table}");
+    assert_eq!(supervision[1]["tiers"], serde_json::json!([1]), "{table}");
+    assert_eq!(
+        supervision[2]["tiers"],
+        serde_json::json!([1, 2, 3, 3]),
+        "{table}"
+    );
+    assert_eq!(
+        supervision[2]["hooks"],
+        serde_json::json!({"page": 1, "restart": 2, "terminate": 1}),
+        "{table}"
+    );
     assert_eq!(report["all_correct"], true, "{table}");
     assert_eq!(
         report["problems"].as_array().map(Vec::len),

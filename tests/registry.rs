@@ -54,6 +54,7 @@ async fn register_heartbeat_list_and_deregister() {
             last_seen_at: registered_at,
             running: Vec::new(),
             heartbeat_interval: Some(std::time::Duration::from_secs(5)),
+            remediation: WorkerRemediation::default(),
         }
     );
 

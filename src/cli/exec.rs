@@ -28,6 +28,10 @@ pub(crate) struct ExecArgs {
     /// and SIGKILL to its process group.
     #[arg(long, default_value = "10s")]
     stop_grace: String,
+    /// How often the worker registry hears from the supervisor (its reply may ask it to
+    /// restart or drain: see the README's "Worker tiers").
+    #[arg(long, default_value = "5s")]
+    worker_heartbeat_interval: String,
     /// Where the records of running commands are kept for a restart
     /// (default $XDG_STATE_HOME/unstuck/exec or ~/.local/state/unstuck/exec).
     #[arg(long)]
@@ -76,6 +80,10 @@ pub(crate) async fn exec(args: ExecArgs) -> anyhow::Result<()> {
             .map(|d| duration("--no-output-timeout", &d))
             .transpose()?,
         stop_grace: duration("--stop-grace", &args.stop_grace)?,
+        worker_heartbeat_interval: duration(
+            "--worker-heartbeat-interval",
+            &args.worker_heartbeat_interval,
+        )?,
         state_dir,
         output: Some(output),
         ..ExecConfig::new(queue, args.command)
@@ -90,7 +98,11 @@ pub(crate) async fn exec(args: ExecArgs) -> anyhow::Result<()> {
         eprintln!("unstuck: stopping: no more claims; running commands get SIGTERM");
         signal.cancel();
     });
-    supervisor.run(shutdown).await?;
+    let report = supervisor.run(shutdown).await?;
+    if report.stopped_by == Some(unstuck::WorkerRequest::Restart) {
+        // EX_TEMPFAIL: a process manager starts a fresh one (of the expected version).
+        std::process::exit(75);
+    }
     Ok(())
 }
 

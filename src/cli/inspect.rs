@@ -349,6 +349,7 @@ pub(crate) async fn workers(ledger: &Ledger, json: bool) -> anyhow::Result<()> {
                 ago(Some(w.last_seen_at), now),
                 held.get(&w.worker_id).map_or(0, Vec::len).to_string(),
                 w.running.len().to_string(),
+                super::remediation::tier_cell(&w.remediation),
             ]
         })
         .collect();
@@ -363,7 +364,8 @@ pub(crate) async fn workers(ledger: &Ledger, json: bool) -> anyhow::Result<()> {
                 "QUEUES",
                 "LAST BEAT",
                 "HELD",
-                "REPORTED"
+                "REPORTED",
+                "TIER"
             ],
             &rows
         )
@@ -478,6 +480,17 @@ pub(crate) async fn status(ledger: &Ledger, json: bool) -> anyhow::Result<bool> 
     );
     if let Some(h) = &status.namespace_hold {
         out!("namespace hold: until {} — {}", h.until, h.reason);
+    }
+    // Worker circuits are an alert about workers, not about the watchdog's health: shown,
+    // but they do not make the verdict degraded (a health check of the watchdog must not
+    // fail because one worker somewhere is wedged).
+    if status.workers_in_tier > 0 || !status.open_circuits.is_empty() {
+        out!(
+            "workers in a remediation tier: {} · circuits open (unstuck no longer acts on \
+             them; unstuck workers --reset W): {:?}",
+            status.workers_in_tier,
+            status.open_circuits
+        );
     }
     for p in status.partitions.iter().filter(|p| p.hold_until.is_some()) {
         out!(

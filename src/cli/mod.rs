@@ -6,6 +6,7 @@
 //! - `steer.rs`: `enqueue`, `cancel`, `retry`; `table.rs`: tables for people;
 //! - `serve.rs`: `unstuck serve`; `exec.rs`: `unstuck exec`;
 //! - `demo/`: the fault-injection demo behind `unstuck demo`;
+//! - `remediation.rs`: the tier column of `workers`, and `workers --reset`;
 //! - `redis`: a throwaway `redis-server` for the demos when no `--redis` is given;
 //! - `walkthrough`: `examples/walkthrough.rs`, included as a module.
 
@@ -23,6 +24,7 @@ mod demo;
 mod exec;
 mod inspect;
 mod redis;
+mod remediation;
 mod serve;
 mod steer;
 mod table;
@@ -166,8 +168,22 @@ enum Command {
         #[arg(long, default_value_t = 20, value_parser = page_limit)]
         limit: usize,
     },
-    /// Registered workers: host, pid, version, queues, last beat, executions held.
+    /// Registered workers: host, pid, version, queues, last beat, executions held, and
+    /// the remediation tier (`open`: the circuit is open, unstuck no longer acts on it).
     Workers {
+        /// Reset this worker's remediation (tier, failure count, open circuit) instead.
+        #[arg(long, value_name = "WORKER")]
+        reset: Option<String>,
+        /// Ask this worker, in its next heartbeat reply, to finish what it runs and stop.
+        #[arg(long, value_name = "WORKER", conflicts_with = "reset")]
+        drain: Option<String>,
+        /// Print the worker remediation events instead (tier changes, action and hook
+        /// outcomes, circuits opened and reset), oldest first.
+        #[arg(long, conflicts_with = "reset")]
+        events: bool,
+        /// With --events: keep printing them as they come, until Ctrl-C.
+        #[arg(long, requires = "events")]
+        follow: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -312,7 +328,23 @@ pub(crate) async fn run() -> anyhow::Result<()> {
             let ledger = connect(&common).await?;
             inspect::events(&ledger, queue.as_deref(), follow, limit, common.json).await
         }
-        Command::Workers { common } => {
+        Command::Workers {
+            reset: Some(worker),
+            common,
+            ..
+        } => remediation::reset(&connect(&common).await?, &worker, common.json).await,
+        Command::Workers {
+            drain: Some(worker),
+            common,
+            ..
+        } => remediation::drain(&connect(&common).await?, &worker).await,
+        Command::Workers {
+            events: true,
+            follow,
+            common,
+            ..
+        } => remediation::events(&connect(&common).await?, follow, common.json).await,
+        Command::Workers { common, .. } => {
             inspect::workers(&connect(&common).await?, common.json).await
         }
         Command::Status { common } => {

@@ -20,6 +20,8 @@
 //! | [`Ledger::pin`], `unpin` | `pin.rs` | `lua/pin.lua` |
 //! | [`Ledger::set_queue`], `queue_settings`, `queues`, counts | `queue.rs` | `lua/set_queue.lua` |
 //! | the worker registry | `workers.rs` | `lua/worker_*.lua` |
+//! | worker tiers as workers and operators see them | `tiers.rs` | `lua/worker_heartbeat.lua`, `worker_reset.lua`, `worker_request.lua`, `worker_outcome.lua` |
+//! | the workers' event stream | `worker_events.rs` | reads only |
 //!
 //! Shared: `attempt.rs` (the replies of a token that is not current, the attempt scripts'
 //! keys), `token.rs` (the attempt token), `execution.rs` (what an execution is, read from
@@ -42,8 +44,10 @@ mod options;
 mod pin;
 mod queue;
 mod retry;
+mod tiers;
 mod token;
 mod wait;
+mod worker_events;
 mod workers;
 
 use std::sync::Arc;
@@ -59,8 +63,11 @@ pub use heartbeat::{Heartbeat, HeartbeatReply};
 pub use inspect::{MAX_PAGE, Page};
 pub use options::{EnqueueOptions, QueueSettings};
 pub use queue::QueueOverview;
+pub use tiers::{WorkerBeat, WorkerRemediation, WorkerRequest, WorkerReset};
 pub use token::AttemptToken;
 pub use wait::MAX_CLAIM_WAIT;
+pub use worker_events::{WorkerEvent, WorkerEventFollower};
+pub(crate) use workers::this_host;
 pub use workers::{MISSED_WORKER_BEATS, WorkerInfo, WorkerRegistration};
 
 pub(crate) use execution::ms_to_time;

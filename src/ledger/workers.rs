@@ -7,11 +7,11 @@ use chrono::{DateTime, Utc};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
+use super::tiers::WorkerRemediation;
 use super::{Ledger, ms_to_time};
 use crate::error::{Error, Result};
-use crate::keys::Keyspace;
 use crate::names;
-use crate::scripts::{Reply, WORKER_DEREGISTER, WORKER_HEARTBEAT, WORKER_PRUNE, WORKER_REGISTER};
+use crate::scripts::{Reply, WORKER_DEREGISTER, WORKER_PRUNE, WORKER_REGISTER};
 
 /// How a worker process introduces itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,18 +35,23 @@ pub struct WorkerRegistration {
     pub heartbeat_interval: Option<Duration>,
 }
 
+/// The name of the host this process runs on, as workers register it.
+pub(crate) fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into())
+}
+
 /// Registry heartbeats a worker may miss before the watchdog judges it gone.
 pub const MISSED_WORKER_BEATS: u32 = 3;
 
 impl WorkerRegistration {
     /// A registration for the current process with a fresh id `<host>-<pid>-<uuidv7>`.
     pub fn for_this_process(version: impl Into<String>, queues: Vec<String>) -> Self {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .ok()
-            .or_else(|| std::env::var("HOSTNAME").ok())
-            .map(|h| h.trim().to_owned())
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "host".into());
+        let host = this_host();
         let safe_host: String = host
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
@@ -92,6 +97,9 @@ pub struct WorkerInfo {
     /// The registry heartbeat interval it declared, if any.
     #[serde(default, with = "humantime_serde")]
     pub heartbeat_interval: Option<Duration>,
+    /// Its remediation tier and circuit (see the README's "Worker tiers").
+    #[serde(default)]
+    pub remediation: WorkerRemediation,
 }
 
 impl WorkerInfo {
@@ -149,7 +157,8 @@ impl Ledger {
     }
 
     /// A worker reports it is alive and which executions (`(queue, id)`) it runs. One
-    /// round trip.
+    /// round trip. [`worker_beat`](Self::worker_beat) also returns what the watchdog asks
+    /// of the worker (restart, drain): workers should use that.
     ///
     /// # Errors
     /// [`Error::UnknownWorker`] when the worker is not registered (it was deregistered, or
@@ -159,25 +168,9 @@ impl Ledger {
         worker_id: &str,
         running: &[(String, String)],
     ) -> Result<DateTime<Utc>> {
-        names::validate_worker_id(worker_id)?;
-        let members: Vec<String> = running
-            .iter()
-            .map(|(q, id)| Keyspace::member(q, id))
-            .collect();
-        let list = serde_json::to_string(&members).map_err(|e| Error::NotJson {
-            what: "running list",
-            reason: e.to_string(),
-        })?;
-        self.check_size("running list", list.len())?;
-        let reply = WORKER_HEARTBEAT
-            .key(self.keys.worker(worker_id))
-            .key(self.keys.worker_index())
-            .arg(worker_id)
-            .arg(list)
-            .run(&mut self.conn.clone())
-            .await?;
-        known_worker(&reply, worker_id)?;
-        reply.time(1)
+        self.worker_beat(worker_id, running)
+            .await
+            .map(|beat| beat.last_seen_at)
     }
 
     /// Removes a worker from the registry (graceful shutdown).
@@ -334,5 +327,6 @@ fn parse_worker(f: &HashMap<String, String>) -> Result<WorkerInfo> {
             Some(Ok(ms)) => Some(Duration::from_millis(ms)),
             Some(Err(_)) => return Err(bad("ivl is not a number".into())),
         },
+        remediation: WorkerRemediation::from_fields(f)?,
     })
 }

@@ -33,7 +33,7 @@ use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
-use crate::ledger::{ClaimBatch, Ledger, WorkerRegistration};
+use crate::ledger::{ClaimBatch, Ledger, WorkerRegistration, WorkerRequest};
 use job::AttemptState;
 use pump::Pump;
 use supervise::{Outcome, supervise};
@@ -61,6 +61,10 @@ pub struct RunReport {
     pub lost: u64,
     /// The outcome could not be recorded (Redis unreachable); the watchdog takes over.
     pub unreported: u64,
+    /// Set when the runner stopped because the watchdog asked it to (tier 1): after
+    /// `restart` its jobs were stopped and handed back, after `drain` they finished first.
+    /// Either way it deregistered: exit, and let the process manager start a fresh one.
+    pub stopped_by: Option<WorkerRequest>,
 }
 
 impl RunReport {
@@ -160,7 +164,7 @@ impl Runner {
         let mut report = RunReport::default();
         let mut tasks = JoinSet::new();
         let mut refused = None;
-        while !shutdown.is_cancelled() {
+        while !shutdown.is_cancelled() && !identity.asked().is_cancelled() {
             let free = self.config.concurrency - tasks.len();
             // `None`: every slot is busy; wait for a job to finish.
             let mut idle = None;
@@ -192,11 +196,23 @@ impl Runner {
             }
             tokio::select! {
                 _ = shutdown.cancelled() => {}
+                _ = identity.asked().cancelled() => {}
                 Some(joined) = tasks.join_next() => report.count(joined),
                 _ = sleep_or_never(idle) => {}
             }
             while let Some(joined) = tasks.try_join_next() {
                 report.count(joined);
+            }
+        }
+        report.stopped_by = identity.request();
+        if report.stopped_by == Some(WorkerRequest::Drain) {
+            // Finish what runs (unless shut down meanwhile), then stop as usual.
+            tracing::info!(worker = %identity.worker_id(), running = tasks.len(), "draining");
+            while !tasks.is_empty() {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    Some(joined) = tasks.join_next() => report.count(joined),
+                }
             }
         }
         self.stop(&identity, &in_flight, pump, tasks, &mut report)

@@ -233,11 +233,12 @@ async fn beat_worker(
             _ = tokio::time::sleep(interval) => {}
         }
         let worker_id = worker.worker_id();
-        match ledger
-            .worker_heartbeat(&worker_id, &in_flight.running())
-            .await
-        {
-            Ok(_) => {}
+        match ledger.worker_beat(&worker_id, &in_flight.running()).await {
+            Ok(beat) => {
+                if let Some(request) = beat.request {
+                    worker.ask(request);
+                }
+            }
             Err(Error::UnknownWorker { .. }) => {
                 let fresh = worker.renewal();
                 match ledger.register_worker(&fresh).await {

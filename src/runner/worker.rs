@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::job::AttemptState;
-use crate::ledger::WorkerRegistration;
+use tokio_util::sync::CancellationToken;
+
+use crate::ledger::{WorkerRegistration, WorkerRequest};
 use crate::names::MAX_NAME_LEN;
 
 /// The runner's registration; the pump renews it under a fresh id when the registry
@@ -14,6 +16,10 @@ pub(crate) struct Identity {
     registration: WorkerRegistration,
     current: Mutex<String>,
     renewals: AtomicU32,
+    /// What the watchdog asked in a registry heartbeat reply (the first request wins).
+    request: Mutex<Option<WorkerRequest>>,
+    /// Fires once a request came.
+    asked: CancellationToken,
 }
 
 impl Identity {
@@ -22,7 +28,29 @@ impl Identity {
             current: Mutex::new(registration.worker_id.clone()),
             registration,
             renewals: AtomicU32::new(0),
+            request: Mutex::new(None),
+            asked: CancellationToken::new(),
         }
+    }
+
+    /// Records what a registry heartbeat reply asked; the first request wins.
+    pub(crate) fn ask(&self, request: WorkerRequest) {
+        let mut current = self.request.lock().unwrap_or_else(PoisonError::into_inner);
+        if current.is_none() {
+            tracing::warn!(worker = %self.worker_id(), %request, "the watchdog asks this worker to {request}");
+            *current = Some(request);
+            self.asked.cancel();
+        }
+    }
+
+    /// What the watchdog asked, if anything.
+    pub(crate) fn request(&self) -> Option<WorkerRequest> {
+        *self.request.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Fires once the watchdog asked something.
+    pub(crate) fn asked(&self) -> &CancellationToken {
+        &self.asked
     }
 
     fn current(&self) -> MutexGuard<'_, String> {

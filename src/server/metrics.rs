@@ -24,7 +24,7 @@ use crate::events::Event;
 use crate::ledger::{Ledger, State as ExecState};
 use crate::watchdog::Watchdog;
 
-type Labels = Vec<(&'static str, String)>;
+pub(super) type Labels = Vec<(&'static str, String)>;
 
 fn histogram() -> Histogram {
     // 1 ms to about 33 s.
@@ -44,6 +44,12 @@ pub(crate) struct Metrics {
     slots: Family<Labels, Gauge>,
     capacity: Family<Labels, Gauge>,
     held: Gauge,
+    /// Workers per remediation tier (`open`: circuit open), from the registry.
+    pub(super) tiers: Family<Labels, Gauge>,
+    /// Worker remediation events by reason (tier changes, actions, hooks), counted from
+    /// the workers' stream at each sample; the stream id counted up to.
+    pub(super) worker_events: Family<Labels, Counter>,
+    pub(super) worker_cursor: std::sync::Mutex<Option<String>>,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     /// Route patterns as `&'static str`, interned once each, so counting a request
@@ -109,6 +115,19 @@ impl Metrics {
             "Partitions whose watchdog lease this process holds",
             held.clone(),
         );
+        let tiers = Family::<Labels, Gauge>::default();
+        registry.register(
+            "workers_in_tier",
+            "Registered workers per remediation tier; tier=\"open\": circuit open, unstuck no longer acts on them",
+            tiers.clone(),
+        );
+        let worker_events = Family::<Labels, Counter>::default();
+        registry.register(
+            "worker_remediation_events",
+            "Worker remediation events by reason: tier_1..3, action_succeeded/failed, \
+             hook_succeeded/failed, circuit_opened, circuit_reset, recovered",
+            worker_events.clone(),
+        );
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "http_requests",
@@ -134,6 +153,9 @@ impl Metrics {
             slots,
             capacity,
             held,
+            tiers,
+            worker_events,
+            worker_cursor: std::sync::Mutex::new(None),
             requests,
             latency,
             routes: Default::default(),
@@ -208,6 +230,7 @@ impl Metrics {
     async fn sample(&self, ledger: &Ledger, replica: Option<&Watchdog>) {
         self.held
             .set(replica.map_or(0, |r| r.held_partitions().len() as i64));
+        self.sample_workers(ledger).await;
         let Ok(queues) = ledger.queue_overviews().await else {
             return;
         };

@@ -8,7 +8,8 @@
 //! # Layout
 //! - `routes.rs`: every route with the scope it needs, and the request limits;
 //! - `queues.rs`, `executions.rs`, `attempts.rs` (claims and attempt calls), `workers.rs`,
-//!   `events.rs` (SSE), `status.rs` (watchdog, health, metrics, OpenAPI): the handlers;
+//!   `events.rs` (SSE), `worker_events.rs` (worker remediation events, listed and SSE),
+//!   `status.rs` (watchdog, health, metrics, OpenAPI): the handlers;
 //! - `operator.rs`: executions across queues, retry, recent events, watchdog activity;
 //! - `ui.rs` and `ui/`: the dashboard at `/ui/`, its files embedded in the binary;
 //! - `wire.rs`: the JSON types (durations in milliseconds), converted from the library's;
@@ -24,6 +25,7 @@ mod events;
 mod executions;
 mod extract;
 mod metrics;
+mod metrics_workers;
 mod openapi;
 mod operator;
 mod problem;
@@ -35,6 +37,7 @@ mod ui;
 // docs/http-api.md and in /openapi.json).
 #[allow(missing_docs)]
 pub mod wire;
+mod worker_events;
 mod workers;
 
 use std::net::SocketAddr;

@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{attempts, auth, events, executions, operator, queues, status, workers};
+use super::{attempts, auth, events, executions, operator, queues, status, worker_events, workers};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,6 +24,7 @@ use super::{attempts, auth, events, executions, operator, queues, status, worker
         attempts::claim, attempts::heartbeat, attempts::complete, attempts::fail,
         attempts::cancel_ack,
         workers::register, workers::list, workers::heartbeat, workers::deregister,
+        workers::reset, worker_events::events, worker_events::live, workers::request,
         events::stream, operator::recent,
         status::watchdog, operator::activity, auth::session, status::healthz, status::readyz, status::metrics,
     ),

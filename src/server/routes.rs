@@ -13,7 +13,8 @@ use tower::ServiceBuilder;
 use super::auth::{Scope, require};
 use super::problem::ApiError;
 use super::{
-    AppState, attempts, auth, events, executions, metrics, operator, queues, status, ui, workers,
+    AppState, attempts, auth, events, executions, metrics, operator, queues, status, ui,
+    worker_events, workers,
 };
 
 /// The router of `unstuck serve`.
@@ -100,6 +101,22 @@ pub(crate) fn router(state: AppState) -> Router {
         .route(
             "/v1/workers/{worker}",
             needs(Worker, delete(workers::deregister)),
+        )
+        .route(
+            "/v1/workers/{worker}/reset",
+            needs(Orchestrator, post(workers::reset)),
+        )
+        .route(
+            "/v1/workers/{worker}/request",
+            needs(Orchestrator, post(workers::request)),
+        )
+        .route(
+            "/v1/workers/events",
+            needs(Read, get(worker_events::events)),
+        )
+        .route(
+            "/v1/workers/events/live",
+            needs(Read, get(worker_events::live)),
         )
         // Watching.
         .route("/v1/events", needs(Read, get(events::stream)))

@@ -12,7 +12,7 @@ use super::AppState;
 use super::extract::{Body, MaybeBody};
 use super::problem::ApiError;
 use super::wire::{DurationIn, RunningOut, WorkerOut};
-use crate::ledger::WorkerRegistration;
+use crate::ledger::{WorkerRegistration, WorkerRequest, WorkerReset};
 
 /// `POST /v1/workers`.
 #[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
@@ -94,6 +94,11 @@ pub(crate) struct WorkerBeatIn {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct WorkerBeatOut {
     pub(crate) last_seen_at: DateTime<Utc>,
+    /// What the watchdog asks of the worker (tier 1): `restart` — stop claiming, hand
+    /// back what it runs (fail retryably), deregister, exit; `drain` — the same after
+    /// finishing what it runs. Absent: carry on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) request: Option<WorkerRequest>,
 }
 
 /// The worker is alive and runs these executions.
@@ -107,8 +112,11 @@ pub(crate) async fn heartbeat(
     MaybeBody(b): MaybeBody<WorkerBeatIn>,
 ) -> Result<Json<WorkerBeatOut>, ApiError> {
     let running: Vec<(String, String)> = b.running.into_iter().map(|r| (r.queue, r.id)).collect();
-    let last_seen_at = s.ledger.worker_heartbeat(&worker, &running).await?;
-    Ok(Json(WorkerBeatOut { last_seen_at }))
+    let beat = s.ledger.worker_beat(&worker, &running).await?;
+    Ok(Json(WorkerBeatOut {
+        last_seen_at: beat.last_seen_at,
+        request: beat.request,
+    }))
 }
 
 /// Removes a worker from the registry (graceful shutdown).
@@ -141,4 +149,54 @@ pub(crate) async fn list(State(s): State<AppState>) -> Result<Json<WorkersOut>, 
             .map(|w| WorkerOut::from(w).with_held(&holders))
             .collect(),
     }))
+}
+
+/// `POST /v1/workers/{worker}/reset`.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct ResetIn {
+    /// Why, for the `circuit_reset` event.
+    reason: Option<String>,
+}
+
+/// Resets a worker's remediation (tier, failed tier-3 count, open circuit): the watchdog
+/// judges it afresh from tier 0.
+#[utoipa::path(post, path = "/v1/workers/{worker}/reset", tag = "workers",
+    request_body = ResetIn, responses((status = 200, body = WorkerReset),
+        (status = 404, description = "unknown-worker")),
+    security(("bearer" = ["orchestrator"])))]
+pub(crate) async fn reset(
+    State(s): State<AppState>,
+    Path(worker): Path<String>,
+    MaybeBody(b): MaybeBody<ResetIn>,
+) -> Result<Json<WorkerReset>, ApiError> {
+    let why = b.reason.unwrap_or_else(|| "reset over HTTP".into());
+    Ok(Json(s.ledger.reset_worker(&worker, &why).await?))
+}
+
+/// `POST /v1/workers/{worker}/request`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RequestIn {
+    /// `restart` or `drain`.
+    request: WorkerRequest,
+    /// Why, for the event.
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Asks a worker, in its next heartbeat reply, to restart or drain (a deploy, a
+/// maintenance).
+#[utoipa::path(post, path = "/v1/workers/{worker}/request", tag = "workers",
+    request_body = RequestIn, responses((status = 204),
+        (status = 404, description = "unknown-worker")),
+    security(("bearer" = ["orchestrator"])))]
+pub(crate) async fn request(
+    State(s): State<AppState>,
+    Path(worker): Path<String>,
+    Body(b): Body<RequestIn>,
+) -> Result<StatusCode, ApiError> {
+    let why = b.reason.unwrap_or_else(|| "asked over HTTP".into());
+    s.ledger.request_worker(&worker, b.request, &why).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -17,6 +17,9 @@
 //!   SIGTERM to the command's process group and SIGKILL after
 //!   [`ExecConfig::stop_grace`]; nothing of the group survives. A cancellation is then
 //!   acknowledged; a shutdown fails the attempt retryably ("supervisor stopped").
+//! - **Asked to restart or drain** (tier 1 of worker remediation, in a registry heartbeat
+//!   reply): it stops claiming; on `restart` it stops its commands as on shutdown, on
+//!   `drain` it lets them finish; then it deregisters ([`ExecReport::stopped_by`]).
 //! - **Restart safety**: a state file on disk (`records.rs`) names each attempt's pid,
 //!   process group and start time; a supervisor started later on the same host stops
 //!   what its dead predecessor left running and sends those attempts down the retry path
@@ -29,6 +32,7 @@
 //! - `output.rs`: output as progress, directives, tails;
 //! - `report.rs`: recording outcomes; `records.rs`: the state file;
 //! - `recover.rs`: cleaning up after a dead supervisor; `procfs.rs`: reading `/proc`;
+//! - `registry.rs`: registry heartbeats, and honouring what their replies ask;
 //! - `config.rs`: [`ExecConfig`].
 
 mod attempt;
@@ -39,6 +43,7 @@ mod output;
 mod procfs;
 mod records;
 mod recover;
+mod registry;
 mod report;
 
 pub use config::{ExecConfig, LineSink, default_state_dir};
@@ -54,11 +59,12 @@ use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
-use crate::ledger::{Ledger, WorkerRegistration};
+use crate::ledger::{Ledger, WorkerRegistration, WorkerRequest};
 use crate::runner::retry;
 use crate::runner::worker::Identity;
 use attempt::Context;
 use records::Records;
+use registry::{Requested, beat_registry};
 use report::Outcome;
 
 /// What can stop a supervisor from starting or running.
@@ -106,6 +112,11 @@ pub struct ExecReport {
     pub unreported: u64,
     /// What was cleaned up after a previous supervisor at start-up.
     pub recovered: Recovered,
+    /// Set when the supervisor stopped because the watchdog asked it to (tier 1): after
+    /// `restart` it handed back what it ran, after `drain` it finished it first. Either
+    /// way it deregistered; the binary exits 75 after a restart request so that a process
+    /// manager starts a fresh one.
+    pub stopped_by: Option<WorkerRequest>,
 }
 
 impl ExecReport {
@@ -211,13 +222,21 @@ impl Supervisor {
         let identity = Arc::new(Identity::new(registration));
         let records = Arc::new(records);
         let stop = shutdown.child_token();
+        // Claiming stops with `stop`, or alone on a drain request.
+        let claiming = stop.child_token();
         let registry_stop = CancellationToken::new();
+        let asked = Arc::new(std::sync::Mutex::new(None));
         let registry = tokio::spawn(beat_registry(
             self.ledger.clone(),
             identity.clone(),
             records.clone(),
             config.worker_heartbeat_interval,
             registry_stop.clone(),
+            Requested {
+                stop: stop.clone(),
+                claiming: claiming.clone(),
+                asked: asked.clone(),
+            },
         ));
         let ctx = Arc::new(Context {
             ledger: self.ledger.clone(),
@@ -226,9 +245,25 @@ impl Supervisor {
             shutdown: stop.clone(),
         });
 
-        let refused = self.claim_loop(&ctx, &identity, &mut report).await;
-        stop.cancel();
+        let refused = self
+            .claim_loop(&ctx, &claiming, &identity, &mut report)
+            .await;
         let mut tasks = refused.1;
+        report.stopped_by = *asked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if report.stopped_by == Some(WorkerRequest::Drain) {
+            note("unstuck: asked to drain: no more claims; waiting for the running commands");
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = async {
+                    while let Some(joined) = tasks.join_next().await {
+                        report.count(joined);
+                    }
+                } => {}
+            }
+        }
+        stop.cancel();
         while let Some(joined) = tasks.join_next().await {
             report.count(joined);
         }
@@ -264,19 +299,20 @@ impl Supervisor {
     async fn claim_loop(
         &self,
         ctx: &Arc<Context>,
+        claiming: &CancellationToken,
         identity: &Identity,
         report: &mut ExecReport,
     ) -> (Option<Error>, JoinSet<Outcome>) {
         let config = &self.config;
         let mut tasks = JoinSet::new();
-        while !ctx.shutdown.is_cancelled() {
+        while !claiming.is_cancelled() {
             while let Some(joined) = tasks.try_join_next() {
                 report.count(joined);
             }
             let free = config.concurrency - tasks.len();
             if free == 0 {
                 tokio::select! {
-                    () = ctx.shutdown.cancelled() => {}
+                    () = claiming.cancelled() => {}
                     Some(joined) = tasks.join_next() => report.count(joined),
                 }
                 continue;
@@ -284,13 +320,7 @@ impl Supervisor {
             let worker_id = identity.worker_id();
             let claimed = self
                 .ledger
-                .claim_wait_until(
-                    &config.queue,
-                    &worker_id,
-                    free,
-                    config.claim_wait,
-                    &ctx.shutdown,
-                )
+                .claim_wait_until(&config.queue, &worker_id, free, config.claim_wait, claiming)
                 .await;
             match claimed {
                 Ok(batch) => {
@@ -302,7 +332,7 @@ impl Supervisor {
                 Err(e) if e.is_transient() => {
                     tracing::warn!(error = %e, "claim failed; trying again");
                     tokio::select! {
-                        () = ctx.shutdown.cancelled() => {}
+                        () = claiming.cancelled() => {}
                         () = tokio::time::sleep(Duration::from_millis(500)) => {}
                     }
                 }
@@ -313,44 +343,6 @@ impl Supervisor {
             }
         }
         (None, tasks)
-    }
-}
-
-/// Tells the worker registry the supervisor is alive and which executions it runs. If the
-/// registry forgot it (judged gone after a long pause), it registers again under a fresh
-/// id, as the Rust runner does.
-async fn beat_registry(
-    ledger: Ledger,
-    identity: Arc<Identity>,
-    records: Arc<Records>,
-    interval: Duration,
-    stop: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(interval) => {}
-        }
-        let worker_id = identity.worker_id();
-        match ledger
-            .worker_heartbeat(&worker_id, &records.running())
-            .await
-        {
-            Ok(_) => {}
-            Err(Error::UnknownWorker { .. }) => {
-                let fresh = identity.renewal();
-                match ledger.register_worker(&fresh).await {
-                    Ok(_) => {
-                        tracing::warn!(old = %worker_id, new = %fresh.worker_id, "the worker registry forgot this supervisor; registered again");
-                        identity.adopt(fresh.worker_id);
-                    }
-                    Err(e) => {
-                        tracing::warn!(worker = %worker_id, error = %e, "re-registration failed")
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(worker = %worker_id, error = %e, "worker heartbeat failed"),
-        }
     }
 }
 

@@ -55,6 +55,15 @@ pub struct WatchdogConfig {
     /// heartbeat timeout ("one more heartbeat timeout of grace").
     #[serde(with = "humantime_serde")]
     pub systemic_grace: Option<Duration>,
+    /// The version stamp every worker should run; one that registered with another is
+    /// asked to restart (tier 1). `None`: versions are not judged. Per queue:
+    /// `tiers.expected_versions`.
+    pub expected_worker_version: Option<String>,
+    /// `[watchdog.tiers]`: worker remediation.
+    pub tiers: super::tier_config::TierConfig,
+    /// `[[watchdog.hooks]]`: commands and webhooks called on executions that die, time
+    /// out or get stuck, and on workers' tiers (see [`crate::hooks`]).
+    pub hooks: Vec<crate::hooks::HookConfig>,
 }
 
 impl Default for WatchdogConfig {
@@ -73,6 +82,9 @@ impl Default for WatchdogConfig {
             systemic_share: 0.5,
             systemic_min_running: 10,
             systemic_grace: None,
+            expected_worker_version: None,
+            tiers: super::tier_config::TierConfig::default(),
+            hooks: Vec::new(),
         }
     }
 }
@@ -169,6 +181,17 @@ impl WatchdogConfig {
                 "a number above 0 and at most 1",
             );
         }
+        if let Some(v) = &self.expected_worker_version
+            && (v.is_empty() || v.len() > 200)
+        {
+            return bad(
+                "expected_worker_version",
+                v.clone(),
+                "a version stamp of 1 to 200 bytes",
+            );
+        }
+        self.tiers.validate()?;
+        crate::hooks::validate(&self.hooks)?;
         if let Some(id) = &self.replica_id {
             crate::names::validate_worker_id(id)?;
         }

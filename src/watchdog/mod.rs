@@ -1,5 +1,5 @@
 //! Watchdog replicas: fenced partition leases, timer rounds, worker reconciliation,
-//! retention of finished executions.
+//! retention of finished executions, worker remediation tiers.
 //!
 //! Any number of replicas share the partitions: each holds at most its fair share of
 //! partition leases (owner + epoch), and every write it makes is a script that refuses to
@@ -10,12 +10,17 @@
 
 mod activity;
 mod config;
+mod hook_loop;
 mod lease;
 mod reconcile;
 mod retention;
 mod round;
 mod status;
 mod systemic;
+mod terminate;
+mod tier_action;
+mod tier_config;
+mod tiers;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -30,11 +35,14 @@ pub use activity::{
     activity,
 };
 pub use config::WatchdogConfig;
+pub use hook_loop::HookReport;
 pub use lease::LeaseChanges;
 pub use retention::PruneReport;
 pub use round::RoundReport;
 pub use status::{PartitionStatus, ReplicaStatus, WatchdogStatus, WatchdogTotals, status};
 pub use systemic::{NamespaceHold, NamespaceWindow};
+pub use tier_config::TierConfig;
+pub use tiers::TierReport;
 
 use crate::error::{Error, Result};
 use crate::ledger::Ledger;
@@ -57,6 +65,10 @@ pub struct Watchdog {
     pub(crate) marker: Arc<Mutex<Option<String>>>,
     /// Set once the marker turned out gone or changed: Redis lost the data.
     pub(crate) lost_data: Arc<std::sync::atomic::AtomicBool>,
+    /// The epoch of the workers lease while this replica holds it (`tiers.rs`).
+    pub(crate) workers_epoch: Arc<Mutex<Option<String>>>,
+    /// Partition → (lease epoch, how far its hook feed read), `hook_loop.rs`.
+    pub(crate) hook_cursors: Arc<Mutex<std::collections::HashMap<u16, (String, String)>>>,
 }
 
 impl std::fmt::Debug for Watchdog {
@@ -98,6 +110,8 @@ impl Watchdog {
             totals: Arc::default(),
             marker: Arc::default(),
             lost_data: Arc::default(),
+            workers_epoch: Arc::default(),
+            hook_cursors: Arc::default(),
         })
     }
 
@@ -213,6 +227,18 @@ impl Watchdog {
             let stop = shutdown.child_token();
             tokio::spawn(async move { wd.retention_loop(stop).await })
         };
+        // Hook delivery, when hooks are configured.
+        let hooks = {
+            let wd = self.clone();
+            let stop = shutdown.child_token();
+            tokio::spawn(async move { wd.hooks_loop(stop).await })
+        };
+        // Worker remediation, when enabled: the holder of the workers lease judges.
+        let tiers = {
+            let wd = self.clone();
+            let stop = shutdown.child_token();
+            tokio::spawn(async move { wd.tiers_loop(stop).await })
+        };
         while !shutdown.is_cancelled() {
             if Instant::now() >= next_rebalance {
                 self.keep_leases().await;
@@ -241,6 +267,8 @@ impl Watchdog {
         }
         let _ = reconciler.await;
         let _ = pruner.await;
+        let _ = tiers.await;
+        let _ = hooks.await;
         let released = self.release_all().await;
         tracing::info!(replica = %self.replica_id, released = ?released.as_ref().ok(), "watchdog replica stopped");
         released.map(|_| ())

@@ -130,20 +130,7 @@ impl Watchdog {
             .filter(|w| w.last_seen_at.timestamp_millis() + timeout_of(w) < now)
             .map(|w| w.worker_id.as_str())
             .collect();
-        // "At once": only workers that went quiet within the last timeout count, so crashed
-        // workers piling up in the registry over time never hold reconciliation back.
-        let recent = workers
-            .iter()
-            .filter(|w| w.last_seen_at.timestamp_millis() + 2 * timeout_of(w) >= now)
-            .count();
-        let gone_recently = workers
-            .iter()
-            .filter(|w| {
-                let (seen, timeout) = (w.last_seen_at.timestamp_millis(), timeout_of(w));
-                seen + timeout < now && seen + 2 * timeout >= now
-            })
-            .count();
-        if recent >= 3 && gone_recently as f64 > self.config.systemic_share * recent as f64 {
+        if let Some((gone_recently, recent)) = self.most_gone_at_once(workers, now) {
             tracing::warn!(
                 partition,
                 gone = gone_recently,
@@ -293,6 +280,35 @@ impl Watchdog {
             }
         }
         Ok(report)
+    }
+}
+
+impl Watchdog {
+    /// `Some((gone recently, recently alive))` when most of the workers alive recently went
+    /// quiet at once: a registry blip (Redis unreachable, a paused watchdog, a partition
+    /// cutting the fleet off), not a reason to take work away or to act on workers.
+    /// "At once": only workers that went quiet within the last timeout count, so crashed
+    /// workers piling up in the registry over time never hold anything back.
+    pub(crate) fn most_gone_at_once(
+        &self,
+        workers: &[WorkerInfo],
+        now: i64,
+    ) -> Option<(usize, usize)> {
+        let timeout_of =
+            |w: &WorkerInfo| w.gone_after(self.config.worker_timeout).as_millis() as i64;
+        let recent = workers
+            .iter()
+            .filter(|w| w.last_seen_at.timestamp_millis() + 2 * timeout_of(w) >= now)
+            .count();
+        let gone_recently = workers
+            .iter()
+            .filter(|w| {
+                let (seen, timeout) = (w.last_seen_at.timestamp_millis(), timeout_of(w));
+                seen + timeout < now && seen + 2 * timeout >= now
+            })
+            .count();
+        (recent >= 3 && gone_recently as f64 > self.config.systemic_share * recent as f64)
+            .then_some((gone_recently, recent))
     }
 }
 

@@ -112,7 +112,8 @@ impl Watchdog {
             .arg(self.systemic_grace.as_millis() as u64)
             .arg(ns_until.max(0))
             .arg(ns_start.max(0))
-            .arg(ns_reason);
+            .arg(ns_reason)
+            .arg(if self.terminate_first() { "1" } else { "0" });
         let reply = call.run(&mut self.ledger.conn.clone()).await?;
         match reply.status() {
             "ok" => {

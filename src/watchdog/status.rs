@@ -82,6 +82,13 @@ pub struct WatchdogStatus {
     pub namespace_hold: Option<NamespaceHold>,
     /// What every replica did since the namespace was created.
     pub totals: WatchdogTotals,
+    /// Workers whose remediation circuit is open: unstuck stopped acting on them and
+    /// waits for an operator's reset (`unstuck workers --reset W`).
+    #[serde(default)]
+    pub open_circuits: Vec<String>,
+    /// Workers in a remediation tier (1 to 3), circuit closed.
+    #[serde(default)]
+    pub workers_in_tier: u64,
 }
 
 impl WatchdogStatus {
@@ -133,6 +140,7 @@ pub async fn status(ledger: &Ledger) -> Result<WatchdogStatus> {
         .collect();
     let mut partitions = Vec::new();
     let mut totals = WatchdogTotals::default();
+    let workers = ledger.workers().await?;
     for (p, pair) in (0..k.partitions()).zip(hashes.chunks(2)) {
         let (lease, watch) = (&pair[0], &pair[1]);
         let num = |h: &HashMap<String, String>, f: &str| -> Result<Option<i64>> {
@@ -171,6 +179,15 @@ pub async fn status(ledger: &Ledger) -> Result<WatchdogStatus> {
         replicas: replicas(ledger, now_ms).await?,
         namespace_hold: namespace_hold(ledger, now_ms).await?,
         totals,
+        open_circuits: workers
+            .iter()
+            .filter(|w| w.remediation.circuit_open)
+            .map(|w| w.worker_id.clone())
+            .collect(),
+        workers_in_tier: workers
+            .iter()
+            .filter(|w| !w.remediation.circuit_open && w.remediation.tier > 0)
+            .count() as u64,
     })
 }
 

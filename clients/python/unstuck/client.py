@@ -382,6 +382,26 @@ class Client:
         return self._json("POST", f"/v1/workers/{_seg(worker_id)}/heartbeat",
                           {"running": items})
 
+    def reset_worker(self, worker_id, reason=None):
+        """Resets a worker's remediation (tier, failed kills, open circuit); returns
+        ``{"previous_tier", "circuit_was_open"}``."""
+        body = {} if reason is None else {"reason": reason}
+        return self._json("POST", f"/v1/workers/{_seg(worker_id)}/reset", body)
+
+    def request_worker(self, worker_id, request, reason=None):
+        """Asks a worker, in its next heartbeat reply, to ``"restart"`` or ``"drain"``."""
+        body = {"request": request}
+        if reason is not None:
+            body["reason"] = reason
+        self._call("POST", f"/v1/workers/{_seg(worker_id)}/request", body)
+
+    def worker_events(self, after=None, limit=100):
+        """Worker tier changes, action and hook outcomes, circuits opened and reset."""
+        query = {"limit": limit}
+        if after:
+            query["after"] = after
+        return self._json("GET", "/v1/workers/events", query=query)["events"]
+
     def deregister_worker(self, worker_id):
         self._call("DELETE", f"/v1/workers/{_seg(worker_id)}")
 

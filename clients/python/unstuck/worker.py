@@ -167,6 +167,10 @@ class Worker:
         self._registry_done = threading.Event()
         self._cv = threading.Condition()
         self._running = {}  # Job -> handler thread
+        # What the watchdog asked in a registry heartbeat reply (tier 1 of worker
+        # remediation): "restart" (running jobs are told to stop and handed back) or
+        # "drain" (they finish); either way run() returns and the worker deregisters.
+        self.stopped_by = None
 
     # ----- public -----
 
@@ -243,7 +247,10 @@ class Worker:
                 self._registry_kick.clear()
             running = [(job.queue, job.id) for job in self.running]
             try:
-                self.client.worker_heartbeat(self.worker_id, running)
+                reply = self.client.worker_heartbeat(self.worker_id, running)
+                request = (reply or {}).get("request")
+                if request in ("restart", "drain") and self.stopped_by is None:
+                    self._honour(request)
             except errors.UnknownWorker:
                 log.warning("worker %s is no longer registered; registering again",
                             self.worker_id)
@@ -254,6 +261,14 @@ class Worker:
                     log.error("registering again failed: %s", e)
             except errors.UnstuckError as e:
                 log.warning("worker heartbeat: %s", e)
+
+    def _honour(self, request):
+        log.warning("the watchdog asks worker %s to %s", self.worker_id, request)
+        self.stopped_by = request
+        if request == "restart":
+            for job in self.running:
+                job.cancelled.set()  # a handler that stops now fails retryably: handed back
+        self.stop()
 
     def _deregister(self):
         try:

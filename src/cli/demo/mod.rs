@@ -6,7 +6,9 @@
 //! - `plan`: the fault kinds, what each must lead to, the demo timings and the schedule;
 //! - `orchestrators`, `workers`, `replicas`: the cast, each on its own Redis connection;
 //! - `collect`: reading back states, events and indexes after the run;
-//! - `report`: the verdict (serializable as JSON); `table`: the verdict printed.
+//! - `report`: the verdict (serializable as JSON); `table`: the verdict printed;
+//! - `supervision`: the worker-supervision rows (`unstuck exec`, worker tiers, hooks), run
+//!   after the fault kinds in a namespace of their own.
 //!
 //! Timeline of a run of `duration` D: executions are enqueued over the first 0.6 D, the
 //! replica holding most of the demo's partitions is killed at 0.35 D, the worker process
@@ -18,6 +20,7 @@ mod orchestrators;
 mod plan;
 mod replicas;
 mod report;
+mod supervision;
 mod table;
 mod timeline;
 mod workers;
@@ -252,6 +255,9 @@ pub async fn fault_demo(opts: FaultDemoOptions) -> Result<FaultDemoReport> {
         return Err(error);
     }
 
+    opts.say("worker supervision: a silent command under unstuck exec, an outdated worker, a wedged worker");
+    let supervision =
+        supervision::run(&opts.redis_url, &format!("{}-sup", config.namespace)).await?;
     let (observed, systemic_holds) = collect::observe(&admin, &plan).await?;
     let (rows, false_positive_details, false_positives) = report::judge(&observed);
     let (index_violations, index_violation_details) =
@@ -273,6 +279,7 @@ pub async fn fault_demo(opts: FaultDemoOptions) -> Result<FaultDemoReport> {
         replica_kill: kill,
         worker_death: death,
         replicas: summaries,
+        supervision,
     })
 }
 

@@ -80,6 +80,8 @@ pub struct FaultDemoReport {
     pub replica_kill: Option<ReplicaKill>,
     pub worker_death: Option<WorkerDeath>,
     pub replicas: Vec<ReplicaSummary>,
+    /// The worker-supervision rows: `unstuck exec`, worker tiers, hooks.
+    pub supervision: Vec<super::supervision::SupervisionRow>,
 }
 
 impl FaultDemoReport {
@@ -112,6 +114,9 @@ impl FaultDemoReport {
         }
         if self.index_violations > 0 {
             out.push(format!("{} index violation(s)", self.index_violations));
+        }
+        for r in self.supervision.iter().filter(|r| !r.correct) {
+            out.push(format!("{}: {}", r.case, r.observed));
         }
         out
     }
@@ -235,6 +240,7 @@ mod tests {
             replica_kill: None,
             worker_death: None,
             replicas: Vec::new(),
+            supervision: Vec::new(),
         }
     }
 

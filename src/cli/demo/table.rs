@@ -112,12 +112,50 @@ impl fmt::Display for FaultDemoReport {
         {
             writeln!(f, "  ! {line}")?;
         }
+        writeln!(
+            f,
+            "\n{:<30} {:<8} {:<32} expected",
+            "worker supervision", "tiers", "hooks called"
+        )?;
+        for r in &self.supervision {
+            let tiers = if r.tiers.is_empty() {
+                "-".to_owned()
+            } else {
+                r.tiers
+                    .iter()
+                    .map(u8::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            let hooks = if r.hooks.is_empty() {
+                "-".to_owned()
+            } else {
+                r.hooks
+                    .iter()
+                    .map(|(h, n)| format!("{h} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            writeln!(
+                f,
+                "{:<30} {:<8} {:<32} {}{}",
+                r.case,
+                tiers,
+                hooks,
+                r.expected,
+                if r.correct {
+                    String::new()
+                } else {
+                    format!("   <-- WRONG: {}", r.observed)
+                }
+            )?;
+        }
         let problems = self.problems();
         if problems.is_empty() {
             write!(
                 f,
                 "\nRESULT: all {} rows correct ({} executions, {:.1}s, namespace {})",
-                self.rows.len(),
+                self.rows.len() + self.supervision.len(),
                 self.executions,
                 self.elapsed_secs,
                 self.namespace

@@ -51,12 +51,30 @@ function partitionsTable(w) {
   ]));
 }
 
+// A worker's remediation: "-" (tier 0), the tier reached, or "circuit open" (unstuck no
+// longer acts on it until an operator resets it).
+function tierCell(r) {
+  if (!r) return "-";
+  if (r.circuit_open) return h("span", { class: "error", title: r.circuit_reason || "" }, "circuit open");
+  return r.tier ? h("span", { title: r.verdict || "" }, `tier ${r.tier}`) : "-";
+}
+
 function workersTable(workers) {
-  return table(["Worker", "Host", "Pid", "Version", "Queues", "Last beat", "Held"], workers.map((w) => [
+  return table(["Worker", "Host", "Pid", "Version", "Queues", "Last beat", "Held", "Tier"], workers.map((w) => [
     h("a", { href: `#/executions?worker=${encodeURIComponent(w.worker_id)}` }, w.worker_id),
     w.host, String(w.pid), w.version || "-", w.queues.join(", "), ago(w.last_seen_at),
     h("td", { class: "num" }, String((w.held || []).length)),
+    tierCell(w.remediation),
   ]), "no worker registered");
+}
+
+// The newest worker remediation events, newest first: tier changes, actions, hooks.
+function workerEventsTable(events) {
+  return table(["At", "Worker", "Tier", "Reason", "Detail"], events.slice().reverse().map((e) => [
+    clock(e.at), e.worker_id ? short(e.worker_id) : "-",
+    e.from_tier === e.to_tier ? String(e.to_tier) : `${e.from_tier} → ${e.to_tier}`,
+    e.reason, short(e.detail, 90),
+  ]), "no worker remediation yet");
 }
 
 function activityView(a) {
@@ -81,7 +99,7 @@ function activityView(a) {
 export function overview(root) {
   const parts = {
     watchdog: h("div"), queues: h("div"), actions: h("div"), lag: h("div"),
-    partitions: h("div"), workers: h("div"), error: h("p", { class: "error" }),
+    partitions: h("div"), workers: h("div"), remediation: h("div"), error: h("p", { class: "error" }),
   };
   const live = feed({ limit: 15, toggle: false });
   put(root,
@@ -92,15 +110,18 @@ export function overview(root) {
       panel("Detection lag (timer due → action)", parts.lag)),
     panel("Newest watchdog actions (live)", live.el),
     h("div", { class: "grid" }, panel("Partitions", parts.partitions), panel("Workers", parts.workers)),
+    panel("Worker remediation (newest)", parts.remediation),
   );
   let activityAt = 0;
   const refresh = async () => {
     try {
-      const [w, q, workers] = await Promise.all([api("/v1/watchdog"), api("/v1/queues"), api("/v1/workers")]);
+      const [w, q, workers, remediation] = await Promise.all([api("/v1/watchdog"), api("/v1/queues"),
+        api("/v1/workers"), api("/v1/workers/events?newest=true&limit=10")]);
       put(parts.watchdog, watchdogFacts(w));
       put(parts.queues, queuesTable(q.queues));
       put(parts.partitions, partitionsTable(w));
       put(parts.workers, workersTable(workers.workers));
+      put(parts.remediation, workerEventsTable(remediation.events));
       if (Date.now() - activityAt > 15000) {
         activityAt = Date.now();
         const view = activityView(await api("/v1/watchdog/activity?minutes=30"));

@@ -476,6 +476,9 @@ pub struct WorkerOut {
     /// What the ledger says it holds: the capacity slots in its name.
     #[serde(default)]
     pub held: Vec<RunningOut>,
+    /// Its remediation tier and circuit.
+    #[serde(default)]
+    pub remediation: crate::ledger::WorkerRemediation,
 }
 
 impl From<WorkerInfo> for WorkerOut {
@@ -495,6 +498,7 @@ impl From<WorkerInfo> for WorkerOut {
                 .map(|(queue, id)| RunningOut { queue, id })
                 .collect(),
             held: Vec::new(),
+            remediation: w.remediation,
         }
     }
 }

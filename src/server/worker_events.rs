@@ -1,0 +1,126 @@
+//! `GET /v1/workers/events` and `GET /v1/workers/events/live`: the workers' event stream
+//! (tier changes, action and hook outcomes, circuits), read back or as Server-Sent Events.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures_util::stream::{self, Stream};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::problem::ApiError;
+use crate::error::Error;
+use crate::ledger::{WorkerEvent, WorkerEventFollower};
+
+/// `GET /v1/workers/events` query.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct WorkerEventsQuery {
+    /// A stream id: the events after it (absent: the oldest kept).
+    after: Option<String>,
+    /// At most this many (default 100, at most 1000).
+    limit: Option<usize>,
+    /// The newest `limit` instead (oldest first); `after` is then ignored.
+    newest: bool,
+}
+
+/// Worker tier changes, action outcomes, circuits opened and reset.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct WorkerEventsOut {
+    pub(crate) events: Vec<WorkerEvent>,
+}
+
+/// Worker remediation events, oldest first.
+#[utoipa::path(get, path = "/v1/workers/events", tag = "workers", params(WorkerEventsQuery),
+    responses((status = 200, body = WorkerEventsOut)), security(("bearer" = ["read"])))]
+pub(crate) async fn events(
+    State(s): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<WorkerEventsQuery>,
+) -> Result<Json<WorkerEventsOut>, ApiError> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let events = if q.newest {
+        s.ledger.recent_worker_events(limit).await?
+    } else {
+        s.ledger.worker_events(q.after.as_deref(), limit).await?
+    };
+    Ok(Json(WorkerEventsOut { events }))
+}
+
+/// `GET /v1/workers/events/live` parameters.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct LiveQuery {
+    /// Resume after this stream id (as the `Last-Event-ID` header does).
+    last_event_id: Option<String>,
+}
+
+/// Worker remediation events as they happen, one SSE message each (`id:` the stream id);
+/// a reconnect with `Last-Event-ID` misses nothing.
+#[utoipa::path(get, path = "/v1/workers/events/live", tag = "workers", params(LiveQuery),
+    responses((status = 200, description = "text/event-stream of worker events")),
+    security(("bearer" = ["read"])))]
+pub(crate) async fn live(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<LiveQuery>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or(q.last_event_id);
+    if let Some(id) = &resume
+        && !id
+            .split_once('-')
+            .is_some_and(|(ms, seq)| ms.parse::<u64>().is_ok() && seq.parse::<u64>().is_ok())
+    {
+        return Err(ApiError::BadRequest {
+            detail: format!("{id:?} is not a stream id (<ms>-<seq>)"),
+            field: Some("Last-Event-ID".into()),
+        });
+    }
+    let follower = s.ledger.follow_worker_events(resume.as_deref()).await?;
+    let shutdown = s.shutdown.clone();
+    let messages = stream::unfold(
+        (follower, Vec::<SseEvent>::new()),
+        move |(mut follower, mut ready): (WorkerEventFollower, Vec<SseEvent>)| {
+            let shutdown = shutdown.clone();
+            async move {
+                loop {
+                    if let Some(next) = ready.pop() {
+                        return Some((Ok(next), (follower, ready)));
+                    }
+                    let batch = tokio::select! {
+                        _ = shutdown.cancelled() => return None,
+                        batch = follower.next_batch() => batch,
+                    };
+                    match batch {
+                        Ok(events) => {
+                            ready = events.into_iter().map(message).collect();
+                            ready.reverse(); // popped from the end: oldest first
+                        }
+                        Err(Error::Redis(e)) if e.is_timeout() => {}
+                        Err(error) => {
+                            tracing::warn!(%error, "worker event stream ended");
+                            return None;
+                        }
+                    }
+                }
+            }
+        },
+    );
+    Ok(Sse::new(messages).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+fn message(e: WorkerEvent) -> SseEvent {
+    SseEvent::default()
+        .id(e.stream_id.clone())
+        .event("worker")
+        .json_data(&e)
+        .unwrap_or_else(|_| SseEvent::default().comment("unserializable event"))
+}
