@@ -244,8 +244,11 @@ enum Command {
 /// Runs the command named on the command line.
 pub(crate) async fn run() -> anyhow::Result<()> {
     // Logs go to stderr: stdout is for what a script may read (`demo --json`, tables).
+    // Colours only on a terminal: a log file or journald gets plain text.
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
