@@ -27,7 +27,7 @@ impl Watchdog {
     /// share and acquires free ones up to it. Run at a third of `lease_ttl`.
     ///
     /// # Errors
-    /// [`Error::Redis`](crate::Error::Redis) when Redis cannot be reached; leases then
+    /// [`Error::Redis`] when Redis cannot be reached; leases then
     /// lapse on their own and every fenced write is refused.
     pub async fn rebalance(&self) -> Result<LeaseChanges> {
         let partitions = self.ledger.keys.partitions() as usize;
@@ -159,7 +159,7 @@ impl Watchdog {
     /// other replicas take over at once instead of after `lease_ttl`.
     ///
     /// # Errors
-    /// [`Error::Redis`](crate::Error::Redis); leases not released lapse after `lease_ttl`.
+    /// [`Error::Redis`]; leases not released lapse after `lease_ttl`.
     pub async fn release_all(&self) -> Result<Vec<u16>> {
         let mut released = Vec::new();
         for (partition, epoch) in self.held_partitions() {
