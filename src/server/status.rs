@@ -80,9 +80,10 @@ pub(crate) async fn openapi() -> Response {
 
 /// What a problem type means, so each `type` URI can be looked up.
 pub(crate) async fn problem(Path(slug): Path<String>) -> Result<Response, ApiError> {
-    let Some((slug, status, meaning)) = TYPES.iter().find(|(s, _, _)| *s == slug) else {
+    let Some(kind) = TYPES.iter().find(|k| k.slug == slug) else {
         return Err(ApiError::NoRoute);
     };
+    let (slug, status, meaning) = (kind.slug, kind.status.as_u16(), kind.meaning);
     let page = format!(
         "<!doctype html><title>{slug}</title><h1>{slug}</h1><p>HTTP {status}: {meaning}</p>\
          <p>Every error of this API is an RFC 9457 problem document whose <code>type</code> \
