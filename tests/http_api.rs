@@ -286,7 +286,7 @@ async fn attempts_heartbeat_complete_fail_and_refuse_stale_tokens() {
     );
 
     // A forged nonce, a malformed token, a fatal failure, an acknowledged cancel.
-    let forged = format!("{}0", &t2[..t2.len() - 1]);
+    let forged = other_nonce(&t2);
     let r = s
         .post("/v1/attempts/heartbeat", json!({"token": forged}))
         .await;
@@ -324,7 +324,7 @@ async fn attempts_heartbeat_complete_fail_and_refuse_stale_tokens() {
     );
     s.enqueue("q", "other", json!({})).await;
     let t = s.claim("q", "w5").await;
-    let forged = format!("{}0", &t[..t.len() - 1]);
+    let forged = other_nonce(&t);
     let r = s
         .post("/v1/attempts/complete", json!({"token": forged}))
         .await;

@@ -451,9 +451,3 @@ async fn bad_requests_are_refused_with_their_problem_and_write_nothing() {
     assert_eq!(snapshot(&s.ledger).await, before, "a refused request wrote");
     s.stop().await;
 }
-
-/// `token` with its last character changed: a token that was never issued.
-fn other_nonce(token: &str) -> String {
-    let (head, last) = token.split_at(token.len() - 1);
-    format!("{head}{}", if last == "0" { "1" } else { "0" })
-}

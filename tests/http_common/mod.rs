@@ -258,3 +258,10 @@ pub async fn snapshot(ledger: &Ledger) -> Vec<(String, Vec<u8>)> {
     }
     out
 }
+
+/// `token` with its last character changed: a token that was never issued (always
+/// different from `token`, whatever its last character).
+pub fn other_nonce(token: &str) -> String {
+    let (head, last) = token.split_at(token.len() - 1);
+    format!("{head}{}", if last == "0" { "1" } else { "0" })
+}
