@@ -67,12 +67,7 @@ pub struct Args {
 
 impl Args {
     fn parse() -> Result<Self, String> {
-        let raw: Vec<String> = std::env::args().skip(1).collect();
-        if raw.iter().any(|a| a == "--help" || a == "-h") {
-            println!("{USAGE}");
-            std::process::exit(0);
-        }
-        let full = raw.iter().any(|a| a == "--bench");
+        let support::args::BenchArgs { full, options } = support::args::BenchArgs::read(USAGE)?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let mut args = if full {
             Args {
@@ -116,15 +111,7 @@ impl Args {
                 redis_args: Vec::new(),
             }
         };
-        let mut rest = raw.into_iter().filter(|a| a != "--bench");
-        while let Some(flag) = rest.next() {
-            let (flag, value) = match flag.split_once('=') {
-                Some((f, v)) => (f.to_owned(), v.to_owned()),
-                None => {
-                    let value = rest.next().ok_or(format!("{flag} needs a value"))?;
-                    (flag, value)
-                }
-            };
+        for (flag, value) in options {
             let number = || {
                 value
                     .parse::<usize>()
@@ -162,13 +149,7 @@ impl Args {
                 "--events-max-len" => args.events_max_len = number()?,
                 "--threads" => args.threads = number()?.max(1),
                 "--quiet-wait" => args.quiet_wait = seconds()?,
-                "--redis-config" => {
-                    let (key, setting) = value
-                        .split_once('=')
-                        .ok_or(format!("--redis-config: `{value}` is not KEY=VALUE"))?;
-                    args.redis_args.push(format!("--{key}"));
-                    args.redis_args.push(setting.to_owned());
-                }
+                "--redis-config" => support::args::redis_config(&value, &mut args.redis_args)?,
                 _ => return Err(format!("unknown option {flag}")),
             }
         }

@@ -4,6 +4,9 @@
 //! Each bench target does `mod support;` (the load harness through `#[path]`). Not every
 //! target uses every helper, hence the `#[allow(dead_code)]`s.
 
+#[allow(dead_code)]
+pub mod args;
+
 use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
