@@ -73,6 +73,12 @@ pub(crate) async fn enqueue(
             id: e.id,
         });
     }
+    Ok(created(e))
+}
+
+/// `201 Created` with a `Location` for a new execution, `200` with the existing one for a
+/// replay of its id.
+pub(crate) fn created(e: crate::ledger::Enqueued) -> Response {
     let status = if e.created {
         StatusCode::CREATED
     } else {
@@ -83,7 +89,7 @@ pub(crate) async fn enqueue(
     if let Ok(location) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, location);
     }
-    Ok(response)
+    response
 }
 
 /// `POST /v1/queues/{queue}/executions/batch`.

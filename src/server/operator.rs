@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -92,17 +91,7 @@ pub(crate) async fn retry(
         .ledger
         .retry(&queue, &id, body.new_id.as_deref(), &reason)
         .await?;
-    let status = if e.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    let location = format!("/v1/queues/{}/executions/{}", e.queue, e.id);
-    let mut response = (status, Json(EnqueuedOut::from(e))).into_response();
-    if let Ok(location) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    Ok(response)
+    Ok(super::executions::created(e))
 }
 
 /// An execution's pin.
