@@ -122,6 +122,25 @@ async fn each_scope_is_allowed_its_routes_and_refused_the_others() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // The scheme name is case-insensitive; the secret goes alone, never as `scope:secret`.
+    let r = s
+        .http
+        .get(s.url("/v1/queues"))
+        .header("authorization", format!("bearer {READ}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let whole = format!("read:{READ}");
+    let r = s
+        .call_as(Some(&whole), Method::GET, "/v1/queues", None)
+        .await;
+    assert_eq!(
+        (r.status, r.problem()),
+        (StatusCode::UNAUTHORIZED, "unauthorized")
+    );
+    let detail = r.body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("not the whole entry"), "{detail}");
     for open in ["/healthz", "/readyz", "/openapi.json"] {
         let r = s.call_as(None, Method::GET, open, None).await;
         assert_eq!(r.status, StatusCode::OK, "{open}");
@@ -449,5 +468,73 @@ async fn bad_requests_are_refused_with_their_problem_and_write_nothing() {
         }
     }
     assert_eq!(snapshot(&s.ledger).await, before, "a refused request wrote");
+    s.stop().await;
+}
+
+/// `max_concurrent_requests` counts requests in flight: a waiting long poll holds a place,
+/// an open event stream does not (its place is freed once its headers are sent), and a
+/// request beyond the limit is `503 saturated` with `Retry-After`.
+#[tokio::test]
+async fn waiting_long_polls_fill_max_concurrent_requests_and_open_streams_do_not() {
+    let s = start_with(settings("http_inflight", |s| {
+        s.server.max_concurrent_requests = 2;
+    }))
+    .await;
+    // Two open event streams: each answered with its headers, neither holds a place.
+    let mut streams = Vec::new();
+    for _ in 0..2 {
+        let r = s.http.get(s.url("/v1/events")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        streams.push(r);
+    }
+    assert_eq!(s.get("/v1/queues").await.status, StatusCode::OK);
+    // Two long polls waiting on an empty queue hold both places. A poll that lost a race
+    // with a probe for a place (503) is sent again.
+    let poll = |i: usize| {
+        let http = s.http.clone();
+        let url = s.url("/v1/queues/q/claims");
+        tokio::spawn(async move {
+            http.post(url)
+                .json(&json!({"worker_id": format!("w{i}"), "wait_ms": 10000}))
+                .send()
+                .await
+                .map(|r| r.status())
+        })
+    };
+    let mut polls: Vec<_> = (0..2).map(poll).collect();
+    let mut refused = None;
+    for _ in 0..500 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        for (i, p) in polls.iter_mut().enumerate() {
+            if p.is_finished() {
+                *p = poll(i);
+            }
+        }
+        let r = s.get("/v1/queues").await;
+        if r.status == StatusCode::SERVICE_UNAVAILABLE && polls.iter().all(|p| !p.is_finished()) {
+            refused = Some(r);
+            break;
+        }
+    }
+    let r = refused.expect("a third request is refused while two long polls wait");
+    assert_eq!(r.problem(), "saturated");
+    assert!(r.headers.contains_key("retry-after"));
+    // Two enqueues (through the library: HTTP is full) answer the polls; the places are
+    // free again.
+    for _ in 0..2 {
+        s.ledger
+            .enqueue("q", &json!({}), unstuck::EnqueueOptions::default())
+            .await
+            .unwrap();
+    }
+    for poll in polls {
+        let status = poll.await.unwrap().unwrap();
+        assert!(
+            status == StatusCode::OK || status == StatusCode::NO_CONTENT,
+            "{status}"
+        );
+    }
+    assert_eq!(s.get("/v1/queues").await.status, StatusCode::OK);
+    drop(streams);
     s.stop().await;
 }

@@ -116,13 +116,16 @@ impl Tokens {
     }
 }
 
-/// The token a request presents (`Authorization: Bearer <secret>`).
+/// The token a request presents: `Authorization: Bearer <secret>`, the secret alone (not
+/// the `scope:secret` form of the settings). The scheme name is case-insensitive (RFC 9110).
 fn presented(request_headers: &axum::http::HeaderMap) -> Option<Vec<u8>> {
-    request_headers
+    let value = request_headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().as_bytes().to_vec())
+        .and_then(|v| v.to_str().ok())?;
+    let (scheme, secret) = value.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| secret.trim().as_bytes().to_vec())
 }
 
 /// What the caller's token may do.

@@ -137,7 +137,7 @@ impl ApiError {
     fn problem(&self) -> Problem {
         match self {
             ApiError::Library(e) => library(e),
-            ApiError::Unauthorized => Problem::new(&kind::UNAUTHORIZED, "send `Authorization: Bearer <token>` with a token from the server's settings".into(),
+            ApiError::Unauthorized => Problem::new(&kind::UNAUTHORIZED, "send `Authorization: Bearer <secret>` with the secret of a token from the server's settings: the part after `scope:`, not the whole entry".into(),
             ),
             ApiError::Forbidden { scope } => Problem::new(&kind::FORBIDDEN, format!("this route needs a token of scope {scope} (or admin)"),
             )

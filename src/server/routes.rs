@@ -9,6 +9,7 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::{MethodRouter, delete, get, post, put};
 use axum::{BoxError, Router};
 use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
 
 use super::auth::{Scope, require};
 use super::problem::ApiError;
@@ -133,7 +134,11 @@ pub(crate) fn router(state: AppState) -> Router {
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(overloaded))
                 .load_shed()
-                .concurrency_limit(limits.max_concurrent_requests)
+                // One semaphore for the whole router: `concurrency_limit` would give each
+                // route a limit of its own.
+                .layer(GlobalConcurrencyLimitLayer::new(
+                    limits.max_concurrent_requests,
+                ))
                 .timeout(limits.request_timeout),
         )
         .layer(DefaultBodyLimit::max(limits.body_limit))
