@@ -46,7 +46,6 @@ browser:
 test: redis browser
 	cargo test --all-targets
 	cargo test --doc
-	cargo build
 	UNSTUCK_BIN=$(CURDIR)/target/debug/unstuck python3 -m unittest discover -s clients/python/tests
 	UNSTUCK_BIN=$(CURDIR)/target/debug/unstuck node tests/browser/dashboard.mjs
 
@@ -61,10 +60,9 @@ screenshots: redis browser
 	UNSTUCK_BIN=$(CURDIR)/target/debug/unstuck SCREENSHOT_DIR=docs node tests/browser/dashboard.mjs
 
 # The fault suite alone (it also runs in `make test`), one case at a time, then its table.
-FAULT_TESTS := faults_redis faults_network faults_replica faults_cluster faults_scale
 faults: redis
 	rm -f target/tmp/faults.md
-	cargo test $(addprefix --test ,$(FAULT_TESTS)) -- --nocapture --test-threads 1
+	cargo test --test faults -- --nocapture --test-threads 1
 	@echo; echo "| fault | load held | executions | lost | double terminal | leaked slots | longest script | notes |"
 	@echo "|---|---|--:|--:|--:|--:|--:|---|"
 	@cat target/tmp/faults.md

@@ -1,0 +1,14 @@
+//! The cli tests, one binary (each test binary links the whole tree, so areas share one;
+//! one throwaway Redis per binary, a namespace per test).
+
+#[path = "../cli_common/mod.rs"]
+mod cli_common;
+#[path = "../ledger_common/mod.rs"]
+mod ledger_common;
+#[path = "../support/mod.rs"]
+mod support;
+
+mod cli_read;
+mod cli_steer;
+mod cli_workers;
+mod demo;

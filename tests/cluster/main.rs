@@ -1,0 +1,10 @@
+//! The cluster tests, one binary (each test binary links the whole tree, so areas share one;
+//! one throwaway Redis per binary, a namespace per test).
+
+#[path = "../support/mod.rs"]
+mod support;
+#[path = "../watchdog_common/mod.rs"]
+mod watchdog_common;
+
+mod cluster;
+mod cluster_tiers;

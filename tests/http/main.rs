@@ -1,0 +1,13 @@
+//! The http tests, one binary (each test binary links the whole tree, so areas share one;
+//! one throwaway Redis per binary, a namespace per test).
+
+#[path = "../http_common/mod.rs"]
+mod http_common;
+#[path = "../support/mod.rs"]
+mod support;
+
+mod http_api;
+mod http_operator;
+mod http_refusals;
+mod http_streams;
+mod http_worker_tiers;

@@ -1,0 +1,158 @@
+//! `claim_wait`, the long poll: answered by an enqueue, by a freed slot, by a retry whose
+//! backoff ends; empty when the wait runs out; and a thousand idle waiters run no scripts.
+
+use crate::support;
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use serde_json::json;
+use tokio::time::Instant;
+use unstuck::*;
+
+const LONG: Duration = Duration::from_secs(10);
+
+/// EVAL + EVALSHA calls the server has served so far.
+async fn script_calls(ledger: &Ledger) -> u64 {
+    let mut conn = redis::Client::open(ledger.config().server_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_claim_is_answered_by_an_enqueue() {
+    let l = support::ledger("wait_enqueue").await;
+    let waiter = tokio::spawn({
+        let l = l.clone();
+        async move {
+            let began = Instant::now();
+            let batch = l.claim_wait("q", "w1", 1, LONG).await.unwrap();
+            (batch, began.elapsed())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    l.enqueue("q", &json!({"n": 1}), EnqueueOptions::new().id("e1"))
+        .await
+        .unwrap();
+    let (batch, waited) = waiter.await.unwrap();
+    assert_eq!(batch.claims.len(), 1);
+    assert_eq!(batch.claims[0].id(), "e1");
+    assert!(
+        waited < LONG,
+        "answered by the enqueue, not the timeout: {waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_unanswered_wait_ends_empty_at_its_timeout() {
+    let l = support::ledger("wait_timeout").await;
+    let began = Instant::now();
+    let batch = l
+        .claim_wait("q", "w1", 5, Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert!(batch.claims.is_empty());
+    assert!(began.elapsed() >= Duration::from_millis(300));
+    assert!(matches!(
+        l.claim_wait("q", "w1", 1, Duration::from_secs(31)).await,
+        Err(Error::InvalidArgument { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_wakes_a_waiter_when_a_slot_is_freed() {
+    let l = support::ledger("wait_slot").await;
+    let one = QueueSettings {
+        capacity: Some(1),
+        ..QueueSettings::default()
+    };
+    l.set_queue("q", &one).await.unwrap();
+    for id in ["a", "b"] {
+        l.enqueue("q", &json!({}), EnqueueOptions::new().id(id))
+            .await
+            .unwrap();
+    }
+    let first = l.claim("q", "w1").await.unwrap().unwrap();
+    let waiter = tokio::spawn({
+        let l = l.clone();
+        async move { l.claim_wait("q", "w2", 1, LONG).await.unwrap() }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished(), "no slot yet");
+    l.complete(&first.token, None).await.unwrap();
+    let batch = tokio::time::timeout(LONG, waiter).await.unwrap().unwrap();
+    assert_eq!(batch.claims[0].id(), "b");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_is_claimed_when_its_backoff_ends() {
+    let l = support::ledger("wait_backoff").await;
+    let opts = EnqueueOptions::new()
+        .id("r")
+        .backoff_base(Duration::from_millis(400));
+    l.enqueue("q", &json!({}), opts).await.unwrap();
+    let claim = l.claim("q", "w1").await.unwrap().unwrap();
+    l.fail(&claim.token, "try again", true).await.unwrap();
+    let began = Instant::now();
+    let batch = l.claim_wait("q", "w1", 1, LONG).await.unwrap();
+    assert_eq!(batch.claims[0].attempt(), 2);
+    let waited = began.elapsed();
+    assert!(waited >= Duration::from_millis(300), "{waited:?}");
+    assert!(waited < LONG, "{waited:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_idle_waiters_run_no_scripts_and_one_enqueue_wakes_one() {
+    let l = support::ledger("wait_idle").await;
+    let waiters: Vec<_> = (0..1000)
+        .map(|i| {
+            let l = l.clone();
+            tokio::spawn(async move {
+                l.claim_wait("idle", &format!("w{i}"), 1, Duration::from_secs(4))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    // Every waiter has claimed once and is waiting now.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let before = script_calls(&l).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let idle = script_calls(&l).await - before;
+    assert!(idle <= 2, "{idle} script calls while 1000 waited idle");
+
+    l.enqueue("idle", &json!({}), EnqueueOptions::new().id("one"))
+        .await
+        .unwrap();
+    let results = join_all(waiters).await;
+    let claimed: Vec<String> = results
+        .into_iter()
+        .flat_map(|r| r.unwrap().claims)
+        .map(|c| c.id().to_owned())
+        .collect();
+    assert_eq!(claimed, vec!["one".to_owned()], "claimed exactly once");
+    let woken = script_calls(&l).await - before - idle;
+    // The enqueue and the woken waiter's claim; the others time out without a script.
+    assert!(
+        woken <= 4,
+        "{woken} script calls for one enqueue among 1000 waiters"
+    );
+}

@@ -1,0 +1,27 @@
+//! The ledger tests, one binary (each test binary links the whole tree, so areas share one;
+//! one throwaway Redis per binary, a namespace per test).
+
+#[path = "../ledger_common/mod.rs"]
+mod ledger_common;
+#[path = "../support/mod.rs"]
+mod support;
+
+mod bad_config;
+mod bad_input;
+mod batches;
+mod cancel;
+mod claim_wait;
+mod coalescing;
+mod concurrency;
+mod connect;
+mod events;
+mod invariant_checker;
+mod lifecycle;
+mod listing;
+mod model;
+mod operator;
+mod queues;
+mod registry;
+mod scripts;
+mod tokens;
+mod transitions;
