@@ -31,7 +31,7 @@ fn permission_message(user: &str, commands: &[String], keys: &[String]) -> Strin
     }
     format!(
         "Redis user {user:?} may not use {} that unstuck needs; grant them with \
-         `ACL SETUSER {user} {}` (the README's Security section lists every permission)",
+         `ACL SETUSER {user} {}` (the Security section of docs/redis.md lists every permission)",
         missing.join(" and "),
         grant.join(" ")
     )

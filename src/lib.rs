@@ -79,3 +79,16 @@ pub use timings::{ResolvedTimings, Timings};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// The examples of the docs pages, compiled as doctests like the README's: one item per
+/// page that holds Rust code blocks (the `doc_links` test checks none is missing).
+#[cfg(doctest)]
+pub mod doc_pages {
+    /// docs/library.md: the ledger, the runner, the volume calls.
+    #[doc = include_str!("../docs/library.md")]
+    pub struct Library;
+}
+
+/// The docs' relative links resolve, and README.md stays a front page.
+#[cfg(test)]
+mod doc_links;

@@ -29,7 +29,7 @@ pub(crate) struct ExecArgs {
     #[arg(long, default_value = "10s")]
     stop_grace: String,
     /// How often the worker registry hears from the supervisor (its reply may ask it to
-    /// restart or drain: see the README's "Worker tiers").
+    /// restart or drain: see docs/worker-tiers.md).
     #[arg(long, default_value = "5s")]
     worker_heartbeat_interval: String,
     /// Where the records of running commands are kept for a restart

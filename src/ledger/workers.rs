@@ -97,7 +97,7 @@ pub struct WorkerInfo {
     /// The registry heartbeat interval it declared, if any.
     #[serde(default, with = "humantime_serde")]
     pub heartbeat_interval: Option<Duration>,
-    /// Its remediation tier and circuit (see the README's "Worker tiers").
+    /// Its remediation tier and circuit (see docs/worker-tiers.md).
     #[serde(default)]
     pub remediation: WorkerRemediation,
 }

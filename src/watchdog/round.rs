@@ -6,7 +6,7 @@
 //! hold), start grace (→ retry path), heartbeat and progress (→ `stuck`), stuck threshold
 //! counted from when the execution became stuck (→ retry path), cancel grace (→
 //! `cancelled`). Every due entry is re-checked against its execution before it is acted
-//! on; the header of `lua/round.lua` states the systemic rule exactly.
+//! on; docs/watchdog.md ("The round script") states the systemic rule exactly.
 
 use std::time::Duration;
 

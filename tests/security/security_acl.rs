@@ -249,21 +249,21 @@ async fn without_acl_dryrun_the_first_call_that_needs_a_missing_permission_names
     assert!(keys.is_empty(), "nothing written: {keys:?}");
 }
 
-/// The README's `ACL SETUSER` line is the one these tests grant (with `unstuck` as the
-/// namespace), so a user following the README gets exactly what was tested.
+/// The `ACL SETUSER` line of docs/redis.md is the one these tests grant (with `unstuck` as
+/// the namespace), so a user following the docs gets exactly what was tested.
 #[test]
 fn the_readme_line_is_the_tested_one() {
-    let readme = include_str!("../../README.md");
+    let readme = include_str!("../../docs/redis.md");
     let line = readme
         .lines()
         .map(str::trim)
         .find(|l| l.starts_with("ACL SETUSER unstuck on >PASSWORD "))
-        .expect("the README has the ACL SETUSER line");
+        .expect("docs/redis.md has the ACL SETUSER line");
     let rules = line.trim_start_matches("ACL SETUSER unstuck on >PASSWORD ");
     assert_eq!(
         rules.split_whitespace().collect::<Vec<_>>(),
         acl_rules("unstuck", &[]),
-        "README's ACL line and tests/security_common's ACL_RULES differ"
+        "docs/redis.md's ACL line and tests/security_common's ACL_RULES differ"
     );
 }
 
