@@ -1,4 +1,4 @@
-//! Redis ACL: a user holding exactly the README's permissions (its namespace's keys, the
+//! Redis ACL: a user holding exactly the permissions of docs/redis.md (its namespace's keys, the
 //! commands unstuck sends and its scripts call) runs every library call, a watchdog and
 //! `unstuck serve`, and Redis refuses nothing along the way (its ACL LOG stays empty). A
 //! user missing a command, or restricted to another namespace's keys, is refused at
@@ -20,7 +20,7 @@ use unstuck::*;
 const USER: &str = "unstuck";
 const PASSWORD: &str = "acl-pw-31f0";
 
-/// A server with user `unstuck` holding the README's rules for `rules_namespace` plus
+/// A server with user `unstuck` holding the rules of docs/redis.md for `rules_namespace` plus
 /// `extra`; the ledger config for `namespace` as that user.
 async fn setup(
     rules_namespace: &str,
@@ -41,7 +41,7 @@ async fn setup(
 }
 
 /// What Redis refused since the server started (`ACL LOG`), one entry each, less the one
-/// refusal expected: `CONFIG GET maxmemory-policy`, which the README's user may not run
+/// refusal expected: `CONFIG GET maxmemory-policy`, which the documented user may not run
 /// (it would show `requirepass`), so the eviction check reads `INFO memory` instead.
 async fn acl_log(redis: &RedisProcess) -> Vec<String> {
     let entries: Vec<Value> = redis::cmd("ACL")
@@ -63,7 +63,7 @@ async fn the_readme_user_runs_every_library_call_and_nothing_is_refused() {
     let (redis, config) = setup("acl-ok", &[], "acl-ok").await;
     let ledger = Ledger::connect(config)
         .await
-        .expect("the README's user passes the check");
+        .expect("the documented user passes the check");
     workout(&ledger).await;
     assert_eq!(
         acl_log(&redis).await,
@@ -267,7 +267,7 @@ fn the_readme_line_is_the_tested_one() {
     );
 }
 
-/// On a Redis Cluster the README's rules plus `+cluster|slots +asking` (on every node, as
+/// On a Redis Cluster the documented rules plus `+cluster|slots +asking` (on every node, as
 /// ACLs are per node) run every library call, and no node refuses anything.
 #[tokio::test]
 async fn the_readme_user_runs_on_a_cluster_with_the_cluster_rules() {
@@ -288,7 +288,7 @@ async fn the_readme_user_runs_on_a_cluster_with_the_cluster_rules() {
     };
     let ledger = Ledger::connect(config)
         .await
-        .expect("the README's user with the cluster rules passes the check");
+        .expect("the documented user with the cluster rules passes the check");
     workout(&ledger).await;
     for node in cluster.nodes() {
         let entries: Vec<Value> = redis::cmd("ACL")

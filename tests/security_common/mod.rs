@@ -1,5 +1,5 @@
 //! Helpers shared by the security test binaries: throwaway redis-servers that want a
-//! password or hold ACL users, the README's ACL rules, and a workout that drives every
+//! password or hold ACL users, the ACL rules of docs/redis.md, and a workout that drives every
 //! kind of library call (each connection kind: the shared one, the blocking pool of the
 //! event followers, claim waits, a watchdog) through one ledger.
 //!
@@ -16,10 +16,10 @@ use unstuck::testkit::{RedisProcess, RedisProcessOptions};
 use unstuck::watchdog::{Watchdog, WatchdogConfig};
 use unstuck::*;
 
-/// The README's `ACL SETUSER` rules for a namespace, after the user's name and password:
+/// The `ACL SETUSER` rules of docs/redis.md for a namespace, after the user's name and password:
 /// the namespace's keys, no channels, and exactly the commands unstuck sends or its
 /// scripts call (`acl|dryrun` lets it check the rest at connect and `info` lets it read
-/// maxmemory-policy; both are optional, see the README).
+/// maxmemory-policy; both are optional, see docs/redis.md).
 pub const ACL_RULES: &str = "resetkeys ~{NS:* resetchannels -@all \
     +ping +unwatch +time +info +acl|dryrun \
     +evalsha +eval \
