@@ -16,22 +16,29 @@
 //! ```
 //!
 //! # Layout
-//! - `keys`: the one place that builds Redis keys; every key of a partition shares one
-//!   hash tag, so each script touches a single Redis Cluster slot. Crate-private: clients
-//!   never see keys.
-//! - `scripts`: the Lua scripts of `lua/`, loaded once, invoked with NOSCRIPT fallback.
-//! - [`ledger`]: executions and queues, the orchestrator and worker API.
-//! - [`runner`]: a worker-side loop for Rust workers that heartbeats on its own thread.
-//! - `supervise` (feature `supervise`, Unix): `unstuck exec`, any command as a worker,
-//!   one process group per execution.
-//! - [`watchdog`]: partition leases, timer rounds, worker reconciliation, systemic hold,
-//!   worker remediation tiers with their circuit breaker.
-//! - [`hooks`]: remediation hooks (commands, signed webhooks) and their durable outbox.
-//! - [`settings`]: the daemon's TOML file plus `UNSTUCK_*` environment overrides.
-//! - [`events`]: reading and following the partition event streams.
-//! - [`config`]: configuration with defaults; [`error`]: what can go wrong.
-//! - `testkit` (feature `testkit`, hidden): throwaway `redis-server` processes and the
-//!   invariant checker shared by the tests, the benches and `unstuck demo`.
+//! Every module, in one table (a unit test keeps it, the module list below and the layout
+//! of docs/development.md in step):
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`ledger`] | executions and queues: the orchestrator and worker API, a file per operation |
+//! | [`watchdog`] | replicas: partition leases, timer rounds, systemic hold, reconciliation, worker tiers, hooks, retention |
+//! | [`runner`] | the worker loop for Rust closures (heartbeats on their own thread) |
+//! | `supervise` | `unstuck exec` (feature `supervise`, Unix): any command as a worker, one process group per execution |
+//! | `server` | `unstuck serve` (feature `server`): HTTP routes, auth, problem+json, SSE, metrics, the dashboard |
+//! | [`hooks`] | remediation hooks (commands, signed webhooks) and their durable outbox |
+//! | [`events`] | reading and following the partition event streams |
+//! | [`timings`] | the nine per-execution timings and how they resolve |
+//! | [`retention`] | how long finished executions are kept |
+//! | [`names`] | naming rules for namespaces, queues, execution and worker ids |
+//! | [`config`] | the ledger's configuration with defaults |
+//! | [`settings`] | the daemon's TOML file plus `UNSTUCK_*` environment overrides |
+//! | [`error`] | everything that can go wrong, and what the caller should do |
+//! | `keys` | the one place that builds Redis keys (crate-private; one hash tag per partition) |
+//! | `scripts` | the Lua scripts of `lua/`, loaded once, invoked with NOSCRIPT fallback |
+//! | `fields` | the glossary of an execution hash's fields |
+//! | `conn` | connecting: standalone or cluster, credentials, TLS, the ACL check |
+//! | `testkit` | (feature `testkit`, hidden) throwaway `redis-server`s and the invariant checker |
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
@@ -92,3 +99,7 @@ pub mod doc_pages {
 /// The docs' relative links resolve, and README.md stays a front page.
 #[cfg(test)]
 mod doc_links;
+
+/// The crate map above names every module, and so does docs/development.md.
+#[cfg(test)]
+mod doc_layout;

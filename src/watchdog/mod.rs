@@ -7,6 +7,25 @@
 //! harm once its lease is gone. A replica sleeps until the earliest timer of its
 //! partitions (bounded by `max_poll_interval`), so detection is prompt and an idle
 //! watchdog costs a few tiny scripts per second.
+//!
+//! # Map
+//! The rules themselves are described for operators in docs/watchdog.md.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | `lease` | partition leases: acquire, renew, release, no more than a fair share |
+//! | `round` | one judgement pass over a partition's due timers (`lua/round.lua`) |
+//! | `systemic` | the namespace-wide half of the systemic hold (invariant 10) |
+//! | `reconcile` | executions of workers that are gone, or that a live worker no longer lists |
+//! | `tiers` | worker remediation: one tier per judgement, the circuit breaker |
+//! | `tier_config` | which workers are judged bad, cooldowns, the breaker's limits |
+//! | `tier_action` | terminate (tier 2) and kill (tier 3) when no hook is configured |
+//! | `terminate` | terminate first: a deadline on running work waits for the hook |
+//! | `hook_loop` | feeding the hooks' outbox from the event streams, and delivering |
+//! | `retention` | pruning finished executions past their time to live |
+//! | `status` | who holds each partition, live replicas, holds, totals |
+//! | `activity` | actions per minute and detection lag, for charts |
+//! | `config` | [`WatchdogConfig`] |
 
 mod activity;
 mod config;
