@@ -5,20 +5,14 @@ milliseconds, timestamps RFC 3339 strings. Errors are raised as ``unstuck.errors
 """
 
 import datetime
-import http.client
 import json
-import socket
-import threading
 import urllib.parse
 
 from . import errors
-from .errors import ConnectionFailed, UnknownOutcome
+from .transport import UNSET, Transport
 
 __all__ = ["Client"]
 
-_UNSET = object()
-_MAX_IDLE = 16  # idle keep-alive connections kept per client
-USER_AGENT = "unstuck-python"
 
 
 def _duration(value):
@@ -48,20 +42,27 @@ class Client:
     """
 
     def __init__(self, base_url, token=None, timeout=30.0):
-        parts = urllib.parse.urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"base_url must be http(s)://host[:port][/prefix], not {base_url!r}")
-        self.base_url = base_url
-        self.token = token
-        self.timeout = timeout
-        self._https = parts.scheme == "https"
-        self._host = parts.hostname
-        self._port = parts.port
-        self._prefix = parts.path.rstrip("/")
-        self._lock = threading.Lock()
-        self._idle = []          # LIFO of idle connections
-        self._open = set()       # every connection not yet closed, for close()
-        self._closed = False
+        self.transport = Transport(base_url, token, timeout)
+
+    @property
+    def base_url(self):
+        return self.transport.base_url
+
+    @property
+    def token(self):
+        return self.transport.token
+
+    @token.setter
+    def token(self, value):
+        self.transport.token = value
+
+    @property
+    def timeout(self):
+        return self.transport.timeout
+
+    @timeout.setter
+    def timeout(self, value):
+        self.transport.timeout = value
 
     def copy(self):
         """A client with the same settings and connections of its own."""
@@ -70,11 +71,7 @@ class Client:
     def close(self):
         """Closes every connection, aborting calls in flight (they raise ConnectionFailed
         or UnknownOutcome). The client cannot be used afterwards."""
-        with self._lock:
-            self._closed = True
-            conns, self._open, self._idle = list(self._open), set(), []
-        for conn in conns:
-            _abort(conn)
+        self.transport.close()
 
     def __enter__(self):
         return self
@@ -82,101 +79,10 @@ class Client:
     def __exit__(self, *exc):
         self.close()
 
-    # ----- plumbing -----
-
-    def _url(self, path, query=None):
-        url = self._prefix + path
-        if query:
-            pairs = [(k, v) for k, v in query.items() if v is not None]
-            if pairs:
-                url += "?" + urllib.parse.urlencode(pairs)
-        return url
-
-    def _headers(self, extra=None, body=False):
-        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
-        if body:
-            headers["Content-Type"] = "application/json"
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        headers.update(extra or {})
-        return headers
-
-    def _new_connection(self, timeout):
-        cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-        conn = cls(self._host, self._port, timeout=timeout)
-        with self._lock:
-            if self._closed:
-                raise ConnectionFailed(detail="the client is closed")
-            self._open.add(conn)
-        return conn
-
-    def _connect(self, conn, timeout):
-        try:
-            conn.connect()
-        except OSError as e:
-            self._discard(conn)
-            raise ConnectionFailed(detail=f"cannot connect to {self.base_url}: {e}") from e
-        conn.sock.settimeout(timeout)
-
-    def _borrow(self):
-        with self._lock:
-            if self._closed:
-                raise ConnectionFailed(detail="the client is closed")
-            return self._idle.pop() if self._idle else None
-
-    def _give_back(self, conn):
-        with self._lock:
-            if not self._closed and len(self._idle) < _MAX_IDLE and conn in self._open:
-                self._idle.append(conn)
-                return
-        self._discard(conn)
-
-    def _discard(self, conn):
-        with self._lock:
-            self._open.discard(conn)
-        conn.close()
-
-    def _send(self, method, path, body=_UNSET, query=None, headers=None, timeout=None):
-        """One request; returns (status, headers, body bytes). A pooled connection the
-        server closed while idle is retried once on a fresh one."""
-        timeout = self.timeout if timeout is None else timeout
-        data = None if body is _UNSET else json.dumps(body, separators=(",", ":")).encode()
-        hdrs = self._headers(headers, body=data is not None)
-        url = self._url(path, query)
-        while True:
-            conn = self._borrow()
-            reused = conn is not None
-            if conn is None:
-                conn = self._new_connection(timeout)
-                self._connect(conn, timeout)
-            elif conn.sock is None:
-                self._connect(conn, timeout)
-            else:
-                conn.sock.settimeout(timeout)
-            replied = False
-            try:
-                conn.request(method, url, body=data, headers=hdrs)
-                resp = conn.getresponse()
-                replied = True
-                payload = resp.read()
-            except (OSError, http.client.HTTPException) as e:
-                self._discard(conn)
-                if self._closed:
-                    raise ConnectionFailed(detail="the client was closed during the call") from e
-                if reused and not replied and not isinstance(e, socket.timeout):
-                    continue  # stale keep-alive connection: the request never got through
-                what = "no reply" if isinstance(e, socket.timeout) else f"connection lost ({e!r})"
-                raise UnknownOutcome(detail=f"{method} {path}: {what}; "
-                                            "retrying the same call is safe") from e
-            if resp.will_close:
-                self._discard(conn)
-            else:
-                self._give_back(conn)
-            return resp.status, dict(resp.getheaders()), payload
-
-    def _call(self, method, path, body=_UNSET, query=None, headers=None, timeout=None):
+    def _call(self, method, path, body=UNSET, query=None, headers=None, timeout=None):
         """A request whose 2xx reply is JSON (or empty); returns (status, decoded body)."""
-        status, hdrs, payload = self._send(method, path, body, query, headers, timeout)
+        status, hdrs, payload = self.transport.send(method, path, body, query, headers,
+                                                    timeout)
         if not 200 <= status < 300:
             raise errors.from_response(status, hdrs, payload)
         if not payload:
@@ -187,7 +93,7 @@ class Client:
             raise errors.UnstuckError(status, None, "reply is not JSON",
                                       payload[:200].decode("utf-8", "replace")) from e
 
-    def _json(self, method, path, body=_UNSET, query=None, headers=None, timeout=None):
+    def _json(self, method, path, body=UNSET, query=None, headers=None, timeout=None):
         return self._call(method, path, body, query, headers, timeout)[1]
 
     # ----- health -----
@@ -201,7 +107,7 @@ class Client:
 
     def metrics(self):
         """The Prometheus text."""
-        status, hdrs, payload = self._send("GET", "/metrics")
+        status, hdrs, payload = self.transport.send("GET", "/metrics")
         if status != 200:
             raise errors.from_response(status, hdrs, payload)
         return payload.decode("utf-8")
@@ -333,20 +239,20 @@ class Client:
                                    timeout=timeout)
         return [] if status == 204 or not reply else reply.get("claims", [])
 
-    def heartbeat(self, token, progress=None, checkpoint=_UNSET):
+    def heartbeat(self, token, progress=None, checkpoint=UNSET):
         """``{"cancel_requested": bool}``. Raises StaleAttempt / AlreadyTerminal when the
         attempt is no longer current (stop: the work is not yours)."""
         body = {"token": token}
         if progress is not None:
             body["progress"] = progress
-        if checkpoint is not _UNSET:
+        if checkpoint is not UNSET:
             body["checkpoint"] = checkpoint
         return self._json("POST", "/v1/attempts/heartbeat", body)
 
-    def complete(self, token, result=_UNSET):
+    def complete(self, token, result=UNSET):
         """``{"slot_released": bool}``."""
         body = {"token": token}
-        if result is not _UNSET:
+        if result is not UNSET:
             body["result"] = result
         return self._json("POST", "/v1/attempts/complete", body)
 
@@ -427,17 +333,3 @@ class Client:
         that reconnects with Last-Event-ID when the connection drops. See EventStream."""
         from .sse import EventStream
         return EventStream(self, queue=queue, last_event_id=last_event_id, **options)
-
-
-def _abort(conn):
-    # shutdown() wakes a thread blocked in recv on this socket; close() alone would not.
-    sock = conn.sock
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        try:
-            sock.close()
-        except OSError:
-            pass

@@ -9,6 +9,7 @@ import re
 import threading
 
 from . import errors
+from .transport import abort
 
 __all__ = ["EventStream", "SSEParser"]
 
@@ -138,13 +139,12 @@ class EventStream:
         with self._lock:
             conn = self._conn
         if conn is not None:
-            from .client import _abort
-            _abort(conn)
+            abort(conn)
 
     # ----- internals -----
 
     def _stopped(self):
-        return self._closed.is_set() or self._client._closed
+        return self._closed.is_set() or self._client.transport.closed
 
     def _delay(self, failures):
         base = self.reconnect_delay
@@ -169,19 +169,19 @@ class EventStream:
         return True
 
     def _open(self):
-        client = self._client
-        conn = client._new_connection(self.idle_timeout)
+        transport = self._client.transport
+        conn = transport.new_connection(self.idle_timeout)
         with self._lock:
             self._conn = conn
         if self._closed.is_set():
             raise errors.ConnectionFailed(detail="the stream is closed")
-        client._connect(conn, self.idle_timeout)
+        transport.connect(conn, self.idle_timeout)
         extra = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
         if self.last_event_id:
             extra["Last-Event-ID"] = self.last_event_id
         try:
-            conn.request("GET", client._url("/v1/events", {"queue": self.queue}),
-                         headers=client._headers(extra))
+            conn.request("GET", transport.url("/v1/events", {"queue": self.queue}),
+                         headers=transport.headers(extra))
             resp = conn.getresponse()
             if resp.status != 200:
                 raise errors.from_response(resp.status, dict(resp.getheaders()), resp.read())
@@ -193,7 +193,7 @@ class EventStream:
         with self._lock:
             conn, self._conn = self._conn, None
         if conn is not None:
-            self._client._discard(conn)
+            self._client.transport.discard(conn)
 
     def _follow(self):
         failures = 0
