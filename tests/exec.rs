@@ -269,6 +269,32 @@ echo '{"ok": 2}'"#;
 }
 
 #[tokio::test]
+async fn a_log_dir_that_cannot_be_made_stops_the_supervisor_before_it_claims() {
+    let l = support::ledger("exec_bad_log_dir").await;
+    let s = Scratch::new();
+    enqueue(&l, "e", 1).await;
+    let not_a_dir = s.path("a-file");
+    std::fs::write(&not_a_dir, "").unwrap();
+    let args = ["--log-dir", not_a_dir.to_str().unwrap()];
+    let mut exec = start(&l, &s, &args, "echo never");
+    assert_eq!(exec.exited().await, Some(1));
+    let stderr = exec.stderr();
+    assert!(
+        stderr.contains(&format!(
+            "cannot use the log directory {}/q",
+            not_a_dir.display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(l.get("q", "e").await.unwrap().state, State::Queued);
+    assert!(l.workers().await.unwrap().is_empty(), "never registered");
+    assert_eq!(
+        files_under(&s.state_dir()),
+        Vec::<std::path::PathBuf>::new()
+    );
+}
+
+#[tokio::test]
 async fn bad_input_is_one_line_and_starts_nothing() {
     let cases: [(&[&str], &str); 6] = [
         (&["exec", "--", "true"], "--queue is missing"),

@@ -171,15 +171,20 @@ wait"#;
 }
 
 #[tokio::test]
-async fn an_attempt_taken_away_kills_its_group_and_records_nothing() {
+async fn an_attempt_taken_away_kills_its_processes_and_records_nothing() {
     let l = support::ledger("exec_lost").await;
     let s = Scratch::new();
     enqueue(&l, "e", 2).await;
-    let script = r#"if [ "$UNSTUCK_ATTEMPT" = 2 ]; then echo '"second"'; exit 0; fi
-trap '' TERM
-echo $$ >> pids; sleep 60 & echo $! >> pids; wait"#;
-    let mut exec = start(&l, &s, &["--stop-grace", "200ms"], script);
+    let marker = format!("unstuck-test-{}", uuid::Uuid::new_v4().simple());
+    let script = format!(
+        r#"if [ "$UNSTUCK_ATTEMPT" = 2 ]; then echo '"second"'; exit 0; fi
+{}trap '' TERM
+echo $$ >> pids; sleep 60 & echo $! >> pids; wait"#,
+        daemonise(&marker, false)
+    );
+    let mut exec = start(&l, &s, &["--stop-grace", "200ms"], &script);
     let pids = s.wait_for_pids("pids", 2).await;
+    let daemons = daemons_of(&s, "e").await;
     wait_state(&l, "e", State::Running).await;
 
     // Someone else moves the execution on under the attempt's token (as a watchdog
@@ -207,6 +212,12 @@ echo $$ >> pids; sleep 60 & echo $! >> pids; wait"#;
     let e = wait_state(&l, "e", State::Succeeded).await;
     assert_eq!((e.attempt, result(&e)), (2, json!("second")));
     assert!(!pids.iter().any(|&p| running(p)), "{pids:?} still run");
+    // What it detached went with it.
+    assert!(
+        !daemons.iter().any(|&p| running(p)),
+        "{daemons:?} still run"
+    );
+    assert_eq!(with_marker(&marker), Vec::<u32>::new());
     // The lost attempt recorded nothing of its own.
     let retries = details(&l, "e", "retry_scheduled").await;
     assert_eq!(retries, vec!["taken over by the test".to_owned()]);
