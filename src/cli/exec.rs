@@ -1,14 +1,12 @@
 //! `unstuck exec`: any command as a worker (the library's `unstuck::supervise`).
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 use tokio_util::sync::CancellationToken;
-use unstuck::supervise::{ExecConfig, Supervisor, default_state_dir};
+use unstuck::supervise::{CommandOutput, ExecConfig, Supervisor, default_state_dir, stderr_lines};
 
 /// How the command is run. Numbers and durations are read here rather than by clap, so a
 /// bad one is one line that names the flag.
@@ -36,6 +34,14 @@ pub(crate) struct ExecArgs {
     /// (default $XDG_STATE_HOME/unstuck/exec or ~/.local/state/unstuck/exec).
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Put `[queue/id#attempt] ` before each line of the commands' output passed on to
+    /// stdout and stderr.
+    #[arg(long)]
+    prefix: bool,
+    /// Keep the commands' output in one file per attempt, DIR/<queue>/<id>.<attempt>.log
+    /// (stdout and stderr together), instead of passing it on to stdout and stderr.
+    #[arg(long, value_name = "DIR")]
+    log_dir: Option<PathBuf>,
     /// TOML settings file ([ledger]); UNSTUCK_LEDGER__* environment variables override it.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -69,10 +75,20 @@ pub(crate) async fn exec(args: ExecArgs) -> anyhow::Result<()> {
             bail!("no state directory: set --state-dir (neither XDG_STATE_HOME nor HOME is set)")
         }
     };
-    let output: unstuck::supervise::LineSink = Arc::new(|line: &str| {
-        // Passing output on must never stop the work: a closed stderr is ignored.
-        let _ = writeln!(std::io::stderr().lock(), "{line}");
-    });
+    let output = match args.log_dir {
+        Some(_) if args.prefix => {
+            bail!(
+                "--prefix is for output passed on to stdout and stderr; --log-dir writes it to files"
+            )
+        }
+        Some(dir) => CommandOutput::LogDir(dir),
+        None => CommandOutput::Passthrough {
+            prefix: args.prefix,
+        },
+    };
+    // The notes share the commands' stderr queue: they stay in order with its lines, and
+    // a stalled stderr never stops the work.
+    let notes = stderr_lines();
     let config = ExecConfig {
         concurrency,
         no_output_timeout: args
@@ -85,7 +101,8 @@ pub(crate) async fn exec(args: ExecArgs) -> anyhow::Result<()> {
             &args.worker_heartbeat_interval,
         )?,
         state_dir,
-        output: Some(output),
+        output,
+        notes: Some(notes.clone()),
         ..ExecConfig::new(queue, args.command)
     };
     config.check()?;
@@ -95,7 +112,7 @@ pub(crate) async fn exec(args: ExecArgs) -> anyhow::Result<()> {
     let signal = shutdown.clone();
     tokio::spawn(async move {
         super::wait_for_signal().await;
-        eprintln!("unstuck: stopping: no more claims; running commands get SIGTERM");
+        notes("unstuck: stopping: no more claims; running commands get SIGTERM");
         signal.cancel();
     });
     let report = supervisor.run(shutdown).await?;

@@ -6,12 +6,14 @@
 //! command is another process: unlike the Rust runner's jobs it cannot hog this one's
 //! threads, so no thread of its own is needed). Order of the end, and why:
 //! 1. the command exits, or is stopped (cancel, attempt lost, silent too long, shutdown):
-//!    SIGTERM to its group, SIGKILL after the grace;
-//! 2. whatever else of its group still runs is stopped the same way;
+//!    SIGTERM to its group and its strays (`reaper.rs`), SIGKILL after the grace;
+//! 2. whatever else of its family still runs is stopped the same way, and what exited
+//!    of it is reaped;
 //! 3. heartbeats stop, then the progress and checkpoint not yet sent go in one last beat
 //!    (a checkpoint printed just before a crash must reach the retry);
 //! 4. the outcome is recorded — only now, so no retry runs beside what is left of this
-//!    attempt — and then the state file forgets the attempt.
+//!    attempt — and then the state file forgets the attempt, and its log file (with the
+//!    outcome in it) is written out and closed.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -24,8 +26,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::ExecConfig;
 use super::beat::{Beats, MIN_INTERVAL, beat, describe_reply};
-use super::child::{self, GroupGuard, ProcessGroup};
+use super::child::{self, Family, GroupGuard, ProcessGroup};
+use super::logs::AttemptLog;
 use super::output::{self, Output, Stream};
+use super::reaper::{Mark, Reaper};
 use super::records::Records;
 use super::report::{Outcome, Report};
 use crate::error::format_duration;
@@ -44,6 +48,7 @@ pub(crate) struct Context {
     pub(crate) ledger: Ledger,
     pub(crate) config: Arc<ExecConfig>,
     pub(crate) records: Arc<Records>,
+    pub(crate) reaper: Arc<Reaper>,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -60,7 +65,18 @@ pub(crate) enum Cause {
 pub(crate) async fn run(ctx: Arc<Context>, claim: Claim) -> Outcome {
     let token = claim.token.clone();
     ctx.records.claimed(&token);
-    let output = Arc::new(Output::new(claim.id(), ctx.config.output.clone()));
+    let label = format!("[{}/{}#{}] ", claim.queue(), claim.id(), claim.attempt());
+    let (log, unlogged) = AttemptLog::open(
+        &ctx.config.output,
+        claim.queue(),
+        claim.id(),
+        claim.attempt(),
+        &label,
+    );
+    let output = Arc::new(Output::new(label, ctx.config.notes.clone(), log));
+    if let Some(why) = unlogged {
+        output.note(&why);
+    }
     let report = Report::new(&ctx.ledger, &token, &output);
     let outcome = if ctx.shutdown.is_cancelled() {
         report
@@ -70,6 +86,7 @@ pub(crate) async fn run(ctx: Arc<Context>, claim: Claim) -> Outcome {
         attempt(&ctx, claim, &output, &report).await
     };
     ctx.records.finished(&token);
+    output.close_log().await;
     outcome
 }
 
@@ -83,7 +100,10 @@ async fn attempt(
     let token = &claim.token;
     let checkpoint = CheckpointFile::write(&ctx.records, &claim);
     let (env, unset) = environment(&claim, checkpoint.as_ref());
-    let mut child = match child::spawn(&config.command, &env, &unset) {
+    let mut child = match ctx
+        .reaper
+        .spawn(|| child::spawn(&config.command, &env, &unset))
+    {
         Ok(child) => child,
         Err(e) => {
             let program = config.command[0].to_string_lossy();
@@ -97,6 +117,14 @@ async fn attempt(
     ctx.records.started(token, pid);
     let group = ProcessGroup(pid as i32);
     let mut guard = GroupGuard::new(group);
+    let family = Family {
+        group,
+        mark: Some(Mark {
+            queue: claim.queue().to_owned(),
+            execution_id: claim.id().to_owned(),
+            attempt: claim.attempt().to_string(),
+        }),
+    };
     output.note(&format!("attempt {} started as pid {pid}", token.attempt()));
 
     let payload = format!("{}\n", claim.payload).into_bytes();
@@ -151,18 +179,20 @@ async fn attempt(
     let grace = config.stop_grace;
     let (status, cause) = match exited {
         Ok(status) => {
-            let (left, _) = group.stop_rest(grace).await;
+            ctx.reaper.waited(pid);
+            let (left, _) = family.stop_rest(grace).await;
             if left {
-                output.note("the command exited; what it left running in its group was stopped");
+                output.note("the command exited; what it left running was stopped");
             }
             (status, None)
         }
         Err(cause) => {
             output.note(&format!(
-                "{}: SIGTERM to its process group",
+                "{}: SIGTERM to its processes",
                 describe_cause(&cause)
             ));
-            let (status, killed) = group.stop(&mut child, grace).await;
+            let (status, killed) = family.stop(&mut child, grace).await;
+            ctx.reaper.waited(pid);
             if killed {
                 output.note(&format!(
                     "still running {} after SIGTERM: SIGKILL",
@@ -173,6 +203,7 @@ async fn attempt(
         }
     };
     guard.disarm();
+    ctx.reaper.reap();
     drain(readers, stdin).await;
     finished.cancel();
     if beat_task.await.is_err() {
@@ -211,7 +242,7 @@ async fn attempt(
     match cause {
         Some(Cause::Silent(timeout)) => {
             let message = format!(
-                "no output for {} (no-output timeout): its process group was killed",
+                "no output for {} (no-output timeout): its processes were killed",
                 format_duration(timeout)
             );
             report.fail(&tail(message), true).await

@@ -1,11 +1,12 @@
-//! The command's process: started in a process group of its own, stopped as a group.
+//! The command's process: started in a process group of its own, stopped as a family.
 //!
 //! Every descendant that does not leave the group on purpose (`setsid`) shares the
 //! child's process group, so one `killpg` reaches a shell, its pipeline and whatever it
-//! put in the background. Stopping is SIGTERM to the group, then SIGKILL to the group
-//! after the grace, and it is over only when no process of the group runs any more: an
-//! attempt's outcome is recorded after its processes are gone, so a retry never runs
-//! beside leftovers of the attempt before it.
+//! put in the background. Those that left it are the attempt's strays (`reaper.rs`
+//! finds them); the group and its strays are the attempt's [`Family`]. Stopping is
+//! SIGTERM to the family, then SIGKILL after the grace, and it is over only when no
+//! process of it runs any more: an attempt's outcome is recorded after its processes are
+//! gone, so a retry never runs beside leftovers of the attempt before it.
 
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
@@ -19,6 +20,7 @@ use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
 use super::procfs;
+use super::reaper::{self, Mark};
 
 /// How often a stop looks whether the group is gone.
 const POLL: Duration = Duration::from_millis(20);
@@ -90,9 +92,36 @@ impl ProcessGroup {
     pub(crate) fn is_running(self) -> bool {
         procfs::group_running(self.0)
     }
+}
 
-    /// Waits until no process of the group runs, or `until`; true when it is gone.
-    async fn gone_by(self, until: Instant) -> bool {
+/// An attempt's processes: its process group, and (with a mark) its strays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Family {
+    pub(crate) group: ProcessGroup,
+    /// `None`: the group alone (a previous supervisor's command, whose strays went to init).
+    pub(crate) mark: Option<Mark>,
+}
+
+impl Family {
+    /// Sends `signal` to the group and to every stray found now.
+    fn signal(&self, signal: Signal) {
+        self.group.signal(signal);
+        if let Some(mark) = &self.mark {
+            reaper::signal_each(&reaper::strays(self.group.0, mark), signal);
+        }
+    }
+
+    /// True while a process of the group, or a stray, still runs.
+    fn is_running(&self) -> bool {
+        self.group.is_running()
+            || self
+                .mark
+                .as_ref()
+                .is_some_and(|mark| !reaper::strays(self.group.0, mark).is_empty())
+    }
+
+    /// Waits until no process of the family runs, or `until`; true when it is gone.
+    async fn gone_by(&self, until: Instant) -> bool {
         loop {
             if !self.is_running() {
                 return true;
@@ -104,10 +133,10 @@ impl ProcessGroup {
         }
     }
 
-    /// Stops the group while its leader is our child: SIGTERM, then SIGKILL once `grace`
+    /// Stops the family while its leader is our child: SIGTERM, then SIGKILL once `grace`
     /// has passed with the leader or any other member still running. Reaps the leader and
     /// returns its exit status, and whether SIGKILL was needed.
-    pub(crate) async fn stop(self, leader: &mut Child, grace: Duration) -> (ExitStatus, bool) {
+    pub(crate) async fn stop(&self, leader: &mut Child, grace: Duration) -> (ExitStatus, bool) {
         let deadline = Instant::now() + grace;
         self.signal(Signal::SIGTERM);
         let exited = tokio::time::timeout_at(deadline, leader.wait()).await;
@@ -121,21 +150,24 @@ impl ProcessGroup {
             _ => match leader.wait().await {
                 Ok(status) => status,
                 Err(error) => {
-                    tracing::error!(pgid = self.0, %error, "cannot reap a stopped command");
+                    tracing::error!(pgid = self.group.0, %error, "cannot reap a stopped command");
                     ExitStatus::from_raw(Signal::SIGKILL as i32)
                 }
             },
         };
         if !clean && !self.gone_by(Instant::now() + AFTER_KILL).await {
-            tracing::error!(pgid = self.0, "processes of a killed group still run");
+            tracing::error!(
+                pgid = self.group.0,
+                "processes of a killed family still run"
+            );
         }
         (status, !clean)
     }
 
-    /// Stops what is left of the group once its leader has exited and been reaped, or when
+    /// Stops what is left of the family once its leader has exited and been reaped, or when
     /// the leader is not our child (a previous supervisor's): SIGTERM, SIGKILL after
     /// `grace`. Returns whether anything was left, and whether SIGKILL was needed.
-    pub(crate) async fn stop_rest(self, grace: Duration) -> (bool, bool) {
+    pub(crate) async fn stop_rest(&self, grace: Duration) -> (bool, bool) {
         if !self.is_running() {
             return (false, false);
         }
@@ -145,7 +177,10 @@ impl ProcessGroup {
         }
         self.signal(Signal::SIGKILL);
         if !self.gone_by(Instant::now() + AFTER_KILL).await {
-            tracing::error!(pgid = self.0, "processes of a killed group still run");
+            tracing::error!(
+                pgid = self.group.0,
+                "processes of a killed family still run"
+            );
         }
         (true, true)
     }

@@ -10,9 +10,28 @@ use crate::ledger::MAX_CLAIM_WAIT;
 use crate::names;
 use crate::runner::MAX_CONCURRENCY;
 
-/// Where the command's output lines and the supervisor's notes about each attempt go
-/// (the binary writes them to its stderr).
+/// Where the supervisor's notes about each attempt go (the binary writes them to its
+/// stderr, through [`stderr_lines`](super::stderr_lines)).
 pub type LineSink = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Where the commands' own output goes. Either way it is also read for the progress,
+/// the directives, the result and the stderr tail; directive lines (`::progress`,
+/// `::checkpoint`) are kept like any other line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CommandOutput {
+    /// Kept nowhere.
+    Discard,
+    /// Passed on to this process's stdout and stderr, stream for stream, a line at a
+    /// time; with `prefix`, each line after `[<queue>/<execution id>#<attempt>] `.
+    Passthrough {
+        /// Put the attempt's label before each line.
+        prefix: bool,
+    },
+    /// One file per attempt, `<dir>/<queue>/<execution id>.<attempt>.log`: both streams
+    /// as they come, and the supervisor's notes about the attempt as `unstuck: …` lines.
+    LogDir(PathBuf),
+}
 
 /// Longest stop grace: a stop that waits longer than this is not a stop.
 const MAX_STOP_GRACE: Duration = Duration::from_secs(3600);
@@ -42,9 +61,18 @@ pub struct ExecConfig {
     /// How long one claim waits for work before it asks again (a long poll, woken by
     /// events; at most 30 s).
     pub claim_wait: Duration,
-    /// Receives every line the commands write, prefixed with `[<execution id>] `, and the
-    /// supervisor's notes about each attempt. `None`: nothing is passed on.
-    pub output: Option<LineSink>,
+    /// Where the commands' own output goes.
+    pub output: CommandOutput,
+    /// Receives the supervisor's notes about each attempt (started, stopped, how it
+    /// ended), each after `[<queue>/<execution id>#<attempt>] unstuck: `, and about
+    /// itself. `None`: they are not passed on.
+    pub notes: Option<LineSink>,
+    /// Makes the process a child subreaper (Linux), so that what a command detaches
+    /// (`setsid`, a double fork) stays the supervisor's to stop and reap. The supervisor
+    /// then owns every child of the process: it reaps exited ones it did not start and,
+    /// when it stops, stops every process still descending from it. Turn it off to run a
+    /// supervisor in a process that starts children of its own.
+    pub subreaper: bool,
 }
 
 impl std::fmt::Debug for ExecConfig {
@@ -59,7 +87,9 @@ impl std::fmt::Debug for ExecConfig {
             .field("heartbeat_fraction", &self.heartbeat_fraction)
             .field("worker_heartbeat_interval", &self.worker_heartbeat_interval)
             .field("claim_wait", &self.claim_wait)
-            .field("output", &self.output.is_some())
+            .field("output", &self.output)
+            .field("notes", &self.notes.is_some())
+            .field("subreaper", &self.subreaper)
             .finish()
     }
 }
@@ -68,7 +98,7 @@ impl ExecConfig {
     /// The defaults for running `command` on `queue`: one at a time, no no-output
     /// timeout, 10 s stop grace, heartbeats at a third of the heartbeat timeout, a worker
     /// heartbeat every 5 s, the state under [`default_state_dir`] (or `./unstuck-state`
-    /// when there is no home directory), nothing passed on.
+    /// when there is no home directory), output and notes kept nowhere, a subreaper.
     pub fn new(queue: impl Into<String>, command: Vec<OsString>) -> Self {
         Self {
             queue: queue.into(),
@@ -80,7 +110,9 @@ impl ExecConfig {
             heartbeat_fraction: 1.0 / 3.0,
             worker_heartbeat_interval: Duration::from_secs(5),
             claim_wait: Duration::from_secs(5),
-            output: None,
+            output: CommandOutput::Discard,
+            notes: None,
+            subreaper: true,
         }
     }
 

@@ -10,13 +10,29 @@
 //! - **Liveness** comes from the command: the attempt is heartbeated while it runs, and
 //!   its output is the progress (see `output.rs`); a command silent for
 //!   [`ExecConfig::no_output_timeout`] is killed and its attempt failed retryably.
+//! - **Its output is kept** where [`ExecConfig::output`] says ([`CommandOutput`]): passed
+//!   on to the supervisor's stdout and stderr, stream for stream (each line after
+//!   `[<queue>/<id>#<attempt>] ` with `prefix`), or one file per attempt,
+//!   `<dir>/<queue>/<id>.<attempt>.log`, both streams and the supervisor's notes about the
+//!   attempt. Directive lines are kept too. Lines are queued and written by a thread of
+//!   their own, so a destination that stalls never blocks the command: what overflows
+//!   the queue is dropped and counted in a line that says so (`logs.rs`). What was
+//!   queued is written out before the supervisor returns.
 //! - **Outcome**: exit 0 completes (the last stdout line, when it is JSON, is the
 //!   result); another exit code or a signal fails the attempt retryably, with the tail of
 //!   stderr in the message.
-//! - **Stopping**: a cancellation, a lost attempt or the supervisor's own shutdown sends
-//!   SIGTERM to the command's process group and SIGKILL after
-//!   [`ExecConfig::stop_grace`]; nothing of the group survives. A cancellation is then
-//!   acknowledged; a shutdown fails the attempt retryably ("supervisor stopped").
+//! - **Stopping**: a cancellation, a lost attempt, a no-output timeout or the
+//!   supervisor's own shutdown sends SIGTERM to the command's process group and to the
+//!   processes of the attempt that left it, SIGKILL after [`ExecConfig::stop_grace`];
+//!   the same happens to what is left running when the command exits by itself. Nothing
+//!   of the attempt survives. A cancellation is then acknowledged; a shutdown fails the
+//!   attempt retryably ("supervisor stopped").
+//! - **Reaping** (Linux, [`ExecConfig::subreaper`]): the supervisor is a child
+//!   subreaper, so what a command detaches (`setsid`, a double fork) is reparented to it
+//!   rather than to init: it is found by the attempt's environment, stopped with the
+//!   attempt, and reaped (`reaper.rs`). When the supervisor stops, whatever still
+//!   descends from it is stopped too. Other Unix systems have no subreaper: a process
+//!   that leaves the group there and whose parent exits escapes.
 //! - **Asked to restart or drain** (tier 1 of worker remediation, in a registry heartbeat
 //!   reply): it stops claiming; on `restart` it stops its commands as on shutdown, on
 //!   `drain` it lets them finish; then it deregisters ([`ExecReport::stopped_by`]).
@@ -28,30 +44,35 @@
 //! # Layout
 //! - this file: the claim loop, registration and shutdown;
 //! - `attempt.rs`: one attempt, from claim to outcome; `beat.rs`: its heartbeats;
-//! - `child.rs`: spawning in a process group, stopping the group;
-//! - `output.rs`: output as progress, directives, tails;
+//! - `child.rs`: spawning in a process group, stopping the attempt's processes;
+//! - `reaper.rs`: the subreaper, an attempt's strays, reaping adopted orphans;
+//! - `output.rs`: output as progress, directives, tails; `logs.rs`: where it is kept;
 //! - `report.rs`: recording outcomes; `records.rs`: the state file;
-//! - `recover.rs`: cleaning up after a dead supervisor; `procfs.rs`: reading `/proc`;
+//! - `recover.rs`: cleaning up after a dead supervisor (its command's process group: what
+//!   left the group went to init with it); `procfs.rs`: reading `/proc`;
 //! - `registry.rs`: registry heartbeats, and honouring what their replies ask;
+//! - `program.rs`: finding the program before anything starts;
 //! - `config.rs`: [`ExecConfig`].
 
 mod attempt;
 mod beat;
 mod child;
 mod config;
+mod logs;
 mod output;
 mod procfs;
+mod program;
+mod reaper;
 mod records;
 mod recover;
 mod registry;
 mod report;
 
-pub use config::{ExecConfig, LineSink, default_state_dir};
+pub use config::{CommandOutput, ExecConfig, LineSink, default_state_dir};
+pub use logs::stderr_lines;
 pub use recover::Recovered;
 
-use std::ffi::OsStr;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,6 +84,7 @@ use crate::ledger::{Ledger, WorkerRegistration, WorkerRequest};
 use crate::runner::retry;
 use crate::runner::worker::Identity;
 use attempt::Context;
+use program::command_line;
 use records::Records;
 use registry::{Requested, beat_registry};
 use report::Outcome;
@@ -81,6 +103,14 @@ pub enum ExecError {
         program: String,
         /// Why not.
         reason: String,
+    },
+    /// The log directory cannot be used: pick another (`CommandOutput::LogDir`).
+    #[error("cannot use the log directory {}: {source}", path.display())]
+    LogDir {
+        /// The directory (of this queue).
+        path: PathBuf,
+        /// What the file system said.
+        source: std::io::Error,
     },
     /// The state directory cannot be used: pick another with `state_dir`.
     #[error("cannot use the state directory {}: {source}", path.display())]
@@ -192,11 +222,25 @@ impl Supervisor {
                 source,
             }
         })?;
+        if let CommandOutput::LogDir(logs) = &config.output {
+            let path = logs.join(&config.queue);
+            if let Err(source) = std::fs::create_dir_all(&path) {
+                records.remove();
+                return Err(ExecError::LogDir { path, source });
+            }
+        }
         let note = |line: &str| {
-            if let Some(sink) = &config.output {
+            if let Some(sink) = &config.notes {
                 sink(line);
             }
         };
+        let reaper = Arc::new(reaper::Reaper::new(config.subreaper));
+        let reaping = CancellationToken::new();
+        let reaper_task = tokio::spawn({
+            let reaper = reaper.clone();
+            let stop = reaping.clone();
+            async move { reaper.run(stop).await }
+        });
         let mut report = ExecReport {
             recovered: recover::previous(
                 &self.ledger,
@@ -210,6 +254,9 @@ impl Supervisor {
         };
         if let Err(e) = retry(|| self.ledger.register_worker(&registration)).await {
             records.remove();
+            reaping.cancel();
+            let _ = reaper_task.await;
+            logs::flush_shared().await;
             return Err(e.into());
         }
         note(&format!(
@@ -242,6 +289,7 @@ impl Supervisor {
             ledger: self.ledger.clone(),
             config: config.clone(),
             records: records.clone(),
+            reaper: reaper.clone(),
             shutdown: stop.clone(),
         });
 
@@ -277,6 +325,16 @@ impl Supervisor {
             Err(e) => tracing::warn!(worker = %worker_id, error = %e, "deregistration failed"),
         }
         records.remove();
+        // Whatever still descends from the supervisor is a command's: a stray that
+        // cleared its environment, or one that started after its attempt was swept.
+        reaping.cancel();
+        let _ = reaper_task.await;
+        let swept = reaper.sweep(config.stop_grace).await;
+        if swept > 0 {
+            note(&format!(
+                "unstuck: {swept} processes the commands left running were stopped"
+            ));
+        }
         note(&format!(
             "unstuck: worker {worker_id} stopped: {} claimed, {} succeeded, {} retried, {} failed, \
              {} cancelled, {} lost, {} unreported",
@@ -288,6 +346,7 @@ impl Supervisor {
             report.lost,
             report.unreported
         ));
+        logs::flush_shared().await;
         match refused.0 {
             Some(e) => Err(e.into()),
             None => Ok(report),
@@ -343,87 +402,5 @@ impl Supervisor {
             }
         }
         (None, tasks)
-    }
-}
-
-impl ExecConfig {
-    /// [`validate`](Self::validate), and checks that the program can be run, before
-    /// anything connects or starts.
-    ///
-    /// # Errors
-    /// As [`validate`](Self::validate); [`ExecError::Command`] when the program is not an
-    /// executable file (or not found in `PATH`).
-    pub fn check(&self) -> Result<(), ExecError> {
-        self.validate()?;
-        find_program(&self.command[0]).map(drop)
-    }
-}
-
-/// Finds `program` as `spawn` will: a path as given, a bare name in `PATH`.
-fn find_program(program: &OsStr) -> Result<PathBuf, ExecError> {
-    let executable = |p: &Path| {
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    let path = Path::new(program);
-    let refused = |reason: &str| ExecError::Command {
-        program: program.to_string_lossy().into_owned(),
-        reason: reason.into(),
-    };
-    if path.components().count() > 1 || program.to_string_lossy().contains('/') {
-        return if executable(path) {
-            Ok(path.to_owned())
-        } else {
-            Err(refused("no executable file there"))
-        };
-    }
-    let search = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&search)
-        .map(|dir| dir.join(program))
-        .find(|candidate| executable(candidate))
-        .ok_or_else(|| refused("not found in PATH"))
-}
-
-/// The command on one line, for notes: an argument with spaces in quotes, line breaks
-/// and runs of spaces as one space, cut at 120 characters.
-fn command_line(command: &[std::ffi::OsString]) -> String {
-    let text = command
-        .iter()
-        .map(|a| {
-            let a = a.to_string_lossy();
-            let words: Vec<&str> = a.split_whitespace().collect();
-            if words.len() == 1 && words[0] == a {
-                a.into_owned()
-            } else {
-                format!("'{}'", words.join(" "))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ");
-    match text.char_indices().nth(120) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_programs_as_spawn_does() {
-        assert!(find_program(OsStr::new("sh")).is_ok());
-        assert!(find_program(OsStr::new("/bin/sh")).is_ok());
-        let missing = find_program(OsStr::new("no-such-program-here")).unwrap_err();
-        assert_eq!(
-            missing.to_string(),
-            "cannot run no-such-program-here: not found in PATH"
-        );
-        let not_executable = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
-        assert_eq!(
-            command_line(&["sh".into(), "-c".into(), "\n  read -r p\n  echo $p".into()]),
-            "sh -c 'read -r p echo $p'"
-        );
-        assert_eq!(command_line(&["x".repeat(200).into()]).chars().count(), 121);
-        assert!(find_program(OsStr::new(not_executable)).is_err());
     }
 }

@@ -1,5 +1,6 @@
-//! The command's output as progress: lines counted, directives read, tails kept, and
-//! every line passed on with the execution id in front.
+//! The command's output as progress: lines counted, directives read, tails kept; every
+//! line is also handed to the attempt's log (`logs.rs`) as it was written, directives
+//! included.
 //!
 //! Progress moves with output, so a silent command looks stalled to the watchdog's
 //! no-progress rule and to the no-output timeout alike:
@@ -20,14 +21,12 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
 
 use super::LineSink;
+use super::logs::AttemptLog;
 use crate::ledger::Heartbeat;
 
 /// Lines of stderr kept for a failure message, and their total size at most.
 const TAIL_LINES: usize = 20;
 const TAIL_BYTES: usize = 2000;
-
-/// Longest line passed on to the sink; the rest is cut with a marker.
-const ECHO_MAX: usize = 4096;
 
 /// Which of the command's streams a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,9 +39,11 @@ pub(crate) enum Stream {
 /// heartbeats and its outcome.
 pub(crate) struct Output {
     seen: Mutex<Seen>,
-    /// `[<execution id>] `, before every line passed on.
-    prefix: String,
-    sink: Option<LineSink>,
+    /// `[<queue>/<execution id>#<attempt>] `, before every note.
+    label: String,
+    notes: Option<LineSink>,
+    /// Where the lines themselves are kept.
+    log: AttemptLog,
 }
 
 struct Seen {
@@ -61,7 +62,7 @@ struct Seen {
 }
 
 impl Output {
-    pub(crate) fn new(execution_id: &str, sink: Option<LineSink>) -> Self {
+    pub(crate) fn new(label: String, notes: Option<LineSink>, log: AttemptLog) -> Self {
         Self {
             seen: Mutex::new(Seen {
                 last_output: Instant::now(),
@@ -72,8 +73,9 @@ impl Output {
                 stderr_tail: VecDeque::new(),
                 last_stdout: None,
             }),
-            prefix: format!("[{execution_id}] "),
-            sink,
+            label,
+            notes,
+            log,
         }
     }
 
@@ -81,11 +83,17 @@ impl Output {
         self.seen.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Passes a note of the supervisor's about this attempt to the sink.
+    /// Passes a note of the supervisor's about this attempt to the sink and the log.
     pub(crate) fn note(&self, text: &str) {
-        if let Some(sink) = &self.sink {
-            sink(&format!("{}unstuck: {text}", self.prefix));
+        if let Some(notes) = &self.notes {
+            notes(&format!("{}unstuck: {text}", self.label));
         }
+        self.log.note(text);
+    }
+
+    /// Writes out what the log has queued, and closes a log file.
+    pub(crate) async fn close_log(&self) {
+        self.log.close().await;
     }
 
     /// When the command last wrote anything.
@@ -97,11 +105,11 @@ impl Output {
         self.seen().last_output = Instant::now();
     }
 
-    /// Takes one line the command wrote.
-    pub(crate) fn line(&self, stream: Stream, line: &str) {
-        if let Some(sink) = &self.sink {
-            sink(&format!("{}{}", self.prefix, cut(line, ECHO_MAX)));
-        }
+    /// Takes one line the command wrote: keeps it, then reads it.
+    pub(crate) fn line(&self, stream: Stream, bytes: &[u8]) {
+        self.log.line(stream, bytes);
+        let line = String::from_utf8_lossy(bytes);
+        let line = line.as_ref();
         let directive = match stream {
             Stream::Stderr => self.directive(line),
             Stream::Stdout => false,
@@ -260,13 +268,12 @@ impl LineBuffer {
         }
     }
 
-    fn push(&mut self, bytes: &[u8]) -> Vec<String> {
+    fn push(&mut self, bytes: &[u8]) -> Vec<Vec<u8>> {
         let mut lines = Vec::new();
         for &b in bytes {
             if b == b'\n' || b == b'\r' {
                 if !self.pending.is_empty() {
-                    lines.push(String::from_utf8_lossy(&self.pending).into_owned());
-                    self.pending.clear();
+                    lines.push(std::mem::take(&mut self.pending));
                 }
             } else if self.pending.len() < self.max {
                 self.pending.push(b);
@@ -275,8 +282,8 @@ impl LineBuffer {
         lines
     }
 
-    fn finish(&mut self) -> Option<String> {
-        (!self.pending.is_empty()).then(|| String::from_utf8_lossy(&self.pending).into_owned())
+    fn finish(&mut self) -> Option<Vec<u8>> {
+        (!self.pending.is_empty()).then(|| std::mem::take(&mut self.pending))
     }
 }
 
@@ -287,43 +294,46 @@ mod tests {
     #[test]
     fn splits_lines_at_newlines_and_carriage_returns() {
         let mut b = LineBuffer::new(5);
-        assert_eq!(b.push(b"ab\r\ncd"), vec!["ab"]);
-        assert_eq!(b.push(b"e\r10%\r20%\n\n"), vec!["cde", "10%", "20%"]);
-        assert_eq!(b.push(b"toolongline"), Vec::<String>::new());
-        assert_eq!(b.finish().as_deref(), Some("toolo"));
+        assert_eq!(b.push(b"ab\r\ncd"), vec![b"ab".to_vec()]);
+        assert_eq!(
+            b.push(b"e\r10%\r20%\n\n"),
+            vec![b"cde".to_vec(), b"10%".to_vec(), b"20%".to_vec()]
+        );
+        assert_eq!(b.push(b"toolongline"), Vec::<Vec<u8>>::new());
+        assert_eq!(b.finish().as_deref(), Some(&b"toolo"[..]));
     }
 
     #[test]
     fn progress_moves_with_lines_and_directives_name_it() {
-        let out = Output::new("e1", None);
+        let out = Output::new("[q/e1#1] ".into(), None, AttemptLog::Discard);
         assert_eq!(out.take_beat().progress.as_deref(), Some("output: 0 lines"));
         assert_eq!(
             out.take_beat(),
             Heartbeat::new(),
             "nothing new: nothing sent"
         );
-        out.line(Stream::Stdout, "hello");
+        out.line(Stream::Stdout, b"hello");
         assert_eq!(out.take_beat().progress.as_deref(), Some("output: 1 line"));
-        out.line(Stream::Stderr, "::progress step 2/5");
-        out.line(Stream::Stderr, "::checkpoint {\"step\": 2}");
+        out.line(Stream::Stderr, b"::progress step 2/5");
+        out.line(Stream::Stderr, b"::checkpoint {\"step\": 2}");
         let beat = out.take_beat();
         assert_eq!(beat.progress.as_deref(), Some("step 2/5"));
         assert_eq!(beat.checkpoint, Some(serde_json::json!({"step": 2})));
-        out.line(Stream::Stderr, "working");
-        out.line(Stream::Stderr, "::checkpoint not json");
+        out.line(Stream::Stderr, b"working");
+        out.line(Stream::Stderr, b"::checkpoint not json");
         assert_eq!(progress_text(&out.seen()), "step 2/5 (+2 lines)");
         assert_eq!(out.stderr_tail(), "working\n::checkpoint not json");
         // Directives on stdout are output; the last stdout line is the result if JSON.
-        out.line(Stream::Stdout, "::progress no");
+        out.line(Stream::Stdout, b"::progress no");
         assert_eq!(out.result(), None);
-        out.line(Stream::Stdout, "{\"ok\": true}");
+        out.line(Stream::Stdout, b"{\"ok\": true}");
         assert_eq!(out.result(), Some(serde_json::json!({"ok": true})));
     }
 
     #[test]
     fn a_failed_beat_is_sent_again() {
-        let out = Output::new("e1", None);
-        out.line(Stream::Stderr, "::checkpoint 1");
+        let out = Output::new("[q/e1#1] ".into(), None, AttemptLog::Discard);
+        out.line(Stream::Stderr, b"::checkpoint 1");
         let beat = out.take_beat();
         out.restore(beat.clone());
         assert_eq!(out.take_beat(), beat);
@@ -331,9 +341,12 @@ mod tests {
 
     #[test]
     fn the_stderr_tail_is_bounded() {
-        let out = Output::new("e1", None);
+        let out = Output::new("[q/e1#1] ".into(), None, AttemptLog::Discard);
         for i in 0..100 {
-            out.line(Stream::Stderr, &format!("line {i} {}", "x".repeat(300)));
+            out.line(
+                Stream::Stderr,
+                format!("line {i} {}", "x".repeat(300)).as_bytes(),
+            );
         }
         let tail = out.stderr_tail();
         assert!(tail.len() <= TAIL_BYTES + TAIL_LINES, "{}", tail.len());

@@ -1,4 +1,5 @@
-//! What `/proc` says about a process: its state, process group and start time.
+//! What `/proc` says about processes: state, parent, process group, start time and
+//! environment.
 //!
 //! A pid alone does not name a process for long: once it is reaped the kernel may hand
 //! the number to another one. A pid together with its start time (clock ticks since boot,
@@ -10,6 +11,8 @@
 pub(crate) struct ProcStat {
     /// `R`, `S`, `D`, `Z` (zombie: exited, not yet reaped), ...
     pub(crate) state: char,
+    /// The parent (after an orphan is adopted, its new one).
+    pub(crate) ppid: i32,
     /// The process group.
     pub(crate) pgrp: i32,
     /// Clock ticks after boot at which the process started.
@@ -37,8 +40,34 @@ pub(crate) fn parse_stat(text: &str) -> Option<ProcStat> {
     // fields[0] is field 3 (state), so field n is fields[n - 3].
     Some(ProcStat {
         state: fields.first()?.chars().next()?,
+        ppid: fields.get(1)?.parse().ok()?,
         pgrp: fields.get(2)?.parse().ok()?,
         start_time: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// Every process there is now, with its `stat`; `None` where there is no `/proc`.
+pub(crate) fn all() -> Option<Vec<(u32, ProcStat)>> {
+    let entries = std::fs::read_dir("/proc").ok()?;
+    Some(
+        entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter_map(|pid| Some((pid, stat(pid)?)))
+            .collect(),
+    )
+}
+
+/// True when the environment `pid` started with holds every one of `pairs`. False when
+/// it cannot be read: another user's process, or a zombie (it has no memory left).
+pub(crate) fn environ_has(pid: u32, pairs: &[(&str, &str)]) -> bool {
+    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
+    let vars: Vec<&[u8]> = environ.split(|&b| b == 0).collect();
+    pairs.iter().all(|(key, value)| {
+        let wanted = format!("{key}={value}");
+        vars.contains(&wanted.as_bytes())
     })
 }
 
@@ -77,6 +106,7 @@ mod tests {
             s,
             ProcStat {
                 state: 'S',
+                ppid: 1,
                 pgrp: 4242,
                 start_time: 987654
             }
@@ -95,5 +125,12 @@ mod tests {
         assert!(me.is_running());
         assert!(group_running(me.pgrp));
         assert!(boot_id().is_some());
+        assert_eq!(me.ppid as u32, std::os::unix::process::parent_id());
+        let key = "UNSTUCK_PROCFS_TEST";
+        let (set, unset) = ([(key, "absent")], [("PATH", "no such value")]);
+        assert!(!environ_has(std::process::id(), &set));
+        assert!(!environ_has(std::process::id(), &unset));
+        let path = std::env::var("PATH").unwrap_or_default();
+        assert!(environ_has(std::process::id(), &[("PATH", &path)]));
     }
 }

@@ -18,7 +18,7 @@ use std::io::ErrorKind;
 use std::path::Path;
 use std::time::Duration;
 
-use super::child::ProcessGroup;
+use super::child::{Family, ProcessGroup};
 use super::procfs;
 use super::records::{self, ChildRecord, StateFile};
 use crate::error::Error;
@@ -172,7 +172,10 @@ async fn judge(
             format!("process_lost: its supervisor {old} stopped before starting the command");
         return (false, message);
     };
-    let group = ProcessGroup(pgid);
+    let group = Family {
+        group: ProcessGroup(pgid),
+        mark: None,
+    };
     let now = procfs::stat(pid);
     let same_process = same_boot && now.is_some_and(|s| Some(s.start_time) == record.start_time);
     if same_process && now.is_some_and(|s| s.is_running()) {

@@ -1,6 +1,6 @@
 //! Helpers of the `unstuck exec` tests: the supervisor binary run against a test
-//! ledger's namespace with a state directory of its own, its stderr kept in a file, and
-//! the processes it starts looked up in `/proc`.
+//! ledger's namespace with a state directory of its own, its stdout and stderr kept in
+//! files, and the processes it starts looked up in `/proc`.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -21,6 +21,7 @@ pub const WAIT: Duration = Duration::from_secs(15);
 pub struct Exec {
     pub child: Child,
     pub pid: u32,
+    stdout: PathBuf,
     stderr: PathBuf,
 }
 
@@ -78,10 +79,25 @@ impl Scratch {
 /// Starts `unstuck exec --queue q ARGS -- sh -c SCRIPT` against `ledger`, with `scratch`'s
 /// state directory; the script runs in the scratch directory.
 pub fn start(ledger: &Ledger, scratch: &Scratch, args: &[&str], script: &str) -> Exec {
-    let stderr = scratch
-        .dir
-        .path()
-        .join(format!("exec-{}.stderr", uuid::Uuid::new_v4().simple()));
+    start_with_stdout(ledger, scratch, args, script, None)
+}
+
+/// As [`start`], with the supervisor's stdout given (`None`: a file, [`Exec::stdout`]).
+pub fn start_with_stdout(
+    ledger: &Ledger,
+    scratch: &Scratch,
+    args: &[&str],
+    script: &str,
+    stdout: Option<Stdio>,
+) -> Exec {
+    let name = format!("exec-{}", uuid::Uuid::new_v4().simple());
+    let stderr = scratch.path(&format!("{name}.stderr"));
+    let stdout_file = scratch.path(&format!("{name}.stdout"));
+    let stdout = stdout.unwrap_or_else(|| {
+        std::fs::File::create(&stdout_file)
+            .expect("a stdout file")
+            .into()
+    });
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_unstuck"));
     for (key, _) in std::env::vars() {
         if key.starts_with("UNSTUCK_") || key.starts_with("RUST_") {
@@ -97,15 +113,25 @@ pub fn start(ledger: &Ledger, scratch: &Scratch, args: &[&str], script: &str) ->
         .args(args)
         .args(["--", "sh", "-c", script])
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(std::fs::File::create(&stderr).expect("a stderr file"))
         .kill_on_drop(true);
     let child = cmd.spawn().expect("the unstuck binary starts");
     let pid = child.id().expect("a pid");
-    Exec { child, pid, stderr }
+    Exec {
+        child,
+        pid,
+        stdout: stdout_file,
+        stderr,
+    }
 }
 
 impl Exec {
+    /// What the supervisor wrote to stdout so far (when it went to a file).
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
     /// What the supervisor wrote to stderr so far.
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
@@ -143,7 +169,65 @@ impl Exec {
 
 /// True while `pid` runs (a zombie has exited: it does not count).
 pub fn running(pid: u32) -> bool {
-    stat(pid).is_some_and(|(state, _)| state != 'Z' && state != 'X')
+    stat(pid).is_some_and(|s| s.state != 'Z' && s.state != 'X')
+}
+
+/// True while `/proc` knows `pid` at all: running, or a zombie nobody reaped yet.
+pub fn exists(pid: u32) -> bool {
+    stat(pid).is_some()
+}
+
+/// The parent of `pid`.
+pub fn parent(pid: u32) -> Option<u32> {
+    stat(pid).map(|s| s.ppid)
+}
+
+fn all_pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .collect()
+}
+
+/// The children of `pid` that exited and were not reaped.
+pub fn zombies_of(pid: u32) -> Vec<u32> {
+    all_pids()
+        .into_iter()
+        .filter(|&p| stat(p).is_some_and(|s| s.ppid == pid && s.state == 'Z'))
+        .collect()
+}
+
+/// The running processes whose command line contains `marker`.
+pub fn with_marker(marker: &str) -> Vec<u32> {
+    all_pids()
+        .into_iter()
+        .filter(|&p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| c.windows(marker.len()).any(|w| w == marker.as_bytes()))
+                && running(p)
+        })
+        .collect()
+}
+
+/// A shell fragment that leaves the command's process group and its process tree: a
+/// double fork of `setsid sh -c '…' MARKER` (the marker is its `$0`, written in two
+/// halves so that the script itself, and the supervisor's arguments, never contain it),
+/// which starts a sleeper; both write their pid to `$UNSTUCK_EXECUTION_ID.daemons`. Waits until they
+/// have. With `clear_env`, the daemon starts with an empty environment (and writes to
+/// `daemons`).
+pub fn daemonise(marker: &str, clear_env: bool) -> String {
+    let (env, file) = if clear_env {
+        ("env -i ", "daemons".to_owned())
+    } else {
+        ("", "$UNSTUCK_EXECUTION_ID.daemons".to_owned())
+    };
+    let (head, tail) = marker.split_at(marker.len() / 2);
+    format!(
+        r#"touch "{file}"
+( {env}setsid /bin/sh -c 'echo $$ >> "{file}"; sleep 300 & echo $! >> "{file}"; wait' {head}""{tail} & )
+until [ "$(wc -l < "{file}")" -ge 2 ]; do sleep 0.02; done
+"#
+    )
 }
 
 /// The pids of every running process of group `pgid`.
@@ -151,20 +235,27 @@ pub fn group_members(pgid: u32) -> Vec<u32> {
     let mut members: Vec<u32> = std::fs::read_dir("/proc")
         .expect("/proc")
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| running(pid) && stat(pid).is_some_and(|(_, pgrp)| pgrp == pgid))
+        .filter(|&pid| running(pid) && stat(pid).is_some_and(|s| s.pgrp == pgid))
         .collect();
     members.sort();
     members
 }
 
-/// State and process group from `/proc/<pid>/stat`.
-fn stat(pid: u32) -> Option<(char, u32)> {
+struct Stat {
+    state: char,
+    ppid: u32,
+    pgrp: u32,
+}
+
+/// State, parent and process group from `/proc/<pid>/stat`.
+fn stat(pid: u32) -> Option<Stat> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let fields: Vec<&str> = text[text.rfind(')')? + 1..].split_whitespace().collect();
-    Some((
-        fields.first()?.chars().next()?,
-        fields.get(2)?.parse().ok()?,
-    ))
+    Some(Stat {
+        state: fields.first()?.chars().next()?,
+        ppid: fields.get(1)?.parse().ok()?,
+        pgrp: fields.get(2)?.parse().ok()?,
+    })
 }
 
 pub async fn wait_gone(pids: &[u32]) {

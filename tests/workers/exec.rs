@@ -38,9 +38,9 @@ printf '{"payload": %s, "queue": "%s", "attempt": %s, "redis": "%s", "checkpoint
     assert_eq!(text.progress.as_deref(), Some("output: 2 lines"));
 
     assert_eq!(exec.stop().await, Some(0));
-    let stderr = exec.stderr();
-    assert!(stderr.contains("[text] working on text\n"), "{stderr}");
-    assert!(stderr.contains("[json] unstuck: succeeded"), "{stderr}");
+    let (stdout, stderr) = (exec.stdout(), exec.stderr());
+    assert!(stdout.lines().any(|l| l == "working on text"), "{stdout}");
+    assert!(stderr.contains("[q/json#1] unstuck: succeeded"), "{stderr}");
     assert!(l.workers().await.unwrap().is_empty(), "deregistered");
     assert_eq!(
         files_under(&s.state_dir()),
@@ -145,8 +145,158 @@ printf '{"env": %s, "file": %s}\n' "$UNSTUCK_CHECKPOINT" "$(cat "$UNSTUCK_CHECKP
 }
 
 #[tokio::test]
+async fn output_passes_through_stream_for_stream_with_or_without_a_prefix() {
+    let l = support::ledger("exec_passthrough").await;
+    let s = Scratch::new();
+    // The last line has no newline, and the command exits right after it.
+    let script = r#"echo "to stdout"
+echo "to stderr" >&2
+echo "::progress half way" >&2
+printf 'last words, no newline'"#;
+    for (id, args, label) in [
+        ("plain", &[][..], ""),
+        ("labelled", &["--prefix"][..], "[q/labelled#1] "),
+    ] {
+        enqueue(&l, id, 1).await;
+        let mut exec = start(&l, &s, args, script);
+        let e = wait_state(&l, id, State::Succeeded).await;
+        // The directive still names the progress (stdout may be read before or after it).
+        let progress = e.progress.unwrap_or_default();
+        assert!(progress.starts_with("half way"), "{progress}");
+        assert_eq!(exec.stop().await, Some(0));
+        let (stdout, stderr) = (exec.stdout(), exec.stderr());
+        assert_eq!(
+            stdout,
+            format!("{label}to stdout\n{label}last words, no newline\n"),
+            "stdout has the command's stdout, and only that"
+        );
+        assert!(
+            stderr.contains(&format!("\n{label}to stderr\n{label}::progress half way\n")),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("[q/{id}#1] unstuck: succeeded")),
+            "{stderr}"
+        );
+        assert!(
+            !stderr.contains(&format!("\n{label}to stdout\n")),
+            "{stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_stdout_nobody_reads_never_blocks_the_command_and_says_what_it_dropped() {
+    let l = support::ledger("exec_backpressure").await;
+    let s = Scratch::new();
+    enqueue(&l, "e", 1).await;
+    // Far more than the pipe and the supervisor's queue hold.
+    let script = r#"yes 'a line of output that nobody reads for now' | head -n 200000
+echo '{"done": true}'"#;
+    let mut exec = start_with_stdout(&l, &s, &[], script, Some(std::process::Stdio::piped()));
+    let mut stdout = exec.child.stdout.take().expect("a stdout pipe");
+
+    let e = wait_state(&l, "e", State::Succeeded).await;
+    assert_eq!(result(&e), json!({"done": true}));
+    assert_eq!(e.progress.as_deref(), Some("output: 200001 lines"));
+    let reader = tokio::spawn(async move {
+        let mut text = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut text)
+            .await
+            .map(|_| text)
+    });
+    assert_eq!(exec.stop().await, Some(0));
+    let text = reader.await.unwrap().unwrap();
+    let kept = text.lines().filter(|l| !l.starts_with("unstuck: ")).count();
+    assert!(kept > 0 && kept < 200001, "{kept} lines kept");
+    // Every line was written or counted in a line that says how many were dropped.
+    let dropped: usize = text
+        .lines()
+        .filter_map(|l| {
+            let count = l.strip_prefix("unstuck: ")?;
+            let count = count.strip_suffix(" lines dropped: stdout did not keep up")?;
+            count.parse::<usize>().ok()
+        })
+        .sum();
+    assert!(dropped > 0, "no line says what was dropped");
+    assert_eq!(kept + dropped, 200001, "every line kept or counted");
+}
+
+#[tokio::test]
+async fn a_log_dir_keeps_a_file_per_attempt_and_directives_still_apply() {
+    let l = support::ledger("exec_log_dir").await;
+    let s = Scratch::new();
+    enqueue(&l, "e", 2).await;
+    let script = r#"echo "out $UNSTUCK_ATTEMPT"
+echo "err $UNSTUCK_ATTEMPT" >&2
+echo "::progress step $UNSTUCK_ATTEMPT" >&2
+if [ "$UNSTUCK_ATTEMPT" = 1 ]; then exit 3; fi
+echo '{"ok": 2}'"#;
+    let logs = s.path("logs");
+    let mut exec = start(&l, &s, &["--log-dir", logs.to_str().unwrap()], script);
+
+    let e = wait_state(&l, "e", State::Succeeded).await;
+    assert_eq!((e.attempt, result(&e)), (2, json!({"ok": 2})));
+    let progress = e.progress.clone().unwrap_or_default();
+    assert!(progress.starts_with("step 2"), "{progress}");
+    assert_eq!(exec.stop().await, Some(0));
+    let file = |attempt: u32| {
+        std::fs::read_to_string(logs.join("q").join(format!("e.{attempt}.log")))
+            .unwrap_or_else(|err| panic!("the log of attempt {attempt}: {err}"))
+    };
+    let (first, second) = (file(1), file(2));
+    assert!(
+        first.starts_with("unstuck: attempt 1 started as pid "),
+        "{first}"
+    );
+    assert!(first.contains("\nout 1\n"), "{first}");
+    assert!(first.contains("\nerr 1\n"), "{first}");
+    assert!(first.contains("\n::progress step 1\n"), "{first}");
+    assert!(
+        first.contains("\nunstuck: exited with code 3; stderr: err 1 — retry scheduled"),
+        "{first}"
+    );
+    assert!(second.contains("\nout 2\n"), "{second}");
+    assert!(second.contains("\n{\"ok\": 2}\n"), "{second}");
+    // The outcome comes after every line the command wrote.
+    assert!(second.ends_with("\nunstuck: succeeded\n"), "{second}");
+    assert!(!second.contains("out 1"), "{second}");
+    // Nothing of the command's is passed on; the notes still go to stderr.
+    let (stdout, stderr) = (exec.stdout(), exec.stderr());
+    assert_eq!(stdout, "");
+    assert!(!stderr.lines().any(|l| l.ends_with("err 1")), "{stderr}");
+    assert!(stderr.contains("[q/e#2] unstuck: succeeded"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_log_dir_that_cannot_be_made_stops_the_supervisor_before_it_claims() {
+    let l = support::ledger("exec_bad_log_dir").await;
+    let s = Scratch::new();
+    enqueue(&l, "e", 1).await;
+    let not_a_dir = s.path("a-file");
+    std::fs::write(&not_a_dir, "").unwrap();
+    let args = ["--log-dir", not_a_dir.to_str().unwrap()];
+    let mut exec = start(&l, &s, &args, "echo never");
+    assert_eq!(exec.exited().await, Some(1));
+    let stderr = exec.stderr();
+    assert!(
+        stderr.contains(&format!(
+            "cannot use the log directory {}/q",
+            not_a_dir.display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(l.get("q", "e").await.unwrap().state, State::Queued);
+    assert!(l.workers().await.unwrap().is_empty(), "never registered");
+    assert_eq!(
+        files_under(&s.state_dir()),
+        Vec::<std::path::PathBuf>::new()
+    );
+}
+
+#[tokio::test]
 async fn bad_input_is_one_line_and_starts_nothing() {
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 6] = [
         (&["exec", "--", "true"], "--queue is missing"),
         (
             &["exec", "--queue", "q"],
@@ -167,6 +317,19 @@ async fn bad_input_is_one_line_and_starts_nothing() {
         (
             &["exec", "--queue", "q", "--concurrency", "0", "--", "true"],
             "--concurrency 0: expected a number from 1 to 1000",
+        ),
+        (
+            &[
+                "exec",
+                "--queue",
+                "q",
+                "--prefix",
+                "--log-dir",
+                "x",
+                "--",
+                "true",
+            ],
+            "--prefix is for output passed on to stdout and stderr",
         ),
         (
             &["exec", "--queue", "q", "--", "no-such-program-anywhere"],

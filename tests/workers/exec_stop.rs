@@ -1,6 +1,7 @@
 //! `unstuck exec` stopping commands: a cancel whose group ignores SIGTERM, an attempt
 //! lost while its command runs (taken away by hand, and by the watchdog's no-progress
-//! rule), SIGTERM to the supervisor, and a restart after the supervisor was killed.
+//! rule), SIGTERM to the supervisor, a restart after the supervisor was killed, and
+//! processes a command detached (`setsid`, double fork) stopped and reaped with it.
 
 use crate::exec_common;
 use crate::support;
@@ -58,11 +59,11 @@ wait"#;
     assert!(!members.iter().any(|&p| running(p)), "{members:?}");
     let stderr = exec.stderr();
     assert!(
-        stderr.contains("[c] unstuck: cancellation requested: SIGTERM to its process group"),
+        stderr.contains("[q/c#1] unstuck: cancellation requested: SIGTERM to its processes"),
         "{stderr}"
     );
     assert!(
-        stderr.contains("[c] unstuck: still running 300ms after SIGTERM: SIGKILL"),
+        stderr.contains("[q/c#1] unstuck: still running 300ms after SIGTERM: SIGKILL"),
         "{stderr}"
     );
     assert_eq!(exec.stop().await, Some(0));
@@ -170,15 +171,20 @@ wait"#;
 }
 
 #[tokio::test]
-async fn an_attempt_taken_away_kills_its_group_and_records_nothing() {
+async fn an_attempt_taken_away_kills_its_processes_and_records_nothing() {
     let l = support::ledger("exec_lost").await;
     let s = Scratch::new();
     enqueue(&l, "e", 2).await;
-    let script = r#"if [ "$UNSTUCK_ATTEMPT" = 2 ]; then echo '"second"'; exit 0; fi
-trap '' TERM
-echo $$ >> pids; sleep 60 & echo $! >> pids; wait"#;
-    let mut exec = start(&l, &s, &["--stop-grace", "200ms"], script);
+    let marker = format!("unstuck-test-{}", uuid::Uuid::new_v4().simple());
+    let script = format!(
+        r#"if [ "$UNSTUCK_ATTEMPT" = 2 ]; then echo '"second"'; exit 0; fi
+{}trap '' TERM
+echo $$ >> pids; sleep 60 & echo $! >> pids; wait"#,
+        daemonise(&marker, false)
+    );
+    let mut exec = start(&l, &s, &["--stop-grace", "200ms"], &script);
     let pids = s.wait_for_pids("pids", 2).await;
+    let daemons = daemons_of(&s, "e").await;
     wait_state(&l, "e", State::Running).await;
 
     // Someone else moves the execution on under the attempt's token (as a watchdog
@@ -206,12 +212,18 @@ echo $$ >> pids; sleep 60 & echo $! >> pids; wait"#;
     let e = wait_state(&l, "e", State::Succeeded).await;
     assert_eq!((e.attempt, result(&e)), (2, json!("second")));
     assert!(!pids.iter().any(|&p| running(p)), "{pids:?} still run");
+    // What it detached went with it.
+    assert!(
+        !daemons.iter().any(|&p| running(p)),
+        "{daemons:?} still run"
+    );
+    assert_eq!(with_marker(&marker), Vec::<u32>::new());
     // The lost attempt recorded nothing of its own.
     let retries = details(&l, "e", "retry_scheduled").await;
     assert_eq!(retries, vec!["taken over by the test".to_owned()]);
     let stderr = exec.stderr();
     assert!(
-        stderr.contains("[e] unstuck: attempt lost (the execution moved on"),
+        stderr.contains("[q/e#1] unstuck: attempt lost (the execution moved on"),
         "{stderr}"
     );
     assert_eq!(exec.stop().await, Some(0));
@@ -263,4 +275,120 @@ echo $$ >> pids; echo "one line, then nothing"; sleep 60 & echo $! >> pids; wait
     assert_eq!(stuck, vec![StopReason::NoProgress.to_string()]);
     assert!(!pids.iter().any(|&p| running(p)), "{pids:?} still run");
     assert_eq!(exec.stop().await, Some(0));
+}
+
+/// The daemons an execution's command detached, once both run.
+async fn daemons_of(s: &Scratch, id: &str) -> Vec<u32> {
+    let pids = s.wait_for_pids(&format!("{id}.daemons"), 2).await;
+    support::wait_until(WAIT, &format!("{id}'s daemons run"), || async {
+        pids.iter().all(|&p| running(p))
+    })
+    .await;
+    pids
+}
+
+#[tokio::test]
+async fn what_a_command_detaches_is_adopted_stopped_and_reaped_with_its_attempt() {
+    let l = support::ledger("exec_reap").await;
+    let s = Scratch::new();
+    let marker = format!("unstuck-test-{}", uuid::Uuid::new_v4().simple());
+    assert_eq!(with_marker(&marker), Vec::<u32>::new(), "none before");
+    for id in ["done", "silent", "cancel"] {
+        enqueue(&l, id, 1).await;
+    }
+    // Each command detaches a daemon (setsid, double fork), then: "done" exits 0 once
+    // told to, "silent" goes quiet until the no-output timeout, "cancel" ticks on until
+    // it is cancelled.
+    let script = format!(
+        r#"{}
+case "$UNSTUCK_EXECUTION_ID" in
+  done) while [ ! -e go ]; do echo waiting; sleep 0.05; done; echo '"finished"' ;;
+  silent) sleep 300 ;;
+  cancel) while :; do echo tick; sleep 0.05; done ;;
+esac"#,
+        daemonise(&marker, false)
+    );
+    let args = [
+        "--concurrency",
+        "3",
+        "--no-output-timeout",
+        "2s",
+        "--stop-grace",
+        "300ms",
+    ];
+    let mut exec = start(&l, &s, &args, &script);
+    let done = daemons_of(&s, "done").await;
+    let cancel = daemons_of(&s, "cancel").await;
+    // Their parents exited: the daemons were reparented to the supervisor, not to init.
+    support::wait_until(WAIT, "the daemons are adopted", || async {
+        parent(done[0]) == Some(exec.pid) && parent(cancel[0]) == Some(exec.pid)
+    })
+    .await;
+    assert!(with_marker(&marker).len() >= 2, "the marked daemons run");
+
+    std::fs::write(s.path("go"), "").unwrap();
+    let e = wait_state(&l, "done", State::Succeeded).await;
+    assert_eq!(result(&e), json!("finished"));
+    // Recorded only once its daemon was stopped; another attempt's daemon is untouched.
+    assert!(!done.iter().any(|&p| running(p)), "{done:?} still run");
+    assert!(
+        cancel.iter().all(|&p| running(p)),
+        "{cancel:?} were stopped too"
+    );
+
+    let silent = s.wait_for_pids("silent.daemons", 2).await;
+    let e = wait_state(&l, "silent", State::Failed).await;
+    let error = e.last_error.unwrap_or_default();
+    assert!(error.starts_with("no output for 2s"), "{error}");
+    assert_eq!(silent.len(), 2, "{silent:?}");
+    assert!(!silent.iter().any(|&p| running(p)), "{silent:?} still run");
+
+    l.cancel("q", "cancel", "not needed").await.unwrap();
+    wait_state(&l, "cancel", State::Cancelled).await;
+    assert!(!cancel.iter().any(|&p| running(p)), "{cancel:?} still run");
+
+    // Gone, not left as zombies: the supervisor reaped what it adopted.
+    let all: Vec<u32> = [done, silent, cancel].concat();
+    support::wait_until(WAIT, "the daemons are reaped", || async {
+        !all.iter().any(|&p| exists(p)) && zombies_of(exec.pid).is_empty()
+    })
+    .await;
+    assert_eq!(with_marker(&marker), Vec::<u32>::new(), "none after");
+    let stderr = exec.stderr();
+    assert!(
+        stderr.contains("[q/done#1] unstuck: the command exited; what it left running was stopped"),
+        "{stderr}"
+    );
+    assert_eq!(exec.stop().await, Some(0));
+}
+
+#[tokio::test]
+async fn a_stopping_supervisor_stops_even_a_daemon_that_cleared_its_environment() {
+    let l = support::ledger("exec_sweep").await;
+    let s = Scratch::new();
+    let marker = format!("unstuck-test-{}", uuid::Uuid::new_v4().simple());
+    enqueue(&l, "e", 2).await;
+    let script = format!("{}echo ready; sleep 300", daemonise(&marker, true));
+    let mut exec = start(&l, &s, &[], &script);
+    let daemons = s.wait_for_pids("daemons", 2).await;
+    support::wait_until(WAIT, "the daemon is adopted", || async {
+        parent(daemons[0]) == Some(exec.pid) && daemons.iter().all(|&p| running(p))
+    })
+    .await;
+
+    // Nothing marks the daemon as the attempt's: the attempt ends without it, and the
+    // supervisor's last sweep stops it.
+    assert_eq!(exec.stop().await, Some(0));
+    assert!(
+        !daemons.iter().any(|&p| running(p)),
+        "{daemons:?} still run"
+    );
+    assert_eq!(with_marker(&marker), Vec::<u32>::new());
+    let stderr = exec.stderr();
+    assert!(
+        stderr.contains("unstuck: 2 processes the commands left running were stopped"),
+        "{stderr}"
+    );
+    let e = l.get("q", "e").await.unwrap();
+    assert_eq!((e.state, e.attempt), (State::Queued, 1), "back for a retry");
 }
