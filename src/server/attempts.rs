@@ -23,13 +23,13 @@ use crate::ledger::{AttemptToken, CompleteOutcome, FailOutcome, Heartbeat, Heart
 #[serde(deny_unknown_fields)]
 pub(crate) struct ClaimIn {
     /// The claiming worker's registered id.
-    #[schema(schema_with = schema::worker_id)]
+    #[schema(value_type = schema::WorkerId, inline)]
     worker_id: String,
     #[serde(default = "one")]
-    #[schema(schema_with = schema::claim_max)]
+    #[schema(value_type = schema::ClaimMax, inline)]
     max: usize,
     #[serde(default)]
-    #[schema(schema_with = schema::claim_wait)]
+    #[schema(value_type = Option<schema::ClaimWait>, inline)]
     wait_ms: Option<DurationIn>,
 }
 
@@ -82,7 +82,7 @@ pub(crate) struct HeartbeatIn {
     progress: Option<String>,
     /// Where a retry should resume from; replaces the previous one.
     #[serde(default)]
-    #[schema(schema_with = schema::any_json)]
+    #[schema(value_type = Option<schema::AnyJson>, inline)]
     checkpoint: Option<serde_json::Value>,
 }
 
@@ -126,7 +126,7 @@ pub(crate) struct CompleteIn {
     token: String,
     /// What it produced.
     #[serde(default)]
-    #[schema(schema_with = schema::any_json)]
+    #[schema(value_type = Option<schema::AnyJson>, inline)]
     result: Option<serde_json::Value>,
 }
 

@@ -29,7 +29,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 #[into_params(parameter_in = Query)]
 pub(crate) struct EventsQuery {
     /// Only this queue's events.
-    #[param(schema_with = super::wire::schema::queue_name)]
+    #[param(value_type = Option<super::wire::schema::QueueName>, inline)]
     queue: Option<String>,
     /// Resume after this event id (as the `Last-Event-ID` header does).
     last_event_id: Option<String>,

@@ -99,7 +99,7 @@ pub(crate) fn created(e: crate::ledger::Enqueued) -> Response {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BatchIn {
-    #[schema(schema_with = schema::enqueue_batch)]
+    #[schema(value_type = schema::EnqueueBatch, inline)]
     items: Vec<EnqueueIn>,
 }
 
@@ -141,7 +141,7 @@ pub(crate) struct ListQuery {
     /// The `next_cursor` of the previous page.
     cursor: Option<String>,
     /// How many at most.
-    #[param(schema_with = schema::list_limit)]
+    #[param(value_type = Option<schema::ListLimit>, inline)]
     limit: Option<usize>,
 }
 

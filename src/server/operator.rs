@@ -25,21 +25,21 @@ use crate::watchdog::{self, WatchdogActivity};
 #[into_params(parameter_in = Query)]
 pub(crate) struct FindQuery {
     /// Only this queue (every queue, by name, when absent).
-    #[param(schema_with = schema::queue_name)]
+    #[param(value_type = Option<schema::QueueName>, inline)]
     queue: Option<String>,
     /// Only this state.
     #[param(value_type = Option<ExecState>)]
     state: Option<String>,
     /// Only finished executions that stopped for this reason.
-    #[param(schema_with = schema::stop_reason)]
+    #[param(value_type = Option<schema::StopReasonName>, inline)]
     stop_reason: Option<String>,
     /// Only executions whose current (or last) attempt is this worker's.
-    #[param(schema_with = schema::worker_id)]
+    #[param(value_type = Option<schema::WorkerId>, inline)]
     worker: Option<String>,
     /// The `next_cursor` of the previous page.
     cursor: Option<String>,
     /// How many at most.
-    #[param(schema_with = schema::list_limit)]
+    #[param(value_type = Option<schema::ListLimit>, inline)]
     limit: Option<usize>,
 }
 
@@ -73,7 +73,7 @@ pub(crate) async fn find(
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct RetryIn {
     /// The new execution's id (default `<id>.retry<n>`).
-    #[schema(schema_with = schema::execution_id)]
+    #[schema(value_type = Option<schema::ExecutionId>, inline)]
     new_id: Option<String>,
     /// Why, recorded in the new execution's first event.
     reason: Option<String>,
@@ -147,10 +147,10 @@ pub(crate) async fn unpin(
 #[into_params(parameter_in = Query)]
 pub(crate) struct RecentQuery {
     /// Only this queue's events.
-    #[param(schema_with = schema::queue_name)]
+    #[param(value_type = Option<schema::QueueName>, inline)]
     queue: Option<String>,
     /// How many at most.
-    #[param(schema_with = schema::recent_limit)]
+    #[param(value_type = Option<schema::RecentLimit>, inline)]
     limit: Option<usize>,
 }
 
@@ -194,7 +194,7 @@ pub(crate) async fn recent(
 #[into_params(parameter_in = Query)]
 pub(crate) struct ActivityQuery {
     /// The window in minutes.
-    #[param(schema_with = schema::activity_minutes)]
+    #[param(value_type = Option<schema::ActivityMinutes>, inline)]
     minutes: Option<u64>,
 }
 

@@ -20,7 +20,7 @@ use crate::ledger::{WorkerRegistration, WorkerRequest, WorkerReset};
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct RegisterIn {
     /// Unique per process start; generated (`<host>-<pid>-<uuid>`) when absent.
-    #[schema(schema_with = schema::worker_id)]
+    #[schema(value_type = Option<schema::WorkerId>, inline)]
     worker_id: Option<String>,
     host: Option<String>,
     pid: Option<u32>,
@@ -28,7 +28,7 @@ pub(crate) struct RegisterIn {
     version: Option<String>,
     /// The queues it serves, as the registry lists them (default `[]`; claims are not
     /// limited by it).
-    #[schema(schema_with = schema::queue_names)]
+    #[schema(value_type = schema::QueueNames, inline)]
     queues: Vec<String>,
     /// How often it will beat the registry: the watchdog waits three of these before
     /// judging it gone.

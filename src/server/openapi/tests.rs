@@ -138,6 +138,14 @@ fn every_error_reply_is_a_problem_document() {
     assert_eq!(types, crate::server::problem::TYPES.len());
 }
 
+/// The `maximum` of the integer form of a value that may also be null or text.
+fn integer_maximum(schema: &Value) -> Option<u64> {
+    if schema["type"] == "integer" {
+        return schema["maximum"].as_u64();
+    }
+    schema["oneOf"].as_array()?.iter().find_map(integer_maximum)
+}
+
 #[test]
 fn request_limits_are_the_library_constants() {
     use crate::ledger::{MAX_CLAIM_BATCH, MAX_CLAIM_WAIT, MAX_ENQUEUE_BATCH, MAX_PAGE};
@@ -148,8 +156,11 @@ fn request_limits_are_the_library_constants() {
     let claim = &schema(&doc, "ClaimIn")["properties"];
     assert_eq!(claim["max"]["maximum"], MAX_CLAIM_BATCH);
     assert_eq!(claim["max"]["minimum"], 1);
-    let wait_ms = claim["wait_ms"]["oneOf"][0]["maximum"].as_u64();
+    let wait_ms = integer_maximum(&claim["wait_ms"]);
     assert_eq!(wait_ms, Some(crate::server::wire::ms(MAX_CLAIM_WAIT)));
+    let grace = &schema(&doc, "TimingsIn")["properties"]["start_grace"];
+    let most = crate::server::wire::ms(crate::timings::MAX_DURATION);
+    assert_eq!(integer_maximum(grace), Some(most));
     let list = &doc["paths"]["/v1/queues/{queue}/executions"]["get"]["parameters"];
     let limit = list
         .as_array()

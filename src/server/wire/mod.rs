@@ -131,11 +131,19 @@ macro_rules! wire_timings {
         }
 
         /// Each timing's input schema, from the rule the library checks it by.
+        #[allow(non_camel_case_types)]
         mod timing_schema {
             use crate::timings::Rule;
-            $( pub(crate) fn $name() -> utoipa::openapi::schema::Schema {
-                super::schema::timing($rule)
-            } )*
+            use utoipa::openapi::{RefOr, schema::Schema};
+            $(
+                pub(crate) struct $name;
+                impl utoipa::PartialSchema for $name {
+                    fn schema() -> RefOr<Schema> {
+                        RefOr::T(super::schema::timing($rule))
+                    }
+                }
+                impl utoipa::ToSchema for $name {}
+            )*
         }
 
         /// Timings on input; unset ones come from the queue, then the global defaults.
@@ -143,7 +151,7 @@ macro_rules! wire_timings {
         #[serde(default, deny_unknown_fields)]
         pub struct TimingsIn {
             $( $(#[doc = $doc])*
-               #[schema(schema_with = timing_schema::$name)]
+               #[schema(value_type = Option<timing_schema::$name>, inline)]
                pub $name: Option<timing_in::$name>, )*
         }
 
@@ -239,11 +247,11 @@ impl From<QueueOverview> for QueueOut {
 #[serde(default, deny_unknown_fields)]
 pub struct EnqueueIn {
     /// Caller-chosen id (idempotency); a fresh time-ordered id when absent.
-    #[schema(schema_with = schema::execution_id)]
+    #[schema(value_type = Option<schema::ExecutionId>, inline)]
     pub id: Option<String>,
     /// Any JSON value (default `null`), at most the ledger's `max_payload_bytes`
     /// serialized.
-    #[schema(schema_with = schema::any_json)]
+    #[schema(value_type = schema::AnyJson, inline)]
     pub payload: serde_json::Value,
     pub timings: TimingsIn,
     /// Make it claimable only after this long.
@@ -317,11 +325,11 @@ pub struct ExecutionOut {
     pub id: String,
     pub state: State,
     pub attempt: u32,
-    #[schema(schema_with = schema::any_json)]
+    #[schema(value_type = schema::AnyJson, inline)]
     pub payload: serde_json::Value,
-    #[schema(schema_with = schema::any_json)]
+    #[schema(value_type = Option<schema::AnyJson>, inline)]
     pub checkpoint: Option<serde_json::Value>,
-    #[schema(schema_with = schema::any_json)]
+    #[schema(value_type = Option<schema::AnyJson>, inline)]
     pub result: Option<serde_json::Value>,
     pub progress: Option<String>,
     pub worker: Option<String>,
@@ -404,10 +412,10 @@ pub struct ClaimOut {
     pub queue: String,
     pub id: String,
     pub attempt: u32,
-    #[schema(schema_with = schema::any_json)]
+    #[schema(value_type = schema::AnyJson, inline)]
     pub payload: serde_json::Value,
     /// The last checkpoint of an earlier attempt: resume from here.
-    #[schema(schema_with = schema::any_json)]
+    #[schema(value_type = Option<schema::AnyJson>, inline)]
     pub checkpoint: Option<serde_json::Value>,
     /// Heartbeat at a fraction (a third) of this, in milliseconds.
     pub heartbeat_timeout: u64,
@@ -477,9 +485,9 @@ impl From<Event> for EventOut {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunningOut {
-    #[schema(schema_with = schema::queue_name)]
+    #[schema(value_type = schema::QueueName, inline)]
     pub queue: String,
-    #[schema(schema_with = schema::execution_id)]
+    #[schema(value_type = schema::ExecutionId, inline)]
     pub id: String,
 }
 

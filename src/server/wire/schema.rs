@@ -155,23 +155,13 @@ pub(crate) fn enqueue_batch() -> Schema {
 }
 
 /// A page size: 1 to [`crate::ledger::MAX_PAGE`].
-pub(crate) fn page_limit(default: usize) -> Schema {
+fn page_limit(default: usize) -> Schema {
     let max = crate::ledger::MAX_PAGE;
     integer(
         1,
         Some(max as u64),
         format!("1 to {max} (default {default})."),
     )
-}
-
-/// `limit` of an execution list.
-pub(crate) fn list_limit() -> Schema {
-    page_limit(50)
-}
-
-/// `limit` of the newest events.
-pub(crate) fn recent_limit() -> Schema {
-    page_limit(100)
 }
 
 /// The longest watchdog activity window, in minutes (24 hours).
@@ -201,6 +191,50 @@ pub(crate) fn stop_reason() -> Schema {
         .schema_type(Type::String)
         .enum_values(Some(known.iter().map(|r| r.as_str().to_owned())))
         .into()
+}
+
+/// Types that stand for a schema of this module in `value_type = ..., inline`, so a field
+/// keeps its own description and whether it is required (`schema_with` drops both).
+macro_rules! schema_types {
+    ($($(#[doc = $doc:expr])* $name:ident => $schema:expr;)*) => {$(
+        $(#[doc = $doc])*
+        pub(crate) struct $name;
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                RefOr::T($schema)
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+    )*};
+}
+
+schema_types! {
+    /// A queue name.
+    QueueName => queue_name();
+    /// An execution id.
+    ExecutionId => execution_id();
+    /// A worker id.
+    WorkerId => worker_id();
+    /// Queue names.
+    QueueNames => queue_names();
+    /// Any JSON value.
+    AnyJson => any_json();
+    /// A stop reason's name.
+    StopReasonName => stop_reason();
+    /// `limit` of an execution list.
+    ListLimit => page_limit(50);
+    /// `limit` of the newest events.
+    RecentLimit => page_limit(100);
+    /// `minutes` of the watchdog activity.
+    ActivityMinutes => activity_minutes();
+    /// `max` of a claim.
+    ClaimMax => claim_max();
+    /// `wait_ms` of a claim.
+    ClaimWait => claim_wait();
+    /// The items of a batch enqueue.
+    EnqueueBatch => enqueue_batch();
 }
 
 fn path_parameter(name: &str, schema: Schema, description: &str) -> Parameter {
