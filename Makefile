@@ -3,7 +3,7 @@
 # port 6379. The system service Debian may start when it installs redis-server is harmless:
 # nothing connects to it.
 
-.PHONY: redis browser test test-dashboard screenshots faults soak demo serve bench lint
+.PHONY: redis browser openapi-validator test test-dashboard test-openapi screenshots faults soak demo serve bench lint
 
 REDIS_PACKAGES := redis-server redis-tools
 
@@ -43,11 +43,25 @@ browser:
 		cd tests/browser && npm ci --no-audit --no-fund; \
 	fi
 
-test: redis browser
+# The OpenAPI document's independent validator: @readme/openapi-parser (npm, pinned in
+# tests/openapi/package-lock.json). Installed only when missing.
+openapi-validator:
+	@if [ ! -d tests/openapi/node_modules/@readme/openapi-parser ]; then \
+		command -v npm >/dev/null 2>&1 || { echo "npm not found: install Node.js and npm (apt-get install nodejs npm)" >&2; exit 1; }; \
+		cd tests/openapi && npm ci --no-audit --no-fund; \
+	fi
+
+test: redis browser openapi-validator
 	cargo test --all-targets
 	cargo test --doc
 	UNSTUCK_BIN=$(CURDIR)/target/debug/unstuck python3 -m unittest discover -s clients/python/tests
 	UNSTUCK_BIN=$(CURDIR)/target/debug/unstuck node tests/browser/dashboard.mjs
+	UNSTUCK_BIN=$(CURDIR)/target/debug/unstuck node tests/openapi/validate.mjs
+
+# Only the OpenAPI document's check (`unstuck openapi` through the validator).
+test-openapi: openapi-validator
+	cargo build
+	UNSTUCK_BIN=$(CURDIR)/target/debug/unstuck node tests/openapi/validate.mjs
 
 # Only the dashboard's end-to-end test in headless Chromium.
 test-dashboard: redis browser

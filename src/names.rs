@@ -11,6 +11,9 @@ use crate::error::{Error, Result};
 pub const MAX_NAMESPACE_LEN: usize = 64;
 /// Longest accepted queue name, execution id and worker id.
 pub const MAX_NAME_LEN: usize = 128;
+/// The characters a queue name, execution id or worker id may hold besides ASCII letters
+/// and digits (the OpenAPI document builds its `pattern` from it).
+pub const NAME_PUNCTUATION: &str = "_-.:";
 
 /// Namespaces: letters, digits, `_` and `-`.
 ///
@@ -96,7 +99,7 @@ pub fn validate_worker_id(id: &str) -> Result<()> {
 }
 
 fn is_name_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')
+    c.is_ascii_alphanumeric() || NAME_PUNCTUATION.contains(c)
 }
 
 #[cfg(test)]

@@ -212,6 +212,9 @@ enum Command {
         #[arg(long)]
         throwaway_redis: bool,
     },
+    /// Print the HTTP API's OpenAPI 3.1 document (what `GET /openapi.json` serves), to
+    /// generate a client from; needs no Redis.
+    Openapi,
     /// Run a command as a worker: once per execution of the queue, in a process group of
     /// its own, the payload on stdin; heartbeats while it lives, its output is progress,
     /// its exit code the outcome; a cancel or a lost attempt kills the whole group.
@@ -259,6 +262,10 @@ pub(crate) async fn run() -> anyhow::Result<()> {
             config,
             throwaway_redis,
         } => serve::serve(config.as_deref(), throwaway_redis).await,
+        Command::Openapi => {
+            out!("{}", unstuck::server::openapi_document());
+            Ok(())
+        }
         Command::Queues { common } => inspect::queues(&connect(&common).await?, common.json).await,
         Command::Executions {
             common,

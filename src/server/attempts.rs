@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::extract::Body;
 use super::problem::ApiError;
+use super::wire::schema::{self, QueuePath};
 use super::wire::{ClaimOut, DurationIn};
 use crate::ledger::{AttemptToken, CompleteOutcome, FailOutcome, Heartbeat, HeartbeatReply};
 
@@ -21,12 +22,14 @@ use crate::ledger::{AttemptToken, CompleteOutcome, FailOutcome, Heartbeat, Heart
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ClaimIn {
+    /// The claiming worker's registered id.
+    #[schema(value_type = schema::WorkerId, inline)]
     worker_id: String,
-    /// 1 to 1000 (default 1).
     #[serde(default = "one")]
+    #[schema(value_type = schema::ClaimMax, inline)]
     max: usize,
-    /// How long to wait for work when none is claimable: 0 to 30000 ms (default 0).
     #[serde(default)]
+    #[schema(value_type = Option<schema::ClaimWait>, inline)]
     wait_ms: Option<DurationIn>,
 }
 
@@ -43,9 +46,8 @@ pub(crate) struct ClaimsOut {
 /// Claims up to `max` executions, waiting up to `wait_ms` for one to become claimable;
 /// `204` when none did.
 #[utoipa::path(post, path = "/v1/queues/{queue}/claims", tag = "attempts",
-    request_body = ClaimIn,
-    responses((status = 200, body = ClaimsOut), (status = 204, description = "nothing claimable within wait_ms")),
-    security(("bearer" = ["worker"])))]
+    params(QueuePath), request_body = ClaimIn,
+    responses((status = 200, body = ClaimsOut), (status = 204, description = "nothing claimable within wait_ms")))]
 pub(crate) async fn claim(
     State(s): State<AppState>,
     Path(queue): Path<String>,
@@ -80,7 +82,7 @@ pub(crate) struct HeartbeatIn {
     progress: Option<String>,
     /// Where a retry should resume from; replaces the previous one.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<schema::AnyJson>, inline)]
     checkpoint: Option<serde_json::Value>,
 }
 
@@ -93,8 +95,7 @@ pub(crate) struct HeartbeatOut {
 /// The attempt is alive; optional progress and checkpoint.
 #[utoipa::path(post, path = "/v1/attempts/heartbeat", tag = "attempts",
     request_body = HeartbeatIn, responses((status = 200, body = HeartbeatOut),
-        (status = 409, description = "stale-attempt or already-terminal")),
-    security(("bearer" = ["worker"])))]
+        (status = 409, description = "stale-attempt or already-terminal")))]
 pub(crate) async fn heartbeat(
     State(s): State<AppState>,
     Body(b): Body<HeartbeatIn>,
@@ -123,8 +124,9 @@ pub(crate) async fn heartbeat(
 #[serde(deny_unknown_fields)]
 pub(crate) struct CompleteIn {
     token: String,
+    /// What it produced.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<schema::AnyJson>, inline)]
     result: Option<serde_json::Value>,
 }
 
@@ -154,8 +156,7 @@ fn recorded(outcome: CompleteOutcome) -> Result<Json<RecordedOut>, ApiError> {
 /// The attempt succeeded, with an optional result.
 #[utoipa::path(post, path = "/v1/attempts/complete", tag = "attempts",
     request_body = CompleteIn, responses((status = 200, body = RecordedOut),
-        (status = 409, description = "stale-attempt or already-terminal")),
-    security(("bearer" = ["worker"])))]
+        (status = 409, description = "stale-attempt or already-terminal")))]
 pub(crate) async fn complete(
     State(s): State<AppState>,
     Body(c): Body<CompleteIn>,
@@ -172,7 +173,7 @@ pub(crate) async fn complete(
 #[serde(deny_unknown_fields)]
 pub(crate) struct FailIn {
     token: String,
-    /// Kept as the latest failure (cut at 4096 bytes).
+    /// Kept as the latest failure (cut at `MAX_ERROR_MESSAGE`, 4096 bytes).
     message: String,
     /// With attempts left, retry after the backoff (default true).
     #[serde(default = "yes")]
@@ -197,8 +198,7 @@ pub(crate) struct FailOut {
 /// The attempt failed.
 #[utoipa::path(post, path = "/v1/attempts/fail", tag = "attempts",
     request_body = FailIn, responses((status = 200, body = FailOut),
-        (status = 409, description = "stale-attempt or already-terminal")),
-    security(("bearer" = ["worker"])))]
+        (status = 409, description = "stale-attempt or already-terminal")))]
 pub(crate) async fn fail(
     State(s): State<AppState>,
     Body(f): Body<FailIn>,
@@ -244,8 +244,7 @@ pub(crate) struct TokenIn {
 /// The worker stopped after a cancellation request: the execution is cancelled.
 #[utoipa::path(post, path = "/v1/attempts/cancel-ack", tag = "attempts",
     request_body = TokenIn, responses((status = 200, body = RecordedOut),
-        (status = 409, description = "invalid-transition, stale-attempt or already-terminal")),
-    security(("bearer" = ["worker"])))]
+        (status = 409, description = "invalid-transition, stale-attempt or already-terminal")))]
 pub(crate) async fn cancel_ack(
     State(s): State<AppState>,
     Body(t): Body<TokenIn>,

@@ -146,7 +146,7 @@ pub(crate) struct SessionOut {
 /// when it needs one and shows only what it may do. Always `200`: a missing or unknown
 /// token is described (no scope), not refused.
 #[utoipa::path(get, path = "/v1/session", tag = "service",
-    responses((status = 200, body = SessionOut)), security(("bearer" = [])))]
+    responses((status = 200, body = SessionOut)))]
 pub(crate) async fn session(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,

@@ -26,8 +26,10 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// `GET /v1/events` parameters.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(default, deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct EventsQuery {
     /// Only this queue's events.
+    #[param(value_type = Option<super::wire::schema::QueueName>, inline)]
     queue: Option<String>,
     /// Resume after this event id (as the `Last-Event-ID` header does).
     last_event_id: Option<String>,
@@ -45,9 +47,11 @@ fn parse_event_id(id: &str) -> Result<(u16, String), ApiError> {
 
 /// Every transition as it happens, one SSE message per event (`id:` the event id); a
 /// reconnect with `Last-Event-ID` misses nothing.
-#[utoipa::path(get, path = "/v1/events", tag = "events", params(EventsQuery),
-    responses((status = 200, description = "text/event-stream of Event objects")),
-    security(("bearer" = ["read"])))]
+#[utoipa::path(get, path = "/v1/events", tag = "events", operation_id = "event_stream",
+    params(EventsQuery, ("Last-Event-ID" = Option<String>, Header,
+        description = "Resume after this event id (`<partition>-<ms>-<seq>`); wins over `last_event_id`.")),
+    responses((status = 200, content_type = "text/event-stream",
+        description = "Server-Sent Events named `transition`, each `data` an EventOut, `id` its event id.")))]
 pub(crate) async fn stream(
     State(s): State<AppState>,
     headers: HeaderMap,

@@ -11,6 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::extract::{Body, MaybeBody, Query};
 use super::problem::ApiError;
+use super::wire::schema::{self, ExecutionPath, IdempotencyKey, QueuePath};
 use super::wire::{EnqueueIn, EnqueuedOut, EventOut, ExecutionOut, parse_state};
 use crate::ledger::{CancelOutcome, EnqueueOptions};
 
@@ -52,10 +53,12 @@ fn enqueue_id(item: &EnqueueIn, headers: &HeaderMap) -> Result<Option<String>, A
 /// `422` when the id exists with a different one.
 #[utoipa::path(post, path = "/v1/queues/{queue}/executions", tag = "executions",
     request_body = EnqueueIn,
-    params(("Idempotency-Key" = Option<String>, Header, description = "the execution id, when the body has none")),
-    responses((status = 201, body = EnqueuedOut), (status = 200, body = EnqueuedOut),
-        (status = 422, description = "idempotency-conflict")),
-    security(("bearer" = ["orchestrator"])))]
+    params(QueuePath, IdempotencyKey),
+    responses(
+        (status = 201, body = EnqueuedOut, description = "Created; `Location` names it.",
+            headers(("Location" = String, description = "The execution's URL."))),
+        (status = 200, body = EnqueuedOut, description = "A replay: the id exists with the same request."),
+        (status = 422, description = "idempotency-conflict: the id exists with a different request.")))]
 pub(crate) async fn enqueue(
     State(s): State<AppState>,
     Path(queue): Path<String>,
@@ -96,7 +99,7 @@ pub(crate) fn created(e: crate::ledger::Enqueued) -> Response {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BatchIn {
-    /// 1 to 1000 executions; one bad item and nothing is written.
+    #[schema(value_type = schema::EnqueueBatch, inline)]
     items: Vec<EnqueueIn>,
 }
 
@@ -106,10 +109,11 @@ pub(crate) struct BatchOut {
     pub(crate) items: Vec<EnqueuedOut>,
 }
 
-/// Enqueues up to 1000 executions of one queue in one script.
+/// Enqueues up to `MAX_ENQUEUE_BATCH` (1000) executions of one queue in one script: all or
+/// none.
 #[utoipa::path(post, path = "/v1/queues/{queue}/executions/batch", tag = "executions",
-    request_body = BatchIn, responses((status = 200, body = BatchOut)),
-    security(("bearer" = ["orchestrator"])))]
+    params(QueuePath), request_body = BatchIn,
+    responses((status = 200, body = BatchOut, description = "Per item in order: created, or the existing one.")))]
 pub(crate) async fn enqueue_batch(
     State(s): State<AppState>,
     Path(queue): Path<String>,
@@ -129,13 +133,15 @@ pub(crate) async fn enqueue_batch(
 /// `GET /v1/queues/{queue}/executions` parameters.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
-    /// `queued`, `dispatched`, `running`, `stuck`, `succeeded`, `failed`, `cancelled`,
-    /// `timed_out` or `dead`.
+    /// The state to list.
+    #[param(value_type = crate::ledger::State)]
     state: String,
     /// The `next_cursor` of the previous page.
     cursor: Option<String>,
-    /// 1 to 1000 (default 50).
+    /// How many at most.
+    #[param(value_type = Option<schema::ListLimit>, inline)]
     limit: Option<usize>,
 }
 
@@ -148,9 +154,8 @@ pub(crate) struct PageOut {
 }
 
 /// Lists a queue's executions in one state, paged.
-#[utoipa::path(get, path = "/v1/queues/{queue}/executions", tag = "executions",
-    params(ListQuery), responses((status = 200, body = PageOut)),
-    security(("bearer" = ["read"])))]
+#[utoipa::path(get, path = "/v1/queues/{queue}/executions", tag = "executions", operation_id = "list_executions",
+    params(QueuePath, ListQuery), responses((status = 200, body = PageOut)))]
 pub(crate) async fn list(
     State(s): State<AppState>,
     Path(queue): Path<String>,
@@ -168,8 +173,8 @@ pub(crate) async fn list(
 }
 
 /// One execution, with its recent history.
-#[utoipa::path(get, path = "/v1/queues/{queue}/executions/{id}", tag = "executions",
-    responses((status = 200, body = ExecutionOut)), security(("bearer" = ["read"])))]
+#[utoipa::path(get, path = "/v1/queues/{queue}/executions/{id}", tag = "executions", operation_id = "get_execution",
+    params(ExecutionPath), responses((status = 200, body = ExecutionOut)))]
 pub(crate) async fn get(
     State(s): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
@@ -184,8 +189,8 @@ pub(crate) struct EventsOut {
 }
 
 /// One execution's transitions, oldest first, as its partition's stream still holds them.
-#[utoipa::path(get, path = "/v1/queues/{queue}/executions/{id}/events", tag = "executions",
-    responses((status = 200, body = EventsOut)), security(("bearer" = ["read"])))]
+#[utoipa::path(get, path = "/v1/queues/{queue}/executions/{id}/events", tag = "executions", operation_id = "execution_events",
+    params(ExecutionPath), responses((status = 200, body = EventsOut)))]
 pub(crate) async fn events(
     State(s): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
@@ -218,9 +223,10 @@ pub(crate) struct CancelOut {
 
 /// Cancels an execution: at once when queued, by asking its worker when active.
 #[utoipa::path(post, path = "/v1/queues/{queue}/executions/{id}/cancel", tag = "executions",
-    request_body = CancelIn, responses((status = 200, body = CancelOut),
-        (status = 409, description = "already-terminal")),
-    security(("bearer" = ["orchestrator"])))]
+    params(ExecutionPath),
+    request_body(content = Option<CancelIn>, description = "Optional: an empty body is `{}`."),
+    responses((status = 200, body = CancelOut),
+        (status = 409, description = "already-terminal: it ended before; its outcome is given.")))]
 pub(crate) async fn cancel(
     State(s): State<AppState>,
     Path((queue, id)): Path<(String, String)>,

@@ -15,7 +15,8 @@
 //! - `wire.rs`: the JSON types (durations in milliseconds), converted from the library's;
 //! - `problem.rs`: every error as a problem document; `auth.rs`: tokens and scopes;
 //! - `extract.rs`: body and query extractors that refuse with problems;
-//! - `metrics.rs`: the Prometheus registry; `openapi.rs`: the generated document;
+//! - `metrics.rs`: the Prometheus registry; `openapi.rs`: the generated document (its
+//!   parameter, limit and problem schemas in `wire/schema.rs` and `wire/problem.rs`);
 //! - `config.rs`: the `[server]` settings.
 
 mod attempts;
@@ -48,6 +49,12 @@ use tokio_util::sync::CancellationToken;
 
 pub use auth::Scope;
 pub use config::ServerConfig;
+
+/// The OpenAPI 3.1 document of the HTTP API, as JSON: what `GET /openapi.json` serves and
+/// `unstuck openapi` prints.
+pub fn openapi_document() -> String {
+    openapi::document()
+}
 
 use crate::error::{Error, Result};
 use crate::ledger::Ledger;

@@ -13,26 +13,33 @@ use super::AppState;
 use super::executions::{EventsOut, PageOut};
 use super::extract::{MaybeBody, Query};
 use super::problem::ApiError;
+use super::wire::schema::{self, ExecutionPath};
 use super::wire::{EnqueuedOut, EventOut, ExecutionOut, parse_state};
-use crate::ledger::{Filter, State as ExecState};
+use crate::ledger::{Filter, MAX_PAGE, State as ExecState};
 use crate::names;
 use crate::watchdog::{self, WatchdogActivity};
 
 /// `GET /v1/executions` parameters.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(default, deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct FindQuery {
     /// Only this queue (every queue, by name, when absent).
+    #[param(value_type = Option<schema::QueueName>, inline)]
     queue: Option<String>,
     /// Only this state.
+    #[param(value_type = Option<ExecState>)]
     state: Option<String>,
-    /// Only finished executions that stopped for this reason (`heartbeat_lost`, `dead`, ...).
+    /// Only finished executions that stopped for this reason.
+    #[param(value_type = Option<schema::StopReasonName>, inline)]
     stop_reason: Option<String>,
     /// Only executions whose current (or last) attempt is this worker's.
+    #[param(value_type = Option<schema::WorkerId>, inline)]
     worker: Option<String>,
     /// The `next_cursor` of the previous page.
     cursor: Option<String>,
-    /// 1 to 1000 (default 50).
+    /// How many at most.
+    #[param(value_type = Option<schema::ListLimit>, inline)]
     limit: Option<usize>,
 }
 
@@ -40,7 +47,7 @@ pub(crate) struct FindQuery {
 /// page reads a bounded number of executions (it may come back short with a
 /// `next_cursor` when matches are rare), never the whole ledger.
 #[utoipa::path(get, path = "/v1/executions", tag = "executions", params(FindQuery),
-    responses((status = 200, body = PageOut)), security(("bearer" = ["read"])))]
+    responses((status = 200, body = PageOut)))]
 pub(crate) async fn find(
     State(s): State<AppState>,
     Query(q): Query<FindQuery>,
@@ -66,6 +73,7 @@ pub(crate) async fn find(
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct RetryIn {
     /// The new execution's id (default `<id>.retry<n>`).
+    #[schema(value_type = Option<schema::ExecutionId>, inline)]
     new_id: Option<String>,
     /// Why, recorded in the new execution's first event.
     reason: Option<String>,
@@ -75,10 +83,13 @@ pub(crate) struct RetryIn {
 /// linked by `retry_of`, resuming from its last checkpoint; the original never changes.
 /// `201` when created, `200` when that new id already existed.
 #[utoipa::path(post, path = "/v1/queues/{queue}/executions/{id}/retry", tag = "executions",
-    request_body = RetryIn, responses((status = 201, body = EnqueuedOut),
-        (status = 200, body = EnqueuedOut),
-        (status = 409, description = "invalid-transition: it has not finished, or it succeeded")),
-    security(("bearer" = ["orchestrator"])))]
+    params(ExecutionPath),
+    request_body(content = Option<RetryIn>, description = "Optional: an empty body is `{}`."),
+    responses(
+        (status = 201, body = EnqueuedOut, description = "Created; `Location` names the new execution.",
+            headers(("Location" = String, description = "The new execution's URL."))),
+        (status = 200, body = EnqueuedOut, description = "That new id already existed."),
+        (status = 409, description = "invalid-transition: it has not finished, or it succeeded")))]
 pub(crate) async fn retry(
     State(s): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
@@ -104,8 +115,7 @@ pub(crate) struct PinOut {
 
 /// Pins an execution: retention never removes it (any state; twice is once).
 #[utoipa::path(put, path = "/v1/queues/{queue}/executions/{id}/pin", tag = "executions",
-    responses((status = 200, body = PinOut), (status = 404, description = "not-found")),
-    security(("bearer" = ["orchestrator"])))]
+    params(ExecutionPath), responses((status = 200, body = PinOut), (status = 404, description = "not-found")))]
 pub(crate) async fn pin(
     State(s): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
@@ -119,8 +129,7 @@ pub(crate) async fn pin(
 
 /// Unpins an execution: retention applies again (past it, the next prune removes it).
 #[utoipa::path(delete, path = "/v1/queues/{queue}/executions/{id}/pin", tag = "executions",
-    responses((status = 200, body = PinOut), (status = 404, description = "not-found")),
-    security(("bearer" = ["orchestrator"])))]
+    params(ExecutionPath), responses((status = 200, body = PinOut), (status = 404, description = "not-found")))]
 pub(crate) async fn unpin(
     State(s): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
@@ -135,25 +144,28 @@ pub(crate) async fn unpin(
 /// `GET /v1/events/recent` parameters.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(default, deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct RecentQuery {
     /// Only this queue's events.
+    #[param(value_type = Option<schema::QueueName>, inline)]
     queue: Option<String>,
-    /// 1 to 1000 (default 100).
+    /// How many at most.
+    #[param(value_type = Option<schema::RecentLimit>, inline)]
     limit: Option<usize>,
 }
 
 /// The newest events, oldest first: what a live view shows before following
 /// `/v1/events` (resume it from the last one's `id`).
 #[utoipa::path(get, path = "/v1/events/recent", tag = "events", params(RecentQuery),
-    responses((status = 200, body = EventsOut)), security(("bearer" = ["read"])))]
+    responses((status = 200, body = EventsOut)))]
 pub(crate) async fn recent(
     State(s): State<AppState>,
     Query(q): Query<RecentQuery>,
 ) -> Result<Json<EventsOut>, ApiError> {
     let limit = q.limit.unwrap_or(100);
-    if limit == 0 || limit > 1000 {
+    if limit == 0 || limit > MAX_PAGE {
         return Err(ApiError::BadRequest {
-            detail: format!("limit {limit} is out of range: 1 to 1000"),
+            detail: format!("limit {limit} is out of range: 1 to {MAX_PAGE}"),
             field: Some("limit".into()),
         });
     }
@@ -179,8 +191,10 @@ pub(crate) async fn recent(
 /// `GET /v1/watchdog/activity` parameters.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(default, deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ActivityQuery {
-    /// The window in minutes, 1 to 1440 (default 30).
+    /// The window in minutes.
+    #[param(value_type = Option<schema::ActivityMinutes>, inline)]
     minutes: Option<u64>,
 }
 
@@ -190,15 +204,16 @@ const ACTIVITY_CAP: usize = 2000;
 /// The watchdog's actions per minute by reason and its detection-lag distribution over
 /// the last minutes, from the event streams (at most 2000 events per partition read).
 #[utoipa::path(get, path = "/v1/watchdog/activity", tag = "watchdog", params(ActivityQuery),
-    responses((status = 200, body = WatchdogActivity)), security(("bearer" = ["read"])))]
+    responses((status = 200, body = WatchdogActivity)))]
 pub(crate) async fn activity(
     State(s): State<AppState>,
     Query(q): Query<ActivityQuery>,
 ) -> Result<Json<WatchdogActivity>, ApiError> {
     let minutes = q.minutes.unwrap_or(30);
-    if minutes == 0 || minutes > 1440 {
+    let most = schema::max_activity_minutes();
+    if minutes == 0 || minutes > most {
         return Err(ApiError::BadRequest {
-            detail: format!("minutes {minutes} is out of range: 1 to 1440"),
+            detail: format!("minutes {minutes} is out of range: 1 to {most}"),
             field: Some("minutes".into()),
         });
     }

@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::extract::Body;
 use super::problem::ApiError;
+use super::wire::schema::QueuePath;
 use super::wire::{QueueOut, QueueSettingsIn};
 
 /// Every known queue.
@@ -17,8 +18,8 @@ pub(crate) struct QueuesOut {
 }
 
 /// Every known queue's overview.
-#[utoipa::path(get, path = "/v1/queues", tag = "queues",
-    responses((status = 200, body = QueuesOut)), security(("bearer" = ["read"])))]
+#[utoipa::path(get, path = "/v1/queues", tag = "queues", operation_id = "list_queues",
+    responses((status = 200, body = QueuesOut)))]
 pub(crate) async fn list(State(s): State<AppState>) -> Result<Json<QueuesOut>, ApiError> {
     let queues = s.ledger.queue_overviews().await?;
     Ok(Json(QueuesOut {
@@ -27,8 +28,8 @@ pub(crate) async fn list(State(s): State<AppState>) -> Result<Json<QueuesOut>, A
 }
 
 /// One queue's overview.
-#[utoipa::path(get, path = "/v1/queues/{queue}", tag = "queues",
-    responses((status = 200, body = QueueOut)), security(("bearer" = ["read"])))]
+#[utoipa::path(get, path = "/v1/queues/{queue}", tag = "queues", operation_id = "get_queue", params(QueuePath),
+    responses((status = 200, body = QueueOut)))]
 pub(crate) async fn get(
     State(s): State<AppState>,
     Path(queue): Path<String>,
@@ -37,8 +38,9 @@ pub(crate) async fn get(
 }
 
 /// Replaces a queue's settings (capacity, default timings).
-#[utoipa::path(put, path = "/v1/queues/{queue}", tag = "queues", request_body = QueueSettingsIn,
-    responses((status = 200, body = QueueOut)), security(("bearer" = ["orchestrator"])))]
+#[utoipa::path(put, path = "/v1/queues/{queue}", tag = "queues", operation_id = "put_queue", params(QueuePath),
+    request_body = QueueSettingsIn,
+    responses((status = 200, body = QueueOut)))]
 pub(crate) async fn put(
     State(s): State<AppState>,
     Path(queue): Path<String>,

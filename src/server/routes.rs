@@ -1,12 +1,14 @@
 //! The whole API surface on one screen: every route, the scope a token needs for it, and
-//! the layers every request goes through.
+//! the layers every request goes through. The route table is also what the OpenAPI
+//! document's security requirements come from, and what a test holds it against.
 
 use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{MethodRouter, delete, get, post, put};
+use axum::routing::{MethodFilter, MethodRouter, on};
 use axum::{BoxError, Router};
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
@@ -18,115 +20,184 @@ use super::{
     worker_events, workers,
 };
 
-/// The router of `unstuck serve`.
-pub(crate) fn router(state: AppState) -> Router {
+/// A route's method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verb {
+    Get,
+    Post,
+    Put,
+    Delete,
+}
+
+impl Verb {
+    fn filter(self) -> MethodFilter {
+        match self {
+            Verb::Get => MethodFilter::GET,
+            Verb::Post => MethodFilter::POST,
+            Verb::Put => MethodFilter::PUT,
+            Verb::Delete => MethodFilter::DELETE,
+        }
+    }
+
+    /// The lowercase name, as the OpenAPI document keys an operation.
+    #[cfg(test)]
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "get",
+            Verb::Post => "post",
+            Verb::Put => "put",
+            Verb::Delete => "delete",
+        }
+    }
+}
+
+/// One route of the API: what the router serves and the OpenAPI document describes.
+pub(crate) struct Route {
+    pub(crate) verb: Verb,
+    pub(crate) path: &'static str,
+    /// The scope a token needs; `None`: no token.
+    pub(crate) scope: Option<Scope>,
+    handler: MethodRouter<AppState>,
+}
+
+fn route<H, T>(verb: Verb, path: &'static str, scope: Option<Scope>, handler: H) -> Route
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    Route {
+        verb,
+        path,
+        scope,
+        handler: on(verb.filter(), handler),
+    }
+}
+
+/// Every route of the API (the dashboard's files aside), with the scope it needs. The
+/// router is built from it, and a test checks the OpenAPI document against it.
+pub(crate) fn table() -> Vec<Route> {
     use Scope::{Orchestrator, Read, Worker};
-    let needs = |need: Scope, route: MethodRouter<AppState>| {
-        route.route_layer(from_fn_with_state((state.clone(), need), require))
-    };
-    let limits = &state.limits;
-    Router::new()
-        // No token: probes, the API's own description, the dashboard's files.
-        .route("/healthz", get(status::healthz))
-        .route("/readyz", get(status::readyz))
-        .route("/openapi.json", get(status::openapi))
-        .route("/problems/{slug}", get(status::problem))
-        .route("/metrics", needs(Read, get(status::metrics)))
-        .route("/v1/session", get(auth::session))
-        .merge(ui::routes())
+    use Verb::{Delete, Get, Post, Put};
+    let (open, read, orch, work) = (None, Some(Read), Some(Orchestrator), Some(Worker));
+    vec![
+        // No token: probes, the API's own description, the problem types.
+        route(Get, "/healthz", open, status::healthz),
+        route(Get, "/readyz", open, status::readyz),
+        route(Get, "/openapi.json", open, status::openapi),
+        route(Get, "/problems/{slug}", open, status::problem),
+        route(Get, "/v1/session", open, auth::session),
+        route(Get, "/metrics", read, status::metrics),
         // Queues.
-        .route("/v1/queues", needs(Read, get(queues::list)))
-        .route(
-            "/v1/queues/{queue}",
-            needs(Read, get(queues::get)).merge(needs(Orchestrator, put(queues::put))),
-        )
+        route(Get, "/v1/queues", read, queues::list),
+        route(Get, "/v1/queues/{queue}", read, queues::get),
+        route(Put, "/v1/queues/{queue}", orch, queues::put),
         // Executions.
-        .route(
+        route(Get, "/v1/queues/{queue}/executions", read, executions::list),
+        route(
+            Post,
             "/v1/queues/{queue}/executions",
-            needs(Read, get(executions::list))
-                .merge(needs(Orchestrator, post(executions::enqueue))),
-        )
-        .route(
+            orch,
+            executions::enqueue,
+        ),
+        route(
+            Post,
             "/v1/queues/{queue}/executions/batch",
-            needs(Orchestrator, post(executions::enqueue_batch)),
-        )
-        .route(
+            orch,
+            executions::enqueue_batch,
+        ),
+        route(
+            Get,
             "/v1/queues/{queue}/executions/{id}",
-            needs(Read, get(executions::get)),
-        )
-        .route(
+            read,
+            executions::get,
+        ),
+        route(
+            Get,
             "/v1/queues/{queue}/executions/{id}/events",
-            needs(Read, get(executions::events)),
-        )
-        .route(
+            read,
+            executions::events,
+        ),
+        route(
+            Post,
             "/v1/queues/{queue}/executions/{id}/cancel",
-            needs(Orchestrator, post(executions::cancel)),
-        )
-        .route(
+            orch,
+            executions::cancel,
+        ),
+        route(
+            Post,
             "/v1/queues/{queue}/executions/{id}/retry",
-            needs(Orchestrator, post(operator::retry)),
-        )
-        .route(
+            orch,
+            operator::retry,
+        ),
+        route(
+            Put,
             "/v1/queues/{queue}/executions/{id}/pin",
-            needs(Orchestrator, put(operator::pin))
-                .merge(needs(Orchestrator, delete(operator::unpin))),
-        )
-        .route("/v1/executions", needs(Read, get(operator::find)))
+            orch,
+            operator::pin,
+        ),
+        route(
+            Delete,
+            "/v1/queues/{queue}/executions/{id}/pin",
+            orch,
+            operator::unpin,
+        ),
+        route(Get, "/v1/executions", read, operator::find),
         // Work: claims and the attempt calls.
-        .route(
-            "/v1/queues/{queue}/claims",
-            needs(Worker, post(attempts::claim)),
-        )
-        .route(
-            "/v1/attempts/heartbeat",
-            needs(Worker, post(attempts::heartbeat)),
-        )
-        .route(
-            "/v1/attempts/complete",
-            needs(Worker, post(attempts::complete)),
-        )
-        .route("/v1/attempts/fail", needs(Worker, post(attempts::fail)))
-        .route(
-            "/v1/attempts/cancel-ack",
-            needs(Worker, post(attempts::cancel_ack)),
-        )
+        route(Post, "/v1/queues/{queue}/claims", work, attempts::claim),
+        route(Post, "/v1/attempts/heartbeat", work, attempts::heartbeat),
+        route(Post, "/v1/attempts/complete", work, attempts::complete),
+        route(Post, "/v1/attempts/fail", work, attempts::fail),
+        route(Post, "/v1/attempts/cancel-ack", work, attempts::cancel_ack),
         // The worker registry.
-        .route(
-            "/v1/workers",
-            needs(Read, get(workers::list)).merge(needs(Worker, post(workers::register))),
-        )
-        .route(
+        route(Get, "/v1/workers", read, workers::list),
+        route(Post, "/v1/workers", work, workers::register),
+        route(
+            Post,
             "/v1/workers/{worker}/heartbeat",
-            needs(Worker, post(workers::heartbeat)),
-        )
-        .route(
-            "/v1/workers/{worker}",
-            needs(Worker, delete(workers::deregister)),
-        )
-        .route(
-            "/v1/workers/{worker}/reset",
-            needs(Orchestrator, post(workers::reset)),
-        )
-        .route(
-            "/v1/workers/{worker}/request",
-            needs(Orchestrator, post(workers::request)),
-        )
-        .route(
-            "/v1/workers/events",
-            needs(Read, get(worker_events::events)),
-        )
-        .route(
-            "/v1/workers/events/live",
-            needs(Read, get(worker_events::live)),
-        )
+            work,
+            workers::heartbeat,
+        ),
+        route(Delete, "/v1/workers/{worker}", work, workers::deregister),
+        route(Post, "/v1/workers/{worker}/reset", orch, workers::reset),
+        route(Post, "/v1/workers/{worker}/request", orch, workers::request),
+        route(Get, "/v1/workers/events", read, worker_events::events),
+        route(Get, "/v1/workers/events/live", read, worker_events::live),
         // Watching.
-        .route("/v1/events", needs(Read, get(events::stream)))
-        .route("/v1/events/recent", needs(Read, get(operator::recent)))
-        .route("/v1/watchdog", needs(Read, get(status::watchdog)))
-        .route(
-            "/v1/watchdog/activity",
-            needs(Read, get(operator::activity)),
-        )
+        route(Get, "/v1/events", read, events::stream),
+        route(Get, "/v1/events/recent", read, operator::recent),
+        route(Get, "/v1/watchdog", read, status::watchdog),
+        route(Get, "/v1/watchdog/activity", read, operator::activity),
+    ]
+}
+
+/// The router of `unstuck serve`: [`table`], the dashboard, and the layers every request
+/// goes through.
+pub(crate) fn router(state: AppState) -> Router {
+    // Routes of one path share one `MethodRouter`, each method behind its own scope check.
+    let mut paths: Vec<(&'static str, MethodRouter<AppState>)> = Vec::new();
+    for Route {
+        path,
+        scope,
+        handler,
+        ..
+    } in table()
+    {
+        let handler = match scope {
+            Some(need) => handler.route_layer(from_fn_with_state((state.clone(), need), require)),
+            None => handler,
+        };
+        match paths.iter_mut().find(|(p, _)| *p == path) {
+            Some((_, methods)) => *methods = std::mem::take(methods).merge(handler),
+            None => paths.push((path, handler)),
+        }
+    }
+    let api = paths
+        .into_iter()
+        .fold(Router::new(), |router, (path, methods)| {
+            router.route(path, methods)
+        });
+    let limits = &state.limits;
+    api.merge(ui::routes())
         .route_layer(from_fn_with_state(state.metrics.clone(), metrics::track))
         .fallback(status::no_route)
         .method_not_allowed_fallback(status::method_not_allowed)

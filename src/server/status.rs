@@ -15,7 +15,7 @@ use crate::watchdog::{self, WatchdogStatus};
 /// Partitions with their lease owner, epoch and expiry; live replicas; holds in force;
 /// what every replica did.
 #[utoipa::path(get, path = "/v1/watchdog", tag = "watchdog",
-    responses((status = 200, body = WatchdogStatus)), security(("bearer" = ["read"])))]
+    responses((status = 200, body = WatchdogStatus)))]
 pub(crate) async fn watchdog(State(s): State<AppState>) -> Result<Json<WatchdogStatus>, ApiError> {
     Ok(Json(watchdog::status(&s.ledger).await?))
 }
@@ -57,7 +57,7 @@ pub(crate) async fn readyz(State(s): State<AppState>) -> Result<Json<HealthOut>,
 
 /// The Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "service",
-    responses((status = 200, description = "Prometheus text format")), security(("bearer" = ["read"])))]
+    responses((status = 200, description = "Prometheus text format")))]
 pub(crate) async fn metrics(State(s): State<AppState>) -> Response {
     (
         [(
@@ -69,7 +69,10 @@ pub(crate) async fn metrics(State(s): State<AppState>) -> Response {
         .into_response()
 }
 
-/// The OpenAPI 3.1 document of this API, generated from the code.
+/// The OpenAPI 3.1 document of this API, generated from the code (`unstuck openapi`
+/// prints the same).
+#[utoipa::path(get, path = "/openapi.json", tag = "service",
+    responses((status = 200, description = "This document.", content_type = "application/json")))]
 pub(crate) async fn openapi() -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
@@ -79,6 +82,10 @@ pub(crate) async fn openapi() -> Response {
 }
 
 /// What a problem type means, so each `type` URI can be looked up.
+#[utoipa::path(get, path = "/problems/{slug}", tag = "service",
+    params(("slug" = String, Path, description = "The problem type's slug: the last part of its `type`.")),
+    responses((status = 200, description = "A page saying what the problem type means.", content_type = "text/html"),
+        (status = 404, description = "no-route: no such problem type.")))]
 pub(crate) async fn problem(Path(slug): Path<String>) -> Result<Response, ApiError> {
     let Some(kind) = TYPES.iter().find(|k| k.slug == slug) else {
         return Err(ApiError::NoRoute);

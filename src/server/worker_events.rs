@@ -20,6 +20,7 @@ use crate::ledger::{WorkerEvent, WorkerEventFollower};
 /// `GET /v1/workers/events` query.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(default, deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct WorkerEventsQuery {
     /// A stream id: the events after it (absent: the oldest kept).
     after: Option<String>,
@@ -36,8 +37,8 @@ pub(crate) struct WorkerEventsOut {
 }
 
 /// Worker remediation events, oldest first.
-#[utoipa::path(get, path = "/v1/workers/events", tag = "workers", params(WorkerEventsQuery),
-    responses((status = 200, body = WorkerEventsOut)), security(("bearer" = ["read"])))]
+#[utoipa::path(get, path = "/v1/workers/events", tag = "workers", operation_id = "worker_events", params(WorkerEventsQuery),
+    responses((status = 200, body = WorkerEventsOut)))]
 pub(crate) async fn events(
     State(s): State<AppState>,
     axum::extract::Query(q): axum::extract::Query<WorkerEventsQuery>,
@@ -54,6 +55,7 @@ pub(crate) async fn events(
 /// `GET /v1/workers/events/live` parameters.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(default, deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct LiveQuery {
     /// Resume after this stream id (as the `Last-Event-ID` header does).
     last_event_id: Option<String>,
@@ -61,9 +63,11 @@ pub(crate) struct LiveQuery {
 
 /// Worker remediation events as they happen, one SSE message each (`id:` the stream id);
 /// a reconnect with `Last-Event-ID` misses nothing.
-#[utoipa::path(get, path = "/v1/workers/events/live", tag = "workers", params(LiveQuery),
-    responses((status = 200, description = "text/event-stream of worker events")),
-    security(("bearer" = ["read"])))]
+#[utoipa::path(get, path = "/v1/workers/events/live", tag = "workers", operation_id = "worker_events_live",
+    params(LiveQuery, ("Last-Event-ID" = Option<String>, Header,
+        description = "Resume after this stream id (`<ms>-<seq>`); wins over `last_event_id`.")),
+    responses((status = 200, content_type = "text/event-stream",
+        description = "Server-Sent Events named `worker`, each `data` a WorkerEvent, `id` its stream id.")))]
 pub(crate) async fn live(
     State(s): State<AppState>,
     headers: HeaderMap,

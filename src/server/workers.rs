@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::extract::{Body, MaybeBody};
 use super::problem::ApiError;
+use super::wire::schema::{self, WorkerPath};
 use super::wire::{DurationIn, RunningOut, WorkerOut};
 use crate::ledger::{WorkerRegistration, WorkerRequest, WorkerReset};
 
@@ -19,12 +20,15 @@ use crate::ledger::{WorkerRegistration, WorkerRequest, WorkerReset};
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct RegisterIn {
     /// Unique per process start; generated (`<host>-<pid>-<uuid>`) when absent.
+    #[schema(value_type = Option<schema::WorkerId>, inline)]
     worker_id: Option<String>,
     host: Option<String>,
     pid: Option<u32>,
     /// Build stamp.
     version: Option<String>,
-    /// The queues it serves.
+    /// The queues it serves, as the registry lists them (default `[]`; claims are not
+    /// limited by it).
+    #[schema(value_type = schema::QueueNames, inline)]
     queues: Vec<String>,
     /// How often it will beat the registry: the watchdog waits three of these before
     /// judging it gone.
@@ -40,8 +44,8 @@ pub(crate) struct RegisteredOut {
 
 /// Registers a worker process.
 #[utoipa::path(post, path = "/v1/workers", tag = "workers", request_body = RegisterIn,
-    responses((status = 201, body = RegisteredOut), (status = 409, description = "worker-exists")),
-    security(("bearer" = ["worker"])))]
+    responses((status = 201, body = RegisteredOut),
+        (status = 409, description = "worker-exists: use a fresh id per process start.")))]
 pub(crate) async fn register(
     State(s): State<AppState>,
     Body(r): Body<RegisterIn>,
@@ -102,10 +106,10 @@ pub(crate) struct WorkerBeatOut {
 }
 
 /// The worker is alive and runs these executions.
-#[utoipa::path(post, path = "/v1/workers/{worker}/heartbeat", tag = "workers",
-    request_body = WorkerBeatIn, responses((status = 200, body = WorkerBeatOut),
-        (status = 404, description = "unknown-worker: register again under a fresh id")),
-    security(("bearer" = ["worker"])))]
+#[utoipa::path(post, path = "/v1/workers/{worker}/heartbeat", tag = "workers", operation_id = "worker_heartbeat",
+    params(WorkerPath),
+    request_body(content = Option<WorkerBeatIn>, description = "Optional: an empty body runs nothing."), responses((status = 200, body = WorkerBeatOut),
+        (status = 404, description = "unknown-worker: register again under a fresh id")))]
 pub(crate) async fn heartbeat(
     State(s): State<AppState>,
     Path(worker): Path<String>,
@@ -120,9 +124,8 @@ pub(crate) async fn heartbeat(
 }
 
 /// Removes a worker from the registry (graceful shutdown).
-#[utoipa::path(delete, path = "/v1/workers/{worker}", tag = "workers",
-    responses((status = 204), (status = 404, description = "unknown-worker")),
-    security(("bearer" = ["worker"])))]
+#[utoipa::path(delete, path = "/v1/workers/{worker}", tag = "workers", params(WorkerPath),
+    responses((status = 204, description = "Removed."), (status = 404, description = "unknown-worker")))]
 pub(crate) async fn deregister(
     State(s): State<AppState>,
     Path(worker): Path<String>,
@@ -138,8 +141,8 @@ pub(crate) struct WorkersOut {
 }
 
 /// Lists the registered workers, each with what it says it runs and the slots it holds.
-#[utoipa::path(get, path = "/v1/workers", tag = "workers",
-    responses((status = 200, body = WorkersOut)), security(("bearer" = ["read"])))]
+#[utoipa::path(get, path = "/v1/workers", tag = "workers", operation_id = "list_workers",
+    responses((status = 200, body = WorkersOut)))]
 pub(crate) async fn list(State(s): State<AppState>) -> Result<Json<WorkersOut>, ApiError> {
     let workers = s.ledger.workers().await?;
     let holders = s.ledger.slot_holders().await?;
@@ -161,10 +164,9 @@ pub(crate) struct ResetIn {
 
 /// Resets a worker's remediation (tier, failed tier-3 count, open circuit): the watchdog
 /// judges it afresh from tier 0.
-#[utoipa::path(post, path = "/v1/workers/{worker}/reset", tag = "workers",
-    request_body = ResetIn, responses((status = 200, body = WorkerReset),
-        (status = 404, description = "unknown-worker")),
-    security(("bearer" = ["orchestrator"])))]
+#[utoipa::path(post, path = "/v1/workers/{worker}/reset", tag = "workers", params(WorkerPath),
+    request_body(content = Option<ResetIn>, description = "Optional: an empty body is `{}`."), responses((status = 200, body = WorkerReset),
+        (status = 404, description = "unknown-worker")))]
 pub(crate) async fn reset(
     State(s): State<AppState>,
     Path(worker): Path<String>,
@@ -187,10 +189,9 @@ pub(crate) struct RequestIn {
 
 /// Asks a worker, in its next heartbeat reply, to restart or drain (a deploy, a
 /// maintenance).
-#[utoipa::path(post, path = "/v1/workers/{worker}/request", tag = "workers",
-    request_body = RequestIn, responses((status = 204),
-        (status = 404, description = "unknown-worker")),
-    security(("bearer" = ["orchestrator"])))]
+#[utoipa::path(post, path = "/v1/workers/{worker}/request", tag = "workers", params(WorkerPath),
+    request_body = RequestIn, responses((status = 204, description = "Recorded; its next heartbeat reply carries it."),
+        (status = 404, description = "unknown-worker")))]
 pub(crate) async fn request(
     State(s): State<AppState>,
     Path(worker): Path<String>,

@@ -147,6 +147,55 @@ async fn each_scope_is_allowed_its_routes_and_refused_the_others() {
     s.stop().await;
 }
 
+/// Every operation `/openapi.json` lists is routed, under the scope it documents: a token
+/// of another scope is refused `403` naming that scope (never `404 no-route` or `405`),
+/// and an operation documented without a token answers without one.
+#[tokio::test]
+async fn every_documented_operation_is_served_under_its_documented_scope() {
+    let s = start_with_tokens("http_documented").await;
+    let doc = s
+        .call_as(None, Method::GET, "/openapi.json", None)
+        .await
+        .body;
+    let paths = doc["paths"].as_object().expect("paths");
+    let mut checked = 0;
+    for (template, item) in paths {
+        let path = template
+            .replace("{queue}", "q")
+            .replace("{id}", "x")
+            .replace("{worker}", "w")
+            .replace("{slug}", "not-found");
+        for (method, op) in item.as_object().expect("path item") {
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+            let need = op["security"][0]["bearer"][0].as_str();
+            let r = match need {
+                Some(need) => {
+                    let other = if need == "worker" { READ } else { WORKER };
+                    s.call_as(Some(other), method.clone(), &path, None).await
+                }
+                None => s.call_as(None, method.clone(), &path, None).await,
+            };
+            match need {
+                Some(need) => {
+                    assert_eq!(
+                        (r.status, r.problem()),
+                        (StatusCode::FORBIDDEN, "forbidden"),
+                        "{method} {template}"
+                    );
+                    assert_eq!(r.body["scope"], need, "{method} {template}");
+                }
+                None => assert!(
+                    r.status.is_success(),
+                    "{method} {template} without a token: {r:?}"
+                ),
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 36, "{checked} operations");
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn without_tokens_only_loopback_is_accepted_and_bad_tokens_are_refused() {
     let open = settings("http_open", |s| s.server.listen = "0.0.0.0:0".into());

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
-use utoipa::ToSchema;
+use utoipa::openapi::{RefOr, schema::Schema};
+use utoipa::{PartialSchema, ToSchema};
 
 use crate::error::Error;
 use crate::events::Event;
@@ -16,13 +17,22 @@ use crate::ledger::{
 };
 use crate::timings::{ResolvedTimings, Timings, for_each_timing};
 
+pub(crate) mod problem;
 mod retention;
+pub(crate) mod schema;
 pub use retention::{RetentionIn, RetentionOut};
 
 /// A duration on input: integer milliseconds, or text such as `"500ms"`, `"30s"`, `"5m"`.
-#[derive(Debug, Clone, PartialEq, Eq, ToSchema)]
-#[schema(value_type = String, example = "30s")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DurationIn(pub(crate) Duration);
+
+impl PartialSchema for DurationIn {
+    fn schema() -> RefOr<Schema> {
+        schema::duration().into()
+    }
+}
+
+impl ToSchema for DurationIn {}
 
 impl Serialize for DurationIn {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -120,11 +130,29 @@ macro_rules! wire_timings {
             $( pub(crate) type $name = <$given as WireTiming>::In; )*
         }
 
+        /// Each timing's input schema, from the rule the library checks it by.
+        #[allow(non_camel_case_types)]
+        mod timing_schema {
+            use crate::timings::Rule;
+            use utoipa::openapi::{RefOr, schema::Schema};
+            $(
+                pub(crate) struct $name;
+                impl utoipa::PartialSchema for $name {
+                    fn schema() -> RefOr<Schema> {
+                        RefOr::T(super::schema::timing($rule))
+                    }
+                }
+                impl utoipa::ToSchema for $name {}
+            )*
+        }
+
         /// Timings on input; unset ones come from the queue, then the global defaults.
         #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
         #[serde(default, deny_unknown_fields)]
         pub struct TimingsIn {
-            $( $(#[doc = $doc])* pub $name: Option<timing_in::$name>, )*
+            $( $(#[doc = $doc])*
+               #[schema(value_type = Option<timing_schema::$name>, inline)]
+               pub $name: Option<timing_in::$name>, )*
         }
 
         impl From<TimingsIn> for Timings {
@@ -219,9 +247,11 @@ impl From<QueueOverview> for QueueOut {
 #[serde(default, deny_unknown_fields)]
 pub struct EnqueueIn {
     /// Caller-chosen id (idempotency); a fresh time-ordered id when absent.
+    #[schema(value_type = Option<schema::ExecutionId>, inline)]
     pub id: Option<String>,
-    /// Any JSON value.
-    #[schema(value_type = Object)]
+    /// Any JSON value (default `null`), at most the ledger's `max_payload_bytes`
+    /// serialized.
+    #[schema(value_type = schema::AnyJson, inline)]
     pub payload: serde_json::Value,
     pub timings: TimingsIn,
     /// Make it claimable only after this long.
@@ -295,11 +325,11 @@ pub struct ExecutionOut {
     pub id: String,
     pub state: State,
     pub attempt: u32,
-    #[schema(value_type = Object)]
+    #[schema(value_type = schema::AnyJson, inline)]
     pub payload: serde_json::Value,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<schema::AnyJson>, inline)]
     pub checkpoint: Option<serde_json::Value>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<schema::AnyJson>, inline)]
     pub result: Option<serde_json::Value>,
     pub progress: Option<String>,
     pub worker: Option<String>,
@@ -382,10 +412,10 @@ pub struct ClaimOut {
     pub queue: String,
     pub id: String,
     pub attempt: u32,
-    #[schema(value_type = Object)]
+    #[schema(value_type = schema::AnyJson, inline)]
     pub payload: serde_json::Value,
     /// The last checkpoint of an earlier attempt: resume from here.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<schema::AnyJson>, inline)]
     pub checkpoint: Option<serde_json::Value>,
     /// Heartbeat at a fraction (a third) of this, in milliseconds.
     pub heartbeat_timeout: u64,
@@ -455,7 +485,9 @@ impl From<Event> for EventOut {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunningOut {
+    #[schema(value_type = schema::QueueName, inline)]
     pub queue: String,
+    #[schema(value_type = schema::ExecutionId, inline)]
     pub id: String,
 }
 
