@@ -107,6 +107,35 @@ impl Ledger {
         Ok(all.split_off(skip))
     }
 
+    /// The newest `limit` events (1 to [`MAX_PAGE`](crate::ledger::MAX_PAGE)) of `queue`,
+    /// or of every queue when `None`, oldest first: what a live view shows before it
+    /// follows the streams from the last one's id.
+    ///
+    /// A queue shares its partition's stream with the partition's other queues: four
+    /// times `limit` are read and the queue's own kept, so a busy neighbour can make the
+    /// answer shorter than `limit`, never slower.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::InvalidArgument`] for a `limit` out of range,
+    /// [`Error::Redis`].
+    pub async fn recent_queue_events(
+        &self,
+        queue: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Event>> {
+        crate::ledger::check_page_limit(limit)?;
+        let Some(queue) = queue else {
+            return self.recent_events(Vec::new(), limit).await;
+        };
+        crate::names::validate_queue(queue)?;
+        let mut events = self
+            .recent_events(vec![self.partition_of(queue)], limit * 4)
+            .await?;
+        events.retain(|e| e.queue == queue);
+        let skip = events.len().saturating_sub(limit);
+        Ok(events.split_off(skip))
+    }
+
     /// The transitions of one execution still in its partition's (capped) stream, oldest
     /// first: the stream is read from the instant the execution was created, in pages,
     /// and filtered — bounded by the stream's cap, never a scan of executions.

@@ -39,13 +39,7 @@ impl Ledger {
     /// [`Error::InvalidName`], [`Error::InvalidArgument`] for a bad cursor or limit,
     /// [`Error::Redis`].
     pub async fn find(&self, filter: &Filter, cursor: Option<&str>, limit: usize) -> Result<Page> {
-        if limit == 0 || limit > super::MAX_PAGE {
-            return Err(Error::InvalidArgument {
-                name: "limit".into(),
-                value: limit.to_string(),
-                expected: format!("1 to {}", super::MAX_PAGE),
-            });
-        }
+        super::check_page_limit(limit)?;
         if let Some(w) = &filter.worker {
             names::validate_worker_id(w)?;
         }

@@ -21,6 +21,21 @@ pub struct Page {
 /// Largest page `list` returns.
 pub const MAX_PAGE: usize = 1000;
 
+/// The one rule of every page size (executions, events, worker events): 1 to [`MAX_PAGE`].
+///
+/// # Errors
+/// [`Error::InvalidArgument`] naming `limit`.
+pub(crate) fn check_page_limit(limit: usize) -> Result<()> {
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(Error::InvalidArgument {
+            name: "limit".into(),
+            value: limit.to_string(),
+            expected: format!("1 to {MAX_PAGE}"),
+        });
+    }
+    Ok(())
+}
+
 impl Ledger {
     /// A snapshot of one execution: state, attempt, timings, checkpoint, stop metadata, its
     /// recent history and the retries made of it. One round trip (a pipelined `HGETALL`
@@ -63,13 +78,7 @@ impl Ledger {
         limit: usize,
     ) -> Result<Page> {
         names::validate_queue(queue)?;
-        if limit == 0 || limit > MAX_PAGE {
-            return Err(Error::InvalidArgument {
-                name: "limit".into(),
-                value: limit.to_string(),
-                expected: format!("1 to {MAX_PAGE}"),
-            });
-        }
+        check_page_limit(limit)?;
         let position: u64 = match cursor {
             None => 0,
             Some(c) => c.parse().map_err(|_| Error::InvalidArgument {

@@ -60,6 +60,7 @@ pub use execution::{Execution, State, StopMetadata, StopReason, Transition};
 pub use fail::{FailOutcome, MAX_ERROR_MESSAGE};
 pub use find::Filter;
 pub use heartbeat::{Heartbeat, HeartbeatReply};
+pub(crate) use inspect::check_page_limit;
 pub use inspect::{MAX_PAGE, Page};
 pub use options::{EnqueueOptions, QueueSettings};
 pub use queue::QueueOverview;

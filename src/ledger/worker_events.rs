@@ -40,8 +40,10 @@ impl Ledger {
     /// The newest `count` worker events, oldest first: one `XREVRANGE`.
     ///
     /// # Errors
+    /// [`Error::InvalidArgument`] for a `count` of 0 or above [`MAX_PAGE`](super::MAX_PAGE);
     /// [`Error::Redis`]; [`Error::Protocol`] for an entry that is not a worker event.
     pub async fn recent_worker_events(&self, count: usize) -> Result<Vec<WorkerEvent>> {
+        super::check_page_limit(count)?;
         let reply: StreamRangeReply = self
             .conn
             .clone()
@@ -60,12 +62,14 @@ impl Ledger {
     /// first, at most `count`.
     ///
     /// # Errors
+    /// [`Error::InvalidArgument`] for a `count` of 0 or above [`MAX_PAGE`](super::MAX_PAGE);
     /// [`Error::Redis`]; [`Error::Protocol`] for an entry that is not a worker event.
     pub async fn worker_events(
         &self,
         after: Option<&str>,
         count: usize,
     ) -> Result<Vec<WorkerEvent>> {
+        super::check_page_limit(count)?;
         let start = after.map(|a| format!("({a}")).unwrap_or_else(|| "-".into());
         let reply: StreamRangeReply = self
             .conn

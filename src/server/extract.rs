@@ -7,18 +7,19 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
+use super::AppState;
 use super::problem::ApiError;
 
 /// A JSON body of type `T`.
 pub(crate) struct Body<T>(pub(crate) T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(value)) => Ok(Body(value)),
-            Err(rejection) => Err(json_problem(rejection)),
+            Err(rejection) => Err(json_problem(rejection, state.limits.body_limit)),
         }
     }
 }
@@ -26,15 +27,22 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
 /// An optional JSON body: an empty body is `T::default()`.
 pub(crate) struct MaybeBody<T>(pub(crate) T);
 
-impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for MaybeBody<T> {
+impl<T: DeserializeOwned + Default> FromRequest<AppState> for MaybeBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let limit = state.limits.body_limit;
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
-            .map_err(|e| ApiError::BadRequest {
-                detail: e.body_text(),
-                field: None,
+            .map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::TooLarge { limit }
+                } else {
+                    ApiError::BadRequest {
+                        detail: e.body_text(),
+                        field: None,
+                    }
+                }
             })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(MaybeBody(T::default()));
@@ -48,7 +56,9 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for MaybeBody
     }
 }
 
-fn json_problem(rejection: JsonRejection) -> ApiError {
+/// The problem of a body refused by axum's JSON extractor; `body_limit` is the server's
+/// `server.body_limit`, named in a too-large reply.
+fn json_problem(rejection: JsonRejection, body_limit: usize) -> ApiError {
     match rejection {
         JsonRejection::JsonDataError(e) => {
             // "field: reason at line L column C": name the field when serde does.
@@ -74,7 +84,7 @@ fn json_problem(rejection: JsonRejection) -> ApiError {
         },
         other => {
             if other.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::TooLarge { limit: 0 }
+                ApiError::TooLarge { limit: body_limit }
             } else {
                 ApiError::BadRequest {
                     detail: other.body_text(),

@@ -15,8 +15,7 @@ use super::extract::{MaybeBody, Query};
 use super::problem::ApiError;
 use super::wire::schema::{self, ExecutionPath};
 use super::wire::{EnqueuedOut, EventOut, ExecutionOut, parse_state};
-use crate::ledger::{Filter, MAX_PAGE, State as ExecState};
-use crate::names;
+use crate::ledger::{Filter, State as ExecState};
 use crate::watchdog::{self, WatchdogActivity};
 
 /// `GET /v1/executions` parameters.
@@ -162,29 +161,12 @@ pub(crate) async fn recent(
     State(s): State<AppState>,
     Query(q): Query<RecentQuery>,
 ) -> Result<Json<EventsOut>, ApiError> {
-    let limit = q.limit.unwrap_or(100);
-    if limit == 0 || limit > MAX_PAGE {
-        return Err(ApiError::BadRequest {
-            detail: format!("limit {limit} is out of range: 1 to {MAX_PAGE}"),
-            field: Some("limit".into()),
-        });
-    }
-    let partitions = match &q.queue {
-        Some(queue) => {
-            names::validate_queue(queue)?;
-            vec![s.ledger.partition_of(queue)]
-        }
-        None => Vec::new(),
-    };
-    // A queue shares its partition's stream with others: read more, keep its own.
-    let read = if q.queue.is_some() { limit * 4 } else { limit };
-    let mut events = s.ledger.recent_events(partitions, read).await?;
-    if let Some(queue) = &q.queue {
-        events.retain(|e| e.queue == *queue);
-    }
-    let skip = events.len().saturating_sub(limit);
+    let events = s
+        .ledger
+        .recent_queue_events(q.queue.as_deref(), q.limit.unwrap_or(100))
+        .await?;
     Ok(Json(EventsOut {
-        events: events.into_iter().skip(skip).map(EventOut::from).collect(),
+        events: events.into_iter().map(EventOut::from).collect(),
     }))
 }
 

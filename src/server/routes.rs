@@ -191,30 +191,41 @@ pub(crate) fn router(state: AppState) -> Router {
             None => paths.push((path, handler)),
         }
     }
-    let api = paths
+    let (probes, api): (Vec<_>, Vec<_>) = paths
         .into_iter()
-        .fold(Router::new(), |router, (path, methods)| {
-            router.route(path, methods)
-        });
+        .partition(|(path, _)| UNLIMITED.contains(path));
+    let routes = |paths: Vec<(&'static str, MethodRouter<AppState>)>| {
+        paths
+            .into_iter()
+            .fold(Router::new(), |router, (path, methods)| {
+                router.route(path, methods)
+            })
+    };
     let limits = &state.limits;
-    api.merge(ui::routes())
+    let api = routes(api).merge(ui::routes()).layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(overloaded))
+            .load_shed()
+            // One semaphore for the whole router: `concurrency_limit` would give each
+            // route a limit of its own.
+            .layer(GlobalConcurrencyLimitLayer::new(
+                limits.max_concurrent_requests,
+            ))
+            .timeout(limits.request_timeout),
+    );
+    routes(probes)
+        .merge(api)
         .route_layer(from_fn_with_state(state.metrics.clone(), metrics::track))
         .fallback(status::no_route)
         .method_not_allowed_fallback(status::method_not_allowed)
-        .layer(
-            ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(overloaded))
-                .load_shed()
-                // One semaphore for the whole router: `concurrency_limit` would give each
-                // route a limit of its own.
-                .layer(GlobalConcurrencyLimitLayer::new(
-                    limits.max_concurrent_requests,
-                ))
-                .timeout(limits.request_timeout),
-        )
         .layer(DefaultBodyLimit::max(limits.body_limit))
         .with_state(state)
 }
+
+/// Routes outside `max_concurrent_requests`: a saturated server still answers its liveness
+/// and readiness probes and its metrics scrape (which is how saturation is seen), instead
+/// of being restarted by an orchestrator for being busy.
+const UNLIMITED: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 
 /// The request limits, from `[server]`.
 #[derive(Debug, Clone)]

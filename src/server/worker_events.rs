@@ -43,7 +43,7 @@ pub(crate) async fn events(
     State(s): State<AppState>,
     axum::extract::Query(q): axum::extract::Query<WorkerEventsQuery>,
 ) -> Result<Json<WorkerEventsOut>, ApiError> {
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = q.limit.unwrap_or(100);
     let events = if q.newest {
         s.ledger.recent_worker_events(limit).await?
     } else {

@@ -193,8 +193,22 @@ async fn recent_events_are_the_newest_oldest_first() {
     assert_eq!(got, ["e2", "e3", "e4"]);
     let all = s.get("/v1/events/recent").await;
     assert_eq!(all.body["events"].as_array().unwrap().len(), 6);
-    for bad in ["/v1/events/recent?limit=0", "/v1/events/recent?limit=5000"] {
-        assert_eq!(s.get(bad).await.status, StatusCode::BAD_REQUEST, "{bad}");
+    // Every page size has one rule (1 to 1000), refused the same way on every route.
+    for bad in [
+        "/v1/events/recent?limit=0",
+        "/v1/events/recent?limit=5000",
+        "/v1/workers/events?limit=0",
+        "/v1/workers/events?limit=5000&newest=true",
+        "/v1/executions?limit=0",
+        "/v1/queues/r/executions?state=queued&limit=1001",
+    ] {
+        let r = s.get(bad).await;
+        assert_eq!(
+            (r.status, r.problem()),
+            (StatusCode::BAD_REQUEST, "invalid-argument"),
+            "{bad}"
+        );
+        assert_eq!(r.body["field"], "limit", "{bad}");
     }
     s.stop().await;
 }

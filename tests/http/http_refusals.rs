@@ -515,6 +515,22 @@ async fn bad_requests_are_refused_with_their_problem_and_write_nothing() {
             assert!(r.body["detail"].as_str().is_some_and(|d| !d.is_empty()));
         }
     }
+    // A body above server.body_limit names the limit, on a route whose body is required
+    // and on one whose body is optional.
+    let huge = format!(r#"{{"payload": "{big}"}}"#).into_bytes().repeat(9);
+    for path in [
+        "/v1/queues/q/executions",
+        "/v1/queues/q/executions/existing/cancel",
+    ] {
+        let r = s.raw(Method::POST, path, json_ct, &huge).await;
+        assert_eq!(
+            (r.status.as_u16(), r.problem()),
+            (413, "body-too-large"),
+            "{path}"
+        );
+        let detail = r.body["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains("16777216 bytes"), "{path}: {detail}");
+    }
     assert_eq!(snapshot(&s.ledger).await, before, "a refused request wrote");
     s.stop().await;
 }
@@ -567,6 +583,12 @@ async fn waiting_long_polls_fill_max_concurrent_requests_and_open_streams_do_not
     let r = refused.expect("a third request is refused while two long polls wait");
     assert_eq!(r.problem(), "saturated");
     assert!(r.headers.contains_key("retry-after"));
+    // The probes and the metrics scrape are outside the limit.
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let r = s.get(path).await;
+        assert_eq!(r.status, StatusCode::OK, "{path} while saturated: {r:?}");
+    }
+    assert!(polls.iter().all(|p| !p.is_finished()), "still saturated");
     // Two enqueues (through the library: HTTP is full) answer the polls; the places are
     // free again.
     for _ in 0..2 {
