@@ -29,6 +29,7 @@
 //! - [`hooks`]: remediation hooks (commands, signed webhooks) and their durable outbox.
 //! - [`settings`]: the daemon's TOML file plus `UNSTUCK_*` environment overrides.
 //! - [`events`]: reading and following the partition event streams.
+//! - [`timeline`]: an execution's history merged with its surviving events.
 //! - [`config`]: configuration with defaults; [`error`]: what can go wrong.
 //! - `testkit` (feature `testkit`, hidden): throwaway `redis-server` processes and the
 //!   invariant checker shared by the tests, the benches and `unstuck demo`.
@@ -52,6 +53,7 @@ pub mod server;
 pub mod settings;
 #[cfg(all(unix, feature = "supervise"))]
 pub mod supervise;
+pub mod timeline;
 pub mod timings;
 pub mod watchdog;
 

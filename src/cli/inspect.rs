@@ -7,7 +7,8 @@ use std::io::Write;
 use chrono::Utc;
 use serde::Serialize;
 use unstuck::server::wire::{EventOut, ExecutionOut, QueueOut, WorkerOut};
-use unstuck::watchdog::{self, WatchdogStatus};
+use unstuck::timeline::TimelineSource;
+use unstuck::watchdog;
 use unstuck::{Event, Filter, Ledger};
 
 use super::table::{ago, clip, duration_ms, opt, render};
@@ -117,15 +118,15 @@ pub(crate) async fn executions(
 
 /// `unstuck show QUEUE ID`.
 pub(crate) async fn show(ledger: &Ledger, queue: &str, id: &str, json: bool) -> anyhow::Result<()> {
-    let execution = ExecutionOut::from(ledger.get(queue, id).await?);
-    let events: Vec<EventOut> = ledger
-        .execution_events(queue, id)
-        .await?
-        .into_iter()
-        .map(EventOut::from)
-        .collect();
+    let (execution, events, timeline) = ledger.timeline(queue, id).await?;
+    let execution = ExecutionOut::from(execution);
     if json {
-        return print_json(&serde_json::json!({ "execution": execution, "events": events }));
+        let events: Vec<EventOut> = events.into_iter().map(EventOut::from).collect();
+        return print_json(&serde_json::json!({
+            "execution": execution,
+            "events": events,
+            "timeline": timeline,
+        }));
     }
     let now = Utc::now();
     let e = &execution;
@@ -187,7 +188,7 @@ pub(crate) async fn show(ledger: &Ledger, queue: &str, id: &str, json: bool) -> 
         lines.push(format!("false alarms    {}", e.false_alarms));
     }
     out!("{}\n", lines.join("\n"));
-    let rows: Vec<Vec<String>> = events
+    let rows: Vec<Vec<String>> = timeline
         .iter()
         .map(|ev| {
             vec![
@@ -202,7 +203,10 @@ pub(crate) async fn show(ledger: &Ledger, queue: &str, id: &str, json: bool) -> 
                 ev.lag_ms.map_or("-".into(), |l| format!("{l}ms")),
                 // Replica ids are long; `--json` and `unstuck status` have them whole.
                 opt(ev.replica.as_deref().map(|r| clip(r, 18))),
-                ev.detail.clone(),
+                match ev.source {
+                    TimelineSource::Event => ev.detail.clone(),
+                    TimelineSource::History => HISTORY_MARK.to_owned(),
+                },
             ]
         })
         .collect();
@@ -221,11 +225,22 @@ pub(crate) async fn show(ledger: &Ledger, queue: &str, id: &str, json: bool) -> 
             &rows
         )
     );
-    if events.is_empty() {
-        eprintln!("its events are no longer in the (capped) event stream");
+    let from_history = timeline
+        .iter()
+        .filter(|t| t.source == TimelineSource::History)
+        .count();
+    if from_history > 0 {
+        eprintln!(
+            "{from_history} of {} transition(s) from the execution's history: the capped event \
+             stream no longer holds their events (no detail, lag or replica)",
+            timeline.len()
+        );
     }
     Ok(())
 }
+
+/// The detail shown for a transition whose event the capped stream trimmed.
+const HISTORY_MARK: &str = "from history (event trimmed)";
 
 fn event_line(e: &Event) -> String {
     let by = e
@@ -373,54 +388,31 @@ pub(crate) async fn workers(ledger: &Ledger, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The one-line verdict of `unstuck status`: healthy, or degraded and why.
-pub(crate) fn verdict(status: &WatchdogStatus, ready: &Result<(), unstuck::Error>) -> String {
-    let mut problems = Vec::new();
-    if let Err(e) = ready {
-        problems.push(format!("Redis not ready ({e})"));
-    }
-    if status.replicas.is_empty() {
-        problems.push("no watchdog replica is alive".to_owned());
-    }
-    let unwatched = status.unwatched();
-    if !unwatched.is_empty() {
-        problems.push(format!(
-            "{} partition(s) unwatched: {unwatched:?}",
-            unwatched.len()
-        ));
-    }
-    let holding = status.holding();
-    if !holding.is_empty() {
-        problems.push(format!("systemic hold in partition(s) {holding:?}"));
-    }
-    if let Some(h) = &status.namespace_hold {
-        problems.push(format!(
-            "namespace-wide systemic hold until {}: {}",
-            h.until, h.reason
-        ));
-    }
-    if problems.is_empty() {
-        format!(
-            "healthy: {} replica(s) watch all {} partitions",
-            status.replicas.len(),
-            status.partitions.len()
-        )
-    } else {
-        format!("degraded: {}", problems.join("; "))
-    }
-}
-
-/// `unstuck status`; exits non-zero when degraded.
-pub(crate) async fn status(ledger: &Ledger, json: bool) -> anyhow::Result<bool> {
-    let status = watchdog::status(ledger).await?;
-    let ready = ledger.check_ready().await;
-    let verdict = verdict(&status, &ready);
-    let healthy = verdict.starts_with("healthy");
+/// `unstuck status`; false when degraded (the caller exits non-zero). The verdict is the
+/// library's ([`unstuck::watchdog::Health`]), the one `GET /v1/watchdog` serves; with
+/// Redis unreachable only the verdict is printed (`--json`: `{"health": ...}`).
+pub(crate) async fn status(config: Option<&std::path::Path>, json: bool) -> anyhow::Result<bool> {
+    let settings = unstuck::settings::Settings::load(config)?;
+    let status = match Ledger::connect(settings.ledger).await {
+        Ok(ledger) => watchdog::status(&ledger).await,
+        Err(error) => Err(error),
+    };
+    let status = match status {
+        Ok(status) => status,
+        Err(error @ (unstuck::Error::Redis(_) | unstuck::Error::Pool(_))) => {
+            let health = watchdog::Health::unreachable(&error);
+            if json {
+                print_json(&serde_json::json!({ "health": health }))?;
+            } else {
+                out!("{}", health.summary);
+            }
+            return Ok(false);
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let healthy = status.health.is_healthy();
     if json {
-        let mut v = serde_json::to_value(&status)?;
-        v["verdict"] = serde_json::json!(verdict);
-        v["healthy"] = serde_json::json!(healthy);
-        print_json(&v)?;
+        print_json(&status)?;
         return Ok(healthy);
     }
     let at = status.at;
@@ -482,8 +474,7 @@ pub(crate) async fn status(ledger: &Ledger, json: bool) -> anyhow::Result<bool> 
         out!("namespace hold: until {} — {}", h.until, h.reason);
     }
     // Worker circuits are an alert about workers, not about the watchdog's health: shown,
-    // but they do not make the verdict degraded (a health check of the watchdog must not
-    // fail because one worker somewhere is wedged).
+    // but they do not make the verdict degraded (see src/watchdog/health.rs).
     if status.workers_in_tier > 0 || !status.open_circuits.is_empty() {
         out!(
             "workers in a remediation tier: {} · circuits open (unstuck no longer acts on \
@@ -499,6 +490,6 @@ pub(crate) async fn status(ledger: &Ledger, json: bool) -> anyhow::Result<bool> 
             opt(p.hold_reason.clone())
         );
     }
-    out!("{verdict}");
+    out!("{}", status.health.summary);
     Ok(healthy)
 }

@@ -351,7 +351,7 @@ pub(crate) async fn run() -> anyhow::Result<()> {
             inspect::workers(&connect(&common).await?, common.json).await
         }
         Command::Status { common } => {
-            let healthy = inspect::status(&connect(&common).await?, common.json).await?;
+            let healthy = inspect::status(common.config.as_deref(), common.json).await?;
             if !healthy {
                 std::process::exit(1);
             }

@@ -10,14 +10,25 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::problem::{ApiError, TYPES};
-use crate::watchdog::{self, WatchdogStatus};
+use crate::error::Error;
+use crate::watchdog::{self, Health, WatchdogStatus};
 
 /// Partitions with their lease owner, epoch and expiry; live replicas; holds in force;
-/// what every replica did.
+/// what every replica did; the health verdict (`health`). With Redis unreachable: a 503
+/// `redis-unavailable` problem that still carries the verdict as its `health` member.
 #[utoipa::path(get, path = "/v1/watchdog", tag = "watchdog",
-    responses((status = 200, body = WatchdogStatus)), security(("bearer" = ["read"])))]
+    responses((status = 200, body = WatchdogStatus),
+        (status = 503, description = "redis-unavailable, with the `health` verdict")),
+    security(("bearer" = ["read"])))]
 pub(crate) async fn watchdog(State(s): State<AppState>) -> Result<Json<WatchdogStatus>, ApiError> {
-    Ok(Json(watchdog::status(&s.ledger).await?))
+    match watchdog::status(&s.ledger).await {
+        Ok(status) => Ok(Json(status)),
+        Err(error @ (Error::Redis(_) | Error::Pool(_))) => {
+            let health = Box::new(Health::unreachable(&error));
+            Err(ApiError::Unhealthy(error, health))
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// A health answer.
@@ -59,6 +70,8 @@ pub(crate) async fn readyz(State(s): State<AppState>) -> Result<Json<HealthOut>,
 #[utoipa::path(get, path = "/metrics", tag = "service",
     responses((status = 200, description = "Prometheus text format")), security(("bearer" = ["read"])))]
 pub(crate) async fn metrics(State(s): State<AppState>) -> Response {
+    // The verdict is judged at each scrape, so it agrees with `GET /v1/watchdog`.
+    s.metrics.record_health(&watchdog::health(&s.ledger).await);
     (
         [(
             header::CONTENT_TYPE,
