@@ -439,3 +439,51 @@ async fn watchdog_route_and_metrics_say_redis_unreachable_with_a_verdict() {
     // No clean stop to wait for: its Redis is gone.
     s.shutdown.cancel();
 }
+
+#[tokio::test]
+async fn an_executions_events_reply_has_its_whole_timeline_after_the_stream_trimmed() {
+    let s = start_with(settings("http_timeline", |s| {
+        s.ledger.events_max_len = 100;
+    }))
+    .await;
+    s.enqueue("q", "t1", json!({ "timings": { "max_attempts": 1 } }))
+        .await;
+    let filler: Vec<Value> = (0..100).map(|_| json!({ "payload": {} })).collect();
+    for _ in 0..4 {
+        let r = s
+            .post("/v1/queues/q/executions/batch", json!({ "items": filler }))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    }
+    let token = s.claim("q", "w1").await;
+    let r = s
+        .post(
+            "/v1/attempts/fail",
+            json!({ "token": token, "message": "boom", "retryable": false }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+
+    let r = s.get("/v1/queues/q/executions/t1/events").await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let reasons = |list: &Value| -> Vec<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| format!("{}:{}", e["reason"].as_str().unwrap(), e["source"]))
+            .collect()
+    };
+    assert_eq!(reasons(&r.body["events"]), ["claimed:null", "failed:null"]);
+    assert_eq!(
+        reasons(&r.body["timeline"]),
+        [
+            "enqueued:\"history\"",
+            "claimed:\"event\"",
+            "failed:\"event\""
+        ]
+    );
+    // The same timeline as the library's (which `unstuck show` prints).
+    let (_, _, timeline) = s.ledger.timeline("q", "t1").await.unwrap();
+    assert_eq!(r.body["timeline"], json!(timeline));
+    s.stop().await;
+}
