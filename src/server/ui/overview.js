@@ -132,13 +132,14 @@ export function overview(root) {
   let activityAt = 0;
   const refresh = async () => {
     try {
-      // The verdict first and on its own: with Redis unreachable it is all there is to show.
+      const rest = Promise.all([api("/v1/queues"), api("/v1/workers"), api("/v1/workers/events?newest=true&limit=10")]);
+      rest.catch(() => {}); // reported below, once the verdict is drawn
+      // The verdict is drawn on its own: with Redis unreachable it is all there is to show.
       const { status: w, health } = await watchdogHealth();
       put(parts.watchdog, watchdogFacts(w, health));
-      const [q, workers, remediation] = await Promise.all([api("/v1/queues"),
-        api("/v1/workers"), api("/v1/workers/events?newest=true&limit=10")]);
+      if (w) put(parts.partitions, partitionsTable(w));
+      const [q, workers, remediation] = await rest;
       put(parts.queues, queuesTable(q.queues));
-      put(parts.partitions, partitionsTable(w));
       put(parts.workers, workersTable(workers.workers));
       put(parts.remediation, workerEventsTable(remediation.events));
       if (Date.now() - activityAt > 15000) {
