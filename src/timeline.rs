@@ -3,12 +3,13 @@
 //! which of the two it came from. `unstuck show` and the dashboard (through the events
 //! reply's `timeline`) both print this, so the merge rule lives here once.
 //!
-//! The rule: the partition's stream is capped and trimmed from its oldest end, so an
-//! execution's events are a suffix of its transitions. History entries older than its
-//! oldest surviving event lost their events: they are shown as history alone. Every later
-//! history entry is paired with the first unpaired event of the same attempt, state and
-//! reason; events with no history entry (older than the history ring's bound, or events
-//! that change no state) are shown as events alone, in order.
+//! The rule: the partition's stream is capped and trimmed from its oldest end, and so is
+//! the history (its newest `history_len`): both are suffixes of the execution's life, and
+//! agree at their newest end. So they are paired from the newest backwards, each history
+//! entry with the newest unpaired event of the same attempt, state and reason; events
+//! passed over have no history entry (they change no state) and keep their place. A history
+//! entry with no such event lost it to the cap: it is shown as history alone. No clock is
+//! compared (an event's stream id and its history entry may differ by a millisecond).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -91,34 +92,37 @@ impl TimelineEntry {
 /// Merges an execution's history with its surviving events (both oldest first, the
 /// events filtered to this execution), by the rule in the module docs.
 pub fn merge(history: &[Transition], events: &[Event]) -> Vec<TimelineEntry> {
-    let mut out: Vec<TimelineEntry> = Vec::with_capacity(history.len() + events.len());
-    let oldest_event = events.first().map(|e| e.at);
-    let mut next = 0;
-    for t in history {
-        let trimmed = oldest_event.is_none_or(|oldest| t.at < oldest);
-        let paired = if trimmed {
-            None
-        } else {
-            events[next..].iter().position(|e| {
-                e.attempt == t.attempt && e.to == Some(t.state) && e.reason == t.reason
-            })
-        };
-        match paired {
-            Some(k) => {
-                out.extend(
-                    events[next..=next + k]
-                        .iter()
-                        .map(TimelineEntry::from_event),
-                );
-                next += k + 1;
-            }
-            None => {
-                let from = out.last().and_then(|p| p.to);
-                out.push(TimelineEntry::from_history(t, from));
-            }
+    enum Item {
+        Event(usize),
+        History(usize),
+    }
+    // Built newest first, then turned around.
+    let mut items = Vec::with_capacity(history.len() + events.len());
+    let mut unpaired = events.len();
+    for (i, t) in history.iter().enumerate().rev() {
+        let paired = events[..unpaired]
+            .iter()
+            .rposition(|e| e.attempt == t.attempt && e.to == Some(t.state) && e.reason == t.reason);
+        // Unpaired, its event was trimmed: so were all older ones, and the events left
+        // over are newer than it.
+        let keep = paired.unwrap_or(0);
+        items.extend((keep..unpaired).rev().map(Item::Event));
+        unpaired = keep;
+        if paired.is_none() {
+            items.push(Item::History(i));
         }
     }
-    out.extend(events[next..].iter().map(TimelineEntry::from_event));
+    items.extend((0..unpaired).rev().map(Item::Event));
+    let mut out: Vec<TimelineEntry> = Vec::with_capacity(items.len());
+    for item in items.into_iter().rev() {
+        let entry = match item {
+            Item::Event(j) => TimelineEntry::from_event(&events[j]),
+            Item::History(i) => {
+                TimelineEntry::from_history(&history[i], out.last().and_then(|p| p.to))
+            }
+        };
+        out.push(entry);
+    }
     out
 }
 
@@ -250,6 +254,47 @@ mod tests {
                 "heartbeat_lost",
                 "retry_scheduled",
                 "claimed"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_event_stamped_a_millisecond_after_its_history_entry_is_still_its_own() {
+        use State::*;
+        let history = history().split_off(3);
+        let events = vec![
+            e(41, Some(Running), Stuck, "heartbeat_lost", 1),
+            e(51, Some(Stuck), Queued, "retry_scheduled", 1),
+            e(61, Some(Queued), Dispatched, "claimed", 2),
+        ];
+        let timeline = merge(&history, &events);
+        assert_eq!(timeline.len(), 3);
+        assert!(timeline.iter().all(|x| x.source == TimelineSource::Event));
+    }
+
+    #[test]
+    fn the_same_transition_twice_in_one_attempt_pairs_with_its_own_event() {
+        use State::*;
+        use TimelineSource::{Event as E, History as H};
+        // Stuck, revived, stuck again: the first stuck's event was trimmed.
+        let history = vec![
+            t(30, Running, "started", 1),
+            t(40, Stuck, "heartbeat_lost", 1),
+            t(45, Running, "revived", 1),
+            t(50, Stuck, "heartbeat_lost", 1),
+        ];
+        let events = vec![
+            e(45, Some(Stuck), Running, "revived", 1),
+            e(50, Some(Running), Stuck, "heartbeat_lost", 1),
+        ];
+        let timeline = merge(&history, &events);
+        assert_eq!(
+            rows(&timeline),
+            [
+                (None, Some(Running), "started", H),
+                (Some(Running), Some(Stuck), "heartbeat_lost", H),
+                (Some(Stuck), Some(Running), "revived", E),
+                (Some(Running), Some(Stuck), "heartbeat_lost", E),
             ]
         );
     }
