@@ -227,7 +227,7 @@ async fn status_judges_health_with_every_reason() {
         let codes: Vec<&str> = health.reasons.iter().map(|r| r.code.as_str()).collect();
         assert_eq!(codes, health_common::expected(case), "{case}: {health:?}");
         assert_eq!(health.is_healthy(), case == "healthy", "{case}");
-        assert_eq!(&watchdog::health(&l).await, health, "{case}");
+        assert_eq!(&watchdog::health(&l).await.unwrap(), health, "{case}");
         let message = |code: &str| {
             health
                 .reasons
@@ -276,7 +276,7 @@ async fn health_says_redis_unreachable_when_it_cannot_be_read() {
     let l = Ledger::connect(config).await.unwrap();
     assert!(watchdog::status(&l).await.is_ok());
     redis.kill_hard();
-    let health = watchdog::health(&l).await;
+    let health = watchdog::health(&l).await.unwrap();
     assert_eq!(health.verdict, watchdog::Verdict::Degraded);
     let codes: Vec<&str> = health.reasons.iter().map(|r| r.code.as_str()).collect();
     assert_eq!(codes, ["redis_unreachable"]);

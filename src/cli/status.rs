@@ -17,8 +17,10 @@ pub(crate) async fn status(config: Option<&std::path::Path>, json: bool) -> anyh
     };
     let status = match status {
         Ok(status) => status,
-        Err(error @ (unstuck::Error::Redis(_) | unstuck::Error::Pool(_))) => {
-            let health = watchdog::Health::unreachable(&error);
+        Err(error) => {
+            let Some(health) = watchdog::Health::unreachable(&error) else {
+                return Err(error.into());
+            };
             if json {
                 out!(
                     "{}",
@@ -29,7 +31,6 @@ pub(crate) async fn status(config: Option<&std::path::Path>, json: bool) -> anyh
             }
             return Ok(false);
         }
-        Err(error) => return Err(error.into()),
     };
     let healthy = status.health.is_healthy();
     if json {

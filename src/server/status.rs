@@ -10,7 +10,6 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::problem::{ApiError, TYPES};
-use crate::error::Error;
 use crate::watchdog::{self, Health, WatchdogStatus};
 
 /// Partitions with their lease owner, epoch and expiry; live replicas; holds in force;
@@ -23,11 +22,10 @@ use crate::watchdog::{self, Health, WatchdogStatus};
 pub(crate) async fn watchdog(State(s): State<AppState>) -> Result<Json<WatchdogStatus>, ApiError> {
     match watchdog::status(&s.ledger).await {
         Ok(status) => Ok(Json(status)),
-        Err(error @ (Error::Redis(_) | Error::Pool(_))) => {
-            let health = Box::new(Health::unreachable(&error));
-            Err(ApiError::Unhealthy(error, health))
-        }
-        Err(error) => Err(error.into()),
+        Err(error) => Err(match Health::unreachable(&error) {
+            Some(health) => ApiError::Unhealthy(error, Box::new(health)),
+            None => error.into(),
+        }),
     }
 }
 
@@ -71,7 +69,10 @@ pub(crate) async fn readyz(State(s): State<AppState>) -> Result<Json<HealthOut>,
     responses((status = 200, description = "Prometheus text format")), security(("bearer" = ["read"])))]
 pub(crate) async fn metrics(State(s): State<AppState>) -> Response {
     // The verdict is judged at each scrape, so it agrees with `GET /v1/watchdog`.
-    s.metrics.record_health(&watchdog::health(&s.ledger).await);
+    // (A status that cannot be read for another reason leaves the last verdict.)
+    if let Ok(health) = watchdog::health(&s.ledger).await {
+        s.metrics.record_health(&health);
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -105,7 +105,7 @@ impl Health {
         let mut add = |code, message: String| reasons.push(HealthReason { code, message });
         match ready {
             Ok(()) => {}
-            Err(e @ (Error::Redis(_) | Error::Pool(_))) => {
+            Err(e) if is_unreachable(e) => {
                 add(HealthCode::RedisUnreachable, unreachable_message(e))
             }
             Err(e) => add(
@@ -179,12 +179,16 @@ impl Health {
         Self::degraded(reasons)
     }
 
-    /// The verdict when the status could not be read at all: `error` came from Redis.
-    pub fn unreachable(error: &Error) -> Health {
-        Self::degraded(vec![HealthReason {
-            code: HealthCode::RedisUnreachable,
-            message: unreachable_message(error),
-        }])
+    /// The verdict when reading the status failed with `error`: "Redis unreachable" when
+    /// the error came from talking to Redis; `None` for any other error (a damaged hash,
+    /// refused credentials), which is an error to report, not a verdict.
+    pub fn unreachable(error: &Error) -> Option<Health> {
+        is_unreachable(error).then(|| {
+            Self::degraded(vec![HealthReason {
+                code: HealthCode::RedisUnreachable,
+                message: unreachable_message(error),
+            }])
+        })
     }
 
     fn degraded(reasons: Vec<HealthReason>) -> Health {
@@ -209,6 +213,10 @@ impl Health {
     pub fn has(&self, code: HealthCode) -> bool {
         self.reasons.iter().any(|r| r.code == code)
     }
+}
+
+fn is_unreachable(error: &Error) -> bool {
+    matches!(error, Error::Redis(_) | Error::Pool(_))
 }
 
 fn unreachable_message(error: &Error) -> String {

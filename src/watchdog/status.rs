@@ -204,12 +204,15 @@ pub async fn status(ledger: &Ledger) -> Result<WatchdogStatus> {
     Ok(status)
 }
 
-/// The health verdict alone: [`status`]'s, or "Redis unreachable" when it could not be
-/// read. What `/metrics` exports.
-pub async fn health(ledger: &Ledger) -> Health {
+/// The health verdict alone: [`status`]'s, or "Redis unreachable" when Redis could not be
+/// read ([`Health::unreachable`]). What `/metrics` exports.
+///
+/// # Errors
+/// As [`status`], but for the errors of talking to Redis, which are a verdict.
+pub async fn health(ledger: &Ledger) -> Result<Health> {
     match status(ledger).await {
-        Ok(status) => status.health,
-        Err(error) => Health::unreachable(&error),
+        Ok(status) => Ok(status.health),
+        Err(error) => Health::unreachable(&error).ok_or(error),
     }
 }
 
