@@ -143,7 +143,16 @@ impl Ledger {
     /// # Errors
     /// [`Error::NotFound`], [`Error::InvalidName`], [`Error::Redis`].
     pub async fn execution_events(&self, queue: &str, id: &str) -> Result<Vec<Event>> {
-        let created = self.get(queue, id).await?.created_at.timestamp_millis();
+        self.events_of(&self.get(queue, id).await?).await
+    }
+
+    /// [`execution_events`](Self::execution_events) of an execution already read.
+    pub(crate) async fn events_of(
+        &self,
+        execution: &crate::ledger::Execution,
+    ) -> Result<Vec<Event>> {
+        let (queue, id) = (execution.queue.as_str(), execution.id.as_str());
+        let created = execution.created_at.timestamp_millis();
         let partition = self.partition_of(queue);
         let mut after = format!("{}-0", created.saturating_sub(1));
         let mut out = Vec::new();

@@ -264,6 +264,12 @@ impl Keyspace {
         format!("{{{}:watchdogs}}:incarnation", self.namespace)
     }
 
+    /// Replicas that found the namespace's marker gone or changed and refuse to act,
+    /// scored by when they last said so (read by the health verdict).
+    pub fn data_lost_index(&self) -> String {
+        format!("{{{}:watchdogs}}:data_lost", self.namespace)
+    }
+
     pub fn replica_index(&self) -> String {
         format!("{{{}:watchdogs}}:index", self.namespace)
     }

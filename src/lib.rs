@@ -28,6 +28,7 @@
 //! | `server` | `unstuck serve` (feature `server`): HTTP routes, auth, problem+json, SSE, metrics, the dashboard |
 //! | [`hooks`] | remediation hooks (commands, signed webhooks) and their durable outbox |
 //! | [`events`] | reading and following the partition event streams |
+//! | [`timeline`] | an execution's history merged with its surviving events |
 //! | [`timings`] | the nine per-execution timings and how they resolve |
 //! | [`retention`] | how long finished executions are kept |
 //! | [`names`] | naming rules for namespaces, queues, execution and worker ids |
@@ -59,6 +60,7 @@ pub mod server;
 pub mod settings;
 #[cfg(all(unix, feature = "supervise"))]
 pub mod supervise;
+pub mod timeline;
 pub mod timings;
 pub mod watchdog;
 

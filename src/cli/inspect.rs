@@ -1,5 +1,5 @@
-//! The operator's read commands: `queues`, `executions`, `show`, `events`, `workers`,
-//! `status`. Tables for people; `--json` prints what the HTTP API would answer, with the
+//! The operator's read commands: `queues`, `executions`, `show`, `events`, `workers`
+//! (`status` is in `status.rs`). Tables for people; `--json` prints what the HTTP API would answer, with the
 //! same field names.
 
 use std::io::Write;
@@ -7,7 +7,7 @@ use std::io::Write;
 use chrono::Utc;
 use serde::Serialize;
 use unstuck::server::wire::{EventOut, ExecutionOut, QueueOut, WorkerOut};
-use unstuck::watchdog::{self, WatchdogStatus};
+use unstuck::timeline::TimelineSource;
 use unstuck::{Event, Filter, Ledger};
 
 use super::table::{ago, clip, duration_ms, opt, render};
@@ -117,15 +117,15 @@ pub(crate) async fn executions(
 
 /// `unstuck show QUEUE ID`.
 pub(crate) async fn show(ledger: &Ledger, queue: &str, id: &str, json: bool) -> anyhow::Result<()> {
-    let execution = ExecutionOut::from(ledger.get(queue, id).await?);
-    let events: Vec<EventOut> = ledger
-        .execution_events(queue, id)
-        .await?
-        .into_iter()
-        .map(EventOut::from)
-        .collect();
+    let (execution, events, timeline) = ledger.timeline(queue, id).await?;
+    let execution = ExecutionOut::from(execution);
     if json {
-        return print_json(&serde_json::json!({ "execution": execution, "events": events }));
+        let events: Vec<EventOut> = events.into_iter().map(EventOut::from).collect();
+        return print_json(&serde_json::json!({
+            "execution": execution,
+            "events": events,
+            "timeline": timeline,
+        }));
     }
     let now = Utc::now();
     let e = &execution;
@@ -187,7 +187,7 @@ pub(crate) async fn show(ledger: &Ledger, queue: &str, id: &str, json: bool) -> 
         lines.push(format!("false alarms    {}", e.false_alarms));
     }
     out!("{}\n", lines.join("\n"));
-    let rows: Vec<Vec<String>> = events
+    let rows: Vec<Vec<String>> = timeline
         .iter()
         .map(|ev| {
             vec![
@@ -202,7 +202,10 @@ pub(crate) async fn show(ledger: &Ledger, queue: &str, id: &str, json: bool) -> 
                 ev.lag_ms.map_or("-".into(), |l| format!("{l}ms")),
                 // Replica ids are long; `--json` and `unstuck status` have them whole.
                 opt(ev.replica.as_deref().map(|r| clip(r, 18))),
-                ev.detail.clone(),
+                match ev.source {
+                    TimelineSource::Event => ev.detail.clone(),
+                    TimelineSource::History => HISTORY_MARK.to_owned(),
+                },
             ]
         })
         .collect();
@@ -221,11 +224,22 @@ pub(crate) async fn show(ledger: &Ledger, queue: &str, id: &str, json: bool) -> 
             &rows
         )
     );
-    if events.is_empty() {
-        eprintln!("its events are no longer in the (capped) event stream");
+    let from_history = timeline
+        .iter()
+        .filter(|t| t.source == TimelineSource::History)
+        .count();
+    if from_history > 0 {
+        eprintln!(
+            "{from_history} of {} transition(s) from the execution's history: the capped event \
+             stream no longer holds their events (no detail, lag or replica)",
+            timeline.len()
+        );
     }
     Ok(())
 }
+
+/// The detail shown for a transition whose event the capped stream trimmed.
+const HISTORY_MARK: &str = "from history (event trimmed)";
 
 fn event_line(e: &Event) -> String {
     let by = e
@@ -371,134 +385,4 @@ pub(crate) async fn workers(ledger: &Ledger, json: bool) -> anyhow::Result<()> {
         )
     );
     Ok(())
-}
-
-/// The one-line verdict of `unstuck status`: healthy, or degraded and why.
-pub(crate) fn verdict(status: &WatchdogStatus, ready: &Result<(), unstuck::Error>) -> String {
-    let mut problems = Vec::new();
-    if let Err(e) = ready {
-        problems.push(format!("Redis not ready ({e})"));
-    }
-    if status.replicas.is_empty() {
-        problems.push("no watchdog replica is alive".to_owned());
-    }
-    let unwatched = status.unwatched();
-    if !unwatched.is_empty() {
-        problems.push(format!(
-            "{} partition(s) unwatched: {unwatched:?}",
-            unwatched.len()
-        ));
-    }
-    let holding = status.holding();
-    if !holding.is_empty() {
-        problems.push(format!("systemic hold in partition(s) {holding:?}"));
-    }
-    if let Some(h) = &status.namespace_hold {
-        problems.push(format!(
-            "namespace-wide systemic hold until {}: {}",
-            h.until, h.reason
-        ));
-    }
-    if problems.is_empty() {
-        format!(
-            "healthy: {} replica(s) watch all {} partitions",
-            status.replicas.len(),
-            status.partitions.len()
-        )
-    } else {
-        format!("degraded: {}", problems.join("; "))
-    }
-}
-
-/// `unstuck status`; exits non-zero when degraded.
-pub(crate) async fn status(ledger: &Ledger, json: bool) -> anyhow::Result<bool> {
-    let status = watchdog::status(ledger).await?;
-    let ready = ledger.check_ready().await;
-    let verdict = verdict(&status, &ready);
-    let healthy = verdict.starts_with("healthy");
-    if json {
-        let mut v = serde_json::to_value(&status)?;
-        v["verdict"] = serde_json::json!(verdict);
-        v["healthy"] = serde_json::json!(healthy);
-        print_json(&v)?;
-        return Ok(healthy);
-    }
-    let at = status.at;
-    let rows: Vec<Vec<String>> = status
-        .partitions
-        .iter()
-        .map(|p| {
-            vec![
-                p.partition.to_string(),
-                opt(p.owner.clone()),
-                opt(p.epoch),
-                ago(p.lease_expires_at, at),
-                ago(p.last_round_at, at),
-                p.hold_until
-                    .map_or("-".into(), |h| format!("until {}", ago(Some(h), at))),
-            ]
-        })
-        .collect();
-    out!(
-        "{}",
-        render(
-            &[
-                "PARTITION",
-                "OWNER",
-                "EPOCH",
-                "LEASE EXPIRES",
-                "LAST ROUND",
-                "HOLD"
-            ],
-            &rows
-        )
-    );
-    let replicas: Vec<String> = status
-        .replicas
-        .iter()
-        .map(|r| format!("{} (beat {})", r.replica_id, ago(Some(r.last_beat_at), at)))
-        .collect();
-    out!(
-        "\nreplicas: {}",
-        if replicas.is_empty() {
-            "none".into()
-        } else {
-            replicas.join(", ")
-        }
-    );
-    let t = &status.totals;
-    out!(
-        "totals: timed_out {} · stuck {} · retried {} · dead {} · cancelled {} · orphaned {} · holds {} · pruned {}",
-        t.timed_out,
-        t.stuck,
-        t.retried,
-        t.dead,
-        t.cancelled,
-        t.orphaned,
-        t.holds,
-        t.pruned
-    );
-    if let Some(h) = &status.namespace_hold {
-        out!("namespace hold: until {} — {}", h.until, h.reason);
-    }
-    // Worker circuits are an alert about workers, not about the watchdog's health: shown,
-    // but they do not make the verdict degraded (a health check of the watchdog must not
-    // fail because one worker somewhere is wedged).
-    if status.workers_in_tier > 0 || !status.open_circuits.is_empty() {
-        out!(
-            "workers in a remediation tier: {} · circuits open (unstuck no longer acts on \
-             them; unstuck workers --reset W): {:?}",
-            status.workers_in_tier,
-            status.open_circuits
-        );
-    }
-    for p in status.partitions.iter().filter(|p| p.hold_until.is_some()) {
-        out!(
-            "hold in partition {}: {}",
-            p.partition,
-            opt(p.hold_reason.clone())
-        );
-    }
-    out!("{verdict}");
-    Ok(healthy)
 }

@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - this file: the commands and their options, and the `watchdog` daemon;
-//! - `inspect.rs`: `queues`, `executions`, `show`, `events`, `workers`, `status`;
+//! - `inspect.rs`: `queues`, `executions`, `show`, `events`, `workers`;
+//! - `status.rs`: `status`, the health verdict;
 //! - `steer.rs`: `enqueue`, `cancel`, `retry`; `table.rs`: tables for people;
 //! - `serve.rs`: `unstuck serve`; `exec.rs`: `unstuck exec`;
 //! - `demo/`: the fault-injection demo behind `unstuck demo`;
@@ -26,6 +27,7 @@ mod inspect;
 mod redis;
 mod remediation;
 mod serve;
+mod status;
 mod steer;
 mod table;
 #[path = "../../examples/walkthrough.rs"]
@@ -358,7 +360,7 @@ pub(crate) async fn run() -> anyhow::Result<()> {
             inspect::workers(&connect(&common).await?, common.json).await
         }
         Command::Status { common } => {
-            let healthy = inspect::status(&connect(&common).await?, common.json).await?;
+            let healthy = status::status(common.config.as_deref(), common.json).await?;
             if !healthy {
                 std::process::exit(1);
             }

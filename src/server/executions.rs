@@ -14,6 +14,7 @@ use super::problem::ApiError;
 use super::wire::schema::{self, ExecutionPath, IdempotencyKey, QueuePath};
 use super::wire::{EnqueueIn, EnqueuedOut, EventOut, ExecutionOut, parse_state};
 use crate::ledger::{CancelOutcome, EnqueueOptions};
+use crate::timeline::TimelineEntry;
 
 /// The header that may carry an enqueue's id (idempotency).
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -182,22 +183,34 @@ pub(crate) async fn get(
     Ok(Json(s.ledger.get(&queue, &id).await?.into()))
 }
 
-/// An execution's transitions.
+/// Transitions, oldest first.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct EventsOut {
     pub(crate) events: Vec<EventOut>,
 }
 
-/// One execution's transitions, oldest first, as its partition's stream still holds them.
+/// An execution's transitions.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct ExecutionEventsOut {
+    /// Its events the (capped) stream still holds, oldest first.
+    pub(crate) events: Vec<EventOut>,
+    /// Every transition its history holds, with the events' details where they survive;
+    /// each entry's `source` says which (`event`, or `history` when its event was trimmed).
+    pub(crate) timeline: Vec<TimelineEntry>,
+}
+
+/// One execution's transitions, oldest first: the events its partition's stream still
+/// holds, and its whole timeline (history merged with those events).
 #[utoipa::path(get, path = "/v1/queues/{queue}/executions/{id}/events", tag = "executions", operation_id = "execution_events",
-    params(ExecutionPath), responses((status = 200, body = EventsOut)))]
+    params(ExecutionPath), responses((status = 200, body = ExecutionEventsOut)))]
 pub(crate) async fn events(
     State(s): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
-) -> Result<Json<EventsOut>, ApiError> {
-    let events = s.ledger.execution_events(&queue, &id).await?;
-    Ok(Json(EventsOut {
+) -> Result<Json<ExecutionEventsOut>, ApiError> {
+    let (_, events, timeline) = s.ledger.timeline(&queue, &id).await?;
+    Ok(Json(ExecutionEventsOut {
         events: events.into_iter().map(EventOut::from).collect(),
+        timeline,
     }))
 }
 

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::events::Event;
 use crate::ledger::{Ledger, State as ExecState};
-use crate::watchdog::Watchdog;
+use crate::watchdog::{Health, HealthCode, Watchdog};
 
 pub(super) type Labels = Vec<(&'static str, String)>;
 
@@ -44,6 +44,10 @@ pub(crate) struct Metrics {
     slots: Family<Labels, Gauge>,
     capacity: Family<Labels, Gauge>,
     held: Gauge,
+    /// The health verdict at the last scrape: 1 healthy, 0 degraded.
+    healthy: Gauge,
+    /// Each reason of the verdict (`reason`: its code): 1 while it holds, else 0.
+    degraded: Family<Labels, Gauge>,
     /// Workers per remediation tier (`open`: circuit open), from the registry.
     pub(super) tiers: Family<Labels, Gauge>,
     /// Worker remediation events by reason (tier changes, actions, hooks), counted from
@@ -115,6 +119,18 @@ impl Metrics {
             "Partitions whose watchdog lease this process holds",
             held.clone(),
         );
+        let healthy = Gauge::default();
+        registry.register(
+            "healthy",
+            "The health verdict of GET /v1/watchdog and unstuck status: 1 healthy, 0 degraded",
+            healthy.clone(),
+        );
+        let degraded = Family::<Labels, Gauge>::default();
+        registry.register(
+            "health_degraded",
+            "1 for each reason the verdict is degraded (reason: its code), 0 for the others",
+            degraded.clone(),
+        );
         let tiers = Family::<Labels, Gauge>::default();
         registry.register(
             "workers_in_tier",
@@ -153,6 +169,8 @@ impl Metrics {
             slots,
             capacity,
             held,
+            healthy,
+            degraded,
             tiers,
             worker_events,
             worker_cursor: std::sync::Mutex::new(None),
@@ -178,6 +196,16 @@ impl Metrics {
         routes
             .entry(pattern.to_owned())
             .or_insert_with(|| Box::leak(pattern.to_owned().into_boxed_str()))
+    }
+
+    /// Sets the health gauges to `health`: every code is exported, 0 unless it holds.
+    pub(crate) fn record_health(&self, health: &Health) {
+        self.healthy.set(i64::from(health.is_healthy()));
+        for code in HealthCode::ALL {
+            self.degraded
+                .get_or_create(&vec![("reason", code.as_str().to_owned())])
+                .set(i64::from(health.has(code)));
+        }
     }
 
     /// The Prometheus text exposition.

@@ -14,6 +14,9 @@ use crate::ledger::{State, StopReason};
 pub(crate) enum ApiError {
     /// A library error: each variant has its status and type.
     Library(Error),
+    /// The watchdog's status could not be read from Redis: the library error's problem,
+    /// with the health verdict it means as a `health` member (`GET /v1/watchdog`).
+    Unhealthy(Error, Box<crate::watchdog::Health>),
     /// No valid bearer token.
     Unauthorized,
     /// The token's scope does not allow the route.
@@ -137,6 +140,7 @@ impl ApiError {
     fn problem(&self) -> Problem {
         match self {
             ApiError::Library(e) => library(e),
+            ApiError::Unhealthy(e, health) => library(e).with("health", json!(health)),
             ApiError::Unauthorized => Problem::new(&kind::UNAUTHORIZED, "send `Authorization: Bearer <secret>` with the secret of a token from the server's settings: the part after `scope:`, not the whole entry".into(),
             ),
             ApiError::Forbidden { scope } => Problem::new(&kind::FORBIDDEN, format!("this route needs a token of scope {scope} (or admin)"),

@@ -10,14 +10,22 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::problem::{ApiError, TYPES};
-use crate::watchdog::{self, WatchdogStatus};
+use crate::watchdog::{self, Health, WatchdogStatus};
 
 /// Partitions with their lease owner, epoch and expiry; live replicas; holds in force;
-/// what every replica did.
+/// what every replica did; the health verdict (`health`). With Redis unreachable: a 503
+/// `redis-unavailable` problem that still carries the verdict as its `health` member.
 #[utoipa::path(get, path = "/v1/watchdog", tag = "watchdog",
-    responses((status = 200, body = WatchdogStatus)))]
+    responses((status = 200, body = WatchdogStatus),
+        (status = 503, description = "redis-unavailable, with the `health` verdict")))]
 pub(crate) async fn watchdog(State(s): State<AppState>) -> Result<Json<WatchdogStatus>, ApiError> {
-    Ok(Json(watchdog::status(&s.ledger).await?))
+    match watchdog::status(&s.ledger).await {
+        Ok(status) => Ok(Json(status)),
+        Err(error) => Err(match Health::unreachable(&error) {
+            Some(health) => ApiError::Unhealthy(error, Box::new(health)),
+            None => error.into(),
+        }),
+    }
 }
 
 /// A health answer.
@@ -59,6 +67,11 @@ pub(crate) async fn readyz(State(s): State<AppState>) -> Result<Json<HealthOut>,
 #[utoipa::path(get, path = "/metrics", tag = "service",
     responses((status = 200, description = "Prometheus text format")))]
 pub(crate) async fn metrics(State(s): State<AppState>) -> Response {
+    // The verdict is judged at each scrape, so it agrees with `GET /v1/watchdog`.
+    // (A status that cannot be read for another reason leaves the last verdict.)
+    if let Ok(health) = watchdog::health(&s.ledger).await {
+        s.metrics.record_health(&health);
+    }
     (
         [(
             header::CONTENT_TYPE,

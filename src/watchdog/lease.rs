@@ -176,11 +176,9 @@ impl Watchdog {
     ///
     /// The same script checks the namespace's marker: when the one this replica remembers
     /// is gone or changed, Redis lost the namespace's data, and from then on this replica
-    /// holds nothing and refuses to act ([`Error::DataLost`]) until it is restarted.
+    /// holds nothing and refuses to act ([`Error::DataLost`]) until it is restarted; it
+    /// still beats, so the script keeps it in the data-lost index the health verdict reads.
     async fn beat_presence(&self, leaving: bool) -> Result<crate::scripts::Reply> {
-        if self.data_lost() {
-            return Err(self.data_lost_error());
-        }
         let remembered = self
             .marker
             .lock()
@@ -190,6 +188,7 @@ impl Watchdog {
         let reply = REPLICA_BEAT
             .key(self.ledger.keys.replica_index())
             .key(self.ledger.keys.incarnation())
+            .key(self.ledger.keys.data_lost_index())
             .arg(&self.replica_id)
             .arg(self.config.lease_ttl.as_millis() as u64)
             .arg(if leaving { "1" } else { "0" })
@@ -204,12 +203,15 @@ impl Watchdog {
                 Ok(reply)
             }
             "data_lost" => {
-                self.lost_data
-                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                let first = !self
+                    .lost_data
+                    .swap(true, std::sync::atomic::Ordering::SeqCst);
                 // Nothing is held any more: the leases went with the data.
                 self.table().clear();
                 let error = self.data_lost_error();
-                tracing::error!(replica = %self.replica_id, %error, "Redis lost its data");
+                if first {
+                    tracing::error!(replica = %self.replica_id, %error, "Redis lost its data");
+                }
                 Err(error)
             }
             _ => Err(reply.unexpected()),

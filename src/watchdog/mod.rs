@@ -29,6 +29,7 @@
 
 mod activity;
 mod config;
+mod health;
 mod hook_loop;
 mod lease;
 mod reconcile;
@@ -54,11 +55,12 @@ pub use activity::{
     activity,
 };
 pub use config::WatchdogConfig;
+pub use health::{Health, HealthCode, HealthReason, Verdict};
 pub use hook_loop::HookReport;
 pub use lease::LeaseChanges;
 pub use retention::PruneReport;
 pub use round::RoundReport;
-pub use status::{PartitionStatus, ReplicaStatus, WatchdogStatus, WatchdogTotals, status};
+pub use status::{PartitionStatus, ReplicaStatus, WatchdogStatus, WatchdogTotals, health, status};
 pub use systemic::{NamespaceHold, NamespaceWindow};
 pub use tier_config::TierConfig;
 pub use tiers::TierReport;

@@ -2,8 +2,8 @@
 //! partition and until when, which replicas are alive, the holds in force, and what every
 //! replica has done (totals kept with the partitions, so they survive restarts).
 //!
-//! Cost: one pipelined read of two small hashes per partition, the replica index and the
-//! namespace's systemic hash. Nothing scans executions.
+//! Cost: one pipelined read of two small hashes per partition, the replica and data-lost
+//! indexes, the namespace's systemic hash and a readiness check. Nothing scans executions.
 
 use std::collections::HashMap;
 
@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
+use super::health::Health;
 use super::systemic::NamespaceHold;
 use crate::error::{Error, Result};
 use crate::ledger::{Ledger, ms_to_time};
@@ -78,6 +79,10 @@ pub struct WatchdogStatus {
     pub partitions: Vec<PartitionStatus>,
     /// Replicas seen alive (a beat within the last 30 s), by id.
     pub replicas: Vec<ReplicaStatus>,
+    /// Replicas that found Redis lost the namespace's data (within the last 30 s): they
+    /// hold nothing and refuse to act until restarted.
+    #[serde(default)]
+    pub data_lost: Vec<String>,
     /// A namespace-wide systemic hold in force.
     pub namespace_hold: Option<NamespaceHold>,
     /// What every replica did since the namespace was created.
@@ -89,6 +94,9 @@ pub struct WatchdogStatus {
     /// Workers in a remediation tier (1 to 3), circuit closed.
     #[serde(default)]
     pub workers_in_tier: u64,
+    /// The verdict on all of the above and on Redis's readiness.
+    #[serde(default)]
+    pub health: Health,
 }
 
 impl WatchdogStatus {
@@ -111,8 +119,8 @@ impl WatchdogStatus {
     }
 }
 
-/// Reads the watchdog's state of `ledger`'s namespace. A replica need not run here: the
-/// CLI and the HTTP API read it the same way.
+/// Reads the watchdog's state of `ledger`'s namespace and judges its health. A replica
+/// need not run here: the CLI and the HTTP API read it the same way.
 ///
 /// # Errors
 /// [`Error::Redis`]; [`Error::Protocol`] for a damaged lease or watch-state hash.
@@ -173,10 +181,12 @@ pub async fn status(ledger: &Ledger) -> Result<WatchdogStatus> {
             hold_reason: watch.get("hold_reason").cloned(),
         });
     }
-    Ok(WatchdogStatus {
+    let (replicas, data_lost) = replicas(ledger, now_ms).await?;
+    let mut status = WatchdogStatus {
         at: ms_to_time(now_ms)?,
         partitions,
-        replicas: replicas(ledger, now_ms).await?,
+        replicas,
+        data_lost,
         namespace_hold: namespace_hold(ledger, now_ms).await?,
         totals,
         open_circuits: workers
@@ -188,20 +198,43 @@ pub async fn status(ledger: &Ledger) -> Result<WatchdogStatus> {
             .iter()
             .filter(|w| !w.remediation.circuit_open && w.remediation.tier > 0)
             .count() as u64,
-    })
+        health: Health::default(),
+    };
+    status.health = Health::judge(&status, ledger.check_ready().await.as_ref().copied());
+    Ok(status)
 }
 
-/// Replicas that beat within the last 30 s (ten default lease TTLs). Live replicas beat
-/// every third of their lease TTL and sweep entries older than it; the window only
-/// matters when no replica is left to sweep.
-async fn replicas(ledger: &Ledger, now_ms: i64) -> Result<Vec<ReplicaStatus>> {
-    let beats: Vec<(String, f64)> = ledger
-        .conn
-        .clone()
+/// The health verdict alone: [`status`]'s, or "Redis unreachable" when Redis could not be
+/// read ([`Health::unreachable`]). What `/metrics` exports.
+///
+/// # Errors
+/// As [`status`], but for the errors of talking to Redis, which are a verdict.
+pub async fn health(ledger: &Ledger) -> Result<Health> {
+    match status(ledger).await {
+        Ok(status) => Ok(status.health),
+        Err(error) => Health::unreachable(&error).ok_or(error),
+    }
+}
+
+/// Replicas that beat within the last 30 s (ten default lease TTLs), and those whose
+/// beats found the data lost in that window. Live replicas beat every third of their lease
+/// TTL and sweep entries older than it; the window only matters when no replica is left to
+/// sweep.
+async fn replicas(ledger: &Ledger, now_ms: i64) -> Result<(Vec<ReplicaStatus>, Vec<String>)> {
+    let window = super::WatchdogConfig::default().lease_ttl.as_millis() as i64 * 10;
+    let mut conn = ledger.conn.clone();
+    let beats: Vec<(String, f64)> = conn
         .zrange_withscores(ledger.keys.replica_index(), 0, -1)
         .await?;
-    let window = super::WatchdogConfig::default().lease_ttl.as_millis() as i64 * 10;
-    beats
+    let lost: Vec<(String, f64)> = conn
+        .zrange_withscores(ledger.keys.data_lost_index(), 0, -1)
+        .await?;
+    let data_lost = lost
+        .into_iter()
+        .filter(|(_, at)| (*at as i64) + window >= now_ms)
+        .map(|(id, _)| id)
+        .collect();
+    let alive = beats
         .into_iter()
         .filter(|(_, at)| (*at as i64) + window >= now_ms)
         .map(|(replica_id, at)| {
@@ -210,7 +243,8 @@ async fn replicas(ledger: &Ledger, now_ms: i64) -> Result<Vec<ReplicaStatus>> {
                 last_beat_at: ms_to_time(at as i64)?,
             })
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    Ok((alive, data_lost))
 }
 
 async fn namespace_hold(ledger: &Ledger, now_ms: i64) -> Result<Option<NamespaceHold>> {

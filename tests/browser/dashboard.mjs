@@ -4,13 +4,17 @@
 //   2. an execution whose worker hangs appears as stuck, then retried, in the live feed,
 //      without a reload;
 //   3. cancel from an execution's page changes its state;
-//   4. a read-only token sees the pages and no cancel or retry button.
+//   4. a read-only token sees the pages and no cancel or retry button;
+//   5. a retried execution whose first events the capped stream trimmed still shows every
+//      transition (those from history marked so), and the workers table fits at 1400 px;
+//   6. the health verdict drawn is the served one: healthy, then (a server without a
+//      watchdog replica) degraded with its reasons, then Redis unreachable.
 // It also takes the screenshots in docs/ (SCREENSHOT_DIR, default target/dashboard).
 //
 // Run by `make test` (which installs chromium and playwright-core first):
 //   UNSTUCK_BIN=target/debug/unstuck node tests/browser/dashboard.mjs
 
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -30,8 +34,8 @@ function check(ok, what) {
   if (!ok) failures += 1;
 }
 
-/** `unstuck serve --throwaway-redis` on a free port; resolves to { url, stop }. */
-function startServe() {
+/** `unstuck serve --throwaway-redis` on a free port; resolves to { url, pid, stop }. */
+function startServe(extra = {}) {
   const env = { ...process.env };
   for (const k of Object.keys(env)) if (k.startsWith("UNSTUCK_") || k.startsWith("RUST_")) delete env[k];
   Object.assign(env, {
@@ -40,7 +44,9 @@ function startServe() {
     UNSTUCK_WATCHDOG__LEASE_TTL: "1s",
     UNSTUCK_WATCHDOG__MAX_POLL_INTERVAL: "50ms",
     UNSTUCK_WATCHDOG__WORKER_TIMEOUT: "3s",
-  });
+    // The smallest cap, so a test can trim a partition's stream with a few hundred events.
+    UNSTUCK_LEDGER__EVENTS_MAX_LEN: "100",
+  }, extra);
   const child = spawn(BIN, ["serve", "--throwaway-redis"], { env, stdio: ["ignore", "pipe", "pipe"] });
   let log = "";
   return new Promise((ok, fail) => {
@@ -51,8 +57,11 @@ function startServe() {
       const m = log.match(/listening on (http:\/\/[0-9.]+:[0-9]+)[^0-9]/);
       if (m) {
         clearTimeout(timer);
-        ok({ url: m[1], log: () => log, stop: () => new Promise((done) => {
-          child.once("exit", done);
+        ok({ url: m[1], pid: child.pid, log: () => log, stop: () => new Promise((done) => {
+          if (child.exitCode !== null) return done();
+          // A server whose Redis is gone may take long to stop: killed after 15 s.
+          const force = setTimeout(() => child.kill("SIGKILL"), 15000);
+          child.once("exit", () => { clearTimeout(force); done(); });
           child.kill("SIGTERM");
         }) });
       }
@@ -122,6 +131,42 @@ async function signIn(page, url, scope) {
   await page.fill("input[name=token]", TOKENS[scope]);
   await page.click("button[type=submit]");
   await page.waitForSelector("#who >> text=scope");
+}
+
+/** The pids of the children of `pid` (serve's throwaway redis-server). */
+function childrenOf(pid) {
+  return execFileSync("ps", ["-o", "pid=", "--ppid", String(pid)]).toString().split(/\s+/).filter(Boolean).map(Number);
+}
+
+/** A server with no watchdog replica: degraded, and then Redis unreachable, as served. */
+async function checkDegradedHealth(browser) {
+  const bare = await startServe({ UNSTUCK_SERVER__WATCHDOG: "false" });
+  try {
+    const api = client(bare.url, "read");
+    const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
+    const page = await context.newPage();
+    await signIn(page, bare.url, "read");
+    await page.waitForSelector("[data-verdict=degraded]");
+    const health = (await api("GET", "/v1/watchdog")).health;
+    const codes = await page.locator("ul.reasons li").evaluateAll((li) => li.map((x) => x.dataset.code));
+    check(JSON.stringify(codes) === JSON.stringify(health.reasons.map((r) => r.code))
+      && codes.includes("no_replica") && codes.includes("partitions_unwatched"),
+      `health without a replica: the overview lists the served reasons (${codes.join(", ")})`);
+    await page.waitForSelector("#banner:not([hidden])");
+    check((await page.textContent("#banner")).startsWith(health.summary), "health without a replica: the banner says the served summary");
+
+    // Redis goes away: the route still answers the verdict, and the overview draws it.
+    for (const pid of childrenOf(bare.pid)) process.kill(pid, "SIGKILL");
+    await page.waitForSelector("li[data-code=redis_unreachable]", { timeout: 20000 });
+    const reply = await fetch(`${bare.url}/v1/watchdog`, { headers: { Authorization: `Bearer ${TOKENS.read}` } });
+    const problem = await reply.json();
+    check(reply.status === 503 && problem.health.reasons[0].code === "redis_unreachable",
+      `health with Redis gone: 503 with the verdict (${reply.status} ${problem.health && problem.health.summary})`);
+    check(await page.getAttribute("[data-verdict]", "data-verdict") === "degraded", "health with Redis gone: the overview says degraded");
+    await context.close();
+  } finally {
+    await bare.stop();
+  }
 }
 
 async function main() {
@@ -214,6 +259,64 @@ async function main() {
     await reader.goto(`${serve.url}/ui/#/executions?state=failed`);
     await reader.waitForSelector('tr[data-key="payments/charge-3"]');
     check(await reader.locator("tbody tr").count() === 2, "read token: the executions table lists the 2 failed charges");
+
+    // 5. A retried execution whose first attempt's events were trimmed from the stream.
+    await api("POST", "/v1/queues/agents/executions", { id: "agent-run-8", payload: { task: "index" }, timings: FAST });
+    const first = await work.claim("agents");
+    await worker("POST", "/v1/attempts/heartbeat", { token: first.token, progress: "step 1" });
+    // ... the worker hangs; the watchdog judges it stuck and retries it.
+    for (let i = 0; i < 200; i++) {
+      const e = await api("GET", "/v1/queues/agents/executions/agent-run-8");
+      if (e.state === "queued" && e.attempt === 1) break;
+      await sleep(100);
+    }
+    work.done("agents", first);
+    // Enough later events in its partition (same queue) to trim the stream past them.
+    const filler = Array.from({ length: 100 }, () => ({ payload: { filler: true } }));
+    for (let i = 0; i < 4; i++) await api("POST", "/v1/queues/agents/executions/batch", { items: filler });
+    const second = await work.claim("agents");
+    check(second.id === "agent-run-8", `the retry is claimed before the filler (claimed ${second.id})`);
+    await worker("POST", "/v1/attempts/heartbeat", { token: second.token, progress: "step 2" });
+    await worker("POST", "/v1/attempts/complete", { token: second.token, result: {} });
+    work.done("agents", second);
+    const served = await api("GET", "/v1/queues/agents/executions/agent-run-8/events");
+    check(served.events.length > 0 && served.events[0].reason !== "enqueued",
+      `the stream lost agent-run-8's first events (oldest kept: ${served.events[0] && served.events[0].reason})`);
+    await page.goto(`${serve.url}/ui/#/e/agents/agent-run-8`);
+    await page.waitForSelector("dl[data-state=succeeded]");
+    const trimmedRows = await page.locator("section:has(h2:text-is('Timeline')) tbody tr").allTextContents();
+    const history = served.timeline.filter((t) => t.source === "history").length;
+    check(trimmedRows.length === served.timeline.length && trimmedRows.length >= 7,
+      `trimmed timeline: every transition of the history is shown (${trimmedRows.length} rows of ${served.timeline.length})`);
+    check(trimmedRows[0].includes("enqueued") && trimmedRows.some((r) => r.includes("running → stuck"))
+      && trimmedRows.some((r) => r.includes("stuck → queued")) && trimmedRows[trimmedRows.length - 1].includes("completed"),
+      "trimmed timeline: enqueued, the first attempt's stuck verdict and retry, then completed");
+    check(history > 0 && await page.locator("td[data-source=history]").count() === history
+      && trimmedRows.filter((r) => r.includes("from history (event trimmed)")).length === history,
+      `trimmed timeline: the ${history} transitions whose events were trimmed are marked as from history`);
+    check(await page.locator("[data-trimmed]").count() === 1, "trimmed timeline: a note says part came from history");
+
+    // The workers table at 1400 px: its last column (tier) in view, nothing scrolled off.
+    await page.click("a[data-nav=overview]");
+    await page.waitForSelector(`section:has(h2:text-is('Workers')) a:text-is('${WORKER}')`);
+    const fit = await page.evaluate(() => {
+      const panel = [...document.querySelectorAll("section.panel")].find((p) => p.querySelector("h2").textContent === "Workers");
+      const last = panel.querySelector("th:last-child").getBoundingClientRect();
+      const box = panel.getBoundingClientRect();
+      return { text: panel.querySelector("th:last-child").textContent, inside: last.right <= box.right && last.right <= window.innerWidth,
+        scrolls: panel.scrollWidth > panel.clientWidth };
+    });
+    check(fit.text === "Tier" && fit.inside && !fit.scrolls,
+      `overview at 1400 px: the workers table's last column (${fit.text}) is in view (${JSON.stringify(fit)})`);
+
+    // 6. The health verdict is the server's: the same words, the same reasons.
+    const health = (await api("GET", "/v1/watchdog")).health;
+    const drawn = await page.getAttribute("[data-verdict]", "data-verdict");
+    const summary = await page.textContent("section:has(h2:text-is('Watchdog')) .summary");
+    check(drawn === health.verdict && `${health.verdict}: ${summary}` === health.summary,
+      `health: the overview draws the served verdict (${drawn}: ${summary} / ${health.summary})`);
+    check(consoleErrors.length === 0, `admin pages after trimming: no console error (${consoleErrors.join(" | ")})`);
+    await checkDegradedHealth(browser);
   } finally {
     if (work) work.stop();
     await browser.close();

@@ -3,6 +3,7 @@
 //! tables and `--json` replies checked against what the library set up.
 
 use crate::cli_common;
+use crate::health_common;
 use crate::ledger_common;
 use crate::support;
 
@@ -341,13 +342,16 @@ async fn status_is_degraded_without_a_replica_and_healthy_with_one() {
     let degraded = run(&l, &["status", "--json"]).await;
     assert_eq!(degraded.code, Some(1), "{degraded:?}");
     let v: Value = serde_json::from_str(&degraded.stdout).unwrap();
-    assert_eq!(v["healthy"], false);
-    let verdict = v["verdict"].as_str().unwrap();
+    assert_eq!(v["health"]["verdict"], "degraded");
+    let verdict = v["health"]["summary"].as_str().unwrap();
     assert!(
         verdict.starts_with("degraded: no watchdog replica is alive"),
         "{verdict}"
     );
-    assert!(verdict.contains("16 partition(s) unwatched"), "{verdict}");
+    assert!(
+        verdict.contains("16 of 16 partition(s) unwatched"),
+        "{verdict}"
+    );
     assert_eq!(v["replicas"], json!([]));
     let text = run(&l, &["status"]).await;
     assert_eq!(text.code, Some(1));
@@ -378,9 +382,10 @@ async fn status_is_degraded_without_a_replica_and_healthy_with_one() {
 
     let healthy = run(&l, &["status", "--json"]).await;
     let v = healthy.json();
-    assert_eq!(v["healthy"], true);
+    assert_eq!(v["health"]["verdict"], "healthy");
+    assert_eq!(v["health"]["reasons"], json!([]));
     assert_eq!(
-        v["verdict"],
+        v["health"]["summary"],
         "healthy: 1 replica(s) watch all 16 partitions"
     );
     assert_eq!(v["replicas"][0]["replica_id"], "cli-r1");
@@ -400,4 +405,125 @@ async fn status_is_degraded_without_a_replica_and_healthy_with_one() {
 
     shutdown.cancel();
     task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn status_prints_the_library_health_verdict_in_every_case() {
+    for case in health_common::CASES {
+        let l = support::ledger(&format!("cli_health_{case}")).await;
+        let _replica = health_common::set_up(&l, case).await;
+        let library = watchdog::status(&l).await.unwrap().health;
+        let exit = Some(if case == "healthy" { 0 } else { 1 });
+
+        let reply = run(&l, &["status", "--json"]).await;
+        assert_eq!(reply.code, exit, "{case}: {reply:?}");
+        let v: Value = serde_json::from_str(&reply.stdout).unwrap();
+        assert_eq!(v["health"], json!(library), "{case}");
+        let text = run(&l, &["status"]).await;
+        assert_eq!(text.code, exit, "{case}: {text:?}");
+        assert_eq!(
+            text.stdout.lines().last(),
+            Some(library.summary.as_str()),
+            "{case}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn status_says_redis_unreachable_and_exits_non_zero() {
+    let mut redis = unstuck::testkit::RedisProcess::start(Default::default()).unwrap();
+    let url = redis.url().to_owned();
+    redis.kill_hard();
+    let mut cmd = cli_common::bare();
+    cmd.env("UNSTUCK_LEDGER__REDIS_URL", &url)
+        .args(["status", "--json"]);
+    let reply = cli_common::output(cmd).await;
+    assert_eq!(reply.code, Some(1), "{reply:?}");
+    let v: Value = serde_json::from_str(&reply.stdout).unwrap();
+    assert_eq!(v["health"]["verdict"], "degraded");
+    assert_eq!(v["health"]["reasons"][0]["code"], "redis_unreachable");
+    let mut cmd = cli_common::bare();
+    cmd.env("UNSTUCK_LEDGER__REDIS_URL", &url).arg("status");
+    let text = cli_common::output(cmd).await;
+    assert_eq!(text.code, Some(1), "{text:?}");
+    assert!(
+        text.stdout.starts_with("degraded: Redis unreachable ("),
+        "{text:?}"
+    );
+}
+
+#[tokio::test]
+async fn show_keeps_transitions_whose_events_the_capped_stream_trimmed() {
+    let l = support::ledger_with("cli_show_trimmed", |c| c.events_max_len = 100).await;
+    let opts = || EnqueueOptions::new().max_attempts(1);
+    l.enqueue("q", &json!({}), opts().id("s1")).await.unwrap();
+    // Enough later events in the same partition to trim its stream past s1's enqueue.
+    let filler = json!({ "filler": true });
+    for _ in 0..4 {
+        l.enqueue_many("q", (0..100).map(|_| (&filler, opts())))
+            .await
+            .unwrap();
+    }
+    let claim = l.claim("q", "worker-q").await.unwrap().unwrap();
+    assert_eq!(claim.id(), "s1");
+    l.heartbeat(&claim.token, Heartbeat::new()).await.unwrap();
+    l.fail(&claim.token, "boom", false).await.unwrap();
+
+    let reply = run_json(&l, &["show", "q", "s1"]).await;
+    let events: Vec<&str> = reply["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        ["claimed", "started", "failed"],
+        "the enqueue was trimmed"
+    );
+    let timeline: Vec<(&str, &str, &str)> = reply["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let s = |f: &str| t[f].as_str().unwrap_or("-");
+            (s("to"), s("reason"), s("source"))
+        })
+        .collect();
+    assert_eq!(
+        timeline,
+        [
+            ("queued", "enqueued", "history"),
+            ("dispatched", "claimed", "event"),
+            ("running", "started", "event"),
+            ("failed", "failed", "event"),
+        ]
+    );
+    assert_eq!(reply["timeline"][3]["detail"], reply["events"][2]["detail"]);
+
+    let text = run(&l, &["show", "q", "s1"]).await;
+    assert_eq!(text.code, Some(0), "{text:?}");
+    let rows: Vec<&str> = text
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("AT "))
+        .skip(1)
+        .collect();
+    assert_eq!(rows.len(), 4, "{}", text.stdout);
+    assert!(
+        rows[0].contains("- → queued") && rows[0].contains("enqueued"),
+        "{}",
+        rows[0]
+    );
+    assert!(
+        rows[0].ends_with("from history (event trimmed)"),
+        "{}",
+        rows[0]
+    );
+    assert!(!rows[1].contains("from history"), "{}", rows[1]);
+    assert!(
+        text.stderr
+            .contains("1 of 4 transition(s) from the execution's history"),
+        "{text:?}"
+    );
 }

@@ -3,6 +3,8 @@
 
 #[path = "../cli_common/mod.rs"]
 mod cli_common;
+#[path = "../health_common/mod.rs"]
+mod health_common;
 #[path = "../ledger_common/mod.rs"]
 mod ledger_common;
 #[path = "../support/mod.rs"]

@@ -2,6 +2,7 @@
 //! executions across queues, retry, the newest events, the watchdog's activity, what a
 //! token may do, the workers' held slots, and the dashboard's files.
 
+use crate::health_common;
 use crate::http_common;
 use crate::support;
 
@@ -360,5 +361,143 @@ async fn the_dashboard_is_served_from_the_binary_with_a_strict_policy() {
             assert_eq!(r.status, StatusCode::OK, "{file} imports {name}");
         }
     }
+    s.stop().await;
+}
+
+/// The value of the gauge `line_start` (a metric name with its labels) in a scrape.
+fn gauge(scrape: &str, line_start: &str) -> i64 {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(line_start)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {line_start} in the scrape:\n{scrape}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// What `/metrics` says of the verdict: healthy, and the reasons whose gauge is 1 (in the
+/// order of the codes).
+fn scraped_health(scrape: &str) -> (bool, Vec<&'static str>) {
+    let reasons = unstuck::watchdog::HealthCode::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .filter(|c| {
+            gauge(
+                scrape,
+                &format!("unstuck_health_degraded{{reason=\"{c}\"}}"),
+            ) == 1
+        })
+        .collect();
+    (gauge(scrape, "unstuck_healthy") == 1, reasons)
+}
+
+#[tokio::test]
+async fn watchdog_route_and_metrics_give_the_library_health_verdict() {
+    for case in health_common::CASES {
+        let s = start_with(settings(&format!("health_{case}"), |s| {
+            // The cases bring their own replica (or none).
+            s.server.watchdog = false;
+        }))
+        .await;
+        let _replica = health_common::set_up(&s.ledger, case).await;
+        let library = unstuck::watchdog::status(&s.ledger).await.unwrap().health;
+        let codes: Vec<&str> = library.reasons.iter().map(|r| r.code.as_str()).collect();
+        assert_eq!(codes, health_common::expected(case), "{case}");
+
+        let r = s.get("/v1/watchdog").await;
+        assert_eq!(r.status, StatusCode::OK, "{case}: {r:?}");
+        assert_eq!(r.body["health"], json!(library), "{case}");
+        assert_eq!(
+            r.body["health"]["verdict"],
+            if case == "healthy" {
+                "healthy"
+            } else {
+                "degraded"
+            }
+        );
+        let scrape = s.get("/metrics").await;
+        let scrape = scrape.body.as_str().unwrap();
+        assert_eq!(
+            scraped_health(scrape),
+            (case == "healthy", health_common::expected(case).to_vec()),
+            "{case}"
+        );
+        s.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn watchdog_route_and_metrics_say_redis_unreachable_with_a_verdict() {
+    let mut redis = unstuck::testkit::RedisProcess::start(Default::default()).unwrap();
+    let mut config = settings("health_unreachable", |s| s.server.watchdog = false);
+    config.ledger.redis_url = Some(redis.url().to_owned());
+    let s = start_with(config).await;
+    assert_eq!(s.get("/v1/watchdog").await.status, StatusCode::OK);
+    redis.kill_hard();
+
+    let r = s.get("/v1/watchdog").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{r:?}");
+    assert_eq!(r.problem(), "redis-unavailable");
+    assert_eq!(r.body["health"]["verdict"], "degraded", "{r:?}");
+    assert_eq!(r.body["health"]["reasons"][0]["code"], "redis_unreachable");
+    let summary = r.body["health"]["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("degraded: Redis unreachable ("),
+        "{summary}"
+    );
+    let scrape = s.get("/metrics").await;
+    assert_eq!(
+        scraped_health(scrape.body.as_str().unwrap()),
+        (false, vec!["redis_unreachable"])
+    );
+    // No clean stop to wait for: its Redis is gone.
+    s.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn an_executions_events_reply_has_its_whole_timeline_after_the_stream_trimmed() {
+    let s = start_with(settings("http_timeline", |s| {
+        s.ledger.events_max_len = 100;
+    }))
+    .await;
+    s.enqueue("q", "t1", json!({ "timings": { "max_attempts": 1 } }))
+        .await;
+    let filler: Vec<Value> = (0..100).map(|_| json!({ "payload": {} })).collect();
+    for _ in 0..4 {
+        let r = s
+            .post("/v1/queues/q/executions/batch", json!({ "items": filler }))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    }
+    let token = s.claim("q", "w1").await;
+    let r = s
+        .post(
+            "/v1/attempts/fail",
+            json!({ "token": token, "message": "boom", "retryable": false }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+
+    let r = s.get("/v1/queues/q/executions/t1/events").await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let reasons = |list: &Value| -> Vec<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| format!("{}:{}", e["reason"].as_str().unwrap(), e["source"]))
+            .collect()
+    };
+    assert_eq!(reasons(&r.body["events"]), ["claimed:null", "failed:null"]);
+    assert_eq!(
+        reasons(&r.body["timeline"]),
+        [
+            "enqueued:\"history\"",
+            "claimed:\"event\"",
+            "failed:\"event\""
+        ]
+    );
+    // The same timeline as the library's (which `unstuck show` prints).
+    let (_, _, timeline) = s.ledger.timeline("q", "t1").await.unwrap();
+    assert_eq!(r.body["timeline"], json!(timeline));
     s.stop().await;
 }

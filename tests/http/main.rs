@@ -1,6 +1,8 @@
 //! The http tests, one binary (each test binary links the whole tree, so areas share one;
 //! one throwaway Redis per binary, a namespace per test).
 
+#[path = "../health_common/mod.rs"]
+mod health_common;
 #[path = "../http_common/mod.rs"]
 mod http_common;
 #[path = "../support/mod.rs"]

@@ -1,6 +1,7 @@
 //! Partition leases: fair sharing between replicas, fencing of a superseded epoch, handing
 //! leases back on release and on graceful shutdown, and `run()` end to end.
 
+use crate::health_common;
 use crate::support;
 use crate::watchdog_common;
 
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 use tokio_util::sync::CancellationToken;
-use unstuck::watchdog::{Watchdog, WatchdogConfig};
+use unstuck::watchdog::{self, Watchdog, WatchdogConfig};
 use unstuck::*;
 use watchdog_common::*;
 
@@ -214,4 +215,74 @@ async fn run_detects_and_retries_a_stale_execution() {
     shutdown.cancel();
     task.await.unwrap().unwrap();
     support::invariants::assert_ok(&l, &[q]).await;
+}
+
+#[tokio::test]
+async fn status_judges_health_with_every_reason() {
+    for case in health_common::CASES {
+        let l = support::ledger(&format!("health_{case}")).await;
+        let _replica = health_common::set_up(&l, case).await;
+        let status = watchdog::status(&l).await.unwrap();
+        let health = &status.health;
+        let codes: Vec<&str> = health.reasons.iter().map(|r| r.code.as_str()).collect();
+        assert_eq!(codes, health_common::expected(case), "{case}: {health:?}");
+        assert_eq!(health.is_healthy(), case == "healthy", "{case}");
+        assert_eq!(&watchdog::health(&l).await.unwrap(), health, "{case}");
+        let message = |code: &str| {
+            health
+                .reasons
+                .iter()
+                .find(|r| r.code.as_str() == code)
+                .map(|r| r.message.clone())
+                .unwrap()
+        };
+        match case {
+            "healthy" => assert_eq!(
+                health.summary,
+                "healthy: 1 replica(s) watch all 16 partitions"
+            ),
+            "one_unwatched" => {
+                assert_eq!(
+                    health.summary,
+                    "degraded: 1 of 16 partition(s) unwatched: 5"
+                )
+            }
+            "partition_hold" => assert_eq!(
+                message("partition_hold"),
+                "systemic hold in partition(s) 3 (most running work went stale at once)"
+            ),
+            "namespace_hold" => {
+                let m = message("namespace_hold");
+                assert!(
+                    m.starts_with("systemic hold over the namespace until "),
+                    "{m}"
+                );
+                assert!(m.ends_with(": half the namespace went stale"), "{m}");
+            }
+            "data_lost" => {
+                assert_eq!(status.data_lost, ["health-r1"]);
+                assert!(message("data_lost").contains("health-r1"));
+            }
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn health_says_redis_unreachable_when_it_cannot_be_read() {
+    let mut redis = unstuck::testkit::RedisProcess::start(Default::default()).unwrap();
+    let mut config = LedgerConfig::new(redis.url());
+    config.namespace = support::namespace("health_unreachable");
+    let l = Ledger::connect(config).await.unwrap();
+    assert!(watchdog::status(&l).await.is_ok());
+    redis.kill_hard();
+    let health = watchdog::health(&l).await.unwrap();
+    assert_eq!(health.verdict, watchdog::Verdict::Degraded);
+    let codes: Vec<&str> = health.reasons.iter().map(|r| r.code.as_str()).collect();
+    assert_eq!(codes, ["redis_unreachable"]);
+    assert!(
+        health.summary.starts_with("degraded: Redis unreachable ("),
+        "{}",
+        health.summary
+    );
 }

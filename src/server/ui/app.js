@@ -5,7 +5,7 @@ import { api, loadSession, onStreamState, setToken, token } from "./api.js";
 import { h, panel, put } from "./dom.js";
 import { execution, executions } from "./executions.js";
 import { feed } from "./feed.js";
-import { overview, verdict } from "./overview.js";
+import { overview, watchdogHealth } from "./overview.js";
 
 const main = document.getElementById("main");
 const banner = document.getElementById("banner");
@@ -63,20 +63,15 @@ function route() {
 async function pollBanner() {
   if (!session) return;
   try {
-    const w = await api("/v1/watchdog");
-    const hold = w.namespace_hold || w.partitions.find((p) => p.hold_until);
-    const [healthy, why] = verdict(w);
-    if (hold) {
-      const until = new Date(hold.until || hold.hold_until).toLocaleTimeString();
-      put(banner, `Systemic hold in force until ${until}: ${hold.reason || hold.hold_reason || ""} — ` +
-        "the watchdog is not failing stale executions while it lasts.");
-      banner.className = "";
-      banner.hidden = false;
-    } else if (!healthy) {
-      put(banner, `Degraded: ${why}`);
-      banner.className = "bad";
-      banner.hidden = false;
-    } else banner.hidden = true;
+    const { health } = await watchdogHealth();
+    if (health.verdict === "healthy") {
+      banner.hidden = true;
+      return;
+    }
+    const holding = health.reasons.some((r) => r.code === "partition_hold" || r.code === "namespace_hold");
+    put(banner, health.summary, holding ? " — the watchdog is not failing stale executions while a hold lasts." : "");
+    banner.className = holding && health.reasons.every((r) => r.code.endsWith("_hold")) ? "" : "bad";
+    banner.hidden = false;
   } catch {
     // the views show their own errors
   }

@@ -107,16 +107,16 @@ function attemptsOf(timeline) {
   return [...byAttempt.values()];
 }
 
-function timelineTable(events, history) {
-  if (events.length) {
-    return table(["At", "Att", "Transition", "Reason", "Lag", "By", "Detail"], events.map((e) => ({
-      class: e.replica ? "action" : undefined,
-      cells: [clock(e.at), String(e.attempt), [e.from ? badge(e.from) : "", " → ", badge(e.to)], e.reason,
-        e.lag_ms === null || e.lag_ms === undefined ? "" : dur(e.lag_ms), e.replica ? [short(e.replica, 20), ` #${e.epoch}`] : "",
-        h("td", { class: "wrap" }, e.detail)],
-    })));
-  }
-  return table(["At", "Att", "State", "Reason"], history.map((t) => [clock(t.at), String(t.attempt), badge(t.state), t.reason]));
+// The server's timeline: every transition of the execution's history, with the event's
+// details where the capped stream still holds it; a row from history alone says so.
+function timelineTable(timeline) {
+  return table(["At", "Att", "Transition", "Reason", "Lag", "By", "Detail"], timeline.map((e) => ({
+    class: e.replica ? "action" : e.source === "history" ? "trimmed" : undefined,
+    cells: [clock(e.at), String(e.attempt), [e.from ? badge(e.from) : "", " → ", badge(e.to)], e.reason,
+      e.lag_ms === null || e.lag_ms === undefined ? "" : dur(e.lag_ms), e.replica ? [short(e.replica, 20), ` #${e.epoch}`] : "",
+      e.source === "history" ? h("td", { class: "muted", "data-source": "history" }, "from history (event trimmed)")
+        : h("td", { class: "wrap" }, e.detail)],
+  })));
 }
 
 function actionsFor(e, session, reload, message) {
@@ -163,7 +163,8 @@ export function execution(root, queue, id, session) {
   const load = async () => {
     try {
       const [e, ev] = await Promise.all([api(base), api(`${base}/events`)]);
-      const timeline = ev.events.length ? ev.events : e.history;
+      const timeline = ev.timeline;
+      const trimmed = timeline.filter((t) => t.source === "history").length;
       const actions = actionsFor(e, session, load, note);
       const facts = [
         ["state", [badge(e.state), " attempt ", String(e.attempt)]], ["worker", e.worker || "-"],
@@ -189,11 +190,13 @@ export function execution(root, queue, id, session) {
           panel("State", h("dl", { class: "facts", "data-state": e.state }, facts.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]))),
           panel("Timings", table(["Timing", "Value"], Object.entries(e.timings).map(([k, v]) => [k, timingValue(k, v)])))),
         h("div", { class: "grid" }, panel("Stop", stop), panel("Checkpoint", json(e.checkpoint))),
-        panel("Timeline", timelineTable(ev.events, e.history),
-          ev.events.length ? null : h("p", { class: "muted" }, "the event stream no longer holds its events: the recorded history")),
+        panel("Timeline", timelineTable(timeline),
+          trimmed ? h("p", { class: "muted", "data-trimmed": String(trimmed) },
+            `${trimmed} of ${timeline.length} transitions from the execution's history: the capped event stream ` +
+            "no longer holds their events (no detail, lag or replica)") : null),
         h("div", { class: "grid" },
           panel("Attempts", table(["Attempt", "Began", "Last transition", "Reason"], attemptsOf(timeline).map((a) => [
-            String(a.attempt), clock(a.began), badge(a.last.to || a.last.state), a.last.reason]))),
+            String(a.attempt), clock(a.began), badge(a.last.to), a.last.reason]))),
           panel("Payload", json(e.payload)), panel("Result", json(e.result))),
       );
     } catch (err) {

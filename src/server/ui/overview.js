@@ -5,16 +5,30 @@ import { api } from "./api.js";
 import { actionsChart, ago, clock, dur, h, lagChart, legend, panel, put, short, table } from "./dom.js";
 import { feed } from "./feed.js";
 
-/** The one-line verdict of a /v1/watchdog answer: [healthy, why]. */
-export function verdict(w) {
-  const why = [];
-  if (!w.replicas.length) why.push("no watchdog replica is alive");
-  const unwatched = w.partitions.filter((p) => !p.owner).map((p) => p.partition);
-  if (w.replicas.length && unwatched.length) why.push(`${unwatched.length} partition(s) unwatched: ${unwatched.join(", ")}`);
-  const holding = w.partitions.filter((p) => p.hold_until);
-  if (w.namespace_hold) why.push(`systemic hold over the namespace until ${new Date(w.namespace_hold.until).toLocaleTimeString()}`);
-  else if (holding.length) why.push(`systemic hold on ${holding.length} partition(s)`);
-  return [why.length === 0, why.length ? why.join("; ") : "every partition is watched, no hold in force"];
+/**
+ * The watchdog's status and its health verdict, as GET /v1/watchdog serves them:
+ * { status, health }. With Redis unreachable the server answers a 503 problem that still
+ * carries the verdict; `status` is then null. The verdict is the server's, never judged here.
+ */
+export async function watchdogHealth() {
+  try {
+    const w = await api("/v1/watchdog");
+    return { status: w, health: w.health };
+  } catch (error) {
+    if (error.problem && error.problem.health) return { status: null, health: error.problem.health };
+    throw error;
+  }
+}
+
+/** The verdict, its one-line summary and each reason with its code. */
+export function healthView(health) {
+  const healthy = health.verdict === "healthy";
+  return [
+    h("p", {}, h("span", { class: `verdict ${health.verdict}`, "data-verdict": health.verdict }, health.verdict),
+      " — ", h("span", { class: "summary" }, health.summary.replace(/^(healthy|degraded): /, ""))),
+    healthy ? null : h("ul", { class: "reasons" }, health.reasons.map((r) =>
+      h("li", { "data-code": r.code }, h("code", {}, r.code), " ", r.message))),
+  ];
 }
 
 function queuesTable(queues) {
@@ -31,12 +45,11 @@ function queuesTable(queues) {
   })), "no queue yet");
 }
 
-function watchdogFacts(w) {
-  const [healthy, why] = verdict(w);
+function watchdogFacts(w, health) {
+  if (!w) return healthView(health);
   const t = w.totals;
   return [
-    h("p", {}, h("span", { class: `verdict ${healthy ? "healthy" : "degraded"}`, "data-verdict": healthy ? "healthy" : "degraded" },
-      healthy ? "healthy" : "degraded"), " — ", why),
+    healthView(health),
     h("dl", { class: "facts" },
       h("dt", {}, "replicas"), h("dd", {}, w.replicas.length ? w.replicas.map((r) => `${r.replica_id} (beat ${ago(r.last_beat_at)})`).join(", ") : "none"),
       h("dt", {}, "totals"), h("dd", {}, `timed out ${t.timed_out} · stuck ${t.stuck} · retried ${t.retried} · dead ${t.dead} · cancelled ${t.cancelled} · orphaned ${t.orphaned} · holds ${t.holds} · pruned ${t.pruned}`)),
@@ -59,10 +72,13 @@ function tierCell(r) {
   return r.tier ? h("span", { title: r.verdict || "" }, `tier ${r.tier}`) : "-";
 }
 
+// Worker ids, hosts and queue lists are long: those cells wrap, so every column (held,
+// tier) stays in view without scrolling the panel.
 function workersTable(workers) {
   return table(["Worker", "Host", "Pid", "Version", "Queues", "Last beat", "Held", "Tier"], workers.map((w) => [
-    h("a", { href: `#/executions?worker=${encodeURIComponent(w.worker_id)}` }, w.worker_id),
-    w.host, String(w.pid), w.version || "-", w.queues.join(", "), ago(w.last_seen_at),
+    h("td", { class: "wrap" }, h("a", { href: `#/executions?worker=${encodeURIComponent(w.worker_id)}` }, w.worker_id)),
+    h("td", { class: "wrap" }, w.host), String(w.pid), w.version || "-", h("td", { class: "wrap" }, w.queues.join(", ")),
+    ago(w.last_seen_at),
     h("td", { class: "num" }, String((w.held || []).length)),
     tierCell(w.remediation),
   ]), "no worker registered");
@@ -109,17 +125,21 @@ export function overview(root) {
       panel("Watchdog actions per minute, by reason (30 min)", parts.actions),
       panel("Detection lag (timer due → action)", parts.lag)),
     panel("Newest watchdog actions (live)", live.el),
-    h("div", { class: "grid" }, panel("Partitions", parts.partitions), panel("Workers", parts.workers)),
+    panel("Workers", parts.workers),
+    panel("Partitions", parts.partitions),
     panel("Worker remediation (newest)", parts.remediation),
   );
   let activityAt = 0;
   const refresh = async () => {
     try {
-      const [w, q, workers, remediation] = await Promise.all([api("/v1/watchdog"), api("/v1/queues"),
-        api("/v1/workers"), api("/v1/workers/events?newest=true&limit=10")]);
-      put(parts.watchdog, watchdogFacts(w));
+      const rest = Promise.all([api("/v1/queues"), api("/v1/workers"), api("/v1/workers/events?newest=true&limit=10")]);
+      rest.catch(() => {}); // reported below, once the verdict is drawn
+      // The verdict is drawn on its own: with Redis unreachable it is all there is to show.
+      const { status: w, health } = await watchdogHealth();
+      put(parts.watchdog, watchdogFacts(w, health));
+      if (w) put(parts.partitions, partitionsTable(w));
+      const [q, workers, remediation] = await rest;
       put(parts.queues, queuesTable(q.queues));
-      put(parts.partitions, partitionsTable(w));
       put(parts.workers, workersTable(workers.workers));
       put(parts.remediation, workerEventsTable(remediation.events));
       if (Date.now() - activityAt > 15000) {
