@@ -24,6 +24,7 @@
 //! | `hook_loop` | feeding the hooks' outbox from the event streams, and delivering |
 //! | `retention` | pruning finished executions past their time to live |
 //! | `status` | who holds each partition, live replicas, holds, totals |
+//! | `health` | the one health verdict (healthy, or degraded with every reason) |
 //! | `activity` | actions per minute and detection lag, for charts |
 //! | `config` | [`WatchdogConfig`] |
 
