@@ -305,10 +305,7 @@ pub(crate) async fn events(
     } else {
         None
     };
-    let recent = ledger.recent_events(partitions, limit.max(1) * 4).await?;
-    let recent: Vec<Event> = recent.into_iter().filter(|e| wanted(e)).collect();
-    let skip = recent.len().saturating_sub(limit);
-    for e in recent.into_iter().skip(skip) {
+    for e in ledger.recent_queue_events(queue, limit).await? {
         if !print(e)? {
             return Ok(());
         }
