@@ -285,10 +285,20 @@ fn tls_certificates(config: &LedgerConfig) -> Result<Option<TlsCertificates>> {
 /// rustls would pick by itself; installing it explicitly keeps TLS working when another
 /// crate of the application enables a second provider (rustls then picks none). A
 /// provider the application installed first is kept.
+///
+/// rustls 0.23.48 deprecates `ring::default_provider` ("no support for post-quantum
+/// algorithms") and offers no other constructor of the ring provider (its random source and
+/// key loader are private); the replacement it points to is aws-lc-rs, which this build
+/// rules out (aws-lc-sys: cmake and a C toolchain). rustls itself still builds the ring
+/// provider this way when it picks one from its crate features, so the deprecation is
+/// allowed here, at this one call (rustls 0.24 moves the ring provider to a crate of its
+/// own).
 fn install_crypto_provider() {
     if rustls::crypto::CryptoProvider::get_default().is_none() {
+        #[allow(deprecated)]
+        let ring = rustls::crypto::ring::default_provider();
         // Losing a race with another installer is fine: a provider is installed.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        let _ = ring.install_default();
     }
 }
 
