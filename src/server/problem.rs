@@ -406,7 +406,7 @@ mod tests {
                 detail: "Connection refused".into(),
             },
             Error::Redis(redis::RedisError::from((redis::ErrorKind::Io, "refused"))),
-            Error::Pool("exhausted".into()),
+            Error::Pool("max_size 0".into()),
         ];
         for e in &examples {
             match e {
