@@ -31,7 +31,9 @@ impl ConnectionLike for Connection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Connection::Single(c) => c.req_packed_command(cmd),
-            Connection::Cluster(c) => c.req_packed_command(cmd),
+            Connection::Cluster(c) => {
+                Box::pin(async move { c.req_packed_command(cmd).await.map_err(after_retries) })
+            }
         }
     }
 
@@ -43,7 +45,11 @@ impl ConnectionLike for Connection {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Connection::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            Connection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(c) => Box::pin(async move {
+                c.req_packed_commands(pipeline, offset, count)
+                    .await
+                    .map_err(after_retries)
+            }),
         }
     }
 
@@ -52,6 +58,23 @@ impl ConnectionLike for Connection {
             Connection::Single(c) => c.get_db(),
             Connection::Cluster(c) => c.get_db(),
         }
+    }
+}
+
+/// A Cluster request's final error, as proof of nothing. The Cluster client re-sends a
+/// request after a dropped connection or a timeout, so a refused connect (or no node to
+/// connect to) at the end does not show that an earlier try was not written: reported as
+/// a dropped connection, which leaves a write's outcome unknown. (The single-node
+/// `ConnectionManager` never re-sends: its refusal is proof.)
+fn after_retries(e: redis::RedisError) -> redis::RedisError {
+    if crate::error::not_sent(&e) || e.kind() == redis::ErrorKind::ClusterConnectionNotFound {
+        redis::RedisError::from((
+            redis::ErrorKind::Io,
+            "Redis Cluster unreachable after the client's retries",
+            e.to_string(),
+        ))
+    } else {
+        e
     }
 }
 
@@ -77,8 +100,8 @@ pub(crate) struct Connected {
 /// # Errors
 /// [`Error::InvalidConfig`] for a URL that does not parse or an unreadable TLS file,
 /// [`Error::Authentication`] when Redis refuses the credentials (or wants some),
-/// [`Error::Permission`] when the user may not run what unstuck needs, [`Error::Redis`]
-/// when Redis cannot be reached.
+/// [`Error::Permission`] when the user may not run what unstuck needs,
+/// [`Error::Unavailable`] when Redis cannot be reached.
 pub(crate) async fn connect(config: &LedgerConfig) -> Result<Connected> {
     let keys = Keyspace::new(&config.namespace, config.partitions)?;
     let certificates = tls_certificates(config)?;
@@ -172,7 +195,7 @@ fn user_of(info: &redis::ConnectionInfo) -> String {
 /// redis crate's own message never repeats the URL).
 fn bad_url(key: &str, url: &str, e: &redis::RedisError) -> Error {
     if e.kind() != redis::ErrorKind::InvalidClientConfig {
-        return Error::Redis(e.clone());
+        return e.clone().into();
     }
     Error::InvalidConfig {
         key: format!("ledger.{key}"),
@@ -192,7 +215,7 @@ pub(crate) fn refused(e: redis::RedisError, user: &str) -> Error {
         }
         (_, Some("NOAUTH")) => "Redis requires a password and the URL has none",
         (_, Some("WRONGPASS")) => "wrong password, unknown user, or the user is disabled",
-        _ => return Error::Redis(e),
+        _ => return e.into(),
     };
     Error::Authentication {
         user: user.to_owned(),
@@ -262,10 +285,20 @@ fn tls_certificates(config: &LedgerConfig) -> Result<Option<TlsCertificates>> {
 /// rustls would pick by itself; installing it explicitly keeps TLS working when another
 /// crate of the application enables a second provider (rustls then picks none). A
 /// provider the application installed first is kept.
+///
+/// rustls 0.23.48 deprecates `ring::default_provider` ("no support for post-quantum
+/// algorithms") and offers no other constructor of the ring provider (its random source and
+/// key loader are private); the replacement it points to is aws-lc-rs, which this build
+/// rules out (aws-lc-sys: cmake and a C toolchain). rustls itself still builds the ring
+/// provider this way when it picks one from its crate features, so the deprecation is
+/// allowed here, at this one call (rustls 0.24 moves the ring provider to a crate of its
+/// own).
 fn install_crypto_provider() {
     if rustls::crypto::CryptoProvider::get_default().is_none() {
+        #[allow(deprecated)]
+        let ring = rustls::crypto::ring::default_provider();
         // Losing a race with another installer is fine: a provider is installed.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        let _ = ring.install_default();
     }
 }
 

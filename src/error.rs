@@ -226,12 +226,66 @@ pub enum Error {
         /// What happened to the reply.
         detail: String,
     },
-    /// Redis could not be reached or answered with an error.
+    /// Redis could not be reached, so the call was never sent: nothing was written, and
+    /// retrying freely is safe. The connection was refused, the host did not resolve, a
+    /// reconnect was under way and failed, or no pooled connection could be had.
+    #[error("Redis unavailable: {operation} was not sent ({detail}); nothing was written")]
+    Unavailable {
+        /// The script or operation that could not be sent.
+        operation: &'static str,
+        /// Why Redis could not be reached.
+        detail: String,
+    },
+    /// Redis answered with an error, or the connection failed in a way that does not tell
+    /// whether a call reached Redis (see [`Error::is_transient`]).
     #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    /// A pooled connection for blocking reads could not be had.
+    Redis(#[source] redis::RedisError),
+    /// The pool of connections for blocking reads could not be built.
     #[error("redis pool: {0}")]
     Pool(String),
+}
+
+/// A Redis error met outside a script call (a read, a probe): one that proves the request
+/// never left becomes [`Error::Unavailable`].
+impl From<redis::RedisError> for Error {
+    fn from(e: redis::RedisError) -> Self {
+        if not_sent(&e) {
+            Error::Unavailable {
+                operation: "redis call",
+                detail: e.to_string(),
+            }
+        } else {
+            Error::Redis(e)
+        }
+    }
+}
+
+/// True when `e` proves the request was never written to Redis.
+///
+/// redis-rs (1.x) reports a failed connect — refused (or, for a unix socket, no such
+/// file), no local address to connect from, a host that does not resolve — as the call's
+/// error: the `ConnectionManager` awaits its (re)connection before it writes, so a call
+/// made while it is disconnected fails with the connect error and sends nothing. Those
+/// kinds never arise on an established connection. What stays ambiguous is left out on
+/// purpose: `BrokenPipe` (redis-rs's "connection closed", given both to a call made after
+/// the connection closed and to one in flight when it closed) and `TimedOut` (a connect
+/// timeout and a response timeout alike). The Cluster client retries a request after a
+/// dropped connection, so `conn.rs` hides its refusals from this test.
+pub(crate) fn not_sent(e: &redis::RedisError) -> bool {
+    use std::io::ErrorKind as Io;
+    if e.is_connection_refusal() {
+        return true;
+    }
+    let Some(io) = std::error::Error::source(e).and_then(|s| s.downcast_ref::<std::io::Error>())
+    else {
+        return false;
+    };
+    match io.kind() {
+        Io::AddrNotAvailable => true,
+        // A name that does not resolve: std and tokio report getaddrinfo's failure with
+        // no kind of its own, so the message is all there is to go on.
+        _ => io.to_string().contains("failed to lookup address"),
+    }
 }
 
 impl Error {
@@ -245,7 +299,7 @@ impl Error {
                     || e.is_connection_dropped()
                     || e.is_connection_refusal()
             }
-            Error::Pool(_) | Error::UnknownOutcome { .. } => true,
+            Error::Pool(_) | Error::Unavailable { .. } | Error::UnknownOutcome { .. } => true,
             _ => false,
         }
     }
@@ -254,6 +308,12 @@ impl Error {
     /// [`Error::UnknownOutcome`]).
     pub fn is_unknown_outcome(&self) -> bool {
         matches!(self, Error::UnknownOutcome { .. })
+    }
+
+    /// True when Redis could not be reached and the call was never sent: nothing was
+    /// written (see [`Error::Unavailable`]).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Unavailable { .. })
     }
 
     /// A call-argument error reported as a configuration error under `section` (the
@@ -273,16 +333,32 @@ impl Error {
         }
     }
 
-    /// A Redis error from a call that was (perhaps) sent: a response timeout or a
-    /// connection dropped mid-call leaves the outcome unknown.
+    /// A Redis error from a write: one that proves nothing was sent is
+    /// [`Error::Unavailable`]; a response timeout or a connection dropped (perhaps
+    /// mid-call) leaves the outcome unknown. The order matters: redis-rs counts a refused
+    /// connection as "dropped" too.
     pub(crate) fn from_call(operation: &'static str, e: redis::RedisError) -> Self {
-        if e.is_timeout() || e.is_connection_dropped() {
+        if not_sent(&e) {
+            Error::Unavailable {
+                operation,
+                detail: e.to_string(),
+            }
+        } else if e.is_timeout() || e.is_connection_dropped() {
             Error::UnknownOutcome {
                 operation,
                 detail: e.to_string(),
             }
         } else {
             Error::Redis(e)
+        }
+    }
+
+    /// No pooled connection for a blocking read could be had (the pool timed out, or its
+    /// connect failed): nothing was sent.
+    pub(crate) fn pool(operation: &'static str, e: deadpool_redis::PoolError) -> Self {
+        Error::Unavailable {
+            operation,
+            detail: e.to_string(),
         }
     }
 

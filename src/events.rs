@@ -288,7 +288,7 @@ impl EventFollower {
     /// per partition; an empty batch means nothing happened meanwhile.
     ///
     /// # Errors
-    /// [`Error::Redis`], [`Error::Pool`].
+    /// [`Error::Unavailable`] when Redis cannot be reached, [`Error::Redis`].
     pub async fn next_batch(&mut self) -> Result<Vec<Event>> {
         let keys: Vec<String> = self
             .partitions
@@ -298,7 +298,10 @@ impl EventFollower {
         let opts = StreamReadOptions::default().count(READ_BATCH);
         let reply: StreamReadReply = match &self.ledger.blocking {
             BlockingPool::Single(pool) => {
-                let mut conn = pool.get().await.map_err(|e| Error::Pool(e.to_string()))?;
+                let mut conn = pool
+                    .get()
+                    .await
+                    .map_err(|e| Error::pool("event stream read", e))?;
                 let block = opts.block(FOLLOW_BLOCK.as_millis() as usize);
                 conn.xread_options(&keys, &self.cursors, &block).await?
             }

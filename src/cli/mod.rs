@@ -472,8 +472,15 @@ async fn connect_to(config: Option<&std::path::Path>) -> anyhow::Result<unstuck:
     let url = settings.ledger.redacted_urls();
     unstuck::Ledger::connect(settings.ledger)
         .await
-        .with_context(|| {
-            format!("cannot reach Redis at {url}: check ledger.redis_url (or --config)")
+        .map_err(|e| match e {
+            // Nothing was sent: say where Redis was looked for and what to do, once.
+            unstuck::Error::Unavailable { detail, .. } => anyhow::anyhow!(
+                "cannot reach Redis at {url} ({detail}): start it, or point \
+                 ledger.redis_url (or --config) at it; nothing was done"
+            ),
+            other => anyhow::Error::new(other).context(format!(
+                "cannot connect to Redis at {url}: check ledger.redis_url (or --config)"
+            )),
         })
 }
 

@@ -16,7 +16,18 @@ pub(super) trait Refusals: Sized {
     fn terminal(state: State, stop_reason: StopReason) -> Self;
 }
 
-/// Maps the shared refusals onto an outcome type's variants.
+/// The attempt number the next claim of an execution gives, when a stale-attempt reply
+/// finds it waiting in the queue; `None` when a newer attempt already holds it.
+///
+/// A waiting retry keeps the number of the attempt that ended (`attempt` counts claims,
+/// and the claim is what makes a new attempt): the late heartbeat of attempt N, sent while
+/// the retry waits, finds the execution `queued` on attempt N, and the claim makes it N+1.
+pub(crate) fn next_claim(current_attempt: u32, state: State) -> Option<u32> {
+    (state == State::Queued).then(|| current_attempt.saturating_add(1))
+}
+
+/// Maps the shared refusals onto an outcome type's variants, and gives the type the two
+/// questions a worker asks of a refusal: is my attempt over, and what comes next.
 macro_rules! refusals {
     ($outcome:ident: $stale:ident, $terminal:ident) => {
         impl Refusals for $outcome {
@@ -28,6 +39,29 @@ macro_rules! refusals {
             }
             fn terminal(state: State, stop_reason: StopReason) -> Self {
                 $outcome::$terminal { state, stop_reason }
+            }
+        }
+
+        impl $outcome {
+            /// True when the call was refused because the caller's attempt is over — a
+            #[doc = concat!("newer attempt holds the execution or a retry waits (`", stringify!($stale), "`), or")]
+            #[doc = concat!("it ended (`", stringify!($terminal), "`): nothing changed; stop working on it.")]
+            pub fn attempt_ended(&self) -> bool {
+                matches!(self, $outcome::$stale { .. } | $outcome::$terminal { .. })
+            }
+
+            /// For a stale attempt whose execution waits in the queue (a retry of the
+            /// caller's attempt, or a continuation), the attempt number its next claim gives:
+            /// `current_attempt + 1`. `None` for any other reply, or when a newer attempt
+            /// already holds the execution.
+            pub fn next_attempt(&self) -> Option<u32> {
+                match self {
+                    $outcome::$stale {
+                        current_attempt,
+                        state,
+                    } => next_claim(*current_attempt, *state),
+                    _ => None,
+                }
             }
         }
     };

@@ -37,9 +37,10 @@ pub enum FailOutcome {
         /// Why it stopped.
         stop_reason: StopReason,
     },
-    /// The attempt is no longer current: nothing changed.
+    /// The caller's attempt is over (a newer attempt exists, or a retry of it waits in
+    /// the queue, see [`next_attempt`](Self::next_attempt)): nothing changed.
     StaleAttempt {
-        /// The attempt the execution is on now.
+        /// The attempt the execution is on now (the caller's own, when a retry waits).
         current_attempt: u32,
         /// Its state now.
         state: State,

@@ -46,9 +46,11 @@ pub enum HeartbeatReply {
         /// Stop soon and acknowledge the cancellation.
         cancel_requested: bool,
     },
-    /// A newer attempt exists or this one was ended (retried): stop, the work is not yours.
+    /// The caller's attempt is over: a newer attempt exists, or this one was ended and a
+    /// retry waits in the queue still carrying this attempt's number (its claim makes it
+    /// N+1, see [`next_attempt`](Self::next_attempt)). Stop, the work is not yours.
     StaleAttempt {
-        /// The attempt the execution is on now.
+        /// The attempt the execution is on now (the caller's own, when a retry waits).
         current_attempt: u32,
         /// Its state now.
         state: State,

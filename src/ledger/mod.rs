@@ -71,6 +71,7 @@ pub use worker_events::{WorkerEvent, WorkerEventFollower};
 pub(crate) use workers::this_host;
 pub use workers::{MISSED_WORKER_BEATS, WorkerInfo, WorkerRegistration};
 
+pub(crate) use attempt::next_claim;
 pub(crate) use execution::ms_to_time;
 
 use crate::config::LedgerConfig;
@@ -112,8 +113,8 @@ impl Ledger {
     /// Validates `config`, connects, and checks that Redis will not evict keys.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] and friends for a bad config, [`Error::Redis`] when Redis
-    /// cannot be reached, [`Error::EvictionPolicy`] when `maxmemory-policy` is not
+    /// [`Error::InvalidConfig`] and friends for a bad config, [`Error::Unavailable`] when
+    /// Redis cannot be reached, [`Error::EvictionPolicy`] when `maxmemory-policy` is not
     /// `noeviction` (and `require_noeviction` is on).
     pub async fn connect(config: LedgerConfig) -> Result<Self> {
         config.validate()?;
@@ -144,8 +145,8 @@ impl Ledger {
     /// what a readiness probe asks.
     ///
     /// # Errors
-    /// [`Error::Redis`] when Redis cannot be reached; [`Error::EvictionPolicy`] when it
-    /// may evict keys.
+    /// [`Error::Unavailable`] when Redis cannot be reached; [`Error::EvictionPolicy`] when
+    /// it may evict keys.
     pub async fn check_ready(&self) -> Result<()> {
         let mut conn = self.conn.clone();
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;

@@ -123,13 +123,16 @@ impl WorkerEventFollower {
     /// an empty batch means nothing happened meanwhile.
     ///
     /// # Errors
-    /// [`Error::Redis`], [`Error::Pool`].
+    /// [`Error::Unavailable`] when Redis cannot be reached, [`Error::Redis`].
     pub async fn next_batch(&mut self) -> Result<Vec<WorkerEvent>> {
         let key = self.ledger.keys.worker_events();
         let opts = redis::streams::StreamReadOptions::default().count(500);
         let reply: Option<redis::streams::StreamReadReply> = match &self.ledger.blocking {
             crate::conn::BlockingPool::Single(pool) => {
-                let mut conn = pool.get().await.map_err(|e| Error::Pool(e.to_string()))?;
+                let mut conn = pool
+                    .get()
+                    .await
+                    .map_err(|e| Error::pool("event stream read", e))?;
                 let block = opts.block(crate::conn::FOLLOW_BLOCK.as_millis() as usize);
                 conn.xread_options(&[&key], &[&self.cursor], &block).await?
             }

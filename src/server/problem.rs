@@ -53,7 +53,7 @@ impl From<Error> for ApiError {
     }
 }
 
-/// Seconds a client should wait before retrying a `503`.
+/// Seconds a client should wait before retrying a `503` or a `504` (unknown outcome).
 const RETRY_AFTER_SECS: u32 = 1;
 
 /// A problem type: its `type` slug, HTTP status, title and what it means.
@@ -129,7 +129,9 @@ fn library(e: &Error) -> Problem {
         Error::DataLost { .. } => Problem::new(&kind::REDIS_DATA_LOST, detail),
         Error::Protocol { .. } => Problem::new(&kind::PROTOCOL, detail),
         Error::UnknownOutcome { .. } => Problem::new(&kind::UNKNOWN_OUTCOME, detail),
-        Error::Redis(_) | Error::Pool(_) => Problem::new(&kind::REDIS_UNAVAILABLE, detail),
+        Error::Unavailable { .. } | Error::Redis(_) | Error::Pool(_) => {
+            Problem::new(&kind::REDIS_UNAVAILABLE, detail)
+        }
         // A variant added to the library later: reported, never hidden.
         #[allow(unreachable_patterns)]
         _ => Problem::new(&kind::INTERNAL, detail),
@@ -163,13 +165,25 @@ impl ApiError {
             ApiError::StaleAttempt {
                 current_attempt,
                 state,
-            } => Problem::new(&kind::STALE_ATTEMPT, format!(
-                    "a newer attempt exists or this one was ended (the execution is {state} \
-                     on attempt {current_attempt}): stop, the work is not yours"
-                ),
-            )
-            .with("current_attempt", json!(current_attempt))
-            .with("state", json!(state)),
+            } => {
+                let next_attempt = crate::ledger::next_claim(*current_attempt, *state);
+                let detail = match next_attempt {
+                    Some(next) => format!(
+                        "your attempt is over: it was ended and a retry waits in the queue \
+                         (the execution is {state} on attempt {current_attempt}; its claim \
+                         makes it attempt {next}): stop, the work is not yours"
+                    ),
+                    None => format!(
+                        "your attempt is over: a newer attempt exists (the execution is \
+                         {state} on attempt {current_attempt}): stop, the work is not yours"
+                    ),
+                };
+                Problem::new(&kind::STALE_ATTEMPT, detail)
+                    .with("current_attempt", json!(current_attempt))
+                    .with("state", json!(state))
+                    .with("attempt_ended", json!(true))
+                    .with("next_attempt", json!(next_attempt))
+            }
             ApiError::AlreadyTerminal { state, stop_reason } => Problem::new(&kind::ALREADY_TERMINAL, format!("the execution already ended {state} ({stop_reason})"),
             )
             .with("state", json!(state))
@@ -213,7 +227,9 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        // Both say "retry": a 503 because nothing happened, an unknown outcome because
+        // the same call converges whichever way the lost one went.
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::GATEWAY_TIMEOUT {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
         }
         response
@@ -263,7 +279,7 @@ kinds! {
     METHOD_NOT_ALLOWED = "method-not-allowed", METHOD_NOT_ALLOWED, "Method not allowed",
         "The route does not take this method.";
     STALE_ATTEMPT = "stale-attempt", CONFLICT, "Attempt no longer current",
-        "The token's attempt is no longer current: stop, the work is not yours.";
+        "The token's attempt is over (attempt_ended: true): a newer attempt exists, or it was ended and a retry waits (next_attempt): stop, the work is not yours.";
     ALREADY_TERMINAL = "already-terminal", CONFLICT, "Execution already ended",
         "The execution already ended; its first outcome is given.";
     TOKEN_MISMATCH = "token-mismatch", CONFLICT, "Attempt token was never issued",
@@ -289,7 +305,7 @@ kinds! {
     INTERNAL = "internal", INTERNAL_SERVER_ERROR, "Internal error",
         "An error this version does not classify.";
     REDIS_UNAVAILABLE = "redis-unavailable", SERVICE_UNAVAILABLE, "Redis unavailable",
-        "Redis cannot be reached: retry after the Retry-After delay.";
+        "Redis cannot be reached and the request was not carried out: nothing was written; retry after the Retry-After delay.";
     EVICTION_POLICY = "eviction-policy", SERVICE_UNAVAILABLE, "Redis may evict keys",
         "Redis may evict keys (maxmemory-policy is not noeviction).";
     REDIS_AUTHENTICATION = "redis-authentication", SERVICE_UNAVAILABLE, "Redis refused the server's credentials",
@@ -301,7 +317,7 @@ kinds! {
     TIMEOUT = "timeout", SERVICE_UNAVAILABLE, "Request timed out",
         "The request took longer than the server's request timeout.";
     UNKNOWN_OUTCOME = "unknown-outcome", GATEWAY_TIMEOUT, "Outcome unknown",
-        "The call was sent but no reply came: retrying the same call is safe.";
+        "The call was sent to Redis but no reply came, so it may or may not have taken effect: retrying the same call (same id or token) after the Retry-After delay is safe and reports the first outcome.";
 }
 
 #[cfg(test)]
@@ -389,8 +405,12 @@ mod tests {
                 operation: "enqueue",
                 detail: "timeout".into(),
             },
+            Error::Unavailable {
+                operation: "enqueue",
+                detail: "Connection refused".into(),
+            },
             Error::Redis(redis::RedisError::from((redis::ErrorKind::Io, "refused"))),
-            Error::Pool("exhausted".into()),
+            Error::Pool("max_size 0".into()),
         ];
         for e in &examples {
             match e {
@@ -413,6 +433,7 @@ mod tests {
                 | Error::DataLost { .. }
                 | Error::Protocol { .. }
                 | Error::UnknownOutcome { .. }
+                | Error::Unavailable { .. }
                 | Error::Redis(_)
                 | Error::Pool(_) => {}
             }
@@ -445,5 +466,40 @@ mod tests {
         }
         slugs.dedup();
         assert!(slugs.len() >= 15);
+    }
+
+    /// Nothing sent is a 503 (nothing happened), sent without a reply a 504 (it may have):
+    /// both say when to retry.
+    #[test]
+    fn unavailable_and_unknown_outcome_differ_and_both_say_when_to_retry() {
+        let cases = [
+            (
+                Error::Unavailable {
+                    operation: "enqueue",
+                    detail: "Connection refused (os error 111)".into(),
+                },
+                StatusCode::SERVICE_UNAVAILABLE,
+                "/problems/redis-unavailable",
+            ),
+            (
+                Error::UnknownOutcome {
+                    operation: "enqueue",
+                    detail: "timed out".into(),
+                },
+                StatusCode::GATEWAY_TIMEOUT,
+                "/problems/unknown-outcome",
+            ),
+        ];
+        for (e, status, slug) in cases {
+            let p = library(&e);
+            assert_eq!((p.kind.status, p.kind.slug), (status, &slug[10..]), "{e:?}");
+            let response = ApiError::Library(e).into_response();
+            assert_eq!(response.status(), status);
+            assert_eq!(
+                response.headers().get(header::RETRY_AFTER),
+                Some(&HeaderValue::from(RETRY_AFTER_SECS)),
+                "{slug}"
+            );
+        }
     }
 }

@@ -203,9 +203,13 @@ async fn a_missing_redis_is_one_line_on_stderr() {
         let run = cli_common::output(cmd).await;
         let line = run.one_line_failure();
         assert!(
-            line.starts_with(&format!("unstuck: cannot reach Redis at {url}")),
+            line.starts_with(&format!("unstuck: cannot reach Redis at {url} (")),
             "{line}"
         );
+        // Why (the refusal), what to do, and that nothing happened; Redis named once.
+        assert!(line.contains("Connection refused"), "{line}");
+        assert!(line.ends_with("nothing was done"), "{line}");
+        assert_eq!(line.matches("Redis").count(), 1, "{line}");
         assert!(!run.stderr.contains("backtrace"), "{run:?}");
         assert_eq!(run.stdout, "");
     }

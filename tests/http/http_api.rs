@@ -227,6 +227,43 @@ async fn attempts_heartbeat_complete_fail_and_refuse_stale_tokens() {
     assert_eq!(failed.body["outcome"], "retry_scheduled", "{failed:?}");
     assert!(failed.body["available_at"].is_string());
 
+    // The retry waits carrying attempt 1 (its claim makes it 2): a late call of attempt 1
+    // is told its attempt is over, and which number comes next.
+    let waiting = s.get("/v1/queues/q/executions/job").await;
+    assert_eq!(
+        (
+            waiting.body["state"].as_str(),
+            waiting.body["attempt"].as_u64()
+        ),
+        (Some("queued"), Some(1))
+    );
+    for call in ["heartbeat", "complete"] {
+        let late = s
+            .post(&format!("/v1/attempts/{call}"), json!({"token": t1}))
+            .await;
+        assert_eq!(
+            (late.status, late.problem()),
+            (StatusCode::CONFLICT, "stale-attempt"),
+            "{call}"
+        );
+        assert_eq!(
+            (
+                &late.body["attempt_ended"],
+                &late.body["current_attempt"],
+                &late.body["state"],
+                &late.body["next_attempt"]
+            ),
+            (&json!(true), &json!(1), &json!("queued"), &json!(2)),
+            "{call}: {late:?}"
+        );
+        assert!(
+            late.body["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("your attempt is over")),
+            "{late:?}"
+        );
+    }
+
     // Attempt 2 resumes from the checkpoint; attempt 1's token is stale now.
     let r = s
         .post("/v1/queues/q/claims", json!({"worker_id": "w2", "max": 5}))
@@ -248,6 +285,10 @@ async fn attempts_heartbeat_complete_fail_and_refuse_stale_tokens() {
             stale.body["state"].as_str()
         ),
         (Some(2), Some("dispatched"))
+    );
+    assert_eq!(
+        (&stale.body["attempt_ended"], &stale.body["next_attempt"]),
+        (&json!(true), &json!(null))
     );
 
     let no_cancel = s

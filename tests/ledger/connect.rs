@@ -159,8 +159,96 @@ async fn an_unreachable_redis_is_a_transient_error() {
         ..LedgerConfig::new(format!("redis://127.0.0.1:{port}/"))
     };
     let error = Ledger::connect(config).await.unwrap_err();
-    assert!(matches!(error, Error::Redis(_)), "{error:?}");
+    assert!(error.is_unavailable(), "{error:?}");
     assert!(error.is_transient(), "{error:?}");
+}
+
+/// Redis killed: once the connection's loss is known, every call — read or write — fails
+/// before it is sent, as `Unavailable` ("nothing was written"), not as an unknown outcome;
+/// after the restart (on its append-only file) the write is indeed absent.
+#[tokio::test]
+async fn a_stopped_redis_is_unavailable_for_reads_and_writes_and_nothing_is_written() {
+    let mut redis = server(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let ledger = Ledger::connect(LedgerConfig {
+        connection_timeout: std::time::Duration::from_secs(1),
+        ..config(&redis)
+    })
+    .await
+    .unwrap();
+    let before = EnqueueOptions::new().id("before");
+    ledger.enqueue("q", &json!({}), before).await.unwrap();
+    redis.kill_hard();
+
+    // The first call may meet the closed connection itself (redis-rs cannot say whether
+    // that one was written); from then on the client reconnects before writing, and fails.
+    support::wait_until(
+        std::time::Duration::from_secs(20),
+        "a read reports Redis unavailable",
+        || async { matches!(ledger.get("q", "before").await, Err(e) if e.is_unavailable()) },
+    )
+    .await;
+    let write = ledger
+        .enqueue("q", &json!({}), EnqueueOptions::new().id("during"))
+        .await
+        .unwrap_err();
+    assert!(write.is_unavailable(), "{write:?}");
+    assert!(!write.is_unknown_outcome(), "{write:?}");
+    assert!(write.is_transient(), "{write:?}");
+    assert!(write.to_string().contains("nothing was written"), "{write}");
+    let settings = ledger
+        .set_queue(
+            "q",
+            &QueueSettings {
+                capacity: Some(3),
+                ..QueueSettings::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(settings.is_unavailable(), "{settings:?}");
+    let read = ledger.pending_count("q").await.unwrap_err();
+    assert!(read.is_unavailable(), "{read:?}");
+
+    redis.restart().expect("redis restarts on its data");
+    support::wait_until(
+        std::time::Duration::from_secs(20),
+        "the ledger reconnects",
+        || async { ledger.pending_count("q").await.is_ok() },
+    )
+    .await;
+    assert_eq!(ledger.get("q", "before").await.unwrap().id, "before");
+    let during = ledger.get("q", "during").await.unwrap_err();
+    assert!(during.is_not_found(), "nothing was written: {during:?}");
+    assert_eq!(ledger.pending_count("q").await.unwrap(), 1);
+}
+
+/// Redis frozen (SIGSTOP): the call is written and no reply comes within the response
+/// timeout, so its outcome is unknown — not "unavailable", which would promise nothing
+/// happened. Thawed, the same call converges.
+#[tokio::test]
+async fn a_write_sent_to_a_frozen_redis_is_an_unknown_outcome() {
+    let redis = server(&[]);
+    let ledger = Ledger::connect(LedgerConfig {
+        response_timeout: std::time::Duration::from_millis(300),
+        ..config(&redis)
+    })
+    .await
+    .unwrap();
+    ledger.pending_count("q").await.unwrap();
+    let frozen = support::Frozen::freeze(&redis);
+    let opts = || EnqueueOptions::new().id("frozen");
+    let error = ledger.enqueue("q", &json!({}), opts()).await.unwrap_err();
+    assert!(error.is_unknown_outcome(), "{error:?}");
+    assert!(!error.is_unavailable(), "{error:?}");
+    drop(frozen);
+
+    support::wait_until(
+        std::time::Duration::from_secs(20),
+        "the same enqueue succeeds after SIGCONT",
+        || async { ledger.enqueue("q", &json!({}), opts()).await.is_ok() },
+    )
+    .await;
+    assert_eq!(ledger.pending_count("q").await.unwrap(), 1, "one execution");
 }
 
 /// A call sent while Redis holds its clients (`CLIENT PAUSE`) gets no reply within the

@@ -66,25 +66,37 @@ async fn retryable_failures_back_off_and_resume_from_the_last_checkpoint() {
         current_attempt: 1,
         state: State::Queued,
     };
+    // The waiting retry still carries attempt 1 (its claim makes it 2), so the reply
+    // names the caller's own attempt: it says outright that the attempt is over.
     let waiting = ledger.get("q", "job").await.unwrap();
     let events = events_of(&ledger, "q").await.len();
+    let late_beat = ledger.heartbeat(&first, Heartbeat::new()).await.unwrap();
+    assert_eq!(late_beat, stale);
+    assert!(late_beat.attempt_ended() && late_beat.should_stop());
+    assert_eq!(late_beat.next_attempt(), Some(2));
+    let late_complete = ledger.complete(&first, Some(&json!("late"))).await.unwrap();
     assert_eq!(
-        ledger.heartbeat(&first, Heartbeat::new()).await.unwrap(),
-        stale
-    );
-    assert_eq!(
-        ledger.complete(&first, Some(&json!("late"))).await.unwrap(),
+        late_complete,
         CompleteOutcome::StaleAttempt {
             current_attempt: 1,
             state: State::Queued
         }
     );
     assert_eq!(
-        ledger.fail(&first, "late", false).await.unwrap(),
+        (late_complete.attempt_ended(), late_complete.next_attempt()),
+        (true, Some(2))
+    );
+    let late_fail = ledger.fail(&first, "late", false).await.unwrap();
+    assert_eq!(
+        late_fail,
         FailOutcome::StaleAttempt {
             current_attempt: 1,
             state: State::Queued
         }
+    );
+    assert_eq!(
+        (late_fail.attempt_ended(), late_fail.next_attempt()),
+        (true, Some(2))
     );
     assert_eq!(ledger.get("q", "job").await.unwrap(), waiting);
     assert_eq!(events_of(&ledger, "q").await.len(), events);
@@ -108,14 +120,16 @@ async fn retryable_failures_back_off_and_resume_from_the_last_checkpoint() {
     let before = ledger.get("q", "job").await.unwrap();
     let reply = ledger
         .heartbeat(&first, Heartbeat::new().progress("old"))
-        .await;
+        .await
+        .unwrap();
     assert_eq!(
-        reply.unwrap(),
+        reply,
         HeartbeatReply::StaleAttempt {
             current_attempt: 2,
             state: State::Dispatched
         }
     );
+    assert_eq!((reply.attempt_ended(), reply.next_attempt()), (true, None));
     assert_eq!(
         ledger.complete(&first, Some(&json!("old"))).await.unwrap(),
         CompleteOutcome::StaleAttempt {

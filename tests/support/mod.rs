@@ -33,6 +33,26 @@ pub fn cluster() -> &'static RedisCluster {
     })
 }
 
+/// A redis-server stopped with SIGSTOP (frozen: connections stay open, nothing answers),
+/// sent SIGCONT when dropped so a failing assertion never leaves it frozen.
+#[allow(dead_code)]
+pub struct Frozen(nix::unistd::Pid);
+
+#[allow(dead_code)]
+impl Frozen {
+    pub fn freeze(redis: &RedisProcess) -> Self {
+        let pid = nix::unistd::Pid::from_raw(redis.pid() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+        Self(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGCONT);
+    }
+}
+
 /// A namespace no other test in this binary uses (see [`unstuck::testkit::namespace`]).
 #[allow(dead_code)]
 pub fn namespace(test_name: &str) -> String {

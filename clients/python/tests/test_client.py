@@ -186,6 +186,12 @@ class ClientTest(unittest.TestCase):
         first = self.claim_one()
         self.client.heartbeat(first["token"], checkpoint={"at": 1})
         self.assertEqual(self.client.fail(first["token"], "flaky")["outcome"], "retry_scheduled")
+        # The retry waits carrying attempt 1; a late call of attempt 1 is told it is over.
+        with self.assertRaises(unstuck.StaleAttempt) as cm:
+            self.client.heartbeat(first["token"])
+        e = cm.exception
+        self.assertEqual((e.current_attempt, e.state, e.attempt_ended, e.next_attempt),
+                         (1, "queued", True, 2))
         second = self.claim_one()
         self.assertEqual((second["attempt"], second["checkpoint"]), (2, {"at": 1}))
 
@@ -194,6 +200,7 @@ class ClientTest(unittest.TestCase):
         e = cm.exception
         self.assertEqual((e.status, e.slug, e.current_attempt, e.state),
                          (409, "stale-attempt", 2, "dispatched"))
+        self.assertEqual((e.attempt_ended, e.next_attempt), (True, None))
         with self.assertRaises(unstuck.StaleAttempt):
             self.client.complete(first["token"], "late")
         with self.assertRaises(unstuck.InvalidToken) as cm:

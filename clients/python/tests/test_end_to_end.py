@@ -11,6 +11,8 @@ import unittest
 import harness
 from harness import FAST_TIMINGS, TOKENS, unique, wait_for
 
+import unstuck
+
 STACK = None
 SCRIPT = os.path.join(harness.HERE, "e2e_worker.py")
 
@@ -88,6 +90,45 @@ class EndToEndTest(unittest.TestCase):
         self.assertEqual(proc.returncode, 0, err)
         self.assertIn('"event": "stats"', out)
         self.assertNotIn(mine[0]["worker_id"], [w["worker_id"] for w in client.workers()])
+
+
+class RedisStoppedTest(unittest.TestCase):
+    """Redis killed under a running server: every call is RedisUnavailable (503, nothing
+    was written, Retry-After), not UnknownOutcome."""
+
+    def setUp(self):
+        self.stack = harness.Stack().start()
+
+    def tearDown(self):
+        self.stack.stop()
+
+    def test_a_stopped_redis_is_redis_unavailable_for_reads_and_writes(self):
+        with self.stack.client() as client:
+            queue = unique("down")
+            client.enqueue(queue, 1, id="before")
+            self.stack.redis.kill()
+            self.stack.redis.wait()
+
+            def read_says_unavailable():
+                try:
+                    client.get(queue, "before")
+                except unstuck.RedisUnavailable:
+                    return True
+                except unstuck.UnstuckError:
+                    return False  # the first call may meet the closed connection itself
+                return False
+            wait_for(read_says_unavailable, timeout=20, what="a read raises RedisUnavailable")
+            for call in (lambda: client.enqueue(queue, 2, id="during"),
+                         lambda: client.get(queue, "before")):
+                with self.assertRaises(unstuck.RedisUnavailable) as cm:
+                    call()
+                e = cm.exception
+                self.assertNotIsInstance(e, unstuck.UnknownOutcome)
+                self.assertEqual((e.status, e.slug, e.transient, e.retry_after),
+                                 (503, "redis-unavailable", True, 1.0))
+            with self.assertRaises(unstuck.RedisUnavailable) as cm:
+                client.enqueue(queue, 2, id="during")
+            self.assertIn("nothing was written", cm.exception.detail)
 
 
 if __name__ == "__main__":

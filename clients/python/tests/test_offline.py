@@ -90,6 +90,28 @@ class ProblemTest(unittest.TestCase):
         self.assertIsInstance(self.error(504, {}), unstuck.UnknownOutcome)
         self.assertFalse(self.error(400, {"type": "/problems/invalid-argument"}).transient)
 
+    def test_nothing_sent_and_unknown_outcome_are_told_apart(self):
+        e = self.error(503, {"type": "/problems/redis-unavailable", "status": 503,
+                             "detail": "Redis unavailable: enqueue was not sent"},
+                       {"Retry-After": "1"})
+        self.assertIsInstance(e, unstuck.RedisUnavailable)
+        self.assertIsInstance(e, unstuck.Unavailable)
+        self.assertNotIsInstance(e, unstuck.UnknownOutcome)
+        self.assertEqual((e.transient, e.retry_after), (True, 1.0))
+        e = self.error(504, {"type": "/problems/unknown-outcome", "status": 504},
+                       {"Retry-After": "1"})
+        self.assertIsInstance(e, unstuck.UnknownOutcome)
+        self.assertNotIsInstance(e, unstuck.Unavailable)
+        self.assertEqual((e.transient, e.retry_after), (True, 1.0))
+
+    def test_a_stale_attempt_says_it_is_over_and_what_comes_next(self):
+        e = self.error(409, {"type": "/problems/stale-attempt", "current_attempt": 1,
+                             "state": "queued", "attempt_ended": True, "next_attempt": 2})
+        self.assertEqual((e.attempt_ended, e.next_attempt), (True, 2))
+        older = self.error(409, {"type": "/problems/stale-attempt", "current_attempt": 2,
+                                 "state": "running"})
+        self.assertEqual((older.attempt_ended, older.next_attempt), (True, None))
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -11,7 +11,7 @@ from .client import Client
 from .errors import (
     AlreadyTerminal, BadRequest, Conflict, ConnectionFailed, Forbidden, IdempotencyConflict,
     InvalidArgument, InvalidName, InvalidToken, InvalidTransition, NotFound, NotJson,
-    ServerError, StaleAttempt, TokenMismatch, TooLarge, Unauthorized, Unavailable,
+    RedisUnavailable, ServerError, StaleAttempt, TokenMismatch, TooLarge, Unauthorized, Unavailable,
     UnknownOutcome, UnknownWorker, UnstuckError, WorkerExists,
 )
 from .sse import EventStream
@@ -23,5 +23,5 @@ __all__ = [
     "InvalidToken", "NotJson", "Unauthorized", "Forbidden", "NotFound", "UnknownWorker",
     "Conflict", "StaleAttempt", "AlreadyTerminal", "TokenMismatch", "InvalidTransition",
     "WorkerExists", "TooLarge", "IdempotencyConflict", "ServerError", "Unavailable",
-    "UnknownOutcome", "ConnectionFailed",
+    "RedisUnavailable", "UnknownOutcome", "ConnectionFailed",
 ]

@@ -97,8 +97,19 @@ class Conflict(UnstuckError):
 
 
 class StaleAttempt(Conflict):
-    """A newer attempt exists or this one was ended: stop, the work is not yours.
-    ``current_attempt`` and ``state`` say where the execution is now."""
+    """Your attempt is over (``attempt_ended`` is True): a newer attempt exists, or yours
+    was ended and a retry waits in the queue. Stop, the work is not yours.
+
+    ``current_attempt`` and ``state`` say where the execution is now. A waiting retry still
+    carries the number of the attempt that ended (``state`` is ``queued`` and
+    ``current_attempt`` may be your own); ``next_attempt`` is the number its claim will
+    give (``current_attempt + 1``), None when a newer attempt already holds it."""
+
+    @property
+    def attempt_ended(self):
+        return bool(self.extra.get("attempt_ended", True))
+
+    next_attempt = property(lambda self: self.extra.get("next_attempt"))
 
 
 class AlreadyTerminal(Conflict):
@@ -131,21 +142,33 @@ class ServerError(UnstuckError):
 
 
 class Unavailable(ServerError):
-    """503: Redis unreachable or the server not ready. ``retry_after`` is the server's hint
-    in seconds (None when it gave none)."""
+    """503: Redis unreachable or the server busy or not ready; the request was not carried
+    out. ``retry_after`` is the server's hint in seconds (None when it gave none)."""
 
     @property
     def retry_after(self):
         return _retry_after(self.headers, self.extra)
 
 
+class RedisUnavailable(Unavailable):
+    """503 ``redis-unavailable``: the server could not reach Redis, so the call was never
+    sent to it. Nothing was written: retry freely after ``retry_after``."""
+
+
 class UnknownOutcome(ServerError):
-    """504, or no reply came back: the call may or may not have taken effect. Every write
-    is idempotent on its ids or tokens, so repeating the same call is safe."""
+    """504 ``unknown-outcome`` (the server sent the call to Redis and no reply came), or
+    no HTTP reply came back: the call may or may not have taken effect. Every write is
+    idempotent on its ids or tokens, so repeating the same call is safe and reports the
+    first outcome. ``retry_after`` is the server's hint in seconds (None when it gave none
+    or no reply came)."""
 
     @property
     def transient(self):
         return True
+
+    @property
+    def retry_after(self):
+        return _retry_after(self.headers, self.extra)
 
 
 class ConnectionFailed(UnstuckError):
@@ -176,6 +199,7 @@ _BY_SLUG = {
     "payload-too-large": TooLarge,
     "idempotency-conflict": IdempotencyConflict,
     "unavailable": Unavailable,
+    "redis-unavailable": RedisUnavailable,
     "unknown-outcome": UnknownOutcome,
 }
 
