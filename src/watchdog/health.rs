@@ -215,8 +215,12 @@ impl Health {
     }
 }
 
+/// Redis could not be read: not reached at all, no reply in time, or an error of its own.
 fn is_unreachable(error: &Error) -> bool {
-    matches!(error, Error::Redis(_) | Error::Pool(_))
+    matches!(
+        error,
+        Error::Redis(_) | Error::Pool(_) | Error::Unavailable { .. } | Error::UnknownOutcome { .. }
+    )
 }
 
 fn unreachable_message(error: &Error) -> String {
