@@ -41,7 +41,9 @@ async fn serve(url: &str, label: &str) -> Bench {
     let ledger = unstuck::Ledger::connect(settings.ledger.clone())
         .await
         .unwrap();
-    let server = Server::bind(settings).await.expect("server binds");
+    let server = Server::bind(settings.ledger, settings.server, settings.watchdog)
+        .await
+        .expect("server binds");
     let base = format!("http://{}", server.local_addr().unwrap());
     let shutdown = CancellationToken::new();
     tokio::spawn(server.run(shutdown.clone()));

@@ -263,7 +263,7 @@ impl Ledger {
         })
     }
 
-    fn check_partition(&self, partition: u16) -> Result<()> {
+    pub(crate) fn check_partition(&self, partition: u16) -> Result<()> {
         if partition >= self.keys.partitions() {
             return Err(Error::InvalidArgument {
                 name: "partition".into(),

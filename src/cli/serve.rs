@@ -25,7 +25,7 @@ pub(crate) async fn serve(config: Option<&Path>, throwaway_redis: bool) -> anyho
         None
     };
     let watchdog = settings.server.watchdog;
-    let server = Server::bind(settings)
+    let server = Server::bind(settings.ledger, settings.server, settings.watchdog)
         .await
         .context("starting the server")?;
     let addr = server.local_addr()?;

@@ -26,6 +26,43 @@ pub(crate) fn next_claim(current_attempt: u32, state: State) -> Option<u32> {
     (state == State::Queued).then(|| current_attempt.saturating_add(1))
 }
 
+/// Why an attempt call was refused, whatever the call: what every attempt outcome type
+/// (`HeartbeatReply`, `CompleteOutcome`, `FailOutcome`) holds in its refusal variants,
+/// given by their `refusal()` so a caller maps refusals in one place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AttemptRefused {
+    /// The caller's attempt is no longer current: a newer attempt holds the execution, or
+    /// a retry of it waits in the queue.
+    Stale {
+        /// The attempt the execution is on now.
+        current_attempt: u32,
+        /// Its state now.
+        state: State,
+    },
+    /// The execution already ended: its first outcome.
+    Terminal {
+        /// The terminal state.
+        state: State,
+        /// Why it stopped.
+        stop_reason: StopReason,
+    },
+}
+
+impl AttemptRefused {
+    /// For a stale attempt whose execution waits in the queue, the attempt number its
+    /// next claim gives; `None` otherwise.
+    pub fn next_attempt(&self) -> Option<u32> {
+        match self {
+            AttemptRefused::Stale {
+                current_attempt,
+                state,
+            } => next_claim(*current_attempt, *state),
+            AttemptRefused::Terminal { .. } => None,
+        }
+    }
+}
+
 /// Maps the shared refusals onto an outcome type's variants, and gives the type the two
 /// questions a worker asks of a refusal: is my attempt over, and what comes next.
 macro_rules! refusals {
@@ -48,6 +85,26 @@ macro_rules! refusals {
             #[doc = concat!("it ended (`", stringify!($terminal), "`): nothing changed; stop working on it.")]
             pub fn attempt_ended(&self) -> bool {
                 matches!(self, $outcome::$stale { .. } | $outcome::$terminal { .. })
+            }
+
+            /// The refusal, when the call was refused: one type for every attempt call.
+            pub fn refusal(&self) -> Option<AttemptRefused> {
+                match self {
+                    $outcome::$stale {
+                        current_attempt,
+                        state,
+                    } => Some(AttemptRefused::Stale {
+                        current_attempt: *current_attempt,
+                        state: *state,
+                    }),
+                    $outcome::$terminal { state, stop_reason } => {
+                        Some(AttemptRefused::Terminal {
+                            state: *state,
+                            stop_reason: stop_reason.clone(),
+                        })
+                    }
+                    _ => None,
+                }
             }
 
             /// For a stale attempt whose execution waits in the queue (a retry of the

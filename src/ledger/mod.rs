@@ -47,6 +47,7 @@ mod retry;
 mod tiers;
 mod token;
 mod wait;
+mod watch_events;
 mod worker_events;
 mod workers;
 
@@ -71,6 +72,7 @@ pub use worker_events::{WorkerEvent, WorkerEventFollower};
 pub(crate) use workers::this_host;
 pub use workers::{MISSED_WORKER_BEATS, WorkerInfo, WorkerRegistration};
 
+pub use attempt::AttemptRefused;
 pub(crate) use attempt::next_claim;
 pub(crate) use execution::ms_to_time;
 

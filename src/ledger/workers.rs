@@ -51,15 +51,21 @@ pub const MISSED_WORKER_BEATS: u32 = 3;
 impl WorkerRegistration {
     /// A registration for the current process with a fresh id `<host>-<pid>-<uuidv7>`.
     pub fn for_this_process(version: impl Into<String>, queues: Vec<String>) -> Self {
-        let host = this_host();
-        let safe_host: String = host
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .take(40)
-            .collect();
-        let pid = std::process::id();
+        Self::for_process(this_host(), std::process::id(), version, queues)
+    }
+
+    /// A registration for a worker process elsewhere (one that registers through
+    /// `unstuck serve`, say) with a fresh id `<host>-<pid>-<uuidv7>`: unique per call, so
+    /// per process start, and always a valid worker id whatever `host` holds.
+    pub fn for_process(
+        host: impl Into<String>,
+        pid: u32,
+        version: impl Into<String>,
+        queues: Vec<String>,
+    ) -> Self {
+        let host = host.into();
         Self {
-            worker_id: format!("{safe_host}-{pid}-{}", uuid::Uuid::now_v7().simple()),
+            worker_id: mint_worker_id(&host, pid),
             host,
             pid,
             version: version.into(),
@@ -73,6 +79,17 @@ impl WorkerRegistration {
         self.heartbeat_interval = Some(interval);
         self
     }
+}
+
+/// A fresh worker id, `<host>-<pid>-<uuidv7>`: the host's first 40 characters with
+/// anything but ASCII letters and digits made `-`, so the id keeps the naming rules.
+fn mint_worker_id(host: &str, pid: u32) -> String {
+    let safe_host: String = host
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(40)
+        .collect();
+    format!("{safe_host}-{pid}-{}", uuid::Uuid::now_v7().simple())
 }
 
 /// A registered worker as the registry sees it.
@@ -329,4 +346,22 @@ fn parse_worker(f: &HashMap<String, String>) -> Result<WorkerInfo> {
         },
         remediation: WorkerRemediation::from_fields(f)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WorkerRegistration;
+
+    #[test]
+    fn a_minted_id_keeps_the_naming_rules_and_is_fresh_per_call() {
+        for host in ["web-1", "web 1.example.com/é:x", "", &"h".repeat(300)] {
+            let a = WorkerRegistration::for_process(host, 42, "1.0", Vec::new());
+            let b = WorkerRegistration::for_process(host, 42, "1.0", Vec::new());
+            crate::names::validate_worker_id(&a.worker_id)
+                .unwrap_or_else(|e| panic!("{host:?} gave {}: {e}", a.worker_id));
+            assert_ne!(a.worker_id, b.worker_id, "one id per process start");
+            assert!(a.worker_id.contains("-42-"), "{}", a.worker_id);
+            assert_eq!(a.host, host, "the host is kept as given");
+        }
+    }
 }

@@ -106,16 +106,7 @@ pub(crate) async fn heartbeat(
     };
     match s.ledger.heartbeat(&token(&b.token)?, beat).await? {
         HeartbeatReply::Ok { cancel_requested } => Ok(Json(HeartbeatOut { cancel_requested })),
-        HeartbeatReply::StaleAttempt {
-            current_attempt,
-            state,
-        } => Err(ApiError::StaleAttempt {
-            current_attempt,
-            state,
-        }),
-        HeartbeatReply::Terminal { state, stop_reason } => {
-            Err(ApiError::AlreadyTerminal { state, stop_reason })
-        }
+        refused => Err(refused.refusal().into()),
     }
 }
 
@@ -140,16 +131,7 @@ pub(crate) struct RecordedOut {
 fn recorded(outcome: CompleteOutcome) -> Result<Json<RecordedOut>, ApiError> {
     match outcome {
         CompleteOutcome::Recorded { slot_released } => Ok(Json(RecordedOut { slot_released })),
-        CompleteOutcome::StaleAttempt {
-            current_attempt,
-            state,
-        } => Err(ApiError::StaleAttempt {
-            current_attempt,
-            state,
-        }),
-        CompleteOutcome::AlreadyTerminal { state, stop_reason } => {
-            Err(ApiError::AlreadyTerminal { state, stop_reason })
-        }
+        refused => Err(refused.refusal().into()),
     }
 }
 
@@ -221,16 +203,7 @@ pub(crate) async fn fail(
         } => out("retry_scheduled", Some(available_at), slot_released),
         FailOutcome::Failed { slot_released } => out("failed", None, slot_released),
         FailOutcome::Cancelled { slot_released } => out("cancelled", None, slot_released),
-        FailOutcome::StaleAttempt {
-            current_attempt,
-            state,
-        } => Err(ApiError::StaleAttempt {
-            current_attempt,
-            state,
-        }),
-        FailOutcome::AlreadyTerminal { state, stop_reason } => {
-            Err(ApiError::AlreadyTerminal { state, stop_reason })
-        }
+        refused => Err(refused.refusal().into()),
     }
 }
 

@@ -13,7 +13,7 @@ use super::extract::{Body, MaybeBody, Query};
 use super::problem::ApiError;
 use super::wire::schema::{self, ExecutionPath, IdempotencyKey, QueuePath};
 use super::wire::{EnqueueIn, EnqueuedOut, EventOut, ExecutionOut, parse_state};
-use crate::ledger::{CancelOutcome, EnqueueOptions};
+use crate::ledger::{AttemptRefused, CancelOutcome, EnqueueOptions};
 use crate::timeline::TimelineEntry;
 
 /// The header that may carry an enqueue's id (idempotency).
@@ -263,7 +263,7 @@ pub(crate) async fn cancel(
             already: Some(already),
         })),
         CancelOutcome::AlreadyTerminal { state, stop_reason } => {
-            Err(ApiError::AlreadyTerminal { state, stop_reason })
+            Err(AttemptRefused::Terminal { state, stop_reason }.into())
         }
     }
 }

@@ -306,30 +306,11 @@ pub(crate) async fn run(
             }
         })
     };
-    let mut follower = None;
-    while !stop.is_cancelled() {
-        if follower.is_none() {
-            follower = ledger.follow_events(Vec::new()).await.ok();
-            if follower.is_none() {
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                }
-            }
-        }
-        let Some(f) = follower.as_mut() else { continue };
-        let batch = tokio::select! {
-            _ = stop.cancelled() => break,
-            batch = f.next_batch() => batch,
-        };
-        match batch {
-            Ok(events) => {
-                for e in &events {
-                    metrics.observe(e, replica.as_ref());
-                }
-            }
-            Err(_) => follower = None,
-        }
+    let observed = ledger
+        .watch_events(Vec::new(), &stop, |e| metrics.observe(e, replica.as_ref()))
+        .await;
+    if let Err(error) = observed {
+        tracing::error!(%error, "the /metrics event counters stopped");
     }
     let _ = sampler.await;
 }

@@ -56,10 +56,10 @@ pub fn openapi_document() -> String {
     openapi::document()
 }
 
+use crate::config::LedgerConfig;
 use crate::error::{Error, Result};
 use crate::ledger::Ledger;
-use crate::settings::Settings;
-use crate::watchdog::Watchdog;
+use crate::watchdog::{Watchdog, WatchdogConfig};
 use auth::Tokens;
 use metrics::Metrics;
 use routes::Limits;
@@ -104,14 +104,20 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// Validates `settings`, connects to Redis, and binds `server.listen` (port 0 picks a
-    /// free port). With no tokens configured only a loopback address is accepted.
+    /// Validates `server`, connects to Redis with `ledger`, and binds `server.listen`
+    /// (port 0 picks a free port); with `server.watchdog`, a replica configured by
+    /// `watchdog` runs in the process. With no tokens configured only a loopback address
+    /// is accepted. (The daemon's `Settings` holds all three.)
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] naming the `server.*` key; connection errors as
     /// [`Ledger::connect`].
-    pub async fn bind(settings: Settings) -> Result<Self> {
-        let server = &settings.server;
+    pub async fn bind(
+        ledger: LedgerConfig,
+        server: ServerConfig,
+        watchdog: WatchdogConfig,
+    ) -> Result<Self> {
+        let server = &server;
         server.validate()?;
         let tokens = Tokens::parse(&server.tokens)?;
         let addr: SocketAddr = server.listen_addr()?;
@@ -124,9 +130,9 @@ impl Server {
                     .into(),
             });
         }
-        let ledger = Ledger::connect(settings.ledger.clone()).await?;
+        let ledger = Ledger::connect(ledger).await?;
         let replica = if server.watchdog {
-            Some(Watchdog::new(ledger.clone(), settings.watchdog.clone())?)
+            Some(Watchdog::new(ledger.clone(), watchdog)?)
         } else {
             None
         };

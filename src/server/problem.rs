@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use crate::error::Error;
-use crate::ledger::{State, StopReason};
+use crate::ledger::AttemptRefused;
 
 /// Everything a request can be refused with.
 #[derive(Debug)]
@@ -28,13 +28,9 @@ pub(crate) enum ApiError {
     },
     /// The id exists with a different request (the Idempotency-Key was reused).
     IdempotencyConflict { queue: String, id: String },
-    /// The token's attempt is no longer current.
-    StaleAttempt { current_attempt: u32, state: State },
-    /// The execution already ended: its first outcome.
-    AlreadyTerminal {
-        state: State,
-        stop_reason: StopReason,
-    },
+    /// An attempt call refused: the token's attempt is no longer current, or the execution
+    /// already ended (its first outcome).
+    Refused(AttemptRefused),
     /// The body is larger than the server accepts.
     TooLarge { limit: usize },
     /// No such route.
@@ -162,10 +158,10 @@ impl ApiError {
             )
             .with("queue", json!(queue))
             .with("id", json!(id)),
-            ApiError::StaleAttempt {
+            ApiError::Refused(AttemptRefused::Stale {
                 current_attempt,
                 state,
-            } => {
+            }) => {
                 let next_attempt = crate::ledger::next_claim(*current_attempt, *state);
                 let detail = match next_attempt {
                     Some(next) => format!(
@@ -184,10 +180,14 @@ impl ApiError {
                     .with("attempt_ended", json!(true))
                     .with("next_attempt", json!(next_attempt))
             }
-            ApiError::AlreadyTerminal { state, stop_reason } => Problem::new(&kind::ALREADY_TERMINAL, format!("the execution already ended {state} ({stop_reason})"),
-            )
-            .with("state", json!(state))
-            .with("stop_reason", json!(stop_reason.as_str())),
+            ApiError::Refused(AttemptRefused::Terminal { state, stop_reason }) => {
+                Problem::new(
+                    &kind::ALREADY_TERMINAL,
+                    format!("the execution already ended {state} ({stop_reason})"),
+                )
+                .with("state", json!(state))
+                .with("stop_reason", json!(stop_reason.as_str()))
+            }
             ApiError::TooLarge { limit } => Problem::new(&kind::BODY_TOO_LARGE, format!("the request body is above the server's limit (server.body_limit, {limit} bytes)"),
             )
             .with("limit", json!(limit)),
@@ -199,6 +199,26 @@ impl ApiError {
             ),
             ApiError::Timeout => Problem::new(&kind::TIMEOUT, "the request took longer than the server's request timeout".into(),
             ),
+        }
+    }
+}
+
+impl From<AttemptRefused> for ApiError {
+    fn from(refused: AttemptRefused) -> Self {
+        ApiError::Refused(refused)
+    }
+}
+
+/// The refusal of an attempt outcome a handler did not accept: `None` (an accepted outcome
+/// reached the refusal arm) would be a bug of the handler, answered as an internal error.
+impl From<Option<AttemptRefused>> for ApiError {
+    fn from(refused: Option<AttemptRefused>) -> Self {
+        match refused {
+            Some(refused) => ApiError::Refused(refused),
+            None => ApiError::Library(Error::Protocol {
+                script: "attempt outcome",
+                detail: "an accepted outcome was answered as a refusal".into(),
+            }),
         }
     }
 }

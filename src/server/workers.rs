@@ -50,32 +50,16 @@ pub(crate) async fn register(
     State(s): State<AppState>,
     Body(r): Body<RegisterIn>,
 ) -> Result<(StatusCode, Json<RegisteredOut>), ApiError> {
-    let generated = WorkerRegistration::for_this_process(String::new(), Vec::new());
-    let host = r.host.unwrap_or_else(|| "unknown".into());
-    let pid = r.pid.unwrap_or(0);
-    let worker_id = r.worker_id.unwrap_or_else(|| {
-        // The server's host and pid are not the worker's: keep only the unique part.
-        let unique = generated
-            .worker_id
-            .rsplit('-')
-            .next()
-            .unwrap_or("w")
-            .to_owned();
-        let safe: String = host
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .take(40)
-            .collect();
-        format!("{safe}-{pid}-{unique}")
-    });
-    let registration = WorkerRegistration {
-        worker_id,
-        host,
-        pid,
-        version: r.version.unwrap_or_default(),
-        queues: r.queues,
-        heartbeat_interval: r.heartbeat_interval.map(|d| d.0),
-    };
+    let mut registration = WorkerRegistration::for_process(
+        r.host.unwrap_or_else(|| "unknown".into()),
+        r.pid.unwrap_or(0),
+        r.version.unwrap_or_default(),
+        r.queues,
+    );
+    registration.heartbeat_interval = r.heartbeat_interval.map(|d| d.0);
+    if let Some(id) = r.worker_id {
+        registration.worker_id = id;
+    }
     let registered_at = s.ledger.register_worker(&registration).await?;
     Ok((
         StatusCode::CREATED,

@@ -45,14 +45,25 @@ enum Raw {
 }
 
 impl Raw {
+    /// The checker reads every key of a namespace, 100,000 executions in the fault suite,
+    /// on a machine that may be busy: a reply may take far longer than redis-rs's default
+    /// 500 ms response timeout without anything being wrong.
+    const RESPONSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
     async fn open(config: &crate::LedgerConfig) -> RedisResult<Self> {
         if config.cluster_urls.is_empty() {
             let client = redis::Client::open(config.server_url())?;
+            let patient = redis::AsyncConnectionConfig::new()
+                .set_response_timeout(Some(Self::RESPONSE_TIMEOUT));
             Ok(Raw::Single(
-                client.get_multiplexed_async_connection().await?,
+                client
+                    .get_multiplexed_async_connection_with_config(&patient)
+                    .await?,
             ))
         } else {
-            let client = redis::cluster::ClusterClient::new(config.cluster_urls.clone())?;
+            let client = redis::cluster::ClusterClientBuilder::new(config.cluster_urls.clone())
+                .response_timeout(Self::RESPONSE_TIMEOUT)
+                .build()?;
             Ok(Raw::Cluster(client.get_async_connection().await?))
         }
     }

@@ -57,3 +57,79 @@ async fn delayed_stalled_and_dropped_connections_converge() {
     );
     assert_clean(&a);
 }
+
+/// `Ledger::watch_events` rides out a network partition without losing its place: the
+/// events written while its connection was cut are observed once it heals, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_cut_off_from_redis_sees_what_was_written_meanwhile() {
+    let redis = redis(&[]);
+    let namespace = unstuck::testkit::namespace("fault_watch");
+    let direct = ledger_at(redis.url(), &namespace).await;
+    let proxy = Proxy::start(redis.port()).await;
+    let through = ledger_at(&proxy.url, &namespace).await;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let watcher = {
+        let (seen, stop) = (seen.clone(), stop.clone());
+        tokio::spawn(async move {
+            through
+                .watch_events(Vec::new(), &stop, |e| {
+                    if e.to == Some(unstuck::State::Queued) {
+                        seen.lock().unwrap().push(e.execution_id.clone());
+                    }
+                })
+                .await
+        })
+    };
+    let enqueue = |id: String| {
+        let direct = direct.clone();
+        async move {
+            direct
+                .enqueue(
+                    "w",
+                    &serde_json::json!({}),
+                    unstuck::EnqueueOptions::new().id(id),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    let saw = |id: &'static str| {
+        let seen = seen.clone();
+        move || seen.lock().unwrap().iter().any(|s| s.starts_with(id))
+    };
+    // The watcher follows from when it started: enqueue until one is seen.
+    let mut n = 0;
+    while !saw("ready")() {
+        enqueue(format!("ready-{n}")).await;
+        n += 1;
+        assert!(n < 200, "the watcher never saw an event");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    proxy.set(Mode::Drop);
+    for id in ["cut-1", "cut-2", "cut-3"] {
+        enqueue(id.into()).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await; // its reads fail meanwhile
+    proxy.set(Mode::Pass);
+    enqueue("healed".into()).await;
+    let healed = saw("healed");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !healed() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watcher never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    watcher.await.unwrap().unwrap();
+    let seen = seen.lock().unwrap().clone();
+    for id in ["cut-1", "cut-2", "cut-3", "healed"] {
+        assert_eq!(
+            seen.iter().filter(|s| *s == id).count(),
+            1,
+            "{id} seen once: {seen:?}"
+        );
+    }
+}

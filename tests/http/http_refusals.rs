@@ -200,7 +200,7 @@ async fn every_documented_operation_is_served_under_its_documented_scope() {
 #[tokio::test]
 async fn without_tokens_only_loopback_is_accepted_and_bad_tokens_are_refused() {
     let open = settings("http_open", |s| s.server.listen = "0.0.0.0:0".into());
-    match Server::bind(open).await {
+    match Server::bind(open.ledger, open.server, open.watchdog).await {
         Err(unstuck::Error::InvalidConfig { key, .. }) => assert_eq!(key, "server.listen"),
         other => panic!("expected a refusal of a public listener without tokens, got {other:?}"),
     }
@@ -208,7 +208,15 @@ async fn without_tokens_only_loopback_is_accepted_and_bad_tokens_are_refused() {
         s.server.listen = "0.0.0.0:0".into();
         s.server.tokens = vec![format!("admin:{ADMIN}")];
     });
-    assert!(Server::bind(public_with_tokens).await.is_ok());
+    assert!(
+        Server::bind(
+            public_with_tokens.ledger,
+            public_with_tokens.server,
+            public_with_tokens.watchdog,
+        )
+        .await
+        .is_ok()
+    );
     for bad in [
         "admin",
         "root:averylongsecret1",
@@ -216,7 +224,7 @@ async fn without_tokens_only_loopback_is_accepted_and_bad_tokens_are_refused() {
         "worker:has a space in it",
     ] {
         let s = settings("http_badtok", |s| s.server.tokens = vec![bad.into()]);
-        match Server::bind(s).await {
+        match Server::bind(s.ledger, s.server, s.watchdog).await {
             Err(unstuck::Error::InvalidConfig { key, value, .. }) => {
                 assert_eq!(key, "server.tokens");
                 assert!(!value.contains(bad), "the secret is never echoed: {value}");

@@ -60,7 +60,9 @@ pub async fn start_with(settings: Settings) -> TestServer {
     let ledger = Ledger::connect(settings.ledger.clone())
         .await
         .expect("test ledger");
-    let server = Server::bind(settings).await.expect("the server binds");
+    let server = Server::bind(settings.ledger, settings.server, settings.watchdog)
+        .await
+        .expect("the server binds");
     let addr = server.local_addr().unwrap();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(server.run(shutdown.clone()));

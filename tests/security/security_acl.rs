@@ -80,7 +80,7 @@ async fn serve_runs_as_the_readme_user() {
         ..Default::default()
     };
     settings.server.listen = "127.0.0.1:0".into();
-    let server = unstuck::server::Server::bind(settings)
+    let server = unstuck::server::Server::bind(settings.ledger, settings.server, settings.watchdog)
         .await
         .expect("binds as the ACL user");
     let base = format!("http://{}", server.local_addr().unwrap());
