@@ -136,6 +136,18 @@ fn every_error_reply_is_a_problem_document() {
         .expect("problem types")
         .len();
     assert_eq!(types, crate::server::problem::TYPES.len());
+    // The extension members a client reads to decide what to do.
+    let members = &schema(&doc, "Problem")["properties"];
+    for member in ["attempt_ended", "next_attempt", "current_attempt", "health"] {
+        assert!(members.get(member).is_some(), "Problem lacks {member}");
+    }
+    // Both replies that say "try again" say when.
+    for name in ["Unavailable", "UnknownOutcome"] {
+        assert!(
+            shared[name]["headers"].get("Retry-After").is_some(),
+            "{name} has no Retry-After"
+        );
+    }
 }
 
 /// The `maximum` of the integer form of a value that may also be null or text.

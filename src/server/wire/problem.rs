@@ -63,6 +63,36 @@ pub(crate) fn schema() -> Schema {
         .property("id", text("The execution's id."))
         .property("worker_id", text("The worker's id."))
         .property("current_attempt", count("The execution's current attempt."))
+        .property(
+            "attempt_ended",
+            ObjectBuilder::new()
+                .schema_type(Type::Boolean)
+                .description(Some(
+                    "stale-attempt: always true; the caller's attempt is over.",
+                )),
+        )
+        .property(
+            "next_attempt",
+            ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+                    Type::Integer,
+                    Type::Null,
+                ]))
+                .minimum(Some(1))
+                .description(Some(
+                    "stale-attempt: the attempt number the next claim gives while a retry \
+                     waits in the queue; null when a newer attempt holds the execution.",
+                )),
+        )
+        .property(
+            "health",
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .description(Some(
+                    "redis-unavailable from GET /v1/watchdog: the health verdict (as in \
+                 WatchdogStatus).",
+                )),
+        )
         .property("state", Ref::from_schema_name("State"))
         .property("stop_reason", text("Why the execution stopped."))
         .property("scope", text("The token scope the route needs."))
@@ -90,7 +120,11 @@ fn response(status: u16, description: String) -> Response {
         PROBLEM_JSON,
         Content::new(Some(Ref::from_schema_name(PROBLEM))),
     );
-    if status == StatusCode::SERVICE_UNAVAILABLE.as_u16() {
+    // Unavailable (nothing was done) and an unknown outcome (retry the same call) both
+    // say when to try again.
+    if status == StatusCode::SERVICE_UNAVAILABLE.as_u16()
+        || status == StatusCode::GATEWAY_TIMEOUT.as_u16()
+    {
         builder = builder.header(
             "Retry-After",
             HeaderBuilder::new()
