@@ -16,10 +16,13 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::job::AttemptState;
-use super::worker::{Identity, InFlight};
+use super::worker::Identity;
 use crate::config::LedgerConfig;
 use crate::error::{Error, Result};
 use crate::ledger::{Heartbeat, HeartbeatReply, Ledger};
+
+/// `(queue, id)` of the attempts the worker holds, listed in each registry beat.
+pub(crate) type Held = Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>;
 
 /// Shortest wait between two beats of one attempt, whatever its timeout.
 const MIN_INTERVAL: Duration = Duration::from_millis(10);
@@ -43,7 +46,7 @@ impl Pump {
     pub(crate) async fn start(
         config: LedgerConfig,
         worker: Arc<Identity>,
-        in_flight: Arc<InFlight>,
+        held: Held,
         worker_interval: Duration,
     ) -> Result<Self> {
         let (attempts_tx, attempts_rx) = mpsc::unbounded_channel();
@@ -70,7 +73,7 @@ impl Pump {
                     let pump = Serve {
                         ledger,
                         worker,
-                        in_flight,
+                        held,
                         worker_interval,
                         stop: thread_stop,
                     };
@@ -128,7 +131,7 @@ impl Drop for Pump {
 struct Serve {
     ledger: Ledger,
     worker: Arc<Identity>,
-    in_flight: Arc<InFlight>,
+    held: Held,
     worker_interval: Duration,
     stop: CancellationToken,
 }
@@ -139,7 +142,7 @@ impl Serve {
         tasks.spawn(beat_worker(
             self.ledger.clone(),
             self.worker.clone(),
-            self.in_flight.clone(),
+            self.held.clone(),
             self.worker_interval,
             self.stop.clone(),
         ));
@@ -223,7 +226,7 @@ async fn beat_attempt(ledger: Ledger, attempt: Arc<AttemptState>) {
 async fn beat_worker(
     ledger: Ledger,
     worker: Arc<Identity>,
-    in_flight: Arc<InFlight>,
+    held: Held,
     interval: Duration,
     stop: CancellationToken,
 ) {
@@ -233,7 +236,7 @@ async fn beat_worker(
             _ = tokio::time::sleep(interval) => {}
         }
         let worker_id = worker.worker_id();
-        match ledger.worker_beat(&worker_id, &in_flight.running()).await {
+        match ledger.worker_beat(&worker_id, &held()).await {
             Ok(beat) => {
                 if let Some(request) = beat.request {
                     worker.ask(request);

@@ -3,23 +3,10 @@
 
 use crate::error::Error;
 use crate::ledger::{AttemptToken, CompleteOutcome, FailOutcome, HeartbeatReply, Ledger, State};
-use crate::runner::retry;
+use crate::runner::{Outcome, retry};
 
 use super::beat::describe_reply;
 use super::output::Output;
-
-/// What became of one attempt, as the supervisor counts it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    Succeeded,
-    Failed,
-    Retried,
-    Cancelled,
-    /// The attempt was no longer ours: nothing was recorded.
-    Lost,
-    /// Redis could not be reached to record it; the watchdog sees the attempt go quiet.
-    Unreported,
-}
 
 /// Records the outcome of one attempt. A reply that says the attempt is no longer
 /// current normally means it was lost; after a retried call it may instead mean the

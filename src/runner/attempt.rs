@@ -1,4 +1,5 @@
-//! One attempt from start to recorded outcome: run the job, stop it when told, report.
+//! One attempt of a Rust job from start to recorded outcome: run the job, stop it when
+//! told, report.
 
 use std::any::Any;
 use std::future::Future;
@@ -8,23 +9,9 @@ use std::time::Duration;
 use tokio::task::JoinError;
 
 use super::job::{AttemptState, JobError};
-use super::{pump, retry};
+use super::{Outcome, pump, retry};
 use crate::error::Error;
 use crate::ledger::{CompleteOutcome, FailOutcome, Ledger, State};
-
-/// What became of one attempt, as the runner counts it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    Succeeded,
-    Failed,
-    Retried,
-    Cancelled,
-    /// The attempt was no longer ours: nothing was recorded.
-    Lost,
-    /// Redis could not be reached to record the outcome; the watchdog will see the
-    /// attempt go quiet and deal with it.
-    Unreported,
-}
 
 /// The output of a job's code.
 pub(crate) type JobResult = Result<Option<serde_json::Value>, JobError>;
