@@ -1,17 +1,30 @@
-//! A worker-side runner for Rust workers: claims executions, runs their jobs, heartbeats.
+//! The worker loop, and the runner for Rust workers built on it.
 //!
-//! The [`Runner`] claims executions of one queue up to its concurrency, runs the job's code
-//! on a task of its own, and records the outcome: a returned value completes the
-//! execution, a [`JobError`] fails it (retryably or not). Heartbeats do not come from the
-//! job's runtime: a dedicated thread with its own runtime and Redis connection beats every
-//! in-flight attempt at a fraction of its heartbeat timeout, so a job that hogs its threads
-//! with CPU-heavy work is still seen alive. When a heartbeat reply says the attempt was
-//! lost or cancellation was requested, the job's [`Job::cancelled`] fires; an async job
-//! that does not return within `stop_grace` is aborted.
+//! The [`Runner`] claims executions of one queue up to its concurrency (a long poll that
+//! returns as soon as work is claimable), runs the job's code on a task of its own, and
+//! records the outcome: a returned value completes the execution, a [`JobError`] fails
+//! it (retryably or not). Heartbeats do not come from the job's runtime: a dedicated
+//! thread with its own runtime and Redis connection beats every in-flight attempt at a
+//! fraction of its heartbeat timeout, and the worker's registry entry, so a job that hogs
+//! its threads with CPU-heavy work is still seen alive. When a heartbeat reply says the
+//! attempt was lost or cancellation was requested, the job's [`Job::cancelled`] fires; an
+//! async job that does not return within `stop_grace` is aborted.
 //!
 //! Job code that blocks its thread cannot be aborted: check [`Job::is_cancelled`] between
 //! steps, and prefer `tokio::task::spawn_blocking` for long CPU-bound stretches, so the
 //! runner's own claiming and reporting keep running too.
+//!
+//! # Layout
+//! - `worker_loop.rs`: the one worker loop — registration, registry beats and what their
+//!   replies ask (restart, drain), long-poll claims into a `JoinSet`, stopping,
+//!   deregistration — for every kind of job: Rust closures (`RustJobs`, this file) and
+//!   supervised commands (`crate::supervise`);
+//! - `outcome.rs`: what became of an attempt, and the tally both reports are built from;
+//! - `pump.rs`: the heartbeat thread (registry beats; a Rust job's attempt beats);
+//! - `worker.rs`: the worker's identity in the registry, and the attempts a runner holds;
+//! - `attempt.rs`: one attempt of a Rust job, supervised from start to recorded outcome;
+//! - `job.rs`: what job code sees ([`Job`], [`JobError`], [`StopSignal`]);
+//! - `config.rs`: [`RunnerConfig`].
 
 mod attempt;
 mod config;

@@ -1,5 +1,5 @@
-//! The heartbeat pump: one OS thread per runner that beats every in-flight attempt and the
-//! worker's registry entry.
+//! The heartbeat pump: one OS thread per worker that beats its registry entry and, for
+//! Rust jobs, every in-flight attempt.
 //!
 //! Job code may block the threads of the runtime it runs on (CPU-heavy work, a blocking
 //! call). Heartbeats sent from those threads would stall with them, and the watchdog would

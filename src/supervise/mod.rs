@@ -1,7 +1,8 @@
 //! `unstuck exec`: runs any command as a worker, one process group per execution.
 //!
-//! The [`Supervisor`] registers as a worker, claims executions of one queue (a long poll)
-//! up to its concurrency, and runs the command once per attempt: the payload (JSON) on
+//! The [`Supervisor`] runs the worker loop (`crate::runner::worker_loop`: registration,
+//! registry beats, long-poll claims up to its concurrency, drain and restart requests)
+//! with commands as its kind of job, and runs the command once per attempt: the payload (JSON) on
 //! stdin; `UNSTUCK_EXECUTION_ID`, `UNSTUCK_QUEUE`, `UNSTUCK_ATTEMPT` and the previous
 //! attempt's checkpoint (`UNSTUCK_CHECKPOINT`, JSON text up to 64 KiB, and always
 //! `UNSTUCK_CHECKPOINT_FILE`, a file holding it) in its environment. Its own settings
@@ -42,7 +43,8 @@
 //!   once (`recover.rs`).
 //!
 //! # Layout
-//! - this file: the claim loop, registration and shutdown;
+//! - this file: the supervisor around the worker loop (state file, recovery, reaper,
+//!   notes) and `Commands`, the loop's kind of job;
 //! - `attempt.rs`: one attempt, from claim to outcome; `beat.rs`: its heartbeats;
 //! - `child.rs`: spawning in a process group, stopping the attempt's processes;
 //! - `reaper.rs`: the subreaper, an attempt's strays, reaping adopted orphans;
@@ -50,7 +52,6 @@
 //! - `report.rs`: recording outcomes; `records.rs`: the state file;
 //! - `recover.rs`: cleaning up after a dead supervisor (its command's process group: what
 //!   left the group went to init with it); `procfs.rs`: reading `/proc`;
-//! - `registry.rs`: registry heartbeats, and honouring what their replies ask;
 //! - `program.rs`: finding the program before anything starts;
 //! - `config.rs`: [`ExecConfig`].
 
