@@ -9,9 +9,9 @@ use std::time::Duration;
 use tokio::task::JoinError;
 
 use super::job::{AttemptState, JobError};
-use super::{Outcome, pump, retry};
-use crate::error::Error;
-use crate::ledger::{CompleteOutcome, FailOutcome, Ledger, State};
+use super::record::{Record, Recorded};
+use super::{Outcome, pump};
+use crate::ledger::Ledger;
 
 /// The output of a job's code.
 pub(crate) type JobResult = Result<Option<serde_json::Value>, JobError>;
@@ -49,19 +49,19 @@ where
         }
     };
     let pending = attempt.finish().await;
-    let report = Report {
+    let record = Record {
         ledger: &ledger,
-        attempt: &attempt,
+        token: &attempt.token,
     };
     if attempt.is_lost() {
         tracing::debug!(execution = %attempt.label(), "attempt lost; its result is dropped");
         return Outcome::Lost;
     }
     if attempt.is_cancel_requested() {
-        return report.acknowledge_cancel().await;
+        return logged(&attempt, record.acknowledge_cancel().await);
     }
     let (message, retryable) = match joined {
-        Ok(Ok(result)) => return report.complete(result).await,
+        Ok(Ok(result)) => return logged(&attempt, record.complete(result).await),
         Ok(Err(e)) => (e.message, e.retryable),
         // A panic is a failure like any other; retries stay bounded by max_attempts.
         Err(e) if e.is_panic() => (format!("job panicked: {}", panic_message(e)), true),
@@ -73,95 +73,18 @@ where
     if retryable && !pump::flush(&ledger, &attempt, pending).await {
         return Outcome::Lost;
     }
-    report.fail(&message, retryable).await
+    logged(&attempt, record.fail(&message, retryable).await)
 }
 
-/// Records an attempt's outcome, retrying transient Redis errors. A reply that says the
-/// attempt is no longer current normally means it was lost; after a retried call it may
-/// instead mean an earlier try landed, which the expected terminal state tells apart.
-struct Report<'a> {
-    ledger: &'a Ledger,
-    attempt: &'a AttemptState,
-}
-
-impl Report<'_> {
-    async fn complete(&self, result: Option<serde_json::Value>) -> Outcome {
-        let token = &self.attempt.token;
-        let reply = retry(|| self.ledger.complete(token, result.as_ref())).await;
-        match reply {
-            Ok((CompleteOutcome::Recorded { .. }, _)) => Outcome::Succeeded,
-            Ok((
-                CompleteOutcome::AlreadyTerminal {
-                    state: State::Succeeded,
-                    ..
-                },
-                true,
-            )) => Outcome::Succeeded,
-            Ok((other, _)) => self.lost(&other),
-            // The ledger refused the result itself: a retry would produce it again.
-            Err(e @ (Error::TooLarge { .. } | Error::NotJson { .. })) => {
-                self.fail(&format!("result not recorded: {e}"), false).await
-            }
-            Err(e) => self.unreported("complete", &e),
-        }
+/// Logs what recording an outcome did: a success quietly, the rest louder.
+fn logged(attempt: &AttemptState, recorded: Recorded) -> Outcome {
+    let (execution, note) = (attempt.label(), &recorded.note);
+    match recorded.outcome {
+        Outcome::Succeeded => tracing::debug!(%execution, "{note}"),
+        Outcome::Unreported => tracing::error!(%execution, "{note}"),
+        _ => tracing::info!(%execution, "{note}"),
     }
-
-    async fn fail(&self, message: &str, retryable: bool) -> Outcome {
-        let token = &self.attempt.token;
-        match retry(|| self.ledger.fail(token, message, retryable)).await {
-            Ok((FailOutcome::RetryScheduled { .. }, _)) => Outcome::Retried,
-            Ok((FailOutcome::Failed { .. }, _)) => Outcome::Failed,
-            Ok((FailOutcome::Cancelled { .. }, _)) => Outcome::Cancelled,
-            Ok((
-                FailOutcome::AlreadyTerminal {
-                    state: State::Failed,
-                    ..
-                },
-                true,
-            )) => Outcome::Failed,
-            Ok((
-                FailOutcome::AlreadyTerminal {
-                    state: State::Cancelled,
-                    ..
-                },
-                true,
-            )) => Outcome::Cancelled,
-            // Only a scheduled retry makes our own call's attempt stale.
-            Ok((FailOutcome::StaleAttempt { .. }, true)) => Outcome::Retried,
-            Ok((other, _)) => self.lost(&other),
-            Err(e) => self.unreported("fail", &e),
-        }
-    }
-
-    async fn acknowledge_cancel(&self) -> Outcome {
-        let token = &self.attempt.token;
-        match retry(|| self.ledger.acknowledge_cancel(token)).await {
-            Ok((CompleteOutcome::Recorded { .. }, _)) => Outcome::Cancelled,
-            Ok((
-                CompleteOutcome::AlreadyTerminal {
-                    state: State::Cancelled,
-                    ..
-                },
-                true,
-            )) => Outcome::Cancelled,
-            Ok((other, _)) => self.lost(&other),
-            Err(e) => self.unreported("acknowledge the cancellation of", &e),
-        }
-    }
-
-    fn lost(&self, reply: &dyn std::fmt::Debug) -> Outcome {
-        tracing::info!(execution = %self.attempt.label(), ?reply, "attempt lost before its outcome was recorded");
-        Outcome::Lost
-    }
-
-    fn unreported(&self, operation: &str, error: &Error) -> Outcome {
-        tracing::error!(
-            execution = %self.attempt.label(),
-            %error,
-            "could not {operation} the attempt; the watchdog will take it over"
-        );
-        Outcome::Unreported
-    }
+    recorded.outcome
 }
 
 struct AbortOnDrop(tokio::task::AbortHandle);

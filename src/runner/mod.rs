@@ -20,6 +20,7 @@
 //!   deregistration — for every kind of job: Rust closures (`RustJobs`, this file) and
 //!   supervised commands (`crate::supervise`);
 //! - `outcome.rs`: what became of an attempt, and the tally both reports are built from;
+//! - `record.rs`: recording an attempt's outcome in the ledger, for both kinds;
 //! - `pump.rs`: the heartbeat thread (registry beats; a Rust job's attempt beats);
 //! - `worker.rs`: the worker's identity in the registry, and the attempts a runner holds;
 //! - `attempt.rs`: one attempt of a Rust job, supervised from start to recorded outcome;
@@ -31,6 +32,7 @@ mod config;
 mod job;
 mod outcome;
 mod pump;
+pub(crate) mod record;
 // `Identity` is shared with `unstuck exec` (`crate::supervise`).
 pub(crate) mod worker;
 pub(crate) mod worker_loop;

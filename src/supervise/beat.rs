@@ -11,6 +11,7 @@ use super::attempt::Cause;
 use super::output::Output;
 use crate::error::Error;
 use crate::ledger::{AttemptToken, HeartbeatReply, Ledger};
+pub(crate) use crate::runner::record::describe_reply;
 
 /// Shortest wait between two beats of one attempt, whatever its timeout.
 pub(crate) const MIN_INTERVAL: Duration = Duration::from_millis(10);
@@ -91,19 +92,5 @@ pub(crate) async fn beat(
             }
             Err(e) => tracing::warn!(execution = %token, error = %e, "heartbeat failed"),
         }
-    }
-}
-
-/// Why a heartbeat reply means the attempt is no longer ours.
-pub(crate) fn describe_reply(reply: &HeartbeatReply) -> String {
-    match reply {
-        HeartbeatReply::StaleAttempt {
-            current_attempt,
-            state,
-        } => format!("the execution moved on: now attempt {current_attempt}, {state}"),
-        HeartbeatReply::Terminal { state, stop_reason } => {
-            format!("the execution ended {state} ({stop_reason})")
-        }
-        HeartbeatReply::Ok { .. } => "still current".into(),
     }
 }

@@ -49,7 +49,8 @@
 //! - `child.rs`: spawning in a process group, stopping the attempt's processes;
 //! - `reaper.rs`: the subreaper, an attempt's strays, reaping adopted orphans;
 //! - `output.rs`: output as progress, directives, tails; `logs.rs`: where it is kept;
-//! - `report.rs`: recording outcomes; `records.rs`: the state file;
+//! - `report.rs`: recording outcomes (`crate::runner::record`) as notes; `records.rs`:
+//!   the state file;
 //! - `recover.rs`: cleaning up after a dead supervisor (its command's process group: what
 //!   left the group went to init with it); `procfs.rs`: reading `/proc`;
 //! - `program.rs`: finding the program before anything starts;
