@@ -21,6 +21,7 @@
 //!   supervised commands (`crate::supervise`);
 //! - `outcome.rs`: what became of an attempt, and the tally both reports are built from;
 //! - `record.rs`: recording an attempt's outcome in the ledger, for both kinds;
+//! - `beat.rs`: one heartbeat of an attempt and what its reply means, for both kinds;
 //! - `pump.rs`: the heartbeat thread (registry beats; a Rust job's attempt beats);
 //! - `worker.rs`: the worker's identity in the registry, and the attempts a runner holds;
 //! - `attempt.rs`: one attempt of a Rust job, supervised from start to recorded outcome;
@@ -28,6 +29,7 @@
 //! - `config.rs`: [`RunnerConfig`].
 
 mod attempt;
+pub(crate) mod beat;
 mod config;
 mod job;
 mod outcome;
