@@ -208,7 +208,7 @@ async fn attempt(
     drain(readers, stdin).await;
     finished.cancel();
     if beat_task.await.is_err() {
-        tracing::error!(execution = %token, "an attempt's heartbeat task failed");
+        tracing::error!(execution = %crate::runner::beat::label(token), "an attempt's heartbeat task failed");
     }
     drop(checkpoint);
 
