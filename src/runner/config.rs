@@ -1,12 +1,12 @@
-//! How a runner works: its queue, concurrency, and heartbeat and polling rhythm.
+//! How a runner works: its queue, concurrency, and heartbeat and claiming rhythm.
 
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::ledger::WorkerRegistration;
+use crate::ledger::{MAX_CLAIM_WAIT, WorkerRegistration};
 use crate::names;
 
-/// Most jobs one runner runs at once (one `claim_many` call fills every free slot).
+/// Most jobs one runner (or `unstuck exec`) runs at once: one claim fills every free slot.
 pub const MAX_CONCURRENCY: usize = 1000;
 
 /// How a [`Runner`](super::Runner) works. Start from [`RunnerConfig::new`] and override fields:
@@ -17,8 +17,9 @@ pub struct RunnerConfig {
     pub queue: String,
     /// Jobs run at once. The queue's capacity still bounds all workers together.
     pub concurrency: usize,
-    /// How long to wait before claiming again when the queue has nothing available (less
-    /// when delayed work becomes available sooner).
+    /// The longest one claim waits for work (a long poll: it returns as soon as an
+    /// execution becomes claimable, so this costs no latency) before it asks again; at
+    /// most 30 s. Shutdown and the watchdog's requests cut the wait short.
     pub poll_interval: Duration,
     /// Heartbeat every this fraction of an execution's heartbeat timeout: a third leaves
     /// room for two lost or late beats before the execution is judged stale.
@@ -34,13 +35,13 @@ pub struct RunnerConfig {
 }
 
 impl RunnerConfig {
-    /// The defaults for `queue`: one job at a time, idle polls every 200 ms, heartbeats
+    /// The defaults for `queue`: one job at a time, claims that wait up to 5 s, heartbeats
     /// at a third of the heartbeat timeout, a worker heartbeat every 5 s, 5 s stop grace.
     pub fn new(queue: impl Into<String>) -> Self {
         Self {
             queue: queue.into(),
             concurrency: 1,
-            poll_interval: Duration::from_millis(200),
+            poll_interval: Duration::from_secs(5),
             heartbeat_fraction: 1.0 / 3.0,
             registration: None,
             worker_heartbeat_interval: Duration::from_secs(5),
@@ -85,6 +86,13 @@ impl RunnerConfig {
                 });
             }
         }
+        if self.poll_interval > MAX_CLAIM_WAIT {
+            return Err(Error::InvalidConfig {
+                key: "runner.poll_interval".into(),
+                value: crate::error::format_duration(self.poll_interval),
+                expected: "at most 30s".into(),
+            });
+        }
         Ok(())
     }
 }
@@ -121,6 +129,10 @@ mod tests {
             },
             RunnerConfig {
                 poll_interval: Duration::ZERO,
+                ..base()
+            },
+            RunnerConfig {
+                poll_interval: MAX_CLAIM_WAIT + Duration::from_millis(1),
                 ..base()
             },
             RunnerConfig {

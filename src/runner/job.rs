@@ -191,12 +191,7 @@ impl AttemptState {
 
     /// How logs name the attempt: its token carries a secret, so it is never logged.
     pub(crate) fn label(&self) -> String {
-        format!(
-            "{}/{} attempt {}",
-            self.token.queue(),
-            self.token.execution_id(),
-            self.token.attempt()
-        )
+        super::beat::label(&self.token)
     }
 
     /// A job that panicked while holding the lock cannot leave a heartbeat half-written,

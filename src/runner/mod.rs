@@ -1,47 +1,62 @@
-//! A worker-side runner for Rust workers: claims executions, runs their jobs, heartbeats.
+//! The worker loop, and the runner for Rust workers built on it.
 //!
-//! The [`Runner`] claims executions of one queue up to its concurrency, runs the job's code
-//! on a task of its own, and records the outcome: a returned value completes the
-//! execution, a [`JobError`] fails it (retryably or not). Heartbeats do not come from the
-//! job's runtime: a dedicated thread with its own runtime and Redis connection beats every
-//! in-flight attempt at a fraction of its heartbeat timeout, so a job that hogs its threads
-//! with CPU-heavy work is still seen alive. When a heartbeat reply says the attempt was
-//! lost or cancellation was requested, the job's [`Job::cancelled`] fires; an async job
-//! that does not return within `stop_grace` is aborted.
+//! The [`Runner`] claims executions of one queue up to its concurrency (a long poll that
+//! returns as soon as work is claimable), runs the job's code on a task of its own, and
+//! records the outcome: a returned value completes the execution, a [`JobError`] fails
+//! it (retryably or not). Heartbeats do not come from the job's runtime: a dedicated
+//! thread with its own runtime and Redis connection beats every in-flight attempt at a
+//! fraction of its heartbeat timeout, and the worker's registry entry, so a job that hogs
+//! its threads with CPU-heavy work is still seen alive. When a heartbeat reply says the
+//! attempt was lost or cancellation was requested, the job's [`Job::cancelled`] fires; an
+//! async job that does not return within `stop_grace` is aborted.
 //!
 //! Job code that blocks its thread cannot be aborted: check [`Job::is_cancelled`] between
 //! steps, and prefer `tokio::task::spawn_blocking` for long CPU-bound stretches, so the
 //! runner's own claiming and reporting keep running too.
+//!
+//! # Layout
+//! - `worker_loop.rs`: the one worker loop — registration, registry beats and what their
+//!   replies ask (restart, drain), long-poll claims into a `JoinSet`, stopping,
+//!   deregistration — for every kind of job: Rust closures (`RustJobs`, this file) and
+//!   supervised commands (`crate::supervise`);
+//! - `outcome.rs`: what became of an attempt, and the tally both reports are built from;
+//! - `record.rs`: recording an attempt's outcome in the ledger, for both kinds;
+//! - `beat.rs`: one heartbeat of an attempt and what its reply means, for both kinds;
+//! - `pump.rs`: the heartbeat thread (registry beats; a Rust job's attempt beats);
+//! - `worker.rs`: the worker's identity in the registry, and the attempts a runner holds;
+//! - `attempt.rs`: one attempt of a Rust job, supervised from start to recorded outcome;
+//! - `job.rs`: what job code sees ([`Job`], [`JobError`], [`StopSignal`]);
+//! - `config.rs`: [`RunnerConfig`].
 
+mod attempt;
+pub(crate) mod beat;
 mod config;
 mod job;
+mod outcome;
 mod pump;
-mod supervise;
+pub(crate) mod record;
 // `Identity` is shared with `unstuck exec` (`crate::supervise`).
 pub(crate) mod worker;
+pub(crate) mod worker_loop;
 
 pub use config::{MAX_CONCURRENCY, RunnerConfig};
 pub use job::{Job, JobError, StopSignal};
+pub(crate) use outcome::{Outcome, Tally};
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
-use chrono::Utc;
-use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
-use crate::ledger::{ClaimBatch, Ledger, WorkerRegistration, WorkerRequest};
+use crate::ledger::{Claim, Ledger, WorkerRegistration, WorkerRequest};
+use attempt::supervise;
 use job::AttemptState;
 use pump::Pump;
-use supervise::{Outcome, supervise};
-use worker::{Identity, InFlight};
-
-/// Shortest idle wait between two claims, so a clock that disagrees with Redis about when
-/// delayed work becomes available cannot turn the loop into a busy spin.
-const MIN_IDLE_WAIT: Duration = Duration::from_millis(5);
+use worker::InFlight;
+use worker_loop::{Kind, Settings};
 
 /// What a [`Runner::run`] did, counted per attempt.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -68,20 +83,26 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    fn count(&mut self, joined: std::result::Result<Outcome, JoinError>) {
-        let counter = match joined {
-            Ok(Outcome::Succeeded) => &mut self.succeeded,
-            Ok(Outcome::Failed) => &mut self.failed,
-            Ok(Outcome::Retried) => &mut self.retried,
-            Ok(Outcome::Cancelled) => &mut self.cancelled,
-            Ok(Outcome::Lost) => &mut self.lost,
-            Ok(Outcome::Unreported) => &mut self.unreported,
-            Err(e) => {
-                tracing::error!(error = %e, "an attempt's supervisor task failed");
-                &mut self.unreported
-            }
-        };
-        *counter += 1;
+    fn new(tally: Tally, stopped_by: Option<WorkerRequest>) -> Self {
+        let Tally {
+            claimed,
+            succeeded,
+            failed,
+            retried,
+            cancelled,
+            lost,
+            unreported,
+        } = tally;
+        Self {
+            claimed,
+            succeeded,
+            failed,
+            retried,
+            cancelled,
+            lost,
+            unreported,
+            stopped_by,
+        }
     }
 }
 
@@ -160,138 +181,62 @@ impl Runner {
         H: Fn(Job) -> F + Send + Sync + 'static,
         F: Future<Output = Result<Option<serde_json::Value>, JobError>> + Send + 'static,
     {
-        let (identity, in_flight, pump) = self.start().await?;
-        let mut report = RunReport::default();
-        let mut tasks = JoinSet::new();
-        let mut refused = None;
-        while !shutdown.is_cancelled() && !identity.asked().is_cancelled() {
-            let free = self.config.concurrency - tasks.len();
-            // `None`: every slot is busy; wait for a job to finish.
-            let mut idle = None;
-            if free > 0 {
-                match self.claim(&identity, free).await {
-                    Ok(batch) => {
-                        let claimed = batch.claims.len();
-                        if claimed < free {
-                            idle = Some(idle_wait(&batch, self.config.poll_interval));
-                        }
-                        for claim in batch.claims {
-                            report.claimed += 1;
-                            tasks.spawn(self.launch(claim, &handler, &in_flight, &pump));
-                        }
-                        if claimed == free {
-                            continue;
-                        }
-                    }
-                    Err(e) if e.is_transient() => {
-                        tracing::warn!(error = %e, "claim failed; trying again");
-                        idle = Some(self.config.poll_interval);
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "claim refused; stopping");
-                        refused = Some(e);
-                        break;
-                    }
-                }
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                _ = identity.asked().cancelled() => {}
-                Some(joined) = tasks.join_next() => report.count(joined),
-                _ = sleep_or_never(idle) => {}
-            }
-            while let Some(joined) = tasks.try_join_next() {
-                report.count(joined);
-            }
-        }
-        report.stopped_by = identity.request();
-        if report.stopped_by == Some(WorkerRequest::Drain) {
-            // Finish what runs (unless shut down meanwhile), then stop as usual.
-            tracing::info!(worker = %identity.worker_id(), running = tasks.len(), "draining");
-            while !tasks.is_empty() {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    Some(joined) = tasks.join_next() => report.count(joined),
-                }
-            }
-        }
-        self.stop(&identity, &in_flight, pump, tasks, &mut report)
-            .await;
-        match refused {
-            Some(e) => Err(e),
-            None => Ok(report),
-        }
-    }
-
-    /// Registers the worker (declaring its registry interval) and starts the heartbeat
-    /// thread.
-    async fn start(&self) -> Result<(Arc<Identity>, Arc<InFlight>, Pump)> {
-        let config = &self.config;
-        let mut registration = config.registration.clone().unwrap_or_else(|| {
+        let config = self.config;
+        let registration = config.registration.clone().unwrap_or_else(|| {
             WorkerRegistration::for_this_process(
                 env!("CARGO_PKG_VERSION"),
                 vec![config.queue.clone()],
             )
         });
-        // The watchdog must know how often to expect us, or a worker_timeout shorter than
-        // our interval would judge a healthy runner gone.
-        registration.heartbeat_interval = Some(config.worker_heartbeat_interval);
-        self.ledger.register_worker(&registration).await?;
-        let identity = Arc::new(Identity::new(registration));
-        let in_flight = Arc::new(InFlight::default());
-        let pump = match Pump::start(
-            self.ledger.config().clone(),
-            identity.clone(),
-            in_flight.clone(),
-            config.worker_heartbeat_interval,
-        )
-        .await
-        {
-            Ok(pump) => pump,
-            Err(e) => {
-                self.deregister(&identity).await;
-                return Err(e);
-            }
+        let settings = Settings {
+            queue: config.queue.clone(),
+            concurrency: config.concurrency,
+            claim_wait: config.poll_interval,
+            registration,
+            worker_heartbeat_interval: config.worker_heartbeat_interval,
         };
-        tracing::info!(
-            queue = %config.queue,
-            worker = %identity.worker_id(),
-            concurrency = config.concurrency,
-            "runner started"
-        );
-        Ok((identity, in_flight, pump))
+        let jobs = Arc::new(RustJobs {
+            ledger: self.ledger.clone(),
+            handler,
+            in_flight: Arc::new(InFlight::default()),
+            heartbeat_fraction: config.heartbeat_fraction,
+            stop_grace: config.stop_grace,
+        });
+        let ran = worker_loop::run(&self.ledger, settings, jobs, &shutdown).await?;
+        match ran.refused {
+            Some(e) => Err(e),
+            None => Ok(RunReport::new(ran.tally, ran.stopped_by)),
+        }
     }
+}
 
-    /// Claims up to `free` executions, retrying transient errors.
-    async fn claim(&self, identity: &Identity, free: usize) -> Result<ClaimBatch> {
-        let worker_id = identity.worker_id();
-        let queue = &self.config.queue;
-        let (batch, _) = retry(|| self.ledger.claim_many(queue, &worker_id, free)).await?;
-        Ok(batch)
-    }
+/// Rust closures as the worker loop's kind of job: each attempt runs the handler's future
+/// on a task of its own, beaten from the heartbeat thread.
+struct RustJobs<H> {
+    ledger: Ledger,
+    handler: H,
+    /// Listed in registry beats until their outcome is recorded.
+    in_flight: Arc<InFlight>,
+    heartbeat_fraction: f64,
+    stop_grace: Duration,
+}
 
-    /// Tracks a claimed attempt (heartbeats, registry listing) and returns the task that
-    /// runs its job and records the outcome.
-    fn launch<H, F>(
-        &self,
-        claim: crate::Claim,
-        handler: &H,
-        in_flight: &Arc<InFlight>,
-        pump: &Pump,
-    ) -> impl Future<Output = Outcome> + Send + 'static
-    where
-        H: Fn(Job) -> F,
-        F: Future<Output = Result<Option<serde_json::Value>, JobError>> + Send + 'static,
-    {
+impl<H, F> Kind for RustJobs<H>
+where
+    H: Fn(Job) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<Option<serde_json::Value>, JobError>> + Send + 'static,
+{
+    /// Tracks the attempt (heartbeats, registry listing) before its job starts.
+    fn launch(&self, claim: Claim, pump: &Pump) -> impl Future<Output = Outcome> + Send + 'static {
         let attempt = Arc::new(AttemptState::new(
             claim.token.clone(),
-            pump::beat_interval(claim.heartbeat_timeout, self.config.heartbeat_fraction),
+            pump::beat_interval(claim.heartbeat_timeout, self.heartbeat_fraction),
         ));
-        in_flight.insert(attempt.clone());
+        self.in_flight.insert(attempt.clone());
         pump.track(attempt.clone());
-        let job = handler(Job::new(claim, attempt.clone()));
-        let (ledger, in_flight) = (self.ledger.clone(), in_flight.clone());
-        let grace = self.config.stop_grace;
+        let job = (self.handler)(Job::new(claim, attempt.clone()));
+        let (ledger, in_flight) = (self.ledger.clone(), self.in_flight.clone());
+        let grace = self.stop_grace;
         async move {
             let outcome = supervise(ledger, attempt.clone(), job, grace).await;
             in_flight.remove(&attempt);
@@ -299,65 +244,14 @@ impl Runner {
         }
     }
 
-    /// Signals every running job to stop, waits for them, stops the heartbeat thread and
-    /// deregisters.
-    async fn stop(
-        &self,
-        identity: &Identity,
-        in_flight: &InFlight,
-        pump: Pump,
-        mut tasks: JoinSet<Outcome>,
-        report: &mut RunReport,
-    ) {
-        for attempt in in_flight.all() {
+    fn running(&self) -> Vec<(String, String)> {
+        self.in_flight.running()
+    }
+
+    fn stop_all(&self) {
+        for attempt in self.in_flight.all() {
             attempt.mark_shutdown();
         }
-        while let Some(joined) = tasks.join_next().await {
-            report.count(joined);
-        }
-        // The pump stops before deregistering, or its next worker heartbeat would find the
-        // worker unknown and register it again.
-        pump.stop().await;
-        self.deregister(identity).await;
-        tracing::info!(
-            queue = %self.config.queue,
-            worker = %identity.worker_id(),
-            claimed = report.claimed,
-            succeeded = report.succeeded,
-            failed = report.failed,
-            retried = report.retried,
-            cancelled = report.cancelled,
-            lost = report.lost,
-            unreported = report.unreported,
-            "runner stopped"
-        );
-    }
-
-    async fn deregister(&self, identity: &Identity) {
-        let worker_id = identity.worker_id();
-        match retry(|| self.ledger.deregister_worker(&worker_id)).await {
-            Ok(_) | Err(Error::UnknownWorker { .. }) => {}
-            Err(e) => tracing::warn!(worker = %worker_id, error = %e, "deregistration failed"),
-        }
-    }
-}
-
-/// How long to wait before claiming again after a claim that left slots free.
-fn idle_wait(batch: &ClaimBatch, poll_interval: Duration) -> Duration {
-    let until_available = batch
-        .next_available_at
-        .filter(|_| !batch.queue_full)
-        .map(|at| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO));
-    match until_available {
-        Some(wait) => wait.clamp(MIN_IDLE_WAIT, poll_interval.max(MIN_IDLE_WAIT)),
-        None => poll_interval,
-    }
-}
-
-async fn sleep_or_never(wait: Option<Duration>) {
-    match wait {
-        Some(wait) => tokio::time::sleep(wait).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -1,5 +1,5 @@
-//! The heartbeat pump: one OS thread per runner that beats every in-flight attempt and the
-//! worker's registry entry.
+//! The heartbeat pump: one OS thread per worker that beats its registry entry and, for
+//! Rust jobs, every in-flight attempt.
 //!
 //! Job code may block the threads of the runtime it runs on (CPU-heavy work, a blocking
 //! call). Heartbeats sent from those threads would stall with them, and the watchdog would
@@ -15,14 +15,15 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::beat::{Beaten, MIN_INTERVAL, beat_once};
 use super::job::AttemptState;
-use super::worker::{Identity, InFlight};
+use super::worker::Identity;
 use crate::config::LedgerConfig;
 use crate::error::{Error, Result};
 use crate::ledger::{Heartbeat, HeartbeatReply, Ledger};
 
-/// Shortest wait between two beats of one attempt, whatever its timeout.
-const MIN_INTERVAL: Duration = Duration::from_millis(10);
+/// `(queue, id)` of the attempts the worker holds, listed in each registry beat.
+pub(crate) type Held = Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>;
 
 /// Handle to the pump thread. Dropping it stops the thread without waiting for it.
 pub(crate) struct Pump {
@@ -43,7 +44,7 @@ impl Pump {
     pub(crate) async fn start(
         config: LedgerConfig,
         worker: Arc<Identity>,
-        in_flight: Arc<InFlight>,
+        held: Held,
         worker_interval: Duration,
     ) -> Result<Self> {
         let (attempts_tx, attempts_rx) = mpsc::unbounded_channel();
@@ -70,7 +71,7 @@ impl Pump {
                     let pump = Serve {
                         ledger,
                         worker,
-                        in_flight,
+                        held,
                         worker_interval,
                         stop: thread_stop,
                     };
@@ -128,7 +129,7 @@ impl Drop for Pump {
 struct Serve {
     ledger: Ledger,
     worker: Arc<Identity>,
-    in_flight: Arc<InFlight>,
+    held: Held,
     worker_interval: Duration,
     stop: CancellationToken,
 }
@@ -139,7 +140,7 @@ impl Serve {
         tasks.spawn(beat_worker(
             self.ledger.clone(),
             self.worker.clone(),
-            self.in_flight.clone(),
+            self.held.clone(),
             self.worker_interval,
             self.stop.clone(),
         ));
@@ -166,8 +167,6 @@ impl Serve {
 /// Beats one attempt until the runner finishes it or a reply says it is no longer ours.
 async fn beat_attempt(ledger: Ledger, attempt: Arc<AttemptState>) {
     let interval = attempt.interval.max(MIN_INTERVAL);
-    let token = &attempt.token;
-    let label = attempt.label();
     let mut wait = Duration::ZERO;
     loop {
         tokio::select! {
@@ -178,41 +177,38 @@ async fn beat_attempt(ledger: Ledger, attempt: Arc<AttemptState>) {
         if *guard {
             return;
         }
-        let beat = attempt.take_pending();
-        let reply = ledger.heartbeat(token, beat.clone()).await;
+        let next = beat_once(&ledger, &attempt.token, &*attempt, interval).await;
         drop(guard);
-        wait = interval;
-        match reply {
-            Ok(HeartbeatReply::Ok { cancel_requested }) => {
-                if cancel_requested && !attempt.is_cancel_requested() {
-                    tracing::info!(execution = %label, "cancellation requested; stopping the job");
-                    attempt.mark_cancel_requested();
-                }
-            }
-            Ok(reply) => {
-                tracing::warn!(execution = %label, ?reply, "attempt lost; stopping the job");
-                attempt.mark_lost();
-                return;
-            }
-            Err(e) if e.is_transient() => {
-                tracing::warn!(execution = %label, error = %e, "heartbeat failed; retrying soon");
-                attempt.restore_pending(beat);
-                wait = (interval / 4).max(MIN_INTERVAL);
-            }
-            Err(e @ (Error::TooLarge { .. } | Error::NotJson { .. })) => {
-                // Keep the attempt alive: beat again at once without what was refused.
-                tracing::error!(execution = %label, error = %e, "progress or checkpoint refused; dropped");
-                wait = Duration::ZERO;
-            }
-            Err(e @ (Error::NotFound { .. } | Error::TokenMismatch { .. })) => {
-                tracing::warn!(execution = %label, error = %e, "attempt lost; stopping the job");
-                attempt.mark_lost();
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(execution = %label, error = %e, "heartbeat failed");
-            }
+        match next {
+            Some(next) => wait = next,
+            None => return,
         }
+    }
+}
+
+impl Beaten for AttemptState {
+    fn take(&self) -> Heartbeat {
+        self.take_pending()
+    }
+
+    fn restore(&self, beat: Heartbeat) {
+        self.restore_pending(beat);
+    }
+
+    fn cancel_requested(&self) {
+        if !self.is_cancel_requested() {
+            tracing::info!(execution = %self.label(), "cancellation requested; stopping the job");
+            self.mark_cancel_requested();
+        }
+    }
+
+    fn lose(&self, why: String) {
+        tracing::warn!(execution = %self.label(), %why, "attempt lost; stopping the job");
+        self.mark_lost();
+    }
+
+    fn refused(&self, error: &Error) {
+        tracing::error!(execution = %self.label(), %error, "progress or checkpoint refused; dropped");
     }
 }
 
@@ -223,7 +219,7 @@ async fn beat_attempt(ledger: Ledger, attempt: Arc<AttemptState>) {
 async fn beat_worker(
     ledger: Ledger,
     worker: Arc<Identity>,
-    in_flight: Arc<InFlight>,
+    held: Held,
     interval: Duration,
     stop: CancellationToken,
 ) {
@@ -233,7 +229,7 @@ async fn beat_worker(
             _ = tokio::time::sleep(interval) => {}
         }
         let worker_id = worker.worker_id();
-        match ledger.worker_beat(&worker_id, &in_flight.running()).await {
+        match ledger.worker_beat(&worker_id, &held()).await {
             Ok(beat) => {
                 if let Some(request) = beat.request {
                     worker.ask(request);

@@ -1,4 +1,4 @@
-//! Who the runner is in the worker registry, and which attempts it holds.
+//! Who a worker is in the worker registry, and which attempts a runner holds.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -14,7 +14,7 @@ use crate::names::MAX_NAME_LEN;
 /// forgets the worker.
 pub(crate) struct Identity {
     registration: WorkerRegistration,
-    current: Mutex<String>,
+    current: Mutex<Current>,
     renewals: AtomicU32,
     /// What the watchdog asked in a registry heartbeat reply (the first request wins).
     request: Mutex<Option<WorkerRequest>>,
@@ -22,10 +22,19 @@ pub(crate) struct Identity {
     asked: CancellationToken,
 }
 
+/// The id in use, and a signal that fires when a renewal replaces it.
+struct Current {
+    worker_id: String,
+    replaced: CancellationToken,
+}
+
 impl Identity {
     pub(crate) fn new(registration: WorkerRegistration) -> Self {
         Self {
-            current: Mutex::new(registration.worker_id.clone()),
+            current: Mutex::new(Current {
+                worker_id: registration.worker_id.clone(),
+                replaced: CancellationToken::new(),
+            }),
             registration,
             renewals: AtomicU32::new(0),
             request: Mutex::new(None),
@@ -53,13 +62,21 @@ impl Identity {
         &self.asked
     }
 
-    fn current(&self) -> MutexGuard<'_, String> {
+    fn current(&self) -> MutexGuard<'_, Current> {
         self.current.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The id to claim and heartbeat under now.
     pub(crate) fn worker_id(&self) -> String {
-        self.current().clone()
+        self.current().worker_id.clone()
+    }
+
+    /// The id to claim under now, and a signal that fires once it is replaced: a long
+    /// poll waiting under an id the registry forgot must end, or what it claims would be
+    /// held by a worker the watchdog counts as gone.
+    pub(crate) fn claiming_as(&self) -> (String, CancellationToken) {
+        let current = self.current();
+        (current.worker_id.clone(), current.replaced.clone())
     }
 
     /// The next fresh registration: the first id with `.r<n>` appended, never used before
@@ -77,7 +94,14 @@ impl Identity {
     }
 
     pub(crate) fn adopt(&self, worker_id: String) {
-        *self.current() = worker_id;
+        let old = std::mem::replace(
+            &mut *self.current(),
+            Current {
+                worker_id,
+                replaced: CancellationToken::new(),
+            },
+        );
+        old.replaced.cancel();
     }
 }
 

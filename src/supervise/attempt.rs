@@ -31,9 +31,10 @@ use super::logs::AttemptLog;
 use super::output::{self, Output, Stream};
 use super::reaper::{Mark, Reaper};
 use super::records::Records;
-use super::report::{Outcome, Report};
+use super::report::Report;
 use crate::error::format_duration;
 use crate::ledger::{Claim, HeartbeatReply, Ledger};
+use crate::runner::Outcome;
 
 /// Checkpoints up to this size are also passed in `UNSTUCK_CHECKPOINT` (the kernel caps
 /// one environment string at 128 KiB); the file always has it.
@@ -207,7 +208,7 @@ async fn attempt(
     drain(readers, stdin).await;
     finished.cancel();
     if beat_task.await.is_err() {
-        tracing::error!(execution = %token, "an attempt's heartbeat task failed");
+        tracing::error!(execution = %crate::runner::beat::label(token), "an attempt's heartbeat task failed");
     }
     drop(checkpoint);
 

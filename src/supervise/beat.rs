@@ -10,10 +10,10 @@ use tokio_util::sync::CancellationToken;
 use super::attempt::Cause;
 use super::output::Output;
 use crate::error::Error;
-use crate::ledger::{AttemptToken, HeartbeatReply, Ledger};
-
-/// Shortest wait between two beats of one attempt, whatever its timeout.
-pub(crate) const MIN_INTERVAL: Duration = Duration::from_millis(10);
+use crate::ledger::{AttemptToken, Heartbeat, Ledger};
+pub(crate) use crate::runner::beat::MIN_INTERVAL;
+use crate::runner::beat::{Beaten, beat_once};
+pub(crate) use crate::runner::record::describe_reply;
 
 /// What the heartbeats found out: cancellation requested, or the attempt lost.
 #[derive(Default)]
@@ -55,6 +55,10 @@ pub(crate) async fn beat(
     beats: Arc<Beats>,
     finished: CancellationToken,
 ) {
+    let attempt = Beating {
+        output: &output,
+        beats: &beats,
+    };
     let mut wait = Duration::ZERO;
     loop {
         tokio::select! {
@@ -62,48 +66,40 @@ pub(crate) async fn beat(
             () = finished.cancelled() => return,
             () = tokio::time::sleep(wait) => {}
         }
-        let beat = output.take_beat();
-        let reply = ledger.heartbeat(&token, beat.clone()).await;
-        wait = interval;
-        match reply {
-            Ok(HeartbeatReply::Ok { cancel_requested }) => {
-                if cancel_requested && !beats.cancel.swap(true, Ordering::SeqCst) {
-                    beats.stopped.cancel();
-                }
-            }
-            Ok(refused) => {
-                beats.lose(describe_reply(&refused));
-                return;
-            }
-            Err(e) if e.is_transient() => {
-                tracing::warn!(execution = %token, error = %e, "heartbeat failed; retrying soon");
-                output.restore(beat);
-                wait = (interval / 4).max(MIN_INTERVAL);
-            }
-            Err(e @ (Error::TooLarge { .. } | Error::NotJson { .. })) => {
-                // Keep the attempt alive: beat again at once without what was refused.
-                output.note(&format!("progress or checkpoint refused, dropped: {e}"));
-                wait = Duration::ZERO;
-            }
-            Err(e @ (Error::NotFound { .. } | Error::TokenMismatch { .. })) => {
-                beats.lose(e.to_string());
-                return;
-            }
-            Err(e) => tracing::warn!(execution = %token, error = %e, "heartbeat failed"),
+        match beat_once(&ledger, &token, &attempt, interval).await {
+            Some(next) => wait = next,
+            None => return,
         }
     }
 }
 
-/// Why a heartbeat reply means the attempt is no longer ours.
-pub(crate) fn describe_reply(reply: &HeartbeatReply) -> String {
-    match reply {
-        HeartbeatReply::StaleAttempt {
-            current_attempt,
-            state,
-        } => format!("the execution moved on: now attempt {current_attempt}, {state}"),
-        HeartbeatReply::Terminal { state, stop_reason } => {
-            format!("the execution ended {state} ({stop_reason})")
+/// A command's attempt as its heartbeats see it: its output carries the progress.
+struct Beating<'a> {
+    output: &'a Output,
+    beats: &'a Beats,
+}
+
+impl Beaten for Beating<'_> {
+    fn take(&self) -> Heartbeat {
+        self.output.take_beat()
+    }
+
+    fn restore(&self, beat: Heartbeat) {
+        self.output.restore(beat);
+    }
+
+    fn cancel_requested(&self) {
+        if !self.beats.cancel.swap(true, Ordering::SeqCst) {
+            self.beats.stopped.cancel();
         }
-        HeartbeatReply::Ok { .. } => "still current".into(),
+    }
+
+    fn lose(&self, why: String) {
+        self.beats.lose(why);
+    }
+
+    fn refused(&self, error: &Error) {
+        self.output
+            .note(&format!("progress or checkpoint refused, dropped: {error}"));
     }
 }

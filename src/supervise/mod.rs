@@ -1,7 +1,8 @@
 //! `unstuck exec`: runs any command as a worker, one process group per execution.
 //!
-//! The [`Supervisor`] registers as a worker, claims executions of one queue (a long poll)
-//! up to its concurrency, and runs the command once per attempt: the payload (JSON) on
+//! The [`Supervisor`] runs the worker loop (`crate::runner::worker_loop`: registration,
+//! registry beats, long-poll claims up to its concurrency, drain and restart requests)
+//! with commands as its kind of job, and runs the command once per attempt: the payload (JSON) on
 //! stdin; `UNSTUCK_EXECUTION_ID`, `UNSTUCK_QUEUE`, `UNSTUCK_ATTEMPT` and the previous
 //! attempt's checkpoint (`UNSTUCK_CHECKPOINT`, JSON text up to 64 KiB, and always
 //! `UNSTUCK_CHECKPOINT_FILE`, a file holding it) in its environment. Its own settings
@@ -42,15 +43,16 @@
 //!   once (`recover.rs`).
 //!
 //! # Layout
-//! - this file: the claim loop, registration and shutdown;
+//! - this file: the supervisor around the worker loop (state file, recovery, reaper,
+//!   notes) and `Commands`, the loop's kind of job;
 //! - `attempt.rs`: one attempt, from claim to outcome; `beat.rs`: its heartbeats;
 //! - `child.rs`: spawning in a process group, stopping the attempt's processes;
 //! - `reaper.rs`: the subreaper, an attempt's strays, reaping adopted orphans;
 //! - `output.rs`: output as progress, directives, tails; `logs.rs`: where it is kept;
-//! - `report.rs`: recording outcomes; `records.rs`: the state file;
+//! - `report.rs`: recording outcomes (`crate::runner::record`) as notes; `records.rs`:
+//!   the state file;
 //! - `recover.rs`: cleaning up after a dead supervisor (its command's process group: what
 //!   left the group went to init with it); `procfs.rs`: reading `/proc`;
-//! - `registry.rs`: registry heartbeats, and honouring what their replies ask;
 //! - `program.rs`: finding the program before anything starts;
 //! - `config.rs`: [`ExecConfig`].
 
@@ -65,29 +67,25 @@ mod program;
 mod reaper;
 mod records;
 mod recover;
-mod registry;
 mod report;
 
 pub use config::{CommandOutput, ExecConfig, LineSink, default_state_dir};
 pub use logs::stderr_lines;
 pub use recover::Recovered;
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
-use crate::ledger::{Ledger, WorkerRegistration, WorkerRequest};
-use crate::runner::retry;
-use crate::runner::worker::Identity;
+use crate::ledger::{Claim, Ledger, WorkerRegistration, WorkerRequest};
+use crate::runner::worker_loop::{self, Kind, Pump, Settings};
+use crate::runner::{Outcome, Tally};
 use attempt::Context;
 use program::command_line;
 use records::Records;
-use registry::{Requested, beat_registry};
-use report::Outcome;
 
 /// What can stop a supervisor from starting or running.
 #[derive(Debug, thiserror::Error)]
@@ -150,20 +148,27 @@ pub struct ExecReport {
 }
 
 impl ExecReport {
-    fn count(&mut self, joined: Result<Outcome, JoinError>) {
-        let counter = match joined {
-            Ok(Outcome::Succeeded) => &mut self.succeeded,
-            Ok(Outcome::Failed) => &mut self.failed,
-            Ok(Outcome::Retried) => &mut self.retried,
-            Ok(Outcome::Cancelled) => &mut self.cancelled,
-            Ok(Outcome::Lost) => &mut self.lost,
-            Ok(Outcome::Unreported) => &mut self.unreported,
-            Err(e) => {
-                tracing::error!(error = %e, "an attempt's task failed");
-                &mut self.unreported
-            }
-        };
-        *counter += 1;
+    fn new(tally: Tally, recovered: Recovered, stopped_by: Option<WorkerRequest>) -> Self {
+        let Tally {
+            claimed,
+            succeeded,
+            failed,
+            retried,
+            cancelled,
+            lost,
+            unreported,
+        } = tally;
+        Self {
+            claimed,
+            succeeded,
+            failed,
+            retried,
+            cancelled,
+            lost,
+            unreported,
+            recovered,
+            stopped_by,
+        }
     }
 }
 
@@ -241,89 +246,41 @@ impl Supervisor {
             let stop = reaping.clone();
             async move { reaper.run(stop).await }
         });
-        let mut report = ExecReport {
-            recovered: recover::previous(
-                &self.ledger,
-                &dir,
-                &registration.worker_id,
-                config.stop_grace,
-                &note,
-            )
-            .await,
-            ..ExecReport::default()
-        };
-        if let Err(e) = retry(|| self.ledger.register_worker(&registration)).await {
-            records.remove();
-            reaping.cancel();
-            let _ = reaper_task.await;
-            logs::flush_shared().await;
-            return Err(e.into());
-        }
-        note(&format!(
-            "unstuck: worker {} runs {} from queue {} ({} at a time)",
-            registration.worker_id,
-            command_line(&config.command),
-            config.queue,
-            config.concurrency,
-        ));
-        let identity = Arc::new(Identity::new(registration));
+        let recovered = recover::previous(
+            &self.ledger,
+            &dir,
+            &registration.worker_id,
+            config.stop_grace,
+            &note,
+        )
+        .await;
         let records = Arc::new(records);
-        let stop = shutdown.child_token();
-        // Claiming stops with `stop`, or alone on a drain request.
-        let claiming = stop.child_token();
-        let registry_stop = CancellationToken::new();
-        let asked = Arc::new(std::sync::Mutex::new(None));
-        let registry = tokio::spawn(beat_registry(
-            self.ledger.clone(),
-            identity.clone(),
-            records.clone(),
-            config.worker_heartbeat_interval,
-            registry_stop.clone(),
-            Requested {
-                stop: stop.clone(),
-                claiming: claiming.clone(),
-                asked: asked.clone(),
-            },
-        ));
-        let ctx = Arc::new(Context {
-            ledger: self.ledger.clone(),
-            config: config.clone(),
-            records: records.clone(),
-            reaper: reaper.clone(),
-            shutdown: stop.clone(),
+        let commands = Arc::new(Commands {
+            ctx: Arc::new(Context {
+                ledger: self.ledger.clone(),
+                config: config.clone(),
+                records: records.clone(),
+                reaper: reaper.clone(),
+                shutdown: shutdown.child_token(),
+            }),
         });
-
-        let refused = self
-            .claim_loop(&ctx, &claiming, &identity, &mut report)
-            .await;
-        let mut tasks = refused.1;
-        report.stopped_by = *asked
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if report.stopped_by == Some(WorkerRequest::Drain) {
-            note("unstuck: asked to drain: no more claims; waiting for the running commands");
-            tokio::select! {
-                () = stop.cancelled() => {}
-                () = async {
-                    while let Some(joined) = tasks.join_next().await {
-                        report.count(joined);
-                    }
-                } => {}
+        let settings = Settings {
+            queue: config.queue.clone(),
+            concurrency: config.concurrency,
+            claim_wait: config.claim_wait,
+            registration,
+            worker_heartbeat_interval: config.worker_heartbeat_interval,
+        };
+        let ran = match worker_loop::run(&self.ledger, settings, commands, &shutdown).await {
+            Ok(ran) => ran,
+            Err(e) => {
+                records.remove();
+                reaping.cancel();
+                let _ = reaper_task.await;
+                logs::flush_shared().await;
+                return Err(e.into());
             }
-        }
-        stop.cancel();
-        while let Some(joined) = tasks.join_next().await {
-            report.count(joined);
-        }
-        // The registry task stops before deregistering, or its next beat would find the
-        // worker unknown and register it again.
-        registry_stop.cancel();
-        let _ = registry.await;
-        let worker_id = identity.worker_id();
-        match retry(|| self.ledger.deregister_worker(&worker_id)).await {
-            Ok(_) | Err(Error::UnknownWorker { .. }) => {}
-            Err(e) => tracing::warn!(worker = %worker_id, error = %e, "deregistration failed"),
-        }
+        };
         records.remove();
         // Whatever still descends from the supervisor is a command's: a stray that
         // cleared its environment, or one that started after its attempt was swept.
@@ -335,9 +292,11 @@ impl Supervisor {
                 "unstuck: {swept} processes the commands left running were stopped"
             ));
         }
+        let report = ExecReport::new(ran.tally, recovered, ran.stopped_by);
         note(&format!(
-            "unstuck: worker {worker_id} stopped: {} claimed, {} succeeded, {} retried, {} failed, \
+            "unstuck: worker {} stopped: {} claimed, {} succeeded, {} retried, {} failed, \
              {} cancelled, {} lost, {} unreported",
+            ran.worker_id,
             report.claimed,
             report.succeeded,
             report.retried,
@@ -347,60 +306,46 @@ impl Supervisor {
             report.unreported
         ));
         logs::flush_shared().await;
-        match refused.0 {
+        match ran.refused {
             Some(e) => Err(e.into()),
             None => Ok(report),
         }
     }
+}
 
-    /// Claims and starts attempts until `ctx.shutdown` fires or a claim is refused; hands
-    /// back the refusal and the attempts still running.
-    async fn claim_loop(
-        &self,
-        ctx: &Arc<Context>,
-        claiming: &CancellationToken,
-        identity: &Identity,
-        report: &mut ExecReport,
-    ) -> (Option<Error>, JoinSet<Outcome>) {
-        let config = &self.config;
-        let mut tasks = JoinSet::new();
-        while !claiming.is_cancelled() {
-            while let Some(joined) = tasks.try_join_next() {
-                report.count(joined);
-            }
-            let free = config.concurrency - tasks.len();
-            if free == 0 {
-                tokio::select! {
-                    () = claiming.cancelled() => {}
-                    Some(joined) = tasks.join_next() => report.count(joined),
-                }
-                continue;
-            }
-            let worker_id = identity.worker_id();
-            let claimed = self
-                .ledger
-                .claim_wait_until(&config.queue, &worker_id, free, config.claim_wait, claiming)
-                .await;
-            match claimed {
-                Ok(batch) => {
-                    for claim in batch.claims {
-                        report.claimed += 1;
-                        tasks.spawn(attempt::run(ctx.clone(), claim));
-                    }
-                }
-                Err(e) if e.is_transient() => {
-                    tracing::warn!(error = %e, "claim failed; trying again");
-                    tokio::select! {
-                        () = claiming.cancelled() => {}
-                        () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "claim refused; stopping");
-                    return (Some(e), tasks);
-                }
-            }
+/// Supervised commands as the worker loop's kind of job: one process group per attempt.
+struct Commands {
+    ctx: Arc<Context>,
+}
+
+impl Kind for Commands {
+    fn launch(&self, claim: Claim, _pump: &Pump) -> impl Future<Output = Outcome> + Send + 'static {
+        attempt::run(self.ctx.clone(), claim)
+    }
+
+    fn running(&self) -> Vec<(String, String)> {
+        self.ctx.records.running()
+    }
+
+    /// SIGTERM to every command's group, SIGKILL after the grace; their attempts fail
+    /// retryably ("supervisor stopped").
+    fn stop_all(&self) {
+        self.ctx.shutdown.cancel();
+    }
+
+    fn started(&self, worker_id: &str) {
+        let config = &self.ctx.config;
+        self.note(&format!(
+            "worker {worker_id} runs {} from queue {} ({} at a time)",
+            command_line(&config.command),
+            config.queue,
+            config.concurrency,
+        ));
+    }
+
+    fn note(&self, line: &str) {
+        if let Some(sink) = &self.ctx.config.notes {
+            sink(&format!("unstuck: {line}"));
         }
-        (None, tasks)
     }
 }

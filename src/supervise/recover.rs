@@ -141,10 +141,10 @@ async fn recover_file(
             // Moved on already (the watchdog, or an earlier recovery): nothing to do.
             Ok((FailOutcome::StaleAttempt { .. } | FailOutcome::AlreadyTerminal { .. }, _))
             | Err(Error::NotFound { .. } | Error::TokenMismatch { .. }) => {
-                tracing::debug!(execution = %token, "a previous supervisor's attempt had moved on");
+                tracing::debug!(execution = %crate::runner::beat::label(token), "a previous supervisor's attempt had moved on");
             }
             Err(error) => {
-                tracing::warn!(execution = %token, %error, "cannot report a previous supervisor's attempt");
+                tracing::warn!(execution = %crate::runner::beat::label(token), %error, "cannot report a previous supervisor's attempt");
                 unreported.push(record);
             }
         }

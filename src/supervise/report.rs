@@ -1,40 +1,22 @@
-//! Recording an attempt's outcome, retrying transient Redis errors, and saying what
-//! happened in one note.
+//! Recording an attempt's outcome (`crate::runner::record`), and saying what happened in
+//! one note beside the command's output.
 
-use crate::error::Error;
-use crate::ledger::{AttemptToken, CompleteOutcome, FailOutcome, HeartbeatReply, Ledger, State};
-use crate::runner::retry;
+use crate::ledger::{AttemptToken, HeartbeatReply, Ledger};
+use crate::runner::record::{Record, Recorded};
+use crate::runner::{Outcome, retry};
 
-use super::beat::describe_reply;
 use super::output::Output;
 
-/// What became of one attempt, as the supervisor counts it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    Succeeded,
-    Failed,
-    Retried,
-    Cancelled,
-    /// The attempt was no longer ours: nothing was recorded.
-    Lost,
-    /// Redis could not be reached to record it; the watchdog sees the attempt go quiet.
-    Unreported,
-}
-
-/// Records the outcome of one attempt. A reply that says the attempt is no longer
-/// current normally means it was lost; after a retried call it may instead mean the
-/// first try landed, which the state it ended in tells apart.
+/// Records the outcome of one attempt and notes it.
 pub(crate) struct Report<'a> {
-    ledger: &'a Ledger,
-    token: &'a AttemptToken,
+    record: Record<'a>,
     output: &'a Output,
 }
 
 impl<'a> Report<'a> {
     pub(crate) fn new(ledger: &'a Ledger, token: &'a AttemptToken, output: &'a Output) -> Self {
         Self {
-            ledger,
-            token,
+            record: Record { ledger, token },
             output,
         }
     }
@@ -46,7 +28,8 @@ impl<'a> Report<'a> {
         if beat.checkpoint.is_none() && beat.progress.is_none() {
             return None;
         }
-        match retry(|| self.ledger.heartbeat(self.token, beat.clone())).await {
+        let Record { ledger, token } = &self.record;
+        match retry(|| ledger.heartbeat(token, beat.clone())).await {
             Ok((reply, _)) => Some(reply),
             Err(e) => {
                 self.output
@@ -57,106 +40,19 @@ impl<'a> Report<'a> {
     }
 
     pub(crate) async fn complete(&self, result: Option<serde_json::Value>) -> Outcome {
-        let reply = retry(|| self.ledger.complete(self.token, result.as_ref())).await;
-        match reply {
-            Ok((CompleteOutcome::Recorded { .. }, _))
-            | Ok((
-                CompleteOutcome::AlreadyTerminal {
-                    state: State::Succeeded,
-                    ..
-                },
-                true,
-            )) => {
-                self.output.note("succeeded");
-                Outcome::Succeeded
-            }
-            Ok((other, _)) => self.lost(&format!("{other:?}")),
-            // The ledger refused the result itself: a retry would produce it again.
-            Err(e @ (Error::TooLarge { .. } | Error::NotJson { .. })) => {
-                self.fail(&format!("result not recorded: {e}"), false).await
-            }
-            Err(e) => self.unreported("complete", &e),
-        }
+        self.noted(self.record.complete(result).await)
     }
 
     pub(crate) async fn fail(&self, message: &str, retryable: bool) -> Outcome {
-        let outcome = match retry(|| self.ledger.fail(self.token, message, retryable)).await {
-            Ok((FailOutcome::RetryScheduled { available_at, .. }, _)) => {
-                self.output
-                    .note(&format!("{message} — retry scheduled at {available_at}"));
-                return Outcome::Retried;
-            }
-            Ok((FailOutcome::Failed { .. }, _))
-            | Ok((
-                FailOutcome::AlreadyTerminal {
-                    state: State::Failed,
-                    ..
-                },
-                true,
-            )) => Outcome::Failed,
-            Ok((FailOutcome::Cancelled { .. }, _))
-            | Ok((
-                FailOutcome::AlreadyTerminal {
-                    state: State::Cancelled,
-                    ..
-                },
-                true,
-            )) => Outcome::Cancelled,
-            // Only a scheduled retry makes our own call's attempt stale.
-            Ok((FailOutcome::StaleAttempt { .. }, true)) => return Outcome::Retried,
-            Ok((other, _)) => return self.lost(&format!("{other:?}")),
-            Err(e) => return self.unreported("fail", &e),
-        };
-        let ended = match outcome {
-            Outcome::Cancelled => "cancelled",
-            _ => "failed",
-        };
-        self.output.note(&format!("{message} — {ended}"));
-        outcome
+        self.noted(self.record.fail(message, retryable).await)
     }
 
     pub(crate) async fn acknowledge_cancel(&self) -> Outcome {
-        match retry(|| self.ledger.acknowledge_cancel(self.token)).await {
-            Ok((CompleteOutcome::Recorded { .. }, _))
-            | Ok((
-                CompleteOutcome::AlreadyTerminal {
-                    state: State::Cancelled,
-                    ..
-                },
-                true,
-            )) => {
-                self.output.note("stopped; cancellation acknowledged");
-                Outcome::Cancelled
-            }
-            Ok((
-                CompleteOutcome::StaleAttempt {
-                    current_attempt,
-                    state,
-                },
-                _,
-            )) => {
-                let reply = HeartbeatReply::StaleAttempt {
-                    current_attempt,
-                    state,
-                };
-                self.lost(&describe_reply(&reply))
-            }
-            Ok((other, _)) => self.lost(&format!("{other:?}")),
-            Err(e) => self.unreported("acknowledge the cancellation of", &e),
-        }
+        self.noted(self.record.acknowledge_cancel().await)
     }
 
-    fn lost(&self, why: &str) -> Outcome {
-        self.output.note(&format!(
-            "attempt lost before its outcome was recorded: {why}"
-        ));
-        Outcome::Lost
-    }
-
-    fn unreported(&self, operation: &str, error: &Error) -> Outcome {
-        self.output.note(&format!(
-            "could not {operation} the attempt ({error}); the watchdog will take it over"
-        ));
-        Outcome::Unreported
+    fn noted(&self, recorded: Recorded) -> Outcome {
+        self.output.note(&recorded.note);
+        recorded.outcome
     }
 }

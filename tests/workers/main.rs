@@ -16,4 +16,5 @@ mod exec;
 mod exec_stop;
 mod runner;
 mod runner_stop;
+mod worker_loop;
 mod worker_requests;
