@@ -15,7 +15,6 @@ use utoipa::IntoParams;
 use super::AppState;
 use super::extract::Query;
 use super::problem::ApiError;
-use super::wire::EventOut;
 use crate::error::Error;
 use crate::events::EventFollower;
 use crate::names;
@@ -51,7 +50,7 @@ fn parse_event_id(id: &str) -> Result<(u16, String), ApiError> {
     params(EventsQuery, ("Last-Event-ID" = Option<String>, Header,
         description = "Resume after this event id (`<partition>-<ms>-<seq>`); wins over `last_event_id`.")),
     responses((status = 200, content_type = "text/event-stream",
-        description = "Server-Sent Events named `transition`, each `data` an EventOut, `id` its event id.")))]
+        description = "Server-Sent Events named `transition`, each `data` an Event, `id` its event id.")))]
 pub(crate) async fn stream(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -122,7 +121,7 @@ fn follow(
 }
 
 fn message(e: crate::events::Event) -> SseEvent {
-    let out = EventOut::from(e);
+    let out = e;
     SseEvent::default()
         .id(out.id.clone())
         .event("transition")
