@@ -49,7 +49,7 @@ pub fn ms(d: Duration) -> u64 {
     crate::timings::millis::ms(d)
 }
 
-/// A timing's input form and its reply form.
+/// A timing's input form (replies carry the library's `Timings`).
 pub trait WireTiming: Sized {
     type In;
     fn from_in(v: Self::In) -> Self;
