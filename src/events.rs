@@ -12,10 +12,15 @@ use crate::conn::{BlockingPool, FOLLOW_BLOCK};
 use crate::error::{Error, Result};
 use crate::ledger::{Ledger, State, ms_to_time};
 
-/// One transition of one execution, as recorded in its partition's stream.
+/// One transition of one execution, as recorded in its partition's stream: what the
+/// HTTP API's event routes and SSE stream send.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct Event {
-    /// Stream entry id; pass it back to read what follows.
+    /// `<partition>-<stream id>`, unique across partitions: the HTTP API's `Last-Event-ID`
+    /// to resume from.
+    pub id: String,
+    /// Stream entry id; pass it back to read what follows in its partition.
     pub stream_id: String,
     /// The partition whose stream holds the event.
     pub partition: u16,
@@ -38,6 +43,9 @@ pub struct Event {
     /// For watchdog actions: the instant the timer that triggered it fired. Detection lag
     /// is `at - timer_due_at`.
     pub timer_due_at: Option<DateTime<Utc>>,
+    /// For watchdog actions: how long after its timer fired it acted (`at -
+    /// timer_due_at`), in milliseconds.
+    pub lag_ms: Option<i64>,
     /// For watchdog actions: the replica that acted. `None` for events written by
     /// workers and orchestrators.
     pub replica: Option<String>,
@@ -385,10 +393,16 @@ pub(crate) fn parse_event(
                 .map_err(|_| bad(format!("event {stream_id}: unknown state {s:?}")))
         }
     };
+    let timer_due_at = match due.parse::<i64>() {
+        Ok(ms) => Some(ms_to_time(ms)?),
+        Err(_) => None,
+    };
+    let at = ms_to_time(ms)?;
     Ok(Event {
+        id: format!("{partition}-{stream_id}"),
         stream_id: stream_id.to_owned(),
         partition,
-        at: ms_to_time(ms)?,
+        at,
         queue: queue.to_owned(),
         execution_id: id.to_owned(),
         attempt: attempt.parse().unwrap_or(0),
@@ -396,10 +410,8 @@ pub(crate) fn parse_event(
         to: state(to)?,
         reason: reason.to_owned(),
         detail: detail.to_owned(),
-        timer_due_at: match due.parse::<i64>() {
-            Ok(ms) => Some(ms_to_time(ms)?),
-            Err(_) => None,
-        },
+        timer_due_at,
+        lag_ms: timer_due_at.map(|due| (at - due).num_milliseconds()),
         replica,
         epoch,
     })

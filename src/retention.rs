@@ -13,24 +13,30 @@ use crate::timings::MAX_DURATION;
 
 /// Retention of finished executions. Unset fields: for the ledger, the built-in values of
 /// [`Retention::defaults`]; for a queue, the ledger's. A duration of zero keeps that
-/// state's executions for ever.
+/// state's executions for ever. Serialized in milliseconds (`null`: unset).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct Retention {
     /// How long succeeded executions are kept after they finished (default 24 h).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::timings::millis")]
+    #[cfg_attr(feature = "server", schema(value_type = Option<u64>))]
     pub succeeded: Option<Duration>,
     /// Cancelled ones (default 24 h).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::timings::millis")]
+    #[cfg_attr(feature = "server", schema(value_type = Option<u64>))]
     pub cancelled: Option<Duration>,
     /// Failed ones (default 7 days).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::timings::millis")]
+    #[cfg_attr(feature = "server", schema(value_type = Option<u64>))]
     pub failed: Option<Duration>,
     /// Dead ones: attempts used up (default 7 days).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::timings::millis")]
+    #[cfg_attr(feature = "server", schema(value_type = Option<u64>))]
     pub dead: Option<Duration>,
     /// Timed-out ones: deadline passed (default 7 days).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::timings::millis")]
+    #[cfg_attr(feature = "server", schema(value_type = Option<u64>))]
     pub timed_out: Option<Duration>,
     /// Most finished executions a queue keeps (pinned ones not counted): past it, the
     /// oldest go first, expired or not. `None` (or 0): no cap.

@@ -66,7 +66,7 @@ impl TimelineEntry {
             to: e.to,
             reason: e.reason.clone(),
             detail: e.detail.clone(),
-            lag_ms: e.timer_due_at.map(|due| (e.at - due).num_milliseconds()),
+            lag_ms: e.lag_ms,
             replica: e.replica.clone(),
             epoch: e.epoch,
             source: TimelineSource::Event,
@@ -164,6 +164,7 @@ mod tests {
 
     fn e(ms: i64, from: Option<State>, to: State, reason: &str, attempt: u32) -> Event {
         Event {
+            id: format!("0-{ms}-0"),
             stream_id: format!("{ms}-0"),
             partition: 0,
             at: at(ms),
@@ -175,6 +176,7 @@ mod tests {
             reason: reason.into(),
             detail: format!("detail of {reason}"),
             timer_due_at: None,
+            lag_ms: None,
             replica: None,
             epoch: None,
         }

@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+pub(crate) mod millis;
+
 /// Longest duration accepted anywhere: anything longer is a mistake, not a plan.
 pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
@@ -43,26 +45,26 @@ macro_rules! for_each_timing {
         $then! {
             /// Dispatched but not started (no first heartbeat) within this: the dispatch was
             /// lost.
-            start_grace: Duration => Duration, "sg", Rule::Positive, 30_000, serde(with = "humantime_serde");
+            start_grace: Duration => Duration, "sg", Rule::Positive, 30_000, serde(with = "crate::timings::millis");
             /// Running with no heartbeat for this long: the execution goes stale.
-            heartbeat_timeout: Duration => Duration, "ht", Rule::Positive, 30_000, serde(with = "humantime_serde");
+            heartbeat_timeout: Duration => Duration, "ht", Rule::Positive, 30_000, serde(with = "crate::timings::millis");
             /// Heartbeats arrive but progress has not changed for this long: a wedged loop.
             /// Zero (the default) switches the rule off.
-            no_progress_timeout: Duration => Option<Duration>, "npt", Rule::ZeroIsOff, 0, serde(with = "humantime_serde");
+            no_progress_timeout: Duration => Option<Duration>, "npt", Rule::ZeroIsOff, 0, serde(with = "crate::timings::millis");
             /// Hard ceiling from enqueue to a terminal state, across attempts. Zero (the
             /// default): no deadline.
-            deadline: Duration => Option<Duration>, "dl", Rule::ZeroIsOff, 0, serde(with = "humantime_serde");
+            deadline: Duration => Option<Duration>, "dl", Rule::ZeroIsOff, 0, serde(with = "crate::timings::millis");
             /// How long an execution stays stuck, counted from the moment it became stuck,
             /// before it is remediated.
-            stuck_threshold: Duration => Duration, "stt", Rule::AnyDuration, 30_000, serde(with = "humantime_serde");
+            stuck_threshold: Duration => Duration, "stt", Rule::AnyDuration, 30_000, serde(with = "crate::timings::millis");
             /// Attempts in all, the first included (1 = never retry).
             max_attempts: u32 => u32, "ma", Rule::Count, 2;
             /// First retry delay; each further retry doubles it, up to `backoff_max`.
-            backoff_base: Duration => Duration, "bb", Rule::AnyDuration, 1_000, serde(with = "humantime_serde");
+            backoff_base: Duration => Duration, "bb", Rule::AnyDuration, 1_000, serde(with = "crate::timings::millis");
             /// Longest retry delay.
-            backoff_max: Duration => Duration, "bm", Rule::AnyDuration, 300_000, serde(with = "humantime_serde");
+            backoff_max: Duration => Duration, "bm", Rule::AnyDuration, 300_000, serde(with = "crate::timings::millis");
             /// How long a worker has to acknowledge a cancellation before it is forced.
-            cancel_grace: Duration => Duration, "cg", Rule::AnyDuration, 30_000, serde(with = "humantime_serde");
+            cancel_grace: Duration => Duration, "cg", Rule::AnyDuration, 30_000, serde(with = "crate::timings::millis");
         }
     };
 }
@@ -185,16 +187,25 @@ macro_rules! define_timings {
         /// global default when the execution is enqueued, and stored with it, so later
         /// changes to a queue's defaults never change work already in flight. `None`
         /// means "not set here".
+        ///
+        /// Serialized in milliseconds (`max_attempts` a count), `null` when unset.
         #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+        #[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
         #[serde(default, deny_unknown_fields)]
         pub struct Timings {
-            $( $(#[doc = $doc])* $(#[$serde])? pub $name: Option<$given>, )*
+            $( $(#[doc = $doc])* $(#[$serde])?
+               #[cfg_attr(feature = "server", schema(value_type = Option<u64>))]
+               pub $name: Option<$given>, )*
         }
 
-        /// The resolved timings an execution is judged by.
+        /// The resolved timings an execution is judged by: milliseconds (`max_attempts` a
+        /// count) when serialized, `null` for a rule that is off.
         #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
         pub struct ResolvedTimings {
-            $( $(#[doc = $doc])* $(#[$serde])? pub $name: $resolved, )*
+            $( $(#[doc = $doc])* $(#[$serde])?
+               #[cfg_attr(feature = "server", schema(value_type = Option<u64>))]
+               pub $name: $resolved, )*
         }
 
         /// Names of the timings, in the order scripts take them.

@@ -6,11 +6,10 @@ use std::io::Write;
 
 use chrono::Utc;
 use serde::Serialize;
-use unstuck::server::wire::{EventOut, ExecutionOut, QueueOut, WorkerOut};
 use unstuck::timeline::TimelineSource;
-use unstuck::{Event, Filter, Ledger};
+use unstuck::{Event, Execution, Filter, Ledger, QueueOverview, WorkerInfo};
 
-use super::table::{ago, clip, duration_ms, opt, render};
+use super::table::{ago, clip, duration, opt, render};
 
 fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
     out!("{}", serde_json::to_string_pretty(value)?);
@@ -19,12 +18,7 @@ fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
 
 /// `unstuck queues`.
 pub(crate) async fn queues(ledger: &Ledger, json: bool) -> anyhow::Result<()> {
-    let queues: Vec<QueueOut> = ledger
-        .queue_overviews()
-        .await?
-        .into_iter()
-        .map(QueueOut::from)
-        .collect();
+    let queues: Vec<QueueOverview> = ledger.queue_overviews().await?.into_iter().collect();
     if json {
         return print_json(&serde_json::json!({ "queues": queues }));
     }
@@ -36,7 +30,7 @@ pub(crate) async fn queues(ledger: &Ledger, json: bool) -> anyhow::Result<()> {
                 q.depth.to_string(),
                 q.available.to_string(),
                 format!("{}/{}", q.active, q.capacity),
-                q.oldest_queued_age_ms.map_or("-".into(), duration_ms),
+                q.oldest_queued_age.map_or("-".into(), duration),
                 q.partition.to_string(),
             ]
         })
@@ -67,7 +61,7 @@ pub(crate) async fn executions(
     json: bool,
 ) -> anyhow::Result<()> {
     let page = ledger.find(&filter, cursor, limit).await?;
-    let items: Vec<ExecutionOut> = page.items.into_iter().map(ExecutionOut::from).collect();
+    let items: Vec<Execution> = page.items.into_iter().collect();
     if json {
         return print_json(&serde_json::json!({ "items": items, "next_cursor": page.next }));
     }
@@ -118,9 +112,7 @@ pub(crate) async fn executions(
 /// `unstuck show QUEUE ID`.
 pub(crate) async fn show(ledger: &Ledger, queue: &str, id: &str, json: bool) -> anyhow::Result<()> {
     let (execution, events, timeline) = ledger.timeline(queue, id).await?;
-    let execution = ExecutionOut::from(execution);
     if json {
-        let events: Vec<EventOut> = events.into_iter().map(EventOut::from).collect();
         return print_json(&serde_json::json!({
             "execution": execution,
             "events": events,
@@ -130,7 +122,7 @@ pub(crate) async fn show(ledger: &Ledger, queue: &str, id: &str, json: bool) -> 
     let now = Utc::now();
     let e = &execution;
     let t = &e.timings;
-    let ms = |v: Option<u64>| v.map_or("off".into(), duration_ms);
+    let ms = |v: Option<std::time::Duration>| v.map_or("off".into(), duration);
     let mut lines = vec![
         format!("{}/{}  {}  attempt {}", e.queue, e.id, e.state, e.attempt),
         format!("worker          {}", opt(e.worker.clone())),
@@ -151,15 +143,15 @@ pub(crate) async fn show(ledger: &Ledger, queue: &str, id: &str, json: bool) -> 
         ),
         format!(
             "timings         heartbeat {} · stuck threshold {} · start grace {} · no progress {} · deadline {} · attempts {} · backoff {}..{} · cancel grace {}",
-            ms(t.heartbeat_timeout),
-            ms(t.stuck_threshold),
-            ms(t.start_grace),
+            ms(Some(t.heartbeat_timeout)),
+            ms(Some(t.stuck_threshold)),
+            ms(Some(t.start_grace)),
             ms(t.no_progress_timeout),
             ms(t.deadline),
-            opt(t.max_attempts),
-            ms(t.backoff_base),
-            ms(t.backoff_max),
-            ms(t.cancel_grace),
+            t.max_attempts,
+            ms(Some(t.backoff_base)),
+            ms(Some(t.backoff_max)),
+            ms(Some(t.cancel_grace)),
         ),
     ];
     if e.pinned {
@@ -178,7 +170,7 @@ pub(crate) async fn show(ledger: &Ledger, queue: &str, id: &str, json: bool) -> 
         lines.push(format!("last error      {err}"));
     }
     if let Some(of) = &e.retry_of {
-        lines.push(format!("retry of        {of}"));
+        lines.push(format!("retry of        {}/{}", of.0, of.1));
     }
     if !e.retries.is_empty() {
         lines.push(format!("retried as      {}", e.retries.join(", ")));
@@ -290,7 +282,7 @@ pub(crate) async fn events(
     // nothing left to do; `println!` would panic there.
     let print = |e: Event| -> anyhow::Result<bool> {
         let line = if json {
-            serde_json::to_string(&EventOut::from(e))?
+            serde_json::to_string(&e)?
         } else {
             event_line(&e)
         };
@@ -337,10 +329,7 @@ pub(crate) async fn workers(ledger: &Ledger, json: bool) -> anyhow::Result<()> {
     let held = ledger.slot_holders().await?;
     let workers = ledger.workers().await?;
     if json {
-        let items: Vec<WorkerOut> = workers
-            .into_iter()
-            .map(|w| WorkerOut::from(w).with_held(&held))
-            .collect();
+        let items: Vec<WorkerInfo> = workers.into_iter().map(|w| w.with_held(&held)).collect();
         return print_json(&serde_json::json!({ "workers": items }));
     }
     let now = Utc::now();

@@ -2,7 +2,7 @@
 
 use clap::{Arg, ArgMatches, Args, FromArgMatches};
 use serde_json::{Map, Value};
-use unstuck::server::wire::{EnqueuedOut, TimingsIn};
+use unstuck::server::wire::TimingsIn;
 use unstuck::timings::{NAMES, Timings};
 use unstuck::{CancelOutcome, EnqueueOptions, Ledger};
 
@@ -105,15 +105,14 @@ pub(crate) async fn enqueue(
         timings: timings.timings()?,
         delay,
     };
-    let e = ledger.enqueue(queue, &payload, opts).await?;
-    if e.conflict {
+    let out = ledger.enqueue(queue, &payload, opts).await?;
+    if out.conflict {
         anyhow::bail!(
             "{}/{} exists with a different payload or timings: use another --id for other work",
-            e.queue,
-            e.id
+            out.queue,
+            out.id
         );
     }
-    let out = EnqueuedOut::from(e);
     if json {
         out!("{}", serde_json::to_string_pretty(&out)?);
     } else if out.created {
@@ -201,8 +200,7 @@ pub(crate) async fn retry(
     reason: &str,
     json: bool,
 ) -> anyhow::Result<()> {
-    let e = ledger.retry(queue, id, new_id, reason).await?;
-    let out = EnqueuedOut::from(e);
+    let out = ledger.retry(queue, id, new_id, reason).await?;
     if json {
         let mut v = serde_json::to_value(&out)?;
         v["retry_of"] = Value::from(format!("{queue}/{id}"));

@@ -57,6 +57,11 @@ pub(crate) fn ago(at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
     }
 }
 
+/// [`duration_ms`] of a duration.
+pub(crate) fn duration(d: std::time::Duration) -> String {
+    duration_ms(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// A duration in milliseconds, short: "850ms", "12s", "3m", "2h", "4d".
 pub(crate) fn duration_ms(ms: u64) -> String {
     match ms {

@@ -14,6 +14,7 @@ pub const MAX_ENQUEUE_BATCH: usize = 1000;
 
 /// What `enqueue` did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct Enqueued {
     /// The queue.
     pub queue: String,

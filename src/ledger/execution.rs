@@ -102,9 +102,10 @@ impl FromStr for State {
     }
 }
 
-/// Why an execution stopped, recorded with every terminal state.
+/// Why an execution stopped, recorded with every terminal state. Serialized as its name
+/// (a reason of a newer version as written).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(into = "String", from = "String")]
 #[non_exhaustive]
 pub enum StopReason {
     /// Completed by its worker.
@@ -158,6 +159,18 @@ impl StopReason {
     }
 }
 
+impl From<StopReason> for String {
+    fn from(reason: StopReason) -> Self {
+        reason.as_str().to_owned()
+    }
+}
+
+impl From<String> for StopReason {
+    fn from(name: String) -> Self {
+        StopReason::parse(&name)
+    }
+}
+
 impl fmt::Display for StopReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -166,12 +179,16 @@ impl fmt::Display for StopReason {
 
 /// Stop metadata of a terminal execution.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct StopMetadata {
-    /// Why it stopped.
+    /// Why it stopped: `succeeded`, `failed`, `cancelled`, `deadline_exceeded`,
+    /// `heartbeat_lost`, `no_progress`, `start_timeout`, `worker_lost`.
+    #[cfg_attr(feature = "server", schema(value_type = String))]
     pub reason: StopReason,
-    /// The timeout that applies to this stop: the one that fired for a timeout stop,
-    /// otherwise the deadline.
-    #[serde(with = "humantime_serde")]
+    /// The timeout that applies to this stop, in milliseconds: the one that fired for a
+    /// timeout stop, otherwise the deadline.
+    #[serde(default, with = "crate::timings::millis")]
+    #[cfg_attr(feature = "server", schema(value_type = Option<u64>))]
     pub timeout: Option<Duration>,
     /// Whether that timeout was configured at all.
     pub timeout_configured: bool,
@@ -181,6 +198,7 @@ pub struct StopMetadata {
 
 /// One recorded transition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct Transition {
     /// When.
     pub at: DateTime<Utc>,
@@ -192,8 +210,9 @@ pub struct Transition {
     pub attempt: u32,
 }
 
-/// A snapshot of one execution.
+/// A snapshot of one execution: what `GET /v1/queues/{queue}/executions/{id}` answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct Execution {
     /// The queue.
     pub queue: String,
@@ -204,10 +223,13 @@ pub struct Execution {
     /// Attempts started so far (0 while never claimed).
     pub attempt: u32,
     /// The payload it was enqueued with.
+    #[cfg_attr(feature = "server", schema(value_type = crate::server::wire::schema::AnyJson, inline))]
     pub payload: serde_json::Value,
     /// The last checkpoint a worker reported; handed to the next attempt.
+    #[cfg_attr(feature = "server", schema(value_type = Option<crate::server::wire::schema::AnyJson>, inline))]
     pub checkpoint: Option<serde_json::Value>,
     /// What `complete` recorded.
+    #[cfg_attr(feature = "server", schema(value_type = Option<crate::server::wire::schema::AnyJson>, inline))]
     pub result: Option<serde_json::Value>,
     /// The last progress text a heartbeat reported.
     pub progress: Option<String>,
@@ -241,7 +263,10 @@ pub struct Execution {
     pub false_alarms: u32,
     /// The newest transitions, oldest first (bounded by `history_len`).
     pub history: Vec<Transition>,
-    /// The finished execution this one runs again (`Ledger::retry`), as `(queue, id)`.
+    /// The finished execution this one runs again (`Ledger::retry`), as `(queue, id)`;
+    /// serialized as `<queue>/<id>`.
+    #[serde(with = "retry_of_text")]
+    #[cfg_attr(feature = "server", schema(value_type = Option<String>))]
     pub retry_of: Option<(String, String)>,
     /// The ids of the executions made to run this one again, oldest first.
     pub retries: Vec<String>,
@@ -306,6 +331,34 @@ impl Execution {
             retries: Vec::new(),
             pinned: r.opt(f::PINNED) == Some("1"),
         })
+    }
+}
+
+/// `retry_of` as `<queue>/<id>` text (queue names hold no `/`).
+mod retry_of_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        v: &Option<(String, String)>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match v {
+            Some((queue, id)) => s.serialize_some(&format!("{queue}/{id}")),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<(String, String)>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|text| match text.split_once('/') {
+                Some((queue, id)) => Ok((queue.to_owned(), id.to_owned())),
+                None => Err(serde::de::Error::custom(format!(
+                    "retry_of {text:?} is not <queue>/<id>"
+                ))),
+            })
+            .transpose()
     }
 }
 

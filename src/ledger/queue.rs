@@ -14,8 +14,10 @@ use crate::retention::Retention;
 use crate::scripts::{QUEUE_OVERVIEW, SET_QUEUE};
 use crate::timings::{self, Timings};
 
-/// A queue at one instant: what waits, what runs, its capacity and settings.
+/// A queue at one instant: what waits, what runs, its capacity and settings; what
+/// `GET /v1/queues/{queue}` answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct QueueOverview {
     /// The queue's name.
     pub name: String,
@@ -27,18 +29,41 @@ pub struct QueueOverview {
     pub available: u64,
     /// Executions holding a slot (dispatched, running or stuck).
     pub active: u64,
-    /// Most slots in use at once.
+    /// Most slots in use at once (its own capacity, or the ledger's default).
     pub capacity: u64,
     /// When the first waiting execution became (or becomes) claimable.
     pub oldest_queued_at: Option<DateTime<Utc>>,
     /// How long the oldest claimable execution has waited (`None` when none is
     /// claimable yet).
-    #[serde(with = "humantime_serde")]
+    #[serde(
+        default,
+        rename = "oldest_queued_age_ms",
+        with = "crate::timings::millis"
+    )]
+    #[cfg_attr(feature = "server", schema(value_type = Option<u64>))]
     pub oldest_queued_age: Option<Duration>,
-    /// Finished executions still kept, by terminal state.
+    /// Finished executions still kept, by terminal state (not serialized: `/metrics`
+    /// counts them).
+    #[serde(skip)]
     pub finished: Vec<(State, u64)>,
-    /// Its stored settings.
-    pub settings: QueueSettings,
+    /// The capacity it sets itself (`None`: the ledger's default applies).
+    #[serde(default)]
+    pub own_capacity: Option<u32>,
+    /// Its own timings (unset ones: the global defaults apply).
+    pub timings: Timings,
+    /// Its own retention (unset fields: the ledger's applies).
+    pub retention: Retention,
+}
+
+impl QueueOverview {
+    /// Its stored settings, as [`Ledger::set_queue`] took them.
+    pub fn settings(&self) -> QueueSettings {
+        QueueSettings {
+            capacity: self.own_capacity,
+            timings: self.timings.clone(),
+            retention: self.retention.clone(),
+        }
+    }
 }
 
 impl Ledger {
@@ -123,6 +148,7 @@ impl Ledger {
             return Err(reply.unexpected());
         }
         let now = reply.time(6)?;
+        let settings = self.queue_settings(queue).await?;
         let oldest = match reply.str(5)? {
             "" => None,
             _ => Some(reply.time(5)?),
@@ -141,7 +167,9 @@ impl Ledger {
                 .enumerate()
                 .map(|(i, s)| Ok((*s, reply.u64(7 + i)?)))
                 .collect::<Result<_>>()?,
-            settings: self.queue_settings(queue).await?,
+            own_capacity: settings.capacity,
+            timings: settings.timings,
+            retention: settings.retention,
         })
     }
 

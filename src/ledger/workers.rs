@@ -31,7 +31,7 @@ pub struct WorkerRegistration {
     /// watchdog never judges it gone before [`MISSED_WORKER_BEATS`] of these intervals
     /// have passed without a beat, whatever its own `worker_timeout` says. `None`: only
     /// `worker_timeout` applies.
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "crate::timings::millis")]
     pub heartbeat_interval: Option<Duration>,
 }
 
@@ -92,8 +92,9 @@ fn mint_worker_id(host: &str, pid: u32) -> String {
     format!("{safe_host}-{pid}-{}", uuid::Uuid::now_v7().simple())
 }
 
-/// A registered worker as the registry sees it.
+/// A registered worker as the registry sees it: what `GET /v1/workers` lists.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct WorkerInfo {
     /// The id it registered under (unique per process start).
     pub worker_id: String,
@@ -109,17 +110,31 @@ pub struct WorkerInfo {
     pub registered_at: DateTime<Utc>,
     /// Its last registry heartbeat.
     pub last_seen_at: DateTime<Utc>,
-    /// Executions the worker said it runs, as `(queue, id)`, at its last heartbeat.
-    pub running: Vec<(String, String)>,
-    /// The registry heartbeat interval it declared, if any.
-    #[serde(default, with = "humantime_serde")]
+    /// The registry heartbeat interval it declared, if any (milliseconds when serialized).
+    #[serde(default, with = "crate::timings::millis")]
+    #[cfg_attr(feature = "server", schema(value_type = Option<u64>))]
     pub heartbeat_interval: Option<Duration>,
+    /// Executions the worker said it runs, as `(queue, id)`, at its last heartbeat.
+    #[serde(with = "pairs")]
+    #[cfg_attr(feature = "server", schema(value_type = Vec<crate::server::wire::RunningOut>))]
+    pub running: Vec<(String, String)>,
+    /// What the ledger says it holds: the capacity slots in its name, as `(queue, id)`.
+    /// Empty until [`with_held`](Self::with_held) fills it.
+    #[serde(default, with = "pairs")]
+    #[cfg_attr(feature = "server", schema(value_type = Vec<crate::server::wire::RunningOut>))]
+    pub held: Vec<(String, String)>,
     /// Its remediation tier and circuit (see docs/worker-tiers.md).
     #[serde(default)]
     pub remediation: WorkerRemediation,
 }
 
 impl WorkerInfo {
+    /// Fills `held` from [`Ledger::slot_holders`]'s answer.
+    pub fn with_held(mut self, holders: &HashMap<String, Vec<(String, String)>>) -> Self {
+        self.held = holders.get(&self.worker_id).cloned().unwrap_or_default();
+        self
+    }
+
     /// How long after its last registry heartbeat the worker counts as gone: the
     /// watchdog's `worker_timeout`, or [`MISSED_WORKER_BEATS`] of its declared intervals
     /// when that is longer.
@@ -338,6 +353,7 @@ fn parse_worker(f: &HashMap<String, String>) -> Result<WorkerInfo> {
         registered_at: ms_to_time(num("reg")?)?,
         last_seen_at: ms_to_time(num("seen")?)?,
         running,
+        held: Vec::new(),
         // Absent in entries written before the field existed.
         heartbeat_interval: match f.get("ivl").map(|v| v.parse::<u64>()) {
             None | Some(Ok(0)) => None,
@@ -346,6 +362,33 @@ fn parse_worker(f: &HashMap<String, String>) -> Result<WorkerInfo> {
         },
         remediation: WorkerRemediation::from_fields(f)?,
     })
+}
+
+/// `(queue, id)` pairs as `{"queue": .., "id": ..}` objects.
+mod pairs {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Pair<T> {
+        queue: T,
+        id: T,
+    }
+
+    pub(super) fn serialize<S: Serializer>(
+        v: &[(String, String)],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|(queue, id)| Pair { queue, id }))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<(String, String)>, D::Error> {
+        Ok(Vec::<Pair<String>>::deserialize(d)?
+            .into_iter()
+            .map(|p| (p.queue, p.id))
+            .collect())
+    }
 }
 
 #[cfg(test)]

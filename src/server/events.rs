@@ -15,9 +15,9 @@ use utoipa::IntoParams;
 use super::AppState;
 use super::extract::Query;
 use super::problem::ApiError;
-use super::wire::EventOut;
 use crate::error::Error;
-use crate::events::EventFollower;
+use crate::events::{Event, EventFollower};
+use crate::ledger::{WorkerEvent, WorkerEventFollower};
 use crate::names;
 
 /// How often an idle stream sends a comment, so proxies keep it open.
@@ -51,7 +51,7 @@ fn parse_event_id(id: &str) -> Result<(u16, String), ApiError> {
     params(EventsQuery, ("Last-Event-ID" = Option<String>, Header,
         description = "Resume after this event id (`<partition>-<ms>-<seq>`); wins over `last_event_id`.")),
     responses((status = 200, content_type = "text/event-stream",
-        description = "Server-Sent Events named `transition`, each `data` an EventOut, `id` its event id.")))]
+        description = "Server-Sent Events named `transition`, each `data` an Event, `id` its event id.")))]
 pub(crate) async fn stream(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -64,11 +64,7 @@ pub(crate) async fn stream(
         }
         None => Vec::new(),
     };
-    let resume = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or(q.last_event_id);
+    let resume = last_event_id(&headers, q.last_event_id);
     let follower = match resume {
         Some(id) => {
             let (p, stream_id) = parse_event_id(&id)?;
@@ -78,19 +74,53 @@ pub(crate) async fn stream(
         }
         None => s.ledger.follow_events(partitions).await?,
     };
-    let events = follow(follower, q.queue, s.shutdown.clone());
+    let queue = q.queue;
+    let keep = move |e: &Event| queue.as_ref().is_none_or(|q| *q == e.queue);
+    let events = messages(follower, keep, message, s.shutdown.clone());
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
 }
 
-/// The SSE messages of `follower`, filtered to `queue`, until `shutdown`.
-fn follow(
-    follower: EventFollower,
-    queue: Option<String>,
+/// A live stream an SSE route follows, one batch at a time.
+pub(super) trait Follow: Send + 'static {
+    type Item: Send;
+    fn next_batch(&mut self) -> impl Future<Output = crate::Result<Vec<Self::Item>>> + Send;
+}
+
+impl Follow for EventFollower {
+    type Item = Event;
+    fn next_batch(&mut self) -> impl Future<Output = crate::Result<Vec<Event>>> + Send {
+        EventFollower::next_batch(self)
+    }
+}
+
+impl Follow for WorkerEventFollower {
+    type Item = WorkerEvent;
+    fn next_batch(&mut self) -> impl Future<Output = crate::Result<Vec<WorkerEvent>>> + Send {
+        WorkerEventFollower::next_batch(self)
+    }
+}
+
+/// The resume point: the `Last-Event-ID` header, else the query's `last_event_id`.
+pub(super) fn last_event_id(headers: &HeaderMap, query: Option<String>) -> Option<String> {
+    headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or(query)
+}
+
+/// The SSE messages of what `follower` reads and `keep` lets through, oldest first, until
+/// `shutdown`; a read error ends the stream (the client reconnects with `Last-Event-ID`
+/// and misses nothing).
+pub(super) fn messages<F: Follow>(
+    follower: F,
+    keep: impl Fn(&F::Item) -> bool + Clone + Send + 'static,
+    message: fn(F::Item) -> SseEvent,
     shutdown: CancellationToken,
-) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+) -> impl Stream<Item = Result<SseEvent, Infallible>> + Send {
     let state = (follower, Vec::<SseEvent>::new());
     stream::unfold(state, move |(mut follower, mut ready)| {
-        let (queue, shutdown) = (queue.clone(), shutdown.clone());
+        let (keep, shutdown) = (keep.clone(), shutdown.clone());
         async move {
             loop {
                 if let Some(next) = ready.pop() {
@@ -101,17 +131,12 @@ fn follow(
                     batch = follower.next_batch() => batch,
                 };
                 match batch {
-                    Ok(events) => {
-                        ready = events
-                            .into_iter()
-                            .filter(|e| queue.as_ref().is_none_or(|q| *q == e.queue))
-                            .map(message)
-                            .collect();
+                    Ok(items) => {
+                        ready = items.into_iter().filter(&keep).map(message).collect();
                         ready.reverse(); // popped from the end: oldest first
                     }
                     Err(Error::Redis(e)) if e.is_timeout() => {}
                     Err(error) => {
-                        // The client reconnects with Last-Event-ID and misses nothing.
                         tracing::warn!(%error, "event stream ended");
                         return None;
                     }
@@ -121,11 +146,10 @@ fn follow(
     })
 }
 
-fn message(e: crate::events::Event) -> SseEvent {
-    let out = EventOut::from(e);
+fn message(e: Event) -> SseEvent {
     SseEvent::default()
-        .id(out.id.clone())
+        .id(e.id.clone())
         .event("transition")
-        .json_data(&out)
+        .json_data(&e)
         .unwrap_or_else(|_| SseEvent::default().comment("unserializable event"))
 }

@@ -12,8 +12,10 @@ use super::AppState;
 use super::extract::{Body, MaybeBody, Query};
 use super::problem::ApiError;
 use super::wire::schema::{self, ExecutionPath, IdempotencyKey, QueuePath};
-use super::wire::{EnqueueIn, EnqueuedOut, EventOut, ExecutionOut, parse_state};
+use super::wire::{EnqueueIn, parse_state};
+use crate::events::Event;
 use crate::ledger::{AttemptRefused, CancelOutcome, EnqueueOptions};
+use crate::ledger::{Enqueued, Execution};
 use crate::timeline::TimelineEntry;
 
 /// The header that may carry an enqueue's id (idempotency).
@@ -56,9 +58,9 @@ fn enqueue_id(item: &EnqueueIn, headers: &HeaderMap) -> Result<Option<String>, A
     request_body = EnqueueIn,
     params(QueuePath, IdempotencyKey),
     responses(
-        (status = 201, body = EnqueuedOut, description = "Created; `Location` names it.",
+        (status = 201, body = Enqueued, description = "Created; `Location` names it.",
             headers(("Location" = String, description = "The execution's URL."))),
-        (status = 200, body = EnqueuedOut, description = "A replay: the id exists with the same request."),
+        (status = 200, body = Enqueued, description = "A replay: the id exists with the same request."),
         (status = 422, description = "idempotency-conflict: the id exists with a different request.")))]
 pub(crate) async fn enqueue(
     State(s): State<AppState>,
@@ -89,7 +91,7 @@ pub(crate) fn created(e: crate::ledger::Enqueued) -> Response {
         StatusCode::OK
     };
     let location = format!("/v1/queues/{}/executions/{}", e.queue, e.id);
-    let mut response = (status, Json(EnqueuedOut::from(e))).into_response();
+    let mut response = (status, Json(e)).into_response();
     if let Ok(location) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -107,7 +109,7 @@ pub(crate) struct BatchIn {
 /// What a batch enqueue did, per item in order.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct BatchOut {
-    pub(crate) items: Vec<EnqueuedOut>,
+    pub(crate) items: Vec<Enqueued>,
 }
 
 /// Enqueues up to `MAX_ENQUEUE_BATCH` (1000) executions of one queue in one script: all or
@@ -126,9 +128,7 @@ pub(crate) async fn enqueue_batch(
         .map(|item| (&item.payload, options(item, item.id.clone())))
         .collect();
     let done = s.ledger.enqueue_many(&queue, items).await?;
-    Ok(Json(BatchOut {
-        items: done.into_iter().map(EnqueuedOut::from).collect(),
-    }))
+    Ok(Json(BatchOut { items: done }))
 }
 
 /// `GET /v1/queues/{queue}/executions` parameters.
@@ -149,7 +149,7 @@ pub(crate) struct ListQuery {
 /// A page of executions.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct PageOut {
-    pub(crate) items: Vec<ExecutionOut>,
+    pub(crate) items: Vec<Execution>,
     /// Pass it as `cursor` for the next page; absent on the last.
     pub(crate) next_cursor: Option<String>,
 }
@@ -168,32 +168,32 @@ pub(crate) async fn list(
         .list(&queue, state, q.cursor.as_deref(), q.limit.unwrap_or(50))
         .await?;
     Ok(Json(PageOut {
-        items: page.items.into_iter().map(ExecutionOut::from).collect(),
+        items: page.items,
         next_cursor: page.next,
     }))
 }
 
 /// One execution, with its recent history.
 #[utoipa::path(get, path = "/v1/queues/{queue}/executions/{id}", tag = "executions", operation_id = "get_execution",
-    params(ExecutionPath), responses((status = 200, body = ExecutionOut)))]
+    params(ExecutionPath), responses((status = 200, body = Execution)))]
 pub(crate) async fn get(
     State(s): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
-) -> Result<Json<ExecutionOut>, ApiError> {
-    Ok(Json(s.ledger.get(&queue, &id).await?.into()))
+) -> Result<Json<Execution>, ApiError> {
+    Ok(Json(s.ledger.get(&queue, &id).await?))
 }
 
 /// Transitions, oldest first.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct EventsOut {
-    pub(crate) events: Vec<EventOut>,
+    pub(crate) events: Vec<Event>,
 }
 
 /// An execution's transitions.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct ExecutionEventsOut {
     /// Its events the (capped) stream still holds, oldest first.
-    pub(crate) events: Vec<EventOut>,
+    pub(crate) events: Vec<Event>,
     /// Every transition its history holds, with the events' details where they survive;
     /// each entry's `source` says which (`event`, or `history` when its event was trimmed).
     pub(crate) timeline: Vec<TimelineEntry>,
@@ -208,10 +208,7 @@ pub(crate) async fn events(
     Path((queue, id)): Path<(String, String)>,
 ) -> Result<Json<ExecutionEventsOut>, ApiError> {
     let (_, events, timeline) = s.ledger.timeline(&queue, &id).await?;
-    Ok(Json(ExecutionEventsOut {
-        events: events.into_iter().map(EventOut::from).collect(),
-        timeline,
-    }))
+    Ok(Json(ExecutionEventsOut { events, timeline }))
 }
 
 /// `POST .../cancel`.

@@ -13,8 +13,9 @@ use super::AppState;
 use super::executions::{EventsOut, PageOut};
 use super::extract::{MaybeBody, Query};
 use super::problem::ApiError;
+use super::wire::parse_state;
 use super::wire::schema::{self, ExecutionPath};
-use super::wire::{EnqueuedOut, EventOut, ExecutionOut, parse_state};
+use crate::ledger::Enqueued;
 use crate::ledger::{Filter, State as ExecState};
 use crate::watchdog::{self, WatchdogActivity};
 
@@ -62,7 +63,7 @@ pub(crate) async fn find(
         .find(&filter, q.cursor.as_deref(), q.limit.unwrap_or(50))
         .await?;
     Ok(Json(PageOut {
-        items: page.items.into_iter().map(ExecutionOut::from).collect(),
+        items: page.items,
         next_cursor: page.next,
     }))
 }
@@ -85,9 +86,9 @@ pub(crate) struct RetryIn {
     params(ExecutionPath),
     request_body(content = Option<RetryIn>, description = "Optional: an empty body is `{}`."),
     responses(
-        (status = 201, body = EnqueuedOut, description = "Created; `Location` names the new execution.",
+        (status = 201, body = Enqueued, description = "Created; `Location` names the new execution.",
             headers(("Location" = String, description = "The new execution's URL."))),
-        (status = 200, body = EnqueuedOut, description = "That new id already existed."),
+        (status = 200, body = Enqueued, description = "That new id already existed."),
         (status = 409, description = "invalid-transition: it has not finished, or it succeeded")))]
 pub(crate) async fn retry(
     State(s): State<AppState>,
@@ -165,9 +166,7 @@ pub(crate) async fn recent(
         .ledger
         .recent_queue_events(q.queue.as_deref(), q.limit.unwrap_or(100))
         .await?;
-    Ok(Json(EventsOut {
-        events: events.into_iter().map(EventOut::from).collect(),
-    }))
+    Ok(Json(EventsOut { events }))
 }
 
 /// `GET /v1/watchdog/activity` parameters.

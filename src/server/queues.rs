@@ -8,13 +8,14 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::extract::Body;
 use super::problem::ApiError;
+use super::wire::QueueSettingsIn;
 use super::wire::schema::QueuePath;
-use super::wire::{QueueOut, QueueSettingsIn};
+use crate::ledger::QueueOverview;
 
 /// Every known queue.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct QueuesOut {
-    pub(crate) queues: Vec<QueueOut>,
+    pub(crate) queues: Vec<QueueOverview>,
 }
 
 /// Every known queue's overview.
@@ -22,30 +23,28 @@ pub(crate) struct QueuesOut {
     responses((status = 200, body = QueuesOut)))]
 pub(crate) async fn list(State(s): State<AppState>) -> Result<Json<QueuesOut>, ApiError> {
     let queues = s.ledger.queue_overviews().await?;
-    Ok(Json(QueuesOut {
-        queues: queues.into_iter().map(QueueOut::from).collect(),
-    }))
+    Ok(Json(QueuesOut { queues }))
 }
 
 /// One queue's overview.
 #[utoipa::path(get, path = "/v1/queues/{queue}", tag = "queues", operation_id = "get_queue", params(QueuePath),
-    responses((status = 200, body = QueueOut)))]
+    responses((status = 200, body = QueueOverview)))]
 pub(crate) async fn get(
     State(s): State<AppState>,
     Path(queue): Path<String>,
-) -> Result<Json<QueueOut>, ApiError> {
-    Ok(Json(s.ledger.queue_overview(&queue).await?.into()))
+) -> Result<Json<QueueOverview>, ApiError> {
+    Ok(Json(s.ledger.queue_overview(&queue).await?))
 }
 
 /// Replaces a queue's settings (capacity, default timings).
 #[utoipa::path(put, path = "/v1/queues/{queue}", tag = "queues", operation_id = "put_queue", params(QueuePath),
     request_body = QueueSettingsIn,
-    responses((status = 200, body = QueueOut)))]
+    responses((status = 200, body = QueueOverview)))]
 pub(crate) async fn put(
     State(s): State<AppState>,
     Path(queue): Path<String>,
     Body(settings): Body<QueueSettingsIn>,
-) -> Result<Json<QueueOut>, ApiError> {
+) -> Result<Json<QueueOverview>, ApiError> {
     s.ledger.set_queue(&queue, &settings.into()).await?;
-    Ok(Json(s.ledger.queue_overview(&queue).await?.into()))
+    Ok(Json(s.ledger.queue_overview(&queue).await?))
 }

@@ -8,14 +8,13 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use futures_util::stream::{self, Stream};
+use futures_util::stream::Stream;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
 use super::problem::ApiError;
-use crate::error::Error;
-use crate::ledger::{WorkerEvent, WorkerEventFollower};
+use crate::ledger::WorkerEvent;
 
 /// `GET /v1/workers/events` query.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -73,11 +72,7 @@ pub(crate) async fn live(
     headers: HeaderMap,
     axum::extract::Query(q): axum::extract::Query<LiveQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    let resume = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or(q.last_event_id);
+    let resume = super::events::last_event_id(&headers, q.last_event_id);
     if let Some(id) = &resume
         && !id
             .split_once('-')
@@ -89,35 +84,7 @@ pub(crate) async fn live(
         });
     }
     let follower = s.ledger.follow_worker_events(resume.as_deref()).await?;
-    let shutdown = s.shutdown.clone();
-    let messages = stream::unfold(
-        (follower, Vec::<SseEvent>::new()),
-        move |(mut follower, mut ready): (WorkerEventFollower, Vec<SseEvent>)| {
-            let shutdown = shutdown.clone();
-            async move {
-                loop {
-                    if let Some(next) = ready.pop() {
-                        return Some((Ok(next), (follower, ready)));
-                    }
-                    let batch = tokio::select! {
-                        _ = shutdown.cancelled() => return None,
-                        batch = follower.next_batch() => batch,
-                    };
-                    match batch {
-                        Ok(events) => {
-                            ready = events.into_iter().map(message).collect();
-                            ready.reverse(); // popped from the end: oldest first
-                        }
-                        Err(Error::Redis(e)) if e.is_timeout() => {}
-                        Err(error) => {
-                            tracing::warn!(%error, "worker event stream ended");
-                            return None;
-                        }
-                    }
-                }
-            }
-        },
-    );
+    let messages = super::events::messages(follower, |_| true, message, s.shutdown.clone());
     Ok(Sse::new(messages).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

@@ -12,7 +12,8 @@ use super::AppState;
 use super::extract::{Body, MaybeBody};
 use super::problem::ApiError;
 use super::wire::schema::{self, WorkerPath};
-use super::wire::{DurationIn, RunningOut, WorkerOut};
+use super::wire::{DurationIn, RunningOut};
+use crate::ledger::WorkerInfo;
 use crate::ledger::{WorkerRegistration, WorkerRequest, WorkerReset};
 
 /// `POST /v1/workers`.
@@ -121,7 +122,7 @@ pub(crate) async fn deregister(
 /// Every registered worker.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct WorkersOut {
-    pub(crate) workers: Vec<WorkerOut>,
+    pub(crate) workers: Vec<WorkerInfo>,
 }
 
 /// Lists the registered workers, each with what it says it runs and the slots it holds.
@@ -131,10 +132,7 @@ pub(crate) async fn list(State(s): State<AppState>) -> Result<Json<WorkersOut>, 
     let workers = s.ledger.workers().await?;
     let holders = s.ledger.slot_holders().await?;
     Ok(Json(WorkersOut {
-        workers: workers
-            .into_iter()
-            .map(|w| WorkerOut::from(w).with_held(&holders))
-            .collect(),
+        workers: workers.into_iter().map(|w| w.with_held(&holders)).collect(),
     }))
 }
 

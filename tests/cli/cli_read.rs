@@ -176,6 +176,12 @@ async fn show_prints_state_checkpoint_and_timeline() {
     assert_eq!((&e["state"], &e["attempt"]), (&json!("failed"), &json!(1)));
     assert_eq!(e["checkpoint"], json!({"step": 3}));
     assert_eq!(e["payload"], json!({"id": "s1"}));
+    // The HTTP API's shape: the library's serde form, durations in milliseconds.
+    let stored = l.get("q", "s1").await.unwrap();
+    assert_eq!(e, &serde_json::to_value(&stored).unwrap());
+    assert_eq!(e["timings"]["heartbeat_timeout"], json!(30_000));
+    let events = l.execution_events("q", "s1").await.unwrap();
+    assert_eq!(reply["events"], serde_json::to_value(&events).unwrap());
     let history: Vec<(&str, &str)> = e["history"]
         .as_array()
         .unwrap()

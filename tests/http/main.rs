@@ -12,4 +12,5 @@ mod http_api;
 mod http_operator;
 mod http_refusals;
 mod http_streams;
+mod http_views;
 mod http_worker_tiers;

@@ -53,6 +53,7 @@ async fn register_heartbeat_list_and_deregister() {
             registered_at,
             last_seen_at: registered_at,
             running: Vec::new(),
+            held: Vec::new(),
             heartbeat_interval: Some(std::time::Duration::from_secs(5)),
             remediation: WorkerRemediation::default(),
         }

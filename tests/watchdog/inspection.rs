@@ -36,7 +36,7 @@ async fn a_queue_overview_counts_what_waits_and_what_runs() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let o = l.queue_overview("q").await.unwrap();
     assert_eq!((o.depth, o.available, o.active), (3, 2, 1), "{o:?}");
-    assert_eq!(o.settings, settings);
+    assert_eq!(o.settings(), settings);
     assert_eq!(o.partition, l.partition_of("q"));
     assert!(
         o.oldest_queued_age.unwrap() >= Duration::from_millis(50),

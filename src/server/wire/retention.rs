@@ -1,11 +1,11 @@
-//! Retention on the wire: per terminal state, how long finished executions are kept
-//! (integer milliseconds in replies; `"7d"`-style text accepted on input; 0 keeps for
-//! ever), and the cap of finished executions per queue.
+//! Retention on input: per terminal state, how long finished executions are kept
+//! (integer milliseconds or `"7d"`-style text; 0 keeps for ever), and the cap of finished
+//! executions per queue. Replies carry the library's [`Retention`].
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{DurationIn, ms};
+use super::DurationIn;
 use crate::retention::Retention;
 
 /// A queue's retention on input; unset fields take the ledger's.
@@ -30,30 +30,6 @@ impl From<RetentionIn> for Retention {
             failed: d(r.failed),
             dead: d(r.dead),
             timed_out: d(r.timed_out),
-            max_finished: r.max_finished,
-        }
-    }
-}
-
-/// Retention in a reply: milliseconds, `null` when the queue leaves it to the ledger.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct RetentionOut {
-    pub succeeded: Option<u64>,
-    pub cancelled: Option<u64>,
-    pub failed: Option<u64>,
-    pub dead: Option<u64>,
-    pub timed_out: Option<u64>,
-    pub max_finished: Option<u64>,
-}
-
-impl From<&Retention> for RetentionOut {
-    fn from(r: &Retention) -> Self {
-        RetentionOut {
-            succeeded: r.succeeded.map(ms),
-            cancelled: r.cancelled.map(ms),
-            failed: r.failed.map(ms),
-            dead: r.dead.map(ms),
-            timed_out: r.timed_out.map(ms),
             max_finished: r.max_finished,
         }
     }
