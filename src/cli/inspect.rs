@@ -1,5 +1,5 @@
-//! The operator's read commands: `queues`, `executions`, `show`, `events`, `workers`
-//! (`status` is in `status.rs`). Tables for people; `--json` prints what the HTTP API would answer, with the
+//! The operator's read commands: `queues`, `executions`, `show`, `events`
+//! (`status` is in `status.rs`, `workers` in `workers.rs`). Tables for people; `--json` prints what the HTTP API would answer, with the
 //! same field names.
 
 use std::io::Write;
@@ -7,7 +7,7 @@ use std::io::Write;
 use chrono::Utc;
 use serde::Serialize;
 use unstuck::timeline::TimelineSource;
-use unstuck::{Event, Execution, Filter, Ledger, QueueOverview, WorkerInfo};
+use unstuck::{Event, Execution, Filter, Ledger, QueueOverview};
 
 use super::table::{ago, clip, duration, opt, render};
 
@@ -322,53 +322,4 @@ pub(crate) async fn events(
             }
         }
     }
-}
-
-/// `unstuck workers`.
-pub(crate) async fn workers(ledger: &Ledger, json: bool) -> anyhow::Result<()> {
-    let held = ledger.slot_holders().await?;
-    let workers = ledger.workers().await?;
-    if json {
-        let items: Vec<WorkerInfo> = workers.into_iter().map(|w| w.with_held(&held)).collect();
-        return print_json(&serde_json::json!({ "workers": items }));
-    }
-    let now = Utc::now();
-    let rows: Vec<Vec<String>> = workers
-        .iter()
-        .map(|w| {
-            vec![
-                w.worker_id.clone(),
-                w.host.clone(),
-                w.pid.to_string(),
-                if w.version.is_empty() {
-                    "-".into()
-                } else {
-                    w.version.clone()
-                },
-                w.queues.join(","),
-                ago(Some(w.last_seen_at), now),
-                held.get(&w.worker_id).map_or(0, Vec::len).to_string(),
-                w.running.len().to_string(),
-                super::remediation::tier_cell(&w.remediation),
-            ]
-        })
-        .collect();
-    out!(
-        "{}",
-        render(
-            &[
-                "WORKER",
-                "HOST",
-                "PID",
-                "VERSION",
-                "QUEUES",
-                "LAST BEAT",
-                "HELD",
-                "REPORTED",
-                "TIER"
-            ],
-            &rows
-        )
-    );
-    Ok(())
 }

@@ -2,12 +2,13 @@
 //!
 //! # Layout
 //! - this file: the commands and their options, and the `watchdog` daemon;
-//! - `inspect.rs`: `queues`, `executions`, `show`, `events`, `workers`;
+//! - `inspect.rs`: `queues`, `executions`, `show`, `events`;
+//! - `workers.rs`: `workers` and its subcommands `reset`, `drain`, `events`;
 //! - `status.rs`: `status`, the health verdict;
 //! - `steer.rs`: `enqueue`, `cancel`, `retry`; `table.rs`: tables for people;
 //! - `serve.rs`: `unstuck serve`; `exec.rs`: `unstuck exec`;
 //! - `demo/`: the fault-injection demo behind `unstuck demo`;
-//! - `remediation.rs`: the tier column of `workers`, and `workers --reset`;
+//! - `remediation.rs`: the tier column of `workers`, and `workers reset|drain|events`;
 //! - `redis`: a throwaway `redis-server` for the demos when no `--redis` is given;
 //! - `walkthrough`: `examples/walkthrough.rs`, included as a module.
 
@@ -32,6 +33,7 @@ mod steer;
 mod table;
 #[path = "../../examples/walkthrough.rs"]
 mod walkthrough;
+mod workers;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -170,25 +172,7 @@ enum Command {
         #[arg(long, default_value_t = 20, value_parser = page_limit)]
         limit: usize,
     },
-    /// Registered workers: host, pid, version, queues, last beat, executions held, and
-    /// the remediation tier (`open`: the circuit is open, unstuck no longer acts on it).
-    Workers {
-        /// Reset this worker's remediation (tier, failure count, open circuit) instead.
-        #[arg(long, value_name = "WORKER")]
-        reset: Option<String>,
-        /// Ask this worker, in its next heartbeat reply, to finish what it runs and stop.
-        #[arg(long, value_name = "WORKER", conflicts_with = "reset")]
-        drain: Option<String>,
-        /// Print the worker remediation events instead (tier changes, action and hook
-        /// outcomes, circuits opened and reset), oldest first.
-        #[arg(long, conflicts_with = "reset")]
-        events: bool,
-        /// With --events: keep printing them as they come, until Ctrl-C.
-        #[arg(long, requires = "events")]
-        follow: bool,
-        #[command(flatten)]
-        common: Common,
-    },
+    Workers(workers::Args),
     /// The watchdog: partition leases, replicas, holds, totals, and a one-line verdict;
     /// exits 1 when degraded.
     Status {
@@ -340,25 +324,7 @@ pub(crate) async fn run() -> anyhow::Result<()> {
             let ledger = connect(&common).await?;
             inspect::events(&ledger, queue.as_deref(), follow, limit, common.json).await
         }
-        Command::Workers {
-            reset: Some(worker),
-            common,
-            ..
-        } => remediation::reset(&connect(&common).await?, &worker, common.json).await,
-        Command::Workers {
-            drain: Some(worker),
-            common,
-            ..
-        } => remediation::drain(&connect(&common).await?, &worker).await,
-        Command::Workers {
-            events: true,
-            follow,
-            common,
-            ..
-        } => remediation::events(&connect(&common).await?, follow, common.json).await,
-        Command::Workers { common, .. } => {
-            inspect::workers(&connect(&common).await?, common.json).await
-        }
+        Command::Workers(args) => args.run().await,
         Command::Status { common } => {
             let healthy = status::status(common.config.as_deref(), common.json).await?;
             if !healthy {

@@ -1,5 +1,5 @@
 //! Worker remediation on the command line: the tier column of `unstuck workers`,
-//! `unstuck workers --reset W` and `unstuck workers --events`.
+//! `unstuck workers reset W`, `drain W` and `events`.
 
 use unstuck::{Ledger, WorkerRemediation};
 
@@ -12,7 +12,7 @@ pub(crate) fn tier_cell(r: &WorkerRemediation) -> String {
     }
 }
 
-/// `unstuck workers --reset W`.
+/// `unstuck workers reset W`.
 pub(crate) async fn reset(ledger: &Ledger, worker: &str, json: bool) -> anyhow::Result<()> {
     let reset = match ledger
         .reset_worker(worker, "reset from the command line")
@@ -40,7 +40,7 @@ pub(crate) async fn reset(ledger: &Ledger, worker: &str, json: bool) -> anyhow::
     Ok(())
 }
 
-/// `unstuck workers --drain W`.
+/// `unstuck workers drain W`.
 pub(crate) async fn drain(ledger: &Ledger, worker: &str) -> anyhow::Result<()> {
     match ledger
         .request_worker(
@@ -61,7 +61,7 @@ pub(crate) async fn drain(ledger: &Ledger, worker: &str) -> anyhow::Result<()> {
     }
 }
 
-/// `unstuck workers --events [--follow]`: the newest 1000, oldest first, then (following)
+/// `unstuck workers events [--follow]`: the newest 1000, oldest first, then (following)
 /// each new one as it comes, polled every 500 ms.
 pub(crate) async fn events(ledger: &Ledger, follow: bool, json: bool) -> anyhow::Result<()> {
     let mut events = Vec::new();

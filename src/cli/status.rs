@@ -100,7 +100,7 @@ pub(crate) async fn status(config: Option<&std::path::Path>, json: bool) -> anyh
     if status.workers_in_tier > 0 || !status.open_circuits.is_empty() {
         out!(
             "workers in a remediation tier: {} · circuits open (unstuck no longer acts on \
-             them; unstuck workers --reset W): {:?}",
+             them; unstuck workers reset W): {:?}",
             status.workers_in_tier,
             status.open_circuits
         );
