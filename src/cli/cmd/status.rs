@@ -4,12 +4,31 @@
 use unstuck::Ledger;
 use unstuck::watchdog;
 
-use super::table::{ago, opt, render};
+use crate::cli::Common;
+use crate::cli::table::{ago, opt, render};
+
+/// The watchdog: partition leases, replicas, holds, totals, and a one-line verdict;
+/// exits 1 when degraded.
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    common: Common,
+}
+
+impl Args {
+    pub(crate) async fn run(self) -> anyhow::Result<()> {
+        let healthy = status(self.common.config.as_deref(), self.common.json).await?;
+        if !healthy {
+            std::process::exit(1);
+        }
+        Ok(())
+    }
+}
 
 /// `unstuck status`; false when degraded (the caller exits non-zero). The verdict is the
 /// library's ([`unstuck::watchdog::Health`]), the one `GET /v1/watchdog` serves; with
 /// Redis unreachable only the verdict is printed (`--json`: `{"health": ...}`).
-pub(crate) async fn status(config: Option<&std::path::Path>, json: bool) -> anyhow::Result<bool> {
+async fn status(config: Option<&std::path::Path>, json: bool) -> anyhow::Result<bool> {
     let settings = unstuck::settings::Settings::load(config)?;
     let status = match Ledger::connect(settings.ledger).await {
         Ok(ledger) => watchdog::status(&ledger).await,

@@ -8,10 +8,13 @@ use anyhow::{anyhow, bail};
 use tokio_util::sync::CancellationToken;
 use unstuck::supervise::{CommandOutput, ExecConfig, Supervisor, default_state_dir, stderr_lines};
 
-/// How the command is run. Numbers and durations are read here rather than by clap, so a
-/// bad one is one line that names the flag.
+// Numbers and durations are read here rather than by clap, so a bad one is one line that
+// names the flag.
+/// Run a command as a worker: once per execution of the queue, in a process group of
+/// its own, the payload on stdin; heartbeats while it lives, its output is progress,
+/// its exit code the outcome; a cancel or a lost attempt kills the whole group.
 #[derive(clap::Args, Debug)]
-pub(crate) struct ExecArgs {
+pub(crate) struct Args {
     /// The queue to claim executions from.
     #[arg(long)]
     queue: Option<String>,
@@ -53,8 +56,14 @@ pub(crate) struct ExecArgs {
 
 const USAGE: &str = "unstuck exec --queue Q -- CMD ARGS…";
 
+impl Args {
+    pub(crate) async fn run(self) -> anyhow::Result<()> {
+        exec(self).await
+    }
+}
+
 /// Runs the supervisor until SIGINT/SIGTERM.
-pub(crate) async fn exec(args: ExecArgs) -> anyhow::Result<()> {
+async fn exec(args: Args) -> anyhow::Result<()> {
     let Some(queue) = args.queue else {
         bail!("--queue is missing: {USAGE}");
     };
@@ -106,12 +115,12 @@ pub(crate) async fn exec(args: ExecArgs) -> anyhow::Result<()> {
         ..ExecConfig::new(queue, args.command)
     };
     config.check()?;
-    let ledger = super::connect_to(args.config.as_deref()).await?;
+    let ledger = crate::cli::connect::connect_to(args.config.as_deref()).await?;
     let supervisor = Supervisor::new(ledger, config)?;
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {
-        super::wait_for_signal().await;
+        crate::cli::signal::wait_for_signal().await;
         notes("unstuck: stopping: no more claims; running commands get SIGTERM");
         signal.cancel();
     });

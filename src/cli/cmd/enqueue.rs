@@ -1,10 +1,52 @@
-//! The operator's write commands: `enqueue`, `cancel`, `retry`, `pin`.
+//! `unstuck enqueue`: an execution enqueued from a script, cron or by hand; one flag per
+//! timing.
 
-use clap::{Arg, ArgMatches, Args, FromArgMatches};
+use std::time::Duration;
+
+use clap::{Arg, ArgMatches, FromArgMatches};
 use serde_json::{Map, Value};
 use unstuck::server::wire::TimingsIn;
 use unstuck::timings::{NAMES, Timings};
-use unstuck::{CancelOutcome, EnqueueOptions, Ledger};
+use unstuck::{EnqueueOptions, Ledger};
+
+use crate::cli::Common;
+use crate::cli::connect::connect;
+
+/// Enqueue an execution (for scripts, cron, re-driving work by hand).
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    common: Common,
+    queue: String,
+    /// The payload, JSON.
+    #[arg(long, default_value = "null")]
+    payload: String,
+    /// The execution id (idempotency); a fresh one when absent.
+    #[arg(long)]
+    id: Option<String>,
+    /// Make it claimable only after this long.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    delay: Option<Duration>,
+    #[command(flatten)]
+    timings: TimingFlags,
+}
+
+impl Args {
+    pub(crate) async fn run(self) -> anyhow::Result<()> {
+        let ledger = connect(&self.common).await?;
+        let (queue, payload, json) = (&self.queue, &self.payload, self.common.json);
+        enqueue(
+            &ledger,
+            queue,
+            payload,
+            self.id,
+            self.delay,
+            &self.timings,
+            json,
+        )
+        .await
+    }
+}
 
 /// One flag per timing (`--heartbeat-timeout 20s`, `--max-attempts 3`, ...), made from
 /// the library's table of timings, so a new timing gets its flag without an edit here.
@@ -56,7 +98,7 @@ impl FromArgMatches for TimingFlags {
     }
 }
 
-impl Args for TimingFlags {
+impl clap::Args for TimingFlags {
     fn augment_args(mut cmd: clap::Command) -> clap::Command {
         for name in NAMES {
             let flag: &'static str = Box::leak(name.replace('_', "-").into_boxed_str());
@@ -88,7 +130,7 @@ impl Args for TimingFlags {
 }
 
 /// `unstuck enqueue`.
-pub(crate) async fn enqueue(
+async fn enqueue(
     ledger: &Ledger,
     queue: &str,
     payload: &str,
@@ -124,100 +166,6 @@ pub(crate) async fn enqueue(
             out.id,
             out.state,
             out.attempt
-        );
-    }
-    Ok(())
-}
-
-/// `unstuck cancel`.
-pub(crate) async fn cancel(
-    ledger: &Ledger,
-    queue: &str,
-    id: &str,
-    reason: &str,
-    json: bool,
-) -> anyhow::Result<()> {
-    let outcome = ledger.cancel(queue, id, reason).await?;
-    let (word, line) = match &outcome {
-        CancelOutcome::Cancelled => ("cancelled", format!("cancelled {queue}/{id}")),
-        CancelOutcome::Requested { already: false, .. } => (
-            "requested",
-            format!(
-                "cancellation of {queue}/{id} requested: its worker stops at its next heartbeat"
-            ),
-        ),
-        CancelOutcome::Requested { already: true, .. } => (
-            "requested",
-            format!("cancellation of {queue}/{id} was already requested"),
-        ),
-        CancelOutcome::AlreadyTerminal { state, stop_reason } => {
-            anyhow::bail!("{queue}/{id} already ended {state} ({stop_reason}): nothing to cancel")
-        }
-    };
-    if json {
-        out!(
-            "{}",
-            serde_json::json!({"outcome": word, "queue": queue, "id": id})
-        );
-    } else {
-        out!("{line}");
-    }
-    Ok(())
-}
-
-/// `unstuck retry`.
-/// `unstuck pin` / `unstuck pin --off`.
-pub(crate) async fn pin(
-    ledger: &Ledger,
-    queue: &str,
-    id: &str,
-    pin: bool,
-    json: bool,
-) -> anyhow::Result<()> {
-    let state = if pin {
-        ledger.pin(queue, id).await?
-    } else {
-        ledger.unpin(queue, id).await?
-    };
-    if json {
-        out!(
-            "{}",
-            serde_json::json!({"queue": queue, "id": id, "pinned": pin, "state": state})
-        );
-    } else if pin {
-        out!("pinned {queue}/{id} ({state}): retention never removes it");
-    } else {
-        out!("unpinned {queue}/{id} ({state}): retention applies again");
-    }
-    Ok(())
-}
-
-pub(crate) async fn retry(
-    ledger: &Ledger,
-    queue: &str,
-    id: &str,
-    new_id: Option<&str>,
-    reason: &str,
-    json: bool,
-) -> anyhow::Result<()> {
-    let out = ledger.retry(queue, id, new_id, reason).await?;
-    if json {
-        let mut v = serde_json::to_value(&out)?;
-        v["retry_of"] = Value::from(format!("{queue}/{id}"));
-        out!("{}", serde_json::to_string_pretty(&v)?);
-    } else if out.created {
-        out!(
-            "{queue}/{id} runs again as {}/{} ({})",
-            out.queue,
-            out.id,
-            out.state
-        );
-    } else {
-        out!(
-            "{}/{} was made before ({}): nothing written",
-            out.queue,
-            out.id,
-            out.state
         );
     }
     Ok(())

@@ -1,19 +1,39 @@
 //! `unstuck serve`: the HTTP API (and, by default, one watchdog replica) until
 //! SIGINT/SIGTERM.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use unstuck::server::Server;
 use unstuck::settings::Settings;
 
+/// Serve the HTTP API (and one watchdog replica) until SIGINT/SIGTERM; see
+/// docs/http-api.md.
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// TOML settings file ([ledger], [watchdog] and [server] sections); UNSTUCK_*
+    /// environment variables override it (UNSTUCK_SERVER__LISTEN=127.0.0.1:9000).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// For trying it out: start a throwaway redis-server (no persistence, gone when
+    /// the server stops) instead of connecting to ledger.redis_url.
+    #[arg(long)]
+    throwaway_redis: bool,
+}
+
+impl Args {
+    pub(crate) async fn run(self) -> anyhow::Result<()> {
+        serve(self.config.as_deref(), self.throwaway_redis).await
+    }
+}
+
 /// Loads the settings, binds, and serves until a signal; then drains and hands the
 /// leases back.
-pub(crate) async fn serve(config: Option<&Path>, throwaway_redis: bool) -> anyhow::Result<()> {
+async fn serve(config: Option<&Path>, throwaway_redis: bool) -> anyhow::Result<()> {
     let mut settings = Settings::load(config)?;
     let redis = if throwaway_redis {
-        let redis = super::redis::DemoRedis::obtain(None).context("starting redis")?;
+        let redis = crate::cli::redis::DemoRedis::obtain(None).context("starting redis")?;
         eprintln!(
             "throwaway redis-server at {} (gone when this server stops)",
             redis.url
@@ -46,7 +66,7 @@ pub(crate) async fn serve(config: Option<&Path>, throwaway_redis: bool) -> anyho
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {
-        super::wait_for_signal().await;
+        crate::cli::signal::wait_for_signal().await;
         eprintln!(
             "shutting down: answering long polls, closing event streams, handing leases back"
         );

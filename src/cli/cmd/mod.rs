@@ -1,0 +1,78 @@
+//! The commands: one file each, with its clap arguments (`Args`) and its `run`; the enum
+//! below names them all and hands each one to its file.
+
+mod cancel;
+mod demo;
+mod enqueue;
+mod events;
+#[cfg(unix)]
+mod exec;
+mod executions;
+mod openapi;
+mod pin;
+mod queues;
+mod retry;
+mod serve;
+mod show;
+mod status;
+mod walkthrough;
+mod watchdog;
+mod workers;
+
+use clap::Subcommand;
+
+/// Every command of `unstuck`; each variant's doc is its line in `unstuck --help`, taken
+/// from its `Args`.
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    Queues(queues::Args),
+    Executions(executions::Args),
+    Show(show::Args),
+    Enqueue(enqueue::Args),
+    Cancel(cancel::Args),
+    Retry(retry::Args),
+    Pin(pin::Args),
+    Events(events::Args),
+    Workers(workers::Args),
+    Status(status::Args),
+    Watchdog(watchdog::Args),
+    Serve(serve::Args),
+    Openapi(openapi::Args),
+    #[cfg(unix)]
+    Exec(exec::Args),
+    Walkthrough(walkthrough::Args),
+    Demo(demo::Args),
+}
+
+impl Command {
+    /// Runs the command.
+    pub(crate) async fn run(self) -> anyhow::Result<()> {
+        match self {
+            Command::Queues(cmd) => cmd.run().await,
+            Command::Executions(cmd) => cmd.run().await,
+            Command::Show(cmd) => cmd.run().await,
+            Command::Enqueue(cmd) => cmd.run().await,
+            Command::Cancel(cmd) => cmd.run().await,
+            Command::Retry(cmd) => cmd.run().await,
+            Command::Pin(cmd) => cmd.run().await,
+            Command::Events(cmd) => cmd.run().await,
+            Command::Workers(cmd) => cmd.run().await,
+            Command::Status(cmd) => cmd.run().await,
+            Command::Watchdog(cmd) => cmd.run().await,
+            Command::Serve(cmd) => cmd.run().await,
+            Command::Openapi(cmd) => cmd.run().await,
+            #[cfg(unix)]
+            Command::Exec(cmd) => cmd.run().await,
+            Command::Walkthrough(cmd) => cmd.run().await,
+            Command::Demo(cmd) => cmd.run().await,
+        }
+    }
+}
+
+/// A `--limit`: 1 to 1000.
+pub(super) fn page_limit(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=1000).contains(&n) => Ok(n),
+        _ => Err("expected a number from 1 to 1000".into()),
+    }
+}

@@ -1,0 +1,45 @@
+//! `unstuck pin QUEUE ID`: retention never removes a pinned execution.
+
+use unstuck::Ledger;
+
+use crate::cli::Common;
+use crate::cli::connect::connect;
+
+/// Pin an execution so retention never removes it (--off: retention applies again).
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    common: Common,
+    queue: String,
+    id: String,
+    /// Unpin it instead.
+    #[arg(long)]
+    off: bool,
+}
+
+impl Args {
+    pub(crate) async fn run(self) -> anyhow::Result<()> {
+        let ledger = connect(&self.common).await?;
+        pin(&ledger, &self.queue, &self.id, !self.off, self.common.json).await
+    }
+}
+
+/// `unstuck pin` / `unstuck pin --off`.
+async fn pin(ledger: &Ledger, queue: &str, id: &str, pin: bool, json: bool) -> anyhow::Result<()> {
+    let state = if pin {
+        ledger.pin(queue, id).await?
+    } else {
+        ledger.unpin(queue, id).await?
+    };
+    if json {
+        out!(
+            "{}",
+            serde_json::json!({"queue": queue, "id": id, "pinned": pin, "state": state})
+        );
+    } else if pin {
+        out!("pinned {queue}/{id} ({state}): retention never removes it");
+    } else {
+        out!("unpinned {queue}/{id} ({state}): retention applies again");
+    }
+    Ok(())
+}

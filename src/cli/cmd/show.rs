@@ -1,0 +1,151 @@
+//! `unstuck show QUEUE ID`: one execution and its timeline.
+
+use chrono::Utc;
+use unstuck::Ledger;
+use unstuck::timeline::TimelineSource;
+
+use crate::cli::Common;
+use crate::cli::connect::connect;
+use crate::cli::output::print_json;
+use crate::cli::table::{ago, clip, duration, opt, render};
+
+/// One execution: state, timings, heartbeat and progress, checkpoint, stop metadata, and
+/// its timeline with reasons, thresholds and lag.
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    common: Common,
+    queue: String,
+    id: String,
+}
+
+impl Args {
+    pub(crate) async fn run(self) -> anyhow::Result<()> {
+        let ledger = connect(&self.common).await?;
+        show(&ledger, &self.queue, &self.id, self.common.json).await
+    }
+}
+
+/// `unstuck show QUEUE ID`.
+async fn show(ledger: &Ledger, queue: &str, id: &str, json: bool) -> anyhow::Result<()> {
+    let (execution, events, timeline) = ledger.timeline(queue, id).await?;
+    if json {
+        return print_json(&serde_json::json!({
+            "execution": execution,
+            "events": events,
+            "timeline": timeline,
+        }));
+    }
+    let now = Utc::now();
+    let e = &execution;
+    let t = &e.timings;
+    let ms = |v: Option<std::time::Duration>| v.map_or("off".into(), duration);
+    let mut lines = vec![
+        format!("{}/{}  {}  attempt {}", e.queue, e.id, e.state, e.attempt),
+        format!("worker          {}", opt(e.worker.clone())),
+        format!(
+            "created         {} ({})",
+            e.created_at,
+            ago(Some(e.created_at), now)
+        ),
+        format!("last heartbeat  {}", ago(e.last_heartbeat_at, now)),
+        format!(
+            "progress        {} (changed {})",
+            opt(e.progress.clone()),
+            ago(e.progress_changed_at, now)
+        ),
+        format!(
+            "checkpoint      {}",
+            e.checkpoint.as_ref().map_or("-".into(), |c| c.to_string())
+        ),
+        format!(
+            "timings         heartbeat {} · stuck threshold {} · start grace {} · no progress {} · deadline {} · attempts {} · backoff {}..{} · cancel grace {}",
+            ms(Some(t.heartbeat_timeout)),
+            ms(Some(t.stuck_threshold)),
+            ms(Some(t.start_grace)),
+            ms(t.no_progress_timeout),
+            ms(t.deadline),
+            t.max_attempts,
+            ms(Some(t.backoff_base)),
+            ms(Some(t.backoff_max)),
+            ms(Some(t.cancel_grace)),
+        ),
+    ];
+    if e.pinned {
+        lines.push("pinned          yes: retention never removes it".to_owned());
+    }
+    if let Some(s) = &e.stop {
+        lines.push(format!(
+            "stopped         {} (timeout {}, configured {}, fired {})",
+            s.reason,
+            ms(s.timeout),
+            s.timeout_configured,
+            s.timeout_fired
+        ));
+    }
+    if let Some(err) = &e.last_error {
+        lines.push(format!("last error      {err}"));
+    }
+    if let Some(of) = &e.retry_of {
+        lines.push(format!("retry of        {}/{}", of.0, of.1));
+    }
+    if !e.retries.is_empty() {
+        lines.push(format!("retried as      {}", e.retries.join(", ")));
+    }
+    if e.false_alarms > 0 {
+        lines.push(format!("false alarms    {}", e.false_alarms));
+    }
+    out!("{}\n", lines.join("\n"));
+    let rows: Vec<Vec<String>> = timeline
+        .iter()
+        .map(|ev| {
+            vec![
+                ev.at.format("%H:%M:%S%.3f").to_string(),
+                ev.attempt.to_string(),
+                format!(
+                    "{} → {}",
+                    ev.from.map_or("-".into(), |s| s.to_string()),
+                    ev.to.map_or("-".into(), |s| s.to_string())
+                ),
+                ev.reason.clone(),
+                ev.lag_ms.map_or("-".into(), |l| format!("{l}ms")),
+                // Replica ids are long; `--json` and `unstuck status` have them whole.
+                opt(ev.replica.as_deref().map(|r| clip(r, 18))),
+                match ev.source {
+                    TimelineSource::Event => ev.detail.clone(),
+                    TimelineSource::History => HISTORY_MARK.to_owned(),
+                },
+            ]
+        })
+        .collect();
+    out!(
+        "{}",
+        render(
+            &[
+                "AT",
+                "ATTEMPT",
+                "TRANSITION",
+                "REASON",
+                "LAG",
+                "BY",
+                "DETAIL"
+            ],
+            &rows
+        )
+    );
+    let from_history = timeline
+        .iter()
+        .filter(|t| t.source == TimelineSource::History)
+        .count();
+    if from_history > 0 {
+        eprintln!(
+            "{from_history} of {} transition(s) from the execution's history: the capped event \
+             stream no longer holds their events (no detail, lag or replica)",
+            timeline.len()
+        );
+    }
+    Ok(())
+}
+
+/// The detail shown for a transition whose event the capped stream trimmed.
+const HISTORY_MARK: &str = "from history (event trimmed)";

@@ -1,0 +1,41 @@
+//! `unstuck watchdog`: one watchdog replica until SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+/// Run one watchdog replica until SIGINT/SIGTERM, then hand its leases back.
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// TOML settings file ([ledger] and [watchdog] sections); UNSTUCK_LEDGER__* and
+    /// UNSTUCK_WATCHDOG__* environment variables override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+impl Args {
+    pub(crate) async fn run(self) -> anyhow::Result<()> {
+        watchdog(self.config).await
+    }
+}
+
+async fn watchdog(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let settings = unstuck::settings::Settings::load(config.as_deref())?;
+    let ledger = unstuck::Ledger::connect(settings.ledger)
+        .await
+        .context("connecting to redis")?;
+    let replica = unstuck::watchdog::Watchdog::new(ledger, settings.watchdog)?;
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        crate::cli::signal::wait_for_signal().await;
+        signal.cancel();
+    });
+    eprintln!(
+        "watchdog replica {} running; Ctrl-C to stop",
+        replica.replica_id()
+    );
+    replica.run(shutdown).await?;
+    Ok(())
+}
