@@ -34,15 +34,14 @@ pub(crate) struct Args {
 impl Args {
     pub(crate) async fn run(self) -> anyhow::Result<()> {
         let ledger = connect(&self.common).await?;
-        let (queue, payload, json) = (&self.queue, &self.payload, self.common.json);
         enqueue(
             &ledger,
-            queue,
-            payload,
+            &self.queue,
+            &self.payload,
             self.id,
             self.delay,
             &self.timings,
-            json,
+            self.common.json,
         )
         .await
     }

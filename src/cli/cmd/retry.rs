@@ -25,8 +25,16 @@ pub(crate) struct Args {
 impl Args {
     pub(crate) async fn run(self) -> anyhow::Result<()> {
         let ledger = connect(&self.common).await?;
-        let (new_id, json) = (self.new_id.as_deref(), self.common.json);
-        retry(&ledger, &self.queue, &self.id, new_id, &self.reason, json).await
+        let new_id = self.new_id.as_deref();
+        retry(
+            &ledger,
+            &self.queue,
+            &self.id,
+            new_id,
+            &self.reason,
+            self.common.json,
+        )
+        .await
     }
 }
 
