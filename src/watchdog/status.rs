@@ -88,7 +88,7 @@ pub struct WatchdogStatus {
     /// What every replica did since the namespace was created.
     pub totals: WatchdogTotals,
     /// Workers whose remediation circuit is open: unstuck stopped acting on them and
-    /// waits for an operator's reset (`unstuck workers --reset W`).
+    /// waits for an operator's reset (`unstuck workers reset W`).
     #[serde(default)]
     pub open_circuits: Vec<String>,
     /// Workers in a remediation tier (1 to 3), circuit closed.
