@@ -12,8 +12,25 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Watchdog;
 use super::status::WatchdogStatus;
-use crate::error::Error;
+use crate::error::{Error, Result};
+
+impl Watchdog {
+    /// Whether this replica is fit to serve: not once it found that Redis lost the
+    /// namespace's data (it then refuses to act until restarted), and only while Redis
+    /// answers and will not evict keys ([`Ledger::check_ready`](crate::Ledger::check_ready)).
+    /// What `/readyz` answers in a process that runs a replica.
+    ///
+    /// # Errors
+    /// [`Error::DataLost`]; as [`Ledger::check_ready`](crate::Ledger::check_ready).
+    pub async fn check_ready(&self) -> Result<()> {
+        if self.data_lost() {
+            return Err(self.data_lost_error());
+        }
+        self.ledger.check_ready().await
+    }
+}
 
 /// Healthy, or degraded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
