@@ -9,6 +9,9 @@
 //!   one worker somewhere is wedged).
 //! - Redis unreachable is a verdict too ([`Health::unreachable`]), not only an error, so
 //!   every reader can still say what is wrong.
+//!
+//! Readiness of a process that runs a replica ([`Watchdog::check_ready`], what `/readyz`
+//! answers) is decided here too: not ready once the replica found Redis lost the data.
 
 use serde::{Deserialize, Serialize};
 
