@@ -240,6 +240,16 @@ pub enum Error {
     /// whether a call reached Redis (see [`Error::is_transient`]).
     #[error("redis: {0}")]
     Redis(#[source] redis::RedisError),
+    /// The HTTP server's listening socket failed once bound (accepting connections, or
+    /// telling its own address): an operating-system error, not a configuration one (a
+    /// `server.listen` that cannot be bound is [`Error::InvalidConfig`]).
+    #[error("the HTTP listener failed ({operation}): {detail}")]
+    Listener {
+        /// What the listener was doing: `accepting connections`, `reading its address`.
+        operation: &'static str,
+        /// The operating system's error.
+        detail: String,
+    },
     /// The pool of connections for blocking reads could not be built.
     #[error("redis pool: {0}")]
     Pool(String),

@@ -1,16 +1,21 @@
 //! The event stream: every transition, with its reason, read back or followed live.
+//!
+//! This module holds the [`Event`] type, its parsing and the live [`EventFollower`]; the
+//! [`Ledger`](crate::Ledger)'s calls that read and follow the streams
+//! ([`read_events`](crate::Ledger::read_events),
+//! [`follow_events`](crate::Ledger::follow_events), ...) are in `ledger/events.rs`.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
+use redis::streams::{StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, Value};
 use serde::{Deserialize, Serialize};
 
-use crate::conn::{BlockingPool, FOLLOW_BLOCK};
+use crate::conn::{BlockingPool, Connection, FOLLOW_BLOCK};
 use crate::error::{Error, Result};
-use crate::ledger::{Ledger, State, ms_to_time};
+use crate::state::{State, ms_to_time};
 
 /// One transition of one execution, as recorded in its partition's stream: what the
 /// HTTP API's event routes and SSE stream send.
@@ -54,269 +59,64 @@ pub struct Event {
     pub epoch: Option<u64>,
 }
 
-const READ_BATCH: usize = 500;
+/// Entries read per `XRANGE`/`XREAD` call.
+pub(crate) const READ_BATCH: usize = 500;
 
 /// How much earlier a resumed follower reads the other partitions on a Redis Cluster, whose
 /// nodes stamp stream ids with clocks of their own.
 pub const CLUSTER_RESUME_MARGIN: Duration = Duration::from_secs(2);
 
-impl Ledger {
-    /// Events of a partition after `after` (a stream id; `None` for the oldest kept),
-    /// oldest first, at most `count`.
-    ///
-    /// # Errors
-    /// [`Error::Redis`]; [`Error::InvalidArgument`] for a partition out of range.
-    pub async fn read_events(
-        &self,
-        partition: u16,
-        after: Option<&str>,
-        count: usize,
-    ) -> Result<Vec<Event>> {
-        self.check_partition(partition)?;
-        let start = after.map(|a| format!("({a}")).unwrap_or_else(|| "-".into());
-        let reply: StreamRangeReply = self
-            .conn
-            .clone()
-            .xrange_count(self.keys.events(partition), start, "+", count)
-            .await?;
-        reply
-            .ids
-            .iter()
-            .map(|e| parse_event(partition, &e.id, &e.map))
-            .collect()
-    }
-
-    /// The newest `count` events of `partitions` (every partition when empty), oldest
-    /// first: one `XREVRANGE` per partition, merged by time.
-    ///
-    /// # Errors
-    /// [`Error::InvalidArgument`] for a partition out of range, [`Error::Redis`].
-    pub async fn recent_events(&self, partitions: Vec<u16>, count: usize) -> Result<Vec<Event>> {
-        let partitions: Vec<u16> = if partitions.is_empty() {
-            (0..self.keys.partitions()).collect()
-        } else {
-            partitions
-        };
-        let mut all = Vec::new();
-        let mut conn = self.conn.clone();
-        for p in partitions {
-            self.check_partition(p)?;
-            let reply: StreamRangeReply = conn
-                .xrevrange_count(self.keys.events(p), "+", "-", count)
-                .await?;
-            for e in &reply.ids {
-                all.push(parse_event(p, &e.id, &e.map)?);
-            }
-        }
-        all.sort_by(|a, b| {
-            (a.at, a.partition, &a.stream_id).cmp(&(b.at, b.partition, &b.stream_id))
-        });
-        let skip = all.len().saturating_sub(count);
-        Ok(all.split_off(skip))
-    }
-
-    /// The newest `limit` events (1 to [`MAX_PAGE`](crate::ledger::MAX_PAGE)) of `queue`,
-    /// or of every queue when `None`, oldest first: what a live view shows before it
-    /// follows the streams from the last one's id.
-    ///
-    /// A queue shares its partition's stream with the partition's other queues: four
-    /// times `limit` are read and the queue's own kept, so a busy neighbour can make the
-    /// answer shorter than `limit`, never slower.
-    ///
-    /// # Errors
-    /// [`Error::InvalidName`], [`Error::InvalidArgument`] for a `limit` out of range,
-    /// [`Error::Redis`].
-    pub async fn recent_queue_events(
-        &self,
-        queue: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Event>> {
-        crate::ledger::check_page_limit(limit)?;
-        let Some(queue) = queue else {
-            return self.recent_events(Vec::new(), limit).await;
-        };
-        crate::names::validate_queue(queue)?;
-        let mut events = self
-            .recent_events(vec![self.partition_of(queue)], limit * 4)
-            .await?;
-        events.retain(|e| e.queue == queue);
-        let skip = events.len().saturating_sub(limit);
-        Ok(events.split_off(skip))
-    }
-
-    /// The transitions of one execution still in its partition's (capped) stream, oldest
-    /// first: the stream is read from the instant the execution was created, in pages,
-    /// and filtered — bounded by the stream's cap, never a scan of executions.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`], [`Error::InvalidName`], [`Error::Redis`].
-    pub async fn execution_events(&self, queue: &str, id: &str) -> Result<Vec<Event>> {
-        self.events_of(&self.get(queue, id).await?).await
-    }
-
-    /// [`execution_events`](Self::execution_events) of an execution already read.
-    pub(crate) async fn events_of(
-        &self,
-        execution: &crate::ledger::Execution,
-    ) -> Result<Vec<Event>> {
-        let (queue, id) = (execution.queue.as_str(), execution.id.as_str());
-        let created = execution.created_at.timestamp_millis();
-        let partition = self.partition_of(queue);
-        let mut after = format!("{}-0", created.saturating_sub(1));
-        let mut out = Vec::new();
-        loop {
-            let page = self
-                .read_events(partition, Some(&after), READ_BATCH)
-                .await?;
-            let Some(last) = page.last() else {
-                return Ok(out);
-            };
-            after = last.stream_id.clone();
-            let done = page.len() < READ_BATCH;
-            out.extend(
-                page.into_iter()
-                    .filter(|e| e.queue == queue && e.execution_id == id),
-            );
-            if done {
-                return Ok(out);
-            }
-        }
-    }
-
-    /// Follows the event streams of `partitions` (every partition when empty): the
-    /// follower sees every event appended after this call returns.
-    ///
-    /// # Errors
-    /// [`Error::InvalidArgument`] for a partition out of range, [`Error::Redis`].
-    pub async fn follow_events(&self, partitions: Vec<u16>) -> Result<EventFollower> {
-        let partitions: Vec<u16> = if partitions.is_empty() {
-            (0..self.keys.partitions()).collect()
-        } else {
-            for p in &partitions {
-                self.check_partition(*p)?;
-            }
-            partitions
-        };
-        // Pin each cursor to the stream's current last entry now: a `$` cursor would mean
-        // "new since this read" at every read, losing what arrives between two reads.
-        let mut conn = self.conn.clone();
-        let mut cursors = Vec::with_capacity(partitions.len());
-        for p in &partitions {
-            let last: StreamRangeReply = conn
-                .xrevrange_count(self.keys.events(*p), "+", "-", 1)
-                .await?;
-            cursors.push(
-                last.ids
-                    .first()
-                    .map(|e| e.id.clone())
-                    .unwrap_or_else(|| "0-0".to_owned()),
-            );
-        }
-        Ok(EventFollower {
-            ledger: self.clone(),
-            partitions,
-            cursors,
-        })
-    }
-
-    /// Follows `partitions` (every partition when empty) from just after `resume`, the
-    /// last event a reader saw before it lost its connection: in that event's partition
-    /// from right after it, in the others from the start of its millisecond (their
-    /// events of that very millisecond may have been seen already; on a Redis Cluster,
-    /// whose nodes' clocks differ, from [`CLUSTER_RESUME_MARGIN`] earlier). Nothing is
-    /// missed; a reader deduplicates by event id.
-    ///
-    /// # Errors
-    /// [`Error::InvalidArgument`] for a partition out of range or a malformed `resume`,
-    /// [`Error::Redis`].
-    pub async fn follow_events_after(
-        &self,
-        partitions: Vec<u16>,
-        resume: (u16, &str),
-    ) -> Result<EventFollower> {
-        let (last_partition, last_id) = resume;
-        self.check_partition(last_partition)?;
-        let ms: u64 = last_id
-            .split_once('-')
-            .and_then(|(ms, seq)| seq.parse::<u64>().ok().and(ms.parse().ok()))
-            .ok_or_else(|| Error::InvalidArgument {
-                name: "last event id".into(),
-                value: last_id.chars().take(80).collect(),
-                expected: "a stream id <ms>-<seq> from an earlier event".into(),
-            })?;
-        let margin = if self.cluster {
-            CLUSTER_RESUME_MARGIN.as_millis() as u64
-        } else {
-            0
-        };
-        let others = format!("{}-{}", ms.saturating_sub(margin + 1), u64::MAX);
-        let partitions: Vec<u16> = if partitions.is_empty() {
-            (0..self.keys.partitions()).collect()
-        } else {
-            partitions
-        };
-        let mut cursors = Vec::with_capacity(partitions.len());
-        for p in &partitions {
-            self.check_partition(*p)?;
-            cursors.push(if *p == last_partition {
-                last_id.to_owned()
-            } else {
-                others.clone()
-            });
-        }
-        Ok(EventFollower {
-            ledger: self.clone(),
-            partitions,
-            cursors,
-        })
-    }
-
-    pub(crate) fn check_partition(&self, partition: u16) -> Result<()> {
-        if partition >= self.keys.partitions() {
-            return Err(Error::InvalidArgument {
-                name: "partition".into(),
-                value: partition.to_string(),
-                expected: format!("0 to {}", self.keys.partitions() - 1),
-            });
-        }
-        Ok(())
-    }
-}
-
-/// A live subscription to partition event streams; see [`Ledger::follow_events`].
+/// A live subscription to partition event streams; see
+/// [`Ledger::follow_events`](crate::Ledger::follow_events).
 pub struct EventFollower {
-    ledger: Ledger,
+    conn: Connection,
+    blocking: BlockingPool,
     partitions: Vec<u16>,
+    /// The stream key of each partition.
+    keys: Vec<String>,
     /// Last stream id seen per partition.
     cursors: Vec<String>,
 }
 
 impl EventFollower {
+    /// Follows the streams `keys` of `partitions` from just after `cursors` (one each).
+    pub(crate) fn new(
+        conn: Connection,
+        blocking: BlockingPool,
+        partitions: Vec<u16>,
+        keys: Vec<String>,
+        cursors: Vec<String>,
+    ) -> Self {
+        EventFollower {
+            conn,
+            blocking,
+            partitions,
+            keys,
+            cursors,
+        }
+    }
+
     /// Waits for the next events (up to about a second) and returns them, oldest first
     /// per partition; an empty batch means nothing happened meanwhile.
     ///
     /// # Errors
     /// [`Error::Unavailable`] when Redis cannot be reached, [`Error::Redis`].
     pub async fn next_batch(&mut self) -> Result<Vec<Event>> {
-        let keys: Vec<String> = self
-            .partitions
-            .iter()
-            .map(|p| self.ledger.keys.events(*p))
-            .collect();
+        let keys = &self.keys;
         let opts = StreamReadOptions::default().count(READ_BATCH);
-        let reply: StreamReadReply = match &self.ledger.blocking {
+        let reply: StreamReadReply = match &self.blocking {
             BlockingPool::Single(pool) => {
                 let mut conn = pool
                     .get()
                     .await
                     .map_err(|e| Error::pool("event stream read", e))?;
                 let block = opts.block(FOLLOW_BLOCK.as_millis() as usize);
-                conn.xread_options(&keys, &self.cursors, &block).await?
+                conn.xread_options(keys, &self.cursors, &block).await?
             }
             BlockingPool::None => {
                 // Cluster: streams live on different nodes, so read them one by one.
                 let mut merged = StreamReadReply { keys: Vec::new() };
-                let mut conn = self.ledger.conn.clone();
+                let mut conn = self.conn.clone();
                 for (key, cursor) in keys.iter().zip(&self.cursors) {
                     let part: Option<StreamReadReply> =
                         conn.xread_options(&[key], &[cursor], &opts).await?;

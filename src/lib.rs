@@ -37,6 +37,7 @@
 //! | [`error`] | everything that can go wrong, and what the caller should do |
 //! | `keys` | the one place that builds Redis keys (crate-private; one hash tag per partition) |
 //! | `scripts` | the Lua scripts of `lua/`, loaded once, invoked with NOSCRIPT fallback |
+//! | `state` | an execution's state and stop reason, and Redis instants (crate-private; public as [`State`], [`StopReason`]) |
 //! | `fields` | the glossary of an execution hash's fields |
 //! | `conn` | connecting: standalone or cluster, credentials, TLS, the ACL check |
 //! | `testkit` | (feature `testkit`, hidden) throwaway `redis-server`s and the invariant checker |
@@ -58,6 +59,7 @@ pub mod runner;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod settings;
+mod state;
 #[cfg(all(unix, feature = "supervise"))]
 pub mod supervise;
 pub mod timeline;

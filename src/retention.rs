@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result, format_duration};
-use crate::ledger::State;
+use crate::state::State;
 use crate::timings::MAX_DURATION;
 
 /// Retention of finished executions. Unset fields: for the ledger, the built-in values of

@@ -13,7 +13,7 @@ use redis::aio::ConnectionLike;
 use redis::{RedisResult, ToRedisArgs, Value};
 
 use crate::error::{Error, Result};
-use crate::ledger::State;
+use crate::state::{State, ms_to_time};
 
 /// A script: its name (the file stem in `lua/`, used in errors), its source — the shared
 /// preludes it runs on, then its own file — and its SHA1, computed once.
@@ -270,7 +270,7 @@ impl Reply {
 
     /// Word `i` as an instant in Redis milliseconds.
     pub(crate) fn time(&self, i: usize) -> Result<DateTime<Utc>> {
-        crate::ledger::ms_to_time(self.i64(i)?)
+        ms_to_time(self.i64(i)?)
     }
 
     /// Word `i` as a state name.

@@ -21,11 +21,13 @@
 //! | [`Ledger::set_queue`], `queue_settings`, `queues`, counts | `queue.rs` | `lua/set_queue.lua` |
 //! | the worker registry | `workers.rs` | `lua/worker_*.lua` |
 //! | worker tiers as workers and operators see them | `tiers.rs` | `lua/worker_heartbeat.lua`, `worker_reset.lua`, `worker_request.lua`, `worker_outcome.lua` |
+//! | [`Ledger::read_events`], `recent_events`, `execution_events`, `follow_events` (the executions' event streams) | `events.rs` | reads only |
+//! | [`Ledger::watch_events`] (following through outages) | `watch_events.rs` | reads only |
 //! | the workers' event stream | `worker_events.rs` | reads only |
 //!
 //! Shared: `attempt.rs` (the replies of a token that is not current, the attempt scripts'
 //! keys), `token.rs` (the attempt token), `execution.rs` (what an execution is, read from
-//! its hash), `options.rs` (enqueue options, queue settings). The timings are in
+//! its hash; its [`State`] and [`StopReason`] are in `src/state.rs`), `options.rs` (enqueue options, queue settings). The timings are in
 //! [`crate::timings`], the hash fields' glossary in `src/fields.rs`, the scripts' registry
 //! in `src/scripts.rs`.
 
@@ -35,6 +37,7 @@ mod claim;
 mod complete;
 mod complete_claim;
 mod enqueue;
+mod events;
 mod execution;
 mod fail;
 mod find;
@@ -53,11 +56,12 @@ mod workers;
 
 use std::sync::Arc;
 
+pub use crate::state::{State, StopReason};
 pub use cancel::CancelOutcome;
 pub use claim::{Claim, ClaimBatch, MAX_CLAIM_BATCH};
 pub use complete::CompleteOutcome;
 pub use enqueue::{Enqueued, MAX_ENQUEUE_BATCH};
-pub use execution::{Execution, State, StopMetadata, StopReason, Transition};
+pub use execution::{Execution, StopMetadata, Transition};
 pub use fail::{FailOutcome, MAX_ERROR_MESSAGE};
 pub use find::Filter;
 pub use heartbeat::{Heartbeat, HeartbeatReply};
@@ -72,9 +76,9 @@ pub use worker_events::{WorkerEvent, WorkerEventFollower};
 pub(crate) use workers::this_host;
 pub use workers::{MISSED_WORKER_BEATS, WorkerInfo, WorkerRegistration};
 
+pub(crate) use crate::state::ms_to_time;
 pub use attempt::AttemptRefused;
 pub(crate) use attempt::next_claim;
-pub(crate) use execution::ms_to_time;
 
 use crate::config::LedgerConfig;
 use crate::conn::{self, BlockingPool, Connection};

@@ -166,15 +166,12 @@ impl Server {
     /// The address it listens on.
     ///
     /// # Errors
-    /// When the OS cannot tell (it always can for a bound socket).
+    /// [`Error::Listener`] when the OS cannot tell (it always can for a bound socket).
     pub fn local_addr(&self) -> Result<SocketAddr> {
-        self.listener
-            .local_addr()
-            .map_err(|e| Error::InvalidConfig {
-                key: "server.listen".into(),
-                value: String::new(),
-                expected: e.to_string(),
-            })
+        self.listener.local_addr().map_err(|e| Error::Listener {
+            operation: "reading its address",
+            detail: e.to_string(),
+        })
     }
 
     /// Whether requests need a token.
@@ -187,7 +184,7 @@ impl Server {
     /// watchdog replica's leases back.
     ///
     /// # Errors
-    /// When the listener fails.
+    /// [`Error::Listener`] when the listener fails.
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
         let state = self.state.clone();
         let replica_task = self.replica.clone().map(|wd| {
@@ -213,10 +210,9 @@ impl Server {
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(signal)
             .await
-            .map_err(|e| Error::InvalidConfig {
-                key: "server.listen".into(),
-                value: String::new(),
-                expected: format!("a listener that keeps working ({e})"),
+            .map_err(|e| Error::Listener {
+                operation: "accepting connections",
+                detail: e.to_string(),
             });
         state.shutdown.cancel();
         if let Some(task) = replica_task {

@@ -124,6 +124,7 @@ fn library(e: &Error) -> Problem {
         Error::LeaseLost { .. } => Problem::new(&kind::LEASE_LOST, detail),
         Error::DataLost { .. } => Problem::new(&kind::REDIS_DATA_LOST, detail),
         Error::Protocol { .. } => Problem::new(&kind::PROTOCOL, detail),
+        Error::Listener { .. } => Problem::new(&kind::LISTENER, detail),
         Error::UnknownOutcome { .. } => Problem::new(&kind::UNKNOWN_OUTCOME, detail),
         Error::Unavailable { .. } | Error::Redis(_) | Error::Pool(_) => {
             Problem::new(&kind::REDIS_UNAVAILABLE, detail)
@@ -322,6 +323,8 @@ kinds! {
         "Redis lost the namespace's data (restarted empty or flushed); the watchdog refuses to act until restarted.";
     PROTOCOL = "protocol", INTERNAL_SERVER_ERROR, "Unreadable data in Redis",
         "Data in Redis this version cannot read.";
+    LISTENER = "listener", INTERNAL_SERVER_ERROR, "HTTP listener failed",
+        "The server's listening socket failed (an operating-system error, not a configuration one).";
     INTERNAL = "internal", INTERNAL_SERVER_ERROR, "Internal error",
         "An error this version does not classify.";
     REDIS_UNAVAILABLE = "redis-unavailable", SERVICE_UNAVAILABLE, "Redis unavailable",
@@ -366,6 +369,7 @@ mod tests {
             | Error::LeaseLost { .. }
             | Error::DataLost { .. }
             | Error::Protocol { .. }
+            | Error::Listener { .. }
             | Error::UnknownOutcome { .. }
             | Error::Unavailable { .. }
             | Error::Redis(_)
@@ -448,6 +452,10 @@ mod tests {
             Error::Protocol {
                 script: "round",
                 detail: "d".into(),
+            },
+            Error::Listener {
+                operation: "accepting connections",
+                detail: "Too many open files (os error 24)".into(),
             },
             Error::UnknownOutcome {
                 operation: "enqueue",

@@ -50,14 +50,10 @@ pub(crate) async fn readyz(State(s): State<AppState>) -> Result<Json<HealthOut>,
     if s.shutdown.is_cancelled() {
         return Err(ApiError::Saturated);
     }
-    if let Some(replica) = &s.replica
-        && replica.data_lost()
-    {
-        return Err(ApiError::Library(crate::error::Error::DataLost {
-            namespace: s.ledger.config().namespace.clone(),
-        }));
+    match &s.replica {
+        Some(replica) => replica.check_ready().await?,
+        None => s.ledger.check_ready().await?,
     }
-    s.ledger.check_ready().await?;
     Ok(Json(HealthOut {
         status: "ready".into(),
     }))

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::ExecConfig;
-use super::beat::{Beats, MIN_INTERVAL, beat, describe_reply};
+use super::beat::{Beats, Cause, MIN_INTERVAL, beat, describe_reply};
 use super::child::{self, Family, GroupGuard, ProcessGroup};
 use super::logs::AttemptLog;
 use super::output::{self, Output, Stream};
@@ -51,15 +51,6 @@ pub(crate) struct Context {
     pub(crate) records: Arc<Records>,
     pub(crate) reaper: Arc<Reaper>,
     pub(crate) shutdown: CancellationToken,
-}
-
-/// Why a command was stopped before it exited by itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Cause {
-    CancelRequested,
-    Lost(String),
-    Silent(Duration),
-    Shutdown,
 }
 
 /// Runs one claimed attempt to its recorded outcome.

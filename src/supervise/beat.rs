@@ -7,13 +7,22 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::attempt::Cause;
 use super::output::Output;
 use crate::error::Error;
 use crate::ledger::{AttemptToken, Heartbeat, Ledger};
 pub(crate) use crate::runner::beat::MIN_INTERVAL;
 use crate::runner::beat::{Beaten, beat_once};
 pub(crate) use crate::runner::record::describe_reply;
+
+/// Why a command was stopped before it exited by itself: the heartbeats' findings
+/// ([`Beats::cause`]), its silence, or the supervisor stopping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Cause {
+    CancelRequested,
+    Lost(String),
+    Silent(Duration),
+    Shutdown,
+}
 
 /// What the heartbeats found out: cancellation requested, or the attempt lost.
 #[derive(Default)]

@@ -9,11 +9,31 @@
 //!   one worker somewhere is wedged).
 //! - Redis unreachable is a verdict too ([`Health::unreachable`]), not only an error, so
 //!   every reader can still say what is wrong.
+//!
+//! Readiness of a process that runs a replica ([`Watchdog::check_ready`], what `/readyz`
+//! answers) is decided here too: not ready once the replica found Redis lost the data.
 
 use serde::{Deserialize, Serialize};
 
+use super::Watchdog;
 use super::status::WatchdogStatus;
-use crate::error::Error;
+use crate::error::{Error, Result};
+
+impl Watchdog {
+    /// Whether this replica is fit to serve: not once it found that Redis lost the
+    /// namespace's data (it then refuses to act until restarted), and only while Redis
+    /// answers and will not evict keys ([`Ledger::check_ready`](crate::Ledger::check_ready)).
+    /// What `/readyz` answers in a process that runs a replica.
+    ///
+    /// # Errors
+    /// [`Error::DataLost`]; as [`Ledger::check_ready`](crate::Ledger::check_ready).
+    pub async fn check_ready(&self) -> Result<()> {
+        if self.data_lost() {
+            return Err(self.data_lost_error());
+        }
+        self.ledger.check_ready().await
+    }
+}
 
 /// Healthy, or degraded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

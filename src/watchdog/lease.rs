@@ -224,7 +224,7 @@ impl Watchdog {
         self.lost_data.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    fn data_lost_error(&self) -> Error {
+    pub(super) fn data_lost_error(&self) -> Error {
         Error::DataLost {
             namespace: self.ledger.keys.namespace().to_owned(),
         }

@@ -11,6 +11,7 @@ mod support;
 mod http_api;
 mod http_operator;
 mod http_refusals;
+mod http_service;
 mod http_streams;
 mod http_views;
 mod http_worker_tiers;
