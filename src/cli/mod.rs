@@ -54,6 +54,13 @@ pub(crate) struct Common {
     pub(crate) json: bool,
 }
 
+/// The execution a command acts on: `QUEUE ID`.
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct ExecutionRef {
+    pub(crate) queue: String,
+    pub(crate) id: String,
+}
+
 /// Runs the command named on the command line.
 pub(crate) async fn run() -> anyhow::Result<()> {
     // Logs go to stderr: stdout is for what a script may read (`demo --json`, tables).

@@ -2,16 +2,16 @@
 
 use unstuck::{CancelOutcome, Ledger};
 
-use crate::cli::Common;
 use crate::cli::connect::connect;
+use crate::cli::{Common, ExecutionRef};
 
 /// Cancel an execution: at once when queued, by asking its worker when active.
 #[derive(clap::Args)]
 pub(crate) struct Args {
     #[command(flatten)]
     common: Common,
-    queue: String,
-    id: String,
+    #[command(flatten)]
+    execution: ExecutionRef,
     /// Why, for the people reading it later.
     #[arg(long)]
     reason: String,
@@ -22,8 +22,8 @@ impl Args {
         let ledger = connect(&self.common).await?;
         cancel(
             &ledger,
-            &self.queue,
-            &self.id,
+            &self.execution.queue,
+            &self.execution.id,
             &self.reason,
             self.common.json,
         )

@@ -2,16 +2,16 @@
 
 use unstuck::Ledger;
 
-use crate::cli::Common;
 use crate::cli::connect::connect;
+use crate::cli::{Common, ExecutionRef};
 
 /// Pin an execution so retention never removes it (--off: retention applies again).
 #[derive(clap::Args)]
 pub(crate) struct Args {
     #[command(flatten)]
     common: Common,
-    queue: String,
-    id: String,
+    #[command(flatten)]
+    execution: ExecutionRef,
     /// Unpin it instead.
     #[arg(long)]
     off: bool,
@@ -20,7 +20,14 @@ pub(crate) struct Args {
 impl Args {
     pub(crate) async fn run(self) -> anyhow::Result<()> {
         let ledger = connect(&self.common).await?;
-        pin(&ledger, &self.queue, &self.id, !self.off, self.common.json).await
+        pin(
+            &ledger,
+            &self.execution.queue,
+            &self.execution.id,
+            !self.off,
+            self.common.json,
+        )
+        .await
     }
 }
 

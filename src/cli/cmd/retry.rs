@@ -3,8 +3,8 @@
 use serde_json::Value;
 use unstuck::Ledger;
 
-use crate::cli::Common;
 use crate::cli::connect::connect;
+use crate::cli::{Common, ExecutionRef};
 
 /// Run a finished (failed, dead, timed_out, cancelled) execution again as a new one
 /// linked to it (retry_of), resuming from its last checkpoint.
@@ -12,8 +12,8 @@ use crate::cli::connect::connect;
 pub(crate) struct Args {
     #[command(flatten)]
     common: Common,
-    queue: String,
-    id: String,
+    #[command(flatten)]
+    execution: ExecutionRef,
     /// The new execution's id (default: <id>.retry<n>).
     #[arg(long)]
     new_id: Option<String>,
@@ -28,8 +28,8 @@ impl Args {
         let new_id = self.new_id.as_deref();
         retry(
             &ledger,
-            &self.queue,
-            &self.id,
+            &self.execution.queue,
+            &self.execution.id,
             new_id,
             &self.reason,
             self.common.json,

@@ -4,10 +4,10 @@ use chrono::Utc;
 use unstuck::Ledger;
 use unstuck::timeline::TimelineSource;
 
-use crate::cli::Common;
 use crate::cli::connect::connect;
 use crate::cli::output::print_json;
 use crate::cli::table::{ago, clip, duration, opt, render};
+use crate::cli::{Common, ExecutionRef};
 
 /// One execution: state, timings, heartbeat and progress, checkpoint, stop metadata, and
 /// its timeline with reasons, thresholds and lag.
@@ -15,14 +15,20 @@ use crate::cli::table::{ago, clip, duration, opt, render};
 pub(crate) struct Args {
     #[command(flatten)]
     common: Common,
-    queue: String,
-    id: String,
+    #[command(flatten)]
+    execution: ExecutionRef,
 }
 
 impl Args {
     pub(crate) async fn run(self) -> anyhow::Result<()> {
         let ledger = connect(&self.common).await?;
-        show(&ledger, &self.queue, &self.id, self.common.json).await
+        show(
+            &ledger,
+            &self.execution.queue,
+            &self.execution.id,
+            self.common.json,
+        )
+        .await
     }
 }
 
