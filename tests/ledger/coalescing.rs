@@ -50,22 +50,7 @@ async fn server(capacity: u32) -> Server {
 
 /// Script calls (EVALSHA and EVAL) since the last reset.
 async fn script_calls(admin: &mut MultiplexedConnection) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(admin)
-        .await
-        .unwrap();
-    info.lines()
-        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
-        .filter_map(|l| {
-            l.split("calls=")
-                .nth(1)?
-                .split(',')
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum()
+    crate::support::script_calls(admin).await
 }
 
 async fn reset_stats(admin: &mut MultiplexedConnection) {

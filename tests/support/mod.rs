@@ -112,3 +112,25 @@ pub async fn cluster_ledger(test_name: &str) -> unstuck::Ledger {
         .await
         .expect("ledger connects to the test cluster")
 }
+
+/// EVAL + EVALSHA calls `conn`'s server has served (since start or `CONFIG RESETSTAT`): a
+/// count of the whole server, so a test that reads it has a server of its own.
+#[allow(dead_code)]
+pub async fn script_calls(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .unwrap();
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
