@@ -33,6 +33,7 @@
 --   fin finished at (ms)
 --   res result (JSON)
 --   fa false alarms
+--   fr continuations: attempts not counted (absent: 0)
 --   hn history entries written (absent: 1)
 --   h<i> history entry i % cap: <n>|<ms>|<state>|<reason>|<attempt>
 --   hist history lines of an earlier version (read only)
@@ -101,6 +102,12 @@ local function emit(stream, maxlen, queue, id, attempt, from, to, reason, detail
   redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'e', queue .. '|' .. id .. '|'
     .. attempt .. '|' .. from .. '|' .. to .. '|' .. reason .. '|' .. (due or '') .. '|'
     .. ACTOR .. '|' .. (detail or ''))
+end
+
+-- Attempts that count toward max attempts: those started (`att`) less the continuations
+-- (`fr`: attempts that ended by an await or a snooze, which are not retries).
+local function counted_attempts(att, fr)
+  return tonumber(att) - (tonumber(fr) or 0)
 end
 
 local TERMINAL = { succeeded = true, failed = true, cancelled = true, timed_out = true, dead = true }

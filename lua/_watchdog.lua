@@ -33,7 +33,7 @@ end
 local NUMBER_FIELDS = { 'att', 'dla' }
 for _, f in ipairs(TIMING_FIELDS) do NUMBER_FIELDS[#NUMBER_FIELDS + 1] = f end
 local EXEC_FIELDS = { 'st', 'dsp', 'hb', 'prc', 'ss', 'sk', 'cx', 'wk', 'hn', 'q', 'id',
-  'err', 'sd', 'tm' }
+  'err', 'sd', 'tm', 'fr' }
 for _, f in ipairs(NUMBER_FIELDS) do EXEC_FIELDS[#EXEC_FIELDS + 1] = f end
 
 -- Loads an execution for judgement; nil when absent, false when a field it needs is
@@ -86,9 +86,10 @@ local function retry_or_dead(K, e, timers, now, stop_reason, detail, due, ctx)
     finish(K, e, timers, now, 'cancelled', 'cancelled', stop_reason, detail, due, ctx)
     return 'cancelled'
   end
-  if e.att < e.ma then
+  local counted = counted_attempts(e.att, e.fr)
+  if counted < e.ma then
     leave_active(K, e, timers)
-    local delay = e.bb * (2 ^ (e.att - 1))
+    local delay = e.bb * (2 ^ (counted - 1))
     if delay > e.bm then delay = e.bm end
     redis.call('HSET', e.key, 'st', 'queued', 'tok', '', 'wk', '', 'ss', '', 'sk', '',
       'err', detail, hist_push(e.hn, now, 'queued', stop_reason, e.att, ctx.hist_cap))
@@ -96,7 +97,7 @@ local function retry_or_dead(K, e, timers, now, stop_reason, detail, due, ctx)
     emit(ctx.events, ctx.maxlen, e.q, e.id, e.att, e.st, 'queued', stop_reason, detail, due)
     return 'retried'
   end
-  local message = string.format('attempt %d of %d lost: %s', e.att, e.ma, detail)
+  local message = string.format('attempt %d of %d lost: %s', counted, e.ma, detail)
   if e.err and e.err ~= '' then message = message .. '; before that: ' .. e.err end
   if #message > 4096 then message = string.sub(message, 1, 4080) .. '… [truncated]' end
   finish(K, e, timers, now, 'dead', stop_reason, 'attempts_exhausted', message, due, ctx)

@@ -17,7 +17,7 @@
 local maxlen, cap = ARGV[6], uint(ARGV[7])
 if not uint(maxlen) or not cap then return { 'bad_arg', 'limits' } end
 local e = redis.call('HMGET', KEYS[1], 'st', 'att', 'tok', 'sr', 'cx', 'hn', 'q', 'id',
-  'ma', 'bb', 'bm')
+  'ma', 'bb', 'bm', 'fr')
 local verdict = token_verdict(e[1], e[2], e[3], e[4], ARGV[2], ARGV[3])
 if verdict then return verdict end
 
@@ -37,8 +37,9 @@ if cancel_requested then
   return { 'cancelled', released }
 end
 
-if ARGV[4] == '1' and tonumber(att) < tonumber(e[9]) then
-  local delay = tonumber(e[10]) * (2 ^ (tonumber(att) - 1))
+local counted = counted_attempts(att, e[12])
+if ARGV[4] == '1' and counted < tonumber(e[9]) then
+  local delay = tonumber(e[10]) * (2 ^ (counted - 1))
   local max_delay = tonumber(e[11])
   if delay > max_delay then delay = max_delay end
   local at = tostring(tonumber(now) + math.floor(delay))

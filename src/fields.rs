@@ -74,6 +74,9 @@ glossary! {
     RESULT = "res", "result (JSON)";
     /// False alarms, stuck verdicts withdrawn by a late heartbeat.
     FALSE_ALARMS = "fa", "false alarms";
+    /// Continuations: attempts that ended by an await or a snooze and so do not count
+    /// toward `max_attempts` (absent: 0). Attempts counted = `att` − `fr`.
+    CONTINUATIONS = "fr", "continuations: attempts not counted (absent: 0)";
     /// History entries written so far (absent: 1, the enqueue's); entry n is the field
     /// `h<n % history_len>`.
     HISTORY_COUNT = "hn", "history entries written (absent: 1)";

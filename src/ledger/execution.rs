@@ -54,8 +54,12 @@ pub struct Execution {
     pub id: String,
     /// Its state now.
     pub state: State,
-    /// Attempts started so far (0 while never claimed).
+    /// Attempts started so far (0 while never claimed); the attempt number of the current
+    /// or last attempt.
     pub attempt: u32,
+    /// Attempts that ended by an await or a snooze: continuations, not retries, so they do
+    /// not count toward `max_attempts` (which `attempt - continuations` is held to).
+    pub continuations: u32,
     /// The payload it was enqueued with.
     #[cfg_attr(feature = "server", schema(value_type = crate::server::wire::schema::AnyJson, inline))]
     pub payload: serde_json::Value,
@@ -152,11 +156,8 @@ impl Execution {
             timings,
             stop,
             last_error: r.opt(f::ERROR).map(str::to_owned),
-            false_alarms: r
-                .opt(f::FALSE_ALARMS)
-                .map(|_| r.num(f::FALSE_ALARMS))
-                .transpose()?
-                .unwrap_or(0) as u32,
+            false_alarms: r.count(f::FALSE_ALARMS)?,
+            continuations: r.count(f::CONTINUATIONS)?,
             history: history_of(fields)?,
             retry_of: r
                 .opt(f::RETRY_OF)
@@ -285,6 +286,15 @@ impl Reader<'_> {
         let v = self.req(key)?;
         v.parse()
             .map_err(|_| protocol(format!("field {key:?} is not an integer: {v:?}")))
+    }
+
+    /// A counter that is absent until it first counts: 0 then.
+    fn count(&self, key: &str) -> Result<u32> {
+        match self.opt(key) {
+            None => Ok(0),
+            Some(_) => u32::try_from(self.num(key)?)
+                .map_err(|_| protocol(format!("field {key:?} is not a count"))),
+        }
     }
 
     fn time(&self, key: &str) -> Result<Option<DateTime<Utc>>> {

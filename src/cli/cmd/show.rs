@@ -101,6 +101,14 @@ async fn show(ledger: &Ledger, queue: &str, id: &str, json: bool) -> anyhow::Res
     if e.false_alarms > 0 {
         lines.push(format!("false alarms    {}", e.false_alarms));
     }
+    if e.continuations > 0 {
+        lines.push(format!(
+            "continuations   {} (attempts that awaited or snoozed; not counted: {} of {} used)",
+            e.continuations,
+            e.attempt - e.continuations,
+            e.timings.max_attempts
+        ));
+    }
     out!("{}\n", lines.join("\n"));
     let rows: Vec<Vec<String>> = timeline
         .iter()

@@ -175,6 +175,7 @@ export function execution(root, queue, id, session) {
         ["stuck since", clock(e.stuck_since)], ["deadline", clock(e.deadline_at)],
         ["cancel requested", clock(e.cancel_requested_at)], ["finished", clock(e.finished_at)],
         ["last error", e.last_error || "-"], ["false alarms", String(e.false_alarms)],
+        ["continuations", e.continuations ? `${e.continuations} (not counted: ${e.attempt - e.continuations} of ${e.timings.max_attempts} attempts used)` : "-"],
         ["retry of", e.retry_of ? execLink(...e.retry_of.split(/\/(.*)/s)) : "-"],
         ["retries", e.retries.length ? e.retries.map((r, i) => [i ? ", " : "", execLink(e.queue, r)]) : "-"],
       ];
