@@ -50,24 +50,20 @@ pub async fn audit_on(ledger: &Ledger, urls: &[String], ids: &[(String, String)]
             a.holds += 1;
         }
     }
-    use futures_util::StreamExt;
-    let reads: Vec<(&(String, String), Result<Execution>)> = futures_util::stream::iter(ids)
-        .map(|key| async move { (key, ledger.get(&key.0, &key.1).await) })
-        .buffer_unordered(64)
-        .collect()
-        .await;
-    for (key, read) in reads {
+    let states = invariants::states(ledger, ids)
+        .await
+        .expect("reading states");
+    for (key, read) in ids.iter().zip(states) {
         match read {
-            Err(Error::NotFound { .. }) => a.lost += 1,
-            Err(e) => panic!("reading {}/{}: {e}", key.0, key.1),
-            Ok(e) => {
+            None => a.lost += 1,
+            Some((state, attempt)) => {
                 if terminal_events.get(key).copied().unwrap_or(0) > 1 {
                     a.double_terminal += 1;
                 }
-                if claims.get(key).copied().unwrap_or(0) != e.attempt {
+                if claims.get(key).copied().unwrap_or(0) != attempt {
                     a.unaccounted_attempts += 1;
                 }
-                if !e.state.is_terminal() {
+                if !state.is_terminal() {
                     a.still_open += 1;
                 }
             }
