@@ -51,12 +51,11 @@ openapi-validator:
 		cd tests/openapi && npm ci --no-audit --no-fund; \
 	fi
 
+# Every test: the Rust tests of all targets, the doctests, the Python client's, the
+# dashboard's and the OpenAPI document's, with the fault suite in a lane of its own beside
+# the rest (tests/run.sh says why).
 test: redis browser openapi-validator
-	cargo test --all-targets
-	cargo test --doc
-	UNSTUCK_BIN=$(CURDIR)/target/debug/unstuck python3 -m unittest discover -s clients/python/tests
-	UNSTUCK_BIN=$(CURDIR)/target/debug/unstuck node tests/browser/dashboard.mjs
-	UNSTUCK_BIN=$(CURDIR)/target/debug/unstuck node tests/openapi/validate.mjs
+	tests/run.sh
 
 # Only the OpenAPI document's check (`unstuck openapi` through the validator).
 test-openapi: openapi-validator

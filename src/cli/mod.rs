@@ -54,11 +54,21 @@ pub(crate) struct Common {
     pub(crate) json: bool,
 }
 
-/// The execution a command acts on: `QUEUE ID`.
+/// What a command on one execution takes first: `QUEUE ID` and the options every command
+/// takes.
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct ExecutionRef {
+    #[command(flatten)]
+    pub(crate) common: Common,
     pub(crate) queue: String,
     pub(crate) id: String,
+}
+
+impl ExecutionRef {
+    /// The ledger the options name.
+    pub(crate) async fn connect(&self) -> anyhow::Result<unstuck::Ledger> {
+        connect::connect(&self.common).await
+    }
 }
 
 /// Runs the command named on the command line.

@@ -41,7 +41,8 @@ pub(crate) mod worker_loop;
 
 pub use config::{MAX_CONCURRENCY, RunnerConfig};
 pub use job::{Job, JobError, StopSignal};
-pub(crate) use outcome::{Outcome, Tally};
+pub use outcome::AttemptCounts;
+pub(crate) use outcome::Outcome;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -62,48 +63,12 @@ use worker_loop::{Kind, Settings};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RunReport {
-    /// Attempts claimed.
-    pub claimed: u64,
-    /// Attempts completed.
-    pub succeeded: u64,
-    /// Failed for good: a fatal error, or a retryable one with no attempts left.
-    pub failed: u64,
-    /// Failed retryably and put back in the queue for another attempt.
-    pub retried: u64,
-    /// Cancellation acknowledged.
-    pub cancelled: u64,
-    /// The attempt stopped being this worker's while it ran; nothing was recorded.
-    pub lost: u64,
-    /// The outcome could not be recorded (Redis unreachable); the watchdog takes over.
-    pub unreported: u64,
+    /// The attempts, counted by what became of them.
+    pub attempts: AttemptCounts,
     /// Set when the runner stopped because the watchdog asked it to (tier 1): after
     /// `restart` its jobs were stopped and handed back, after `drain` they finished first.
     /// Either way it deregistered: exit, and let the process manager start a fresh one.
     pub stopped_by: Option<WorkerRequest>,
-}
-
-impl RunReport {
-    fn new(tally: Tally, stopped_by: Option<WorkerRequest>) -> Self {
-        let Tally {
-            claimed,
-            succeeded,
-            failed,
-            retried,
-            cancelled,
-            lost,
-            unreported,
-        } = tally;
-        Self {
-            claimed,
-            succeeded,
-            failed,
-            retried,
-            cancelled,
-            lost,
-            unreported,
-            stopped_by,
-        }
-    }
 }
 
 /// Runs jobs of one queue: claims, heartbeats from a thread of its own, reports outcomes.
@@ -142,7 +107,7 @@ impl RunReport {
 ///     on_ctrl_c.cancel();
 /// });
 /// let report = runner.run(send_email, shutdown).await?;
-/// println!("{} succeeded, {} failed", report.succeeded, report.failed);
+/// println!("{} succeeded, {} failed", report.attempts.succeeded, report.attempts.failed);
 /// # Ok(())
 /// # }
 /// ```
@@ -205,7 +170,10 @@ impl Runner {
         let ran = worker_loop::run(&self.ledger, settings, jobs, &shutdown).await?;
         match ran.refused {
             Some(e) => Err(e),
-            None => Ok(RunReport::new(ran.tally, ran.stopped_by)),
+            None => Ok(RunReport {
+                attempts: ran.tally,
+                stopped_by: ran.stopped_by,
+            }),
         }
     }
 }

@@ -16,20 +16,30 @@ pub(crate) enum Outcome {
     Unreported,
 }
 
-/// Attempts counted by outcome; [`RunReport`](super::RunReport) and
-/// [`ExecReport`](crate::supervise::ExecReport) are built from it.
+/// A worker's attempts counted by what became of them: the counts of a
+/// [`RunReport`](super::RunReport) (Rust jobs) and an
+/// [`ExecReport`](crate::supervise::ExecReport) (supervised commands) alike.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Tally {
-    pub(crate) claimed: u64,
-    pub(crate) succeeded: u64,
-    pub(crate) failed: u64,
-    pub(crate) retried: u64,
-    pub(crate) cancelled: u64,
-    pub(crate) lost: u64,
-    pub(crate) unreported: u64,
+#[non_exhaustive]
+pub struct AttemptCounts {
+    /// Attempts claimed.
+    pub claimed: u64,
+    /// Completed.
+    pub succeeded: u64,
+    /// Failed for good: a fatal error, or a retryable one with no attempts left (or a
+    /// result the ledger refused).
+    pub failed: u64,
+    /// Failed retryably and put back in the queue for another attempt.
+    pub retried: u64,
+    /// Stopped on a cancellation request, acknowledged.
+    pub cancelled: u64,
+    /// The attempt stopped being this worker's while it ran; nothing was recorded.
+    pub lost: u64,
+    /// The outcome could not be recorded (Redis unreachable); the watchdog takes over.
+    pub unreported: u64,
 }
 
-impl Tally {
+impl AttemptCounts {
     /// Counts a joined attempt task; one that panicked or was aborted recorded nothing.
     pub(crate) fn count(&mut self, joined: Result<Outcome, JoinError>) {
         let counter = match joined {
@@ -54,7 +64,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_task_counts_as_unreported() {
-        let mut tally = Tally::default();
+        let mut tally = AttemptCounts::default();
         tally.count(Ok(Outcome::Succeeded));
         tally.count(Ok(Outcome::Retried));
         fn boom() -> Outcome {
@@ -63,11 +73,11 @@ mod tests {
         tally.count(tokio::spawn(async { boom() }).await);
         assert_eq!(
             tally,
-            Tally {
+            AttemptCounts {
                 succeeded: 1,
                 retried: 1,
                 unreported: 1,
-                ..Tally::default()
+                ..AttemptCounts::default()
             }
         );
     }

@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::outcome::{Outcome, Tally};
+use super::outcome::{AttemptCounts, Outcome};
 use super::pump::Held;
 pub(crate) use super::pump::Pump;
 use super::retry;
@@ -66,7 +66,7 @@ pub(crate) struct Settings {
 
 /// What a loop did.
 pub(crate) struct Ran {
-    pub(crate) tally: Tally,
+    pub(crate) tally: AttemptCounts,
     /// What the watchdog asked, when that is why the loop stopped.
     pub(crate) stopped_by: Option<WorkerRequest>,
     /// The id the worker last ran under (a renewal changes it).
@@ -130,7 +130,7 @@ pub(crate) async fn run<K: Kind>(
             claiming.cancel();
         }
     });
-    let mut tally = Tally::default();
+    let mut tally = AttemptCounts::default();
     let mut tasks = JoinSet::new();
     let claims = Claims {
         ledger,
@@ -164,13 +164,7 @@ pub(crate) async fn run<K: Kind>(
     tracing::info!(
         %queue,
         worker = %worker_id,
-        claimed = tally.claimed,
-        succeeded = tally.succeeded,
-        failed = tally.failed,
-        retried = tally.retried,
-        cancelled = tally.cancelled,
-        lost = tally.lost,
-        unreported = tally.unreported,
+        attempts = ?tally,
         "worker stopped"
     );
     Ok(Ran {
@@ -199,7 +193,7 @@ impl Claims<'_> {
         kind: &K,
         pump: &Pump,
         tasks: &mut JoinSet<Outcome>,
-        tally: &mut Tally,
+        tally: &mut AttemptCounts,
     ) -> Option<Error> {
         while !self.claiming.is_cancelled() {
             while let Some(joined) = tasks.try_join_next() {

@@ -82,7 +82,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::Error;
 use crate::ledger::{Claim, Ledger, WorkerRegistration, WorkerRequest};
 use crate::runner::worker_loop::{self, Kind, Pump, Settings};
-use crate::runner::{Outcome, Tally};
+use crate::runner::{AttemptCounts, Outcome};
 use attempt::Context;
 use program::command_line;
 use records::Records;
@@ -124,20 +124,8 @@ pub enum ExecError {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ExecReport {
-    /// Attempts claimed.
-    pub claimed: u64,
-    /// Commands that exited 0 (completed).
-    pub succeeded: u64,
-    /// Failed for good: no attempts left (or a result the ledger refused).
-    pub failed: u64,
-    /// Failed and put back in the queue for another attempt.
-    pub retried: u64,
-    /// Stopped on a cancellation request, acknowledged.
-    pub cancelled: u64,
-    /// The attempt stopped being this worker's while its command ran; nothing recorded.
-    pub lost: u64,
-    /// The outcome could not be recorded (Redis unreachable); the watchdog takes over.
-    pub unreported: u64,
+    /// The attempts, counted by what became of them (a command that exited 0 succeeded).
+    pub attempts: AttemptCounts,
     /// What was cleaned up after a previous supervisor at start-up.
     pub recovered: Recovered,
     /// Set when the supervisor stopped because the watchdog asked it to (tier 1): after
@@ -145,31 +133,6 @@ pub struct ExecReport {
     /// way it deregistered; the binary exits 75 after a restart request so that a process
     /// manager starts a fresh one.
     pub stopped_by: Option<WorkerRequest>,
-}
-
-impl ExecReport {
-    fn new(tally: Tally, recovered: Recovered, stopped_by: Option<WorkerRequest>) -> Self {
-        let Tally {
-            claimed,
-            succeeded,
-            failed,
-            retried,
-            cancelled,
-            lost,
-            unreported,
-        } = tally;
-        Self {
-            claimed,
-            succeeded,
-            failed,
-            retried,
-            cancelled,
-            lost,
-            unreported,
-            recovered,
-            stopped_by,
-        }
-    }
 }
 
 /// Runs a command per execution of one queue. See the module docs.
@@ -184,7 +147,7 @@ impl ExecReport {
 /// let command = vec!["sh".into(), "-c".into(), "./summarise.sh".into()];
 /// let config = ExecConfig { concurrency: 4, ..ExecConfig::new("agents", command) };
 /// let report = Supervisor::new(ledger, config)?.run(CancellationToken::new()).await?;
-/// println!("{} succeeded", report.succeeded);
+/// println!("{} succeeded", report.attempts.succeeded);
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
@@ -292,18 +255,22 @@ impl Supervisor {
                 "unstuck: {swept} processes the commands left running were stopped"
             ));
         }
-        let report = ExecReport::new(ran.tally, recovered, ran.stopped_by);
+        let report = ExecReport {
+            attempts: ran.tally,
+            recovered,
+            stopped_by: ran.stopped_by,
+        };
         note(&format!(
             "unstuck: worker {} stopped: {} claimed, {} succeeded, {} retried, {} failed, \
              {} cancelled, {} lost, {} unreported",
             ran.worker_id,
-            report.claimed,
-            report.succeeded,
-            report.retried,
-            report.failed,
-            report.cancelled,
-            report.lost,
-            report.unreported
+            report.attempts.claimed,
+            report.attempts.succeeded,
+            report.attempts.retried,
+            report.attempts.failed,
+            report.attempts.cancelled,
+            report.attempts.lost,
+            report.attempts.unreported
         ));
         logs::flush_shared().await;
         match ran.refused {

@@ -65,7 +65,11 @@ async fn a_runner_on_defaults_survives_a_watchdog_with_a_short_worker_timeout() 
         assert_eq!(e.attempt, 1, "job{i} finished on its first attempt");
     }
     let report = running.stop().await;
-    assert_eq!((report.succeeded, report.lost), (4, 0), "{report:?}");
+    assert_eq!(
+        (report.attempts.succeeded, report.attempts.lost),
+        (4, 0),
+        "{report:?}"
+    );
     stop.cancel();
     replica.await.unwrap().unwrap();
     assert!(worker_lost_events(&l, q).await.is_empty());

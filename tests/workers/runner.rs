@@ -47,9 +47,22 @@ async fn runs_jobs_to_success_with_concurrency() {
     assert_eq!(workers[0].version, env!("CARGO_PKG_VERSION"));
 
     let report = runner.stop().await;
-    assert_eq!((report.claimed, report.succeeded), (12, 12), "{report:?}");
-    let others = [report.failed, report.retried, report.cancelled, report.lost];
-    assert_eq!((others, report.unreported), ([0; 4], 0), "{report:?}");
+    assert_eq!(
+        (report.attempts.claimed, report.attempts.succeeded),
+        (12, 12),
+        "{report:?}"
+    );
+    let others = [
+        report.attempts.failed,
+        report.attempts.retried,
+        report.attempts.cancelled,
+        report.attempts.lost,
+    ];
+    assert_eq!(
+        (others, report.attempts.unreported),
+        ([0; 4], 0),
+        "{report:?}"
+    );
     assert_eq!(peak.load(Ordering::SeqCst), 4);
     for n in 0..12 {
         let e = ledger.get("q", &format!("j{n}")).await.unwrap();
@@ -74,7 +87,11 @@ async fn runs_jobs_on_a_cluster() {
         assert_eq!(e.result, Some(json!({ "ran": id })));
     }
     let report = runner.stop().await;
-    assert_eq!((report.claimed, report.succeeded), (3, 3), "{report:?}");
+    assert_eq!(
+        (report.attempts.claimed, report.attempts.succeeded),
+        (3, 3),
+        "{report:?}"
+    );
     assert!(ledger.workers().await.unwrap().is_empty(), "deregistered");
 }
 
@@ -140,7 +157,11 @@ async fn cpu_bound_job_does_not_starve_heartbeats() {
     let report = runner.stop().await;
     let (beats, beats_while_blocked, states, last) = observer.join().unwrap();
 
-    assert_eq!((report.claimed, report.succeeded), (1, 1), "{report:?}");
+    assert_eq!(
+        (report.attempts.claimed, report.attempts.succeeded),
+        (1, 1),
+        "{report:?}"
+    );
     assert_eq!(last.result, Some(json!("done")));
     // Three heartbeat values seen while the thread was blocked: two were sent during it.
     assert!(
@@ -196,8 +217,12 @@ async fn retryable_error_retries_from_the_checkpoint() {
     assert_eq!(second, (2, Some(json!({ "done": 3 }))));
     assert_eq!(e.attempt, 2);
     assert_eq!(e.result, Some(json!({ "resumed_from": { "done": 3 } })));
-    assert_eq!(report.claimed, 2, "{report:?}");
-    assert_eq!((report.retried, report.succeeded), (1, 1), "{report:?}");
+    assert_eq!(report.attempts.claimed, 2, "{report:?}");
+    assert_eq!(
+        (report.attempts.retried, report.attempts.succeeded),
+        (1, 1),
+        "{report:?}"
+    );
 }
 
 #[tokio::test]
@@ -221,8 +246,12 @@ async fn fatal_error_and_panic_fail_the_execution() {
         (1, Some("bad input"))
     );
     assert_eq!(boom.last_error.as_deref(), Some("job panicked: boom"));
-    assert_eq!((report.claimed, report.failed), (2, 2), "{report:?}");
-    assert_eq!(report.retried, 0, "{report:?}");
+    assert_eq!(
+        (report.attempts.claimed, report.attempts.failed),
+        (2, 2),
+        "{report:?}"
+    );
+    assert_eq!(report.attempts.retried, 0, "{report:?}");
 }
 
 #[tokio::test]
@@ -249,6 +278,10 @@ async fn forgotten_worker_registers_again_under_a_fresh_id() {
         "claimed under the new id"
     );
     let report = runner.stop().await;
-    assert_eq!((report.claimed, report.succeeded), (1, 1), "{report:?}");
+    assert_eq!(
+        (report.attempts.claimed, report.attempts.succeeded),
+        (1, 1),
+        "{report:?}"
+    );
     assert!(ledger.workers().await.unwrap().is_empty(), "deregistered");
 }

@@ -64,9 +64,17 @@ async fn cancel_stops_the_job_and_frees_its_slot() {
     assert_eq!(c2.result, Some(json!("second")));
 
     let report = runner.stop().await;
-    assert_eq!(report.claimed, 2, "{report:?}");
-    assert_eq!((report.cancelled, report.succeeded), (1, 1), "{report:?}");
-    assert_eq!((report.failed, report.retried), (0, 0), "{report:?}");
+    assert_eq!(report.attempts.claimed, 2, "{report:?}");
+    assert_eq!(
+        (report.attempts.cancelled, report.attempts.succeeded),
+        (1, 1),
+        "{report:?}"
+    );
+    assert_eq!(
+        (report.attempts.failed, report.attempts.retried),
+        (0, 0),
+        "{report:?}"
+    );
 }
 
 /// Sets its flag when dropped: tells that an aborted job's future was dropped.
@@ -106,7 +114,11 @@ async fn job_ignoring_cancel_is_aborted_after_the_grace() {
         "the job's future was aborted"
     );
     let report = runner.stop().await;
-    assert_eq!((report.claimed, report.cancelled), (1, 1), "{report:?}");
+    assert_eq!(
+        (report.attempts.claimed, report.attempts.cancelled),
+        (1, 1),
+        "{report:?}"
+    );
 }
 
 #[tokio::test]
@@ -144,8 +156,16 @@ async fn lost_attempt_stops_the_job_and_drops_its_result() {
     })
     .await;
     let report = runner.stop().await;
-    assert_eq!((report.claimed, report.lost), (1, 1), "{report:?}");
-    assert_eq!((report.succeeded, report.failed), (0, 0), "{report:?}");
+    assert_eq!(
+        (report.attempts.claimed, report.attempts.lost),
+        (1, 1),
+        "{report:?}"
+    );
+    assert_eq!(
+        (report.attempts.succeeded, report.attempts.failed),
+        (0, 0),
+        "{report:?}"
+    );
     let e = ledger.get("q", "l1").await.unwrap();
     assert_eq!((e.state, e.attempt, e.result), (State::Queued, 1, None));
     assert_eq!(e.last_error.as_deref(), Some("taken away"));
@@ -179,7 +199,11 @@ async fn shutdown_stops_claiming_and_stops_running_jobs() {
     let report = runner.stop().await;
     let stopped = recv(&mut signal_rx, "s1 to see the shutdown").await;
     assert_eq!(stopped, ("s1".into(), Some(StopSignal::Shutdown)));
-    assert_eq!((report.claimed, report.retried), (1, 1), "{report:?}");
+    assert_eq!(
+        (report.attempts.claimed, report.attempts.retried),
+        (1, 1),
+        "{report:?}"
+    );
     let s1 = ledger.get("q", "s1").await.unwrap();
     assert_eq!((s1.state, s1.attempt), (State::Queued, 1));
     assert_eq!(s1.checkpoint, Some(json!({ "at": "s1" })));

@@ -30,7 +30,11 @@ async fn the_runner_claims_work_enqueued_while_its_long_poll_waits() {
     wait_state(&ledger, "second", State::Succeeded).await;
     // Shutdown cuts the waiting claim short (`stop` waits at most WAIT, under 30 s).
     let report = runner.stop().await;
-    assert_eq!((report.claimed, report.succeeded), (2, 2), "{report:?}");
+    assert_eq!(
+        (report.attempts.claimed, report.attempts.succeeded),
+        (2, 2),
+        "{report:?}"
+    );
     assert!(ledger.workers().await.unwrap().is_empty(), "deregistered");
 }
 
@@ -70,7 +74,11 @@ async fn a_forgotten_supervisor_claims_under_its_fresh_id() {
         .expect("the supervisor stops after shutdown")
         .expect("the supervisor task does not panic")
         .expect("the supervisor reports");
-    assert_eq!((report.claimed, report.succeeded), (1, 1), "{report:?}");
+    assert_eq!(
+        (report.attempts.claimed, report.attempts.succeeded),
+        (1, 1),
+        "{report:?}"
+    );
     assert!(ledger.workers().await.unwrap().is_empty(), "deregistered");
 }
 
@@ -95,7 +103,7 @@ async fn a_drain_request_ends_the_runners_waiting_claim() {
         .unwrap()
         .unwrap();
     assert_eq!(report.stopped_by, Some(WorkerRequest::Drain), "{report:?}");
-    assert_eq!(report.claimed, 0, "{report:?}");
+    assert_eq!(report.attempts.claimed, 0, "{report:?}");
     assert!(ledger.workers().await.unwrap().is_empty(), "deregistered");
 }
 

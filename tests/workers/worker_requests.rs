@@ -75,7 +75,11 @@ async fn the_runner_asked_to_restart_hands_back_its_job_and_stops() {
         Some(WorkerRequest::Restart),
         "{report:?}"
     );
-    assert_eq!((report.claimed, report.retried), (1, 1), "{report:?}");
+    assert_eq!(
+        (report.attempts.claimed, report.attempts.retried),
+        (1, 1),
+        "{report:?}"
+    );
     let e = l.get("q", "j").await.unwrap();
     assert_eq!(
         (e.state, e.attempt),
@@ -222,7 +226,11 @@ async fn the_runner_asked_to_drain_finishes_its_job_claims_nothing_more_and_stop
         .unwrap()
         .unwrap();
     assert_eq!(report.stopped_by, Some(WorkerRequest::Drain), "{report:?}");
-    assert_eq!((report.claimed, report.succeeded), (1, 1), "{report:?}");
+    assert_eq!(
+        (report.attempts.claimed, report.attempts.succeeded),
+        (1, 1),
+        "{report:?}"
+    );
     assert_eq!(l.get("q", "second").await.unwrap().state, State::Queued);
     assert!(l.workers().await.unwrap().is_empty(), "deregistered");
 }

@@ -2,16 +2,13 @@
 
 use unstuck::{CancelOutcome, Ledger};
 
-use crate::cli::connect::connect;
-use crate::cli::{Common, ExecutionRef};
+use crate::cli::ExecutionRef;
 
 /// Cancel an execution: at once when queued, by asking its worker when active.
 #[derive(clap::Args)]
 pub(crate) struct Args {
     #[command(flatten)]
-    common: Common,
-    #[command(flatten)]
-    execution: ExecutionRef,
+    on: ExecutionRef,
     /// Why, for the people reading it later.
     #[arg(long)]
     reason: String,
@@ -19,13 +16,13 @@ pub(crate) struct Args {
 
 impl Args {
     pub(crate) async fn run(self) -> anyhow::Result<()> {
-        let ledger = connect(&self.common).await?;
+        let ledger = self.on.connect().await?;
         cancel(
             &ledger,
-            &self.execution.queue,
-            &self.execution.id,
+            &self.on.queue,
+            &self.on.id,
             &self.reason,
-            self.common.json,
+            self.on.common.json,
         )
         .await
     }

@@ -13,7 +13,7 @@ use crate::cli::connect::connect;
 pub(crate) struct Args {
     #[command(flatten)]
     common: Common,
-    /// Only this queue.
+    /// Only the events of this queue.
     #[arg(long)]
     queue: Option<String>,
     /// Keep printing new events until Ctrl-C.
@@ -104,12 +104,7 @@ async fn events(
     let Some(follower) = follower.as_mut() else {
         return Ok(());
     };
-    let stop = tokio_util::sync::CancellationToken::new();
-    let signal = stop.clone();
-    tokio::spawn(async move {
-        crate::cli::signal::wait_for_signal().await;
-        signal.cancel();
-    });
+    let stop = crate::cli::signal::shutdown_on_signal(|| {});
     loop {
         let batch = tokio::select! {
             _ = stop.cancelled() => return Ok(()),

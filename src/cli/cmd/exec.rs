@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail};
-use tokio_util::sync::CancellationToken;
 use unstuck::supervise::{CommandOutput, ExecConfig, Supervisor, default_state_dir, stderr_lines};
 
 // Numbers and durations are read here rather than by clap, so a bad one is one line that
@@ -117,12 +116,8 @@ async fn exec(args: Args) -> anyhow::Result<()> {
     config.check()?;
     let ledger = crate::cli::connect::connect_to(args.config.as_deref()).await?;
     let supervisor = Supervisor::new(ledger, config)?;
-    let shutdown = CancellationToken::new();
-    let signal = shutdown.clone();
-    tokio::spawn(async move {
-        crate::cli::signal::wait_for_signal().await;
+    let shutdown = crate::cli::signal::shutdown_on_signal(move || {
         notes("unstuck: stopping: no more claims; running commands get SIGTERM");
-        signal.cancel();
     });
     let report = supervisor.run(shutdown).await?;
     if report.stopped_by == Some(unstuck::WorkerRequest::Restart) {

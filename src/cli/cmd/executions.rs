@@ -14,7 +14,7 @@ use crate::cli::table::{ago, opt, render};
 pub(crate) struct Args {
     #[command(flatten)]
     common: Common,
-    /// Only this queue.
+    /// Only the executions of this queue.
     #[arg(long)]
     queue: Option<String>,
     /// Only this state: queued, dispatched, running, stuck, succeeded, failed,

@@ -2,16 +2,13 @@
 
 use unstuck::Ledger;
 
-use crate::cli::connect::connect;
-use crate::cli::{Common, ExecutionRef};
+use crate::cli::ExecutionRef;
 
 /// Pin an execution so retention never removes it (--off: retention applies again).
 #[derive(clap::Args)]
 pub(crate) struct Args {
     #[command(flatten)]
-    common: Common,
-    #[command(flatten)]
-    execution: ExecutionRef,
+    on: ExecutionRef,
     /// Unpin it instead.
     #[arg(long)]
     off: bool,
@@ -19,13 +16,13 @@ pub(crate) struct Args {
 
 impl Args {
     pub(crate) async fn run(self) -> anyhow::Result<()> {
-        let ledger = connect(&self.common).await?;
+        let ledger = self.on.connect().await?;
         pin(
             &ledger,
-            &self.execution.queue,
-            &self.execution.id,
+            &self.on.queue,
+            &self.on.id,
             !self.off,
-            self.common.json,
+            self.on.common.json,
         )
         .await
     }

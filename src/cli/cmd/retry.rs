@@ -3,17 +3,14 @@
 use serde_json::Value;
 use unstuck::Ledger;
 
-use crate::cli::connect::connect;
-use crate::cli::{Common, ExecutionRef};
+use crate::cli::ExecutionRef;
 
 /// Run a finished (failed, dead, timed_out, cancelled) execution again as a new one
 /// linked to it (retry_of), resuming from its last checkpoint.
 #[derive(clap::Args)]
 pub(crate) struct Args {
     #[command(flatten)]
-    common: Common,
-    #[command(flatten)]
-    execution: ExecutionRef,
+    on: ExecutionRef,
     /// The new execution's id (default: <id>.retry<n>).
     #[arg(long)]
     new_id: Option<String>,
@@ -24,15 +21,15 @@ pub(crate) struct Args {
 
 impl Args {
     pub(crate) async fn run(self) -> anyhow::Result<()> {
-        let ledger = connect(&self.common).await?;
+        let ledger = self.on.connect().await?;
         let new_id = self.new_id.as_deref();
         retry(
             &ledger,
-            &self.execution.queue,
-            &self.execution.id,
+            &self.on.queue,
+            &self.on.id,
             new_id,
             &self.reason,
-            self.common.json,
+            self.on.common.json,
         )
         .await
     }

@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use tokio_util::sync::CancellationToken;
 use unstuck::server::Server;
 use unstuck::settings::Settings;
 
@@ -44,6 +43,11 @@ async fn serve(config: Option<&Path>, throwaway_redis: bool) -> anyhow::Result<(
     } else {
         None
     };
+    let shutdown = crate::cli::signal::shutdown_on_signal(|| {
+        eprintln!(
+            "shutting down: answering long polls, closing event streams, handing leases back"
+        );
+    });
     let watchdog = settings.server.watchdog;
     let server = Server::bind(settings.ledger, settings.server, settings.watchdog)
         .await
@@ -63,15 +67,6 @@ async fn serve(config: Option<&Path>, throwaway_redis: bool) -> anyhow::Result<(
             "a watchdog replica runs in this process (server.watchdog = false to turn it off)"
         );
     }
-    let shutdown = CancellationToken::new();
-    let signal = shutdown.clone();
-    tokio::spawn(async move {
-        crate::cli::signal::wait_for_signal().await;
-        eprintln!(
-            "shutting down: answering long polls, closing event streams, handing leases back"
-        );
-        signal.cancel();
-    });
     server.run(shutdown).await?;
     drop(redis);
     Ok(())

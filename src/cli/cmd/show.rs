@@ -4,31 +4,22 @@ use chrono::Utc;
 use unstuck::Ledger;
 use unstuck::timeline::TimelineSource;
 
-use crate::cli::connect::connect;
+use crate::cli::ExecutionRef;
 use crate::cli::output::print_json;
 use crate::cli::table::{ago, clip, duration, opt, render};
-use crate::cli::{Common, ExecutionRef};
 
 /// One execution: state, timings, heartbeat and progress, checkpoint, stop metadata, and
 /// its timeline with reasons, thresholds and lag.
 #[derive(clap::Args)]
 pub(crate) struct Args {
     #[command(flatten)]
-    common: Common,
-    #[command(flatten)]
-    execution: ExecutionRef,
+    on: ExecutionRef,
 }
 
 impl Args {
     pub(crate) async fn run(self) -> anyhow::Result<()> {
-        let ledger = connect(&self.common).await?;
-        show(
-            &ledger,
-            &self.execution.queue,
-            &self.execution.id,
-            self.common.json,
-        )
-        .await
+        let ledger = self.on.connect().await?;
+        show(&ledger, &self.on.queue, &self.on.id, self.on.common.json).await
     }
 }
 

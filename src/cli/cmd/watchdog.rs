@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use tokio_util::sync::CancellationToken;
 
 /// Run one watchdog replica until SIGINT/SIGTERM, then hand its leases back.
 #[derive(clap::Args)]
@@ -26,12 +25,7 @@ async fn watchdog(config: Option<PathBuf>) -> anyhow::Result<()> {
         .await
         .context("connecting to redis")?;
     let replica = unstuck::watchdog::Watchdog::new(ledger, settings.watchdog)?;
-    let shutdown = CancellationToken::new();
-    let signal = shutdown.clone();
-    tokio::spawn(async move {
-        crate::cli::signal::wait_for_signal().await;
-        signal.cancel();
-    });
+    let shutdown = crate::cli::signal::shutdown_on_signal(|| {});
     eprintln!(
         "watchdog replica {} running; Ctrl-C to stop",
         replica.replica_id()
