@@ -32,6 +32,14 @@ async fn queues_pause_and_resume_and_the_list_shows_the_pause() {
     );
     assert!(l.claim("q", "w1").await.unwrap().is_none());
 
+    let events = run(&l, &["events", "--queue", "q"]).await;
+    assert!(
+        events
+            .stdout
+            .lines()
+            .any(|line| line.ends_with("queue q - → - queue_paused: by cli:alice: provider outage")),
+        "{events:?}"
+    );
     let again = run_json(&l, &["queues", "pause", "q", "--reason", "other"]).await;
     assert_eq!(
         (&again["changed"], &again["paused"]),
