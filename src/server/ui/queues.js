@@ -12,7 +12,7 @@ const path = (queue, action) => `/v1/queues/${encodeURIComponent(queue)}/${actio
 export function pausedLine(q) {
   const p = q.pause;
   return h("p", { class: "paused-banner", "data-paused": q.name },
-    h("strong", {}, `Queue ${q.name} is paused`), ` since ${ago(p.since)} by ${p.by}: ${p.reason}`,
+    h("strong", {}, `Queue ${q.name} is paused`), ` (${ago(p.since)}, by ${p.by}): ${p.reason}`,
     " — nothing is claimed from it; running work goes on and is still judged.");
 }
 
@@ -67,7 +67,7 @@ export function queuesPanel(session, onChange) {
         dur(q.oldest_queued_age_ms),
         String(q.partition),
         q.paused ? h("span", { class: "badge s-paused", "data-paused": q.name,
-          title: `since ${ago(q.pause.since)} by ${q.pause.by}: ${q.pause.reason}` }, "paused") : "-",
+          title: `paused ${ago(q.pause.since)} by ${q.pause.by}: ${q.pause.reason}` }, "paused") : "-",
         ...(admin ? [control(q)] : []),
       ],
     })), "no queue yet"));
