@@ -5,12 +5,17 @@
 -- gives the fresh attempt nonce of the i-th claim. Returns the reply
 -- {'ok', stop, next_available_ms, count, then per claim: id, attempt, nonce, payload,
 --  checkpoint, heartbeat_timeout_ms, deadline_at_ms}; stop is 'done' (n claimed),
--- 'empty' (nothing available) or 'full' (no slot); next_available_ms is the earliest
--- pending score when stop is 'empty', else ''.
+-- 'empty' (nothing available), 'full' (no slot) or 'paused' (the queue is paused: none
+-- claimed); next_available_ms is the earliest pending score when stop is 'empty', else ''.
 local function claim_available(q, n, nonce, now)
-  -- Read once per script: a batch of claims shares it (settings cannot change meanwhile).
-  local capacity = q.capacity or uint(redis.call('HGET', q.settings, 'cap')) or q.default_cap
-  q.capacity = capacity
+  -- Read once per script: a batch of claims shares them (settings cannot change
+  -- meanwhile). A paused queue (lua/_pause.lua) gives nothing.
+  if not q.capacity then
+    local s = redis.call('HMGET', q.settings, 'cap', 'pat')
+    q.capacity, q.paused = uint(s[1]) or q.default_cap, s[2] and true or false
+  end
+  if q.paused then return { 'ok', 'paused', '', 0 } end
+  local capacity = q.capacity
   local now_n = tonumber(now)
   local reply = { 'ok', 'done', '', 0 }
   local claimed = 0

@@ -6,7 +6,8 @@
 --       7 history cap, 8 .. 7+N one fresh attempt nonce per claim
 -- Reply: {'ok', stop, next_available_ms, count, then per claim:
 --         id, attempt, nonce, payload, checkpoint, heartbeat_timeout_ms, deadline_at_ms}
---        stop is 'done' (N claimed), 'empty' (nothing available) or 'full' (no slot);
+--        stop is 'done' (N claimed), 'empty' (nothing available), 'full' (no slot)
+--        or 'paused' (the queue is paused, lua/_pause.lua: nothing claimed);
 --        next_available_ms is the earliest pending score when stop is 'empty', else ''
 --        {'bad_arg', name} when an argument is malformed (nothing written)
 -- Prelude: _lib.lua, _claim.lua

@@ -106,6 +106,13 @@ pub enum Error {
         /// The id looked for.
         id: String,
     },
+    /// No queue of this name was ever used or configured (pausing or resuming it would
+    /// name nothing): check the name, or create it by an enqueue or its settings.
+    #[error("no queue {queue:?}: it was never used or configured")]
+    UnknownQueue {
+        /// The name given.
+        queue: String,
+    },
     /// An attempt token that does not parse.
     #[error("malformed attempt token {token:?}: {reason}")]
     InvalidToken {

@@ -31,15 +31,17 @@ pub struct Event {
     pub partition: u16,
     /// When it happened: the stream entry's Redis time.
     pub at: DateTime<Utc>,
-    /// The queue of the execution (empty for partition-wide events).
+    /// The queue of the execution, or of a queue event (`queue_paused`,
+    /// `queue_resumed`); empty for partition-wide events.
     pub queue: String,
-    /// The execution (empty for partition-wide events).
+    /// The execution (empty for queue and partition-wide events).
     pub execution_id: String,
     /// The attempt the transition belongs to (0 before the first claim).
     pub attempt: u32,
-    /// `None` for the first event of an execution and for partition-wide events.
+    /// `None` for the first event of an execution and for queue and partition-wide events.
     pub from: Option<State>,
-    /// `None` for partition-wide events (such as `systemic_hold`), which name no execution.
+    /// `None` for queue events (a pause, a resume) and partition-wide events (such as
+    /// `systemic_hold`), which name no execution.
     pub to: Option<State>,
     /// Why: `enqueued`, `claimed`, `started`, `completed`, `retry_scheduled`, ...
     pub reason: String,

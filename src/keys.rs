@@ -9,7 +9,7 @@
 //! | `T:r:<queue>/<id>`          | zset   | retries made of a finished one, by creation    |
 //! | `T:q:<queue>:pending`       | zset   | queued ids by the instant they become available|
 //! | `T:q:<queue>:slots`         | hash   | capacity slots: id → `<attempt>:<worker>`      |
-//! | `T:q:<queue>:conf`          | hash   | queue settings (capacity, default timings)     |
+//! | `T:q:<queue>:conf`          | hash   | queue settings (capacity, timings) and pause   |
 //! | `T:q:<queue>:s:<state>`     | list   | terminal ids in finish order, per state        |
 //! | `T:timer:<kind>`            | zset   | `<queue>/<id>` by the instant the timer fires  |
 //! | `T:queues`                  | set    | queue names of the partition                   |

@@ -156,9 +156,11 @@ scripts! {
     FAIL = "fail" on ["_lib"];
     CANCEL = "cancel" on ["_lib"];
     ACK_CANCEL = "ack_cancel" on ["_lib"];
-    SET_QUEUE = "set_queue" on ["_lib"];
+    SET_QUEUE = "set_queue" on ["_lib", "_pause"];
+    PAUSE_QUEUE = "pause_queue" on ["_lib", "_pause"];
+    RESUME_QUEUE = "resume_queue" on ["_lib", "_pause"];
     RETRY = "retry" on ["_lib"];
-    QUEUE_OVERVIEW = "queue_overview" on ["_lib"];
+    QUEUE_OVERVIEW = "queue_overview" on ["_lib", "_pause"];
     WORKER_REGISTER = "worker_register" on ["_lib"];
     WORKER_HEARTBEAT = "worker_heartbeat" on ["_lib"];
     WORKER_DEREGISTER = "worker_deregister" on ["_lib"];

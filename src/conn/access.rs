@@ -54,6 +54,7 @@ const COMMANDS: &[&str] = &[
     "RPUSH {key} v",
     "LREM {key} 0 v",
     "SADD {key} m",
+    "SISMEMBER {key} m",
     "XADD {key} * f v",
     "ZADD {key} 1 m",
     "ZCOUNT {key} -inf +inf",

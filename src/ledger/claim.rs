@@ -49,6 +49,8 @@ pub struct ClaimBatch {
     pub claims: Vec<Claim>,
     /// Claiming stopped because every capacity slot is held.
     pub queue_full: bool,
+    /// Nothing was claimed because the queue is paused ([`Ledger::pause_queue`]).
+    pub queue_paused: bool,
     /// When claiming stopped for lack of available work: the instant the earliest delayed
     /// (backing-off) execution becomes available, if any.
     pub next_available_at: Option<DateTime<Utc>>,
@@ -161,6 +163,7 @@ pub(super) fn claim_batch(reply: &Reply, queue: &str) -> Result<ClaimBatch> {
     Ok(ClaimBatch {
         claims,
         queue_full: stop == "full",
+        queue_paused: stop == "paused",
         next_available_at,
     })
 }

@@ -312,6 +312,7 @@ fn item_outcome(finish: &Finish, queue: &str, done: Value, claims: Value) -> Fin
         ClaimBatch {
             claims: Vec::new(),
             queue_full: false,
+            queue_paused: false,
             next_available_at: None,
         }
     } else {

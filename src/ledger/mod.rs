@@ -19,6 +19,7 @@
 //! | [`Ledger::retry`] | `retry.rs` | `lua/retry.lua` |
 //! | [`Ledger::pin`], `unpin` | `pin.rs` | `lua/pin.lua` |
 //! | [`Ledger::set_queue`], `queue_settings`, `queues`, counts | `queue.rs` | `lua/set_queue.lua` |
+//! | [`Ledger::pause_queue`], `resume_queue` | `pause.rs` | `lua/pause_queue.lua`, `lua/resume_queue.lua` (+ `_pause.lua`) |
 //! | the worker registry | `workers.rs` | `lua/worker_*.lua` |
 //! | worker tiers as workers and operators see them | `tiers.rs` | `lua/worker_heartbeat.lua`, `worker_reset.lua`, `worker_request.lua`, `worker_outcome.lua` |
 //! | [`Ledger::read_events`], `recent_events`, `execution_events`, `follow_events` (the executions' event streams) | `events.rs` | reads only |
@@ -44,6 +45,7 @@ mod find;
 mod heartbeat;
 mod inspect;
 mod options;
+mod pause;
 mod pin;
 mod queue;
 mod retry;
@@ -68,6 +70,7 @@ pub use heartbeat::{Heartbeat, HeartbeatReply};
 pub(crate) use inspect::check_page_limit;
 pub use inspect::{MAX_PAGE, Page};
 pub use options::{EnqueueOptions, QueueSettings};
+pub use pause::{MAX_PAUSE_REASON, MAX_PAUSED_BY, QueuePause, QueuePauseChange};
 pub use queue::QueueOverview;
 pub use tiers::{WorkerBeat, WorkerRemediation, WorkerRequest, WorkerReset};
 pub use token::AttemptToken;

@@ -7,14 +7,15 @@ use chrono::{DateTime, Utc};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
-use super::{Ledger, QueueSettings, State};
+use super::pause::pause_in;
+use super::{Ledger, QueuePause, QueueSettings, State};
 use crate::error::{Error, Result};
 use crate::names;
 use crate::retention::Retention;
 use crate::scripts::{QUEUE_OVERVIEW, SET_QUEUE};
 use crate::timings::{self, Timings};
 
-/// A queue at one instant: what waits, what runs, its capacity and settings; what
+/// A queue at one instant: what waits, what runs, its capacity, settings and pause; what
 /// `GET /v1/queues/{queue}` answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
@@ -53,6 +54,12 @@ pub struct QueueOverview {
     pub timings: Timings,
     /// Its own retention (unset fields: the ledger's applies).
     pub retention: Retention,
+    /// Whether it is paused ([`Ledger::pause_queue`]): its claims take nothing.
+    #[serde(default)]
+    pub paused: bool,
+    /// Its pause, while paused: since when, by whom, why.
+    #[serde(default)]
+    pub pause: Option<QueuePause>,
 }
 
 impl QueueOverview {
@@ -148,6 +155,7 @@ impl Ledger {
             return Err(reply.unexpected());
         }
         let now = reply.time(6)?;
+        let pause = pause_in(&reply, 7)?;
         let settings = self.queue_settings(queue).await?;
         let oldest = match reply.str(5)? {
             "" => None,
@@ -165,11 +173,13 @@ impl Ledger {
             finished: terminal
                 .iter()
                 .enumerate()
-                .map(|(i, s)| Ok((*s, reply.u64(7 + i)?)))
+                .map(|(i, s)| Ok((*s, reply.u64(10 + i)?)))
                 .collect::<Result<_>>()?,
             own_capacity: settings.capacity,
             timings: settings.timings,
             retention: settings.retention,
+            paused: pause.is_some(),
+            pause,
         })
     }
 

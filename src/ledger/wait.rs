@@ -3,9 +3,10 @@
 //!
 //! One follower task per [`Ledger`] reads the partitions' event streams (a blocking
 //! `XREAD`, so an idle process sends one command a second) and, for each event that can
-//! make work claimable (an execution queued, a slot freed), wakes one waiter of that
-//! queue. A woken waiter runs one claim script; if it took work and more may be there, it
-//! wakes the next. No waiter polls Redis on a timer, so a thousand idle long polls cost
+//! make work claimable (an execution queued, a slot freed, the queue resumed after a
+//! pause), wakes one waiter of that queue. A woken waiter runs one claim script; if it
+//! took work and more may be there, it wakes the next. A waiter of a paused queue takes
+//! nothing and waits on until the resume event. No waiter polls Redis on a timer, so a thousand idle long polls cost
 //! what one does. A retry that becomes claimable when its backoff ends produces no event:
 //! the waiter sleeps until the instant the claim reply named. The follower starts with
 //! the first waiter and stops after [`IDLE_STOP`] without one.
@@ -109,11 +110,15 @@ impl Drop for Waiting {
 }
 
 /// True for the events after which a claim of their queue may find work: an execution
-/// queued (enqueued, retried), or a slot freed (an active execution ended or went back).
+/// queued (enqueued, retried), a slot freed (an active execution ended or went back), or
+/// the queue resumed after a pause.
 fn frees_work(e: &Event) -> bool {
     let active = |s: Option<State>| s.is_some_and(State::is_active);
-    e.to == Some(State::Queued) || (active(e.from) && !active(e.to))
+    e.to == Some(State::Queued) || (active(e.from) && !active(e.to)) || e.reason == QUEUE_RESUMED
 }
+
+/// The reason of the event `lua/resume_queue.lua` emits.
+const QUEUE_RESUMED: &str = "queue_resumed";
 
 impl Ledger {
     /// Claims up to `max` executions of `queue`; when none is claimable now, waits up to
@@ -178,10 +183,11 @@ impl Ledger {
             if now >= deadline {
                 return Ok(batch);
             }
-            // A retry backing off becomes claimable without an event: come back then.
+            // A retry backing off becomes claimable without an event: come back then. A
+            // paused queue gives nothing until its resume event wakes us.
             let until = batch
                 .next_available_at
-                .filter(|_| !batch.queue_full)
+                .filter(|_| !batch.queue_full && !batch.queue_paused)
                 .and_then(|at| (at - Utc::now()).to_std().ok())
                 .map_or(deadline, |d| (now + d).min(deadline));
             tokio::select! {

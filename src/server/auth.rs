@@ -140,6 +140,9 @@ pub(crate) struct SessionOut {
     pub(crate) can_read: bool,
     /// It may enqueue, cancel and retry.
     pub(crate) can_steer: bool,
+    /// It may use the admin routes (pause and resume a queue).
+    #[serde(default)]
+    pub(crate) can_admin: bool,
 }
 
 /// What the presented token may do, so a client (the dashboard) asks for a token only
@@ -162,16 +165,33 @@ pub(crate) async fn session(
         open,
         can_read: scope.is_some_and(|s| s.allows(Scope::Read)),
         can_steer: scope.is_some_and(|s| s.allows(Scope::Orchestrator)),
+        can_admin: scope.is_some_and(|s| s.allows(Scope::Admin)),
     })
 }
 
-/// Middleware of a route group that needs `need`.
+/// Who a request that passed its scope check is: what an operator action (a queue pause)
+/// records as done `by` it. Tokens have no names, so the scope is what names the caller.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Caller {
+    /// The token's scope; `None` when no tokens are configured (every route open).
+    scope: Option<Scope>,
+}
+
+impl Caller {
+    /// `http:<scope>`, or `http:open` on a server without tokens.
+    pub(crate) fn name(self) -> String {
+        format!("http:{}", self.scope.map_or("open", Scope::as_str))
+    }
+}
+
+/// Middleware of a route group that needs `need`; it hands the route its [`Caller`].
 pub(crate) async fn require(
     State((state, need)): State<(AppState, Scope)>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     if state.tokens.is_empty() {
+        request.extensions_mut().insert(Caller { scope: None });
         return next.run(request).await;
     }
     match presented(request.headers()).and_then(|t| state.tokens.scope_of(&t)) {
@@ -180,6 +200,11 @@ pub(crate) async fn require(
             scope: need.as_str(),
         }
         .into_response(),
-        Some(_) => next.run(request).await,
+        Some(scope) => {
+            request
+                .extensions_mut()
+                .insert(Caller { scope: Some(scope) });
+            next.run(request).await
+        }
     }
 }

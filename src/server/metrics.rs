@@ -3,8 +3,9 @@
 //! per scrape), and the HTTP requests served.
 //!
 //! Watchdog figures are counted from the event streams: an action by the replica that
-//! took it (events name their replica), a false alarm (a `revived` event) by whichever
-//! replica holds its partition — so summing over `serve` processes counts each once.
+//! took it (events name their replica), a false alarm (a `revived` event) or a queue
+//! pause or resume by whichever replica holds its partition — so summing over `serve`
+//! processes counts each once.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,6 +44,10 @@ pub(crate) struct Metrics {
     depth: Family<Labels, Gauge>,
     slots: Family<Labels, Gauge>,
     capacity: Family<Labels, Gauge>,
+    /// 1 while a queue is paused, else 0 (sampled with the counts).
+    paused: Family<Labels, Gauge>,
+    /// Queue pauses and resumes (`change`: paused | resumed), from the event streams.
+    pause_changes: Family<Labels, Counter>,
     held: Gauge,
     /// The health verdict at the last scrape: 1 healthy, 0 degraded.
     healthy: Gauge,
@@ -113,6 +118,18 @@ impl Metrics {
         registry.register("slots_in_use", "Capacity slots held", slots.clone());
         let capacity = Family::<Labels, Gauge>::default();
         registry.register("queue_capacity", "Capacity slots in all", capacity.clone());
+        let paused = Family::<Labels, Gauge>::default();
+        registry.register(
+            "queue_paused",
+            "1 while the queue is paused (its claims take nothing), else 0",
+            paused.clone(),
+        );
+        let pause_changes = Family::<Labels, Counter>::default();
+        registry.register(
+            "queue_pause_changes",
+            "Queue pauses and resumes by queue (change: paused, resumed)",
+            pause_changes.clone(),
+        );
         let held = Gauge::default();
         registry.register(
             "partitions_held",
@@ -168,6 +185,8 @@ impl Metrics {
             depth,
             slots,
             capacity,
+            paused,
+            pause_changes,
             held,
             healthy,
             degraded,
@@ -226,6 +245,23 @@ impl Metrics {
             }
             return;
         }
+        // Operators' (not the watchdog's) events, also counted by the partition's holder.
+        let change = match e.reason.as_str() {
+            "queue_paused" => Some("paused"),
+            "queue_resumed" => Some("resumed"),
+            _ => None,
+        };
+        if let Some(change) = change {
+            if replica.held_partitions().contains_key(&e.partition) {
+                self.pause_changes
+                    .get_or_create(&vec![
+                        ("queue", e.queue.clone()),
+                        ("change", change.to_owned()),
+                    ])
+                    .inc();
+            }
+            return;
+        }
         if e.replica.as_deref() != Some(replica.replica_id()) {
             return;
         }
@@ -267,6 +303,7 @@ impl Metrics {
             self.depth.get_or_create(&queue).set(q.depth as i64);
             self.slots.get_or_create(&queue).set(q.active as i64);
             self.capacity.get_or_create(&queue).set(q.capacity as i64);
+            self.paused.get_or_create(&queue).set(i64::from(q.paused));
             let mut by_state = vec![("queued", q.depth), ("active", q.active)];
             by_state.extend(q.finished.iter().map(|(s, n)| (s.as_str(), *n)));
             for (state, n) in by_state {

@@ -22,7 +22,7 @@ use super::{attempts, auth, events, executions, operator, queues, status, worker
                        RFC 9457 problem documents. See docs/http-api.md."
     ),
     paths(
-        queues::list, queues::get, queues::put,
+        queues::list, queues::get, queues::put, queues::pause, queues::resume,
         executions::enqueue, executions::enqueue_batch, executions::list, executions::get,
         executions::events, executions::cancel, operator::retry, operator::find,
         operator::pin, operator::unpin,

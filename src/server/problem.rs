@@ -104,6 +104,9 @@ fn library(e: &Error) -> Problem {
         Error::NotFound { queue, id } => Problem::new(&kind::NOT_FOUND, detail)
             .with("queue", json!(queue))
             .with("id", json!(id)),
+        Error::UnknownQueue { queue } => {
+            Problem::new(&kind::UNKNOWN_QUEUE, detail).with("queue", json!(queue))
+        }
         Error::InvalidToken { .. } => {
             Problem::new(&kind::INVALID_TOKEN, detail).with("field", json!("token"))
         }
@@ -293,6 +296,8 @@ kinds! {
         "The token's scope does not allow the route.";
     NOT_FOUND = "not-found", NOT_FOUND, "No such execution",
         "No such execution.";
+    UNKNOWN_QUEUE = "unknown-queue", NOT_FOUND, "No such queue",
+        "No queue of this name was ever used or configured.";
     UNKNOWN_WORKER = "unknown-worker", NOT_FOUND, "Worker not registered",
         "The worker is not registered (any more): register under a fresh id.";
     NO_ROUTE = "no-route", NOT_FOUND, "No such route",

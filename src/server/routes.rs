@@ -76,9 +76,10 @@ where
 /// Every route of the API (the dashboard's files aside), with the scope it needs. The
 /// router is built from it, and a test checks the OpenAPI document against it.
 pub(crate) fn table() -> Vec<Route> {
-    use Scope::{Orchestrator, Read, Worker};
+    use Scope::{Admin, Orchestrator, Read, Worker};
     use Verb::{Delete, Get, Post, Put};
     let (open, read, orch, work) = (None, Some(Read), Some(Orchestrator), Some(Worker));
+    let admin = Some(Admin);
     vec![
         // No token: probes, the API's own description, the problem types.
         route(Get, "/healthz", open, status::healthz),
@@ -91,6 +92,8 @@ pub(crate) fn table() -> Vec<Route> {
         route(Get, "/v1/queues", read, queues::list),
         route(Get, "/v1/queues/{queue}", read, queues::get),
         route(Put, "/v1/queues/{queue}", orch, queues::put),
+        route(Post, "/v1/queues/{queue}/pause", admin, queues::pause),
+        route(Post, "/v1/queues/{queue}/resume", admin, queues::resume),
         // Executions.
         route(Get, "/v1/queues/{queue}/executions", read, executions::list),
         route(

@@ -1,4 +1,4 @@
-//! The dashboard at `/ui/`: three files embedded in the binary (nothing fetched at build
+//! The dashboard at `/ui/`: files embedded in the binary (nothing fetched at build
 //! or run time) that use only the public API with the token the operator types in.
 
 use axum::Router;
@@ -14,11 +14,12 @@ const INDEX: &str = include_str!("ui/index.html");
 const STYLE: &str = include_str!("ui/style.css");
 
 /// The scripts (ES modules), by file name.
-const SCRIPTS: [(&str, &str); 6] = [
+const SCRIPTS: [(&str, &str); 7] = [
     ("app.js", include_str!("ui/app.js")),
     ("api.js", include_str!("ui/api.js")),
     ("dom.js", include_str!("ui/dom.js")),
     ("overview.js", include_str!("ui/overview.js")),
+    ("queues.js", include_str!("ui/queues.js")),
     ("executions.js", include_str!("ui/executions.js")),
     ("feed.js", include_str!("ui/feed.js")),
 ];

@@ -8,7 +8,9 @@
 //   5. a retried execution whose first events the capped stream trimmed still shows every
 //      transition (those from history marked so), and the workers table fits at 1400 px;
 //   6. the health verdict drawn is the served one: healthy, then (a server without a
-//      watchdog replica) degraded with its reasons, then Redis unreachable.
+//      watchdog replica) degraded with its reasons, then Redis unreachable;
+//   7. an admin pauses a queue from the overview (badge and banner, claims get nothing, a
+//      reader sees no button) and resumes it (a waiting claim takes its work at once).
 // It also takes the screenshots in docs/ (SCREENSHOT_DIR, default target/dashboard).
 //
 // Run by `make test` (which installs chromium and playwright-core first):
@@ -308,6 +310,32 @@ async function main() {
     });
     check(fit.text === "Tier" && fit.inside && !fit.scrolls,
       `overview at 1400 px: the workers table's last column (${fit.text}) is in view (${JSON.stringify(fit)})`);
+
+    // 7. Pause a queue from the overview, then resume it.
+    await page.click("a[data-nav=overview]");
+    await page.click("button[data-action=pause][data-queue=reports]");
+    await page.fill("input[name=pause-reason]", "e2e: provider outage");
+    await page.click("button[data-action=pause-confirm]");
+    await page.waitForSelector("span[data-paused=reports]");
+    await page.waitForSelector("p.paused-banner[data-paused=reports]");
+    const pausedQueue = await api("GET", "/v1/queues/reports");
+    check(pausedQueue.paused && pausedQueue.pause.by === "http:admin" && pausedQueue.pause.reason === "e2e: provider outage",
+      `pause: the queue is paused by http:admin with the typed reason (${JSON.stringify(pausedQueue.pause)})`);
+    const nothing = await worker("POST", "/v1/queues/reports/claims", { worker_id: WORKER, wait_ms: 0 });
+    check(nothing === null, "pause: a claim of the paused queue gets nothing (204)");
+    await reader.goto(`${serve.url}/ui/#/`);
+    await reader.waitForSelector("span[data-paused=reports]");
+    check(await reader.locator("button[data-action=pause], button[data-action=resume]").count() === 0,
+      "pause: a read token sees the paused badge and no pause or resume button");
+    const waiting = worker("POST", "/v1/queues/reports/claims", { worker_id: WORKER, wait_ms: 20000 });
+    await sleep(300);
+    await page.click("button[data-action=resume][data-queue=reports]");
+    const taken = await waiting;
+    check(taken && taken.claims.length === 1, "resume: the claim waiting on the paused queue takes a report at once");
+    await worker("POST", "/v1/attempts/complete", { token: taken.claims[0].token, result: {} });
+    await page.waitForSelector("tr[data-key=reports]:not(.paused)");
+    check(!(await api("GET", "/v1/queues/reports")).paused && await page.locator("p.paused-banner").count() === 0,
+      "resume: the queue runs again and its banner is gone");
 
     // 6. The health verdict is the server's: the same words, the same reasons.
     const health = (await api("GET", "/v1/watchdog")).health;

@@ -1,6 +1,7 @@
 //! `unstuck demo` end to end, as a user runs it: a short fault-injection run against the
 //! test redis-server must come out with every row correct (read from its `--json`
-//! report), and bad options are refused up front.
+//! report, the "waiting is not stuck" rows included), and bad options are refused up
+//! front.
 
 use crate::support;
 
@@ -132,6 +133,18 @@ fn short_fault_demo_is_all_correct() {
     assert_eq!(
         supervision[2]["hooks"],
         serde_json::json!({"page": 1, "restart": 2, "terminate": 1}),
+        "{table}"
+    );
+    let scenarios = report["scenarios"].as_array().expect("scenario rows");
+    let paused = scenarios
+        .iter()
+        .find(|r| r["case"] == "a paused queue")
+        .unwrap_or_else(|| panic!("a paused-queue row: {table}"));
+    assert_eq!(paused["correct"], true, "{table}");
+    assert!(
+        paused["observed"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("0 of 6 claimed") && o.contains("6 succeeded")),
         "{table}"
     );
     assert_eq!(report["all_correct"], true, "{table}");

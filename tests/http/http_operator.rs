@@ -273,6 +273,7 @@ async fn session_says_what_the_token_may_do() {
         assert_eq!(r.status, StatusCode::OK, "{r:?}");
         assert_eq!(r.body["scope"].as_str(), scope, "{r:?}");
         assert_eq!(r.body["can_steer"], steer, "{r:?}");
+        assert_eq!(r.body["can_admin"], scope == Some("admin"), "{r:?}");
         assert_eq!(r.body["open"], false);
         let reads = matches!(scope, Some("admin" | "orchestrator" | "read"));
         assert_eq!(r.body["can_read"], reads, "{r:?}");
@@ -282,7 +283,7 @@ async fn session_says_what_the_token_may_do() {
     let r = open.get("/v1/session").await;
     assert_eq!(
         r.body,
-        json!({"scope": "admin", "open": true, "can_read": true, "can_steer": true})
+        json!({"scope": "admin", "open": true, "can_read": true, "can_steer": true, "can_admin": true})
     );
     open.stop().await;
 }

@@ -10,6 +10,7 @@ mod support;
 
 mod http_api;
 mod http_operator;
+mod http_pause;
 mod http_redis_down;
 mod http_refusals;
 mod http_service;

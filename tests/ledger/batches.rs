@@ -242,6 +242,7 @@ async fn complete_and_claim_hands_the_freed_slot_to_the_next_execution() {
     let nothing = ClaimBatch {
         claims: Vec::new(),
         queue_full: false,
+        queue_paused: false,
         next_available_at: None,
     };
     assert_eq!(next, nothing);

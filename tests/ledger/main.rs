@@ -20,6 +20,7 @@ mod lifecycle;
 mod listing;
 mod model;
 mod operator;
+mod pause;
 mod queues;
 mod registry;
 mod scripts;

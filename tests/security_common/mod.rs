@@ -27,7 +27,7 @@ pub const ACL_RULES: &str = "resetkeys ~{NS:* resetchannels -@all \
     +hget +hmget +hgetall +hkeys +hlen +hset +hdel +hincrby \
     +zadd +zrem +zcard +zcount +zrange +zrevrange +zrangebyscore +zremrangebyscore \
     +lrange +llen +lindex +lpush +rpush +lpop +lrem \
-    +sadd +smembers \
+    +sadd +sismember +smembers \
     +xadd +xrange +xrevrange +xread";
 
 /// [`ACL_RULES`] for `namespace`, one rule per item, with `extra` rules appended (later
@@ -128,6 +128,12 @@ pub async fn workout(ledger: &Ledger) {
     };
     ledger.set_queue(q, &settings).await.expect("set_queue");
     assert_eq!(ledger.queue_settings(q).await.unwrap().capacity, Some(4));
+    // Pause and resume (the queue-name set is read with SISMEMBER).
+    ledger
+        .pause_queue(q, "ops", "acl check")
+        .await
+        .expect("pause");
+    ledger.resume_queue(q, "ops", "").await.expect("resume");
     let mut follower = ledger.follow_events(vec![p]).await.expect("follow");
 
     // Lifecycle: enqueue, claim, heartbeat, complete.

@@ -19,6 +19,7 @@ mod retention;
 mod watchdog_attribution;
 mod watchdog_leases;
 mod watchdog_outage;
+mod watchdog_pause;
 mod watchdog_races;
 mod watchdog_reconcile;
 mod watchdog_replicas;

@@ -12,7 +12,7 @@ from .errors import (
     AlreadyTerminal, BadRequest, Conflict, ConnectionFailed, Forbidden, IdempotencyConflict,
     InvalidArgument, InvalidName, InvalidToken, InvalidTransition, NotFound, NotJson,
     RedisUnavailable, ServerError, StaleAttempt, TokenMismatch, TooLarge, Unauthorized, Unavailable,
-    UnknownOutcome, UnknownWorker, UnstuckError, WorkerExists,
+    UnknownOutcome, UnknownQueue, UnknownWorker, UnstuckError, WorkerExists,
 )
 from .sse import EventStream
 from .worker import Cancelled, Fatal, Job, Retryable, Worker, fresh_worker_id
@@ -20,7 +20,8 @@ from .worker import Cancelled, Fatal, Job, Retryable, Worker, fresh_worker_id
 __all__ = [
     "Client", "EventStream", "Worker", "Job", "Retryable", "Fatal", "Cancelled",
     "fresh_worker_id", "UnstuckError", "BadRequest", "InvalidArgument", "InvalidName",
-    "InvalidToken", "NotJson", "Unauthorized", "Forbidden", "NotFound", "UnknownWorker",
+    "InvalidToken", "NotJson", "Unauthorized", "Forbidden", "NotFound", "UnknownQueue",
+    "UnknownWorker",
     "Conflict", "StaleAttempt", "AlreadyTerminal", "TokenMismatch", "InvalidTransition",
     "WorkerExists", "TooLarge", "IdempotencyConflict", "ServerError", "Unavailable",
     "RedisUnavailable", "UnknownOutcome", "ConnectionFailed",

@@ -133,6 +133,21 @@ class Client:
             body["timings"] = _timings(timings)
         return self._json("PUT", f"/v1/queues/{_seg(queue)}", body)
 
+    def pause_queue(self, queue, reason):
+        """Pauses the queue (admin): its claims take nothing (long polls keep waiting)
+        until ``resume_queue``; running work goes on and is still judged. Returns
+        ``{"queue", "paused", "changed", "pause": {"since", "by", "reason"}}``;
+        ``changed`` is False when it was paused already (the pause in force is given).
+        Raises UnknownQueue for a queue never used or configured."""
+        return self._json("POST", f"/v1/queues/{_seg(queue)}/pause", {"reason": reason})
+
+    def resume_queue(self, queue, reason=None):
+        """Resumes a paused queue (admin): its waiting claims wake at once. Returns
+        ``{"queue", "paused": False, "changed", "pause"}`` (``pause``: the pause it ended;
+        ``changed`` False when the queue was running)."""
+        body = {} if reason is None else {"reason": reason}
+        return self._json("POST", f"/v1/queues/{_seg(queue)}/resume", body)
+
     # ----- executions -----
 
     @staticmethod
@@ -323,7 +338,8 @@ class Client:
         return self._json("GET", "/v1/watchdog/activity", query={"minutes": minutes})
 
     def session(self):
-        """What this client's token may do: ``{"scope", "open", "can_read", "can_steer"}``."""
+        """What this client's token may do: ``{"scope", "open", "can_read", "can_steer",
+        "can_admin"}``."""
         return self._json("GET", "/v1/session")
 
     # ----- event stream -----

@@ -88,6 +88,10 @@ class NotFound(UnstuckError):
     """404: no such execution (or queue, or route)."""
 
 
+class UnknownQueue(NotFound):
+    """404: no queue of this name was ever used or configured (pause, resume)."""
+
+
 class UnknownWorker(NotFound):
     """404: the worker is not (or no longer) registered; register again under a fresh id."""
 
@@ -189,6 +193,7 @@ _BY_SLUG = {
     "unauthorized": Unauthorized,
     "forbidden": Forbidden,
     "not-found": NotFound,
+    "unknown-queue": UnknownQueue,
     "unknown-worker": UnknownWorker,
     "stale-attempt": StaleAttempt,
     "already-terminal": AlreadyTerminal,

@@ -42,8 +42,10 @@ fn event_line(e: &Event) -> String {
         .timer_due_at
         .map(|due| format!(" lag {}ms", (e.at - due).num_milliseconds()))
         .unwrap_or_default();
-    let what = if e.execution_id.is_empty() {
+    let what = if e.execution_id.is_empty() && e.queue.is_empty() {
         format!("partition {}", e.partition)
+    } else if e.execution_id.is_empty() {
+        format!("queue {}", e.queue)
     } else {
         format!("{}/{} #{}", e.queue, e.execution_id, e.attempt)
     };

@@ -1,23 +1,106 @@
-//! `unstuck queues`: depth, claimable now, slots in use / capacity, age of the oldest queued.
+//! `unstuck queues`: depth, claimable now, slots in use / capacity, age of the oldest
+//! queued, and whether it is paused; its subcommands `pause` and `resume` stop and start a
+//! queue's claims.
 
-use unstuck::{Ledger, QueueOverview};
+use chrono::Utc;
+use clap::Subcommand;
+use unstuck::{Ledger, QueueOverview, QueuePauseChange};
 
 use crate::cli::Common;
 use crate::cli::connect::connect;
 use crate::cli::output::print_json;
-use crate::cli::table::{duration, render};
+use crate::cli::table::{ago, duration, render};
 
-/// Queues: depth, claimable now, slots in use / capacity, age of the oldest queued.
+/// Queues: depth, claimable now, slots in use / capacity, age of the oldest queued, and
+/// their pause (since when, by whom, why).
 #[derive(clap::Args)]
 pub(crate) struct Args {
+    #[command(subcommand)]
+    action: Option<Action>,
+    /// Not an option: catches `unstuck queues Q` (a queue without what to do with it).
+    #[arg(hide = true)]
+    stray: Option<String>,
     #[command(flatten)]
     common: Common,
 }
 
+#[derive(Subcommand)]
+enum Action {
+    /// Pause this queue: its claims take nothing (long polls keep waiting) until it is
+    /// resumed; running work goes on and is still judged.
+    Pause {
+        #[arg(value_name = "QUEUE")]
+        queue: String,
+        /// Why (recorded in the event and shown with the queue).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
+    /// Resume this paused queue: its waiting claims take its work at once.
+    Resume {
+        #[arg(value_name = "QUEUE")]
+        queue: String,
+        /// Why (recorded in the event).
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        reason: String,
+    },
+}
+
 impl Args {
     pub(crate) async fn run(self) -> anyhow::Result<()> {
-        queues(&connect(&self.common).await?, self.common.json).await
+        let json = self.common.json;
+        if let Some(queue) = self.stray {
+            anyhow::bail!(
+                "say what to do with queue {queue}: `unstuck queues pause {queue} --reason \
+                 TEXT`, `unstuck queues resume {queue}`, or `unstuck queues` to list them"
+            );
+        }
+        let ledger = connect(&self.common).await?;
+        match self.action {
+            None => queues(&ledger, json).await,
+            Some(Action::Pause { queue, reason }) => {
+                let change = ledger.pause_queue(&queue, &operator(), &reason).await?;
+                report(&change, json)
+            }
+            Some(Action::Resume { queue, reason }) => {
+                let change = ledger.resume_queue(&queue, &operator(), &reason).await?;
+                report(&change, json)
+            }
+        }
     }
+}
+
+/// Who pauses from the command line: `cli:<OS user>`, or `cli` when the user is unknown.
+fn operator() -> String {
+    ["USER", "LOGNAME", "USERNAME"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .map(|user| user.trim().to_owned())
+        .find(|user| !user.is_empty() && !user.chars().any(char::is_control))
+        .map_or_else(|| "cli".into(), |user| format!("cli:{user}"))
+}
+
+/// What a pause or resume did, in one sentence (or the HTTP API's JSON).
+fn report(change: &QueuePauseChange, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(change);
+    }
+    let q = &change.queue;
+    let who = |p: &unstuck::QueuePause| format!("by {} ({})", p.by, p.reason);
+    match (&change.pause, change.paused, change.changed) {
+        (Some(p), true, true) => out!("paused {q} {}: its claims take nothing", who(p)),
+        (Some(p), true, false) => out!(
+            "{q} was already paused {} {}: nothing changed",
+            who(p),
+            ago(Some(p.since), Utc::now())
+        ),
+        (Some(p), false, true) => out!(
+            "resumed {q} (paused {} {}): its waiting claims take its work",
+            who(p),
+            ago(Some(p.since), Utc::now())
+        ),
+        _ => out!("{q} is not paused: nothing changed"),
+    }
+    Ok(())
 }
 
 /// `unstuck queues`.
@@ -26,6 +109,7 @@ async fn queues(ledger: &Ledger, json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(&serde_json::json!({ "queues": queues }));
     }
+    let now = Utc::now();
     let rows: Vec<Vec<String>> = queues
         .iter()
         .map(|q| {
@@ -36,6 +120,9 @@ async fn queues(ledger: &Ledger, json: bool) -> anyhow::Result<()> {
                 format!("{}/{}", q.active, q.capacity),
                 q.oldest_queued_age.map_or("-".into(), duration),
                 q.partition.to_string(),
+                q.pause.as_ref().map_or("-".into(), |p| {
+                    format!("{} by {}: {}", ago(Some(p.since), now), p.by, p.reason)
+                }),
             ]
         })
         .collect();
@@ -48,7 +135,8 @@ async fn queues(ledger: &Ledger, json: bool) -> anyhow::Result<()> {
                 "AVAILABLE",
                 "SLOTS",
                 "OLDEST",
-                "PARTITION"
+                "PARTITION",
+                "PAUSED"
             ],
             &rows
         )

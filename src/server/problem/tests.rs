@@ -10,6 +10,7 @@ fn client_fault(e: &Error) -> bool {
         | Error::TooLarge { .. }
         | Error::NotJson { .. }
         | Error::NotFound { .. }
+        | Error::UnknownQueue { .. }
         | Error::InvalidToken { .. }
         | Error::TokenMismatch { .. }
         | Error::InvalidTransition { .. }
@@ -63,6 +64,7 @@ fn every_library_error() -> Vec<Error> {
             queue: "q".into(),
             id: "e".into(),
         },
+        Error::UnknownQueue { queue: "q".into() },
         Error::InvalidToken {
             token: "t".into(),
             reason: "short",

@@ -55,7 +55,7 @@ export function query(params) {
   return s ? `?${s}` : "";
 }
 
-/** What the token may do: { scope, open, can_read, can_steer }. */
+/** What the token may do: { scope, open, can_read, can_steer, can_admin }. */
 export function loadSession() {
   return api("/v1/session");
 }

@@ -57,7 +57,7 @@ function route() {
     const live = feed({ limit: 500, watchdogOnly: true });
     put(main, h("h1", {}, "Live feed"), panel("Transitions as they happen, newest first", live.el));
     stopView = live.stop;
-  } else stopView = overview(main);
+  } else stopView = overview(main, session);
 }
 
 async function pollBanner() {

@@ -4,6 +4,7 @@
 
 import { api, follow, query } from "./api.js";
 import { ago, badge, clock, dur, execLink, h, panel, put, short, table } from "./dom.js";
+import { pausedLine } from "./queues.js";
 
 const STATES = ["queued", "dispatched", "running", "stuck", "succeeded", "failed", "cancelled", "timed_out", "dead"];
 const STOP_REASONS = ["succeeded", "failed", "cancelled", "deadline_exceeded", "heartbeat_lost", "no_progress",
@@ -42,10 +43,12 @@ export function executions(root, params) {
   const body = h("div");
   const pager = h("div", { class: "pager" });
   const error = h("p", { class: "error" });
-  put(root, h("h1", {}, "Executions"), panel("Filters", form), error, panel("Newest first", body, pager));
+  const paused = h("div");
+  put(root, h("h1", {}, "Executions"), paused, panel("Filters", form), error, panel("Newest first", body, pager));
 
   api("/v1/queues").then((q) => {
     const names = q.queues.map((x) => x.name);
+    put(paused, q.queues.filter((x) => x.paused && x.name === filters.queue).map(pausedLine));
     put(queueSelect, h("option", { value: "" }, "any"),
       [...new Set([...names, filters.queue].filter(Boolean))].map((n) => h("option", { value: n, selected: n === filters.queue }, n)));
   }).catch(() => {});

@@ -14,7 +14,9 @@ function row(e, fresh) {
     "data-to": e.to || "",
   },
     h("td", {}, clock(e.at)),
-    h("td", {}, e.queue ? execLink(e.queue, e.execution_id) : h("span", { class: "muted" }, `partition ${e.partition}`)),
+    h("td", {}, e.queue && e.execution_id ? execLink(e.queue, e.execution_id)
+      : e.queue ? h("a", { href: `#/executions?queue=${encodeURIComponent(e.queue)}` }, `queue ${e.queue}`)
+        : h("span", { class: "muted" }, `partition ${e.partition}`)),
     h("td", { class: "num" }, String(e.attempt)),
     h("td", {}, e.from ? badge(e.from) : "", " → ", e.to ? badge(e.to) : "-"),
     h("td", {}, e.reason),

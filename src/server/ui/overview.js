@@ -1,9 +1,10 @@
-// The overview: queues, what the watchdog did (actions per minute by reason, detection
+// The overview: queues (and their pauses), what the watchdog did (actions per minute by reason, detection
 // lag), who holds each partition, the workers, and the newest watchdog actions live.
 
 import { api } from "./api.js";
 import { actionsChart, ago, clock, dur, h, lagChart, legend, panel, put, short, table } from "./dom.js";
 import { feed } from "./feed.js";
+import { queuesPanel } from "./queues.js";
 
 /**
  * The watchdog's status and its health verdict, as GET /v1/watchdog serves them:
@@ -29,20 +30,6 @@ export function healthView(health) {
     healthy ? null : h("ul", { class: "reasons" }, health.reasons.map((r) =>
       h("li", { "data-code": r.code }, h("code", {}, r.code), " ", r.message))),
   ];
-}
-
-function queuesTable(queues) {
-  return table(["Queue", "Depth", "Available", "Slots", "Oldest queued", "Partition"], queues.map((q) => ({
-    key: q.name,
-    cells: [
-      h("a", { href: `#/executions?queue=${encodeURIComponent(q.name)}` }, q.name),
-      h("td", { class: "num" }, String(q.depth)),
-      h("td", { class: "num" }, String(q.available)),
-      h("td", { class: "num" }, `${q.active} / ${q.capacity}`),
-      dur(q.oldest_queued_age_ms),
-      String(q.partition),
-    ],
-  })), "no queue yet");
 }
 
 function watchdogFacts(w, health) {
@@ -111,10 +98,15 @@ function activityView(a) {
   };
 }
 
-/** Renders the overview into `root`; returns the function that stops its updates. */
-export function overview(root) {
+/**
+ * Renders the overview into `root` (pause and resume for an admin `session`); returns the
+ * function that stops its updates.
+ */
+export function overview(root, session) {
+  let refresh = () => {};
+  const queues = queuesPanel(session, () => refresh());
   const parts = {
-    watchdog: h("div"), queues: h("div"), actions: h("div"), lag: h("div"),
+    watchdog: h("div"), queues: queues.el, actions: h("div"), lag: h("div"),
     partitions: h("div"), workers: h("div"), remediation: h("div"), error: h("p", { class: "error" }),
   };
   const live = feed({ limit: 15, toggle: false });
@@ -130,7 +122,7 @@ export function overview(root) {
     panel("Worker remediation (newest)", parts.remediation),
   );
   let activityAt = 0;
-  const refresh = async () => {
+  refresh = async () => {
     try {
       const rest = Promise.all([api("/v1/queues"), api("/v1/workers"), api("/v1/workers/events?newest=true&limit=10")]);
       rest.catch(() => {}); // reported below, once the verdict is drawn
@@ -139,7 +131,7 @@ export function overview(root) {
       put(parts.watchdog, watchdogFacts(w, health));
       if (w) put(parts.partitions, partitionsTable(w));
       const [q, workers, remediation] = await rest;
-      put(parts.queues, queuesTable(q.queues));
+      queues.update(q.queues);
       put(parts.workers, workersTable(workers.workers));
       put(parts.remediation, workerEventsTable(remediation.events));
       if (Date.now() - activityAt > 15000) {
