@@ -13,6 +13,7 @@ mod http_operator;
 mod http_redis_down;
 mod http_refusals;
 mod http_service;
+mod http_snooze;
 mod http_streams;
 mod http_views;
 mod http_worker_tiers;

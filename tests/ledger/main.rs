@@ -23,5 +23,6 @@ mod operator;
 mod queues;
 mod registry;
 mod scripts;
+mod snooze;
 mod tokens;
 mod transitions;
