@@ -70,6 +70,9 @@ pub struct RunReport {
     pub failed: u64,
     /// Failed retryably and put back in the queue for another attempt.
     pub retried: u64,
+    /// Snoozed ([`JobError::snooze`]): back in the queue until a given time, no attempt
+    /// counted.
+    pub snoozed: u64,
     /// Cancellation acknowledged.
     pub cancelled: u64,
     /// The attempt stopped being this worker's while it ran; nothing was recorded.
@@ -89,6 +92,7 @@ impl RunReport {
             succeeded,
             failed,
             retried,
+            snoozed,
             cancelled,
             lost,
             unreported,
@@ -98,6 +102,7 @@ impl RunReport {
             succeeded,
             failed,
             retried,
+            snoozed,
             cancelled,
             lost,
             unreported,

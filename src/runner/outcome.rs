@@ -8,6 +8,8 @@ pub(crate) enum Outcome {
     Succeeded,
     Failed,
     Retried,
+    /// Snoozed: back in the queue until a given time, no attempt counted.
+    Snoozed,
     Cancelled,
     /// The attempt was no longer ours: nothing was recorded.
     Lost,
@@ -24,6 +26,7 @@ pub(crate) struct Tally {
     pub(crate) succeeded: u64,
     pub(crate) failed: u64,
     pub(crate) retried: u64,
+    pub(crate) snoozed: u64,
     pub(crate) cancelled: u64,
     pub(crate) lost: u64,
     pub(crate) unreported: u64,
@@ -36,6 +39,7 @@ impl Tally {
             Ok(Outcome::Succeeded) => &mut self.succeeded,
             Ok(Outcome::Failed) => &mut self.failed,
             Ok(Outcome::Retried) => &mut self.retried,
+            Ok(Outcome::Snoozed) => &mut self.snoozed,
             Ok(Outcome::Cancelled) => &mut self.cancelled,
             Ok(Outcome::Lost) => &mut self.lost,
             Ok(Outcome::Unreported) => &mut self.unreported,

@@ -154,6 +154,7 @@ impl ExecReport {
             succeeded,
             failed,
             retried,
+            snoozed: _, // a command cannot snooze
             cancelled,
             lost,
             unreported,

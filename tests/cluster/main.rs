@@ -7,4 +7,5 @@ mod support;
 mod watchdog_common;
 
 mod cluster;
+mod cluster_snooze;
 mod cluster_tiers;
