@@ -11,6 +11,7 @@ mod ledger_common;
 mod support;
 
 mod cli_read;
+mod cli_snooze;
 mod cli_steer;
 mod cli_workers;
 mod demo;
