@@ -82,6 +82,8 @@ pub struct FaultDemoReport {
     pub replicas: Vec<ReplicaSummary>,
     /// The worker-supervision rows: `unstuck exec`, worker tiers, hooks.
     pub supervision: Vec<super::supervision::SupervisionRow>,
+    /// The "waiting is not stuck" rows: snoozes, ...
+    pub waiting: Vec<super::waiting::WaitingRow>,
 }
 
 impl FaultDemoReport {
@@ -116,6 +118,9 @@ impl FaultDemoReport {
             out.push(format!("{} index violation(s)", self.index_violations));
         }
         for r in self.supervision.iter().filter(|r| !r.correct) {
+            out.push(format!("{}: {}", r.case, r.observed));
+        }
+        for r in self.waiting.iter().filter(|r| !r.correct) {
             out.push(format!("{}: {}", r.case, r.observed));
         }
         out
@@ -241,6 +246,7 @@ mod tests {
             worker_death: None,
             replicas: Vec::new(),
             supervision: Vec::new(),
+            waiting: Vec::new(),
         }
     }
 

@@ -150,12 +150,27 @@ impl fmt::Display for FaultDemoReport {
                 }
             )?;
         }
+        writeln!(
+            f,
+            "\n{:<30} {:<52} expected",
+            "waiting is not stuck", "observed"
+        )?;
+        for r in &self.waiting {
+            writeln!(
+                f,
+                "{:<30} {:<52} {}{}",
+                r.case,
+                r.observed,
+                r.expected,
+                if r.correct { "" } else { "   <-- WRONG" }
+            )?;
+        }
         let problems = self.problems();
         if problems.is_empty() {
             write!(
                 f,
                 "\nRESULT: all {} rows correct ({} executions, {:.1}s, namespace {})",
-                self.rows.len() + self.supervision.len(),
+                self.rows.len() + self.supervision.len() + self.waiting.len(),
                 self.executions,
                 self.elapsed_secs,
                 self.namespace
