@@ -324,6 +324,21 @@ async fn an_execution_stored_before_max_snoozes_existed_takes_the_default() {
         .await
         .unwrap();
     assert_eq!(snoozed(&outcome).1, 1);
+
+    // A retry of such an execution takes the default too, not 0.
+    let _: () = redis::cmd("HDEL")
+        .arg(&key)
+        .arg("msz")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    ledger.cancel("q", "job", "stop").await.unwrap();
+    ledger.retry("q", "job", None, "again").await.unwrap();
+    let again = ledger.get("q", "job").await.unwrap().retries[0].clone();
+    assert_eq!(
+        ledger.get("q", &again).await.unwrap().timings.max_snoozes,
+        50
+    );
 }
 
 #[tokio::test]
