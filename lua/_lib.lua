@@ -34,6 +34,7 @@
 --   res result (JSON)
 --   fa false alarms
 --   fr continuations: attempts not counted (absent: 0)
+--   sn snoozes so far (absent: 0)
 --   hn history entries written (absent: 1)
 --   h<i> history entry i % cap: <n>|<ms>|<state>|<reason>|<attempt>
 --   hist history lines of an earlier version (read only)
@@ -43,8 +44,8 @@
 -- (end of glossary)
 -- The timings, in the order scripts take them (src/timings.rs, STORED_FIELDS): start
 -- grace, heartbeat timeout, no-progress timeout, deadline, stuck threshold, max attempts,
--- backoff base, backoff max, cancel grace; milliseconds, or the count.
-local TIMING_FIELDS = { 'sg', 'ht', 'npt', 'dl', 'stt', 'ma', 'bb', 'bm', 'cg' }
+-- backoff base, backoff max, cancel grace, max snoozes; milliseconds, or the count.
+local TIMING_FIELDS = { 'sg', 'ht', 'npt', 'dl', 'stt', 'ma', 'bb', 'bm', 'cg', 'msz' }
 
 local function now_ms()
   local t = redis.call('TIME')

@@ -31,7 +31,11 @@ end
 
 -- What a judgement reads of an execution: the numbers it needs, then the rest.
 local NUMBER_FIELDS = { 'att', 'dla' }
-for _, f in ipairs(TIMING_FIELDS) do NUMBER_FIELDS[#NUMBER_FIELDS + 1] = f end
+-- All but max snoozes, which no judgement reads (and an execution enqueued before it
+-- existed does not have).
+for _, f in ipairs(TIMING_FIELDS) do
+  if f ~= 'msz' then NUMBER_FIELDS[#NUMBER_FIELDS + 1] = f end
+end
 local EXEC_FIELDS = { 'st', 'dsp', 'hb', 'prc', 'ss', 'sk', 'cx', 'wk', 'hn', 'q', 'id',
   'err', 'sd', 'tm', 'fr' }
 for _, f in ipairs(NUMBER_FIELDS) do EXEC_FIELDS[#EXEC_FIELDS + 1] = f end

@@ -3,19 +3,21 @@
 -- the first write: one bad item and nothing is written.
 -- KEYS: 1 queue pending zset, 2 deadline timer zset, 3 partition events stream,
 --       4 queue settings hash, 5 partition queue-name set, 5+i execution hash of item i
--- ARGV: 1 queue, 2..10 global default timings (TIMING_FIELDS order, ms or the count),
---       11 events max length, 12 history cap, then 13 per item i from
---       b = 12 + 13 * (i - 1): b+1 execution id, b+2 payload (JSON text), b+3 timer
---       member "<queue>/<id>", b+4..b+12 the item's timings in the same order or '' (the
---       queue's setting, else the global default), b+13 delay before available
+-- ARGV: with T = #TIMING_FIELDS (10): 1 queue, 2..T+1 global default timings
+--       (TIMING_FIELDS order, ms or the count), T+2 events max length, T+3 history cap,
+--       then T+4 per item i from b = T+3 + (T+4) * (i - 1): b+1 execution id, b+2 payload
+--       (JSON text), b+3 timer member "<queue>/<id>", b+4..b+T+3 the item's timings in
+--       the same order or '' (the queue's setting, else the global default), b+T+4 delay
+--       before available
 -- Reply: {'ok', then per item: 'created'|'exists'|'conflict', state, attempt, created_at_ms}
 --        ('conflict': the id exists with another payload or other given timings)
 --        {'bad_arg', name, item} when an argument is malformed (nothing written)
 -- Prelude: _lib.lua
 
+local T = #TIMING_FIELDS
 local items = #KEYS - 5
-if items < 1 or #ARGV ~= 12 + 13 * items then return { 'bad_arg', 'arity', 0 } end
-local maxlen, cap = ARGV[11], uint(ARGV[12])
+if items < 1 or #ARGV ~= T + 3 + (T + 4) * items then return { 'bad_arg', 'arity', 0 } end
+local maxlen, cap = ARGV[T + 2], uint(ARGV[T + 3])
 if not uint(maxlen) or not cap then return { 'bad_arg', 'limits', 0 } end
 
 -- Timings stay the decimal strings they arrived as (see now_str): validated, not converted.
@@ -23,7 +25,7 @@ if not uint(maxlen) or not cap then return { 'bad_arg', 'limits', 0 } end
 local conf = redis.call('HMGET', KEYS[4], unpack(TIMING_FIELDS))
 local timings = {}
 for i = 1, items do
-  local b = 12 + 13 * (i - 1)
+  local b = T + 3 + (T + 4) * (i - 1)
   local t = {}
   for f, field in ipairs(TIMING_FIELDS) do
     local v = ARGV[b + 3 + f]
@@ -34,7 +36,7 @@ for i = 1, items do
   if tonumber(t.ma) < 1 or tonumber(t.ht) < 1 or tonumber(t.sg) < 1 then
     return { 'bad_arg', 'timing', i }
   end
-  if not uint(ARGV[b + 13]) then return { 'bad_arg', 'delay', i } end
+  if not uint(ARGV[b + T + 4]) then return { 'bad_arg', 'delay', i } end
   timings[i] = t
 end
 
@@ -43,7 +45,7 @@ local now = now_str()
 local reply = { 'ok' }
 local created = 0
 for i = 1, items do
-  local b = 12 + 13 * (i - 1)
+  local b = T + 3 + (T + 4) * (i - 1)
   local key, id = KEYS[5 + i], ARGV[b + 1]
   local existing = redis.call('HMGET', key, 'st', 'att', 'cr', 'pl', unpack(TIMING_FIELDS))
   if existing[1] then
@@ -60,7 +62,7 @@ for i = 1, items do
     reply[#reply + 1] = existing[3]
   else
     local t = timings[i]
-    local dla, available, delay = '0', now, ARGV[b + 13]
+    local dla, available, delay = '0', now, ARGV[b + T + 4]
     if tonumber(t.dl) > 0 then dla = tostring(tonumber(now) + tonumber(t.dl)) end
     if tonumber(delay) > 0 then available = tostring(tonumber(now) + tonumber(delay)) end
     -- Items of one batch share a millisecond: steps of 1/1024 ms inside the millisecond

@@ -34,8 +34,12 @@ if o[3] and o[3] ~= '' then
 end
 local dl = '0'
 for f, field in ipairs(TIMING_FIELDS) do
-  fields[#fields + 1] = field
-  fields[#fields + 1] = o[3 + f] or '0'
+  -- An original stored before max snoozes existed has none: the new one takes the
+  -- default too (absent), not 0.
+  if o[3 + f] or field ~= 'msz' then
+    fields[#fields + 1] = field
+    fields[#fields + 1] = o[3 + f] or '0'
+  end
   if field == 'dl' then dl = o[3 + f] or '0' end
 end
 local dla = '0'

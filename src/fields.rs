@@ -77,6 +77,8 @@ glossary! {
     /// Continuations: attempts that ended by an await or a snooze and so do not count
     /// toward `max_attempts` (absent: 0). Attempts counted = `att` − `fr`.
     CONTINUATIONS = "fr", "continuations: attempts not counted (absent: 0)";
+    /// Snoozes so far (`lua/snooze.lua`), held to `max_snoozes` (absent: 0).
+    SNOOZES = "sn", "snoozes so far (absent: 0)";
     /// History entries written so far (absent: 1, the enqueue's); entry n is the field
     /// `h<n % history_len>`.
     HISTORY_COUNT = "hn", "history entries written (absent: 1)";

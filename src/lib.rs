@@ -77,10 +77,11 @@ pub use error::{Error, Result};
 pub use events::{Event, EventFollower};
 pub use ledger::{
     AttemptToken, CancelOutcome, Claim, ClaimBatch, CompleteOutcome, EnqueueOptions, Enqueued,
-    Execution, FailOutcome, Filter, Heartbeat, HeartbeatReply, Ledger, MAX_CLAIM_BATCH,
-    MAX_ENQUEUE_BATCH, MAX_PAUSE_REASON, MAX_PAUSED_BY, Page, QueueOverview, QueuePause,
-    QueuePauseChange, QueueSettings, State, StopMetadata, StopReason, Transition, WorkerBeat,
-    WorkerEvent, WorkerInfo, WorkerRegistration, WorkerRemediation, WorkerRequest, WorkerReset,
+    Execution, FailOptions, FailOutcome, Filter, Heartbeat, HeartbeatReply, Ledger,
+    MAX_CLAIM_BATCH, MAX_ENQUEUE_BATCH, MAX_PAUSE_REASON, MAX_PAUSED_BY, MAX_SNOOZE, Page,
+    QueueOverview, QueuePause, QueuePauseChange, QueueSettings, Snooze, SnoozeOutcome, SnoozeTime,
+    State, StopMetadata, StopReason, Transition, WorkerBeat, WorkerEvent, WorkerInfo,
+    WorkerRegistration, WorkerRemediation, WorkerRequest, WorkerReset,
 };
 pub use retention::Retention;
 pub use runner::{Job, JobError, RunReport, Runner, RunnerConfig, StopSignal};

@@ -153,7 +153,8 @@ scripts! {
     CLAIM = "claim" on ["_lib", "_claim"];
     COMPLETE_CLAIM = "complete_claim" on ["_lib", "_claim", "_complete"];
     HEARTBEAT = "heartbeat" on ["_lib"];
-    FAIL = "fail" on ["_lib"];
+    FAIL = "fail" on ["_lib", "_fail"];
+    SNOOZE = "snooze" on ["_lib", "_fail"];
     CANCEL = "cancel" on ["_lib"];
     ACK_CANCEL = "ack_cancel" on ["_lib"];
     SET_QUEUE = "set_queue" on ["_lib", "_pause"];
@@ -327,7 +328,7 @@ mod tests {
                 let (target, rest) = call.split_once(',').unwrap_or(("", ""));
                 // KEYS[1] is the execution hash in the attempt and cancel scripts only.
                 let first_is_exec =
-                    ["heartbeat", "fail", "cancel", "ack_cancel"].contains(&lua.name);
+                    ["heartbeat", "fail", "snooze", "cancel", "ack_cancel"].contains(&lua.name);
                 let exec = ["key", "e.key", "exec"].contains(&target.trim())
                     || (first_is_exec && target.trim() == "KEYS[1]");
                 if !exec {

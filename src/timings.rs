@@ -1,4 +1,4 @@
-//! The nine timings that judge an execution: one table, everything else derived from it.
+//! The timings and limits that judge an execution: one table, everything else derived from it.
 //!
 //! `for_each_timing!` lists each timing once — its name, the field it is stored under in
 //! Redis, its rule, its built-in default and its documentation. The structs
@@ -24,6 +24,9 @@ pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Most attempts an execution may be given.
 pub const MAX_ATTEMPTS: u32 = 1000;
 
+/// Most snoozes an execution may be allowed (`max_snoozes`).
+pub const MAX_SNOOZES: u32 = 10_000;
+
 /// What a timing's value may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Rule {
@@ -35,6 +38,8 @@ pub(crate) enum Rule {
     ZeroIsOff,
     /// A count from 1 to [`MAX_ATTEMPTS`].
     Count,
+    /// A limit from 0 (none allowed) to [`MAX_SNOOZES`].
+    Limit,
 }
 
 /// The table: `name: given type => resolved type, "stored field", rule, default, serde
@@ -65,6 +70,9 @@ macro_rules! for_each_timing {
             backoff_max: Duration => Duration, "bm", Rule::AnyDuration, 300_000, serde(with = "crate::timings::millis");
             /// How long a worker has to acknowledge a cancellation before it is forced.
             cancel_grace: Duration => Duration, "cg", Rule::AnyDuration, 30_000, serde(with = "crate::timings::millis");
+            /// Snoozes allowed in all (`Ledger::snooze`: back to the queue until a given
+            /// time, no attempt counted); past it a snooze is a retryable failure. 0: none.
+            max_snoozes: u32 => u32, "msz", Rule::Limit, 50;
         }
     };
 }
@@ -142,6 +150,8 @@ fn check(name: &'static str, rule: Rule, value: impl Given) -> Result<()> {
             refuse("an integer from 1 to 1000")
         }
         Rule::Count => Ok(()),
+        Rule::Limit if stored > u64::from(MAX_SNOOZES) => refuse("an integer from 0 to 10000"),
+        Rule::Limit => Ok(()),
         _ if stored > MAX_DURATION.stored() => refuse("a duration of at most 365 days"),
         Rule::Positive if stored == 0 => refuse("a duration of at least 1ms"),
         _ => Ok(()),
@@ -262,11 +272,15 @@ macro_rules! define_timings {
         }
 
         impl ResolvedTimings {
-            /// The timings stored in an execution hash; every one must be there.
+            /// The timings stored in an execution hash; every one must be there, but for
+            /// those added after executions were first stored ([`ADDED_LATER`]), which
+            /// take their built-in default when absent.
             pub(crate) fn from_stored(fields: &HashMap<String, String>) -> Result<Self> {
                 Ok(ResolvedTimings {
                     $( $name: <$resolved as Resolved>::resolve(
-                        stored_value(fields, $field)?.ok_or_else(|| missing($field))?,
+                        stored_value(fields, $field)?
+                            .or_else(|| ADDED_LATER.contains(&$field).then_some($default))
+                            .ok_or_else(|| missing($field))?,
                     ), )*
                 })
             }
@@ -288,8 +302,12 @@ macro_rules! define_timings {
     };
 }
 
+/// Stored fields of timings added after executions were first stored: an execution
+/// enqueued before has none (the watchdog's judgement does not read them either).
+pub(crate) const ADDED_LATER: [&str; 1] = ["msz"];
+
 /// How many timings there are.
-pub const COUNT: usize = 9;
+pub const COUNT: usize = 10;
 
 for_each_timing!(define_timings);
 

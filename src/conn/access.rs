@@ -34,6 +34,7 @@ const COMMANDS: &[&str] = &[
     "HKEYS {key}",
     "HLEN {key}",
     "ZRANGE {key} 0 -1",
+    "ZSCORE {key} m", // when a queued execution becomes claimable (`Ledger::get`)
     "ZREVRANGE {key} 0 -1",
     "ZCARD {key}",
     "ZREM {key} m",

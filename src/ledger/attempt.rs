@@ -3,7 +3,8 @@
 //! `cancel.rs` (acknowledge).
 
 use super::{
-    AttemptToken, CompleteOutcome, FailOutcome, HeartbeatReply, Ledger, State, StopReason,
+    AttemptToken, CompleteOutcome, FailOutcome, HeartbeatReply, Ledger, SnoozeOutcome, State,
+    StopReason,
 };
 use crate::error::{Error, Result};
 use crate::keys::{Keyspace, Timer};
@@ -126,6 +127,7 @@ macro_rules! refusals {
 
 refusals!(CompleteOutcome: StaleAttempt, AlreadyTerminal);
 refusals!(FailOutcome: StaleAttempt, AlreadyTerminal);
+refusals!(SnoozeOutcome: StaleAttempt, AlreadyTerminal);
 refusals!(HeartbeatReply: StaleAttempt, Terminal);
 
 /// The refusal `reply` carries, as `T`; `None` when the script acted (read the rest of

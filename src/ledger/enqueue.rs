@@ -205,7 +205,7 @@ impl Ledger {
 struct Item {
     id: String,
     payload: String,
-    timings: [String; 9],
+    timings: [String; crate::timings::COUNT],
     delay: String,
 }
 

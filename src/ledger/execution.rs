@@ -60,6 +60,12 @@ pub struct Execution {
     /// Attempts that ended by an await or a snooze: continuations, not retries, so they do
     /// not count toward `max_attempts` (which `attempt - continuations` is held to).
     pub continuations: u32,
+    /// Times it was snoozed (`Ledger::snooze`), held to `max_snoozes`.
+    pub snoozes: u32,
+    /// When a queued execution becomes claimable (a snooze's time, a retry's backoff, a
+    /// delayed enqueue). Read by [`Ledger::get`](crate::Ledger::get) only; `None` in
+    /// listings and for every other state.
+    pub available_at: Option<DateTime<Utc>>,
     /// The payload it was enqueued with.
     #[cfg_attr(feature = "server", schema(value_type = crate::server::wire::schema::AnyJson, inline))]
     pub payload: serde_json::Value,
@@ -158,6 +164,8 @@ impl Execution {
             last_error: r.opt(f::ERROR).map(str::to_owned),
             false_alarms: r.count(f::FALSE_ALARMS)?,
             continuations: r.count(f::CONTINUATIONS)?,
+            snoozes: r.count(f::SNOOZES)?,
+            available_at: None,
             history: history_of(fields)?,
             retry_of: r
                 .opt(f::RETRY_OF)

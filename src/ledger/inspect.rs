@@ -38,19 +38,21 @@ pub(crate) fn check_page_limit(limit: usize) -> Result<()> {
 
 impl Ledger {
     /// A snapshot of one execution: state, attempt, timings, checkpoint, stop metadata, its
-    /// recent history and the retries made of it. One round trip (a pipelined `HGETALL`
-    /// and `ZRANGE`).
+    /// recent history, the retries made of it and, when queued, when it becomes claimable.
+    /// One round trip (a pipelined `HGETALL`, `ZRANGE` and `ZSCORE`).
     ///
     /// # Errors
     /// [`Error::NotFound`], [`Error::InvalidName`].
     pub async fn get(&self, queue: &str, id: &str) -> Result<Execution> {
         names::validate_queue(queue)?;
         names::validate_execution_id(id)?;
-        let (fields, retries): (HashMap<String, String>, Vec<String>) = redis::pipe()
-            .hgetall(self.keys.execution(queue, id))
-            .zrange(self.keys.retries(queue, id), 0, -1)
-            .query_async(&mut self.conn.clone())
-            .await?;
+        let (fields, retries, available): (HashMap<String, String>, Vec<String>, Option<f64>) =
+            redis::pipe()
+                .hgetall(self.keys.execution(queue, id))
+                .zrange(self.keys.retries(queue, id), 0, -1)
+                .zscore(self.keys.pending(queue), id)
+                .query_async(&mut self.conn.clone())
+                .await?;
         if fields.is_empty() {
             return Err(Error::NotFound {
                 queue: queue.into(),
@@ -59,6 +61,12 @@ impl Ledger {
         }
         let mut execution = Execution::from_hash(&fields)?;
         execution.retries = retries;
+        if execution.state == State::Queued {
+            // Scores of a batch enqueue carry fractions of a ms (lua/enqueue.lua).
+            execution.available_at = available
+                .map(|score| super::ms_to_time(score.ceil() as i64))
+                .transpose()?;
+        }
         Ok(execution)
     }
 

@@ -12,7 +12,8 @@
 //! | [`Ledger::heartbeat`] | `heartbeat.rs` | `lua/heartbeat.lua` |
 //! | [`Ledger::complete`] and its per-queue batcher | `complete.rs` | `lua/complete_claim.lua` (+ `_complete.lua`) |
 //! | [`Ledger::complete_and_claim`] | `complete_claim.rs` | `lua/complete_claim.lua` |
-//! | [`Ledger::fail`] | `fail.rs` | `lua/fail.lua` |
+//! | [`Ledger::fail`], `fail_with` | `fail.rs` | `lua/fail.lua` (+ `_fail.lua`) |
+//! | [`Ledger::snooze`] | `snooze.rs` | `lua/snooze.lua` (+ `_fail.lua`) |
 //! | [`Ledger::cancel`], `acknowledge_cancel` | `cancel.rs` | `lua/cancel.lua`, `lua/ack_cancel.lua` |
 //! | [`Ledger::get`], `list` | `inspect.rs` | reads only |
 //! | [`Ledger::find`] | `find.rs` | reads only |
@@ -49,6 +50,7 @@ mod pause;
 mod pin;
 mod queue;
 mod retry;
+mod snooze;
 mod tiers;
 mod token;
 mod wait;
@@ -64,7 +66,7 @@ pub use claim::{Claim, ClaimBatch, MAX_CLAIM_BATCH};
 pub use complete::CompleteOutcome;
 pub use enqueue::{Enqueued, MAX_ENQUEUE_BATCH};
 pub use execution::{Execution, StopMetadata, Transition};
-pub use fail::{FailOutcome, MAX_ERROR_MESSAGE};
+pub use fail::{FailOptions, FailOutcome, MAX_ERROR_MESSAGE};
 pub use find::Filter;
 pub use heartbeat::{Heartbeat, HeartbeatReply};
 pub(crate) use inspect::check_page_limit;
@@ -72,6 +74,7 @@ pub use inspect::{MAX_PAGE, Page};
 pub use options::{EnqueueOptions, QueueSettings};
 pub use pause::{MAX_PAUSE_REASON, MAX_PAUSED_BY, QueuePause, QueuePauseChange};
 pub use queue::QueueOverview;
+pub use snooze::{MAX_SNOOZE, MAX_SNOOZE_REASON, Snooze, SnoozeOutcome, SnoozeTime};
 pub use tiers::{WorkerBeat, WorkerRemediation, WorkerRequest, WorkerReset};
 pub use token::AttemptToken;
 pub use wait::MAX_CLAIM_WAIT;

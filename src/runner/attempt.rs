@@ -60,20 +60,34 @@ where
     if attempt.is_cancel_requested() {
         return logged(&attempt, record.acknowledge_cancel().await);
     }
-    let (message, retryable) = match joined {
+    let (message, retryable, retry_after) = match joined {
         Ok(Ok(result)) => return logged(&attempt, record.complete(result).await),
-        Ok(Err(e)) => (e.message, e.retryable),
+        Ok(Err(JobError {
+            snooze: Some(snooze),
+            ..
+        })) => {
+            // The checkpoint set before snoozing is what the continuation resumes from.
+            if !pump::flush(&ledger, &attempt, pending).await {
+                return Outcome::Lost;
+            }
+            return logged(&attempt, record.snooze(&snooze).await);
+        }
+        Ok(Err(e)) => (e.message, e.retryable, e.retry_after),
         // A panic is a failure like any other; retries stay bounded by max_attempts.
-        Err(e) if e.is_panic() => (format!("job panicked: {}", panic_message(e)), true),
+        Err(e) if e.is_panic() => (format!("job panicked: {}", panic_message(e)), true, None),
         Err(_) => (
             "the worker shut down before the job returned".to_owned(),
             true,
+            None,
         ),
     };
     if retryable && !pump::flush(&ledger, &attempt, pending).await {
         return Outcome::Lost;
     }
-    logged(&attempt, record.fail(&message, retryable).await)
+    logged(
+        &attempt,
+        record.fail(&message, retryable, retry_after).await,
+    )
 }
 
 /// Logs what recording an outcome did: a success quietly, the rest louder.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::ledger::{AttemptToken, Claim, Heartbeat};
+use crate::ledger::{AttemptToken, Claim, Heartbeat, Snooze};
 
 /// Why a job was asked to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +25,9 @@ pub enum StopSignal {
     Shutdown,
 }
 
-/// A job's failure: its message is recorded as the execution's latest failure.
+/// A job's failure: its message is recorded as the execution's latest failure. Or, built
+/// by [`JobError::snooze`], not a failure at all: the attempt ends in a snooze (River's
+/// `JobSnooze`), the execution back in the queue until then, no attempt counted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct JobError {
@@ -34,6 +36,11 @@ pub struct JobError {
     pub retryable: bool,
     /// What went wrong, recorded as the execution's latest failure.
     pub message: String,
+    /// The earliest a retry may start (a provider's `Retry-After`): wins over the backoff
+    /// when later ([`FailOptions::retry_after`](crate::FailOptions::retry_after)).
+    pub retry_after: Option<Duration>,
+    /// Set by [`JobError::snooze`]: end the attempt with this snooze instead of a failure.
+    pub snooze: Option<Snooze>,
 }
 
 impl JobError {
@@ -42,6 +49,8 @@ impl JobError {
         Self {
             retryable: true,
             message: message.into(),
+            retry_after: None,
+            snooze: None,
         }
     }
 
@@ -49,8 +58,24 @@ impl JobError {
     pub fn fatal(message: impl Into<String>) -> Self {
         Self {
             retryable: false,
-            message: message.into(),
+            ..Self::retryable(message)
         }
+    }
+
+    /// Not a failure: snooze (a rate limit, a provider that is down). The execution waits
+    /// in the queue until `snooze`'s time and its next claim is a continuation, not a
+    /// retry; past its `max_snoozes` the snooze is recorded as a retryable failure.
+    pub fn snooze(snooze: Snooze) -> Self {
+        Self {
+            snooze: Some(snooze.clone()),
+            ..Self::retryable(snooze.reason)
+        }
+    }
+
+    /// Retry no sooner than `delay` from now, when the backoff is shorter.
+    pub fn with_retry_after(mut self, delay: Duration) -> Self {
+        self.retry_after = Some(delay);
+        self
     }
 }
 

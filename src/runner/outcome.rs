@@ -8,6 +8,8 @@ pub(crate) enum Outcome {
     Succeeded,
     Failed,
     Retried,
+    /// Snoozed: back in the queue until a given time, no attempt counted.
+    Snoozed,
     Cancelled,
     /// The attempt was no longer ours: nothing was recorded.
     Lost,
@@ -31,6 +33,9 @@ pub struct AttemptCounts {
     pub failed: u64,
     /// Failed retryably and put back in the queue for another attempt.
     pub retried: u64,
+    /// Snoozed (a Rust job's [`JobError::snooze`](super::JobError::snooze)): back in the
+    /// queue until a given time, no attempt counted. A command cannot snooze.
+    pub snoozed: u64,
     /// Stopped on a cancellation request, acknowledged.
     pub cancelled: u64,
     /// The attempt stopped being this worker's while it ran; nothing was recorded.
@@ -46,6 +51,7 @@ impl AttemptCounts {
             Ok(Outcome::Succeeded) => &mut self.succeeded,
             Ok(Outcome::Failed) => &mut self.failed,
             Ok(Outcome::Retried) => &mut self.retried,
+            Ok(Outcome::Snoozed) => &mut self.snoozed,
             Ok(Outcome::Cancelled) => &mut self.cancelled,
             Ok(Outcome::Lost) => &mut self.lost,
             Ok(Outcome::Unreported) => &mut self.unreported,

@@ -5,8 +5,13 @@
 //! landed, which the state it ended in tells apart. Each call says what happened in a
 //! line the caller logs (the runner) or notes beside the command's output (`exec`).
 
-use crate::error::Error;
-use crate::ledger::{AttemptToken, CompleteOutcome, FailOutcome, HeartbeatReply, Ledger, State};
+use std::time::Duration;
+
+use crate::error::Error as LedgerError;
+use crate::ledger::{
+    AttemptToken, CompleteOutcome, FailOptions, FailOutcome, HeartbeatReply, Ledger, Snooze,
+    SnoozeOutcome, State,
+};
 
 use super::{Outcome, retry};
 
@@ -32,7 +37,7 @@ impl Recorded {
         )
     }
 
-    fn unreported(operation: &str, error: &Error) -> Self {
+    fn unreported(operation: &str, error: &LedgerError) -> Self {
         Self::new(
             Outcome::Unreported,
             format!("could not {operation} the attempt ({error}); the watchdog will take it over"),
@@ -60,15 +65,30 @@ impl Record<'_> {
             )) => Recorded::new(Outcome::Succeeded, "succeeded"),
             Ok((other, _)) => Recorded::lost(&format!("{other:?}")),
             // The ledger refused the result itself: a retry would produce it again.
-            Err(e @ (Error::TooLarge { .. } | Error::NotJson { .. })) => {
-                self.fail(&format!("result not recorded: {e}"), false).await
+            Err(e @ (LedgerError::TooLarge { .. } | LedgerError::NotJson { .. })) => {
+                self.fail(&format!("result not recorded: {e}"), false, None)
+                    .await
             }
             Err(e) => Recorded::unreported("complete", &e),
         }
     }
 
-    pub(crate) async fn fail(&self, message: &str, retryable: bool) -> Recorded {
-        let outcome = match retry(|| self.ledger.fail(self.token, message, retryable)).await {
+    pub(crate) async fn fail(
+        &self,
+        message: &str,
+        retryable: bool,
+        retry_after: Option<Duration>,
+    ) -> Recorded {
+        let options = FailOptions {
+            retryable,
+            retry_after,
+        };
+        let failed = retry(|| self.ledger.fail_with(self.token, message, options)).await;
+        let outcome = match failed {
+            // A retry_after out of bounds: the failure is still recorded, with the backoff.
+            Err(LedgerError::InvalidArgument { .. }) if retry_after.is_some() => {
+                return Box::pin(self.fail(message, retryable, None)).await;
+            }
             Ok((FailOutcome::RetryScheduled { available_at, .. }, _)) => {
                 return Recorded::new(
                     Outcome::Retried,
@@ -103,6 +123,48 @@ impl Record<'_> {
             _ => "failed",
         };
         Recorded::new(outcome, format!("{message} — {ended}"))
+    }
+
+    /// Records a snooze; past `max_snoozes` the ledger records a retryable failure, and a
+    /// snooze it refuses (a bad time or reason: the job's bug) is recorded as one.
+    pub(crate) async fn snooze(&self, snooze: &Snooze) -> Recorded {
+        let reason = &snooze.reason;
+        match retry(|| self.ledger.snooze(self.token, snooze.clone())).await {
+            Ok((SnoozeOutcome::Snoozed { available_at, .. }, _)) => Recorded::new(
+                Outcome::Snoozed,
+                format!("snoozed until {available_at}: {reason}"),
+            ),
+            // Only a recorded snooze (or retry) makes our own call's attempt stale.
+            Ok((
+                SnoozeOutcome::StaleAttempt {
+                    state: State::Queued,
+                    ..
+                },
+                true,
+            )) => Recorded::new(Outcome::Snoozed, format!("snoozed: {reason}")),
+            Ok((
+                SnoozeOutcome::LimitReached {
+                    retry_at: Some(at), ..
+                },
+                _,
+            )) => Recorded::new(
+                Outcome::Retried,
+                format!("snooze limit reached ({reason}) — retry scheduled at {at}"),
+            ),
+            Ok((SnoozeOutcome::LimitReached { retry_at: None, .. }, _)) => Recorded::new(
+                Outcome::Failed,
+                format!("snooze limit reached ({reason}) — failed"),
+            ),
+            Ok((SnoozeOutcome::Cancelled { .. }, _)) => Recorded::new(
+                Outcome::Cancelled,
+                format!("snoozed ({reason}) — cancelled"),
+            ),
+            Ok((other, _)) => Recorded::lost(&format!("{other:?}")),
+            Err(e @ LedgerError::InvalidArgument { .. }) => {
+                self.fail(&format!("snooze refused: {e}"), true, None).await
+            }
+            Err(e) => Recorded::unreported("snooze", &e),
+        }
     }
 
     pub(crate) async fn acknowledge_cancel(&self) -> Recorded {

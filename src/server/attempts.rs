@@ -16,7 +16,9 @@ use super::extract::Body;
 use super::problem::ApiError;
 use super::wire::schema::{self, QueuePath};
 use super::wire::{ClaimOut, DurationIn};
-use crate::ledger::{AttemptToken, CompleteOutcome, FailOutcome, Heartbeat, HeartbeatReply};
+use crate::ledger::{
+    AttemptToken, CompleteOutcome, FailOptions, FailOutcome, Heartbeat, HeartbeatReply,
+};
 
 /// `POST /v1/queues/{queue}/claims`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -160,6 +162,11 @@ pub(crate) struct FailIn {
     /// With attempts left, retry after the backoff (default true).
     #[serde(default = "yes")]
     retryable: bool,
+    /// The earliest the retry may start, from now (say, a provider's `Retry-After`): wins
+    /// over the backoff when later. Only with `retryable`.
+    #[serde(default)]
+    #[schema(value_type = Option<schema::SnoozeDelay>, inline)]
+    retry_after_ms: Option<DurationIn>,
 }
 
 fn yes() -> bool {
@@ -192,9 +199,13 @@ pub(crate) async fn fail(
             slot_released,
         }))
     };
+    let options = FailOptions {
+        retryable: f.retryable,
+        retry_after: f.retry_after_ms.map(|d| d.0),
+    };
     match s
         .ledger
-        .fail(&token(&f.token)?, &f.message, f.retryable)
+        .fail_with(&token(&f.token)?, &f.message, options)
         .await?
     {
         FailOutcome::RetryScheduled {

@@ -3,8 +3,8 @@
 //! per scrape), and the HTTP requests served.
 //!
 //! Watchdog figures are counted from the event streams: an action by the replica that
-//! took it (events name their replica), a false alarm (a `revived` event) or a queue
-//! pause or resume by whichever replica holds its partition — so summing over `serve`
+//! took it (events name their replica), a false alarm (a `revived` event), a snooze (a
+//! `snoozed` event) or a queue pause or resume by whichever replica holds its partition — so summing over `serve`
 //! processes counts each once.
 
 use std::sync::Arc;
@@ -38,6 +38,8 @@ pub(crate) struct Metrics {
     actions: Family<Labels, Counter>,
     lag: Histogram,
     false_alarms: Counter,
+    /// Snoozes (`snoozed` events): attempts that ended waiting for a given time.
+    snoozes: Counter,
     holds: Counter,
     pruned: Counter,
     executions: Family<Labels, Gauge>,
@@ -89,6 +91,12 @@ impl Metrics {
             "false_alarms",
             "Stuck verdicts withdrawn by a late heartbeat of the current attempt",
             false_alarms.clone(),
+        );
+        let snoozes = Counter::default();
+        registry.register(
+            "snoozes",
+            "Attempts that snoozed: back in the queue until a given time, no attempt counted",
+            snoozes.clone(),
         );
         let holds = Counter::default();
         registry.register(
@@ -179,6 +187,7 @@ impl Metrics {
             actions,
             lag,
             false_alarms,
+            snoozes,
             holds,
             pruned,
             executions,
@@ -239,9 +248,14 @@ impl Metrics {
     /// Counts one event, if it is this process's to count.
     fn observe(&self, e: &Event, replica: Option<&Watchdog>) {
         let Some(replica) = replica else { return };
-        if e.reason == "revived" {
+        if e.reason == "revived" || e.reason == "snoozed" {
             if replica.held_partitions().contains_key(&e.partition) {
-                self.false_alarms.inc();
+                let counter = if e.reason == "revived" {
+                    &self.false_alarms
+                } else {
+                    &self.snoozes
+                };
+                counter.inc();
             }
             return;
         }

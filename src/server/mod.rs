@@ -32,6 +32,7 @@ mod operator;
 mod problem;
 mod queues;
 mod routes;
+mod snooze;
 mod status;
 mod ui;
 // The JSON views mirror the library types field by field (documented there, in

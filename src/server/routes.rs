@@ -16,7 +16,7 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 use super::auth::{Scope, require};
 use super::problem::ApiError;
 use super::{
-    AppState, attempts, auth, events, executions, metrics, operator, queues, status, ui,
+    AppState, attempts, auth, events, executions, metrics, operator, queues, snooze, status, ui,
     worker_events, workers,
 };
 
@@ -150,6 +150,7 @@ pub(crate) fn table() -> Vec<Route> {
         route(Post, "/v1/attempts/heartbeat", work, attempts::heartbeat),
         route(Post, "/v1/attempts/complete", work, attempts::complete),
         route(Post, "/v1/attempts/fail", work, attempts::fail),
+        route(Post, "/v1/attempts/snooze", work, snooze::snooze),
         route(Post, "/v1/attempts/cancel-ack", work, attempts::cancel_ack),
         // The worker registry.
         route(Get, "/v1/workers", read, workers::list),

@@ -44,7 +44,7 @@ impl<'a> Report<'a> {
     }
 
     pub(crate) async fn fail(&self, message: &str, retryable: bool) -> Outcome {
-        self.noted(self.record.fail(message, retryable).await)
+        self.noted(self.record.fail(message, retryable, None).await)
     }
 
     pub(crate) async fn acknowledge_cancel(&self) -> Outcome {

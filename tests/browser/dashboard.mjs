@@ -246,6 +246,22 @@ async function main() {
     check(stored.state === "cancelled", `cancel: the ledger says ${stored.state}`);
     await page.waitForSelector("button[data-action=retry]");
     check(true, "cancel: the cancelled execution offers retry to the admin");
+    // 3b. A snoozed execution: its snoozes, and when it becomes claimable again.
+    await api("POST", "/v1/queues/agents/executions", { id: "agent-429", payload: {}, timings: { max_snoozes: 5 } });
+    const limited = await work.claim("agents");
+    const snoozed = await worker("POST", "/v1/attempts/snooze",
+      { token: limited.token, after_ms: "10m", reason: "429 from the model provider" });
+    work.done("agents", limited);
+    check(snoozed.outcome === "snoozed" && snoozed.snoozes === 1, `snooze: the reply says snoozed once (${JSON.stringify(snoozed)})`);
+    await page.goto(`${serve.url}/ui/#/e/agents/agent-429`);
+    await page.waitForSelector("dl[data-state=queued] [data-snoozes='1']");
+    const snoozeFact = await page.textContent("[data-snoozes]");
+    const available = await page.textContent("[data-available]");
+    check(snoozeFact.includes("1 of 5") && /\(in (9|10)m/.test(available),
+      `snoozed execution: shows 1 of 5 snoozes and when it becomes claimable (${snoozeFact}; ${available})`);
+    const snoozeRows = await page.locator("section:has(h2:text-is('Timeline')) tbody tr").allTextContents();
+    check(snoozeRows.some((r) => r.includes("snoozed") && r.includes("429 from the model provider")),
+      "snoozed execution: the timeline names the snooze and its reason");
     check(consoleErrors.length === 0, `admin pages: no console error (${consoleErrors.join(" | ")})`);
 
     // 4. A read-only token: everything visible, nothing to press.

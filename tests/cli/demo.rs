@@ -135,8 +135,13 @@ fn short_fault_demo_is_all_correct() {
         serde_json::json!({"page": 1, "restart": 2, "terminate": 1}),
         "{table}"
     );
-    let scenarios = report["scenarios"].as_array().expect("scenario rows");
-    let paused = scenarios
+    let waiting = report["waiting"].as_array().expect("waiting rows");
+    let rate_limited = waiting
+        .iter()
+        .find(|r| r["case"] == "rate-limited agent snoozes 3x")
+        .unwrap_or_else(|| panic!("no rate-limited row: {table}"));
+    assert_eq!(rate_limited["correct"], true, "{table}");
+    let paused = waiting
         .iter()
         .find(|r| r["case"] == "a paused queue")
         .unwrap_or_else(|| panic!("a paused-queue row: {table}"));

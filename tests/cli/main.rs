@@ -12,6 +12,7 @@ mod support;
 
 mod cli_pause;
 mod cli_read;
+mod cli_snooze;
 mod cli_steer;
 mod cli_workers;
 mod demo;

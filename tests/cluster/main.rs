@@ -8,4 +8,5 @@ mod watchdog_common;
 
 mod cluster;
 mod cluster_pause;
+mod cluster_snooze;
 mod cluster_tiers;

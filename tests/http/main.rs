@@ -14,6 +14,7 @@ mod http_pause;
 mod http_redis_down;
 mod http_refusals;
 mod http_service;
+mod http_snooze;
 mod http_streams;
 mod http_views;
 mod http_worker_tiers;

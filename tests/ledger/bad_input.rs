@@ -41,7 +41,7 @@ const BAD_NAMES: [&str; 8] = [
 const YEAR_AND_A_DAY: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// Every key of the namespace with its `DUMP`, to show that nothing changed at all.
-async fn snapshot(ledger: &Ledger) -> Vec<(String, Vec<u8>)> {
+pub(crate) async fn snapshot(ledger: &Ledger) -> Vec<(String, Vec<u8>)> {
     let mut conn = raw().await;
     let mut out = Vec::new();
     for key in namespace_keys(ledger).await {

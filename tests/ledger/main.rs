@@ -24,5 +24,6 @@ mod pause;
 mod queues;
 mod registry;
 mod scripts;
+mod snooze;
 mod tokens;
 mod transitions;

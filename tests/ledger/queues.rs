@@ -24,6 +24,7 @@ fn config_defaults() -> Timings {
         backoff_base: Some(secs(17)),
         backoff_max: Some(secs(18)),
         cancel_grace: Some(secs(19)),
+        max_snoozes: Some(20),
     }
 }
 
@@ -35,6 +36,7 @@ async fn timings_resolve_execution_then_queue_then_global_default() {
         deadline: Some(secs(24)),
         max_attempts: Some(3),
         cancel_grace: Some(secs(29)),
+        max_snoozes: Some(30),
         ..Timings::default()
     };
     ledger
@@ -65,6 +67,7 @@ async fn timings_resolve_execution_then_queue_then_global_default() {
         backoff_base: secs(17),
         backoff_max: secs(18),
         cancel_grace: secs(39),
+        max_snoozes: 30,
     };
     assert_eq!(x.timings, expected);
     assert_eq!(
@@ -90,6 +93,7 @@ async fn timings_resolve_execution_then_queue_then_global_default() {
             backoff_base: secs(17),
             backoff_max: secs(18),
             cancel_grace: secs(19),
+            max_snoozes: 20,
         }
     );
     let claim = ledger.claim("q", "w").await.unwrap().unwrap();
@@ -148,6 +152,7 @@ async fn built_in_defaults_apply_when_nothing_is_set() {
             backoff_base: d.backoff_base.unwrap(),
             backoff_max: d.backoff_max.unwrap(),
             cancel_grace: d.cancel_grace.unwrap(),
+            max_snoozes: 50,
         }
     );
 }
@@ -171,6 +176,7 @@ async fn queue_settings_round_trip_and_replace() {
             backoff_base: Some(Duration::from_millis(250)),
             backoff_max: Some(secs(60)),
             cancel_grace: Some(secs(8)),
+            max_snoozes: Some(0),
         },
         ..QueueSettings::default()
     };

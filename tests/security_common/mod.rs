@@ -25,7 +25,7 @@ pub const ACL_RULES: &str = "resetkeys ~{NS:* resetchannels -@all \
     +evalsha +eval \
     +get +set +incr +del \
     +hget +hmget +hgetall +hkeys +hlen +hset +hdel +hincrby \
-    +zadd +zrem +zcard +zcount +zrange +zrevrange +zrangebyscore +zremrangebyscore \
+    +zadd +zrem +zcard +zcount +zrange +zrevrange +zrangebyscore +zremrangebyscore +zscore \
     +lrange +llen +lindex +lpush +rpush +lpop +lrem \
     +sadd +sismember +smembers \
     +xadd +xrange +xrevrange +xread";

@@ -16,6 +16,7 @@ mod exec;
 mod exec_stop;
 mod runner;
 mod runner_pause;
+mod runner_snooze;
 mod runner_stop;
 mod worker_loop;
 mod worker_requests;

@@ -35,5 +35,9 @@ async fn a_runner_waits_through_a_pause_and_runs_the_work_after_the_resume() {
     let done = wait_state(&ledger, "a", State::Succeeded).await;
     assert_eq!(done.attempt, 1);
     let report = runner.stop().await;
-    assert_eq!((report.claimed, report.succeeded), (1, 1), "{report:?}");
+    assert_eq!(
+        (report.attempts.claimed, report.attempts.succeeded),
+        (1, 1),
+        "{report:?}"
+    );
 }

@@ -15,10 +15,10 @@ from .errors import (
     UnknownOutcome, UnknownQueue, UnknownWorker, UnstuckError, WorkerExists,
 )
 from .sse import EventStream
-from .worker import Cancelled, Fatal, Job, Retryable, Worker, fresh_worker_id
+from .worker import Cancelled, Fatal, Job, Retryable, Snooze, Worker, fresh_worker_id
 
 __all__ = [
-    "Client", "EventStream", "Worker", "Job", "Retryable", "Fatal", "Cancelled",
+    "Client", "EventStream", "Worker", "Job", "Retryable", "Fatal", "Cancelled", "Snooze",
     "fresh_worker_id", "UnstuckError", "BadRequest", "InvalidArgument", "InvalidName",
     "InvalidToken", "NotJson", "Unauthorized", "Forbidden", "NotFound", "UnknownQueue",
     "UnknownWorker",

@@ -271,11 +271,31 @@ class Client:
             body["result"] = result
         return self._json("POST", "/v1/attempts/complete", body)
 
-    def fail(self, token, message, retryable=True):
+    def fail(self, token, message, retryable=True, retry_after_ms=None):
         """``{"outcome": "retry_scheduled", "available_at", "slot_released"}`` or
-        ``{"outcome": "failed" | "cancelled", "slot_released"}``."""
+        ``{"outcome": "failed" | "cancelled", "slot_released"}``. ``retry_after_ms`` (say a
+        provider's Retry-After; 1 ms to 7 days, retryable failures only) is the earliest the
+        retry may start: it wins over the backoff when later."""
         body = {"token": token, "message": message, "retryable": bool(retryable)}
+        if retry_after_ms is not None:
+            body["retry_after_ms"] = _duration(retry_after_ms)
         return self._json("POST", "/v1/attempts/fail", body)
+
+    def snooze(self, token, after_ms=None, until=None, reason=None):
+        """Ends the attempt; the execution waits in the queue until ``after_ms`` from now
+        (1 ms to 7 days) or ``until`` (a datetime or RFC 3339 text, at most 7 days ahead),
+        exactly one of them, then comes back as a continuation: no attempt is counted.
+        ``reason`` (required) is named in the ``snoozed`` event. Returns ``{"outcome":
+        "snoozed", "available_at", "snoozes", "slot_released"}``; past the execution's
+        ``max_snoozes`` the snooze is a retryable failure (``outcome`` ``retry_scheduled``
+        or ``failed``); ``cancelled`` when cancellation had been requested. The token is
+        stale afterwards."""
+        body = {"token": token, "reason": reason}
+        if after_ms is not None:
+            body["after_ms"] = _duration(after_ms)
+        if until is not None:
+            body["until"] = until if isinstance(until, str) else until.isoformat()
+        return self._json("POST", "/v1/attempts/snooze", body)
 
     def cancel_ack(self, token):
         """Acknowledges a cancellation: ``{"slot_released": bool}``; InvalidTransition when

@@ -14,7 +14,7 @@ import time
 
 from . import errors
 
-__all__ = ["Worker", "Job", "Retryable", "Fatal", "Cancelled"]
+__all__ = ["Worker", "Job", "Retryable", "Fatal", "Cancelled", "Snooze"]
 
 log = logging.getLogger("unstuck")
 
@@ -27,7 +27,24 @@ _LOST = (errors.StaleAttempt, errors.AlreadyTerminal, errors.TokenMismatch, erro
 
 class Retryable(Exception):
     """Raise from a handler to fail the attempt and let it be retried (while attempts
-    remain, after the backoff, from the last checkpoint)."""
+    remain, after the backoff, from the last checkpoint). ``retry_after_ms`` (say a
+    provider's Retry-After) is the earliest the retry may start: it wins over the backoff
+    when later."""
+
+    def __init__(self, message="", retry_after_ms=None):
+        super().__init__(message)
+        self.retry_after_ms = retry_after_ms
+
+
+class Snooze(Exception):
+    """Raise from a handler to end the attempt without failing it: the execution waits in
+    the queue ``after_ms`` (or until ``until``, a datetime or RFC 3339 text) and comes back
+    as a continuation, not a retry (River's JobSnooze; rate limits). Past the execution's
+    ``max_snoozes`` the snooze is recorded as a retryable failure."""
+
+    def __init__(self, after_ms=None, reason="snoozed", until=None):
+        super().__init__(reason)
+        self.after_ms, self.until, self.reason = after_ms, until, reason
 
 
 class Fatal(Exception):
@@ -159,7 +176,8 @@ class Worker:
         self.version = version or f"unstuck-python/{__version__}"
         self.wait_ms = wait_ms
         self.handle_signals = handle_signals
-        self.stats = {"succeeded": 0, "failed": 0, "retried": 0, "cancelled": 0, "dropped": 0}
+        self.stats = {"succeeded": 0, "failed": 0, "retried": 0, "cancelled": 0, "dropped": 0,
+                      "snoozed": 0}
         self._given_id = worker_id is not None
         self._poller = client.copy()  # its own connections, so stop() can abort the long poll
         self._stopping = threading.Event()
@@ -342,7 +360,9 @@ class Worker:
             except Fatal as e:
                 outcome = ("fail", str(e) or "Fatal", False)
             except Retryable as e:
-                outcome = ("fail", str(e) or "Retryable", True)
+                outcome = ("fail", str(e) or "Retryable", True, e.retry_after_ms)
+            except Snooze as e:
+                outcome = ("snooze", e)
             except Exception as e:
                 log.exception("handler failed on %r", job)
                 outcome = ("fail", f"{type(e).__name__}: {e}", True)
@@ -383,8 +403,8 @@ class Worker:
         return True
 
     def _finish(self, job, outcome):
-        if outcome[0] == "fail" and not job.lost and not job.cancel_requested:
-            # Deliver a checkpoint set since the last beat: the retry resumes from it.
+        if outcome[0] in ("fail", "snooze") and not job.lost and not job.cancel_requested:
+            # Deliver a checkpoint set since the last beat: the next attempt resumes from it.
             if job._pending()[0]:
                 self._beat(job)
         if job.lost:
@@ -408,13 +428,37 @@ class Worker:
                     return
                 except errors.TooLarge as e:
                     outcome = ("fail", f"result refused: {e}", False)
-        _, message, retryable = outcome
-        message = message[:MAX_MESSAGE]
-        reply = self._outcome(job, lambda: self.client.fail(job.token, message, retryable))
+        if outcome[0] == "snooze":
+            self._snooze(job, outcome[1])
+            return
+        message, retryable = outcome[1][:MAX_MESSAGE], outcome[2]
+        retry_after = outcome[3] if len(outcome) > 3 else None
+        try:
+            reply = self._outcome(job, lambda: self.client.fail(
+                job.token, message, retryable, retry_after_ms=retry_after))
+        except errors.InvalidArgument as e:
+            # A retry_after out of bounds: the failure is still recorded, with the backoff.
+            log.error("retry_after of %r refused: %s", job, e)
+            reply = self._outcome(job, lambda: self.client.fail(job.token, message, retryable))
         if reply:
             kind = {"retry_scheduled": "retried", "cancelled": "cancelled"}.get(
                 reply.get("outcome"), "failed")
             self._count(kind, job, f"{reply.get('outcome')}: {message}")
+
+    def _snooze(self, job, snooze):
+        call = lambda: self.client.snooze(  # noqa: E731
+            job.token, after_ms=snooze.after_ms, until=snooze.until, reason=snooze.reason)
+        try:
+            reply = self._outcome(job, call)
+        except errors.InvalidArgument as e:
+            # A bad snooze is the handler's bug: fail the attempt (retryable), say why.
+            log.error("snooze of %r refused: %s", job, e)
+            reply = self._outcome(job, lambda: self.client.fail(
+                job.token, f"snooze refused: {e}"[:MAX_MESSAGE], True))
+        if reply:
+            kind = {"snoozed": "snoozed", "retry_scheduled": "retried",
+                    "cancelled": "cancelled"}.get(reply.get("outcome"), "failed")
+            self._count(kind, job, f"{reply.get('outcome')}: {snooze.reason}")
 
     def _outcome(self, job, call, ends_in=None):
         """Runs an outcome call, retrying transient errors (the calls are idempotent on the
@@ -433,7 +477,7 @@ class Worker:
                 return None
             except errors.UnstuckError as e:
                 if not e.transient or time.monotonic() > give_up:
-                    if isinstance(e, errors.TooLarge):
+                    if isinstance(e, (errors.TooLarge, errors.InvalidArgument)):
                         raise
                     log.error("recording the outcome of %r: %s", job, e)
                     return None

@@ -64,6 +64,8 @@ impl TimingFlags {
             if serde_json::from_value::<TimingsIn>(Value::Object(one)).is_err() {
                 let expected = if name == "max_attempts" {
                     "a whole number of attempts (1 or more)"
+                } else if name == "max_snoozes" {
+                    "a whole number of snoozes (0 to 10000)"
                 } else {
                     "a duration like 500ms, 30s, 5m or 1h"
                 };
@@ -103,6 +105,9 @@ impl clap::Args for TimingFlags {
             let flag: &'static str = Box::leak(name.replace('_', "-").into_boxed_str());
             let help = if name == "max_attempts" {
                 "attempts in all, the first included".to_owned()
+            } else if name == "max_snoozes" {
+                "snoozes allowed in all (0: none); past it a snooze is a retryable failure"
+                    .to_owned()
             } else {
                 format!(
                     "the execution's {} (500ms, 30s, 5m, 1h)",
@@ -112,7 +117,7 @@ impl clap::Args for TimingFlags {
             cmd = cmd.arg(
                 Arg::new(name)
                     .long(flag)
-                    .value_name(if name == "max_attempts" {
+                    .value_name(if name == "max_attempts" || name == "max_snoozes" {
                         "N"
                     } else {
                         "DURATION"

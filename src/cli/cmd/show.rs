@@ -56,7 +56,7 @@ async fn show(ledger: &Ledger, queue: &str, id: &str, json: bool) -> anyhow::Res
             e.checkpoint.as_ref().map_or("-".into(), |c| c.to_string())
         ),
         format!(
-            "timings         heartbeat {} · stuck threshold {} · start grace {} · no progress {} · deadline {} · attempts {} · backoff {}..{} · cancel grace {}",
+            "timings         heartbeat {} · stuck threshold {} · start grace {} · no progress {} · deadline {} · attempts {} · backoff {}..{} · cancel grace {} · snoozes {}",
             ms(Some(t.heartbeat_timeout)),
             ms(Some(t.stuck_threshold)),
             ms(Some(t.start_grace)),
@@ -66,8 +66,12 @@ async fn show(ledger: &Ledger, queue: &str, id: &str, json: bool) -> anyhow::Res
             ms(Some(t.backoff_base)),
             ms(Some(t.backoff_max)),
             ms(Some(t.cancel_grace)),
+            t.max_snoozes,
         ),
     ];
+    if let Some(at) = e.available_at {
+        lines.push(format!("available       {at} ({})", ago(Some(at), now)));
+    }
     if e.pinned {
         lines.push("pinned          yes: retention never removes it".to_owned());
     }
@@ -91,6 +95,12 @@ async fn show(ledger: &Ledger, queue: &str, id: &str, json: bool) -> anyhow::Res
     }
     if e.false_alarms > 0 {
         lines.push(format!("false alarms    {}", e.false_alarms));
+    }
+    if e.snoozes > 0 {
+        lines.push(format!(
+            "snoozes         {} of {} allowed",
+            e.snoozes, e.timings.max_snoozes
+        ));
     }
     if e.continuations > 0 {
         lines.push(format!(

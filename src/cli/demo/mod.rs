@@ -9,8 +9,9 @@
 //! - `report`: the verdict (serializable as JSON); `table`: the verdict printed;
 //! - `supervision`: the worker-supervision rows (`unstuck exec`, worker tiers, hooks), run
 //!   after the fault kinds in a namespace of their own;
-//! - `scenario`: the rows of the "waiting is not stuck" scenarios, each in its own file:
-//!   `paused_queue` (nothing claimed while paused, drained after resume).
+//! - `waiting`: the "waiting is not stuck" rows, one scenario per file (`snooze`: a
+//!   rate-limited agent; `paused_queue`: nothing claimed while paused, drained after
+//!   resume), in namespaces of their own.
 //!
 //! Timeline of a run of `duration` D: executions are enqueued over the first 0.6 D, the
 //! replica holding most of the demo's partitions is killed at 0.35 D, the worker process
@@ -23,10 +24,11 @@ mod paused_queue;
 mod plan;
 mod replicas;
 mod report;
-mod scenario;
+mod snooze;
 mod supervision;
 mod table;
 mod timeline;
+mod waiting;
 mod workers;
 
 use std::collections::BTreeSet;
@@ -262,9 +264,8 @@ pub async fn fault_demo(opts: FaultDemoOptions) -> Result<FaultDemoReport> {
     opts.say("worker supervision: a silent command under unstuck exec, an outdated worker, a wedged worker");
     let supervision =
         supervision::run(&opts.redis_url, &format!("{}-sup", config.namespace)).await?;
-    opts.say("waiting is not stuck: a paused queue");
-    let scenarios =
-        vec![paused_queue::run(&opts.redis_url, &format!("{}-pause", config.namespace)).await?];
+    opts.say("waiting is not stuck: a rate-limited agent that snoozes, a paused queue");
+    let waiting = waiting::run(&opts.redis_url, &format!("{}-wait", config.namespace)).await?;
     let (observed, systemic_holds) = collect::observe(&admin, &plan).await?;
     let (rows, false_positive_details, false_positives) = report::judge(&observed);
     let (index_violations, index_violation_details) =
@@ -287,7 +288,7 @@ pub async fn fault_demo(opts: FaultDemoOptions) -> Result<FaultDemoReport> {
         worker_death: death,
         replicas: summaries,
         supervision,
-        scenarios,
+        waiting,
     })
 }
 

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use unstuck::{EnqueueOptions, Job, Ledger, LedgerConfig, Result, Runner, RunnerConfig, State};
 
-use super::scenario::ScenarioRow;
+use super::waiting::WaitingRow;
 
 const QUEUE: &str = "exports";
 const EXECUTIONS: usize = 6;
@@ -23,7 +23,7 @@ const WAIT: Duration = Duration::from_secs(20);
 ///
 /// # Errors
 /// Redis errors.
-pub async fn run(redis_url: &str, namespace: &str) -> Result<ScenarioRow> {
+pub async fn run(redis_url: &str, namespace: &str) -> Result<WaitingRow> {
     let mut config = LedgerConfig::new(redis_url.to_owned());
     config.namespace = namespace.to_owned();
     config.partitions = 2;
@@ -58,10 +58,10 @@ pub async fn run(redis_url: &str, namespace: &str) -> Result<ScenarioRow> {
     let drained_after = resumed_at.elapsed();
     stop.cancel();
     let report = handle.await.ok().and_then(|r| r.ok());
-    let succeeded = report.map_or(0, |r| r.succeeded);
+    let succeeded = report.map_or(0, |r| r.attempts.succeeded);
 
     let correct = claimed_while_paused == 0 && drained && succeeded == EXECUTIONS as u64;
-    Ok(ScenarioRow {
+    Ok(WaitingRow {
         case: "a paused queue".into(),
         expected: "nothing claimed while paused, drained after resume".into(),
         observed: format!(

@@ -62,6 +62,7 @@ pub fn queue_timings() -> Timings {
         backoff_base: Some(Duration::from_millis(100)),
         backoff_max: Some(Duration::from_secs(1)),
         cancel_grace: Some(Duration::from_secs(1)),
+        max_snoozes: Some(10),
     }
 }
 

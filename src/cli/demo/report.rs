@@ -82,9 +82,9 @@ pub struct FaultDemoReport {
     pub replicas: Vec<ReplicaSummary>,
     /// The worker-supervision rows: `unstuck exec`, worker tiers, hooks.
     pub supervision: Vec<super::supervision::SupervisionRow>,
-    /// The "waiting is not stuck" rows: a paused queue, ...
+    /// The "waiting is not stuck" rows: snoozes, a paused queue, ...
     #[serde(default)]
-    pub scenarios: Vec<super::scenario::ScenarioRow>,
+    pub waiting: Vec<super::waiting::WaitingRow>,
 }
 
 impl FaultDemoReport {
@@ -121,7 +121,7 @@ impl FaultDemoReport {
         for r in self.supervision.iter().filter(|r| !r.correct) {
             out.push(format!("{}: {}", r.case, r.observed));
         }
-        for r in self.scenarios.iter().filter(|r| !r.correct) {
+        for r in self.waiting.iter().filter(|r| !r.correct) {
             out.push(format!("{}: {}", r.case, r.observed));
         }
         out
@@ -247,7 +247,7 @@ mod tests {
             worker_death: None,
             replicas: Vec::new(),
             supervision: Vec::new(),
-            scenarios: Vec::new(),
+            waiting: Vec::new(),
         }
     }
 

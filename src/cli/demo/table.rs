@@ -155,7 +155,7 @@ impl fmt::Display for FaultDemoReport {
             "\n{:<30} {:<62} expected",
             "waiting is not stuck", "observed"
         )?;
-        for r in &self.scenarios {
+        for r in &self.waiting {
             writeln!(
                 f,
                 "{:<30} {:<62} {}{}",
@@ -170,7 +170,7 @@ impl fmt::Display for FaultDemoReport {
             write!(
                 f,
                 "\nRESULT: all {} rows correct ({} executions, {:.1}s, namespace {})",
-                self.rows.len() + self.supervision.len() + self.scenarios.len(),
+                self.rows.len() + self.supervision.len() + self.waiting.len(),
                 self.executions,
                 self.elapsed_secs,
                 self.namespace

@@ -91,7 +91,13 @@ export function executions(root, params) {
 
 function timingValue(name, v) {
   if (v === null || v === undefined) return "off";
-  return name === "max_attempts" ? String(v) : dur(v);
+  return name === "max_attempts" || name === "max_snoozes" ? String(v) : dur(v);
+}
+
+/** When a queued execution becomes claimable: "now", or the instant and how long until. */
+function availability(iso) {
+  const ms = Date.parse(iso) - Date.now();
+  return ms <= 0 ? [clock(iso), " (claimable now)"] : [clock(iso), ` (in ${dur(ms)})`];
 }
 
 function json(value) {
@@ -178,6 +184,10 @@ export function execution(root, queue, id, session) {
         ["stuck since", clock(e.stuck_since)], ["deadline", clock(e.deadline_at)],
         ["cancel requested", clock(e.cancel_requested_at)], ["finished", clock(e.finished_at)],
         ["last error", e.last_error || "-"], ["false alarms", String(e.false_alarms)],
+        ["available", e.state === "queued" && e.available_at
+          ? h("span", { "data-available": e.available_at }, availability(e.available_at)) : "-"],
+        ["snoozes", e.snoozes ? h("span", { "data-snoozes": String(e.snoozes) },
+          `${e.snoozes} of ${e.timings.max_snoozes} allowed`) : "-"],
         ["continuations", e.continuations ? `${e.continuations} (not counted: ${e.attempt - e.continuations} of ${e.timings.max_attempts} attempts used)` : "-"],
         ["retry of", e.retry_of ? execLink(...e.retry_of.split(/\/(.*)/s)) : "-"],
         ["retries", e.retries.length ? e.retries.map((r, i) => [i ? ", " : "", execLink(e.queue, r)]) : "-"],

@@ -12,7 +12,7 @@ use utoipa::openapi::{KnownFormat, Ref, RefOr, Required};
 use super::ms;
 use crate::ledger::{MAX_CLAIM_BATCH, MAX_ENQUEUE_BATCH, StopReason};
 use crate::names::{MAX_NAME_LEN, NAME_PUNCTUATION};
-use crate::timings::{MAX_ATTEMPTS, MAX_DURATION, Rule};
+use crate::timings::{MAX_ATTEMPTS, MAX_DURATION, MAX_SNOOZES, Rule};
 
 /// The regular expression of a queue name, execution id or worker id, from the library's
 /// character set (`-` last in the class, where it needs no escape).
@@ -115,6 +115,11 @@ pub(crate) fn timing(rule: Rule) -> Schema {
             Some(u64::from(MAX_ATTEMPTS)),
             format!("A count from 1 to {MAX_ATTEMPTS}."),
         ),
+        Rule::Limit => integer(
+            0,
+            Some(u64::from(MAX_SNOOZES)),
+            format!("A count from 0 (none allowed) to {MAX_SNOOZES}."),
+        ),
         Rule::Positive => positive_duration(),
         Rule::AnyDuration => duration(),
         Rule::ZeroIsOff => {
@@ -139,6 +144,17 @@ pub(crate) fn claim_wait() -> Schema {
         0,
         max,
         &format!("How long to wait for work when none is claimable: 0 to {max} ms (default 0)."),
+    )
+}
+
+/// A snooze's `after_ms` or a failure's `retry_after_ms`: 1 ms to
+/// [`crate::ledger::MAX_SNOOZE`].
+pub(crate) fn snooze_delay() -> Schema {
+    let max = ms(crate::ledger::MAX_SNOOZE);
+    duration_between(
+        1,
+        max,
+        &format!("A delay from now: 1 to {max} ms (7 days)."),
     )
 }
 
@@ -235,6 +251,8 @@ schema_types! {
     ClaimWait => claim_wait();
     /// The items of a batch enqueue.
     EnqueueBatch => enqueue_batch();
+    /// A snooze's or a retry's delay from now.
+    SnoozeDelay => snooze_delay();
 }
 
 fn path_parameter(name: &str, schema: Schema, description: &str) -> Parameter {
