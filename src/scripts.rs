@@ -155,6 +155,8 @@ scripts! {
     HEARTBEAT = "heartbeat" on ["_lib"];
     FAIL = "fail" on ["_lib"];
     CANCEL = "cancel" on ["_lib"];
+    AWAIT = "await" on ["_lib"];
+    RESUME = "resume" on ["_lib"];
     ACK_CANCEL = "ack_cancel" on ["_lib"];
     SET_QUEUE = "set_queue" on ["_lib"];
     RETRY = "retry" on ["_lib"];
@@ -324,8 +326,15 @@ mod tests {
             for call in lua.source.split("redis.call('HMGET', ").skip(1) {
                 let (target, rest) = call.split_once(',').unwrap_or(("", ""));
                 // KEYS[1] is the execution hash in the attempt and cancel scripts only.
-                let first_is_exec =
-                    ["heartbeat", "fail", "cancel", "ack_cancel"].contains(&lua.name);
+                let first_is_exec = [
+                    "heartbeat",
+                    "fail",
+                    "cancel",
+                    "ack_cancel",
+                    "await",
+                    "resume",
+                ]
+                .contains(&lua.name);
                 let exec = ["key", "e.key", "exec"].contains(&target.trim())
                     || (first_is_exec && target.trim() == "KEYS[1]");
                 if !exec {

@@ -3,7 +3,8 @@
 //! `cancel.rs` (acknowledge).
 
 use super::{
-    AttemptToken, CompleteOutcome, FailOutcome, HeartbeatReply, Ledger, State, StopReason,
+    AttemptToken, AwaitOutcome, CompleteOutcome, FailOutcome, HeartbeatReply, Ledger, State,
+    StopReason,
 };
 use crate::error::{Error, Result};
 use crate::keys::{Keyspace, Timer};
@@ -127,6 +128,7 @@ macro_rules! refusals {
 refusals!(CompleteOutcome: StaleAttempt, AlreadyTerminal);
 refusals!(FailOutcome: StaleAttempt, AlreadyTerminal);
 refusals!(HeartbeatReply: StaleAttempt, Terminal);
+refusals!(AwaitOutcome: StaleAttempt, AlreadyTerminal);
 
 /// The refusal `reply` carries, as `T`; `None` when the script acted (read the rest of
 /// the reply); an error when the execution is missing or the token was never issued.

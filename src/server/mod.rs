@@ -34,6 +34,7 @@ mod queues;
 mod routes;
 mod status;
 mod ui;
+mod waits;
 // The JSON views mirror the library types field by field (documented there, in
 // docs/http-api.md and in /openapi.json).
 #[allow(missing_docs)]

@@ -11,7 +11,9 @@ use utoipa::{Modify, OpenApi};
 
 use super::routes::{self, Verb};
 use super::wire::problem::{self, PROBLEM, SHARED, Shape};
-use super::{attempts, auth, events, executions, operator, queues, status, worker_events, workers};
+use super::{
+    attempts, auth, events, executions, operator, queues, status, waits, worker_events, workers,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -27,7 +29,7 @@ use super::{attempts, auth, events, executions, operator, queues, status, worker
         executions::events, executions::cancel, operator::retry, operator::find,
         operator::pin, operator::unpin,
         attempts::claim, attempts::heartbeat, attempts::complete, attempts::fail,
-        attempts::cancel_ack,
+        attempts::cancel_ack, waits::await_resume, waits::resume, waits::resume_by_token,
         workers::register, workers::list, workers::heartbeat, workers::deregister,
         workers::reset, worker_events::events, worker_events::live, workers::request,
         events::stream, operator::recent,

@@ -16,7 +16,7 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 use super::auth::{Scope, require};
 use super::problem::ApiError;
 use super::{
-    AppState, attempts, auth, events, executions, metrics, operator, queues, status, ui,
+    AppState, attempts, auth, events, executions, metrics, operator, queues, status, ui, waits,
     worker_events, workers,
 };
 
@@ -141,6 +141,19 @@ pub(crate) fn table() -> Vec<Route> {
             orch,
             operator::unpin,
         ),
+        route(
+            Post,
+            "/v1/queues/{queue}/executions/{id}/resume",
+            orch,
+            waits::resume,
+        ),
+        // No bearer: the one-time resume token in the path is the credential.
+        route(
+            Post,
+            "/v1/resume/{resume_token}",
+            open,
+            waits::resume_by_token,
+        ),
         route(Get, "/v1/executions", read, operator::find),
         // Work: claims and the attempt calls.
         route(Post, "/v1/queues/{queue}/claims", work, attempts::claim),
@@ -148,6 +161,7 @@ pub(crate) fn table() -> Vec<Route> {
         route(Post, "/v1/attempts/complete", work, attempts::complete),
         route(Post, "/v1/attempts/fail", work, attempts::fail),
         route(Post, "/v1/attempts/cancel-ack", work, attempts::cancel_ack),
+        route(Post, "/v1/attempts/await", work, waits::await_resume),
         // The worker registry.
         route(Get, "/v1/workers", read, workers::list),
         route(Post, "/v1/workers", work, workers::register),
