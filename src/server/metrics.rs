@@ -3,8 +3,9 @@
 //! per scrape), and the HTTP requests served.
 //!
 //! Watchdog figures are counted from the event streams: an action by the replica that
-//! took it (events name their replica), a false alarm (a `revived` event) by whichever
-//! replica holds its partition — so summing over `serve` processes counts each once.
+//! took it (events name their replica), a false alarm (a `revived` event) and a wait begun
+//! or resumed (`awaiting`, `resumed`) by whichever replica holds its partition — so
+//! summing over `serve` processes counts each once.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,6 +40,8 @@ pub(crate) struct Metrics {
     false_alarms: Counter,
     holds: Counter,
     pruned: Counter,
+    /// Waits begun (`awaiting`) and resumed (`resumed`), by event.
+    waits: Family<Labels, Counter>,
     executions: Family<Labels, Gauge>,
     depth: Family<Labels, Gauge>,
     slots: Family<Labels, Gauge>,
@@ -96,6 +99,13 @@ impl Metrics {
             "pruned_executions",
             "Finished executions removed by retention",
             pruned.clone(),
+        );
+        let waits = Family::<Labels, Counter>::default();
+        registry.register(
+            "waits",
+            "Executions that began waiting (event=\"awaiting\") or were resumed \
+             (event=\"resumed\"); expired waits are watchdog actions (reason=\"wait_expired\")",
+            waits.clone(),
         );
         let executions = Family::<Labels, Gauge>::default();
         registry.register(
@@ -164,6 +174,7 @@ impl Metrics {
             false_alarms,
             holds,
             pruned,
+            waits,
             executions,
             depth,
             slots,
@@ -223,6 +234,14 @@ impl Metrics {
         if e.reason == "revived" {
             if replica.held_partitions().contains_key(&e.partition) {
                 self.false_alarms.inc();
+            }
+            return;
+        }
+        if e.reason == "awaiting" || e.reason == "resumed" {
+            if replica.held_partitions().contains_key(&e.partition) {
+                self.waits
+                    .get_or_create(&vec![("event", e.reason.clone())])
+                    .inc();
             }
             return;
         }

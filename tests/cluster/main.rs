@@ -7,4 +7,5 @@ mod support;
 mod watchdog_common;
 
 mod cluster;
+mod cluster_awaiting;
 mod cluster_tiers;

@@ -177,3 +177,52 @@ async fn queues_take_and_show_their_wait_settings() {
     assert_eq!(r.body["on_wait_expiry"], "requeue");
     s.stop().await;
 }
+
+fn sample(text: &str, metric: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(metric) && !l.starts_with('#'))
+        .find(|l| labels.iter().all(|label| l.contains(label)))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_waits_resumes_and_expiries() {
+    let s = start("http_await_metrics").await;
+    for (id, wait) in [("resumed", 60_000), ("expires", 200)] {
+        s.enqueue("m", id, json!({})).await;
+        let token = s.claim("m", "w1").await;
+        let r = s
+            .post(
+                "/v1/attempts/await",
+                json!({"token": token, "reason": "approval", "wait_deadline_ms": wait}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    }
+    let r = s
+        .post("/v1/queues/m/executions/resumed/resume", json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    crate::support::wait_until(
+        std::time::Duration::from_secs(10),
+        "metrics caught up",
+        || async {
+            let text = s
+                .get("/metrics")
+                .await
+                .body
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            sample(&text, "unstuck_waits_total", &["event=\"awaiting\""]) == Some(2.0)
+                && sample(&text, "unstuck_waits_total", &["event=\"resumed\""]) == Some(1.0)
+                && sample(
+                    &text,
+                    "unstuck_watchdog_actions_total",
+                    &["to=\"failed\"", "reason=\"wait_expired\""],
+                ) == Some(1.0)
+        },
+    )
+    .await;
+    s.stop().await;
+}
