@@ -10,12 +10,12 @@ __version__ = "0.1.0"
 from .client import Client
 from .errors import (
     AlreadyTerminal, BadRequest, Conflict, ConnectionFailed, Forbidden, IdempotencyConflict,
-    InvalidArgument, InvalidName, InvalidToken, InvalidTransition, NotFound, NotJson,
-    RedisUnavailable, ServerError, StaleAttempt, TokenMismatch, TooLarge, Unauthorized, Unavailable,
+    InvalidArgument, InvalidName, InvalidResumeToken, InvalidToken, InvalidTransition,
+    NotAwaiting, NotFound, NotJson, RedisUnavailable, ResumeTokenUsed, ServerError, StaleAttempt, TokenMismatch, TooLarge, Unauthorized, Unavailable,
     UnknownOutcome, UnknownWorker, UnstuckError, WorkerExists,
 )
 from .sse import EventStream
-from .worker import Cancelled, Fatal, Job, Retryable, Worker, fresh_worker_id
+from .worker import AwaitResume, Cancelled, Fatal, Job, Retryable, Worker, fresh_worker_id
 
 __all__ = [
     "Client", "EventStream", "Worker", "Job", "Retryable", "Fatal", "Cancelled",
@@ -23,5 +23,6 @@ __all__ = [
     "InvalidToken", "NotJson", "Unauthorized", "Forbidden", "NotFound", "UnknownWorker",
     "Conflict", "StaleAttempt", "AlreadyTerminal", "TokenMismatch", "InvalidTransition",
     "WorkerExists", "TooLarge", "IdempotencyConflict", "ServerError", "Unavailable",
-    "RedisUnavailable", "UnknownOutcome", "ConnectionFailed",
+    "RedisUnavailable", "UnknownOutcome", "ConnectionFailed", "NotAwaiting",
+    "ResumeTokenUsed", "InvalidResumeToken", "AwaitResume",
 ]
