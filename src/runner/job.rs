@@ -65,6 +65,7 @@ impl JobError {
 pub struct Job {
     payload: serde_json::Value,
     checkpoint: Option<serde_json::Value>,
+    resume_input: Option<serde_json::Value>,
     deadline_at: Option<DateTime<Utc>>,
     attempt: Arc<AttemptState>,
 }
@@ -74,6 +75,7 @@ impl Job {
         Self {
             payload: claim.payload,
             checkpoint: claim.checkpoint,
+            resume_input: claim.resume_input,
             deadline_at: claim.deadline_at,
             attempt,
         }
@@ -108,6 +110,11 @@ impl Job {
     /// The last checkpoint an earlier attempt reported: resume from here.
     pub fn checkpoint(&self) -> Option<&serde_json::Value> {
         self.checkpoint.as_ref()
+    }
+
+    /// What `resume` handed over, when this attempt continues a resumed wait.
+    pub fn resume_input(&self) -> Option<&serde_json::Value> {
+        self.resume_input.as_ref()
     }
 
     /// The execution's hard deadline, if it has one.
