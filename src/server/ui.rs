@@ -14,13 +14,14 @@ const INDEX: &str = include_str!("ui/index.html");
 const STYLE: &str = include_str!("ui/style.css");
 
 /// The scripts (ES modules), by file name.
-const SCRIPTS: [(&str, &str); 6] = [
+const SCRIPTS: [(&str, &str); 7] = [
     ("app.js", include_str!("ui/app.js")),
     ("api.js", include_str!("ui/api.js")),
     ("dom.js", include_str!("ui/dom.js")),
     ("overview.js", include_str!("ui/overview.js")),
     ("executions.js", include_str!("ui/executions.js")),
     ("feed.js", include_str!("ui/feed.js")),
+    ("waiting.js", include_str!("ui/waiting.js")),
 ];
 
 /// Only our own files and our own API: no inline script, no third-party origin.
