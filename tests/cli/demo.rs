@@ -134,6 +134,13 @@ fn short_fault_demo_is_all_correct() {
         serde_json::json!({"page": 1, "restart": 2, "terminate": 1}),
         "{table}"
     );
+    let waits = report["waits"].as_array().expect("waiting rows");
+    let wait_cases: Vec<&str> = waits.iter().map(|r| r["case"].as_str().unwrap()).collect();
+    assert!(
+        wait_cases.contains(&"an agent waiting for approval"),
+        "{table}"
+    );
+    assert!(waits.iter().all(|r| r["correct"] == true), "{table}");
     assert_eq!(report["all_correct"], true, "{table}");
     assert_eq!(
         report["problems"].as_array().map(Vec::len),

@@ -8,13 +8,16 @@
 //! - `collect`: reading back states, events and indexes after the run;
 //! - `report`: the verdict (serializable as JSON); `table`: the verdict printed;
 //! - `supervision`: the worker-supervision rows (`unstuck exec`, worker tiers, hooks), run
-//!   after the fault kinds in a namespace of their own.
+//!   after the fault kinds in a namespace of their own;
+//! - `waits`: the "waiting is not stuck" rows, one scenario file each (`awaiting`: an agent
+//!   waiting for approval), each in a namespace of its own.
 //!
 //! Timeline of a run of `duration` D: executions are enqueued over the first 0.6 D, the
 //! replica holding most of the demo's partitions is killed at 0.35 D, the worker process
 //! of the `batch` queue dies at 0.65 D (a replacement starts under a fresh id). The live
 //! part lasts D; the demo then waits for every execution to be terminal, and judges.
 
+mod awaiting;
 mod collect;
 mod orchestrators;
 mod plan;
@@ -23,6 +26,7 @@ mod report;
 mod supervision;
 mod table;
 mod timeline;
+mod waits;
 mod workers;
 
 use std::collections::BTreeSet;
@@ -258,6 +262,8 @@ pub async fn fault_demo(opts: FaultDemoOptions) -> Result<FaultDemoReport> {
     opts.say("worker supervision: a silent command under unstuck exec, an outdated worker, a wedged worker");
     let supervision =
         supervision::run(&opts.redis_url, &format!("{}-sup", config.namespace)).await?;
+    opts.say("waiting is not stuck: an agent waiting for approval");
+    let waits = vec![awaiting::run(&opts.redis_url, &format!("{}-await", config.namespace)).await?];
     let (observed, systemic_holds) = collect::observe(&admin, &plan).await?;
     let (rows, false_positive_details, false_positives) = report::judge(&observed);
     let (index_violations, index_violation_details) =
@@ -280,6 +286,7 @@ pub async fn fault_demo(opts: FaultDemoOptions) -> Result<FaultDemoReport> {
         worker_death: death,
         replicas: summaries,
         supervision,
+        waits,
     })
 }
 

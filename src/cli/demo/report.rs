@@ -82,6 +82,9 @@ pub struct FaultDemoReport {
     pub replicas: Vec<ReplicaSummary>,
     /// The worker-supervision rows: `unstuck exec`, worker tiers, hooks.
     pub supervision: Vec<super::supervision::SupervisionRow>,
+    /// The "waiting is not stuck" rows: work that waits is never judged stuck.
+    #[serde(default)]
+    pub waits: Vec<super::waits::WaitRow>,
 }
 
 impl FaultDemoReport {
@@ -116,6 +119,9 @@ impl FaultDemoReport {
             out.push(format!("{} index violation(s)", self.index_violations));
         }
         for r in self.supervision.iter().filter(|r| !r.correct) {
+            out.push(format!("{}: {}", r.case, r.observed));
+        }
+        for r in self.waits.iter().filter(|r| !r.correct) {
             out.push(format!("{}: {}", r.case, r.observed));
         }
         out
@@ -241,6 +247,7 @@ mod tests {
             worker_death: None,
             replicas: Vec::new(),
             supervision: Vec::new(),
+            waits: Vec::new(),
         }
     }
 

@@ -150,12 +150,13 @@ impl fmt::Display for FaultDemoReport {
                 }
             )?;
         }
+        write!(f, "{}", super::waits::WaitTable(&self.waits))?;
         let problems = self.problems();
         if problems.is_empty() {
             write!(
                 f,
                 "\nRESULT: all {} rows correct ({} executions, {:.1}s, namespace {})",
-                self.rows.len() + self.supervision.len(),
+                self.rows.len() + self.supervision.len() + self.waits.len(),
                 self.executions,
                 self.elapsed_secs,
                 self.namespace
