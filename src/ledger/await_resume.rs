@@ -26,7 +26,7 @@ pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const MAX_WAIT_REASON: usize = 1024;
 
 /// What a worker says when it ends its attempt to wait.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AwaitResume {
     /// What it waits for, for the people who may resume it ("approval of the plan").
     pub reason: String,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::ledger::{AttemptToken, Claim, Heartbeat};
+use crate::ledger::{AttemptToken, AwaitResume, Claim, Heartbeat};
 
 /// Why a job was asked to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +25,9 @@ pub enum StopSignal {
     Shutdown,
 }
 
-/// A job's failure: its message is recorded as the execution's latest failure.
+/// A job's failure: its message is recorded as the execution's latest failure. Also the
+/// way a job ends its attempt to wait for a resume ([`JobError::await_resume`]): an
+/// outcome, not a failure, carried on the error path as River's `JobSnooze` is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct JobError {
@@ -34,6 +36,8 @@ pub struct JobError {
     pub retryable: bool,
     /// What went wrong, recorded as the execution's latest failure.
     pub message: String,
+    /// Set by [`JobError::await_resume`]: the attempt ends into `awaiting`.
+    wait: Option<Box<AwaitResume>>,
 }
 
 impl JobError {
@@ -42,6 +46,33 @@ impl JobError {
         Self {
             retryable: true,
             message: message.into(),
+            wait: None,
+        }
+    }
+
+    /// Not a failure: the job ends its attempt to wait on a person or an outside event
+    /// ([`Ledger::await_resume`](crate::Ledger::await_resume)). The runner records the wait;
+    /// the claim that continues the execution after a resume gets
+    /// [`Job::resume_input`] and the checkpoint. A wait the ledger refuses (a zero or too
+    /// long wait deadline) fails the execution for good with the refusal as its message.
+    pub fn await_resume(wait: AwaitResume) -> Self {
+        Self {
+            retryable: false,
+            message: format!("awaiting: {}", wait.reason),
+            wait: Some(Box::new(wait)),
+        }
+    }
+
+    /// The wait, when this is [`JobError::await_resume`].
+    pub fn wait(&self) -> Option<&AwaitResume> {
+        self.wait.as_deref()
+    }
+
+    /// The wait when this is one, else the failure itself.
+    pub(crate) fn into_wait(self) -> Result<AwaitResume, Self> {
+        match self.wait {
+            Some(wait) => Ok(*wait),
+            None => Err(self),
         }
     }
 
@@ -50,6 +81,7 @@ impl JobError {
         Self {
             retryable: false,
             message: message.into(),
+            wait: None,
         }
     }
 }

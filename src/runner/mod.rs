@@ -72,6 +72,8 @@ pub struct RunReport {
     pub retried: u64,
     /// Cancellation acknowledged.
     pub cancelled: u64,
+    /// Ended to wait for a resume (the job returned [`JobError::await_resume`]).
+    pub awaiting: u64,
     /// The attempt stopped being this worker's while it ran; nothing was recorded.
     pub lost: u64,
     /// The outcome could not be recorded (Redis unreachable); the watchdog takes over.
@@ -90,6 +92,7 @@ impl RunReport {
             failed,
             retried,
             cancelled,
+            awaiting,
             lost,
             unreported,
         } = tally;
@@ -99,6 +102,7 @@ impl RunReport {
             failed,
             retried,
             cancelled,
+            awaiting,
             lost,
             unreported,
             stopped_by,

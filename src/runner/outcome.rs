@@ -9,6 +9,8 @@ pub(crate) enum Outcome {
     Failed,
     Retried,
     Cancelled,
+    /// The job ended its attempt to wait for a resume (`awaiting`).
+    Awaiting,
     /// The attempt was no longer ours: nothing was recorded.
     Lost,
     /// Redis could not be reached to record the outcome; the watchdog will see the
@@ -25,6 +27,7 @@ pub(crate) struct Tally {
     pub(crate) failed: u64,
     pub(crate) retried: u64,
     pub(crate) cancelled: u64,
+    pub(crate) awaiting: u64,
     pub(crate) lost: u64,
     pub(crate) unreported: u64,
 }
@@ -37,6 +40,7 @@ impl Tally {
             Ok(Outcome::Failed) => &mut self.failed,
             Ok(Outcome::Retried) => &mut self.retried,
             Ok(Outcome::Cancelled) => &mut self.cancelled,
+            Ok(Outcome::Awaiting) => &mut self.awaiting,
             Ok(Outcome::Lost) => &mut self.lost,
             Ok(Outcome::Unreported) => &mut self.unreported,
             Err(e) => {

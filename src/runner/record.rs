@@ -6,7 +6,10 @@
 //! line the caller logs (the runner) or notes beside the command's output (`exec`).
 
 use crate::error::Error;
-use crate::ledger::{AttemptToken, CompleteOutcome, FailOutcome, HeartbeatReply, Ledger, State};
+use crate::ledger::{
+    AttemptToken, AwaitOutcome, AwaitResume, CompleteOutcome, FailOutcome, HeartbeatReply, Ledger,
+    State,
+};
 
 use super::{Outcome, retry};
 
@@ -103,6 +106,34 @@ impl Record<'_> {
             _ => "failed",
         };
         Recorded::new(outcome, format!("{message} — {ended}"))
+    }
+
+    /// The job ends its attempt to wait for a resume.
+    pub(crate) async fn await_resume(&self, wait: AwaitResume) -> Recorded {
+        let reason = wait.reason.clone();
+        match retry(|| self.ledger.await_resume(self.token, wait.clone())).await {
+            Ok((AwaitOutcome::Awaiting(a), _)) => Recorded::new(
+                Outcome::Awaiting,
+                format!("awaiting until {}: {reason}", a.wait_deadline_at),
+            ),
+            // Only our own await makes the attempt stale with the execution awaiting.
+            Ok((
+                AwaitOutcome::StaleAttempt {
+                    state: State::Awaiting,
+                    ..
+                },
+                true,
+            )) => Recorded::new(Outcome::Awaiting, format!("awaiting: {reason}")),
+            Ok((AwaitOutcome::Cancelled { .. }, _)) => {
+                Recorded::new(Outcome::Cancelled, "cancelled instead of waiting")
+            }
+            Ok((other, _)) => Recorded::lost(&format!("{other:?}")),
+            // The ledger refused the wait itself: another attempt would ask the same.
+            Err(e @ (Error::InvalidArgument { .. } | Error::TooLarge { .. })) => {
+                self.fail(&format!("await refused: {e}"), false).await
+            }
+            Err(e) => Recorded::unreported("await", &e),
+        }
     }
 
     pub(crate) async fn acknowledge_cancel(&self) -> Recorded {

@@ -157,6 +157,7 @@ impl ExecReport {
             cancelled,
             lost,
             unreported,
+            .. // a supervised command cannot await
         } = tally;
         Self {
             claimed,
