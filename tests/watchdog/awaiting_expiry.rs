@@ -79,6 +79,8 @@ async fn an_unresumed_wait_fails_at_its_deadline_and_is_never_judged_stale() {
             .any(|r| r == "heartbeat_lost" || r == "start_timeout"),
         "{moves:?}"
     );
+    let totals = unstuck::watchdog::status(&l).await.unwrap().totals;
+    assert_eq!(totals.wait_expired, 1, "{totals:?}");
     // Too late to resume: the state is named.
     let err = l.resume(q, "a", None).await.unwrap_err();
     assert!(
