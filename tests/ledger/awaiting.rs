@@ -334,3 +334,38 @@ async fn awaiting_work_is_found_by_state() {
     assert_eq!(listed.items.len(), 1);
     assert!(listed.next.is_some());
 }
+
+#[tokio::test]
+async fn the_invariant_checker_knows_awaiting_work() {
+    use unstuck::testkit::{Keyspace, Timer};
+    let ledger = support::ledger("aw_checker").await;
+    let token = running(&ledger, "q", "a", EnqueueOptions::new()).await;
+    awaited(&ledger, &token, wait("approval", 60_000)).await;
+    support::invariants::assert_ok(&ledger, &["q"]).await;
+    let keys = unstuck::testkit::keys(&ledger);
+    let mut conn = raw().await;
+    // Out of its wait timer: reported.
+    let _: i64 = redis::cmd("ZREM")
+        .arg(keys.queue_timer("q", Timer::Wait))
+        .arg(Keyspace::member("q", "a"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let found = support::invariants::check(&ledger, &["q"]).await;
+    assert!(
+        found
+            .iter()
+            .any(|v| v.contains("awaiting") && v.contains("timer:wait")),
+        "{found:?}"
+    );
+    // Holding a slot while awaiting: reported too.
+    let _: i64 = redis::cmd("HSET")
+        .arg(keys.slots("q"))
+        .arg("a")
+        .arg("1:w")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let found = support::invariants::check(&ledger, &["q"]).await;
+    assert!(found.iter().any(|v| v.contains("is in slots")), "{found:?}");
+}
