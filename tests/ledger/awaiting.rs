@@ -369,3 +369,23 @@ async fn the_invariant_checker_knows_awaiting_work() {
     let found = support::invariants::check(&ledger, &["q"]).await;
     assert!(found.iter().any(|v| v.contains("is in slots")), "{found:?}");
 }
+
+#[tokio::test]
+async fn a_resume_wakes_a_waiting_long_poll() {
+    let ledger = support::ledger("aw_wake").await;
+    let token = running(&ledger, "q", "a", EnqueueOptions::new()).await;
+    awaited(&ledger, &token, wait("approval", 60_000)).await;
+    let poller = ledger.clone();
+    let poll = tokio::spawn(async move {
+        poller
+            .claim_wait("q", "w2", 1, Duration::from_secs(20))
+            .await
+            .unwrap()
+    });
+    // The poll is waiting (nothing claimable) before the resume comes.
+    tokio::task::yield_now().await;
+    ledger.resume("q", "a", Some(&json!({"go": 1}))).await.unwrap();
+    let batch = poll.await.unwrap();
+    assert_eq!(batch.claims.len(), 1, "{batch:?}");
+    assert_eq!(batch.claims[0].resume_input, Some(json!({"go": 1})));
+}
