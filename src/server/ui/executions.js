@@ -12,7 +12,7 @@ const STOP_REASONS = ["succeeded", "failed", "cancelled", "deadline_exceeded", "
 const TERMINAL = new Set(["succeeded", "failed", "cancelled", "timed_out", "dead"]);
 
 function changedAt(e) {
-  return e.finished_at || e.stuck_since || e.last_heartbeat_at || e.started_at || e.dispatched_at || e.created_at;
+  return e.finished_at || e.stuck_since || (e.wait && e.wait.since) || e.last_heartbeat_at || e.started_at || e.dispatched_at || e.created_at;
 }
 
 function select(name, value, options) {
