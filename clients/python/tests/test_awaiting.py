@@ -116,6 +116,27 @@ class AwaitingTest(unittest.TestCase):
         self.assertTrue(client.resume(queue, "t-1")["already"])
         wait_for(lambda: worker.claim(queue, "w-1"), what="the continuation is claimable")
 
+    def test_a_wait_the_queue_refuses_fails_the_execution_in_process(self):
+        client = STACK.client("admin")
+        self.addCleanup(client.close)
+        queue = unique("capped")
+        queue_reply = client.set_queue(queue, max_wait="1m", on_wait_expiry="requeue")
+        self.assertEqual((queue_reply["max_wait_ms"], queue_reply["on_wait_expiry"]),
+                         (60000, "requeue"))
+        client.enqueue(queue, {}, id="too-long", timings={"max_attempts": 3})
+
+        def handler(job):
+            worker.stop()
+            raise unstuck.AwaitResume("approval", wait_deadline_ms="2m")
+
+        worker = unstuck.Worker(STACK.client(), queue, handler, wait_ms=1000,
+                                handle_signals=False)
+        stats = worker.run()
+        ex = client.get(queue, "too-long")
+        self.assertEqual((ex["state"], ex["attempt"]), ("failed", 1), ex)
+        self.assertIn("await refused", ex["last_error"])
+        self.assertEqual((stats["failed"], stats["awaiting"]), (1, 0), stats)
+
 
 if __name__ == "__main__":
     unittest.main()
