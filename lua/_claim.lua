@@ -4,9 +4,9 @@
 -- Moves up to n available executions to dispatched, one capacity slot each; nonce(i)
 -- gives the fresh attempt nonce of the i-th claim. Returns the reply
 -- {'ok', stop, next_available_ms, count, then per claim: id, attempt, nonce, payload,
---  checkpoint, heartbeat_timeout_ms, deadline_at_ms, resume_input}; stop is 'done' (n claimed),
--- 'empty' (nothing available) or 'full' (no slot); next_available_ms is the earliest
--- pending score when stop is 'empty', else ''.
+--  checkpoint, heartbeat_timeout_ms, deadline_at_ms, resume_input}; stop is 'done' (n
+-- claimed), 'empty' (nothing available) or 'full' (no slot); next_available_ms is the
+-- earliest pending score when stop is 'empty', else ''.
 local function claim_available(q, n, nonce, now)
   -- Read once per script: a batch of claims shares it (settings cannot change meanwhile).
   local capacity = q.capacity or uint(redis.call('HGET', q.settings, 'cap')) or q.default_cap

@@ -1,6 +1,7 @@
--- cancel: queued and awaiting work is cancelled at once (no worker holds it); active work (dispatched, running, stuck) gets
--- cancel_requested, which its worker sees on the next heartbeat and acknowledges. The
--- cancel timer lets the watchdog finish a cancellation the worker ignores.
+-- cancel: queued and awaiting work is cancelled at once (no worker holds it); active work
+-- (dispatched, running, stuck) gets cancel_requested, which its worker sees on the next
+-- heartbeat and acknowledges. The cancel timer lets the watchdog finish a cancellation the
+-- worker ignores.
 -- KEYS: 1 execution hash, 2 partition events stream, 3 queue pending zset,
 --       4 deadline timer, 5 cancel timer, 6 queue 'cancelled' list, 7 wait timer
 -- ARGV: 1 timer member "<queue>/<id>", 2 reason text, 3 events max length, 4 history cap
