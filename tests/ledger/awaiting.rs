@@ -384,7 +384,10 @@ async fn a_resume_wakes_a_waiting_long_poll() {
     });
     // The poll is waiting (nothing claimable) before the resume comes.
     tokio::task::yield_now().await;
-    ledger.resume("q", "a", Some(&json!({"go": 1}))).await.unwrap();
+    ledger
+        .resume("q", "a", Some(&json!({"go": 1})))
+        .await
+        .unwrap();
     let batch = poll.await.unwrap();
     assert_eq!(batch.claims.len(), 1, "{batch:?}");
     assert_eq!(batch.claims[0].resume_input, Some(json!({"go": 1})));
