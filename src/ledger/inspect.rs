@@ -163,6 +163,28 @@ impl Ledger {
             .collect())
     }
 
+    /// Awaiting executions per queue, over every partition (what `/metrics` samples): one
+    /// read of each partition's wait timer, so it costs what the awaiting population is.
+    ///
+    /// # Errors
+    /// [`Error::Redis`].
+    pub async fn awaiting_counts(&self) -> Result<HashMap<String, u64>> {
+        let mut counts = HashMap::new();
+        for p in 0..self.keys.partitions() {
+            let members: Vec<String> = self
+                .conn
+                .clone()
+                .zrange(self.keys.timer(p, crate::keys::Timer::Wait), 0, -1)
+                .await?;
+            for member in members {
+                if let Some((queue, _)) = member.split_once('/') {
+                    *counts.entry(queue.to_owned()).or_insert(0) += 1;
+                }
+            }
+        }
+        Ok(counts)
+    }
+
     pub(super) async fn terminal_ids(
         &self,
         queue: &str,

@@ -110,7 +110,8 @@ impl Metrics {
         let executions = Family::<Labels, Gauge>::default();
         registry.register(
             "executions",
-            "Executions by queue and state (active: dispatched, running or stuck)",
+            "Executions by queue and state (active: dispatched, running or stuck; awaiting: \
+             waiting for a resume)",
             executions.clone(),
         );
         let depth = Family::<Labels, Gauge>::default();
@@ -281,12 +282,18 @@ impl Metrics {
         let Ok(queues) = ledger.queue_overviews().await else {
             return;
         };
+        let awaiting = ledger.awaiting_counts().await.unwrap_or_default();
         for q in queues {
             let queue = vec![("queue", q.name.clone())];
             self.depth.get_or_create(&queue).set(q.depth as i64);
             self.slots.get_or_create(&queue).set(q.active as i64);
             self.capacity.get_or_create(&queue).set(q.capacity as i64);
-            let mut by_state = vec![("queued", q.depth), ("active", q.active)];
+            let waiting = awaiting.get(&q.name).copied().unwrap_or(0);
+            let mut by_state = vec![
+                ("queued", q.depth),
+                ("active", q.active),
+                ("awaiting", waiting),
+            ];
             by_state.extend(q.finished.iter().map(|(s, n)| (s.as_str(), *n)));
             for (state, n) in by_state {
                 self.executions

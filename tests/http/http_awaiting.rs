@@ -188,7 +188,7 @@ fn sample(text: &str, metric: &str, labels: &[&str]) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_waits_resumes_and_expiries() {
     let s = start("http_await_metrics").await;
-    for (id, wait) in [("resumed", 60_000), ("expires", 200)] {
+    for (id, wait) in [("resumed", 60_000), ("expires", 200), ("waits", 60_000)] {
         s.enqueue("m", id, json!({})).await;
         let token = s.claim("m", "w1").await;
         let r = s
@@ -214,7 +214,12 @@ async fn metrics_count_waits_resumes_and_expiries() {
                 .as_str()
                 .unwrap_or("")
                 .to_owned();
-            sample(&text, "unstuck_waits_total", &["event=\"awaiting\""]) == Some(2.0)
+            sample(&text, "unstuck_waits_total", &["event=\"awaiting\""]) == Some(3.0)
+                && sample(
+                    &text,
+                    "unstuck_executions",
+                    &["queue=\"m\"", "state=\"awaiting\""],
+                ) == Some(1.0)
                 && sample(&text, "unstuck_waits_total", &["event=\"resumed\""]) == Some(1.0)
                 && sample(
                     &text,
