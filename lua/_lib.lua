@@ -41,6 +41,14 @@
 --   rof retry of (queue/id)
 --   pin pinned: kept whatever the retention
 --   kept in its terminal list's kept list
+--   wr wait reason (while awaiting)
+--   wst waiting since (ms)
+--   wdl wait deadline instant (ms)
+--   wx at the wait deadline: fail | requeue
+--   rth hash of the current wait's resume token
+--   rtu hash of the last used resume token
+--   rsa resumed at (ms), for the last wait
+--   ri resume input (JSON) for the continuation
 -- (end of glossary)
 -- The timings, in the order scripts take them (src/timings.rs, STORED_FIELDS): start
 -- grace, heartbeat timeout, no-progress timeout, deadline, stuck threshold, max attempts,
@@ -158,7 +166,9 @@ local function token_verdict(st, att, tok, sr, want_att, want_tok)
   if TERMINAL[st] then return { 'terminal', st, sr or '' } end
   local a, w = tonumber(att), tonumber(want_att)
   if w == nil then return { 'mismatch', att, st } end
-  if w < a or (w == a and st == 'queued') then return { 'stale', att, st } end
+  if w < a or (w == a and (st == 'queued' or st == 'awaiting')) then
+    return { 'stale', att, st }
+  end
   if w > a or tok ~= want_tok then return { 'mismatch', att, st } end
   return nil
 end

@@ -37,7 +37,7 @@ for _, f in ipairs(TIMING_FIELDS) do
   if f ~= 'msz' then NUMBER_FIELDS[#NUMBER_FIELDS + 1] = f end
 end
 local EXEC_FIELDS = { 'st', 'dsp', 'hb', 'prc', 'ss', 'sk', 'cx', 'wk', 'hn', 'q', 'id',
-  'err', 'sd', 'tm', 'fr' }
+  'err', 'sd', 'tm', 'fr', 'wdl', 'wst', 'wr', 'wx' }
 for _, f in ipairs(NUMBER_FIELDS) do EXEC_FIELDS[#EXEC_FIELDS + 1] = f end
 
 -- Loads an execution for judgement; nil when absent, false when a field it needs is
@@ -52,7 +52,7 @@ local function load_exec(K, member)
     e[name] = tonumber(e[name])
     if e[name] == nil then return false end
   end
-  for _, name in ipairs({ 'dsp', 'hb', 'prc', 'ss', 'cx', 'tm' }) do
+  for _, name in ipairs({ 'dsp', 'hb', 'prc', 'ss', 'cx', 'tm', 'wdl', 'wst' }) do
     e[name] = tonumber(e[name]) -- nil when unset
   end
   if not e.q or not e.id then return false end
@@ -61,7 +61,9 @@ end
 
 local ACTIVE = { dispatched = true, running = true, stuck = true }
 
--- timers = { deadline, start, heartbeat, progress, stuck, cancel } keys of the partition.
+-- timers = { deadline, start, heartbeat, progress, stuck, cancel[, wait] } keys of the
+-- partition (only the round passes the wait timer: no other watchdog script acts on an
+-- awaiting execution).
 local function leave_active(K, e, timers)
   local released = 0
   if ACTIVE[e.st] then
@@ -75,6 +77,7 @@ end
 local function finish(K, e, timers, now, to, stop_reason, reason, detail, due, ctx)
   leave_active(K, e, timers)
   if e.st == 'queued' then redis.call('ZREM', pending_key(K, e.q), e.id) end
+  if e.st == 'awaiting' and timers.wait then redis.call('ZREM', timers.wait, e.member) end
   redis.call('ZREM', timers.deadline, e.member)
   become_terminal({ key = e.key, list = finished_key(K, e.q, to), events = ctx.events,
     maxlen = ctx.maxlen, cap = ctx.hist_cap, queue = e.q, id = e.id, att = e.att,
@@ -111,7 +114,8 @@ end
 -- Adds a pass's counts to the partition's running totals in its watch-state hash (read by
 -- the watchdog status: what every replica did, surviving restarts). Only non-zero ones.
 local function add_totals(watch, n)
-  for _, name in ipairs({ 'timed_out', 'stuck', 'retried', 'dead', 'cancelled', 'orphaned' }) do
+  for _, name in ipairs({ 'timed_out', 'stuck', 'retried', 'dead', 'cancelled', 'orphaned',
+    'wait_expired' }) do
     if (n[name] or 0) > 0 then redis.call('HINCRBY', watch, 'n_' .. name, n[name]) end
   end
 end

@@ -1,8 +1,9 @@
--- cancel: queued work is cancelled at once; active work (dispatched, running, stuck) gets
--- cancel_requested, which its worker sees on the next heartbeat and acknowledges. The
--- cancel timer lets the watchdog finish a cancellation the worker ignores.
+-- cancel: queued and awaiting work is cancelled at once (no worker holds it); active work
+-- (dispatched, running, stuck) gets cancel_requested, which its worker sees on the next
+-- heartbeat and acknowledges. The cancel timer lets the watchdog finish a cancellation the
+-- worker ignores.
 -- KEYS: 1 execution hash, 2 partition events stream, 3 queue pending zset,
---       4 deadline timer, 5 cancel timer, 6 queue 'cancelled' list
+--       4 deadline timer, 5 cancel timer, 6 queue 'cancelled' list, 7 wait timer
 -- ARGV: 1 timer member "<queue>/<id>", 2 reason text, 3 events max length, 4 history cap
 -- Reply: {'cancelled'} | {'requested', requested_at_ms, 0|1 (1 = already requested)}
 --        {'terminal', state, stop_reason} | {'missing'} | {'bad_arg', name}
@@ -17,8 +18,9 @@ local st, att, id, member = e[1], e[2], e[7], ARGV[1]
 if e[4] and e[4] ~= '' then return { 'requested', e[4], 1 } end
 
 local now = now_ms()
-if st == 'queued' then
+if st == 'queued' or st == 'awaiting' then
   redis.call('ZREM', KEYS[3], id)
+  redis.call('ZREM', KEYS[7], member)
   redis.call('ZREM', KEYS[4], member)
   become_terminal({ key = KEYS[1], list = KEYS[6], events = KEYS[2], maxlen = maxlen,
     cap = cap, queue = e[6], id = id, att = att, from = st, hn = e[5] }, now, 'cancelled',

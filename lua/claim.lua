@@ -5,7 +5,8 @@
 --       3 worker id, 4 N (max claims), 5 default capacity, 6 events max length,
 --       7 history cap, 8 .. 7+N one fresh attempt nonce per claim
 -- Reply: {'ok', stop, next_available_ms, count, then per claim:
---         id, attempt, nonce, payload, checkpoint, heartbeat_timeout_ms, deadline_at_ms}
+--         id, attempt, nonce, payload, checkpoint, heartbeat_timeout_ms, deadline_at_ms,
+--         resume_input ('' unless the claim continues a resumed wait)}
 --        stop is 'done' (N claimed), 'empty' (nothing available), 'full' (no slot)
 --        or 'paused' (the queue is paused, lua/_pause.lua: nothing claimed);
 --        next_available_ms is the earliest pending score when stop is 'empty', else ''

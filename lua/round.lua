@@ -14,7 +14,7 @@
 -- Reply: {'lease_lost'} | {'ok', timed_out, stuck, retried, dead, cancelled, fixed,
 --         more (1 when the batch ran out), next_due_in_ms (-1: no timer), holding_ms
 --         (0: no hold), hold_started (0|1), recent verdicts for the namespace count,
---         running}
+--         running, wait_expired}
 -- Prelude: _lib.lua, _watchdog.lua
 
 local owner, epoch = ARGV[1], ARGV[2]
@@ -33,10 +33,11 @@ local now = now_ms()
 if not lease_current(KEYS[1], owner, epoch, now) then return { 'lease_lost' } end
 
 local timers = { deadline = KEYS[4], start = KEYS[5], heartbeat = KEYS[6],
-  progress = KEYS[7], stuck = KEYS[8], cancel = KEYS[9] }
+  progress = KEYS[7], stuck = KEYS[8], cancel = KEYS[9], wait = KEYS[12] }
 local window, ns_window = KEYS[10], KEYS[11]
 local ctx = { events = KEYS[3], maxlen = maxlen, hist_cap = hist_cap }
-local n = { timed_out = 0, stuck = 0, retried = 0, dead = 0, cancelled = 0, fixed = 0 }
+local n = { timed_out = 0, stuck = 0, retried = 0, dead = 0, cancelled = 0, fixed = 0,
+  wait_expired = 0 }
 
 -- Systemic hold.
 local w = redis.call('HMGET', KEYS[2], 'seen', 'hold_until', 'hold_start', 'hold_ns')
@@ -154,6 +155,28 @@ judge(timers.deadline, function(e, member, score)
   count('timed_out')
 end)
 
+-- Wait deadlines, like the hard deadline, are judged during a hold too: a hold is about
+-- heartbeats that could not arrive, and an awaiting execution sends none, so a hold never
+-- delays a wait deadline. At the deadline: failed (wait_expired), or back to the queue
+-- when its queue said so at await time.
+judge(timers.wait, function(e, member, score)
+  if e.st ~= 'awaiting' or not e.wdl then return fix(timers.wait, member, nil) end
+  if e.wdl > now then return fix(timers.wait, member, e.wdl) end
+  local detail = string.format('nobody resumed it within its wait deadline of %dms (%s)',
+    e.wdl - (e.wst or e.wdl), e.wr or '')
+  count('wait_expired')
+  if e.wx == 'requeue' then
+    redis.call('ZREM', timers.wait, member)
+    redis.call('HSET', e.key, 'st', 'queued', 'wr', '', 'wst', '', 'wdl', '', 'wx', '',
+      'err', detail, hist_push(e.hn, now, 'queued', 'wait_expired', e.att, hist_cap))
+    redis.call('ZADD', pending_key(K, e.q), now, e.id)
+    emit(ctx.events, maxlen, e.q, e.id, e.att, 'awaiting', 'queued', 'wait_expired', detail,
+      score)
+    return
+  end
+  finish(K, e, timers, now, 'failed', 'wait_expired', 'wait_expired', detail, score, ctx)
+end)
+
 if not holding then
   judge(timers.start, function(e, member, score)
     if e.st ~= 'dispatched' or not e.dsp then return fix(timers.start, member, nil) end
@@ -236,10 +259,10 @@ end
 
 -- When to come back: the earliest timer still pending (or the end of the hold).
 local next_due = -1
-local watched = { timers.deadline }
+local watched = { timers.deadline, timers.wait }
 if not holding then
-  watched = { timers.deadline, timers.start, timers.heartbeat, timers.progress, timers.stuck,
-    timers.cancel }
+  watched = { timers.deadline, timers.wait, timers.start, timers.heartbeat, timers.progress,
+    timers.stuck, timers.cancel }
 end
 for _, key in ipairs(watched) do
   local head = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
@@ -258,4 +281,4 @@ if budget <= 0 then more = 1 end
 add_totals(KEYS[2], n)
 return { 'ok', n.timed_out, n.stuck, n.retried, n.dead, n.cancelled, n.fixed, more, next_due,
   holding_ms, hold_started, redis.call('ZCARD', ns_window),
-  redis.call('ZCARD', timers.heartbeat) }
+  redis.call('ZCARD', timers.heartbeat), n.wait_expired }

@@ -1,7 +1,8 @@
 -- set_queue: replace a queue's settings (capacity and default timings). A pause
 -- (lua/_pause.lua) is not a setting: it survives the rewrite.
 -- KEYS: 1 queue settings hash, 2 partition queue-name set
--- ARGV: 1 queue, then field/value pairs (cap, sg, ht, npt, dl, stt, ma, bb, bm, cg) in ms
+-- ARGV: 1 queue, then field/value pairs (cap, sg, ht, npt, dl, stt, ma, bb, bm, cg,
+--       keep_*, mwt longest wait, wex 0|1 requeue at wait expiry) in ms
 -- Reply: {'ok'} | {'bad_arg', name}
 -- Prelude: _lib.lua, _pause.lua
 

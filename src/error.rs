@@ -146,6 +146,38 @@ pub enum Error {
         /// Why the state does not allow it.
         reason: String,
     },
+    /// A resume of an execution that is not awaiting (and was not resumed from its latest
+    /// wait): nothing to resume. The state says what happened to it instead.
+    #[error("execution {queue}/{id} is {state}, not awaiting: there is nothing to resume")]
+    NotAwaiting {
+        /// The queue of the execution.
+        queue: String,
+        /// The execution id.
+        id: String,
+        /// Its state now, as the API spells it.
+        state: String,
+    },
+    /// A resume token that was never issued (forged, mistyped, or of a wait replaced by a
+    /// later one): nothing was resumed.
+    #[error("resume token not recognised: {reason}")]
+    InvalidResumeToken {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A resume token that already resumed its wait: it works once.
+    #[error(
+        "resume token already used: execution {queue}/{id} was resumed at {resumed_at}          and is {state} now"
+    )]
+    ResumeTokenUsed {
+        /// The queue of the execution.
+        queue: String,
+        /// The execution id.
+        id: String,
+        /// When the token resumed it.
+        resumed_at: chrono::DateTime<chrono::Utc>,
+        /// Its state now.
+        state: String,
+    },
     /// A worker id was registered before; ids must be unique per process start.
     #[error("worker {worker_id:?} is already registered; use a fresh id per process start")]
     WorkerExists {

@@ -94,6 +94,23 @@ glossary! {
     PINNED = "pin", "pinned: kept whatever the retention";
     /// "1" once pruning moved it, pinned and past its retention, to its ":kept" list.
     KEPT = "kept", "in its terminal list's kept list";
+    /// Why it waits (`await`), while awaiting.
+    WAIT_REASON = "wr", "wait reason (while awaiting)";
+    /// When the wait began, Redis ms.
+    WAITING_SINCE = "wst", "waiting since (ms)";
+    /// The wait deadline instant, Redis ms.
+    WAIT_DEADLINE = "wdl", "wait deadline instant (ms)";
+    /// What the watchdog does at the wait deadline, from the queue at `await` time.
+    WAIT_EXPIRY = "wx", "at the wait deadline: fail | requeue";
+    /// SHA-1 of the current wait's resume token secret (the secret itself is never kept).
+    RESUME_TOKEN_HASH = "rth", "hash of the current wait's resume token";
+    /// SHA-1 of the resume token that resumed the last wait: a reuse is told apart from a
+    /// forgery.
+    RESUME_TOKEN_USED = "rtu", "hash of the last used resume token";
+    /// When the last wait was resumed, Redis ms (cleared by the next `await`).
+    RESUMED_AT = "rsa", "resumed at (ms), for the last wait";
+    /// The resume input, JSON text, handed to the claims that continue the wait.
+    RESUME_INPUT = "ri", "resume input (JSON) for the continuation";
 }
 
 /// Every field name an execution hash may hold: [`EXECUTION`] and the timings.

@@ -65,6 +65,9 @@ pub enum Timer {
     Stuck,
     /// Cancel requested on active work: request + `cancel_grace`.
     Cancel,
+    /// Awaiting: the wait deadline `await` set. Not in [`Timer::ALL`]: only the round and
+    /// the await, resume and cancel scripts take it (as their last timer key).
+    Wait,
 }
 
 impl Timer {
@@ -87,6 +90,7 @@ impl Timer {
             Timer::Deadline => "deadline",
             Timer::Stuck => "stuck",
             Timer::Cancel => "cancel",
+            Timer::Wait => "wait",
         }
     }
 }

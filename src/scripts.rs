@@ -156,6 +156,8 @@ scripts! {
     FAIL = "fail" on ["_lib", "_fail"];
     SNOOZE = "snooze" on ["_lib", "_fail"];
     CANCEL = "cancel" on ["_lib"];
+    AWAIT = "await" on ["_lib"];
+    RESUME = "resume" on ["_lib"];
     ACK_CANCEL = "ack_cancel" on ["_lib"];
     SET_QUEUE = "set_queue" on ["_lib", "_pause"];
     PAUSE_QUEUE = "pause_queue" on ["_lib", "_pause"];
@@ -327,8 +329,16 @@ mod tests {
             for call in lua.source.split("redis.call('HMGET', ").skip(1) {
                 let (target, rest) = call.split_once(',').unwrap_or(("", ""));
                 // KEYS[1] is the execution hash in the attempt and cancel scripts only.
-                let first_is_exec =
-                    ["heartbeat", "fail", "snooze", "cancel", "ack_cancel"].contains(&lua.name);
+                let first_is_exec = [
+                    "heartbeat",
+                    "fail",
+                    "snooze",
+                    "cancel",
+                    "ack_cancel",
+                    "await",
+                    "resume",
+                ]
+                .contains(&lua.name);
                 let exec = ["key", "e.key", "exec"].contains(&target.trim())
                     || (first_is_exec && target.trim() == "KEYS[1]");
                 if !exec {

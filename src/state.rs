@@ -25,6 +25,10 @@ pub enum State {
     Running,
     /// Judged stale; a heartbeat of the current attempt revives it.
     Stuck,
+    /// Its worker ended the attempt to wait on a person or an outside event (`await`):
+    /// no slot, no staleness rule; only its wait deadline and its hard deadline apply.
+    /// A resume puts it back in the queue.
+    Awaiting,
     /// Completed (terminal).
     Succeeded,
     /// Failed for good (terminal).
@@ -39,11 +43,12 @@ pub enum State {
 
 impl State {
     /// Every state, in lifecycle order.
-    pub const ALL: [State; 9] = [
+    pub const ALL: [State; 10] = [
         State::Queued,
         State::Dispatched,
         State::Running,
         State::Stuck,
+        State::Awaiting,
         State::Succeeded,
         State::Failed,
         State::Cancelled,
@@ -58,6 +63,7 @@ impl State {
             State::Dispatched => "dispatched",
             State::Running => "running",
             State::Stuck => "stuck",
+            State::Awaiting => "awaiting",
             State::Succeeded => "succeeded",
             State::Failed => "failed",
             State::Cancelled => "cancelled",
@@ -95,8 +101,8 @@ impl FromStr for State {
             .ok_or_else(|| Error::InvalidArgument {
                 name: "state".into(),
                 value: s.into(),
-                expected: "one of queued, dispatched, running, stuck, succeeded, failed, \
-                           cancelled, timed_out, dead"
+                expected: "one of queued, dispatched, running, stuck, awaiting, succeeded, \
+                           failed, cancelled, timed_out, dead"
                     .into(),
             })
     }
@@ -124,6 +130,8 @@ pub enum StopReason {
     StartTimeout,
     /// Its worker was gone or no longer listed it, for its last attempt.
     WorkerLost,
+    /// It waited (`awaiting`) past its wait deadline and nobody resumed it.
+    WaitExpired,
     /// A reason written by a newer version.
     Other(String),
 }
@@ -140,6 +148,7 @@ impl StopReason {
             StopReason::NoProgress => "no_progress",
             StopReason::StartTimeout => "start_timeout",
             StopReason::WorkerLost => "worker_lost",
+            StopReason::WaitExpired => "wait_expired",
             StopReason::Other(s) => s,
         }
     }
@@ -154,6 +163,7 @@ impl StopReason {
             "no_progress" => StopReason::NoProgress,
             "start_timeout" => StopReason::StartTimeout,
             "worker_lost" => StopReason::WorkerLost,
+            "wait_expired" => StopReason::WaitExpired,
             other => StopReason::Other(other.to_owned()),
         }
     }

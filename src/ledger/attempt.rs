@@ -3,8 +3,8 @@
 //! `cancel.rs` (acknowledge).
 
 use super::{
-    AttemptToken, CompleteOutcome, FailOutcome, HeartbeatReply, Ledger, SnoozeOutcome, State,
-    StopReason,
+    AttemptToken, AwaitOutcome, CompleteOutcome, FailOutcome, HeartbeatReply, Ledger,
+    SnoozeOutcome, State, StopReason,
 };
 use crate::error::{Error, Result};
 use crate::keys::{Keyspace, Timer};
@@ -129,6 +129,7 @@ refusals!(CompleteOutcome: StaleAttempt, AlreadyTerminal);
 refusals!(FailOutcome: StaleAttempt, AlreadyTerminal);
 refusals!(SnoozeOutcome: StaleAttempt, AlreadyTerminal);
 refusals!(HeartbeatReply: StaleAttempt, Terminal);
+refusals!(AwaitOutcome: StaleAttempt, AlreadyTerminal);
 
 /// The refusal `reply` carries, as `T`; `None` when the script acted (read the rest of
 /// the reply); an error when the execution is missing or the token was never issued.

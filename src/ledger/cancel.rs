@@ -15,7 +15,7 @@ use crate::scripts::{ACK_CANCEL, CANCEL};
 /// What `cancel` did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CancelOutcome {
-    /// It was queued: cancelled now.
+    /// It was queued or awaiting (no worker held it): cancelled now.
     Cancelled,
     /// It is active: the worker sees `cancel_requested` on its next heartbeat.
     /// `already` is true when an earlier call had requested it.
@@ -53,6 +53,7 @@ impl Ledger {
             .key(k.queue_timer(queue, Timer::Deadline))
             .key(k.queue_timer(queue, Timer::Cancel))
             .key(k.finished(queue, "cancelled"))
+            .key(k.queue_timer(queue, Timer::Wait))
             .arg(Keyspace::member(queue, id))
             .arg(reason)
             .arg(maxlen)

@@ -23,6 +23,9 @@ pub struct Claim {
     pub heartbeat_timeout: Duration,
     /// The execution's hard deadline, if it has one (across attempts).
     pub deadline_at: Option<DateTime<Utc>>,
+    /// What `resume` handed over, when this claim continues a resumed wait (it stays with
+    /// the execution until it awaits again, so a retry of the continuation gets it too).
+    pub resume_input: Option<serde_json::Value>,
 }
 
 impl Claim {
@@ -122,12 +125,12 @@ pub(super) fn claim_batch(reply: &Reply, queue: &str) -> Result<ClaimBatch> {
     let stop = reply.str(1)?;
     let next = reply.str(2)?;
     let count = reply.usize(3)?;
-    if reply.len() != 4 + count * 7 {
+    if reply.len() != 4 + count * 8 {
         return Err(reply.unexpected());
     }
     let mut claims = Vec::with_capacity(count);
     for i in 0..count {
-        let at = 4 + i * 7;
+        let at = 4 + i * 8;
         let json = |j: usize| -> Result<Option<serde_json::Value>> {
             let text = reply.str(at + j)?;
             if text.is_empty() {
@@ -153,6 +156,7 @@ pub(super) fn claim_batch(reply: &Reply, queue: &str) -> Result<ClaimBatch> {
             } else {
                 None
             },
+            resume_input: json(7)?,
         });
     }
     let next_available_at = if next.is_empty() {

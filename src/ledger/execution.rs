@@ -30,6 +30,20 @@ pub struct StopMetadata {
     pub timeout_fired: bool,
 }
 
+/// What an awaiting execution waits for, and until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
+pub struct Wait {
+    /// Why it waits, as its worker said (`await`).
+    pub reason: String,
+    /// When it began waiting.
+    pub since: DateTime<Utc>,
+    /// When the watchdog ends the wait if nobody resumes it.
+    pub deadline_at: DateTime<Utc>,
+    /// What happens then: `fail` (stop reason `wait_expired`) or `requeue`.
+    pub on_expiry: String,
+}
+
 /// One recorded transition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
@@ -116,6 +130,13 @@ pub struct Execution {
     pub retries: Vec<String>,
     /// Pinned: retention never removes it ([`Ledger::pin`](crate::Ledger::pin)).
     pub pinned: bool,
+    /// While `awaiting`: what it waits for and until when.
+    pub wait: Option<Wait>,
+    /// When its latest wait was resumed (until it awaits again).
+    pub resumed_at: Option<DateTime<Utc>>,
+    /// The input of that resume, handed to the claims that continue it.
+    #[cfg_attr(feature = "server", schema(value_type = Option<crate::server::wire::schema::AnyJson>, inline))]
+    pub resume_input: Option<serde_json::Value>,
 }
 
 impl Execution {
@@ -131,6 +152,7 @@ impl Execution {
                 StopReason::HeartbeatLost => (Some(timings.heartbeat_timeout), true),
                 StopReason::NoProgress => (timings.no_progress_timeout, true),
                 StopReason::StartTimeout => (Some(timings.start_grace), true),
+                StopReason::WaitExpired => (None, true),
                 _ => (timings.deadline, false),
             };
             StopMetadata {
@@ -173,6 +195,17 @@ impl Execution {
                 .map(|(q, id)| (q.to_owned(), id.to_owned())),
             retries: Vec::new(),
             pinned: r.opt(f::PINNED) == Some("1"),
+            wait: match (state, r.time(f::WAITING_SINCE)?, r.time(f::WAIT_DEADLINE)?) {
+                (State::Awaiting, Some(since), Some(deadline_at)) => Some(Wait {
+                    reason: r.opt(f::WAIT_REASON).unwrap_or("").to_owned(),
+                    since,
+                    deadline_at,
+                    on_expiry: r.opt(f::WAIT_EXPIRY).unwrap_or("fail").to_owned(),
+                }),
+                _ => None,
+            },
+            resumed_at: r.time(f::RESUMED_AT)?,
+            resume_input: r.json(f::RESUME_INPUT)?,
         })
     }
 }

@@ -54,7 +54,7 @@ impl Ledger {
             .into_iter()
             .filter(|s| filter.state.is_none_or(|f| f == *s))
             .filter(|s| filter.stop_reason.is_none() || s.is_terminal())
-            .filter(|s| filter.worker.is_none() || *s != State::Queued)
+            .filter(|s| filter.worker.is_none() || !matches!(s, State::Queued | State::Awaiting))
             .collect();
         let sources: Vec<(&str, State)> = queues
             .iter()
@@ -111,6 +111,11 @@ impl Ledger {
                 .map(|(id, _)| id)
                 .collect();
             ids.sort_unstable_by(|a, b| b.cmp(a)); // generated ids are time-ordered
+            let all = ids.len();
+            let ids: Vec<String> = ids.into_iter().skip(offset).take(count).collect();
+            return Ok((ids.clone(), offset + ids.len() >= all));
+        } else if state == State::Awaiting {
+            let ids = self.awaiting_ids(queue).await?;
             let all = ids.len();
             let ids: Vec<String> = ids.into_iter().skip(offset).take(count).collect();
             return Ok((ids.clone(), offset + ids.len() >= all));

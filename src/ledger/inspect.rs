@@ -96,7 +96,13 @@ impl Ledger {
             })?,
         };
         let mut conn = self.conn.clone();
-        let (ids, next): (Vec<String>, Option<String>) = if state.is_active() {
+        let (ids, next): (Vec<String>, Option<String>) = if state == State::Awaiting {
+            let ids = self.awaiting_ids(queue).await?;
+            let start = (position as usize).min(ids.len());
+            let end = (start + limit).min(ids.len());
+            let more = end < ids.len();
+            (ids[start..end].to_vec(), more.then(|| end.to_string()))
+        } else if state.is_active() {
             // Slot holders are bounded by the queue's capacity: read them all, page by
             // offset over a stable (sorted) order.
             let mut ids: Vec<String> = conn.hkeys(self.keys.slots(queue)).await?;
@@ -145,6 +151,48 @@ impl Ledger {
     /// Up to `count` ids of `queue`'s executions in terminal `state`, newest first, from
     /// position `start`: its terminal list (which grows at the tail), then the pinned ones
     /// set aside past their retention (its ":kept" list, older than all of the list).
+    /// The awaiting executions of `queue`, soonest wait deadline first (people resume
+    /// what expires first): the members of the partition's wait timer that are this
+    /// queue's.
+    pub(super) async fn awaiting_ids(&self, queue: &str) -> Result<Vec<String>> {
+        let member_prefix = crate::keys::Keyspace::member(queue, "");
+        let all: Vec<String> = self
+            .conn
+            .clone()
+            .zrange(
+                self.keys.queue_timer(queue, crate::keys::Timer::Wait),
+                0,
+                -1,
+            )
+            .await?;
+        Ok(all
+            .iter()
+            .filter_map(|m| m.strip_prefix(&member_prefix).map(str::to_owned))
+            .collect())
+    }
+
+    /// Awaiting executions per queue, over every partition (what `/metrics` samples): one
+    /// read of each partition's wait timer, so it costs what the awaiting population is.
+    ///
+    /// # Errors
+    /// [`Error::Redis`].
+    pub async fn awaiting_counts(&self) -> Result<HashMap<String, u64>> {
+        let mut counts = HashMap::new();
+        for p in 0..self.keys.partitions() {
+            let members: Vec<String> = self
+                .conn
+                .clone()
+                .zrange(self.keys.timer(p, crate::keys::Timer::Wait), 0, -1)
+                .await?;
+            for member in members {
+                if let Some((queue, _)) = member.split_once('/') {
+                    *counts.entry(queue.to_owned()).or_insert(0) += 1;
+                }
+            }
+        }
+        Ok(counts)
+    }
+
     pub(super) async fn terminal_ids(
         &self,
         queue: &str,

@@ -14,6 +14,7 @@
 //! | [`Ledger::complete_and_claim`] | `complete_claim.rs` | `lua/complete_claim.lua` |
 //! | [`Ledger::fail`], `fail_with` | `fail.rs` | `lua/fail.lua` (+ `_fail.lua`) |
 //! | [`Ledger::snooze`] | `snooze.rs` | `lua/snooze.lua` (+ `_fail.lua`) |
+//! | [`Ledger::await_resume`], `resume`, `resume_by_token` | `await_resume.rs` | `lua/await.lua`, `lua/resume.lua` |
 //! | [`Ledger::cancel`], `acknowledge_cancel` | `cancel.rs` | `lua/cancel.lua`, `lua/ack_cancel.lua` |
 //! | [`Ledger::get`], `list` | `inspect.rs` | reads only |
 //! | [`Ledger::find`] | `find.rs` | reads only |
@@ -34,6 +35,7 @@
 //! in `src/scripts.rs`.
 
 mod attempt;
+mod await_resume;
 mod cancel;
 mod claim;
 mod complete;
@@ -61,11 +63,14 @@ mod workers;
 use std::sync::Arc;
 
 pub use crate::state::{State, StopReason};
+pub use await_resume::{
+    AwaitOutcome, AwaitResume, Awaited, DEFAULT_MAX_WAIT, MAX_WAIT_REASON, Resumed, WaitExpiry,
+};
 pub use cancel::CancelOutcome;
 pub use claim::{Claim, ClaimBatch, MAX_CLAIM_BATCH};
 pub use complete::CompleteOutcome;
 pub use enqueue::{Enqueued, MAX_ENQUEUE_BATCH};
-pub use execution::{Execution, StopMetadata, Transition};
+pub use execution::{Execution, StopMetadata, Transition, Wait};
 pub use fail::{FailOptions, FailOutcome, MAX_ERROR_MESSAGE};
 pub use find::Filter;
 pub use heartbeat::{Heartbeat, HeartbeatReply};

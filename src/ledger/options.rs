@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::WaitExpiry;
 use crate::error::{Error, Result};
 use crate::retention::Retention;
 use crate::timings::{Timings, timing_setters};
@@ -19,7 +20,20 @@ pub struct QueueSettings {
     pub timings: Timings,
     /// How long its finished executions are kept; unset fields take the ledger's.
     pub retention: Retention,
+    /// Longest wait an `await` of the queue may ask for (`None`:
+    /// [`DEFAULT_MAX_WAIT`](super::DEFAULT_MAX_WAIT), 7 days).
+    #[serde(default, with = "crate::timings::millis")]
+    pub max_wait: Option<Duration>,
+    /// What the watchdog does with an awaiting execution nobody resumed by its wait
+    /// deadline (`None`: fail it, stop reason `wait_expired`). Taken when the execution
+    /// starts waiting.
+    pub on_wait_expiry: Option<WaitExpiry>,
 }
+
+/// The settings hash fields of the wait settings: longest wait (ms), and at expiry
+/// (`0`: fail, `1`: requeue; `lua/await.lua` reads both).
+pub(crate) const MAX_WAIT_FIELD: &str = "mwt";
+pub(crate) const WAIT_EXPIRY_FIELD: &str = "wex";
 
 impl QueueSettings {
     /// # Errors
@@ -30,6 +44,15 @@ impl QueueSettings {
                 name: "capacity".into(),
                 value: "0".into(),
                 expected: "at least 1".into(),
+            });
+        }
+        if let Some(max) = self.max_wait
+            && (max.is_zero() || max > crate::timings::MAX_DURATION)
+        {
+            return Err(Error::InvalidArgument {
+                name: "max_wait".into(),
+                value: format!("{}ms", max.as_millis()),
+                expected: "more than 0ms and at most 365 days".into(),
             });
         }
         self.timings.validate()?;

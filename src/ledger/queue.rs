@@ -7,8 +7,9 @@ use chrono::{DateTime, Utc};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
+use super::options::{MAX_WAIT_FIELD, WAIT_EXPIRY_FIELD};
 use super::pause::pause_in;
-use super::{Ledger, QueuePause, QueueSettings, State};
+use super::{Ledger, QueuePause, QueueSettings, State, WaitExpiry};
 use crate::error::{Error, Result};
 use crate::names;
 use crate::retention::Retention;
@@ -60,6 +61,13 @@ pub struct QueueOverview {
     /// Its pause, while paused: since when, by whom, why.
     #[serde(default)]
     pub pause: Option<QueuePause>,
+    /// Longest wait an `await` may ask for (`None`: 7 days).
+    #[serde(default, rename = "max_wait_ms", with = "crate::timings::millis")]
+    #[cfg_attr(feature = "server", schema(value_type = Option<u64>))]
+    pub max_wait: Option<Duration>,
+    /// What happens at a wait deadline nobody resumed by (`None`: `fail`).
+    #[serde(default)]
+    pub on_wait_expiry: Option<WaitExpiry>,
 }
 
 impl QueueOverview {
@@ -69,6 +77,8 @@ impl QueueOverview {
             capacity: self.own_capacity,
             timings: self.timings.clone(),
             retention: self.retention.clone(),
+            max_wait: self.max_wait,
+            on_wait_expiry: self.on_wait_expiry,
         }
     }
 }
@@ -101,6 +111,13 @@ impl Ledger {
         for (field, value) in settings.retention.to_pairs() {
             call.arg(field).arg(value);
         }
+        if let Some(max) = settings.max_wait {
+            call.arg(MAX_WAIT_FIELD).arg(max.as_millis() as u64);
+        }
+        if let Some(expiry) = settings.on_wait_expiry {
+            call.arg(WAIT_EXPIRY_FIELD)
+                .arg(u8::from(expiry == WaitExpiry::Requeue));
+        }
         let reply = call.run(&mut self.conn.clone()).await?;
         match reply.status() {
             "ok" => Ok(()),
@@ -126,10 +143,27 @@ impl Ledger {
                 detail: format!("capacity {v:?} is not a whole number"),
             })?),
         };
+        let damaged = |field: &str, v: &str| Error::Protocol {
+            script: "queue settings",
+            detail: format!("{field} {v:?} is not a whole number"),
+        };
+        let max_wait = match stored.get(MAX_WAIT_FIELD) {
+            None => None,
+            Some(v) => Some(Duration::from_millis(
+                v.parse().map_err(|_| damaged("max_wait", v))?,
+            )),
+        };
+        let on_wait_expiry = match stored.get(WAIT_EXPIRY_FIELD).map(String::as_str) {
+            None => None,
+            Some("1") => Some(WaitExpiry::Requeue),
+            Some(_) => Some(WaitExpiry::Fail),
+        };
         Ok(QueueSettings {
             capacity,
             timings: Timings::from_stored(&stored)?,
             retention: Retention::from_stored(&stored)?,
+            max_wait,
+            on_wait_expiry,
         })
     }
 
@@ -180,6 +214,8 @@ impl Ledger {
             retention: settings.retention,
             paused: pause.is_some(),
             pause,
+            max_wait: settings.max_wait,
+            on_wait_expiry: settings.on_wait_expiry,
         })
     }
 

@@ -72,7 +72,17 @@ where
             }
             return logged(&attempt, record.snooze(&snooze).await);
         }
-        Ok(Err(e)) => (e.message, e.retryable, e.retry_after),
+        Ok(Err(e)) => match e.into_wait() {
+            Ok(wait) => {
+                // A checkpoint set just before awaiting goes first (the wait's own, if
+                // given, then replaces it).
+                if !pump::flush(&ledger, &attempt, pending).await {
+                    return Outcome::Lost;
+                }
+                return logged(&attempt, record.await_resume(wait).await);
+            }
+            Err(e) => (e.message, e.retryable, e.retry_after),
+        },
         // A panic is a failure like any other; retries stay bounded by max_attempts.
         Err(e) if e.is_panic() => (format!("job panicked: {}", panic_message(e)), true, None),
         Err(_) => (

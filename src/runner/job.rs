@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::ledger::{AttemptToken, Claim, Heartbeat, Snooze};
+use crate::ledger::{AttemptToken, AwaitResume, Claim, Heartbeat, Snooze};
 
 /// Why a job was asked to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,8 +26,9 @@ pub enum StopSignal {
 }
 
 /// A job's failure: its message is recorded as the execution's latest failure. Or, built
-/// by [`JobError::snooze`], not a failure at all: the attempt ends in a snooze (River's
-/// `JobSnooze`), the execution back in the queue until then, no attempt counted.
+/// by [`JobError::snooze`] or [`JobError::await_resume`], not a failure at all: the attempt
+/// ends in a snooze (River's `JobSnooze`: back in the queue until then, no attempt counted)
+/// or waits for a resume (`awaiting`), outcomes carried on the error path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct JobError {
@@ -41,6 +42,8 @@ pub struct JobError {
     pub retry_after: Option<Duration>,
     /// Set by [`JobError::snooze`]: end the attempt with this snooze instead of a failure.
     pub snooze: Option<Snooze>,
+    /// Set by [`JobError::await_resume`]: the attempt ends into `awaiting`.
+    wait: Option<Box<AwaitResume>>,
 }
 
 impl JobError {
@@ -51,6 +54,33 @@ impl JobError {
             message: message.into(),
             retry_after: None,
             snooze: None,
+            wait: None,
+        }
+    }
+
+    /// Not a failure: the job ends its attempt to wait on a person or an outside event
+    /// ([`Ledger::await_resume`](crate::Ledger::await_resume)). The runner records the wait;
+    /// the claim that continues the execution after a resume gets
+    /// [`Job::resume_input`] and the checkpoint. A wait the ledger refuses (a zero or too
+    /// long wait deadline) fails the execution for good with the refusal as its message.
+    pub fn await_resume(wait: AwaitResume) -> Self {
+        Self {
+            message: format!("awaiting: {}", wait.reason),
+            wait: Some(Box::new(wait)),
+            ..Self::fatal("")
+        }
+    }
+
+    /// The wait, when this is [`JobError::await_resume`].
+    pub fn wait(&self) -> Option<&AwaitResume> {
+        self.wait.as_deref()
+    }
+
+    /// The wait when this is one, else the failure itself.
+    pub(crate) fn into_wait(self) -> Result<AwaitResume, Self> {
+        match self.wait {
+            Some(wait) => Ok(*wait),
+            None => Err(self),
         }
     }
 
@@ -90,6 +120,7 @@ impl JobError {
 pub struct Job {
     payload: serde_json::Value,
     checkpoint: Option<serde_json::Value>,
+    resume_input: Option<serde_json::Value>,
     deadline_at: Option<DateTime<Utc>>,
     attempt: Arc<AttemptState>,
 }
@@ -99,6 +130,7 @@ impl Job {
         Self {
             payload: claim.payload,
             checkpoint: claim.checkpoint,
+            resume_input: claim.resume_input,
             deadline_at: claim.deadline_at,
             attempt,
         }
@@ -133,6 +165,11 @@ impl Job {
     /// The last checkpoint an earlier attempt reported: resume from here.
     pub fn checkpoint(&self) -> Option<&serde_json::Value> {
         self.checkpoint.as_ref()
+    }
+
+    /// What `resume` handed over, when this attempt continues a resumed wait.
+    pub fn resume_input(&self) -> Option<&serde_json::Value> {
+        self.resume_input.as_ref()
     }
 
     /// The execution's hard deadline, if it has one.

@@ -11,6 +11,8 @@ pub(crate) enum Outcome {
     /// Snoozed: back in the queue until a given time, no attempt counted.
     Snoozed,
     Cancelled,
+    /// The job ended its attempt to wait for a resume (`awaiting`).
+    Awaiting,
     /// The attempt was no longer ours: nothing was recorded.
     Lost,
     /// Redis could not be reached to record the outcome; the watchdog will see the
@@ -38,6 +40,9 @@ pub struct AttemptCounts {
     pub snoozed: u64,
     /// Stopped on a cancellation request, acknowledged.
     pub cancelled: u64,
+    /// Ended to wait for a resume (a Rust job's
+    /// [`JobError::await_resume`](super::JobError::await_resume)). A command cannot await.
+    pub awaiting: u64,
     /// The attempt stopped being this worker's while it ran; nothing was recorded.
     pub lost: u64,
     /// The outcome could not be recorded (Redis unreachable); the watchdog takes over.
@@ -53,6 +58,7 @@ impl AttemptCounts {
             Ok(Outcome::Retried) => &mut self.retried,
             Ok(Outcome::Snoozed) => &mut self.snoozed,
             Ok(Outcome::Cancelled) => &mut self.cancelled,
+            Ok(Outcome::Awaiting) => &mut self.awaiting,
             Ok(Outcome::Lost) => &mut self.lost,
             Ok(Outcome::Unreported) => &mut self.unreported,
             Err(e) => {

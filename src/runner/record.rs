@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use crate::error::Error as LedgerError;
 use crate::ledger::{
-    AttemptToken, CompleteOutcome, FailOptions, FailOutcome, HeartbeatReply, Ledger, Snooze,
-    SnoozeOutcome, State,
+    AttemptToken, AwaitOutcome, AwaitResume, CompleteOutcome, FailOptions, FailOutcome,
+    HeartbeatReply, Ledger, Snooze, SnoozeOutcome, State,
 };
 
 use super::{Outcome, retry};
@@ -164,6 +164,34 @@ impl Record<'_> {
                 self.fail(&format!("snooze refused: {e}"), true, None).await
             }
             Err(e) => Recorded::unreported("snooze", &e),
+        }
+    }
+
+    /// The job ends its attempt to wait for a resume.
+    pub(crate) async fn await_resume(&self, wait: AwaitResume) -> Recorded {
+        let reason = wait.reason.clone();
+        match retry(|| self.ledger.await_resume(self.token, wait.clone())).await {
+            Ok((AwaitOutcome::Awaiting(a), _)) => Recorded::new(
+                Outcome::Awaiting,
+                format!("awaiting until {}: {reason}", a.wait_deadline_at),
+            ),
+            // Only our own await makes the attempt stale with the execution awaiting.
+            Ok((
+                AwaitOutcome::StaleAttempt {
+                    state: State::Awaiting,
+                    ..
+                },
+                true,
+            )) => Recorded::new(Outcome::Awaiting, format!("awaiting: {reason}")),
+            Ok((AwaitOutcome::Cancelled { .. }, _)) => {
+                Recorded::new(Outcome::Cancelled, "cancelled instead of waiting")
+            }
+            Ok((other, _)) => Recorded::lost(&format!("{other:?}")),
+            // The ledger refused the wait itself: another attempt would ask the same.
+            Err(e @ (LedgerError::InvalidArgument { .. } | LedgerError::TooLarge { .. })) => {
+                self.fail(&format!("await refused: {e}"), false, None).await
+            }
+            Err(e) => Recorded::unreported("await", &e),
         }
     }
 

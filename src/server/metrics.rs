@@ -4,8 +4,9 @@
 //!
 //! Watchdog figures are counted from the event streams: an action by the replica that
 //! took it (events name their replica), a false alarm (a `revived` event), a snooze (a
-//! `snoozed` event) or a queue pause or resume by whichever replica holds its partition — so summing over `serve`
-//! processes counts each once.
+//! `snoozed` event), a wait begun or resumed (`awaiting`, `resumed`) or a queue pause or
+//! resume by whichever replica holds its partition — so summing over `serve` processes
+//! counts each once.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,6 +43,8 @@ pub(crate) struct Metrics {
     snoozes: Counter,
     holds: Counter,
     pruned: Counter,
+    /// Waits begun (`awaiting`) and resumed (`resumed`), by event.
+    waits: Family<Labels, Counter>,
     executions: Family<Labels, Gauge>,
     depth: Family<Labels, Gauge>,
     slots: Family<Labels, Gauge>,
@@ -110,10 +113,18 @@ impl Metrics {
             "Finished executions removed by retention",
             pruned.clone(),
         );
+        let waits = Family::<Labels, Counter>::default();
+        registry.register(
+            "waits",
+            "Executions that began waiting (event=\"awaiting\") or were resumed \
+             (event=\"resumed\"); expired waits are watchdog actions (reason=\"wait_expired\")",
+            waits.clone(),
+        );
         let executions = Family::<Labels, Gauge>::default();
         registry.register(
             "executions",
-            "Executions by queue and state (active: dispatched, running or stuck)",
+            "Executions by queue and state (active: dispatched, running or stuck; awaiting: \
+             waiting for a resume)",
             executions.clone(),
         );
         let depth = Family::<Labels, Gauge>::default();
@@ -190,6 +201,7 @@ impl Metrics {
             snoozes,
             holds,
             pruned,
+            waits,
             executions,
             depth,
             slots,
@@ -276,6 +288,14 @@ impl Metrics {
             }
             return;
         }
+        if e.reason == "awaiting" || e.reason == "resumed" {
+            if replica.held_partitions().contains_key(&e.partition) {
+                self.waits
+                    .get_or_create(&vec![("event", e.reason.clone())])
+                    .inc();
+            }
+            return;
+        }
         if e.replica.as_deref() != Some(replica.replica_id()) {
             return;
         }
@@ -312,13 +332,19 @@ impl Metrics {
         let Ok(queues) = ledger.queue_overviews().await else {
             return;
         };
+        let awaiting = ledger.awaiting_counts().await.unwrap_or_default();
         for q in queues {
             let queue = vec![("queue", q.name.clone())];
             self.depth.get_or_create(&queue).set(q.depth as i64);
             self.slots.get_or_create(&queue).set(q.active as i64);
             self.capacity.get_or_create(&queue).set(q.capacity as i64);
             self.paused.get_or_create(&queue).set(i64::from(q.paused));
-            let mut by_state = vec![("queued", q.depth), ("active", q.active)];
+            let waiting = awaiting.get(&q.name).copied().unwrap_or(0);
+            let mut by_state = vec![
+                ("queued", q.depth),
+                ("active", q.active),
+                ("awaiting", waiting),
+            ];
             by_state.extend(q.finished.iter().map(|(s, n)| (s.as_str(), *n)));
             for (state, n) in by_state {
                 self.executions

@@ -35,6 +35,7 @@ mod routes;
 mod snooze;
 mod status;
 mod ui;
+mod waits;
 // The JSON views mirror the library types field by field (documented there, in
 // docs/http-api.md and in /openapi.json).
 #[allow(missing_docs)]

@@ -115,6 +115,21 @@ fn library(e: &Error) -> Problem {
         } => Problem::new(&kind::TOKEN_MISMATCH, detail)
             .with("current_attempt", json!(current_attempt)),
         Error::InvalidTransition { .. } => Problem::new(&kind::INVALID_TRANSITION, detail),
+        Error::NotAwaiting { queue, id, state } => Problem::new(&kind::NOT_AWAITING, detail)
+            .with("queue", json!(queue))
+            .with("id", json!(id))
+            .with("state", json!(state)),
+        Error::InvalidResumeToken { .. } => Problem::new(&kind::INVALID_RESUME_TOKEN, detail),
+        Error::ResumeTokenUsed {
+            queue,
+            id,
+            resumed_at,
+            state,
+        } => Problem::new(&kind::RESUME_TOKEN_USED, detail)
+            .with("queue", json!(queue))
+            .with("id", json!(id))
+            .with("resumed_at", json!(resumed_at))
+            .with("state", json!(state)),
         Error::WorkerExists { worker_id } => {
             Problem::new(&kind::WORKER_EXISTS, detail).with("worker_id", json!(worker_id))
         }
@@ -312,6 +327,12 @@ kinds! {
         "The token was never issued for this execution.";
     INVALID_TRANSITION = "invalid-transition", CONFLICT, "Not allowed in this state",
         "The operation is not allowed in the execution's state.";
+    NOT_AWAITING = "not-awaiting", CONFLICT, "Not awaiting",
+        "A resume of an execution that is not awaiting: its state is given.";
+    INVALID_RESUME_TOKEN = "invalid-resume-token", NOT_FOUND, "Resume token not recognised",
+        "The resume token was never issued, or belongs to a wait a later one replaced.";
+    RESUME_TOKEN_USED = "resume-token-used", CONFLICT, "Resume token already used",
+        "The resume token already resumed its wait (it works once): when, and the state now, are given.";
     WORKER_EXISTS = "worker-exists", CONFLICT, "Worker id already registered",
         "The worker id was registered before: use a fresh id per process start.";
     TOO_LARGE = "too-large", PAYLOAD_TOO_LARGE, "Too large",

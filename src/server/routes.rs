@@ -17,7 +17,7 @@ use super::auth::{Scope, require};
 use super::problem::ApiError;
 use super::{
     AppState, attempts, auth, events, executions, metrics, operator, queues, snooze, status, ui,
-    worker_events, workers,
+    waits, worker_events, workers,
 };
 
 /// A route's method.
@@ -144,6 +144,19 @@ pub(crate) fn table() -> Vec<Route> {
             orch,
             operator::unpin,
         ),
+        route(
+            Post,
+            "/v1/queues/{queue}/executions/{id}/resume",
+            orch,
+            waits::resume,
+        ),
+        // No bearer: the one-time resume token in the path is the credential.
+        route(
+            Post,
+            "/v1/resume/{resume_token}",
+            open,
+            waits::resume_by_token,
+        ),
         route(Get, "/v1/executions", read, operator::find),
         // Work: claims and the attempt calls.
         route(Post, "/v1/queues/{queue}/claims", work, attempts::claim),
@@ -152,6 +165,7 @@ pub(crate) fn table() -> Vec<Route> {
         route(Post, "/v1/attempts/fail", work, attempts::fail),
         route(Post, "/v1/attempts/snooze", work, snooze::snooze),
         route(Post, "/v1/attempts/cancel-ack", work, attempts::cancel_ack),
+        route(Post, "/v1/attempts/await", work, waits::await_resume),
         // The worker registry.
         route(Get, "/v1/workers", read, workers::list),
         route(Post, "/v1/workers", work, workers::register),

@@ -14,7 +14,7 @@ const INDEX: &str = include_str!("ui/index.html");
 const STYLE: &str = include_str!("ui/style.css");
 
 /// The scripts (ES modules), by file name.
-const SCRIPTS: [(&str, &str); 7] = [
+const SCRIPTS: [(&str, &str); 8] = [
     ("app.js", include_str!("ui/app.js")),
     ("api.js", include_str!("ui/api.js")),
     ("dom.js", include_str!("ui/dom.js")),
@@ -22,6 +22,7 @@ const SCRIPTS: [(&str, &str); 7] = [
     ("queues.js", include_str!("ui/queues.js")),
     ("executions.js", include_str!("ui/executions.js")),
     ("feed.js", include_str!("ui/feed.js")),
+    ("waiting.js", include_str!("ui/waiting.js")),
 ];
 
 /// Only our own files and our own API: no inline script, no third-party origin.

@@ -10,7 +10,8 @@
 //!   `sr` and `fin`, others carry no `sr`; active ones hold an attempt ≥ 1;
 //! - pending ⇔ queued; slot entry ⇔ active, holding the execution's current attempt;
 //!   start timer ⇔ dispatched; heartbeat timer ⇔ running; progress timer ⇔ running with
-//!   `npt > 0`; stuck timer ⇔ stuck; cancel timer ⇔ active with `cx`; deadline timer ⇔
+//!   `npt > 0`; stuck timer ⇔ stuck; cancel timer ⇔ active with `cx`; wait timer ⇔
+//!   awaiting (scored by `wdl`; an awaiting one holds no nonce); deadline timer ⇔
 //!   non-terminal with `dla > 0`; terminal list `s:<state>` ⇔ that terminal state, listed
 //!   once; each timer is scored by the instant documented in `Timer` (crate-private `keys`);
 //! - no index entry without its hash;
@@ -29,13 +30,14 @@ const ACTIVE: [&str; 3] = ["dispatched", "running", "stuck"];
 
 /// Each timer, its name in messages, and the hash fields `(since, timeout)` whose sum is
 /// its score (`None`: the score is the single field `dla`).
-const TIMERS: [(Timer, &str, &str, Option<&str>); 6] = [
+const TIMERS: [(Timer, &str, &str, Option<&str>); 7] = [
     (Timer::Start, "start", "dsp", Some("sg")),
     (Timer::Heartbeat, "heartbeat", "hb", Some("ht")),
     (Timer::Progress, "progress", "prc", Some("npt")),
     (Timer::Stuck, "stuck", "ss", Some("stt")),
     (Timer::Cancel, "cancel", "cx", Some("cg")),
     (Timer::Deadline, "deadline", "dla", None),
+    (Timer::Wait, "wait", "wdl", None),
 ];
 
 /// A raw connection beside the ledger's own, standalone or cluster.
@@ -383,7 +385,7 @@ fn check_execution(
     let state = field("st");
     let terminal = TERMINAL.contains(&state);
     let active = ACTIVE.contains(&state);
-    if !terminal && !active && state != "queued" {
+    if !terminal && !active && state != "queued" && state != "awaiting" {
         out.push(format!("invalid state {state:?}"));
         return;
     }
@@ -402,6 +404,12 @@ fn check_execution(
             "terminal {state} without stop reason or finish time (sr {:?}, fin {:?})",
             field("sr"),
             field("fin")
+        ));
+    }
+    if state == "awaiting" && (!field("tok").is_empty() || field("rth").is_empty()) {
+        out.push(format!(
+            "awaiting with an attempt nonce {:?} or no resume token hash",
+            field("tok")
         ));
     }
     if !terminal && !field("sr").is_empty() {
@@ -430,6 +438,7 @@ fn check_execution(
         "progress" => state == "running" && num("npt").unwrap_or(0) > 0,
         "stuck" => state == "stuck",
         "cancel" => active && !field("cx").is_empty(),
+        "wait" => state == "awaiting",
         _ => !terminal && num("dla").unwrap_or(0) > 0,
     };
     for (_, name, _, _) in TIMERS {

@@ -32,6 +32,10 @@ pub struct RoundReport {
     pub dead: u64,
     /// Cancellations forced after the cancel grace (or lost while cancel was requested).
     pub cancelled: u64,
+    /// Awaiting executions whose wait deadline passed with no resume (failed with
+    /// `wait_expired`, or re-queued where their queue says so).
+    #[serde(default)]
+    pub wait_expired: u64,
     /// Executions orphaned by worker reconciliation (included in retried/dead/cancelled).
     pub orphaned: u64,
     /// Timer entries that turned out stale hints and were re-scored or removed.
@@ -61,7 +65,8 @@ pub struct RoundReport {
 impl RoundReport {
     /// True when the round changed any execution or started a hold.
     pub fn acted(&self) -> bool {
-        self.timed_out + self.stuck + self.retried + self.dead + self.cancelled > 0
+        self.timed_out + self.stuck + self.retried + self.dead + self.cancelled + self.wait_expired
+            > 0
             || self.hold_started
     }
 
@@ -71,6 +76,7 @@ impl RoundReport {
         self.retried += other.retried;
         self.dead += other.dead;
         self.cancelled += other.cancelled;
+        self.wait_expired += other.wait_expired;
         self.orphaned += other.orphaned;
         self.fixed += other.fixed;
         self.pruned += other.pruned;
@@ -99,7 +105,8 @@ impl Watchdog {
             call.key(k.timer(partition, timer));
         }
         call.key(k.stale_window(partition))
-            .key(k.namespace_stale_window(partition));
+            .key(k.namespace_stale_window(partition))
+            .key(k.timer(partition, Timer::Wait));
         call.arg(&self.replica_id)
             .arg(&epoch)
             .arg(self.config.batch)
@@ -127,6 +134,7 @@ impl Watchdog {
                     retried: reply.u64(3)?,
                     dead: reply.u64(4)?,
                     cancelled: reply.u64(5)?,
+                    wait_expired: reply.u64(13)?,
                     orphaned: 0,
                     pruned: 0,
                     fixed: reply.u64(6)?,

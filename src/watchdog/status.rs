@@ -67,6 +67,9 @@ pub struct WatchdogTotals {
     /// Finished executions removed by retention.
     #[serde(default)]
     pub pruned: u64,
+    /// Awaiting executions nobody resumed by their wait deadline (failed or re-queued).
+    #[serde(default)]
+    pub wait_expired: u64,
 }
 
 /// The watchdog at one instant; see [`status`].
@@ -168,6 +171,7 @@ pub async fn status(ledger: &Ledger) -> Result<WatchdogStatus> {
             ("n_orphaned", &mut totals.orphaned),
             ("holds", &mut totals.holds),
             ("n_pruned", &mut totals.pruned),
+            ("n_wait_expired", &mut totals.wait_expired),
         ] {
             *total += num(watch, field)?.unwrap_or(0).max(0) as u64;
         }

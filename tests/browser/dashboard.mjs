@@ -3,8 +3,9 @@
 //   1. the overview loads with no console error;
 //   2. an execution whose worker hangs appears as stuck, then retried, in the live feed,
 //      without a reload;
-//   3. cancel from an execution's page changes its state;
-//   4. a read-only token sees the pages and no cancel or retry button;
+//   3. cancel from an execution's page changes its state; an agent waiting for approval
+//      shows in "Waiting on people" (reason, since, deadline) and an admin resumes it there;
+//   4. a read-only token sees the pages and no cancel, retry or resume button;
 //   5. a retried execution whose first events the capped stream trimmed still shows every
 //      transition (those from history marked so), and the workers table fits at 1400 px;
 //   6. the health verdict drawn is the served one: healthy, then (a server without a
@@ -264,6 +265,38 @@ async function main() {
       "snoozed execution: the timeline names the snooze and its reason");
     check(consoleErrors.length === 0, `admin pages: no console error (${consoleErrors.join(" | ")})`);
 
+    // 3b. Waiting on people: agents ask for approval; the admin resumes one from the view.
+    const ask = async (id) => {
+      await api("POST", "/v1/queues/approvals/executions", { id, payload: { task: "deploy" } });
+      const c = await work.claim("approvals");
+      const r = await worker("POST", "/v1/attempts/await",
+        { token: c.token, reason: "approval of the deploy plan", wait_deadline_ms: "1h", checkpoint: { step: "planned" } });
+      work.done("approvals", c);
+      return r;
+    };
+    const asked = await ask("deploy-1");
+    check(asked.outcome === "awaiting" && asked.resume_token, `await: the agent is awaiting (${asked.outcome})`);
+    await ask("deploy-2");
+    await page.click("a[data-nav=waiting]");
+    await page.waitForSelector('tr[data-key="approvals/deploy-1"]');
+    const waitingRow = await page.textContent('tr[data-key="approvals/deploy-1"]');
+    check(waitingRow.includes("approval of the deploy plan") && waitingRow.includes("ago") && waitingRow.includes("(in ")
+      && waitingRow.includes("fail"), `waiting view: reason, waiting since, deadline and what then (${waitingRow})`);
+    await page.screenshot({ path: resolve(SHOTS, "dashboard-waiting.png"), fullPage: true });
+    await page.fill('tr[data-key="approvals/deploy-1"] input[name=input]', '{"approved": true}');
+    await page.click('tr[data-key="approvals/deploy-1"] button[data-action=resume]');
+    await page.waitForSelector('tr[data-key="approvals/deploy-1"]', { state: "detached", timeout: 10000 });
+    const resumedOne = await api("GET", "/v1/queues/approvals/executions/deploy-1");
+    check(resumedOne.state === "queued" && resumedOne.resume_input && resumedOne.resume_input.approved === true,
+      `resume: the ledger says ${resumedOne.state} with input ${JSON.stringify(resumedOne.resume_input)}`);
+    const continued = await work.claim("approvals");
+    check(continued.id === "deploy-1" && continued.resume_input && continued.resume_input.approved === true
+      && continued.checkpoint && continued.checkpoint.step === "planned",
+      "resume: the continuing claim gets the input and the checkpoint");
+    await worker("POST", "/v1/attempts/complete", { token: continued.token, result: { deployed: true } });
+    work.done("approvals", continued);
+    check(consoleErrors.length === 0, `waiting view: no console error (${consoleErrors.join(" | ")})`);
+
     // 4. A read-only token: everything visible, nothing to press.
     const readContext = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
     const reader = await readContext.newPage();
@@ -277,6 +310,10 @@ async function main() {
     await reader.goto(`${serve.url}/ui/#/executions?state=failed`);
     await reader.waitForSelector('tr[data-key="payments/charge-3"]');
     check(await reader.locator("tbody tr").count() === 2, "read token: the executions table lists the 2 failed charges");
+
+    await reader.goto(`${serve.url}/ui/#/waiting`);
+    await reader.waitForSelector('tr[data-key="approvals/deploy-2"]');
+    check(await reader.locator("button[data-action]").count() === 0, "read token: no resume button in the waiting view");
 
     // 5. A retried execution whose first attempt's events were trimmed from the stream.
     await api("POST", "/v1/queues/agents/executions", { id: "agent-run-8", payload: { task: "index" }, timings: FAST });

@@ -152,6 +152,12 @@ fn short_fault_demo_is_all_correct() {
             .is_some_and(|o| o.starts_with("0 of 6 claimed") && o.contains("6 succeeded")),
         "{table}"
     );
+    assert!(
+        waiting
+            .iter()
+            .any(|r| r["case"] == "an agent waiting for approval" && r["correct"] == true),
+        "{table}"
+    );
     assert_eq!(report["all_correct"], true, "{table}");
     assert_eq!(
         report["problems"].as_array().map(Vec::len),

@@ -10,6 +10,7 @@ mod ledger_common;
 #[path = "../support/mod.rs"]
 mod support;
 
+mod cli_awaiting;
 mod cli_pause;
 mod cli_read;
 mod cli_snooze;

@@ -7,6 +7,7 @@ mod support;
 mod watchdog_common;
 
 mod cluster;
+mod cluster_awaiting;
 mod cluster_pause;
 mod cluster_snooze;
 mod cluster_tiers;

@@ -184,6 +184,13 @@ async fn every_documented_operation_is_served_under_its_documented_scope() {
                     );
                     assert_eq!(r.body["scope"], need, "{method} {template}");
                 }
+                // The resume token in the path is the credential: a made-up one is answered
+                // as unknown, never as unauthorized.
+                None if template == "/v1/resume/{resume_token}" => assert_eq!(
+                    (r.status, r.problem()),
+                    (StatusCode::NOT_FOUND, "invalid-resume-token"),
+                    "{method} {template} without a token"
+                ),
                 None => assert!(
                     r.status.is_success(),
                     "{method} {template} without a token: {r:?}"

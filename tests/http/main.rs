@@ -9,6 +9,7 @@ mod http_common;
 mod support;
 
 mod http_api;
+mod http_awaiting;
 mod http_operator;
 mod http_pause;
 mod http_redis_down;

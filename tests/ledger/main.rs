@@ -6,6 +6,7 @@ mod ledger_common;
 #[path = "../support/mod.rs"]
 mod support;
 
+mod awaiting;
 mod bad_config;
 mod bad_input;
 mod batches;

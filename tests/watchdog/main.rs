@@ -10,6 +10,7 @@ mod support;
 #[path = "../watchdog_common/mod.rs"]
 mod watchdog_common;
 
+mod awaiting_expiry;
 mod compact;
 mod hooks;
 mod hooks_outbox;

@@ -15,6 +15,7 @@ mod watchdog_common;
 mod exec;
 mod exec_stop;
 mod runner;
+mod runner_await;
 mod runner_pause;
 mod runner_snooze;
 mod runner_stop;

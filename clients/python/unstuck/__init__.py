@@ -10,12 +10,15 @@ __version__ = "0.1.0"
 from .client import Client
 from .errors import (
     AlreadyTerminal, BadRequest, Conflict, ConnectionFailed, Forbidden, IdempotencyConflict,
-    InvalidArgument, InvalidName, InvalidToken, InvalidTransition, NotFound, NotJson,
-    RedisUnavailable, ServerError, StaleAttempt, TokenMismatch, TooLarge, Unauthorized, Unavailable,
-    UnknownOutcome, UnknownQueue, UnknownWorker, UnstuckError, WorkerExists,
+    InvalidArgument, InvalidName, InvalidResumeToken, InvalidToken, InvalidTransition,
+    NotAwaiting, NotFound, NotJson, RedisUnavailable, ResumeTokenUsed, ServerError, StaleAttempt,
+    TokenMismatch, TooLarge, Unauthorized, Unavailable, UnknownOutcome, UnknownQueue,
+    UnknownWorker, UnstuckError, WorkerExists,
 )
 from .sse import EventStream
-from .worker import Cancelled, Fatal, Job, Retryable, Snooze, Worker, fresh_worker_id
+from .worker import (
+    AwaitResume, Cancelled, Fatal, Job, Retryable, Snooze, Worker, fresh_worker_id,
+)
 
 __all__ = [
     "Client", "EventStream", "Worker", "Job", "Retryable", "Fatal", "Cancelled", "Snooze",
@@ -24,5 +27,6 @@ __all__ = [
     "UnknownWorker",
     "Conflict", "StaleAttempt", "AlreadyTerminal", "TokenMismatch", "InvalidTransition",
     "WorkerExists", "TooLarge", "IdempotencyConflict", "ServerError", "Unavailable",
-    "RedisUnavailable", "UnknownOutcome", "ConnectionFailed",
+    "RedisUnavailable", "UnknownOutcome", "ConnectionFailed", "NotAwaiting",
+    "ResumeTokenUsed", "InvalidResumeToken", "AwaitResume",
 ]

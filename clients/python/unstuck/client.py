@@ -124,13 +124,20 @@ class Client:
     def get_queue(self, queue):
         return self._json("GET", f"/v1/queues/{_seg(queue)}")
 
-    def set_queue(self, queue, capacity=None, timings=None):
-        """Replaces the queue's settings (what is left out goes back to the defaults)."""
+    def set_queue(self, queue, capacity=None, timings=None, max_wait=None,
+                  on_wait_expiry=None):
+        """Replaces the queue's settings (what is left out goes back to the defaults).
+        ``max_wait``: longest wait an ``await_resume`` may ask for (ms or ``"2h"``; 7 days
+        when unset); ``on_wait_expiry``: ``"fail"`` (default) or ``"requeue"``."""
         body = {}
         if capacity is not None:
             body["capacity"] = capacity
         if timings is not None:
             body["timings"] = _timings(timings)
+        if max_wait is not None:
+            body["max_wait"] = _duration(max_wait)
+        if on_wait_expiry is not None:
+            body["on_wait_expiry"] = on_wait_expiry
         return self._json("PUT", f"/v1/queues/{_seg(queue)}", body)
 
     def pause_queue(self, queue, reason):
@@ -229,6 +236,22 @@ class Client:
         return self._json("POST", f"/v1/queues/{_seg(queue)}/executions/{_seg(id)}/retry",
                           body)
 
+    def resume(self, queue, id, input=None):
+        """Resumes an awaiting execution: back in the queue; the claim that continues it
+        gets ``input`` as ``resume_input``. Returns ``{"queue", "id", "resumed_at",
+        "already", "state"}`` (``already`` True: an earlier resume did it, nothing
+        changed). Raises NotAwaiting (``.state`` names its state)."""
+        body = {} if input is None else {"input": input}
+        return self._json("POST", f"/v1/queues/{_seg(queue)}/executions/{_seg(id)}/resume",
+                          body)
+
+    def resume_by_token(self, resume_token, input=None):
+        """Resumes with the one-time token ``await_resume`` returned (no bearer token
+        needed), as ``resume``. Raises InvalidResumeToken (forged, or replaced by a later
+        wait), ResumeTokenUsed (it worked once already), NotAwaiting."""
+        body = {} if input is None else {"input": input}
+        return self._json("POST", f"/v1/resume/{_seg(resume_token)}", body)
+
     def recent_events(self, queue=None, limit=None):
         """The newest events (every queue, or one), oldest first."""
         return self._json("GET", "/v1/events/recent",
@@ -296,6 +319,19 @@ class Client:
         if until is not None:
             body["until"] = until if isinstance(until, str) else until.isoformat()
         return self._json("POST", "/v1/attempts/snooze", body)
+
+    def await_resume(self, token, reason, wait_deadline_ms, checkpoint=UNSET):
+        """Ends the attempt to wait on a person or an outside event: ``{"outcome":
+        "awaiting", "resume_token", "wait_deadline_at", "slot_released"}`` (or
+        ``{"outcome": "cancelled", ...}`` when cancellation had been requested). The
+        execution is never judged stale while it waits; ``resume`` continues it, and the
+        attempt does not count toward max_attempts. ``wait_deadline_ms``: ms or ``"1h"``,
+        more than 0 and at most the queue's ``max_wait``."""
+        body = {"token": token, "reason": reason,
+                "wait_deadline_ms": _duration(wait_deadline_ms)}
+        if checkpoint is not UNSET:
+            body["checkpoint"] = checkpoint
+        return self._json("POST", "/v1/attempts/await", body)
 
     def cancel_ack(self, token):
         """Acknowledges a cancellation: ``{"slot_released": bool}``; InvalidTransition when

@@ -129,6 +129,23 @@ class InvalidTransition(Conflict):
     cancellation request)."""
 
 
+class NotAwaiting(Conflict):
+    """A resume of an execution that is not awaiting; ``state`` says what it is."""
+
+    @property
+    def state(self):
+        return self.extra.get("state")
+
+
+class ResumeTokenUsed(Conflict):
+    """The resume token already resumed its wait (it works once); ``resumed_at`` and
+    ``state`` say when, and what the execution is now."""
+
+
+class InvalidResumeToken(NotFound):
+    """The resume token was never issued (forged), or a later wait replaced it."""
+
+
 class WorkerExists(Conflict):
     """The worker id was registered before; use a fresh id per process start."""
 
@@ -200,6 +217,9 @@ _BY_SLUG = {
     "token-mismatch": TokenMismatch,
     "invalid-transition": InvalidTransition,
     "worker-exists": WorkerExists,
+    "not-awaiting": NotAwaiting,
+    "resume-token-used": ResumeTokenUsed,
+    "invalid-resume-token": InvalidResumeToken,
     "too-large": TooLarge,
     "payload-too-large": TooLarge,
     "idempotency-conflict": IdempotencyConflict,

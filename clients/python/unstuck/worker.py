@@ -14,7 +14,7 @@ import time
 
 from . import errors
 
-__all__ = ["Worker", "Job", "Retryable", "Fatal", "Cancelled", "Snooze"]
+__all__ = ["Worker", "Job", "Retryable", "Fatal", "Cancelled", "Snooze", "AwaitResume"]
 
 log = logging.getLogger("unstuck")
 
@@ -51,6 +51,22 @@ class Fatal(Exception):
     """Raise from a handler to fail the execution for good."""
 
 
+class AwaitResume(Exception):
+    """Raise from a handler to end the attempt and wait on a person or an outside event
+    (an outcome, not an error): the execution is ``awaiting`` until someone resumes it
+    (``Client.resume`` or the one-time ``resume_token``), at most ``wait_deadline_ms``
+    (ms or ``"1h"``). It holds no slot, is never judged stale, and the attempt does not
+    count toward max_attempts. The claim that continues it gets ``checkpoint`` (when
+    given, else the last one) as ``job.checkpoint`` and the resume input as
+    ``job.resume_input``."""
+
+    def __init__(self, reason, wait_deadline_ms, checkpoint=None):
+        super().__init__(reason)
+        self.reason = reason
+        self.wait_deadline_ms = wait_deadline_ms
+        self.checkpoint = checkpoint
+
+
 class Cancelled(Exception):
     """Raised by ``Job.raise_if_cancelled()``: the attempt was cancelled or lost."""
 
@@ -73,7 +89,8 @@ class Job:
     """One claimed attempt, as a handler sees it.
 
     ``payload``, ``attempt``, ``id``, ``queue``; ``checkpoint`` is the checkpoint the
-    previous attempt left (None on a first attempt); ``cancelled`` (a threading.Event) is
+    previous attempt left (None on a first attempt); ``resume_input`` what ``resume``
+    handed over when this attempt continues a wait (None otherwise); ``cancelled`` (a threading.Event) is
     set when cancellation was requested or the attempt was lost: stop soon.
     """
 
@@ -85,6 +102,8 @@ class Job:
         self.attempt = claim["attempt"]
         self.payload = claim.get("payload")
         self.checkpoint = claim.get("checkpoint")
+        self.resume_input = claim.get("resume_input")
+        self.resume_token = None  # set once the handler's AwaitResume was recorded
         self.heartbeat_timeout = claim["heartbeat_timeout"] / 1000.0  # seconds
         self.deadline_at = claim.get("deadline_at")
         self.cancelled = threading.Event()
@@ -153,11 +172,15 @@ class Worker:
 
     ``run()`` blocks until ``stop()`` (or SIGTERM/SIGINT when run in the main thread), then
     waits for the running handlers and deregisters.
+
+    A handler that raises ``AwaitResume`` ends its attempt into ``awaiting``;
+    ``on_await(job, reply)``, when given, is called with the reply (its
+    ``resume_token`` is the one-time credential to hand to whoever resumes it).
     """
 
     def __init__(self, client, queue, handler, concurrency=1, worker_id=None,
                  heartbeat_interval=None, version=None, wait_ms=MAX_WAIT_MS,
-                 handle_signals=True):
+                 handle_signals=True, on_await=None):
         from . import __version__
         if not 1 <= concurrency <= 1000:
             raise ValueError("concurrency must be 1 to 1000")
@@ -176,8 +199,9 @@ class Worker:
         self.version = version or f"unstuck-python/{__version__}"
         self.wait_ms = wait_ms
         self.handle_signals = handle_signals
+        self.on_await = on_await
         self.stats = {"succeeded": 0, "failed": 0, "retried": 0, "cancelled": 0, "dropped": 0,
-                      "snoozed": 0}
+                      "snoozed": 0, "awaiting": 0}
         self._given_id = worker_id is not None
         self._poller = client.copy()  # its own connections, so stop() can abort the long poll
         self._stopping = threading.Event()
@@ -355,6 +379,8 @@ class Worker:
         try:
             try:
                 outcome = ("complete", self.handler(job))
+            except AwaitResume as e:
+                outcome = ("await", e)
             except Cancelled:
                 outcome = ("fail", "stopped: cancellation requested or attempt lost", True)
             except Fatal as e:
@@ -403,7 +429,7 @@ class Worker:
         return True
 
     def _finish(self, job, outcome):
-        if outcome[0] in ("fail", "snooze") and not job.lost and not job.cancel_requested:
+        if outcome[0] in ("fail", "snooze", "await") and not job.lost and not job.cancel_requested:
             # Deliver a checkpoint set since the last beat: the next attempt resumes from it.
             if job._pending()[0]:
                 self._beat(job)
@@ -413,6 +439,9 @@ class Worker:
         if job.cancel_requested:
             if self._outcome(job, lambda: self.client.cancel_ack(job.token), "cancelled"):
                 self._count("cancelled", job, "cancellation acknowledged")
+            return
+        if outcome[0] == "await":
+            self._await(job, outcome[1])
             return
         if outcome[0] == "complete":
             result = outcome[1]
@@ -459,6 +488,40 @@ class Worker:
             kind = {"snoozed": "snoozed", "retry_scheduled": "retried",
                     "cancelled": "cancelled"}.get(reply.get("outcome"), "failed")
             self._count(kind, job, f"{reply.get('outcome')}: {snooze.reason}")
+
+    def _await(self, job, wait):
+        kwargs = {} if wait.checkpoint is None else {"checkpoint": wait.checkpoint}
+        refused = []
+
+        def call():
+            try:
+                return self.client.await_resume(job.token, wait.reason,
+                                                wait.wait_deadline_ms, **kwargs)
+            except (errors.BadRequest, errors.TooLarge) as e:
+                # A wait the queue does not allow, or a checkpoint too large: the
+                # handler's mistake, which a retry would repeat.
+                refused.append(e)
+                return {"outcome": "refused"}
+
+        reply = self._outcome(job, call)
+        if refused:
+            message = f"await refused: {refused[0]}"[:MAX_MESSAGE]
+            if self._outcome(job, lambda: self.client.fail(job.token, message, False)):
+                self._count("failed", job, message)
+            return
+        if not reply:
+            return
+        if reply.get("outcome") == "cancelled":
+            self._count("cancelled", job, "cancelled instead of waiting")
+            return
+        job.resume_token = reply.get("resume_token")
+        self._count("awaiting", job, f"awaiting until {reply.get('wait_deadline_at')}: "
+                                     f"{wait.reason}")
+        if self.on_await is not None:
+            try:
+                self.on_await(job, reply)
+            except Exception:
+                log.exception("on_await of %r failed", job)
 
     def _outcome(self, job, call, ends_in=None):
         """Runs an outcome call, retrying transient errors (the calls are idempotent on the

@@ -17,7 +17,7 @@ pub(crate) struct Args {
     /// Only the executions of this queue.
     #[arg(long)]
     queue: Option<String>,
-    /// Only this state: queued, dispatched, running, stuck, succeeded, failed,
+    /// Only this state: queued, dispatched, running, stuck, awaiting, succeeded, failed,
     /// cancelled, timed_out, dead.
     #[arg(long)]
     state: Option<String>,

@@ -11,6 +11,7 @@ mod executions;
 mod openapi;
 mod pin;
 mod queues;
+mod resume;
 mod retry;
 mod serve;
 mod show;
@@ -30,6 +31,7 @@ pub(crate) enum Command {
     Show(show::Args),
     Enqueue(enqueue::Args),
     Cancel(cancel::Args),
+    Resume(resume::Args),
     Retry(retry::Args),
     Pin(pin::Args),
     Events(events::Args),
@@ -53,6 +55,7 @@ impl Command {
             Command::Show(cmd) => cmd.run().await,
             Command::Enqueue(cmd) => cmd.run().await,
             Command::Cancel(cmd) => cmd.run().await,
+            Command::Resume(cmd) => cmd.run().await,
             Command::Retry(cmd) => cmd.run().await,
             Command::Pin(cmd) => cmd.run().await,
             Command::Events(cmd) => cmd.run().await,

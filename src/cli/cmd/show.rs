@@ -102,6 +102,21 @@ async fn show(ledger: &Ledger, queue: &str, id: &str, json: bool) -> anyhow::Res
             e.snoozes, e.timings.max_snoozes
         ));
     }
+    if let Some(w) = &e.wait {
+        lines.push(format!(
+            "waiting for     {} (since {}, until {}; then {})",
+            w.reason,
+            w.since.format("%Y-%m-%d %H:%M:%S UTC"),
+            w.deadline_at.format("%Y-%m-%d %H:%M:%S UTC"),
+            w.on_expiry
+        ));
+    }
+    if let Some(at) = e.resumed_at {
+        lines.push(format!(
+            "resumed at      {}",
+            at.format("%Y-%m-%d %H:%M:%S%.3f UTC")
+        ));
+    }
     if e.continuations > 0 {
         lines.push(format!(
             "continuations   {} (attempts that awaited or snoozed; not counted: {} of {} used)",

@@ -101,7 +101,7 @@ async fn status(config: Option<&std::path::Path>, json: bool) -> anyhow::Result<
     );
     let t = &status.totals;
     out!(
-        "totals: timed_out {} · stuck {} · retried {} · dead {} · cancelled {} · orphaned {} · holds {} · pruned {}",
+        "totals: timed_out {} · stuck {} · retried {} · dead {} · cancelled {} · orphaned {} · holds {} · pruned {} · wait_expired {}",
         t.timed_out,
         t.stuck,
         t.retried,
@@ -109,7 +109,8 @@ async fn status(config: Option<&std::path::Path>, json: bool) -> anyhow::Result<
         t.cancelled,
         t.orphaned,
         t.holds,
-        t.pruned
+        t.pruned,
+        t.wait_expired
     );
     if let Some(h) = &status.namespace_hold {
         out!("namespace hold: until {} — {}", h.until, h.reason);

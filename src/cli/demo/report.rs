@@ -82,7 +82,7 @@ pub struct FaultDemoReport {
     pub replicas: Vec<ReplicaSummary>,
     /// The worker-supervision rows: `unstuck exec`, worker tiers, hooks.
     pub supervision: Vec<super::supervision::SupervisionRow>,
-    /// The "waiting is not stuck" rows: snoozes, a paused queue, ...
+    /// The "waiting is not stuck" rows: an agent waiting for approval, snoozes, a paused queue
     #[serde(default)]
     pub waiting: Vec<super::waiting::WaitingRow>,
 }

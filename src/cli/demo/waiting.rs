@@ -1,5 +1,5 @@
-//! The demo's "waiting is not stuck" rows: work that legitimately waits (snoozes for a
-//! rate limit, a paused queue, ...) is neither judged stuck nor charged an attempt. Each scenario is a
+//! The demo's "waiting is not stuck" rows: work that legitimately waits (an agent waiting
+//! for approval, snoozes for a rate limit, a paused queue) is neither judged stuck nor charged an attempt. Each scenario is a
 //! file of its own and runs in a namespace of its own, after the fault kinds.
 
 use serde::{Deserialize, Serialize};
@@ -24,6 +24,7 @@ pub async fn run(redis_url: &str, namespace: &str) -> Result<Vec<WaitingRow>> {
     config.partitions = 2;
     let ledger = Ledger::connect(config).await?;
     Ok(vec![
+        super::awaiting::run(redis_url, &format!("{namespace}-await")).await?,
         super::snooze::rate_limited(&ledger).await?,
         super::paused_queue::run(redis_url, &format!("{namespace}-pause")).await?,
     ])

@@ -14,6 +14,9 @@ fn client_fault(e: &Error) -> bool {
         | Error::InvalidToken { .. }
         | Error::TokenMismatch { .. }
         | Error::InvalidTransition { .. }
+        | Error::NotAwaiting { .. }
+        | Error::InvalidResumeToken { .. }
+        | Error::ResumeTokenUsed { .. }
         | Error::WorkerExists { .. }
         | Error::UnknownWorker { .. } => true,
         Error::InvalidConfig { .. }
@@ -79,6 +82,18 @@ fn every_library_error() -> Vec<Error> {
             queue: "q".into(),
             id: "e".into(),
             reason: "r".into(),
+        },
+        Error::NotAwaiting {
+            queue: "q".into(),
+            id: "e".into(),
+            state: "running".into(),
+        },
+        Error::InvalidResumeToken { reason: "forged" },
+        Error::ResumeTokenUsed {
+            queue: "q".into(),
+            id: "e".into(),
+            resumed_at: chrono::Utc::now(),
+            state: "queued".into(),
         },
         Error::WorkerExists {
             worker_id: "w".into(),

@@ -1,11 +1,12 @@
 // The dashboard's shell: the token and its scope, the hold banner, and the views by the
-// location's hash (#/, #/executions?..., #/e/<queue>/<id>, #/feed).
+// location's hash (#/, #/executions?..., #/waiting, #/e/<queue>/<id>, #/feed).
 
 import { api, loadSession, onStreamState, setToken, token } from "./api.js";
 import { h, panel, put } from "./dom.js";
 import { execution, executions } from "./executions.js";
 import { feed } from "./feed.js";
 import { overview, watchdogHealth } from "./overview.js";
+import { waiting } from "./waiting.js";
 
 const main = document.getElementById("main");
 const banner = document.getElementById("banner");
@@ -22,7 +23,7 @@ function loginForm(message) {
   } }, h("label", {}, "Token", input), h("button", { type: "submit" }, "Sign in"));
   put(main, h("div", { class: "login" }, panel("Sign in",
     h("p", {}, message), form,
-    h("p", { class: "muted" }, "A read token sees everything; an admin token may also cancel and retry. " +
+    h("p", { class: "muted" }, "A read token sees everything; an admin token may also cancel, retry and resume. " +
       "The token stays in this tab (session storage)."))));
   input.focus();
 }
@@ -51,6 +52,7 @@ function route() {
     a.classList.toggle("active", a.dataset.nav === (parts[0] === "e" ? "executions" : parts[0] || "overview"));
   }
   if (parts[0] === "executions") stopView = executions(main, params);
+  else if (parts[0] === "waiting") stopView = waiting(main, session);
   else if (parts[0] === "e" && parts.length >= 3) {
     stopView = execution(main, decodeURIComponent(parts[1]), decodeURIComponent(parts.slice(2).join("/")), session);
   } else if (parts[0] === "feed") {

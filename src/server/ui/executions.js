@@ -1,18 +1,19 @@
 // Executions: the filtered, paged table (live), and one execution's page with its
 // timeline, timings, checkpoint, stop metadata, attempts and retries, and — for an admin
-// token — cancel and retry.
+// token — cancel, retry and resume.
 
 import { api, follow, query } from "./api.js";
 import { ago, badge, clock, dur, execLink, h, panel, put, short, table } from "./dom.js";
 import { pausedLine } from "./queues.js";
+import { resumeControl } from "./waiting.js";
 
-const STATES = ["queued", "dispatched", "running", "stuck", "succeeded", "failed", "cancelled", "timed_out", "dead"];
+const STATES = ["queued", "dispatched", "running", "stuck", "awaiting", "succeeded", "failed", "cancelled", "timed_out", "dead"];
 const STOP_REASONS = ["succeeded", "failed", "cancelled", "deadline_exceeded", "heartbeat_lost", "no_progress",
-  "start_timeout", "worker_lost"];
+  "start_timeout", "worker_lost", "wait_expired"];
 const TERMINAL = new Set(["succeeded", "failed", "cancelled", "timed_out", "dead"]);
 
 function changedAt(e) {
-  return e.finished_at || e.stuck_since || e.last_heartbeat_at || e.started_at || e.dispatched_at || e.created_at;
+  return e.finished_at || e.stuck_since || (e.wait && e.wait.since) || e.last_heartbeat_at || e.started_at || e.dispatched_at || e.created_at;
 }
 
 function select(name, value, options) {
@@ -131,6 +132,7 @@ function timelineTable(timeline) {
 function actionsFor(e, session, reload, message) {
   if (!session || session.scope !== "admin") return null;
   const controls = [];
+  if (e.state === "awaiting") controls.push(resumeControl(e, message, reload));
   if (!TERMINAL.has(e.state)) {
     const reason = h("input", { name: "reason", value: "cancelled from the dashboard", size: 32 });
     controls.push(h("label", {}, "Reason", reason), h("button", { type: "button", class: "danger", "data-action": "cancel",
@@ -182,6 +184,10 @@ export function execution(root, queue, id, session) {
         ["last heartbeat", e.last_heartbeat_at ? [clock(e.last_heartbeat_at), " (", ago(e.last_heartbeat_at), ")"] : "-"],
         ["progress", e.progress ? [e.progress, " (changed ", ago(e.progress_changed_at), ")"] : "-"],
         ["stuck since", clock(e.stuck_since)], ["deadline", clock(e.deadline_at)],
+        ["waiting for", e.wait ? [e.wait.reason, " (since ", ago(e.wait.since), "; deadline ", clock(e.wait.deadline_at),
+          ", then ", e.wait.on_expiry, ")"] : "-"],
+        ["resumed", e.resumed_at ? [clock(e.resumed_at), e.resume_input === null || e.resume_input === undefined ? ""
+          : [" with ", JSON.stringify(e.resume_input)]] : "-"],
         ["cancel requested", clock(e.cancel_requested_at)], ["finished", clock(e.finished_at)],
         ["last error", e.last_error || "-"], ["false alarms", String(e.false_alarms)],
         ["available", e.state === "queued" && e.available_at

@@ -39,7 +39,7 @@ function watchdogFacts(w, health) {
     healthView(health),
     h("dl", { class: "facts" },
       h("dt", {}, "replicas"), h("dd", {}, w.replicas.length ? w.replicas.map((r) => `${r.replica_id} (beat ${ago(r.last_beat_at)})`).join(", ") : "none"),
-      h("dt", {}, "totals"), h("dd", {}, `timed out ${t.timed_out} · stuck ${t.stuck} · retried ${t.retried} · dead ${t.dead} · cancelled ${t.cancelled} · orphaned ${t.orphaned} · holds ${t.holds} · pruned ${t.pruned}`)),
+      h("dt", {}, "totals"), h("dd", {}, `timed out ${t.timed_out} · stuck ${t.stuck} · retried ${t.retried} · dead ${t.dead} · cancelled ${t.cancelled} · orphaned ${t.orphaned} · holds ${t.holds} · pruned ${t.pruned} · wait expired ${t.wait_expired}`)),
   ];
 }
 

@@ -12,7 +12,7 @@ use utoipa::openapi::{RefOr, schema::Schema};
 use utoipa::{PartialSchema, ToSchema};
 
 use crate::error::Error;
-use crate::ledger::{Claim, QueueSettings, State};
+use crate::ledger::{Claim, QueueSettings, State, WaitExpiry};
 use crate::timings::{Timings, for_each_timing};
 
 pub(crate) mod problem;
@@ -127,6 +127,11 @@ pub struct QueueSettingsIn {
     pub timings: TimingsIn,
     /// How long its finished executions are kept (unset: the ledger's).
     pub retention: RetentionIn,
+    /// Longest wait an `await` may ask for (unset: 7 days).
+    pub max_wait: Option<DurationIn>,
+    /// At a wait deadline nobody resumed by: `fail` (default, stop reason `wait_expired`)
+    /// or `requeue`.
+    pub on_wait_expiry: Option<WaitExpiry>,
 }
 
 impl From<QueueSettingsIn> for QueueSettings {
@@ -135,6 +140,8 @@ impl From<QueueSettingsIn> for QueueSettings {
             capacity: q.capacity,
             timings: q.timings.into(),
             retention: q.retention.into(),
+            max_wait: q.max_wait.map(|d| d.0),
+            on_wait_expiry: q.on_wait_expiry,
         }
     }
 }
@@ -171,6 +178,11 @@ pub struct ClaimOut {
     /// Heartbeat at a fraction (a third) of this, in milliseconds.
     pub heartbeat_timeout: u64,
     pub deadline_at: Option<DateTime<Utc>>,
+    /// What `resume` handed over, when this claim continues a resumed wait (absent
+    /// otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<schema::AnyJson>, inline)]
+    pub resume_input: Option<serde_json::Value>,
 }
 
 impl From<Claim> for ClaimOut {
@@ -184,6 +196,7 @@ impl From<Claim> for ClaimOut {
             checkpoint: c.checkpoint,
             heartbeat_timeout: ms(c.heartbeat_timeout),
             deadline_at: c.deadline_at,
+            resume_input: c.resume_input,
         }
     }
 }
