@@ -85,3 +85,15 @@ pub(crate) async fn run() -> anyhow::Result<()> {
         .init();
     Cli::parse().command.run().await
 }
+
+#[cfg(test)]
+mod tests {
+    /// clap checks a command line's definition only when it parses one, and only in debug
+    /// builds: two arguments of one name (a flattened group repeated) would panic the first
+    /// user of that subcommand. Every subcommand is checked here instead.
+    #[test]
+    fn every_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

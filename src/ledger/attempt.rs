@@ -64,6 +64,36 @@ impl AttemptRefused {
     }
 }
 
+/// Declares the outcome of a call that presents an attempt token (complete, fail, snooze,
+/// await): the variants given, then the two refusals every such call shares, written once
+/// here — `AlreadyTerminal` and `StaleAttempt` (see [`AttemptRefused`]).
+macro_rules! attempt_outcome {
+    ($(#[$meta:meta])* pub enum $name:ident { $($variants:tt)* }) => {
+        $(#[$meta])*
+        pub enum $name {
+            $($variants)*
+            /// Already terminal: nothing changed; the first outcome is reported.
+            AlreadyTerminal {
+                /// The state it ended in.
+                state: State,
+                /// Why it stopped (the first outcome).
+                stop_reason: StopReason,
+            },
+            /// The caller's attempt is over (a newer attempt exists, it already ended by
+            /// this very call kind, or a retry of it waits in the queue, see
+            /// [`next_attempt`](Self::next_attempt)): nothing changed.
+            StaleAttempt {
+                /// The attempt the execution is on now (the caller's own, when a retry
+                /// waits).
+                current_attempt: u32,
+                /// Its state now.
+                state: State,
+            },
+        }
+    };
+}
+pub(crate) use attempt_outcome;
+
 /// Maps the shared refusals onto an outcome type's variants, and gives the type the two
 /// questions a worker asks of a refusal: is my attempt over, and what comes next.
 macro_rules! refusals {
@@ -174,6 +204,17 @@ impl Ledger {
     pub(super) fn attempt_keys(&self, token: &AttemptToken) -> Vec<String> {
         let mut keys = vec![self.keys.execution(&token.queue, &token.id)];
         keys.extend(queue_attempt_keys(&self.keys, &token.queue));
+        keys
+    }
+
+    /// The keys of a script that may retry or end the attempt (fail, snooze: both go
+    /// through `lua/_fail.lua`): [`attempt_keys`](Self::attempt_keys), then the queue's
+    /// failed list, pending set and cancelled list.
+    pub(super) fn failure_keys(&self, token: &AttemptToken) -> Vec<String> {
+        let mut keys = self.attempt_keys(token);
+        keys.push(self.keys.finished(&token.queue, "failed"));
+        keys.push(self.keys.pending(&token.queue));
+        keys.push(self.keys.finished(&token.queue, "cancelled"));
         keys
     }
 }

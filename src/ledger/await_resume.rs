@@ -50,31 +50,18 @@ pub struct Awaited {
     pub slot_released: bool,
 }
 
-/// The outcome of `await_resume`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum AwaitOutcome {
-    /// The execution is `awaiting`.
-    Awaiting(Awaited),
-    /// Cancellation had been requested: it ended as cancelled instead of waiting.
-    Cancelled {
-        /// True when this call freed the attempt's slot.
-        slot_released: bool,
-    },
-    /// Already terminal: nothing changed; the first outcome is reported.
-    AlreadyTerminal {
-        /// The state it ended in.
-        state: State,
-        /// Why it stopped.
-        stop_reason: StopReason,
-    },
-    /// The caller's attempt is over (it already awaited, or a newer attempt exists):
-    /// nothing changed.
-    StaleAttempt {
-        /// The attempt the execution is on now.
-        current_attempt: u32,
-        /// Its state now.
-        state: State,
-    },
+super::attempt::attempt_outcome! {
+    /// The outcome of `await_resume`.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub enum AwaitOutcome {
+        /// The execution is `awaiting`.
+        Awaiting(Awaited),
+        /// Cancellation had been requested: it ended as cancelled instead of waiting.
+        Cancelled {
+            /// True when this call freed the attempt's slot.
+            slot_released: bool,
+        },
+    }
 }
 
 /// What a resume did.

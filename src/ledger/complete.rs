@@ -42,33 +42,20 @@ const IDLE_STOP: Duration = Duration::from_secs(30);
 #[cfg(test)]
 const IDLE_STOP: Duration = Duration::from_millis(100);
 
-/// One completion: the attempt, its result, and how many next executions its worker
-/// wants (0 for a plain `complete`).
-/// The outcome of `complete` or `acknowledge_cancel`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum CompleteOutcome {
-    /// Recorded now; `slot_released` says this attempt's slot was freed by this call.
-    Recorded {
-        /// True when this call freed the attempt's slot.
-        slot_released: bool,
-    },
-    /// Already terminal: nothing changed; the first outcome is reported.
-    AlreadyTerminal {
-        /// The state it ended in.
-        state: State,
-        /// Why it stopped (the first outcome).
-        stop_reason: StopReason,
-    },
-    /// The caller's attempt is over (a newer attempt exists, or a retry of it waits in
-    /// the queue, see [`next_attempt`](Self::next_attempt)): nothing changed.
-    StaleAttempt {
-        /// The attempt the execution is on now (the caller's own, when a retry waits).
-        current_attempt: u32,
-        /// Its state now.
-        state: State,
-    },
+super::attempt::attempt_outcome! {
+    /// The outcome of `complete` or `acknowledge_cancel`.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub enum CompleteOutcome {
+        /// Recorded now; `slot_released` says this attempt's slot was freed by this call.
+        Recorded {
+            /// True when this call freed the attempt's slot.
+            slot_released: bool,
+        },
+    }
 }
 
+/// One completion: the attempt, its result, and how many next executions its worker
+/// wants (0 for a plain `complete`).
 pub(super) struct Finish {
     pub token: AttemptToken,
     /// The result as JSON text, empty for none.

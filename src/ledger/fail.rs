@@ -12,41 +12,28 @@ use crate::error::{Error, Result};
 use crate::keys::Keyspace;
 use crate::scripts::FAIL;
 
-/// The outcome of `fail`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum FailOutcome {
-    /// Back in the queue; a new attempt may start at `available_at`.
-    RetryScheduled {
-        /// When the next attempt may start.
-        available_at: DateTime<Utc>,
-        /// True when this call freed the attempt's slot.
-        slot_released: bool,
-    },
-    /// Terminal: not retryable, or attempts exhausted.
-    Failed {
-        /// True when this call freed the attempt's slot.
-        slot_released: bool,
-    },
-    /// Cancellation had been requested: ended as cancelled instead of retrying.
-    Cancelled {
-        /// True when this call freed the attempt's slot.
-        slot_released: bool,
-    },
-    /// Already terminal: nothing changed; the first outcome is reported.
-    AlreadyTerminal {
-        /// The state it ended in.
-        state: State,
-        /// Why it stopped.
-        stop_reason: StopReason,
-    },
-    /// The caller's attempt is over (a newer attempt exists, or a retry of it waits in
-    /// the queue, see [`next_attempt`](Self::next_attempt)): nothing changed.
-    StaleAttempt {
-        /// The attempt the execution is on now (the caller's own, when a retry waits).
-        current_attempt: u32,
-        /// Its state now.
-        state: State,
-    },
+super::attempt::attempt_outcome! {
+    /// The outcome of `fail`.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub enum FailOutcome {
+        /// Back in the queue; a new attempt may start at `available_at`.
+        RetryScheduled {
+            /// When the next attempt may start.
+            available_at: DateTime<Utc>,
+            /// True when this call freed the attempt's slot.
+            slot_released: bool,
+        },
+        /// Terminal: not retryable, or attempts exhausted.
+        Failed {
+            /// True when this call freed the attempt's slot.
+            slot_released: bool,
+        },
+        /// Cancellation had been requested: ended as cancelled instead of retrying.
+        Cancelled {
+            /// True when this call freed the attempt's slot.
+            slot_released: bool,
+        },
+    }
 }
 
 /// How a failure is to be handled: [`Ledger::fail_with`].
@@ -102,7 +89,7 @@ impl Ledger {
     /// [`MAX_ERROR_MESSAGE`] bytes). One round trip.
     ///
     /// # Errors
-    /// [`Error::NotFound`](crate::Error::NotFound), [`Error::TokenMismatch`](crate::Error::TokenMismatch).
+    /// [`Error::NotFound`], [`Error::TokenMismatch`].
     pub async fn fail(
         &self,
         token: &AttemptToken,
@@ -143,13 +130,10 @@ impl Ledger {
         let message = cut_message(message);
         let (maxlen, hist) = self.limits();
         let mut call = FAIL.call();
-        for key in self.attempt_keys(token) {
+        for key in self.failure_keys(token) {
             call.key(key);
         }
-        call.key(self.keys.finished(&token.queue, "failed"))
-            .key(self.keys.pending(&token.queue))
-            .key(self.keys.finished(&token.queue, "cancelled"))
-            .arg(Keyspace::member(&token.queue, &token.id))
+        call.arg(Keyspace::member(&token.queue, &token.id))
             .arg(token.attempt)
             .arg(&token.nonce)
             .arg(if retryable { "1" } else { "0" })

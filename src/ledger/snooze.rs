@@ -55,46 +55,34 @@ impl Snooze {
     }
 }
 
-/// The outcome of `snooze`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SnoozeOutcome {
-    /// Back in the queue, claimable from `available_at`; no attempt counted.
-    Snoozed {
-        /// When it becomes claimable.
-        available_at: DateTime<Utc>,
-        /// Snoozes of the execution so far, this one included.
-        snoozes: u32,
-        /// True when this call freed the attempt's slot.
-        slot_released: bool,
-    },
-    /// The execution had used its `max_snoozes`: the snooze was recorded as a retryable
-    /// failure instead, naming the limit. `retry_at` is when the retry may start, or
-    /// `None` when no attempt was left and the execution failed.
-    LimitReached {
-        /// When the retry may start; `None`: failed (attempts exhausted).
-        retry_at: Option<DateTime<Utc>>,
-        /// True when this call freed the attempt's slot.
-        slot_released: bool,
-    },
-    /// Cancellation had been requested: ended as cancelled instead of snoozing.
-    Cancelled {
-        /// True when this call freed the attempt's slot.
-        slot_released: bool,
-    },
-    /// Already terminal: nothing changed; the first outcome is reported.
-    AlreadyTerminal {
-        /// The state it ended in.
-        state: State,
-        /// Why it stopped.
-        stop_reason: StopReason,
-    },
-    /// The caller's attempt is over: nothing changed.
-    StaleAttempt {
-        /// The attempt the execution is on now.
-        current_attempt: u32,
-        /// Its state now.
-        state: State,
-    },
+super::attempt::attempt_outcome! {
+    /// The outcome of `snooze`.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub enum SnoozeOutcome {
+        /// Back in the queue, claimable from `available_at`; no attempt counted.
+        Snoozed {
+            /// When it becomes claimable.
+            available_at: DateTime<Utc>,
+            /// Snoozes of the execution so far, this one included.
+            snoozes: u32,
+            /// True when this call freed the attempt's slot.
+            slot_released: bool,
+        },
+        /// The execution had used its `max_snoozes`: the snooze was recorded as a retryable
+        /// failure instead, naming the limit. `retry_at` is when the retry may start, or
+        /// `None` when no attempt was left and the execution failed.
+        LimitReached {
+            /// When the retry may start; `None`: failed (attempts exhausted).
+            retry_at: Option<DateTime<Utc>>,
+            /// True when this call freed the attempt's slot.
+            slot_released: bool,
+        },
+        /// Cancellation had been requested: ended as cancelled instead of snoozing.
+        Cancelled {
+            /// True when this call freed the attempt's slot.
+            slot_released: bool,
+        },
+    }
 }
 
 /// A delay from now (`after` of a snooze, `retry_after` of a failure) in whole ms: 1 ms to
@@ -146,13 +134,10 @@ impl Ledger {
         };
         let (maxlen, hist) = self.limits();
         let mut call = SNOOZE.call();
-        for key in self.attempt_keys(token) {
+        for key in self.failure_keys(token) {
             call.key(key);
         }
-        call.key(self.keys.finished(&token.queue, "failed"))
-            .key(self.keys.pending(&token.queue))
-            .key(self.keys.finished(&token.queue, "cancelled"))
-            .arg(Keyspace::member(&token.queue, &token.id))
+        call.arg(Keyspace::member(&token.queue, &token.id))
             .arg(token.attempt)
             .arg(&token.nonce)
             .arg(mode)

@@ -3,16 +3,13 @@
 use serde_json::Value;
 use unstuck::Ledger;
 
-use crate::cli::connect::connect;
-use crate::cli::{Common, ExecutionRef};
+use crate::cli::ExecutionRef;
 
 /// Resume an awaiting execution: back in the queue, the continuing claim gets the input.
 #[derive(clap::Args)]
 pub(crate) struct Args {
     #[command(flatten)]
-    common: Common,
-    #[command(flatten)]
-    execution: ExecutionRef,
+    on: ExecutionRef,
     /// JSON handed to the claim that continues it (`resume_input`), e.g. '{"approved": true}'.
     #[arg(long)]
     input: Option<String>,
@@ -28,13 +25,13 @@ impl Args {
                 )
             })?),
         };
-        let ledger = connect(&self.common).await?;
+        let ledger = self.on.connect().await?;
         resume(
             &ledger,
-            &self.execution.queue,
-            &self.execution.id,
+            &self.on.queue,
+            &self.on.id,
             input.as_ref(),
-            self.common.json,
+            self.on.common.json,
         )
         .await
     }
