@@ -242,7 +242,11 @@ impl Ledger {
                         }
                     }
                     Err(error) => {
-                        tracing::warn!(%error, "claim waiters cannot follow events; retrying");
+                        if waiting(&wakeups) {
+                            tracing::warn!(%error, "claim waiters cannot follow events; retrying");
+                        } else {
+                            tracing::debug!(%error, "cannot follow events (no claim waits now)");
+                        }
                         tokio::time::sleep(Duration::from_millis(500)).await;
                         continue;
                     }
@@ -257,12 +261,23 @@ impl Ledger {
                     }
                 }
                 Err(error) => {
-                    // Waiters still wake at their own deadlines; resume from now on.
-                    tracing::warn!(%error, "following events for claim waiters failed");
+                    // Waiters still wake at their own deadlines; resume from now on. With no
+                    // waiter (the idle minutes before the follower stops, or a process
+                    // shutting its Redis down) nobody is affected: not worth a warning.
+                    if waiting(&wakeups) {
+                        tracing::warn!(%error, "following events for claim waiters failed");
+                    } else {
+                        tracing::debug!(%error, "following events failed (no claim waits now)");
+                    }
                     follower = None;
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
         }
     }
+}
+
+/// Whether a claim of this process waits now.
+fn waiting(wakeups: &Weak<Wakeups>) -> bool {
+    wakeups.upgrade().is_some_and(|w| w.anyone_waiting())
 }
