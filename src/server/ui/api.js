@@ -134,3 +134,32 @@ export function follow({ queue, after, onEvent }) {
     if (controller) controller.abort();
   };
 }
+
+/**
+ * A list kept live: `render` (async) runs now, then again at most every `delay` ms after
+ * each event of `queue` (any queue when unset) that `wanted` accepts; one render at a time.
+ * `onError` gets a failed render's message, or "" once a render succeeds. Returns
+ * `{ load, stop }`: `load` renders again now, `stop` ends it.
+ */
+export function liveList({ render, onError, queue, wanted = () => true, delay = 1500 }) {
+  let loading = false;
+  const load = async () => {
+    if (loading) return;
+    loading = true;
+    try {
+      await render();
+      onError("");
+    } catch (e) {
+      onError(`could not list: ${e.message}`);
+    } finally {
+      loading = false;
+    }
+  };
+  load();
+  let timer = null;
+  const unfollow = follow({ queue, onEvent: (e) => {
+    if (!wanted(e) || timer) return;
+    timer = setTimeout(() => { timer = null; load(); }, delay);
+  } });
+  return { load, stop: () => { unfollow(); clearTimeout(timer); } };
+}

@@ -2,7 +2,7 @@
 // timeline, timings, checkpoint, stop metadata, attempts and retries, and — for an admin
 // token — cancel, retry and resume.
 
-import { api, follow, query } from "./api.js";
+import { api, follow, liveList, query } from "./api.js";
 import { ago, badge, clock, dur, execLink, h, panel, put, short, table } from "./dom.js";
 import { pausedLine } from "./queues.js";
 import { resumeControl } from "./waiting.js";
@@ -54,11 +54,11 @@ export function executions(root, params) {
       [...new Set([...names, filters.queue].filter(Boolean))].map((n) => h("option", { value: n, selected: n === filters.queue }, n)));
   }).catch(() => {});
 
-  let loading = false;
-  const load = async () => {
-    if (loading) return;
-    loading = true;
-    try {
+  // Live: any transition (of the filtered queue) reloads the page shown, at most every 1.5 s.
+  const live = liveList({
+    queue: filters.queue || undefined,
+    onError: (message) => put(error, message),
+    render: async () => {
       const cursor = cursors[cursors.length - 1];
       const page = await api(`/v1/executions${query({ ...filters, cursor, limit: 50 })}`);
       put(body, table(["Execution", "State", "Attempt", "Worker", "Changed", "Stop", "Last error"], page.items.map((e) => ({
@@ -67,27 +67,13 @@ export function executions(root, params) {
           ago(changedAt(e)), e.stop ? e.stop.reason : "-", h("td", { class: "wrap" }, e.last_error || "")],
       })), "no execution matches"));
       put(pager,
-        h("button", { type: "button", disabled: cursors.length === 1, onclick: () => { cursors.pop(); load(); } }, "← Newer"),
+        h("button", { type: "button", disabled: cursors.length === 1, onclick: () => { cursors.pop(); live.load(); } }, "← Newer"),
         h("span", { class: "muted" }, `page ${cursors.length}`),
         h("button", { type: "button", disabled: !page.next_cursor, "data-next": page.next_cursor || "",
-          onclick: () => { cursors.push(page.next_cursor); load(); } }, "Older →"));
-      put(error);
-    } catch (e) {
-      put(error, `could not list: ${e.message}`);
-    } finally {
-      loading = false;
-    }
-  };
-  load();
-  // Live: any transition (of the filtered queue) reloads the page shown, at most every 1.5 s.
-  let timer = null;
-  const stop = follow({ queue: filters.queue || undefined, onEvent: () => {
-    if (!timer) timer = setTimeout(() => { timer = null; load(); }, 1500);
-  } });
-  return () => {
-    stop();
-    clearTimeout(timer);
-  };
+          onclick: () => { cursors.push(page.next_cursor); live.load(); } }, "Older →"));
+    },
+  });
+  return live.stop;
 }
 
 function timingValue(name, v) {

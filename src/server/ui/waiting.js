@@ -2,7 +2,7 @@
 // when — soonest deadline first, live; an admin token gets a Resume button (with an
 // optional JSON input handed to the claim that continues it).
 
-import { api, follow, query } from "./api.js";
+import { api, liveList, query } from "./api.js";
 import { ago, clock, dur, execLink, h, panel, put, table } from "./dom.js";
 
 /** Resumes `e` with the JSON in `input` (empty: no input); says so in `message`. */
@@ -50,11 +50,11 @@ export function waiting(root, session) {
   const error = h("p", { class: "error" });
   put(root, h("h1", {}, "Waiting on people"), message, error,
     panel("Awaiting executions: never judged stuck; each ends at its wait deadline unless resumed", body));
-  let loading = false;
-  const load = async () => {
-    if (loading) return;
-    loading = true;
-    try {
+  const live = liveList({
+    onError: (text) => put(error, text),
+    wanted: (e) => ["awaiting", "resumed", "wait_expired", "cancelled", "deadline_exceeded"].includes(e.reason),
+    delay: 500,
+    render: async () => {
       const items = [];
       let cursor = "";
       do {
@@ -68,24 +68,10 @@ export function waiting(root, session) {
       put(body, table(headers, items.map((e) => {
         const cells = [execLink(e.queue, e.id), h("td", { class: "wrap", "data-reason": "" }, e.wait.reason),
           [clock(e.wait.since), " (", ago(e.wait.since), ")"], until(e.wait.deadline_at), e.wait.on_expiry];
-        if (admin) cells.push(resumeControl(e, message, load));
+        if (admin) cells.push(resumeControl(e, message, () => live.load()));
         return { key: `${e.queue}/${e.id}`, cells };
       }), "nothing is waiting"));
-      put(error);
-    } catch (e) {
-      put(error, `could not list: ${e.message}`);
-    } finally {
-      loading = false;
-    }
-  };
-  load();
-  let timer = null;
-  const stop = follow({ onEvent: (e) => {
-    if (!["awaiting", "resumed", "wait_expired", "cancelled", "deadline_exceeded"].includes(e.reason)) return;
-    if (!timer) timer = setTimeout(() => { timer = null; load(); }, 500);
-  } });
-  return () => {
-    stop();
-    clearTimeout(timer);
-  };
+    },
+  });
+  return live.stop;
 }
