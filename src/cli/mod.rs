@@ -54,6 +54,20 @@ pub(crate) struct Common {
     pub(crate) json: bool,
 }
 
+/// A command with actions of its own (`unstuck queues pause Q`, `unstuck workers reset W`)
+/// that lists what it is about when given none.
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct WithActions<A: clap::Subcommand> {
+    #[command(subcommand)]
+    pub(crate) action: Option<A>,
+    /// Not an option: catches `unstuck queues Q` (a name without what to do with it),
+    /// which would otherwise be clap's multi-line "unrecognized subcommand".
+    #[arg(hide = true)]
+    pub(crate) stray: Option<String>,
+    #[command(flatten)]
+    pub(crate) common: Common,
+}
+
 /// What a command on one execution takes first: `QUEUE ID` and the options every command
 /// takes.
 #[derive(clap::Args, Debug, Clone)]

@@ -23,9 +23,12 @@ mod workers;
 use clap::Subcommand;
 
 /// Every command of `unstuck`; each variant's doc is its line in `unstuck --help`, taken
-/// from its `Args`.
+/// from its `Args` (from the variant for the commands with actions, whose `Args` is a
+/// shared `WithActions`).
 #[derive(Subcommand)]
 pub(crate) enum Command {
+    /// Queues: depth, claimable now, slots in use / capacity, age of the oldest queued, and
+    /// their pause (since when, by whom, why).
     Queues(queues::Args),
     Executions(executions::Args),
     Show(show::Args),
@@ -35,6 +38,8 @@ pub(crate) enum Command {
     Retry(retry::Args),
     Pin(pin::Args),
     Events(events::Args),
+    /// Registered workers: host, pid, version, queues, last beat, executions held, and the
+    /// remediation tier (`open`: the circuit is open, unstuck no longer acts on it).
     Workers(workers::Args),
     Status(status::Args),
     Watchdog(watchdog::Args),

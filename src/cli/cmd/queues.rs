@@ -6,26 +6,17 @@ use chrono::Utc;
 use clap::Subcommand;
 use unstuck::{Ledger, QueueOverview, QueuePauseChange};
 
-use crate::cli::Common;
+use crate::cli::WithActions;
 use crate::cli::connect::connect;
 use crate::cli::output::print_json;
 use crate::cli::table::{ago, duration, render};
 
-/// Queues: depth, claimable now, slots in use / capacity, age of the oldest queued, and
-/// their pause (since when, by whom, why).
-#[derive(clap::Args)]
-pub(crate) struct Args {
-    #[command(subcommand)]
-    action: Option<Action>,
-    /// Not an option: catches `unstuck queues Q` (a queue without what to do with it).
-    #[arg(hide = true)]
-    stray: Option<String>,
-    #[command(flatten)]
-    common: Common,
-}
+/// `unstuck queues`: lists them, or does one of its [`Action`]s (its help line is on
+/// its variant of `Command`).
+pub(crate) type Args = WithActions<Action>;
 
 #[derive(Subcommand)]
-enum Action {
+pub(crate) enum Action {
     /// Pause this queue: its claims take nothing (long polls keep waiting) until it is
     /// resumed; running work goes on and is still judged.
     Pause {
@@ -45,7 +36,7 @@ enum Action {
     },
 }
 
-impl Args {
+impl WithActions<Action> {
     pub(crate) async fn run(self) -> anyhow::Result<()> {
         let json = self.common.json;
         if let Some(queue) = self.stray {

@@ -5,26 +5,16 @@ use chrono::Utc;
 use clap::Subcommand;
 use unstuck::{Ledger, WorkerInfo, WorkerRemediation};
 
-use crate::cli::Common;
+use crate::cli::WithActions;
 use crate::cli::connect::connect;
 use crate::cli::table::{ago, render};
 
-/// Registered workers: host, pid, version, queues, last beat, executions held, and the
-/// remediation tier (`open`: the circuit is open, unstuck no longer acts on it).
-#[derive(clap::Args)]
-pub(crate) struct Args {
-    #[command(subcommand)]
-    action: Option<Action>,
-    /// Not an option: catches `unstuck workers W` (a worker without what to do with it),
-    /// which would otherwise be clap's multi-line "unrecognized subcommand".
-    #[arg(hide = true)]
-    stray: Option<String>,
-    #[command(flatten)]
-    common: Common,
-}
+/// `unstuck workers`: lists them, or does one of its [`Action`]s (its help line is on
+/// its variant of `Command`).
+pub(crate) type Args = WithActions<Action>;
 
 #[derive(Subcommand)]
-enum Action {
+pub(crate) enum Action {
     /// Reset this worker's remediation (tier, failure count, open circuit).
     Reset {
         #[arg(value_name = "WORKER")]
@@ -44,7 +34,7 @@ enum Action {
     },
 }
 
-impl Args {
+impl WithActions<Action> {
     pub(crate) async fn run(self) -> anyhow::Result<()> {
         let json = self.common.json;
         if let Some(worker) = self.stray {
