@@ -89,6 +89,7 @@ pub use workers::{MISSED_WORKER_BEATS, WorkerInfo, WorkerRegistration};
 
 pub(crate) use crate::state::ms_to_time;
 pub use attempt::AttemptRefused;
+#[cfg(feature = "server")]
 pub(crate) use attempt::next_claim;
 
 use crate::config::LedgerConfig;

@@ -69,7 +69,8 @@ pub(crate) struct Ran {
     pub(crate) tally: AttemptCounts,
     /// What the watchdog asked, when that is why the loop stopped.
     pub(crate) stopped_by: Option<WorkerRequest>,
-    /// The id the worker last ran under (a renewal changes it).
+    /// The id the worker last ran under (a renewal changes it); `exec` reports it.
+    #[cfg_attr(not(feature = "supervise"), allow(dead_code))]
     pub(crate) worker_id: String,
     /// A claim refused for a reason other than an unreachable Redis: why the loop stopped.
     pub(crate) refused: Option<Error>,
