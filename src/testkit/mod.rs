@@ -7,6 +7,8 @@
 #![allow(missing_docs)]
 
 pub mod invariants;
+mod raw;
+pub use raw::states;
 
 pub use crate::keys::{Keyspace, Timer};
 pub use unstuck_redis_process::{

@@ -50,7 +50,7 @@ pub async fn audit_on(ledger: &Ledger, urls: &[String], ids: &[(String, String)]
             a.holds += 1;
         }
     }
-    let states = invariants::states(ledger, ids)
+    let states = unstuck::testkit::states(ledger, ids)
         .await
         .expect("reading states");
     for (key, read) in ids.iter().zip(states) {

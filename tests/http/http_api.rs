@@ -491,14 +491,6 @@ async fn the_service_routes_answer() {
     s.stop().await;
 }
 
-/// The value of the first sample of `metric` whose labels contain every one of `labels`.
-fn sample(text: &str, metric: &str, labels: &[&str]) -> Option<f64> {
-    text.lines()
-        .filter(|l| l.starts_with(metric) && !l.starts_with('#'))
-        .find(|l| labels.iter().all(|label| l.contains(label)))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_watchdog_actions_false_alarms_and_queues() {
     let s = start("http_metrics").await;
@@ -526,13 +518,7 @@ async fn metrics_count_watchdog_actions_false_alarms_and_queues() {
         std::time::Duration::from_secs(10),
         "metrics caught up",
         || async {
-            let text = s
-                .get("/metrics")
-                .await
-                .body
-                .as_str()
-                .unwrap_or("")
-                .to_owned();
+            let text = s.metrics().await;
             sample(&text, "unstuck_false_alarms_total", &[]) == Some(1.0)
                 && sample(
                     &text,
@@ -542,7 +528,7 @@ async fn metrics_count_watchdog_actions_false_alarms_and_queues() {
         },
     )
     .await;
-    let text = s.get("/metrics").await.body.as_str().unwrap().to_owned();
+    let text = s.metrics().await;
     // "alive" may go stale again after its revival (no more beats): at least twice.
     let stuck = sample(
         &text,

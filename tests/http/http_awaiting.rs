@@ -178,13 +178,6 @@ async fn queues_take_and_show_their_wait_settings() {
     s.stop().await;
 }
 
-fn sample(text: &str, metric: &str, labels: &[&str]) -> Option<f64> {
-    text.lines()
-        .filter(|l| l.starts_with(metric) && !l.starts_with('#'))
-        .find(|l| labels.iter().all(|label| l.contains(label)))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_waits_resumes_and_expiries() {
     let s = start("http_await_metrics").await;
@@ -207,13 +200,7 @@ async fn metrics_count_waits_resumes_and_expiries() {
         std::time::Duration::from_secs(10),
         "metrics caught up",
         || async {
-            let text = s
-                .get("/metrics")
-                .await
-                .body
-                .as_str()
-                .unwrap_or("")
-                .to_owned();
+            let text = s.metrics().await;
             sample(&text, "unstuck_waits_total", &["event=\"awaiting\""]) == Some(3.0)
                 && sample(
                     &text,

@@ -11,13 +11,6 @@ use serde_json::json;
 use crate::http_common::*;
 use crate::support;
 
-fn sample(text: &str, metric: &str, labels: &[&str]) -> Option<f64> {
-    text.lines()
-        .filter(|l| l.starts_with(metric) && !l.starts_with('#'))
-        .find(|l| labels.iter().all(|label| l.contains(label)))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_an_admin_pauses_and_resumes_and_a_waiting_claim_gets_the_work_after_resume() {
     let s = start_with_tokens("http_pause").await;
@@ -205,14 +198,7 @@ async fn metrics_show_the_pause_gauge_and_count_pauses_and_resumes() {
     let s = start("http_pause_metrics").await;
     s.enqueue("pm", "a", json!({})).await;
     s.post("/v1/queues/pm/pause", json!({"reason": "x"})).await;
-    let metrics = || async {
-        s.get("/metrics")
-            .await
-            .body
-            .as_str()
-            .unwrap_or("")
-            .to_owned()
-    };
+    let metrics = || async { s.metrics().await };
     let q = "queue=\"pm\"";
     support::wait_until(Duration::from_secs(10), "the pause is sampled", || async {
         let text = metrics().await;

@@ -72,13 +72,7 @@ async fn snooze_requeues_counts_and_makes_the_token_stale() {
 
     // Counted in /metrics (by the replica that holds the partition).
     support::wait_until(Duration::from_secs(10), "the snooze is counted", || async {
-        let text = s
-            .get("/metrics")
-            .await
-            .body
-            .as_str()
-            .unwrap_or("")
-            .to_owned();
+        let text = s.metrics().await;
         text.lines().any(|l| l == "unstuck_snoozes_total 1")
     })
     .await;

@@ -171,6 +171,16 @@ impl TestServer {
         self.call(Method::GET, path, None).await
     }
 
+    /// The `/metrics` text ("" when the scrape is not text).
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics")
+            .await
+            .body
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> Reply {
         self.call(Method::POST, path, Some(body)).await
     }
@@ -266,4 +276,12 @@ pub async fn snapshot(ledger: &Ledger) -> Vec<(String, Vec<u8>)> {
 pub fn other_nonce(token: &str) -> String {
     let (head, last) = token.split_at(token.len() - 1);
     format!("{head}{}", if last == "0" { "1" } else { "0" })
+}
+
+/// The value of the first sample of `metric` whose labels contain every one of `labels`.
+pub fn sample(text: &str, metric: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(metric) && !l.starts_with('#'))
+        .find(|l| labels.iter().all(|label| l.contains(label)))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }

@@ -1,6 +1,7 @@
 """Test harness: a throwaway redis-server and a real `unstuck serve` (UNSTUCK_BIN) on free
 ports, started per test module and killed at its end."""
 
+import datetime
 import os
 import shutil
 import socket
@@ -29,6 +30,11 @@ FAST_WATCHDOG = {
 # Timings of executions the watchdog should retry quickly after a lost heartbeat.
 FAST_TIMINGS = {"heartbeat_timeout": "1s", "stuck_threshold": "200ms", "backoff_base": 0,
                 "max_attempts": 2}
+
+
+def parse_time(text):
+    """An RFC 3339 time of the API (Z suffix); fromisoformat takes +00:00 before 3.11."""
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def free_port():

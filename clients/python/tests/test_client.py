@@ -7,7 +7,7 @@ import time
 import unittest
 
 import harness
-from harness import unique
+from harness import parse_time, unique
 
 import unstuck
 
@@ -22,10 +22,6 @@ def setUpModule():
 def tearDownModule():
     STACK.stop()
 
-
-def parse_time(text):
-    # RFC 3339 with a Z suffix; fromisoformat takes +00:00 before Python 3.11.
-    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 class ClientTest(unittest.TestCase):

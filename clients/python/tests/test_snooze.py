@@ -8,7 +8,7 @@ import time
 import unittest
 
 import harness
-from harness import unique, wait_for
+from harness import parse_time, unique, wait_for
 
 import unstuck
 
@@ -23,9 +23,6 @@ def setUpModule():
 def tearDownModule():
     STACK.stop()
 
-
-def parse_time(text):
-    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 class SnoozeClientTest(unittest.TestCase):
