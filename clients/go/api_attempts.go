@@ -1,0 +1,276 @@
+package unstuck
+
+import (
+	"context"
+	"net/http"
+	"time"
+)
+
+// MaxClaimWait is the longest long poll a claim may ask for.
+const MaxClaimWait = 30 * time.Second
+
+// Claim claims up to max executions of the queue for workerID, waiting up to wait (0 to
+// MaxClaimWait) for one to become claimable; an empty slice when none did. The wait is a
+// long poll bounded by ctx (and by the client's Timeout added to the wait), never by
+// http.Client.Timeout.
+func (c *Client) Claim(ctx context.Context, queue, workerID string, max int, wait time.Duration) ([]Claim, error) {
+	body := map[string]any{"worker_id": workerID}
+	if max > 1 {
+		body["max"] = max
+	}
+	if wait > 0 {
+		body["wait_ms"] = ms(wait)
+	}
+	r := req(http.MethodPost, "/v1/queues/{queue}/claims", queue)
+	r.body = body
+	r.extra = wait
+	var out struct {
+		Claims []Claim `json:"claims"`
+	}
+	status, err := c.call(ctx, r, &out)
+	if err != nil || status == http.StatusNoContent {
+		return nil, err
+	}
+	return out.Claims, nil
+}
+
+// HeartbeatRequest is what one attempt heartbeat carries besides the token.
+type HeartbeatRequest struct {
+	Progress   *string // nil: unchanged
+	Checkpoint any     // nil: unchanged (a json.RawMessage("null") clears it)
+}
+
+// HeartbeatReply says whether cancellation was requested.
+type HeartbeatReply struct {
+	CancelRequested bool `json:"cancel_requested"`
+}
+
+// Heartbeat renews the attempt. ErrStaleAttempt or ErrTerminal when it is no longer
+// current: stop, the work is not yours.
+func (c *Client) Heartbeat(ctx context.Context, token string, h HeartbeatRequest) (*HeartbeatReply, error) {
+	body := map[string]any{"token": token}
+	if h.Progress != nil {
+		body["progress"] = *h.Progress
+	}
+	if h.Checkpoint != nil {
+		body["checkpoint"] = h.Checkpoint
+	}
+	var out HeartbeatReply
+	if err := c.attemptCall(ctx, "/v1/attempts/heartbeat", body, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Recorded is the reply of Complete and CancelAck.
+type Recorded struct {
+	SlotReleased bool `json:"slot_released"`
+}
+
+// Complete ends the attempt successfully with result (nil: no result).
+func (c *Client) Complete(ctx context.Context, token string, result any) (*Recorded, error) {
+	body := map[string]any{"token": token}
+	if result != nil {
+		body["result"] = result
+	}
+	var out Recorded
+	if err := c.attemptCall(ctx, "/v1/attempts/complete", body, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// FailRequest describes a failed attempt.
+type FailRequest struct {
+	Message   string
+	Retryable bool
+	// RetryAfter (retryable failures only; 1 ms to 7 days, say a provider's Retry-After) is
+	// the earliest the retry may start: it wins over the backoff when later. 0: unset.
+	RetryAfter time.Duration
+}
+
+// Outcome is the reply of Fail, Snooze and AwaitResume. Outcome is "retry_scheduled",
+// "failed", "cancelled", "snoozed" or "awaiting".
+type Outcome struct {
+	Outcome        string     `json:"outcome"`
+	AvailableAt    *time.Time `json:"available_at"`
+	SlotReleased   bool       `json:"slot_released"`
+	Snoozes        *int       `json:"snoozes"`
+	ResumeToken    string     `json:"resume_token"`
+	WaitDeadlineAt *time.Time `json:"wait_deadline_at"`
+}
+
+// Fail ends the attempt as failed.
+func (c *Client) Fail(ctx context.Context, token string, f FailRequest) (*Outcome, error) {
+	body := map[string]any{"token": token, "message": f.Message, "retryable": f.Retryable}
+	if f.RetryAfter > 0 {
+		body["retry_after_ms"] = ms(f.RetryAfter)
+	}
+	var out Outcome
+	if err := c.attemptCall(ctx, "/v1/attempts/fail", body, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// SnoozeRequest: exactly one of After (1 ms to 7 days) and Until (at most 7 days ahead);
+// Reason is required.
+type SnoozeRequest struct {
+	After  time.Duration
+	Until  time.Time
+	Reason string
+}
+
+// Snooze ends the attempt without failing it: the execution waits in the queue and comes
+// back as a continuation (no attempt counted). Past max_snoozes it is a retryable failure.
+func (c *Client) Snooze(ctx context.Context, token string, s SnoozeRequest) (*Outcome, error) {
+	body := map[string]any{"token": token, "reason": s.Reason}
+	if s.After > 0 {
+		body["after_ms"] = ms(s.After)
+	}
+	if !s.Until.IsZero() {
+		body["until"] = s.Until.UTC().Format(time.RFC3339Nano)
+	}
+	var out Outcome
+	if err := c.attemptCall(ctx, "/v1/attempts/snooze", body, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// AwaitRequest ends an attempt to wait on a person or an outside event.
+type AwaitRequest struct {
+	Reason       string
+	WaitDeadline time.Duration // > 0, at most the queue's max_wait
+	Checkpoint   any           // nil: keep the last one
+}
+
+// AwaitResume ends the attempt; the execution is "awaiting" until Resume (or the one-time
+// ResumeToken of the reply) or the wait deadline. Outcome "cancelled" when cancellation
+// had been requested.
+func (c *Client) AwaitResume(ctx context.Context, token string, a AwaitRequest) (*Outcome, error) {
+	body := map[string]any{"token": token, "reason": a.Reason, "wait_deadline_ms": ms(a.WaitDeadline)}
+	if a.Checkpoint != nil {
+		body["checkpoint"] = a.Checkpoint
+	}
+	var out Outcome
+	if err := c.attemptCall(ctx, "/v1/attempts/await", body, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// CancelAck acknowledges a cancellation; ErrInvalidTransition when none was requested.
+func (c *Client) CancelAck(ctx context.Context, token string) (*Recorded, error) {
+	var out Recorded
+	if err := c.attemptCall(ctx, "/v1/attempts/cancel-ack", map[string]any{"token": token}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+func (c *Client) attemptCall(ctx context.Context, route string, body map[string]any, out any) error {
+	r := req(http.MethodPost, route)
+	r.body = body
+	_, err := c.call(ctx, r, out)
+	return err
+}
+
+// Registration declares a worker process to the registry.
+type Registration struct {
+	WorkerID          string // "" lets the server generate one; use a fresh id per process start
+	Host              string
+	PID               int
+	Version           string
+	Queues            []string
+	HeartbeatInterval time.Duration // how often it will beat (0: unset)
+}
+
+// Registered is the reply of RegisterWorker.
+type Registered struct {
+	WorkerID     string    `json:"worker_id"`
+	RegisteredAt time.Time `json:"registered_at"`
+}
+
+// RegisterWorker registers a worker; ErrWorkerExists when its id was registered before.
+func (c *Client) RegisterWorker(ctx context.Context, reg Registration) (*Registered, error) {
+	body := map[string]any{"queues": append([]string{}, reg.Queues...)}
+	for k, v := range map[string]string{"worker_id": reg.WorkerID, "host": reg.Host, "version": reg.Version} {
+		if v != "" {
+			body[k] = v
+		}
+	}
+	if reg.PID > 0 {
+		body["pid"] = reg.PID
+	}
+	if reg.HeartbeatInterval > 0 {
+		body["heartbeat_interval"] = ms(reg.HeartbeatInterval)
+	}
+	r := req(http.MethodPost, "/v1/workers")
+	r.body = body
+	var out Registered
+	if _, err := c.call(ctx, r, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// WorkerBeat is the reply of WorkerHeartbeat; Request is "restart", "drain" or "".
+type WorkerBeat struct {
+	LastSeenAt time.Time `json:"last_seen_at"`
+	Request    string    `json:"request"`
+}
+
+// WorkerHeartbeat tells the registry the worker is alive and what it runs.
+// ErrUnknownWorker: register again under a fresh id.
+func (c *Client) WorkerHeartbeat(ctx context.Context, workerID string, running []RunningRef) (*WorkerBeat, error) {
+	r := req(http.MethodPost, "/v1/workers/{worker}/heartbeat", workerID)
+	r.body = map[string]any{"running": append([]RunningRef{}, running...)}
+	var out WorkerBeat
+	if _, err := c.call(ctx, r, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// DeregisterWorker removes a worker from the registry; ErrUnknownWorker.
+func (c *Client) DeregisterWorker(ctx context.Context, workerID string) error {
+	_, err := c.call(ctx, req(http.MethodDelete, "/v1/workers/{worker}", workerID), nil)
+	return err
+}
+
+// Workers lists the registered workers.
+func (c *Client) Workers(ctx context.Context) ([]WorkerInfo, error) {
+	var out struct {
+		Workers []WorkerInfo `json:"workers"`
+	}
+	_, err := c.call(ctx, req(http.MethodGet, "/v1/workers"), &out)
+	return out.Workers, err
+}
+
+// WorkerReset is the reply of ResetWorker.
+type WorkerReset struct {
+	PreviousTier   int  `json:"previous_tier"`
+	CircuitWasOpen bool `json:"circuit_was_open"`
+}
+
+// ResetWorker resets a worker's remediation tier and circuit (reason may be "").
+func (c *Client) ResetWorker(ctx context.Context, workerID, reason string) (*WorkerReset, error) {
+	r := req(http.MethodPost, "/v1/workers/{worker}/reset", workerID)
+	r.body = optional("reason", reason)
+	var out WorkerReset
+	if _, err := c.call(ctx, r, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// RequestWorker asks a worker, in its next heartbeat reply, to "restart" or "drain".
+func (c *Client) RequestWorker(ctx context.Context, workerID, request, reason string) error {
+	r := req(http.MethodPost, "/v1/workers/{worker}/request", workerID)
+	body := optional("reason", reason)
+	body["request"] = request
+	r.body = body
+	_, err := c.call(ctx, r, nil)
+	return err
+}

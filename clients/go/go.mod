@@ -1,0 +1,3 @@
+module unstuck
+
+go 1.19

@@ -1,0 +1,356 @@
+package unstuck
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// MaxMessage is the longest failure message sent (in bytes).
+const MaxMessage = 4000
+
+// claimLoop long-polls claims while slots are free, until Stop.
+func (w *Worker) claimLoop() error {
+	slots := make(chan struct{}, w.Concurrency)
+	for i := 0; i < w.Concurrency; i++ {
+		slots <- struct{}{}
+	}
+	ctx, cancel := w.stopCtx()
+	defer cancel()
+	for failures := 0; ; {
+		select { // one free slot at least
+		case <-slots:
+		case <-w.stopping:
+			return nil
+		}
+		free := 1
+	more:
+		for free < w.Concurrency {
+			select {
+			case <-slots:
+				free++
+			default:
+				break more
+			}
+		}
+		claims, err := w.Client.Claim(ctx, w.Queue, w.ID(), free, w.PollWait)
+		for _, c := range claims { // even when stopping: these are ours now
+			w.start(newAttempt(c), slots)
+		}
+		for i := len(claims); i < free; i++ {
+			slots <- struct{}{}
+		}
+		if len(claims) > 0 {
+			select {
+			case w.kick <- struct{}{}:
+			default:
+			}
+		}
+		if err == nil {
+			failures = 0
+			continue
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		var apiErr *APIError
+		switch {
+		case errors.Is(err, ErrUnknownWorker):
+			w.mu.Lock()
+			w.fresh = true
+			w.mu.Unlock()
+			if err := w.register(); err != nil {
+				return err
+			}
+		case errors.As(err, &apiErr) && apiErr.Transient():
+			w.logf("claim: %v; retrying", err)
+			if sleep(ctx, backoff(failures, 0, 0)) != nil {
+				return nil
+			}
+			failures++
+		default:
+			return err
+		}
+	}
+}
+
+func (w *Worker) start(a *Attempt, slots chan struct{}) {
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	w.mu.Lock()
+	w.running[a] = true
+	w.mu.Unlock()
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		defer func() { slots <- struct{}{} }()
+		defer func() {
+			w.mu.Lock()
+			delete(w.running, a)
+			w.mu.Unlock()
+		}()
+		w.runAttempt(ctx, a)
+	}()
+}
+
+func (w *Worker) runAttempt(ctx context.Context, a *Attempt) {
+	beats := make(chan struct{})
+	go func() {
+		defer close(beats)
+		w.beatLoop(a)
+	}()
+	err := w.callHandler(ctx, a)
+	close(a.done)
+	<-beats
+	a.cancel()
+	w.finish(a, err)
+}
+
+func (w *Worker) callHandler(ctx context.Context, a *Attempt) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic: %v", p)
+		}
+	}()
+	return w.Handler(ctx, a)
+}
+
+// beatLoop heartbeats the attempt at a third of its heartbeat timeout, the first beat at
+// once (it moves the execution to running). A failed beat is retried with a backoff; once
+// the timeout has passed with no renewal the attempt is given up as lost.
+func (w *Worker) beatLoop(a *Attempt) {
+	interval := a.HeartbeatTimeout / 3
+	if interval < 50*time.Millisecond {
+		interval = 50 * time.Millisecond
+	}
+	renewed := a.claimedAt
+	wait := time.Duration(0)
+	for failures := 0; ; {
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-a.done:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		left := a.HeartbeatTimeout - time.Since(renewed)
+		if left <= 0 {
+			w.logf("%v: no heartbeat renewed it within %v: giving it up", a, a.HeartbeatTimeout)
+			a.stop("lost")
+			return
+		}
+		sent := time.Now()
+		switch w.beat(a, left) {
+		case beatRenewed:
+			renewed, failures, wait = sent, 0, interval
+		case beatLost:
+			return
+		case beatFailed:
+			wait = backoff(failures, 50*time.Millisecond, interval)
+			if wait > left {
+				wait = left
+			}
+			failures++
+		}
+	}
+}
+
+const (
+	beatRenewed = iota
+	beatLost
+	beatFailed
+)
+
+// beat sends one heartbeat with what changed since the last one.
+func (w *Worker) beat(a *Attempt, limit time.Duration) int {
+	h, seqs := a.beat()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	reply, err := w.Client.Heartbeat(ctx, a.Token, h)
+	if err != nil {
+		if lostError(err) {
+			w.logf("%v lost: %v", a, err)
+			a.stop("lost")
+			return beatLost
+		}
+		w.logf("heartbeat of %v: %v", a, err)
+		return beatFailed
+	}
+	a.delivered(seqs)
+	if reply.CancelRequested {
+		a.stop("cancel")
+	}
+	return beatRenewed
+}
+
+// lostError: the attempt is not this worker's any more.
+func lostError(err error) bool {
+	return errors.Is(err, ErrStaleAttempt) || errors.Is(err, ErrTerminal) ||
+		errors.Is(err, ErrTokenMismatch) || errors.Is(err, ErrNotFound)
+}
+
+func message(err error) string {
+	text := err.Error()
+	if len(text) > MaxMessage {
+		text = text[:MaxMessage]
+	}
+	return text
+}
+
+// finish records how the attempt ended.
+func (w *Worker) finish(a *Attempt, err error) {
+	var (
+		await     *AwaitResumeError
+		snooze    *SnoozeError
+		fatal     *NonRetryableError
+		retryable *RetryableError
+	)
+	result, cancelRequested, lost, restart := a.state()
+	if err != nil && !lost && !cancelRequested && a.pending() {
+		// Deliver a checkpoint set since the last beat: the next attempt resumes from it.
+		w.beat(a, w.Client.timeout())
+		result, cancelRequested, lost, _ = a.state()
+	}
+	switch {
+	case lost:
+		w.count(&w.stats.Dropped, a, "the attempt was lost")
+	case cancelRequested:
+		if _, ok := w.outcome(a, "cancelled", nil, func(ctx context.Context) (*Outcome, error) {
+			_, err := w.Client.CancelAck(ctx, a.Token)
+			return &Outcome{}, err
+		}); ok {
+			w.count(&w.stats.Cancelled, a, "cancellation acknowledged")
+		}
+	case err == nil:
+		if _, jerr := json.Marshal(result); jerr != nil {
+			w.fail(a, fmt.Sprintf("result is not JSON: %v", jerr), false, 0)
+			return
+		}
+		_, ok := w.outcome(a, "succeeded", w.refusedFail(a, "result refused", false), func(ctx context.Context) (*Outcome, error) {
+			_, err := w.Client.Complete(ctx, a.Token, result)
+			return &Outcome{}, err
+		})
+		if ok {
+			w.count(&w.stats.Succeeded, a, "completed")
+		}
+	case errors.As(err, &await):
+		w.await(a, await)
+	case errors.As(err, &snooze):
+		w.snooze(a, snooze)
+	case errors.As(err, &fatal):
+		w.fail(a, message(err), false, 0)
+	case errors.As(err, &retryable):
+		w.fail(a, message(err), true, retryable.RetryAfter)
+	case restart:
+		w.fail(a, "stopped: the worker was asked to restart: "+message(err), true, 0)
+	default:
+		w.fail(a, message(err), true, 0)
+	}
+}
+
+func (w *Worker) fail(a *Attempt, msg string, retryable bool, after time.Duration) {
+	reply, ok := w.outcome(a, "", nil, func(ctx context.Context) (*Outcome, error) {
+		o, err := w.Client.Fail(ctx, a.Token, FailRequest{Message: msg, Retryable: retryable, RetryAfter: after})
+		if errors.Is(err, ErrInvalidArgument) && after > 0 {
+			// A retry-after out of bounds: the failure is still recorded, with the backoff.
+			w.logf("retry-after of %v refused: %v", a, err)
+			after = 0
+			o, err = w.Client.Fail(ctx, a.Token, FailRequest{Message: msg, Retryable: retryable})
+		}
+		return o, err
+	})
+	if ok {
+		w.countOutcome(a, reply.Outcome, msg)
+	}
+}
+
+func (w *Worker) snooze(a *Attempt, s *SnoozeError) {
+	reply, ok := w.outcome(a, "", w.refusedFail(a, "snooze refused", true), func(ctx context.Context) (*Outcome, error) {
+		return w.Client.Snooze(ctx, a.Token, SnoozeRequest{After: s.After, Until: s.Until, Reason: s.Reason})
+	})
+	if ok {
+		w.countOutcome(a, reply.Outcome, s.Reason)
+	}
+}
+
+func (w *Worker) await(a *Attempt, wait *AwaitResumeError) {
+	reply, ok := w.outcome(a, "", w.refusedFail(a, "await refused", false), func(ctx context.Context) (*Outcome, error) {
+		return w.Client.AwaitResume(ctx, a.Token, AwaitRequest{Reason: wait.Reason,
+			WaitDeadline: wait.WaitDeadline, Checkpoint: wait.Checkpoint})
+	})
+	if !ok {
+		return
+	}
+	if reply.Outcome == "cancelled" {
+		w.count(&w.stats.Cancelled, a, "cancelled instead of waiting")
+		return
+	}
+	a.ResumeToken = reply.ResumeToken
+	w.count(&w.stats.Awaiting, a, "awaiting: "+wait.Reason)
+	if w.OnAwait != nil {
+		w.OnAwait(a, reply)
+	}
+}
+
+// refusedFail records a refused outcome call as a failure that names the refusal.
+func (w *Worker) refusedFail(a *Attempt, what string, retryable bool) func(error) {
+	return func(err error) { w.fail(a, message(fmt.Errorf("%s: %w", what, err)), retryable, 0) }
+}
+
+func (w *Worker) countOutcome(a *Attempt, outcome, what string) {
+	counter := &w.stats.Failed
+	switch outcome {
+	case "retry_scheduled":
+		counter = &w.stats.Retried
+	case "cancelled":
+		counter = &w.stats.Cancelled
+	case "snoozed":
+		counter = &w.stats.Snoozed
+	}
+	w.count(counter, a, outcome+": "+what)
+}
+
+func (w *Worker) count(counter *int, a *Attempt, what string) {
+	w.mu.Lock()
+	*counter++
+	w.mu.Unlock()
+	w.logf("%v: %s", a, what)
+}
+
+// outcome runs an outcome call, retrying transient errors for OutcomeRetryFor (the calls
+// are idempotent on the token). ok is false when the attempt turned out not to be ours
+// (counted as dropped) or the call failed for good. A call the server refuses as written
+// (a bad snooze or wait, a result too large) goes to refused, when given.
+func (w *Worker) outcome(a *Attempt, endsIn string, refused func(error), call func(context.Context) (*Outcome, error)) (*Outcome, bool) {
+	giveUp := time.Now().Add(OutcomeRetryFor)
+	for failures := 0; ; failures++ {
+		ctx, cancel := context.WithTimeout(context.Background(), w.Client.timeout())
+		reply, err := call(ctx)
+		cancel()
+		var apiErr *APIError
+		switch {
+		case err == nil:
+			return reply, true
+		case errors.Is(err, ErrTerminal) && failures > 0 && errors.As(err, &apiErr) && apiErr.State == endsIn:
+			return &Outcome{}, true // a retry after a lost reply: the first call went through
+		case lostError(err):
+			w.count(&w.stats.Dropped, a, fmt.Sprintf("not ours any more: %v", err))
+			return nil, false
+		case refused != nil && (errors.Is(err, ErrBadRequest) || errors.Is(err, ErrTooLarge)):
+			// The handler's mistake (a bad snooze or wait, a result too large): a retry
+			// of the call would repeat it, so the attempt fails, saying why.
+			w.logf("%v: refused: %v", a, err)
+			refused(err)
+			return nil, false
+		case errors.As(err, &apiErr) && apiErr.Transient() && time.Now().Before(giveUp):
+			time.Sleep(backoff(failures, 0, 0))
+		default:
+			w.logf("recording the outcome of %v: %v", a, err)
+			return nil, false
+		}
+	}
+}
