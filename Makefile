@@ -3,7 +3,7 @@
 # port 6379. The system service Debian may start when it installs redis-server is harmless:
 # nothing connects to it.
 
-.PHONY: redis browser openapi-validator test test-dashboard test-openapi screenshots faults soak demo serve bench lint
+.PHONY: redis browser openapi-validator golang test test-dashboard test-openapi test-go screenshots faults soak demo serve bench lint
 
 REDIS_PACKAGES := redis-server redis-tools
 
@@ -51,16 +51,38 @@ openapi-validator:
 		cd tests/openapi && npm ci --no-audit --no-fund; \
 	fi
 
+# The Go client's tests need the go command (Debian's golang-go, Go 1.19 or newer).
+# Installed only when missing.
+GO_PACKAGES := golang-go
+
+golang:
+	@if command -v go >/dev/null 2>&1; then \
+		echo "go: using $$(command -v go) ($$(go version))"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(GO_PACKAGES); \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+		sudo apt-get update && sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y $(GO_PACKAGES); \
+	else \
+		echo "go not found and no root or passwordless sudo to install it. Run:" >&2; \
+		echo "  sudo apt-get update && sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y $(GO_PACKAGES)" >&2; \
+		exit 1; \
+	fi
+
 # Every test: the Rust tests of all targets, the doctests, the Python client's, the
 # dashboard's and the OpenAPI document's, with the fault suite in a lane of its own beside
 # the rest (tests/run.sh says why).
-test: redis browser openapi-validator
+test: redis browser openapi-validator golang
 	tests/run.sh
 
 # Only the OpenAPI document's check (`unstuck openapi` through the validator).
 test-openapi: openapi-validator
 	cargo build
 	UNSTUCK_BIN=$(CURDIR)/target/debug/unstuck node tests/openapi/validate.mjs
+
+# Only the Go client's tests (clients/go), against a real `unstuck serve`.
+test-go: redis golang
+	cargo build
+	cd clients/go && UNSTUCK_BIN=$(CURDIR)/target/debug/unstuck go test -count=1 ./...
 
 # Only the dashboard's end-to-end test in headless Chromium.
 test-dashboard: redis browser

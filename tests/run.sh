@@ -4,7 +4,8 @@
 #           or more generating load;
 #   lane 2: everything else, which mostly waits on timers: the other test binaries, the
 #           benches' and examples' test runs, the doctests, the Python client's tests,
-#           the dashboard in Chromium and the OpenAPI document's validator.
+#           the Go client's, the dashboard in Chromium and the OpenAPI document's
+#           validator.
 # Run one after the other they took the sum of the two; side by side, about the longer.
 # Each step prints a line when it starts and when it ends with its time; the fault lane's
 # output follows when it ends. The exit code is non-zero if any step failed.
@@ -55,6 +56,7 @@ step "cargo tests (all targets but the fault suite)" \
   cargo test --no-fail-fast --lib --bins --examples --benches "${other_tests[@]}"
 step "doctests" cargo test --doc
 step "Python client" python3 -m unittest discover -s clients/python/tests
+step "Go client" bash -c 'cd clients/go && go test -count=1 ./...'
 step "dashboard in Chromium" node tests/browser/dashboard.mjs
 step "OpenAPI document" node tests/openapi/validate.mjs
 
