@@ -12,7 +12,9 @@ const MaxClaimWait = 30 * time.Second
 // Claim claims up to max executions of the queue for workerID, waiting up to wait (0 to
 // MaxClaimWait) for one to become claimable; an empty slice when none did. The wait is a
 // long poll bounded by ctx (and by the client's Timeout added to the wait), never by
-// http.Client.Timeout.
+// http.Client.Timeout. A claim cut short by its context may still have claimed
+// executions the reply never delivered: they stay dispatched until their start_grace
+// passes and the watchdog retries them.
 func (c *Client) Claim(ctx context.Context, queue, workerID string, max int, wait time.Duration) ([]Claim, error) {
 	body := map[string]any{"worker_id": workerID}
 	if max > 1 {

@@ -115,8 +115,8 @@ func TestAwaitAndResume(t *testing.T) {
 	if !errors.Is(err, ErrResumeTokenUsed) || !errors.Is(err, ErrConflict) {
 		t.Errorf("the token twice: %v", err)
 	}
-	if _, err := anyone.ResumeByToken(ctx, out.ResumeToken+"x", nil); !errors.Is(err, ErrInvalidResumeToken) && !errors.Is(err, ErrBadRequest) {
-		t.Errorf("a forged token: %v", err)
+	if _, err := anyone.ResumeByToken(ctx, out.ResumeToken+"x", nil); !errors.Is(err, ErrInvalidResumeToken) {
+		t.Errorf("a forged token: %v (token %s)", err, out.ResumeToken)
 	}
 	cont := claimOne(t, w, q)
 	if cont.ID != one.ID || string(cont.ResumeInput) != `{"approved":true}` || string(cont.Checkpoint) != `{"plan":"p"}` {
