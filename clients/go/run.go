@@ -20,6 +20,11 @@ func (w *Worker) claimLoop() error {
 	ctx, cancel := w.stopCtx()
 	defer cancel()
 	for failures := 0; ; {
+		select {
+		case <-w.stopping:
+			return nil
+		default:
+		}
 		select { // one free slot at least
 		case <-slots:
 		case <-w.stopping:

@@ -146,8 +146,8 @@ func (w *Worker) Run(ctx context.Context) (Stats, error) {
 	w.init()
 	defer w.watch(ctx)()
 
-	if err := w.register(); err != nil {
-		return w.Stats(), err
+	if err := w.register(); err != nil || w.ID() == "" {
+		return w.Stats(), err // an error, or stopped before it could register
 	}
 	registryDone := make(chan struct{})
 	registryEnded := make(chan struct{})

@@ -140,3 +140,21 @@ func TestWorkerStopInterruptsTheLongPoll(t *testing.T) {
 		t.Fatal("Run did not return while a 30 s long poll was open")
 	}
 }
+
+// A worker stopped before Run registers nothing and claims nothing.
+func TestWorkerStoppedBeforeRun(t *testing.T) {
+	ctx := bg(t)
+	c := testStack.client("admin")
+	q := unique("early")
+	_, _ = c.Enqueue(ctx, q, EnqueueRequest{ID: "untouched"})
+	w := &Worker{Client: testStack.client("worker"), Queue: q, IgnoreSignals: true,
+		Handler: func(ctx context.Context, a *Attempt) error { return nil }}
+	w.Stop()
+	stats, err := w.Run(ctx)
+	if err != nil || stats != (Stats{}) || w.ID() != "" {
+		t.Errorf("Run after Stop: %+v %v id %q", stats, err, w.ID())
+	}
+	if ex, _ := c.Get(ctx, q, "untouched"); ex.State != "queued" {
+		t.Errorf("untouched: %s", ex.State)
+	}
+}
