@@ -21,6 +21,12 @@ fn pages() -> Vec<PathBuf> {
         root.join("README.md"),
         root.join("clients/python/README.md"),
     ];
+    for client in ["go", "typescript"] {
+        let readme = root.join("clients").join(client).join("README.md");
+        if readme.exists() {
+            pages.push(readme);
+        }
+    }
     let docs = std::fs::read_dir(root.join("docs")).expect("docs/ can be listed");
     for entry in docs {
         let path = entry.expect("a docs/ entry").path();
