@@ -102,6 +102,7 @@ export class EventStream<T = unknown> implements AsyncIterable<T> {
   private closed = false;
   private connection: AbortController | undefined;
   private readonly stopped = new AbortController();
+  private idle: ReturnType<typeof setTimeout> | undefined;
 
   constructor(transport: Transport, path: string, query: Record<string, string | undefined>, options: EventStreamOptions = {}) {
     this.transport = transport;
@@ -119,6 +120,7 @@ export class EventStream<T = unknown> implements AsyncIterable<T> {
     this.closed = true;
     this.stopped.abort();
     this.connection?.abort();
+    clearTimeout(this.idle); // the iterator may be suspended at a yield, never to resume
   }
 
   /** Drops the current connection; the iteration goes on after a reconnect. */
@@ -212,13 +214,16 @@ export class EventStream<T = unknown> implements AsyncIterable<T> {
     const decoder = new TextDecoder();
     const reader = res.body!.getReader();
     const idleMs = this.options.idleTimeoutMs ?? 45_000;
-    let idle = setTimeout(() => controller.abort(), idleMs);
+    const rearm = () => {
+      clearTimeout(this.idle);
+      if (!this.closed) this.idle = setTimeout(() => controller.abort(), idleMs);
+    };
+    rearm();
     try {
       for (;;) {
         const { done, value } = await reader.read();
         if (done) return;
-        clearTimeout(idle);
-        idle = setTimeout(() => controller.abort(), idleMs);
+        rearm();
         for (const line of lines.push(decoder.decode(value, { stream: true }))) {
           const message = parser.feed(line);
           if (parser.retryMs !== undefined) this.serverRetryMs = parser.retryMs;
@@ -239,7 +244,7 @@ export class EventStream<T = unknown> implements AsyncIterable<T> {
     } catch {
       // The connection dropped (or was dropped): the caller reconnects unless closed.
     } finally {
-      clearTimeout(idle);
+      clearTimeout(this.idle);
       reader.cancel().catch(() => undefined);
     }
   }

@@ -78,10 +78,11 @@ test("a dropped connection resumes with Last-Event-ID: nothing lost, nothing twi
 
 test("close() ends a for-await loop waiting for the next event", async () => {
   const client = stack.client();
-  const { stream } = await openStream(client, unique("cq"));
+  const { stream, done } = await openStream(client, unique("cq"));
   setTimeout(() => stream.close(), 100);
   let count = 0;
   for await (const _ of stream) count++;
+  done();
   assert.equal(count, 0);
 });
 
