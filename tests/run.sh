@@ -3,8 +3,8 @@
 #   lane 1: the fault suite (tests/faults), which keeps about one core busy for a minute
 #           or more generating load;
 #   lane 2: everything else, which mostly waits on timers: the other test binaries, the
-#           benches' and examples' test runs, the doctests, the Python client's tests,
-#           the dashboard in Chromium and the OpenAPI document's validator.
+#           benches' and examples' test runs, the doctests, the Python and TypeScript
+#           clients' tests, the dashboard in Chromium and the OpenAPI document's validator.
 # Run one after the other they took the sum of the two; side by side, about the longer.
 # Each step prints a line when it starts and when it ends with its time; the fault lane's
 # output follows when it ends. The exit code is non-zero if any step failed.
@@ -55,6 +55,7 @@ step "cargo tests (all targets but the fault suite)" \
   cargo test --no-fail-fast --lib --bins --examples --benches "${other_tests[@]}"
 step "doctests" cargo test --doc
 step "Python client" python3 -m unittest discover -s clients/python/tests
+step "TypeScript client" npm --prefix clients/typescript test
 step "dashboard in Chromium" node tests/browser/dashboard.mjs
 step "OpenAPI document" node tests/openapi/validate.mjs
 
