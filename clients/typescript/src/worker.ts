@@ -5,25 +5,16 @@
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
 import { Client } from "./client.js";
-import {
-  AlreadyTerminal, BadRequest, InvalidArgument, NotFound, StaleAttempt, TokenMismatch, TooLarge,
-  UnknownWorker, UnstuckError, WorkerExists,
-} from "./errors.js";
+import { UnknownWorker, UnstuckError, WorkerExists } from "./errors.js";
 import { AwaitResume, Cancelled, Job, NonRetryable, Retryable, Snooze } from "./job.js";
+import { Logger, Outcome, Recorder, Stats, backoff, isLost } from "./outcomes.js";
 import { USER_AGENT, sleep } from "./transport.js";
-import type { AwaitReply, Json, WorkerRequest } from "./types.js";
+import type { AwaitReply, WorkerRequest } from "./types.js";
 
+export type { Logger, Stats } from "./outcomes.js";
 export const MAX_WAIT_MS = 30_000;
-const OUTCOME_RETRY_FOR_MS = 60_000; // retrying a complete/fail/cancel-ack on transient errors
-const MAX_MESSAGE = 4000;
 
 export type Handler = (job: Job) => unknown;
-
-export interface Logger {
-  info(message: string): void;
-  warn(message: string): void;
-  error(message: string): void;
-}
 
 export interface WorkerOptions {
   /** Handlers running at once (1 by default; 1-1000). */
@@ -44,22 +35,6 @@ export interface WorkerOptions {
   logger?: Logger;
 }
 
-export interface Stats {
-  succeeded: number;
-  failed: number;
-  retried: number;
-  cancelled: number;
-  dropped: number;
-  snoozed: number;
-  awaiting: number;
-}
-
-type Outcome =
-  | { kind: "complete"; result: unknown }
-  | { kind: "fail"; message: string; retryable: boolean; retryAfterMs?: Retryable["retryAfterMs"] }
-  | { kind: "snooze"; snooze: Snooze }
-  | { kind: "await"; wait: AwaitResume };
-
 const quiet: Logger = {
   info: () => undefined,
   warn: (m) => console.warn(`unstuck: ${m}`),
@@ -70,14 +45,6 @@ const quiet: Logger = {
 export function freshWorkerId(): string {
   const host = hostname().replace(/[^A-Za-z0-9_.:-]/g, "-").slice(0, 100) || "host";
   return `${host}-${process.pid}-${randomBytes(4).toString("hex")}`;
-}
-
-function isLost(e: unknown): boolean {
-  return e instanceof StaleAttempt || e instanceof AlreadyTerminal || e instanceof TokenMismatch || e instanceof NotFound;
-}
-
-function backoff(failures: number, baseMs = 100, capMs = 5000): number {
-  return Math.min(capMs, baseMs * 2 ** failures) * (0.5 + Math.random() / 2);
 }
 
 /** A wake-up for loops that sleep: `wait(ms)` resolves true when `fire()` came first. */
@@ -115,7 +82,8 @@ export class Worker {
   stoppedBy: WorkerRequest | undefined;
   private readonly options: WorkerOptions;
   private readonly log: Logger;
-  private readonly givenId: boolean;
+  private givenId: boolean;
+  private readonly recorder: Recorder;
   private readonly jobs = new Map<Job, Promise<void>>();
   private stopping = false;
   private readonly poll = new AbortController();
@@ -136,6 +104,7 @@ export class Worker {
     this.workerId = options.workerId;
     this.givenId = options.workerId !== undefined;
     this.log = options.logger ?? quiet;
+    this.recorder = new Recorder(client, this.log, this.stats, options.onAwait);
   }
 
   /** The attempts running now. */
@@ -215,6 +184,7 @@ export class Worker {
       } catch (e) {
         if (e instanceof UnknownWorker) {
           this.log.warn(`worker ${this.workerId} is no longer registered; registering again`);
+          this.givenId = false; // a fresh id: the registry forgot this one
           await this.register().catch((err) => this.log.error(`registering again failed: ${err}`));
         } else {
           this.log.warn(`worker heartbeat: ${e instanceof Error ? e.message : e}`);
@@ -253,6 +223,7 @@ export class Worker {
       } catch (e) {
         if (this.stopping) return;
         if (e instanceof UnknownWorker) {
+          this.givenId = false;
           if (!(await this.register())) return;
           continue;
         }
@@ -288,7 +259,10 @@ export class Worker {
     }
     finished.fire();
     await beats;
-    await this.finish(job, outcome);
+    if (outcome.kind !== "complete" && !job.lost && !job.cancelRequested && Object.keys(job.pending().body).length) {
+      await this.beat(job); // a checkpoint set since the last beat: the next attempt resumes from it
+    }
+    await this.recorder.finish(job, outcome);
   }
 
   private classify(job: Job, e: unknown): Outcome {
@@ -327,119 +301,6 @@ export class Worker {
         this.log.warn(`heartbeat of ${job}: ${e}`);
       }
     }
-  }
-
-  private async finish(job: Job, outcome: Outcome): Promise<void> {
-    if (outcome.kind !== "complete" && !job.lost && !job.cancelRequested && Object.keys(job.pending().body).length) {
-      await this.beat(job); // a checkpoint set since the last beat: the next attempt resumes from it
-    }
-    if (job.lost) return this.count("dropped", job, "the attempt was lost");
-    if (job.cancelRequested) {
-      if (await this.outcome(job, () => this.client.cancelAck(job.token), "cancelled")) this.count("cancelled", job, "cancellation acknowledged");
-      return;
-    }
-    if (outcome.kind === "await") return this.await(job, outcome.wait);
-    if (outcome.kind === "snooze") return this.snooze(job, outcome.snooze);
-    if (outcome.kind === "complete") {
-      let result: Json | undefined;
-      try {
-        const text = JSON.stringify(outcome.result);
-        result = text === undefined ? undefined : (JSON.parse(text) as Json);
-      } catch (e) {
-        outcome = { kind: "fail", message: `result is not JSON: ${e}`, retryable: false };
-      }
-      if (outcome.kind === "complete") {
-        try {
-          if (await this.outcome(job, () => this.client.complete(job.token, result), "succeeded")) this.count("succeeded", job, "completed");
-          return;
-        } catch (e) {
-          if (!(e instanceof TooLarge)) throw e;
-          outcome = { kind: "fail", message: `result refused: ${e.message}`, retryable: false };
-        }
-      }
-    }
-    const { message, retryable, retryAfterMs } = outcome;
-    const text = message.slice(0, MAX_MESSAGE);
-    let reply;
-    try {
-      reply = await this.outcome(job, () => this.client.fail(job.token, text, { retryable, retryAfterMs }));
-    } catch (e) {
-      if (!(e instanceof InvalidArgument)) throw e;
-      this.log.error(`retryAfterMs of ${job} refused: ${e.message}`); // still recorded, with the backoff
-      reply = await this.outcome(job, () => this.client.fail(job.token, text, { retryable }));
-    }
-    if (reply) this.count(reply.outcome === "retry_scheduled" ? "retried" : reply.outcome === "cancelled" ? "cancelled" : "failed", job, `${reply.outcome}: ${text}`);
-  }
-
-  private async snooze(job: Job, snooze: Snooze): Promise<void> {
-    let reply;
-    try {
-      reply = await this.outcome(job, () => this.client.snooze(job.token, { afterMs: snooze.afterMs, until: snooze.until, reason: snooze.reason }));
-    } catch (e) {
-      if (!(e instanceof InvalidArgument)) throw e;
-      this.log.error(`snooze of ${job} refused: ${e.message}`); // the handler's bug: fail retryable
-      reply = await this.outcome(job, () => this.client.fail(job.token, `snooze refused: ${e.message}`.slice(0, MAX_MESSAGE)));
-    }
-    if (reply) {
-      const kind = reply.outcome === "snoozed" ? "snoozed" : reply.outcome === "retry_scheduled" ? "retried" : reply.outcome === "cancelled" ? "cancelled" : "failed";
-      this.count(kind, job, `${reply.outcome}: ${snooze.reason}`);
-    }
-  }
-
-  private async await(job: Job, wait: AwaitResume): Promise<void> {
-    let refused: UnstuckError | undefined;
-    const reply = await this.outcome(job, async () => {
-      try {
-        return await this.client.awaitResume(job.token, wait.reason, wait.waitDeadlineMs, { checkpoint: wait.checkpoint });
-      } catch (e) {
-        // A wait the queue does not allow, or a checkpoint too large: a retry would repeat it.
-        if (e instanceof BadRequest || e instanceof TooLarge) { refused = e; return undefined; }
-        throw e;
-      }
-    });
-    if (refused) {
-      const message = `await refused: ${refused.message}`.slice(0, MAX_MESSAGE);
-      if (await this.outcome(job, () => this.client.fail(job.token, message, { retryable: false }))) this.count("failed", job, message);
-      return;
-    }
-    if (!reply) return;
-    if (reply.outcome === "cancelled") return this.count("cancelled", job, "cancelled instead of waiting");
-    job.resumeToken = reply.resume_token;
-    this.count("awaiting", job, `awaiting until ${reply.wait_deadline_at}: ${wait.reason}`);
-    try {
-      this.options.onAwait?.(job, reply);
-    } catch (e) {
-      this.log.error(`onAwait of ${job} failed: ${e}`);
-    }
-  }
-
-  /** Runs an outcome call, retrying transient errors (the calls are idempotent on the
-   * token); undefined when the attempt turned out not to be ours any more. */
-  private async outcome<T>(job: Job, call: () => Promise<T | undefined>, endsIn?: string): Promise<T | Record<string, never> | undefined> {
-    const giveUp = Date.now() + OUTCOME_RETRY_FOR_MS;
-    for (let failures = 0; ; failures++) {
-      try {
-        return (await call()) ?? {};
-      } catch (e) {
-        if (e instanceof AlreadyTerminal && failures > 0 && e.state === endsIn) return {}; // a lost reply: it went through
-        if (isLost(e)) {
-          this.count("dropped", job, `not ours any more: ${e}`);
-          return undefined;
-        }
-        if (!(e instanceof UnstuckError)) throw e;
-        if (!e.transient || Date.now() > giveUp) {
-          if (e instanceof TooLarge || e instanceof InvalidArgument) throw e;
-          this.log.error(`recording the outcome of ${job}: ${e.message}`);
-          return undefined;
-        }
-        await sleep(backoff(failures));
-      }
-    }
-  }
-
-  private count(kind: keyof Stats, job: Job, what: string): void {
-    this.stats[kind] += 1;
-    this.log.info(`${job}: ${what}`);
   }
 
   // ----- signals -----

@@ -103,6 +103,7 @@ test("attempt calls: claim, heartbeat, complete; typed errors carry status, type
   assert.equal(conflict.status, 422);
   const missing = await client.get(queue, "nope").catch((e) => e);
   assert.ok(missing instanceof unstuck.NotFound);
+  assert.deepEqual([missing.queue, missing.id, missing.status], [queue, "nope", 404]);
   const badName = await client.get(queue, "bad name!").catch((e) => e);
   assert.ok(badName instanceof unstuck.InvalidName, String(badName));
   const badArg = await client.claim(queue, "w-1", { max: 5000 }).catch((e) => e);
@@ -113,7 +114,7 @@ test("attempt calls: claim, heartbeat, complete; typed errors carry status, type
   assert.equal(notAwaiting.state, "succeeded");
   const noWorker = await client.workerHeartbeat("nobody-here").catch((e) => e);
   assert.ok(noWorker instanceof unstuck.UnknownWorker);
-  assert.equal(noWorker.workerId ?? "nobody-here", "nobody-here");
+  assert.equal(noWorker.workerId, "nobody-here");
 });
 
 test("tokens: a missing token is Unauthorized, a worker token reading is Forbidden with the scope it needs", async () => {
