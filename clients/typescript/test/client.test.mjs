@@ -5,7 +5,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import * as unstuck from "../dist/index.js";
-import { Stack, FAST_TIMINGS, unique, freePort } from "./harness.mjs";
+import { Stack, FAST_TIMINGS, unique, freePort, waitFor } from "./harness.mjs";
 
 const { Client, ROUTES, PROBLEM_CLASSES } = unstuck;
 let stack;
@@ -190,6 +190,34 @@ test("retries are opt-in and honour Retry-After (503 with nothing written)", asy
   }
 });
 
+test("no reply within timeoutMs is UnknownOutcome; retried only where repeating is safe", async () => {
+  // A stand-in server that never answers its first request of each path, then answers.
+  const seen = {};
+  const server = createServer((req, res) => {
+    seen[req.url] = (seen[req.url] ?? 0) + 1;
+    if (seen[req.url] === 1) return; // no reply
+    res.writeHead(201, { "content-type": "application/json" });
+    res.end(JSON.stringify({ queue: "q", id: "x", created: true, state: "queued", attempt: 0, created_at: "2026-01-01T00:00:00Z", conflict: false }));
+  });
+  const port = await freePort();
+  await new Promise((ok) => server.listen(port, "127.0.0.1", ok));
+  try {
+    const client = new Client(`http://127.0.0.1:${port}`, { timeoutMs: 200, retry: { attempts: 2, baseDelayMs: 1 } });
+    // An enqueue with an id converges on a repeat: retried.
+    const withId = await client.enqueue("q", 1, { id: "x" });
+    assert.equal(withId.id, "x");
+    assert.equal(seen["/v1/queues/q/executions"], 2);
+    // Without an id a repeat could create a second execution: not retried.
+    const e = await client.enqueue("other", 1).catch((err) => err);
+    assert.ok(e instanceof unstuck.UnknownOutcome, String(e));
+    assert.deepEqual([e.status, e.transient, e.nothingWritten], [undefined, true, false]);
+    assert.equal(seen["/v1/queues/other/executions"], 1);
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
+});
+
 test("an unreachable server is ConnectionFailed (transient, nothing sent)", async () => {
   const port = await freePort();
   const e = await new Client(`http://127.0.0.1:${port}`).healthz().catch((err) => err);
@@ -224,4 +252,23 @@ test("queue settings, pause and resume, the worker registry and the watchdog's v
   assert.deepEqual(await client.readyz(), { status: "ready" });
   assert.equal((await client.session()).can_admin, true);
   assert.ok(Array.isArray(await client.recentEvents({ queue, limit: 5 })));
+});
+
+test("Redis stopped under a running server: RedisUnavailable, nothing written, Retry-After", async () => {
+  const own = await new Stack().start();
+  try {
+    const client = own.client();
+    const queue = unique("down");
+    await client.enqueue(queue, 1, { id: "before" });
+    const exited = new Promise((ok) => own.redis.once("exit", ok));
+    own.redis.kill("SIGKILL");
+    await exited;
+    await waitFor(async () => (await client.get(queue, "before").catch((e) => e)) instanceof unstuck.RedisUnavailable, { timeoutMs: 20_000, what: "RedisUnavailable" });
+    const e = await client.enqueue(queue, 2, { id: "during" }).catch((err) => err);
+    assert.ok(e instanceof unstuck.RedisUnavailable && e instanceof unstuck.Unavailable, String(e));
+    assert.deepEqual([e.status, e.slug, e.transient, e.nothingWritten, e.retryAfterMs], [503, "redis-unavailable", true, true, 1000]);
+    assert.match(e.detail, /nothing was written/);
+  } finally {
+    await own.stop();
+  }
 });
