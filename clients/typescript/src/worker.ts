@@ -290,7 +290,8 @@ export class Worker {
   private async beat(job: Job): Promise<void> {
     const { body, seqs } = job.pending();
     try {
-      const reply = await this.client.heartbeat(job.token, body);
+      // A beat slower than the whole heartbeat timeout is of no use: give up on it then.
+      const reply = await this.client.heartbeat(job.token, body, { timeoutMs: Math.max(job.heartbeatTimeoutMs, 1000) });
       job.delivered(seqs);
       if (reply?.cancel_requested) job.stop("cancel");
     } catch (e) {
