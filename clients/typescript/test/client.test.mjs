@@ -22,7 +22,11 @@ test("the client's route table is exactly the server's routes (a new server rout
     }
   }
   const client = Object.values(ROUTES).map(([method, path]) => `${method} ${path}`);
-  assert.deepEqual([...client].sort(), [...server].sort());
+  const missing = server.filter((route) => !client.includes(route));
+  const unknown = client.filter((route) => !server.includes(route));
+  assert.deepEqual(missing, [], `routes of the server the client has no method for: ${missing.join(", ")}`);
+  assert.deepEqual(unknown, [], `routes of the client the server does not have: ${unknown.join(", ")}`);
+  assert.equal(new Set(client).size, client.length, "each route once");
   // Every entry is a method of Client: the table is what the client calls.
   for (const name of Object.keys(ROUTES)) assert.equal(typeof Client.prototype[name], "function", name);
 });
