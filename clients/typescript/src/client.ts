@@ -141,7 +141,8 @@ export class Client {
   /** Runs a finished execution again as a new one linked by `retry_of`, from its last
    * checkpoint. Throws InvalidTransition when it has not finished or it succeeded. */
   retry(queue: string, id: string, opts: { newId?: string; reason?: string } = {}, options?: CallOptions): Promise<Enqueued> {
-    return this.json("retry", { queue, id }, { body: compact({ new_id: opts.newId, reason: opts.reason }) }, options);
+    // Without a new id the server names the next `<id>.retry<n>`: a repeat could make two.
+    return this.json("retry", { queue, id }, { body: compact({ new_id: opts.newId, reason: opts.reason }), notIdempotent: !opts.newId }, options);
   }
   /** Resumes an awaiting execution; its next claim gets `input` as `resume_input`. Throws
    * NotAwaiting. */
@@ -217,7 +218,7 @@ export class Client {
       queues: typeof queues === "string" ? [queues] : queues, worker_id: opts.workerId, host: opts.host,
       pid: opts.pid, version: opts.version, heartbeat_interval: opts.heartbeatInterval,
     });
-    return this.json("registerWorker", {}, { body }, options);
+    return this.json("registerWorker", {}, { body, notIdempotent: !opts.workerId }, options);
   }
   /** Tells the registry the worker is alive and what it runs; the reply may carry the
    * watchdog's `request` (restart or drain). Throws UnknownWorker. */
