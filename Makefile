@@ -3,7 +3,7 @@
 # port 6379. The system service Debian may start when it installs redis-server is harmless:
 # nothing connects to it.
 
-.PHONY: redis browser openapi-validator golang test test-dashboard test-openapi test-go screenshots faults soak demo serve bench lint
+.PHONY: redis browser openapi-validator typescript-deps golang test test-dashboard test-openapi test-typescript test-go screenshots faults soak demo serve bench lint
 
 REDIS_PACKAGES := redis-server redis-tools
 
@@ -68,10 +68,19 @@ golang:
 		exit 1; \
 	fi
 
-# Every test: the Rust tests of all targets, the doctests, the Python client's, the
-# dashboard's and the OpenAPI document's, with the fault suite in a lane of its own beside
-# the rest (tests/run.sh says why).
-test: redis browser openapi-validator golang
+# The TypeScript client's compiler and Node types (npm, pinned in
+# clients/typescript/package-lock.json; the package has no runtime dependency). Installed
+# only when missing.
+typescript-deps:
+	@if [ ! -d clients/typescript/node_modules/typescript ] || [ ! -d clients/typescript/node_modules/@types/node ]; then \
+		command -v npm >/dev/null 2>&1 || { echo "npm not found: install Node.js and npm (apt-get install nodejs npm)" >&2; exit 1; }; \
+		cd clients/typescript && npm ci --no-audit --no-fund; \
+	fi
+
+# Every test: the Rust tests of all targets, the doctests, the Python, Go and TypeScript
+# clients', the dashboard's and the OpenAPI document's, with the fault suite in a lane of
+# its own beside the rest (tests/run.sh says why).
+test: redis browser openapi-validator golang typescript-deps
 	tests/run.sh
 
 # Only the OpenAPI document's check (`unstuck openapi` through the validator).
@@ -83,6 +92,10 @@ test-openapi: openapi-validator
 test-go: redis golang
 	cargo build
 	cd clients/go && UNSTUCK_BIN=$(CURDIR)/target/debug/unstuck go test -count=1 ./...
+# Only the TypeScript client's tests: tsc, then node:test against a real `unstuck serve`.
+test-typescript: redis typescript-deps
+	cargo build
+	cd clients/typescript && UNSTUCK_BIN=$(CURDIR)/target/debug/unstuck npm test
 
 # Only the dashboard's end-to-end test in headless Chromium.
 test-dashboard: redis browser

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# The whole test suite, as `make test` runs it, in two lanes at once:
+# The whole test suite, as `make test` runs it, in three lanes at once once every test
+# target is built:
 #   lane 1: the fault suite (tests/faults), which keeps about one core busy for a minute
 #           or more generating load;
-#   lane 2: everything else, which mostly waits on timers: the other test binaries, the
-#           benches' and examples' test runs, the doctests, the Python client's tests,
-#           the Go client's, the dashboard in Chromium and the OpenAPI document's
-#           validator.
-# Run one after the other they took the sum of the two; side by side, about the longer.
-# Each step prints a line when it starts and when it ends with its time; the fault lane's
-# output follows when it ends. The exit code is non-zero if any step failed.
+#   lane 2: the other Rust test binaries, the benches' and examples' test runs, the
+#           doctests, the dashboard in Chromium and the OpenAPI document's validator;
+#   lane 3: the Python, Go and TypeScript clients' tests, each against the `unstuck` binary
+#           the build made (they need no cargo, so they do not wait for lane 2's lock).
+# Lanes 2 and 3 mostly wait on timers (heartbeat timeouts, watchdog rounds).
+# Run one after the other they took the sum; side by side, about the longest.
+# Each step prints a line when it starts and when it ends with its time; the output of
+# lanes 1 and 3 follows when they end. The exit code is non-zero if any step failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,11 +43,24 @@ if [ -z "$faults_bin" ]; then echo "the fault suite's test binary was not built"
 faults_pid=$!
 
 failed=()
+lane=2
 step() {
   local name=$1; shift
-  stamp "lane 2: $name"
-  if "$@"; then stamp "lane 2: $name passed"; else failed+=("$name"); stamp "lane 2: $name FAILED"; fi
+  stamp "lane $lane: $name"
+  if "$@"; then stamp "lane $lane: $name passed"; else failed+=("$name"); stamp "lane $lane: $name FAILED"; fi
 }
+
+# Lane 3, in the background: the clients. Its failures come back through a file.
+clients_log=target/tmp/clients-lane.log
+clients_failed=target/tmp/clients-lane.failed
+rm -f "$clients_failed"
+( lane=3
+  step "Python client" python3 -m unittest discover -s clients/python/tests
+  step "Go client" bash -c 'cd clients/go && go test -count=1 ./...'
+  step "TypeScript client" npm --prefix clients/typescript test
+  if [ ${#failed[@]} -gt 0 ]; then printf '%s\n' "${failed[@]}" >"$clients_failed"; fi
+) >"$clients_log" 2>&1 &
+clients_pid=$!
 
 other_tests=()
 for main in tests/*/main.rs; do
@@ -55,11 +70,13 @@ done
 step "cargo tests (all targets but the fault suite)" \
   cargo test --no-fail-fast --lib --bins --examples --benches "${other_tests[@]}"
 step "doctests" cargo test --doc
-step "Python client" python3 -m unittest discover -s clients/python/tests
-step "Go client" bash -c 'cd clients/go && go test -count=1 ./...'
 step "dashboard in Chromium" node tests/browser/dashboard.mjs
 step "OpenAPI document" node tests/openapi/validate.mjs
 
+wait "$clients_pid"
+echo "== lane 3 (the clients):"
+cat "$clients_log"
+if [ -f "$clients_failed" ]; then mapfile -t -O ${#failed[@]} failed <"$clients_failed"; fi
 wait "$faults_pid" || failed+=("fault suite")
 echo "== the fault suite's output:"
 cat "$log"

@@ -1,0 +1,314 @@
+// The HTTP client: one method per route of `unstuck serve` (docs/http-api.md). Replies are
+// returned as the JSON the server sent; errors are thrown as the classes of ./errors.
+
+import { UnstuckError } from "./errors.js";
+import { ROUTES, RouteName, routePath } from "./routes.js";
+import { EventStream, EventStreamOptions } from "./sse.js";
+import { CallOptions, Reply, Request, RetryOptions, Transport } from "./transport.js";
+import type {
+  AwaitReply, CancelReply, Claim, Duration, Enqueued, EnqueueItem, Event, Execution, ExecutionEvents,
+  FailReply, HeartbeatReply, Json, Page, PauseChange, Pinned, Queue, QueueSettings, Recorded,
+  Registered, Resumed, Running, Session, SnoozeReply, State, WatchdogActivity, WatchdogState,
+  WorkerBeatReply, WorkerEvent, WorkerInfo, WorkerRequest, WorkerReset,
+} from "./types.js";
+
+export interface ClientOptions {
+  /** The bearer secret (without its `scope:` prefix); none for a server without tokens. */
+  token?: string;
+  /** Bounds connecting and waiting for each reply (30 s); a long-poll claim adds its wait. */
+  timeoutMs?: number;
+  /** Retries of transient failures for every call (off by default; see RetryOptions). */
+  retry?: RetryOptions | boolean;
+}
+
+type Params = Record<string, string>;
+
+export class Client {
+  readonly transport: Transport;
+
+  constructor(baseUrl: string, options: ClientOptions = {}) {
+    this.transport = new Transport(baseUrl, options);
+  }
+
+  get baseUrl(): string { return this.transport.baseUrl; }
+  get token(): string | undefined { return this.transport.token; }
+  set token(value: string | undefined) { this.transport.token = value; }
+
+  /** A client with the same settings. */
+  copy(): Client {
+    return new Client(this.baseUrl, { token: this.token, timeoutMs: this.transport.timeoutMs, retry: this.transport.retry });
+  }
+
+  /** Sends the route's request; a non-2xx reply throws its typed error. */
+  protected async call(route: RouteName, params: Params, req: Omit<Request, "method" | "path">, options?: CallOptions): Promise<Reply> {
+    const [method, ] = ROUTES[route];
+    return this.transport.send({ method, path: routePath(route, params), ...req }, options);
+  }
+
+  protected async json<T>(route: RouteName, params: Params = {}, req: Omit<Request, "method" | "path"> = {}, options?: CallOptions): Promise<T> {
+    const reply = await this.call(route, params, req, options);
+    return parse<T>(reply);
+  }
+
+  // ----- health and documents -----
+
+  healthz(options?: CallOptions): Promise<{ status: string }> { return this.json("healthz", {}, {}, options); }
+  /** `{status: "ready"}`; throws Unavailable (RedisUnavailable, RedisDataLost...) when not ready. */
+  readyz(options?: CallOptions): Promise<{ status: string }> { return this.json("readyz", {}, {}, options); }
+  /** The Prometheus text. */
+  async metrics(options?: CallOptions): Promise<string> { return (await this.call("metrics", {}, {}, options)).text; }
+  openapi(options?: CallOptions): Promise<OpenApiDocument> { return this.json("openapi", {}, {}, options); }
+  /** What a problem type means (HTML). */
+  async problem(slug: string, options?: CallOptions): Promise<string> {
+    return (await this.call("problem", { slug }, {}, options)).text;
+  }
+
+  // ----- queues -----
+
+  async queues(options?: CallOptions): Promise<Queue[]> {
+    return (await this.json<{ queues: Queue[] }>("queues", {}, {}, options)).queues;
+  }
+  getQueue(queue: string, options?: CallOptions): Promise<Queue> { return this.json("getQueue", { queue }, {}, options); }
+  /** Replaces the queue's settings (what is left out goes back to the defaults; a pause is kept). */
+  setQueue(queue: string, settings: QueueSettings = {}, options?: CallOptions): Promise<Queue> {
+    const body = compact({
+      capacity: settings.capacity, timings: settings.timings, retention: settings.retention,
+      max_wait: settings.maxWait, on_wait_expiry: settings.onWaitExpiry,
+    });
+    return this.json("setQueue", { queue }, { body }, options);
+  }
+  /** Pauses the queue (admin): claims take nothing until resumeQueue. Throws UnknownQueue. */
+  pauseQueue(queue: string, reason: string, options?: CallOptions): Promise<PauseChange> {
+    return this.json("pauseQueue", { queue }, { body: { reason } }, options);
+  }
+  resumeQueue(queue: string, reason?: string, options?: CallOptions): Promise<PauseChange> {
+    return this.json("resumeQueue", { queue }, { body: compact({ reason }) }, options);
+  }
+
+  // ----- executions -----
+
+  /** Enqueues one execution; `created` is false when the same id and request existed.
+   * Throws IdempotencyConflict when the id exists with a different request. */
+  async enqueue(queue: string, payload: Json = null, options: EnqueueOptions = {}): Promise<Enqueued> {
+    const headers = options.idempotencyKey ? { "idempotency-key": options.idempotencyKey } : undefined;
+    const reply = await this.call("enqueue", { queue }, {
+      body: enqueueBody({ payload, id: options.id, timings: options.timings, delay: options.delay }),
+      headers,
+      // Without an id a repeated enqueue after an unknown outcome could create a second one.
+      notIdempotent: !options.id && !options.idempotencyKey,
+    }, options);
+    const enqueued = parse<Enqueued>(reply);
+    if (enqueued.created === undefined) enqueued.created = reply.status === 201;
+    return enqueued;
+  }
+  /** Enqueues 1-1000 executions at once, all or nothing. */
+  async enqueueBatch(queue: string, items: EnqueueItem[], options?: CallOptions): Promise<Enqueued[]> {
+    const body = { items: items.map(enqueueBody) };
+    const withoutId = items.some((item) => !item.id);
+    return (await this.json<{ items: Enqueued[] }>("enqueueBatch", { queue }, { body, notIdempotent: withoutId }, options)).items;
+  }
+  /** The execution (state, attempt, timings, checkpoint, stop, history...). */
+  get(queue: string, id: string, options?: CallOptions): Promise<Execution> {
+    return this.json("get", { queue, id }, {}, options);
+  }
+  /** One page of the queue's executions in `state`. */
+  async list(queue: string, state: State, page: PageOptions = {}, options?: CallOptions): Promise<Page<Execution>> {
+    const reply = await this.json<Page<Execution>>("list", { queue }, { query: { state, cursor: page.cursor, limit: page.limit } }, options);
+    reply.next_cursor ??= null;
+    return reply;
+  }
+  /** Every execution of `queue` in `state`, page after page. */
+  async *listAll(queue: string, state: State, limit?: number, options?: CallOptions): AsyncGenerator<Execution> {
+    let cursor: string | undefined;
+    do {
+      const page = await this.list(queue, state, { cursor, limit }, options);
+      yield* page.items;
+      cursor = page.next_cursor ?? undefined;
+    } while (cursor);
+  }
+  /** Executions across queues, filtered; one page. */
+  async find(filter: FindOptions = {}, options?: CallOptions): Promise<Page<Execution>> {
+    const query = { queue: filter.queue, state: filter.state, stop_reason: filter.stopReason, worker: filter.worker, cursor: filter.cursor, limit: filter.limit };
+    const reply = await this.json<Page<Execution>>("find", {}, { query }, options);
+    reply.next_cursor ??= null;
+    return reply;
+  }
+  /** `{outcome: "cancelled"}` (it was queued) or `{outcome: "requested", ...}` (its worker is
+   * asked to stop); throws AlreadyTerminal. */
+  cancel(queue: string, id: string, reason?: string, options?: CallOptions): Promise<CancelReply> {
+    return this.json("cancel", { queue, id }, { body: compact({ reason }) }, options);
+  }
+  /** Runs a finished execution again as a new one linked by `retry_of`, from its last
+   * checkpoint. Throws InvalidTransition when it has not finished or it succeeded. */
+  retry(queue: string, id: string, opts: { newId?: string; reason?: string } = {}, options?: CallOptions): Promise<Enqueued> {
+    // Without a new id the server names the next `<id>.retry<n>`: a repeat could make two.
+    return this.json("retry", { queue, id }, { body: compact({ new_id: opts.newId, reason: opts.reason }), notIdempotent: !opts.newId }, options);
+  }
+  /** Resumes an awaiting execution; its next claim gets `input` as `resume_input`. Throws
+   * NotAwaiting. */
+  resume(queue: string, id: string, input?: Json, options?: CallOptions): Promise<Resumed> {
+    return this.json("resume", { queue, id }, { body: compact({ input }) }, options);
+  }
+  /** Resumes with the one-time token awaitResume returned (no bearer token needed). */
+  resumeByToken(resumeToken: string, input?: Json, options?: CallOptions): Promise<Resumed> {
+    return this.json("resumeByToken", { resume_token: resumeToken }, { body: compact({ input }) }, options);
+  }
+  /** Retention never removes a pinned execution. */
+  pin(queue: string, id: string, options?: CallOptions): Promise<Pinned> { return this.json("pin", { queue, id }, {}, options); }
+  unpin(queue: string, id: string, options?: CallOptions): Promise<Pinned> { return this.json("unpin", { queue, id }, {}, options); }
+  /** The execution's events (oldest first) and the timeline of its whole history. */
+  executionEvents(queue: string, id: string, options?: CallOptions): Promise<ExecutionEvents> {
+    return this.json("executionEvents", { queue, id }, {}, options);
+  }
+  /** The newest events (every queue, or one), oldest first. */
+  async recentEvents(opts: { queue?: string; limit?: number } = {}, options?: CallOptions): Promise<Event[]> {
+    return (await this.json<{ events: Event[] }>("recentEvents", {}, { query: opts }, options)).events;
+  }
+
+  // ----- workers' calls -----
+
+  /** Claims up to `max` executions; empty when nothing became claimable within `waitMs`
+   * (0-30000, a long poll: the call's timeout is extended by it). */
+  async claim(queue: string, workerId: string, opts: { max?: number; waitMs?: number } = {}, options: CallOptions = {}): Promise<Claim[]> {
+    const body = compact({ worker_id: workerId, max: opts.max, wait_ms: opts.waitMs || undefined });
+    const timeoutMs = (options.timeoutMs ?? this.transport.timeoutMs) + (opts.waitMs ?? 0);
+    const reply = await this.call("claim", { queue }, { body }, { ...options, timeoutMs });
+    if (reply.status === 204 || !reply.text) return [];
+    return parse<{ claims: Claim[] }>(reply).claims ?? [];
+  }
+  /** `{cancel_requested}`. Throws StaleAttempt / AlreadyTerminal when the attempt is no
+   * longer current (stop: the work is not yours). */
+  heartbeat(token: string, beat: { progress?: string; checkpoint?: Json } = {}, options?: CallOptions): Promise<HeartbeatReply> {
+    const body: Record<string, unknown> = { token };
+    if (beat.progress !== undefined) body.progress = beat.progress;
+    if ("checkpoint" in beat && beat.checkpoint !== undefined) body.checkpoint = beat.checkpoint;
+    return this.json("heartbeat", {}, { body }, options);
+  }
+  complete(token: string, result?: Json, options?: CallOptions): Promise<Recorded> {
+    return this.json("complete", {}, { body: result === undefined ? { token } : { token, result } }, options);
+  }
+  /** `retryAfterMs` (1 ms to 7 days; retryable failures only) is the earliest the retry may
+   * start: it wins over the backoff when later. */
+  fail(token: string, message: string, opts: { retryable?: boolean; retryAfterMs?: Duration } = {}, options?: CallOptions): Promise<FailReply> {
+    const body = compact({ token, message, retryable: opts.retryable ?? true, retry_after_ms: opts.retryAfterMs });
+    return this.json("fail", {}, { body }, options);
+  }
+  /** Ends the attempt; the execution comes back after `afterMs` or at `until` (exactly one)
+   * as a continuation. */
+  snooze(token: string, opts: { afterMs?: Duration; until?: Date | string; reason: string }, options?: CallOptions): Promise<SnoozeReply> {
+    const until = opts.until instanceof Date ? opts.until.toISOString() : opts.until;
+    return this.json("snooze", {}, { body: compact({ token, after_ms: opts.afterMs, until, reason: opts.reason }) }, options);
+  }
+  /** Ends the attempt to wait on a person or an outside event until resumed, at most
+   * `waitDeadlineMs`. */
+  awaitResume(token: string, reason: string, waitDeadlineMs: Duration, opts: { checkpoint?: Json } = {}, options?: CallOptions): Promise<AwaitReply> {
+    const body = compact({ token, reason, wait_deadline_ms: waitDeadlineMs, checkpoint: opts.checkpoint });
+    return this.json("awaitResume", {}, { body }, options);
+  }
+  /** Acknowledges a cancellation; InvalidTransition when none was requested. */
+  cancelAck(token: string, options?: CallOptions): Promise<Recorded> {
+    return this.json("cancelAck", {}, { body: { token } }, options);
+  }
+
+  // ----- worker registry -----
+
+  /** Throws WorkerExists: use a fresh id per process start (generated when not given). */
+  registerWorker(queues: string | string[], opts: RegisterOptions = {}, options?: CallOptions): Promise<Registered> {
+    const body = compact({
+      queues: typeof queues === "string" ? [queues] : queues, worker_id: opts.workerId, host: opts.host,
+      pid: opts.pid, version: opts.version, heartbeat_interval: opts.heartbeatInterval,
+    });
+    return this.json("registerWorker", {}, { body, notIdempotent: !opts.workerId }, options);
+  }
+  /** Tells the registry the worker is alive and what it runs; the reply may carry the
+   * watchdog's `request` (restart or drain). Throws UnknownWorker. */
+  workerHeartbeat(workerId: string, running: Running[] = [], options?: CallOptions): Promise<WorkerBeatReply> {
+    return this.json("workerHeartbeat", { worker: workerId }, { body: { running } }, options);
+  }
+  async deregisterWorker(workerId: string, options?: CallOptions): Promise<void> {
+    await this.call("deregisterWorker", { worker: workerId }, {}, options);
+  }
+  async workers(options?: CallOptions): Promise<WorkerInfo[]> {
+    return (await this.json<{ workers: WorkerInfo[] }>("workers", {}, {}, options)).workers;
+  }
+  resetWorker(workerId: string, reason?: string, options?: CallOptions): Promise<WorkerReset> {
+    return this.json("resetWorker", { worker: workerId }, { body: compact({ reason }) }, options);
+  }
+  /** Asks a worker, in its next heartbeat reply, to restart or drain. */
+  async requestWorker(workerId: string, request: WorkerRequest, reason?: string, options?: CallOptions): Promise<void> {
+    await this.call("requestWorker", { worker: workerId }, { body: compact({ request, reason }) }, options);
+  }
+  /** Worker tier changes, action and hook outcomes, circuits opened and reset. */
+  async workerEvents(opts: { after?: string; limit?: number; newest?: boolean } = {}, options?: CallOptions): Promise<WorkerEvent[]> {
+    return (await this.json<{ events: WorkerEvent[] }>("workerEvents", {}, { query: opts }, options)).events;
+  }
+  watchdogState(options?: CallOptions): Promise<WatchdogState> { return this.json("watchdogState", {}, {}, options); }
+  watchdogActivity(minutes?: number, options?: CallOptions): Promise<WatchdogActivity> {
+    return this.json("watchdogActivity", {}, { query: { minutes } }, options);
+  }
+  /** What this client's token may do. */
+  session(options?: CallOptions): Promise<Session> { return this.json("session", {}, {}, options); }
+
+  // ----- event streams -----
+
+  /** Follows the event stream (every queue, or one): an AsyncIterable of Event that
+   * reconnects with Last-Event-ID when the connection drops. */
+  events(opts: EventStreamOptions & { queue?: string } = {}): EventStream<Event> {
+    const { queue, ...rest } = opts;
+    return new EventStream<Event>(this.transport, ROUTES.events[1], { queue }, rest);
+  }
+  /** Follows the worker events from now on (or after `lastEventId`), reconnecting. */
+  workerEventsLive(opts: EventStreamOptions = {}): EventStream<WorkerEvent> {
+    return new EventStream<WorkerEvent>(this.transport, ROUTES.workerEventsLive[1], {}, opts);
+  }
+}
+
+export interface EnqueueOptions extends CallOptions {
+  id?: string;
+  timings?: EnqueueItem["timings"];
+  delay?: Duration;
+  /** Names the id (it must equal `id` when both are given). */
+  idempotencyKey?: string;
+}
+
+export interface PageOptions { cursor?: string; limit?: number }
+
+export interface FindOptions extends PageOptions {
+  queue?: string;
+  state?: State;
+  stopReason?: string;
+  worker?: string;
+}
+
+export interface RegisterOptions {
+  workerId?: string;
+  host?: string;
+  pid?: number;
+  version?: string;
+  heartbeatInterval?: Duration;
+}
+
+export interface OpenApiDocument {
+  openapi: string;
+  paths: Record<string, Record<string, unknown>>;
+  components?: { schemas?: Record<string, unknown> };
+  [key: string]: unknown;
+}
+
+function enqueueBody(item: EnqueueItem): Record<string, unknown> {
+  return compact({ payload: item.payload ?? null, id: item.id, timings: item.timings, delay: item.delay });
+}
+
+/** The object without its undefined members. */
+function compact(obj: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined));
+}
+
+function parse<T>(reply: Reply): T {
+  if (!reply.text) return undefined as T;
+  try {
+    return JSON.parse(reply.text) as T;
+  } catch (e) {
+    throw new UnstuckError({ status: reply.status, title: "reply is not JSON", detail: reply.text.slice(0, 200), cause: e });
+  }
+}

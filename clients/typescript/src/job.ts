@@ -1,0 +1,164 @@
+// One claimed attempt as a handler sees it, and the outcomes a handler throws besides a
+// plain error: Retryable, NonRetryable, Snooze, AwaitResume (the Python client's names).
+
+import type { Claim, Duration, Json } from "./types.js";
+
+/** Throw to fail the attempt and let it be retried (while attempts remain, after the
+ * backoff, from the last checkpoint). `retryAfterMs` (say a provider's Retry-After) is the
+ * earliest the retry may start: it wins over the backoff when later. */
+export class Retryable extends Error {
+  readonly retryAfterMs: Duration | undefined;
+  constructor(message = "", options: { retryAfterMs?: Duration; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "Retryable";
+    this.retryAfterMs = options.retryAfterMs;
+  }
+}
+
+/** Throw to fail the execution for good (no retry). */
+export class NonRetryable extends Error {
+  constructor(message = "", options: { cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "NonRetryable";
+  }
+}
+
+/** Throw to end the attempt without failing it: the execution waits in the queue
+ * `afterMs` (or until `until`) and comes back as a continuation, not a retry. Past the
+ * execution's `max_snoozes` the snooze is recorded as a retryable failure. */
+export class Snooze extends Error {
+  readonly afterMs: Duration | undefined;
+  readonly until: Date | string | undefined;
+  readonly reason: string;
+  constructor(options: { afterMs?: Duration; until?: Date | string; reason?: string }) {
+    super(options.reason ?? "snoozed");
+    this.name = "Snooze";
+    this.afterMs = options.afterMs;
+    this.until = options.until;
+    this.reason = options.reason ?? "snoozed";
+  }
+}
+
+/** Throw to end the attempt and wait on a person or an outside event: the execution is
+ * `awaiting` until resumed (Client.resume or the one-time resume token), at most
+ * `waitDeadlineMs`. The claim that continues it gets `checkpoint` (when given, else the
+ * last one) as `job.checkpoint` and the resume input as `job.resumeInput`. */
+export class AwaitResume extends Error {
+  readonly reason: string;
+  readonly waitDeadlineMs: Duration;
+  readonly checkpoint: Json | undefined;
+  constructor(reason: string, waitDeadlineMs: Duration, options: { checkpoint?: Json } = {}) {
+    super(reason);
+    this.name = "AwaitResume";
+    this.reason = reason;
+    this.waitDeadlineMs = waitDeadlineMs;
+    this.checkpoint = options.checkpoint;
+  }
+}
+
+/** The reason of `job.signal` once it fired: cancellation requested, the attempt lost, or
+ * the worker restarting. */
+export class Cancelled extends Error {
+  readonly why: "cancel" | "lost" | "restart";
+  constructor(why: "cancel" | "lost" | "restart") {
+    super(why === "cancel" ? "cancellation requested" : why === "lost" ? "attempt lost" : "worker restarting");
+    this.name = "Cancelled";
+    this.why = why;
+  }
+}
+
+/** What the next heartbeat carries, and the sequence numbers that mark it delivered. */
+export interface PendingBeat {
+  body: { progress?: string; checkpoint?: Json };
+  seqs: [number, number];
+}
+
+/** One claimed attempt. */
+export class Job {
+  readonly claim: Claim;
+  readonly token: string;
+  readonly queue: string;
+  readonly id: string;
+  readonly attempt: number;
+  readonly payload: Json;
+  /** The checkpoint the previous attempt left (null on a first attempt). */
+  readonly checkpoint: Json;
+  /** What `resume` handed over when this attempt continues a wait (undefined otherwise). */
+  readonly resumeInput: Json | undefined;
+  readonly heartbeatTimeoutMs: number;
+  readonly deadlineAt: string | undefined;
+  /** Fires when cancellation was requested, the attempt was lost, or the worker restarts:
+   * stop soon. Its reason is a Cancelled. Pass it on to fetch and other calls. */
+  readonly signal: AbortSignal;
+  /** Set once the handler's AwaitResume was recorded: the one-time credential to resume. */
+  resumeToken: string | undefined;
+  /** The orchestrator asked to stop: the worker acknowledges the cancellation. */
+  cancelRequested = false;
+  /** The attempt is no longer ours: nothing is recorded for it. */
+  lost = false;
+  private readonly controller = new AbortController();
+  private progress: string | undefined;
+  private newCheckpoint: Json | undefined;
+  private progressSeq = 0;
+  private checkpointSeq = 0;
+  private progressSent = 0;
+  private checkpointSent = 0;
+
+  constructor(claim: Claim) {
+    this.claim = claim;
+    this.token = claim.token;
+    this.queue = claim.queue;
+    this.id = claim.id;
+    this.attempt = claim.attempt;
+    this.payload = claim.payload ?? null;
+    this.checkpoint = claim.checkpoint ?? null;
+    this.resumeInput = claim.resume_input;
+    this.heartbeatTimeoutMs = claim.heartbeat_timeout;
+    this.deadlineAt = claim.deadline_at ?? undefined;
+    this.signal = this.controller.signal;
+  }
+
+  /** Progress text sent with the next heartbeat (`no_progress_timeout` watches it). */
+  setProgress(text: string): void {
+    this.progress = String(text);
+    this.progressSeq += 1;
+  }
+
+  /** A JSON value sent with the next heartbeat; a retry resumes from the last one the
+   * server received (`job.checkpoint` of the next attempt). */
+  setCheckpoint(value: Json): void {
+    const text = JSON.stringify(value); // throws now on a BigInt or a cycle, not in a heartbeat
+    this.newCheckpoint = text === undefined ? null : (JSON.parse(text) as Json);
+    this.checkpointSeq += 1;
+  }
+
+  /** Throws the signal's Cancelled when the attempt should stop. */
+  throwIfCancelled(): void {
+    if (this.signal.aborted) throw this.signal.reason;
+  }
+
+  toString(): string {
+    return `Job(${this.queue}/${this.id} attempt ${this.attempt})`;
+  }
+
+  /** The one place a heartbeat's body is built from what the handler set since the last
+   * delivered beat. */
+  pending(): PendingBeat {
+    const body: PendingBeat["body"] = {};
+    if (this.progressSeq > this.progressSent) body.progress = this.progress;
+    if (this.checkpointSeq > this.checkpointSent) body.checkpoint = this.newCheckpoint ?? null;
+    return { body, seqs: [this.progressSeq, this.checkpointSeq] };
+  }
+
+  delivered(seqs: [number, number]): void {
+    this.progressSent = Math.max(this.progressSent, seqs[0]);
+    this.checkpointSent = Math.max(this.checkpointSent, seqs[1]);
+  }
+
+  /** Fires the signal (once). */
+  stop(why: "cancel" | "lost" | "restart"): void {
+    if (why === "lost") this.lost = true;
+    if (why === "cancel") this.cancelRequested = true;
+    if (!this.signal.aborted) this.controller.abort(new Cancelled(why));
+  }
+}
