@@ -23,6 +23,7 @@ REGISTRY_INTERVAL = 5.0  # seconds between worker-registry beats, by default
 OUTCOME_RETRY_FOR = 60.0  # seconds spent retrying a complete/fail/cancel-ack on transient errors
 MAX_MESSAGE = 4000  # characters of a failure message
 _LOST = (errors.StaleAttempt, errors.AlreadyTerminal, errors.TokenMismatch, errors.NotFound)
+_RENEWED, _GONE, _FAILED = "renewed", "gone", "failed"  # what one heartbeat did
 
 
 class Retryable(Exception):
@@ -105,6 +106,7 @@ class Job:
         self.resume_input = claim.get("resume_input")
         self.resume_token = None  # set once the handler's AwaitResume was recorded
         self.heartbeat_timeout = claim["heartbeat_timeout"] / 1000.0  # seconds
+        self._claimed_at = time.monotonic()  # the claim is the attempt's first renewal
         self.deadline_at = claim.get("deadline_at")
         self.cancelled = threading.Event()
         self.cancel_requested = False  # the orchestrator asked to stop: acknowledge
@@ -287,6 +289,8 @@ class Worker:
                 # New claims kick a beat so the registry lists them soon; one per burst.
                 self._registry_done.wait(0.25)
                 self._registry_kick.clear()
+                if self._registry_done.is_set():
+                    return  # run() ended meanwhile: the kick cleared above was its
             running = [(job.queue, job.id) for job in self.running]
             try:
                 reply = self.client.worker_heartbeat(self.worker_id, running)
@@ -403,30 +407,48 @@ class Worker:
                 self._cv.notify_all()
 
     def _beat_loop(self, job):
+        """Beats the attempt at a third of its heartbeat timeout, the first beat at once (it
+        moves the execution to running). A failed beat is retried with a backoff; once the
+        heartbeat timeout has passed with no renewal the attempt is given up as lost (the
+        watchdog retries it elsewhere): ``job.cancelled`` is set and nothing is recorded."""
         interval = max(job.heartbeat_timeout / 3.0, 0.05)
-        while not job.lost:
-            self._beat(job)  # the first beat at once: it moves dispatched -> running
-            if job._done.wait(interval):
+        renewed, wait, failures = job._claimed_at, 0.0, 0
+        while True:
+            if wait > 0 and job._done.wait(wait):
                 return
+            left = job.heartbeat_timeout - (time.monotonic() - renewed)
+            if left <= 0:
+                log.warning("%r: no heartbeat renewed it within %.3gs: giving it up", job,
+                            job.heartbeat_timeout)
+                job._stop(lost=True)
+                return
+            sent = time.monotonic()
+            result = self._beat(job, timeout=left)
+            if result == _RENEWED:
+                renewed, wait, failures = sent, interval, 0
+            elif result == _GONE:
+                return
+            else:
+                wait = min(_backoff(failures, 0.05, interval), left)
+                failures += 1
 
-    def _beat(self, job):
-        """One heartbeat with the pending progress and checkpoint; False when the attempt
-        is no longer ours or cancellation was requested."""
+    def _beat(self, job, timeout=None):
+        """One heartbeat with the pending progress and checkpoint: _RENEWED, _GONE (the
+        attempt is no longer ours) or _FAILED (no renewal; worth another try)."""
         beat, seqs = job._pending()
         try:
-            reply = self.client.heartbeat(job.token, **beat)
+            reply = self.client.heartbeat(job.token, timeout=timeout, **beat)
         except _LOST as e:
             log.info("%r lost: %s", job, e)
             job._stop(lost=True)
-            return False
+            return _GONE
         except errors.UnstuckError as e:
             log.warning("heartbeat of %r: %s", job, e)
-            return True
+            return _FAILED
         job._delivered(seqs)
         if reply and reply.get("cancel_requested"):
             job._stop(lost=False)
-            return False
-        return True
+        return _RENEWED
 
     def _finish(self, job, outcome):
         if outcome[0] in ("fail", "snooze", "await") and not job.lost and not job.cancel_requested:
