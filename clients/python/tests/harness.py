@@ -2,12 +2,15 @@
 ports, started per test module and killed at its end."""
 
 import datetime
+import http.client
+import http.server
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 
@@ -199,3 +202,68 @@ def wait_for(check, timeout=15.0, interval=0.05, what="condition"):
 
 def unique(prefix):
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+class RefusingProxy:
+    """A reverse proxy in front of ``unstuck serve`` that answers 503 ``redis-unavailable``
+    to the paths in ``refuse`` (counting them in ``refused``) and forwards the rest: a
+    real failure of chosen calls, seen by the client as the server's own."""
+
+    def __init__(self, upstream_url):
+        self.refuse = set()
+        self.refused = 0
+        self._lock = threading.Lock()
+        host, port = upstream_url.split("//", 1)[1].split(":")
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _forward(self):
+                try:
+                    self._relay()
+                except OSError:
+                    pass  # the client went away (a long poll aborted by stop())
+
+            def _relay(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path.split("?", 1)[0] in proxy.refuse:
+                    with proxy._lock:
+                        proxy.refused += 1
+                    payload = (b'{"type":"/problems/redis-unavailable","title":"Redis '
+                               b'unavailable","status":503,"detail":"refused by the proxy"}')
+                    self._reply(503, [("Content-Type", "application/problem+json"),
+                                      ("Retry-After", "1")], payload)
+                    return
+                upstream = http.client.HTTPConnection(host, int(port), timeout=60)
+                try:
+                    headers = {k: v for k, v in self.headers.items()
+                               if k.lower() not in ("host", "connection")}
+                    upstream.request(self.command, self.path, body=body or None,
+                                     headers=headers)
+                    resp = upstream.getresponse()
+                    self._reply(resp.status, [(k, v) for k, v in resp.getheaders()
+                                              if k.lower() in ("content-type", "retry-after")],
+                                resp.read())
+                finally:
+                    upstream.close()
+
+            def _reply(self, status, headers, payload):
+                self.send_response(status)
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _forward
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()

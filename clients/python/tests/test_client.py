@@ -2,6 +2,9 @@
 claims (long poll), attempt calls and their typed refusals, the worker registry."""
 
 import datetime
+import inspect
+import json
+import re
 import threading
 import time
 import unittest
@@ -294,6 +297,93 @@ class ClientTest(unittest.TestCase):
             with self.assertRaises(unstuck.ConnectionFailed) as cm:
                 dead.queues()
             self.assertTrue(cm.exception.transient)
+
+
+# The status each family base stands for: a problem type's class must be a subclass of it.
+FAMILIES = {400: unstuck.BadRequest, 401: unstuck.Unauthorized, 403: unstuck.Forbidden,
+            404: unstuck.NotFound, 405: unstuck.MethodNotAllowed, 409: unstuck.Conflict,
+            413: unstuck.TooLarge, 422: unstuck.IdempotencyConflict, 500: unstuck.ServerError,
+            503: unstuck.Unavailable, 504: unstuck.UnknownOutcome}
+
+
+class RoutesAndProblemsTest(unittest.TestCase):
+    """The client against the server's own description of itself (/openapi.json): a route
+    or a problem type added to the server without the client fails these."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.client = STACK.client()
+        cls.doc = cls.client.openapi()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.client.close()
+
+    def test_route_table_is_exactly_the_servers_routes(self):
+        server = {f"{method.upper()} {path}" for path, item in self.doc["paths"].items()
+                  for method in item if method in ("get", "put", "post", "delete", "patch")}
+        table = [f"{method} {path}" for method, path in unstuck.ROUTES.values()]
+        self.assertEqual(len(set(table)), len(table), "each route once")
+        self.assertEqual(sorted(server - set(table)), [],
+                         "routes of the server the client has no method for")
+        self.assertEqual(sorted(set(table) - server), [],
+                         "routes of the client the server does not have")
+        # Each entry is the Client method of that name, and that method names its route.
+        for name in unstuck.ROUTES:
+            method = getattr(unstuck.Client, name, None)
+            self.assertTrue(callable(method), f"Client.{name}")
+            self.assertIn(f'"{name}"', inspect.getsource(method), f"Client.{name} calls it")
+
+    def test_every_problem_type_has_its_class_under_its_family(self):
+        types = self.doc["components"]["schemas"]["Problem"]["properties"]["type"]["enum"]
+        slugs = [t.rsplit("/problems/", 1)[1] for t in types]
+        self.assertEqual(sorted(set(slugs) - set(unstuck.PROBLEM_CLASSES)), [],
+                         "problem types without a class")
+        self.assertEqual(sorted(set(unstuck.PROBLEM_CLASSES) - set(slugs)), [],
+                         "slugs the server never sends")
+        classes = [unstuck.PROBLEM_CLASSES[slug] for slug in slugs]
+        self.assertEqual(len(set(classes)), len(classes), "one class per problem type")
+        for slug, cls in zip(slugs, classes):
+            self.assertIs(getattr(unstuck, cls.__name__, None), cls, f"{slug} is exported")
+            # The problem page gives the type's status; its class is under that family.
+            page = self.client.problem(slug)
+            status = int(re.search(r"HTTP (\d{3})", page).group(1))
+            self.assertTrue(issubclass(cls, FAMILIES[status]), f"{slug} ({status}): {cls}")
+            body = json.dumps({"type": f"/problems/{slug}", "title": "T", "status": status,
+                               "detail": "what happened", "limit": 7, "field": "payload"})
+            err = unstuck.errors.from_response(status, {"Retry-After": "2"}, body.encode())
+            self.assertIs(type(err), cls)
+            self.assertEqual((err.status, err.type, err.slug, err.detail, err.limit, err.field),
+                             (status, f"/problems/{slug}", slug, "what happened", 7,
+                              "payload"))
+            self.assertEqual(err.transient, status >= 500)
+            if status == 503:
+                self.assertTrue(err.nothing_written)
+                self.assertEqual(err.retry_after, 2.0)
+
+    def test_no_route_and_method_not_allowed_from_the_server(self):
+        transport = self.client.transport
+        err = unstuck.errors.from_response(*transport.send("GET", "/v1/no-such-route"))
+        self.assertIsInstance(err, unstuck.NoRoute)
+        self.assertIsInstance(err, unstuck.NotFound)
+        self.assertEqual((err.status, err.slug), (404, "no-route"))
+        err = unstuck.errors.from_response(*transport.send("DELETE", "/v1/queues"))
+        self.assertIsInstance(err, unstuck.MethodNotAllowed)
+        self.assertEqual((err.status, err.slug), (405, "method-not-allowed"))
+        with self.assertRaises(unstuck.NotFound):
+            self.client.problem("no-such-problem")
+
+    def test_pin_and_unpin(self):
+        queue = unique("pq")
+        self.client.enqueue(queue, 1, id="p-1")
+        self.assertEqual(self.client.pin(queue, "p-1"), {"pinned": True, "state": "queued"})
+        self.assertEqual(self.client.pin(queue, "p-1"), {"pinned": True, "state": "queued"})
+        self.assertTrue(self.client.get(queue, "p-1")["pinned"])
+        self.assertEqual(self.client.unpin(queue, "p-1"), {"pinned": False, "state": "queued"})
+        self.assertFalse(self.client.get(queue, "p-1")["pinned"])
+        with self.assertRaises(unstuck.NotFound) as cm:
+            self.client.pin(queue, "no-such-id")
+        self.assertEqual((cm.exception.queue, cm.exception.id), (queue, "no-such-id"))
 
 
 if __name__ == "__main__":

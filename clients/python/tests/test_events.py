@@ -1,5 +1,6 @@
-"""The SSE event stream against a real `unstuck serve`: an execution's transitions, and
-resuming with Last-Event-ID after the connection drops, losing and repeating nothing."""
+"""The SSE event streams against a real `unstuck serve`: an execution's transitions, the
+worker events, and resuming with Last-Event-ID after the connection drops, losing and
+repeating nothing."""
 
 import threading
 import unittest
@@ -104,6 +105,32 @@ class EventsTest(unittest.TestCase):
         self.addCleanup(guard.cancel)
         self.client.enqueue(self.queue, 7, id="r-7")
         self.assertEqual([e["execution_id"] for e in self.take(later, 1)], ["r-7"])
+
+    def test_worker_events_live_follows_and_resumes(self):
+        # The stream starts after the newest worker event so far (0-0: none yet).
+        newest = self.client.worker_events(newest=True, limit=1)
+        start = newest[-1]["stream_id"] if newest else "0-0"
+        worker_id = self.client.register_worker([self.queue])["worker_id"]
+        self.client.request_worker(worker_id, "drain", reason="deploy")
+        stream = self.client.worker_events_live(last_event_id=start)
+        guard = threading.Timer(30, stream.close)  # never hang the suite
+        guard.daemon = True
+        guard.start()
+        self.addCleanup(guard.cancel)
+        self.addCleanup(stream.close)
+        mine = (e for e in stream if e["worker_id"] == worker_id)
+        first = next(mine)
+        self.assertEqual(first["reason"], "asked_to_drain")
+        self.assertEqual(stream.last_event_id, first["stream_id"])
+        # A dropped connection resumes after the last event: the next one, not it again.
+        stream.disconnect()
+        self.client.reset_worker(worker_id, reason="by hand")
+        second = next(mine)
+        self.assertEqual(second["reason"], "circuit_reset")
+        self.assertGreaterEqual(stream.reconnects, 1)
+        self.assertEqual(self.client.worker_events(newest=True, limit=1)[-1]["stream_id"],
+                         second["stream_id"])
+        self.client.deregister_worker(worker_id)
 
     def test_stream_of_every_queue(self):
         stream = self.open_stream(queue=None)

@@ -170,6 +170,61 @@ class WorkerTest(unittest.TestCase):
                          ("succeeded", 2, "second attempt"))
         self.assertEqual(self.stop(worker)["dropped"], 1)
 
+    def test_failing_heartbeats_give_the_attempt_up_after_its_heartbeat_timeout(self):
+        # Every heartbeat is answered 503 (a proxy in front of the server): the worker
+        # retries them, and once the heartbeat timeout has passed with no renewal it gives
+        # the attempt up as lost (job.cancelled set, nothing recorded). The watchdog retries
+        # the execution, and the retry succeeds once beats get through again.
+        proxy = harness.RefusingProxy(STACK.url)
+        self.addCleanup(proxy.close)
+        proxy.refuse.add("/v1/attempts/heartbeat")
+        gave_up = []
+
+        def handler(job):
+            if job.attempt == 1:
+                job.cancelled.wait(15)
+                gave_up.append((job.lost, job.cancel_requested))
+                proxy.refuse.clear()
+                job.raise_if_cancelled()
+            return "second attempt"
+
+        timings = dict(FAST_TIMINGS, start_grace="1s")  # no beat gets through: dispatched
+        self.client.enqueue(self.queue, 1, id="g-1", timings=timings)
+        worker = unstuck.Worker(unstuck.Client(proxy.url, token=harness.TOKENS["admin"]),
+                                self.queue, handler, wait_ms=1000, handle_signals=False)
+        worker.result = {}
+        thread = threading.Thread(target=lambda: worker.result.update(worker.run()),
+                                  daemon=True)
+        with self.assertLogs("unstuck", "WARNING") as logs:
+            thread.start()
+            self.workers.append((worker, thread))
+            wait_for(lambda: gave_up, timeout=20, what="the worker to give attempt 1 up")
+        self.assertTrue(any("giving it up" in line for line in logs.output), logs.output)
+        self.assertEqual(gave_up, [(True, False)], "lost, not a cancellation")
+        self.assertGreaterEqual(proxy.refused, 2, "failed beats are retried before giving up")
+        ex = self.ended("g-1")
+        self.assertEqual((ex["state"], ex["attempt"], ex["result"]),
+                         ("succeeded", 2, "second attempt"))
+        result = self.stop(worker)
+        self.assertEqual((result["dropped"], result["succeeded"]), (1, 1), result)
+
+    def test_a_stop_right_after_a_claim_returns_without_waiting_a_registry_interval(self):
+        # A claim kicks a registry beat a moment later; a stop() in that moment must still
+        # end the registry loop at once, not after a heartbeat_interval (60 s here).
+        ready, stopped, workers = threading.Event(), threading.Event(), []
+
+        def handler(job):
+            ready.wait(10)
+            workers[0].stop()
+            stopped.set()
+            return "done"
+
+        self.client.enqueue(self.queue, 1, id="s-1")
+        workers.append(self.start(handler, heartbeat_interval=60))
+        ready.set()
+        self.assertTrue(stopped.wait(15), "the handler ran")
+        self.assertEqual(self.stop(workers[0])["succeeded"], 1)
+
     def test_heartbeats_survive_a_cpu_bound_handler(self):
         def handler(job):
             end, n = time.monotonic() + 3.0, 0

@@ -1,32 +1,38 @@
 """Python client of unstuck, the Redis-backed execution ledger and watchdog.
 
 It talks to ``unstuck serve`` over HTTP (standard library only): ``Client`` for every
-route, ``Worker`` to run a handler on claimed executions, typed errors in
-``unstuck.errors``.
+route (``ROUTES``), ``Worker`` to run a handler on claimed executions, typed errors in
+``unstuck.errors`` (one class per problem type, ``PROBLEM_CLASSES``).
 """
 
 __version__ = "0.1.0"
 
 from .client import Client
 from .errors import (
-    AlreadyTerminal, BadRequest, Conflict, ConnectionFailed, Forbidden, IdempotencyConflict,
-    InvalidArgument, InvalidName, InvalidResumeToken, InvalidToken, InvalidTransition,
-    NotAwaiting, NotFound, NotJson, RedisUnavailable, ResumeTokenUsed, ServerError, StaleAttempt,
-    TokenMismatch, TooLarge, Unauthorized, Unavailable, UnknownOutcome, UnknownQueue,
-    UnknownWorker, UnstuckError, WorkerExists,
+    PROBLEM_CLASSES, AlreadyTerminal, BadRequest, BodyTooLarge, Conflict, ConnectionFailed,
+    EvictionPolicy, Forbidden, IdempotencyConflict, Internal, InvalidArgument, InvalidConfig,
+    InvalidName, InvalidResumeToken, InvalidToken, InvalidTransition, LeaseLost, Listener,
+    MethodNotAllowed, NoRoute, NotAwaiting, NotFound, NotJson, Protocol, RedisAuthentication,
+    RedisDataLost, RedisPermission, RedisUnavailable, ResumeTokenUsed, Saturated, ServerError,
+    StaleAttempt, Timeout, TokenMismatch, TooLarge, Unauthorized, Unavailable, UnknownOutcome,
+    UnknownQueue, UnknownWorker, UnstuckError, WorkerExists,
 )
+from .routes import ROUTES
 from .sse import EventStream
 from .worker import (
     AwaitResume, Cancelled, Fatal, Job, Retryable, Snooze, Worker, fresh_worker_id,
 )
 
 __all__ = [
-    "Client", "EventStream", "Worker", "Job", "Retryable", "Fatal", "Cancelled", "Snooze",
-    "fresh_worker_id", "UnstuckError", "BadRequest", "InvalidArgument", "InvalidName",
-    "InvalidToken", "NotJson", "Unauthorized", "Forbidden", "NotFound", "UnknownQueue",
-    "UnknownWorker",
+    "Client", "ROUTES", "EventStream", "Worker", "Job", "Retryable", "Fatal", "Cancelled",
+    "Snooze", "AwaitResume", "fresh_worker_id", "PROBLEM_CLASSES",
+    "UnstuckError", "BadRequest", "InvalidArgument", "InvalidName", "InvalidToken", "NotJson",
+    "Unauthorized", "Forbidden", "NotFound", "UnknownQueue", "UnknownWorker", "NoRoute",
+    "InvalidResumeToken", "MethodNotAllowed",
     "Conflict", "StaleAttempt", "AlreadyTerminal", "TokenMismatch", "InvalidTransition",
-    "WorkerExists", "TooLarge", "IdempotencyConflict", "ServerError", "Unavailable",
-    "RedisUnavailable", "UnknownOutcome", "ConnectionFailed", "NotAwaiting",
-    "ResumeTokenUsed", "InvalidResumeToken", "AwaitResume",
+    "NotAwaiting", "ResumeTokenUsed", "WorkerExists", "TooLarge", "BodyTooLarge",
+    "IdempotencyConflict", "ServerError", "InvalidConfig", "LeaseLost", "Protocol", "Listener",
+    "Internal", "Unavailable", "RedisUnavailable", "RedisDataLost", "EvictionPolicy",
+    "RedisAuthentication", "RedisPermission", "Saturated", "Timeout", "UnknownOutcome",
+    "ConnectionFailed",
 ]

@@ -4,36 +4,29 @@ Replies are returned as the JSON the server sent (dicts and lists): durations ar
 milliseconds, timestamps RFC 3339 strings. Errors are raised as ``unstuck.errors`` types.
 """
 
-import datetime
 import json
-import urllib.parse
 
 from . import errors
+from .client_ops import OpsCalls
+from .routes import duration as _duration, route_path, timings as _timings
 from .transport import UNSET, Transport
 
 __all__ = ["Client"]
 
 
-
-def _duration(value):
-    """A duration for the wire: int ms or a string such as "30s" pass through; a timedelta
-    becomes int ms."""
-    if isinstance(value, datetime.timedelta):
-        return int(round(value.total_seconds() * 1000))
-    return value
-
-
-def _timings(timings):
-    return None if timings is None else {k: _duration(v) for k, v in timings.items()}
-
-
-def _seg(name):
-    # Names are [A-Za-z0-9_.:-]; quote anyway, and dot-only names so no one folds them.
-    quoted = urllib.parse.quote(str(name), safe=":")
-    return quoted.replace(".", "%2E") if set(quoted) <= {"."} else quoted
+def _decoded(status, hdrs, payload):
+    if not 200 <= status < 300:
+        raise errors.from_response(status, hdrs, payload)
+    if not payload:
+        return status, None
+    try:
+        return status, json.loads(payload.decode("utf-8"))
+    except ValueError as e:
+        raise errors.UnstuckError(status, None, "reply is not JSON",
+                                  payload[:200].decode("utf-8", "replace")) from e
 
 
-class Client:
+class Client(OpsCalls):
     """A client of ``unstuck serve``. Thread-safe: each call borrows a keep-alive connection
     from a small pool.
 
@@ -80,56 +73,80 @@ class Client:
         self.close()
 
     def _call(self, method, path, body=UNSET, query=None, headers=None, timeout=None):
-        """A request whose 2xx reply is JSON (or empty); returns (status, decoded body)."""
+        """A request of any path whose 2xx reply is JSON (or empty); returns (status,
+        decoded body). The methods call ``_route`` instead: their routes are in the table."""
         status, hdrs, payload = self.transport.send(method, path, body, query, headers,
                                                     timeout)
-        if not 200 <= status < 300:
-            raise errors.from_response(status, hdrs, payload)
-        if not payload:
-            return status, None
-        try:
-            return status, json.loads(payload.decode("utf-8"))
-        except ValueError as e:
-            raise errors.UnstuckError(status, None, "reply is not JSON",
-                                      payload[:200].decode("utf-8", "replace")) from e
+        return _decoded(status, hdrs, payload)
 
     def _json(self, method, path, body=UNSET, query=None, headers=None, timeout=None):
         return self._call(method, path, body, query, headers, timeout)[1]
 
-    # ----- health -----
+    def _send_route(self, route, params=None, body=UNSET, query=None, headers=None,
+                    timeout=None):
+        """One request of the route table (``unstuck.routes.ROUTES``), its ``{params}``
+        filled from ``params``; returns (status, headers, body bytes)."""
+        method, path = route_path(route, **(params or {}))
+        return self.transport.send(method, path, body, query, headers, timeout)
 
-    def healthz(self):
-        return self._json("GET", "/healthz")
+    def _route(self, route, params=None, body=UNSET, query=None, headers=None, timeout=None):
+        """A request of the route table whose 2xx reply is JSON (or empty); returns
+        (status, decoded body)."""
+        return _decoded(*self._send_route(route, params, body, query, headers, timeout))
 
-    def readyz(self):
-        """``{"status": "ready"}``; raises Unavailable when Redis is unreachable."""
-        return self._json("GET", "/readyz")
+    def _route_json(self, route, params=None, body=UNSET, query=None, headers=None,
+                    timeout=None):
+        return self._route(route, params, body, query, headers, timeout)[1]
 
-    def metrics(self):
-        """The Prometheus text."""
-        status, hdrs, payload = self.transport.send("GET", "/metrics")
-        if status != 200:
+    def _route_text(self, route, params=None):
+        """A request of the route table whose 2xx reply is text (metrics, problem pages)."""
+        status, hdrs, payload = self._send_route(route, params)
+        if not 200 <= status < 300:
             raise errors.from_response(status, hdrs, payload)
         return payload.decode("utf-8")
 
+    # ----- health -----
+
+    def healthz(self):
+        return self._route_json("healthz")
+
+    def readyz(self):
+        """``{"status": "ready"}``; raises Unavailable when Redis is unreachable."""
+        return self._route_json("readyz")
+
+    def metrics(self):
+        """The Prometheus text."""
+        return self._route_text("metrics")
+
     def openapi(self):
-        return self._json("GET", "/openapi.json")
+        return self._route_json("openapi")
+
+    def problem(self, slug):
+        """What a problem type means: the page (HTML) behind an error's ``type``
+        (``/problems/<slug>``). Raises NotFound for a slug the server does not have."""
+        return self._route_text("problem", {"slug": slug})
 
     # ----- queues -----
 
     def queues(self):
         """Every queue: a list of Queue objects."""
-        return self._json("GET", "/v1/queues")["queues"]
+        return self._route_json("queues")["queues"]
 
     def get_queue(self, queue):
-        return self._json("GET", f"/v1/queues/{_seg(queue)}")
+        return self._route_json("get_queue", {"queue": queue})
 
     def set_queue(self, queue, capacity=None, timings=None, max_wait=None,
-                  on_wait_expiry=None):
-        """Replaces the queue's settings (what is left out goes back to the defaults).
-        ``max_wait``: longest wait an ``await_resume`` may ask for (ms or ``"2h"``; 7 days
-        when unset); ``on_wait_expiry``: ``"fail"`` (default) or ``"requeue"``."""
+                  on_wait_expiry=None, retention=None):
+        """Replaces the queue's settings (what is left out goes back to the defaults; a
+        pause is kept). ``max_wait``: longest wait an ``await_resume`` may ask for (ms or
+        ``"2h"``; 7 days when unset); ``on_wait_expiry``: ``"fail"`` (default) or
+        ``"requeue"``; ``retention``: how long its finished executions are kept, per state
+        (``succeeded``, ``failed``, ``dead``, ``timed_out``, ``cancelled``: durations) and
+        ``max_finished`` (a count)."""
         body = {}
+        if retention is not None:
+            body["retention"] = {k: v if k == "max_finished" else _duration(v)
+                                 for k, v in retention.items()}
         if capacity is not None:
             body["capacity"] = capacity
         if timings is not None:
@@ -138,7 +155,7 @@ class Client:
             body["max_wait"] = _duration(max_wait)
         if on_wait_expiry is not None:
             body["on_wait_expiry"] = on_wait_expiry
-        return self._json("PUT", f"/v1/queues/{_seg(queue)}", body)
+        return self._route_json("set_queue", {"queue": queue}, body)
 
     def pause_queue(self, queue, reason):
         """Pauses the queue (admin): its claims take nothing (long polls keep waiting)
@@ -146,14 +163,14 @@ class Client:
         ``{"queue", "paused", "changed", "pause": {"since", "by", "reason"}}``;
         ``changed`` is False when it was paused already (the pause in force is given).
         Raises UnknownQueue for a queue never used or configured."""
-        return self._json("POST", f"/v1/queues/{_seg(queue)}/pause", {"reason": reason})
+        return self._route_json("pause_queue", {"queue": queue}, {"reason": reason})
 
     def resume_queue(self, queue, reason=None):
         """Resumes a paused queue (admin): its waiting claims wake at once. Returns
         ``{"queue", "paused": False, "changed", "pause"}`` (``pause``: the pause it ended;
         ``changed`` False when the queue was running)."""
         body = {} if reason is None else {"reason": reason}
-        return self._json("POST", f"/v1/queues/{_seg(queue)}/resume", body)
+        return self._route_json("resume_queue", {"queue": queue}, body)
 
     # ----- executions -----
 
@@ -174,7 +191,7 @@ class Client:
         request were enqueued before). Raises IdempotencyConflict when the id exists with a
         different request."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        status, reply = self._call("POST", f"/v1/queues/{_seg(queue)}/executions",
+        status, reply = self._route("enqueue", {"queue": queue},
                                    self._enqueue_body(payload, id, timings, delay),
                                    headers=headers)
         reply = reply or {}
@@ -186,15 +203,15 @@ class Client:
         keys of ``enqueue`` (``payload``, ``id``, ``timings``, ``delay``). Returns the list
         of Enqueued (``conflict`` True where the id exists with a different request)."""
         body = {"items": [self._enqueue_body(**item) for item in items]}
-        return self._json("POST", f"/v1/queues/{_seg(queue)}/executions/batch", body)["items"]
+        return self._route_json("enqueue_batch", {"queue": queue}, body)["items"]
 
     def get(self, queue, id):
         """The Execution (state, attempt, timings, checkpoint, stop, history...)."""
-        return self._json("GET", f"/v1/queues/{_seg(queue)}/executions/{_seg(id)}")
+        return self._route_json("get", {"queue": queue, "id": id})
 
     def list(self, queue, state, cursor=None, limit=None):
         """One page: ``{"items": [Execution], "next_cursor": str or None}``."""
-        reply = self._json("GET", f"/v1/queues/{_seg(queue)}/executions",
+        reply = self._route_json("list", {"queue": queue},
                            query={"state": state, "cursor": cursor, "limit": limit})
         reply.setdefault("next_cursor", None)
         return reply
@@ -213,15 +230,14 @@ class Client:
         """``{"outcome": "cancelled"}`` (it was queued) or ``{"outcome": "requested",
         "requested_at", "already"}``; raises AlreadyTerminal."""
         body = {} if reason is None else {"reason": reason}
-        return self._json("POST", f"/v1/queues/{_seg(queue)}/executions/{_seg(id)}/cancel",
-                          body)
+        return self._route_json("cancel", {"queue": queue, "id": id}, body)
 
     def find(self, queue=None, state=None, stop_reason=None, worker=None, cursor=None,
              limit=None):
         """Executions across queues (one with ``queue``), newest first within a queue and
         state, filtered; one page: ``{"items": [Execution], "next_cursor": str or None}``.
         A page may come back short with a cursor when matches are rare."""
-        reply = self._json("GET", "/v1/executions", query={
+        reply = self._route_json("find", query={
             "queue": queue, "state": state, "stop_reason": stop_reason, "worker": worker,
             "cursor": cursor, "limit": limit})
         reply.setdefault("next_cursor", None)
@@ -233,8 +249,7 @@ class Client:
         (``created`` False when ``new_id`` existed). Raises InvalidTransition when it has
         not finished or it succeeded."""
         body = {k: v for k, v in (("new_id", new_id), ("reason", reason)) if v is not None}
-        return self._json("POST", f"/v1/queues/{_seg(queue)}/executions/{_seg(id)}/retry",
-                          body)
+        return self._route_json("retry", {"queue": queue, "id": id}, body)
 
     def resume(self, queue, id, input=None):
         """Resumes an awaiting execution: back in the queue; the claim that continues it
@@ -242,25 +257,33 @@ class Client:
         "already", "state"}`` (``already`` True: an earlier resume did it, nothing
         changed). Raises NotAwaiting (``.state`` names its state)."""
         body = {} if input is None else {"input": input}
-        return self._json("POST", f"/v1/queues/{_seg(queue)}/executions/{_seg(id)}/resume",
-                          body)
+        return self._route_json("resume", {"queue": queue, "id": id}, body)
+
+    def pin(self, queue, id):
+        """Pins an execution (any state): retention never removes it; twice is once.
+        Returns ``{"pinned": True, "state"}``; raises NotFound."""
+        return self._route_json("pin", {"queue": queue, "id": id})
+
+    def unpin(self, queue, id):
+        """Ends a pin: retention treats the execution as any other again. Returns
+        ``{"pinned": False, "state"}``; raises NotFound."""
+        return self._route_json("unpin", {"queue": queue, "id": id})
 
     def resume_by_token(self, resume_token, input=None):
         """Resumes with the one-time token ``await_resume`` returned (no bearer token
         needed), as ``resume``. Raises InvalidResumeToken (forged, or replaced by a later
         wait), ResumeTokenUsed (it worked once already), NotAwaiting."""
         body = {} if input is None else {"input": input}
-        return self._json("POST", f"/v1/resume/{_seg(resume_token)}", body)
+        return self._route_json("resume_by_token", {"resume_token": resume_token}, body)
 
     def recent_events(self, queue=None, limit=None):
         """The newest events (every queue, or one), oldest first."""
-        return self._json("GET", "/v1/events/recent",
+        return self._route_json("recent_events",
                           query={"queue": queue, "limit": limit})["events"]
 
     def execution_events(self, queue, id):
         """The execution's transitions (Event objects), oldest first."""
-        return self._json(
-            "GET", f"/v1/queues/{_seg(queue)}/executions/{_seg(id)}/events")["events"]
+        return self._route_json("execution_events", {"queue": queue, "id": id})["events"]
 
     # ----- workers' calls -----
 
@@ -273,26 +296,28 @@ class Client:
         if wait_ms:
             body["wait_ms"] = wait_ms
         timeout = self.timeout + (wait_ms or 0) / 1000.0
-        status, reply = self._call("POST", f"/v1/queues/{_seg(queue)}/claims", body,
+        status, reply = self._route("claim", {"queue": queue}, body,
                                    timeout=timeout)
         return [] if status == 204 or not reply else reply.get("claims", [])
 
-    def heartbeat(self, token, progress=None, checkpoint=UNSET):
+    def heartbeat(self, token, progress=None, checkpoint=UNSET, timeout=None):
         """``{"cancel_requested": bool}``. Raises StaleAttempt / AlreadyTerminal when the
-        attempt is no longer current (stop: the work is not yours)."""
+        attempt is no longer current (stop: the work is not yours). ``timeout`` (seconds)
+        replaces the client's for this call (a beat slower than the attempt's heartbeat
+        timeout is of no use)."""
         body = {"token": token}
         if progress is not None:
             body["progress"] = progress
         if checkpoint is not UNSET:
             body["checkpoint"] = checkpoint
-        return self._json("POST", "/v1/attempts/heartbeat", body)
+        return self._route_json("heartbeat", body=body, timeout=timeout)
 
     def complete(self, token, result=UNSET):
         """``{"slot_released": bool}``."""
         body = {"token": token}
         if result is not UNSET:
             body["result"] = result
-        return self._json("POST", "/v1/attempts/complete", body)
+        return self._route_json("complete", body=body)
 
     def fail(self, token, message, retryable=True, retry_after_ms=None):
         """``{"outcome": "retry_scheduled", "available_at", "slot_released"}`` or
@@ -302,7 +327,7 @@ class Client:
         body = {"token": token, "message": message, "retryable": bool(retryable)}
         if retry_after_ms is not None:
             body["retry_after_ms"] = _duration(retry_after_ms)
-        return self._json("POST", "/v1/attempts/fail", body)
+        return self._route_json("fail", body=body)
 
     def snooze(self, token, after_ms=None, until=None, reason=None):
         """Ends the attempt; the execution waits in the queue until ``after_ms`` from now
@@ -318,7 +343,7 @@ class Client:
             body["after_ms"] = _duration(after_ms)
         if until is not None:
             body["until"] = until if isinstance(until, str) else until.isoformat()
-        return self._json("POST", "/v1/attempts/snooze", body)
+        return self._route_json("snooze", body=body)
 
     def await_resume(self, token, reason, wait_deadline_ms, checkpoint=UNSET):
         """Ends the attempt to wait on a person or an outside event: ``{"outcome":
@@ -331,77 +356,9 @@ class Client:
                 "wait_deadline_ms": _duration(wait_deadline_ms)}
         if checkpoint is not UNSET:
             body["checkpoint"] = checkpoint
-        return self._json("POST", "/v1/attempts/await", body)
+        return self._route_json("await_resume", body=body)
 
     def cancel_ack(self, token):
         """Acknowledges a cancellation: ``{"slot_released": bool}``; InvalidTransition when
         none was requested."""
-        return self._json("POST", "/v1/attempts/cancel-ack", {"token": token})
-
-    # ----- worker registry -----
-
-    def register_worker(self, queues, worker_id=None, host=None, pid=None, version=None,
-                        heartbeat_interval=None):
-        """``{"worker_id", "registered_at"}``; raises WorkerExists. Use a fresh id per
-        process start (the server generates one when ``worker_id`` is None)."""
-        body = {"queues": [queues] if isinstance(queues, str) else list(queues)}
-        for key, value in (("worker_id", worker_id), ("host", host), ("pid", pid),
-                           ("version", version),
-                           ("heartbeat_interval", _duration(heartbeat_interval))):
-            if value is not None:
-                body[key] = value
-        return self._json("POST", "/v1/workers", body)
-
-    def worker_heartbeat(self, worker_id, running=()):
-        """Tells the registry the worker is alive and what it runs (``(queue, id)`` pairs
-        or ``{"queue", "id"}`` dicts). Raises UnknownWorker: register again, fresh id."""
-        items = [r if isinstance(r, dict) else {"queue": r[0], "id": r[1]} for r in running]
-        return self._json("POST", f"/v1/workers/{_seg(worker_id)}/heartbeat",
-                          {"running": items})
-
-    def reset_worker(self, worker_id, reason=None):
-        """Resets a worker's remediation (tier, failed kills, open circuit); returns
-        ``{"previous_tier", "circuit_was_open"}``."""
-        body = {} if reason is None else {"reason": reason}
-        return self._json("POST", f"/v1/workers/{_seg(worker_id)}/reset", body)
-
-    def request_worker(self, worker_id, request, reason=None):
-        """Asks a worker, in its next heartbeat reply, to ``"restart"`` or ``"drain"``."""
-        body = {"request": request}
-        if reason is not None:
-            body["reason"] = reason
-        self._call("POST", f"/v1/workers/{_seg(worker_id)}/request", body)
-
-    def worker_events(self, after=None, limit=100):
-        """Worker tier changes, action and hook outcomes, circuits opened and reset."""
-        query = {"limit": limit}
-        if after:
-            query["after"] = after
-        return self._json("GET", "/v1/workers/events", query=query)["events"]
-
-    def deregister_worker(self, worker_id):
-        self._call("DELETE", f"/v1/workers/{_seg(worker_id)}")
-
-    def workers(self):
-        return self._json("GET", "/v1/workers")["workers"]
-
-    def watchdog_state(self):
-        return self._json("GET", "/v1/watchdog")
-
-    def watchdog_activity(self, minutes=None):
-        """The watchdog's actions per minute by reason and its detection-lag histogram
-        over the last ``minutes`` (1-1440, default 30)."""
-        return self._json("GET", "/v1/watchdog/activity", query={"minutes": minutes})
-
-    def session(self):
-        """What this client's token may do: ``{"scope", "open", "can_read", "can_steer",
-        "can_admin"}``."""
-        return self._json("GET", "/v1/session")
-
-    # ----- event stream -----
-
-    def events(self, queue=None, last_event_id=None, **options):
-        """Follows the event stream (every queue, or one): an iterator of Event objects
-        that reconnects with Last-Event-ID when the connection drops. See EventStream."""
-        from .sse import EventStream
-        return EventStream(self, queue=queue, last_event_id=last_event_id, **options)
+        return self._route_json("cancel_ack", body={"token": token})

@@ -37,11 +37,22 @@ class UnstuckError(Exception):
         """True when retrying later may succeed (server-side 5xx, no reply)."""
         return self.status is None or self.status >= 500
 
+    @property
+    def nothing_written(self):
+        """True when the server did not carry the call out (retrying cannot do it twice)."""
+        return False
+
     # The extra members the API documents, None when absent.
     field = property(lambda self: self.extra.get("field"))
     current_attempt = property(lambda self: self.extra.get("current_attempt"))
     state = property(lambda self: self.extra.get("state"))
     stop_reason = property(lambda self: self.extra.get("stop_reason"))
+    scope = property(lambda self: self.extra.get("scope"))
+    limit = property(lambda self: self.extra.get("limit"))
+    worker_id = property(lambda self: self.extra.get("worker_id"))
+    queue = property(lambda self: self.extra.get("queue"))
+    id = property(lambda self: self.extra.get("id"))
+    health = property(lambda self: self.extra.get("health"))
 
     def __str__(self):
         head = " ".join(str(p) for p in (self.status, self.slug) if p)
@@ -81,11 +92,11 @@ class Unauthorized(UnstuckError):
 
 
 class Forbidden(UnstuckError):
-    """403: the token's scope does not allow this route."""
+    """403: the token's scope does not allow this route (``scope`` names the one needed)."""
 
 
 class NotFound(UnstuckError):
-    """404: no such execution (or queue, or route)."""
+    """404: no such execution (or queue, worker, route)."""
 
 
 class UnknownQueue(NotFound):
@@ -94,6 +105,14 @@ class UnknownQueue(NotFound):
 
 class UnknownWorker(NotFound):
     """404: the worker is not (or no longer) registered; register again under a fresh id."""
+
+
+class NoRoute(NotFound):
+    """404 ``no-route``: the server has no such route (an older server than this client?)."""
+
+
+class MethodNotAllowed(UnstuckError):
+    """405 ``method-not-allowed``: the route exists with another method."""
 
 
 class Conflict(UnstuckError):
@@ -141,6 +160,8 @@ class ResumeTokenUsed(Conflict):
     """The resume token already resumed its wait (it works once); ``resumed_at`` and
     ``state`` say when, and what the execution is now."""
 
+    resumed_at = property(lambda self: self.extra.get("resumed_at"))
+
 
 class InvalidResumeToken(NotFound):
     """The resume token was never issued (forged), or a later wait replaced it."""
@@ -151,7 +172,13 @@ class WorkerExists(Conflict):
 
 
 class TooLarge(UnstuckError):
-    """413: a payload, result, checkpoint or body above the server's limit."""
+    """413 ``too-large``: a payload, result or checkpoint above the server's limit
+    (``field`` names it, ``limit`` in bytes)."""
+
+
+class BodyTooLarge(TooLarge):
+    """413 ``body-too-large``: the request body is above the server's ``body_limit``
+    (``limit``, in bytes)."""
 
 
 class IdempotencyConflict(UnstuckError):
@@ -162,18 +189,69 @@ class ServerError(UnstuckError):
     """5xx without a more specific type."""
 
 
+class InvalidConfig(ServerError):
+    """500 ``invalid-config``: the server's configuration is invalid (``field``)."""
+
+
+class LeaseLost(ServerError):
+    """500 ``lease-lost``: the watchdog's lease was lost."""
+
+
+class Protocol(ServerError):
+    """500 ``protocol``: unreadable data in Redis."""
+
+
+class Listener(ServerError):
+    """500 ``listener``: the HTTP listener failed."""
+
+
+class Internal(ServerError):
+    """500 ``internal``: an internal error of the server."""
+
+
 class Unavailable(ServerError):
-    """503: Redis unreachable or the server busy or not ready; the request was not carried
-    out. ``retry_after`` is the server's hint in seconds (None when it gave none)."""
+    """503 family: Redis unreachable or the server busy or not ready; the request was not
+    carried out (nothing was written). ``retry_after`` is the server's hint in seconds
+    (None when it gave none)."""
 
     @property
     def retry_after(self):
         return _retry_after(self.headers, self.extra)
 
+    @property
+    def nothing_written(self):
+        return True
+
 
 class RedisUnavailable(Unavailable):
     """503 ``redis-unavailable``: the server could not reach Redis, so the call was never
     sent to it. Nothing was written: retry freely after ``retry_after``."""
+
+
+class RedisDataLost(Unavailable):
+    """503 ``redis-data-lost``: Redis lost the namespace's data (``readyz``; ``health``)."""
+
+
+class EvictionPolicy(Unavailable):
+    """503 ``eviction-policy``: Redis may evict keys, so the server refuses to run on it."""
+
+
+class RedisAuthentication(Unavailable):
+    """503 ``redis-authentication``: Redis refused the server's credentials."""
+
+
+class RedisPermission(Unavailable):
+    """503 ``redis-permission``: the server's Redis user lacks permissions."""
+
+
+class Saturated(Unavailable):
+    """503 ``saturated``: the server has too many requests in flight (or is shutting
+    down); retry after ``retry_after``."""
+
+
+class Timeout(Unavailable):
+    """503 ``timeout``: the request took longer than the server's ``request_timeout``; it
+    was not carried out."""
 
 
 class UnknownOutcome(ServerError):
@@ -199,38 +277,55 @@ class ConnectionFailed(UnstuckError):
     def transient(self):
         return True
 
+    @property
+    def nothing_written(self):
+        return True
 
-_BY_SLUG = {
-    "bad-request": BadRequest,
-    "invalid-argument": InvalidArgument,
+
+# The class of each problem type the server answers with, by slug (the enum of
+# ``components.schemas.Problem.properties.type`` in /openapi.json; a test checks it).
+PROBLEM_CLASSES = {
     "invalid-name": InvalidName,
-    "invalid-token": InvalidToken,
+    "invalid-argument": InvalidArgument,
+    "bad-request": BadRequest,
     "not-json": NotJson,
-    "invalid-json": NotJson,
+    "invalid-token": InvalidToken,
     "unauthorized": Unauthorized,
     "forbidden": Forbidden,
     "not-found": NotFound,
     "unknown-queue": UnknownQueue,
     "unknown-worker": UnknownWorker,
+    "no-route": NoRoute,
+    "method-not-allowed": MethodNotAllowed,
     "stale-attempt": StaleAttempt,
     "already-terminal": AlreadyTerminal,
     "token-mismatch": TokenMismatch,
     "invalid-transition": InvalidTransition,
-    "worker-exists": WorkerExists,
     "not-awaiting": NotAwaiting,
-    "resume-token-used": ResumeTokenUsed,
     "invalid-resume-token": InvalidResumeToken,
+    "resume-token-used": ResumeTokenUsed,
+    "worker-exists": WorkerExists,
     "too-large": TooLarge,
-    "payload-too-large": TooLarge,
+    "body-too-large": BodyTooLarge,
     "idempotency-conflict": IdempotencyConflict,
-    "unavailable": Unavailable,
+    "invalid-config": InvalidConfig,
+    "lease-lost": LeaseLost,
+    "redis-data-lost": RedisDataLost,
+    "protocol": Protocol,
+    "listener": Listener,
+    "internal": Internal,
     "redis-unavailable": RedisUnavailable,
+    "eviction-policy": EvictionPolicy,
+    "redis-authentication": RedisAuthentication,
+    "redis-permission": RedisPermission,
+    "saturated": Saturated,
+    "timeout": Timeout,
     "unknown-outcome": UnknownOutcome,
 }
 
 _BY_STATUS = {
-    400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict,
-    413: TooLarge, 422: BadRequest, 503: Unavailable, 504: UnknownOutcome,
+    400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 405: MethodNotAllowed,
+    409: Conflict, 413: TooLarge, 422: BadRequest, 503: Unavailable, 504: UnknownOutcome,
 }
 
 
@@ -242,7 +337,7 @@ def _slug(type_):
 
 def error_class(slug, status):
     """The class for a problem slug, else for the status."""
-    cls = _BY_SLUG.get(slug)
+    cls = PROBLEM_CLASSES.get(slug)
     if cls is None:
         cls = _BY_STATUS.get(status)
     if cls is None:

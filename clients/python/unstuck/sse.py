@@ -1,5 +1,6 @@
-"""The event stream (``GET /v1/events``): Server-Sent Events followed across dropped
-connections, resumed with ``Last-Event-ID`` so that no event is lost."""
+"""The event streams (``GET /v1/events``, ``GET /v1/workers/events/live``): Server-Sent
+Events followed across dropped connections, resumed with ``Last-Event-ID`` so that no event
+is lost."""
 
 import collections
 import http.client
@@ -9,6 +10,7 @@ import re
 import threading
 
 from . import errors
+from .routes import route_path
 from .transport import abort
 
 __all__ = ["EventStream", "SSEParser"]
@@ -71,15 +73,18 @@ def read_lines(read1):
 
 
 def _position(event_id):
-    """``<partition>-<ms>-<seq>`` as (partition, (ms, seq)); None when it is not one."""
-    parts = (event_id or "").rsplit("-", 2)
-    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+    """``<partition>-<ms>-<seq>`` (the events) as (partition, (ms, seq)), ``<ms>-<seq>``
+    (the worker events: one stream) as ("", (ms, seq)); None when it is neither."""
+    parts = (event_id or "").split("-")
+    if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts):
         return None
-    return parts[0], (int(parts[1]), int(parts[2]))
+    return ("" if len(parts) == 2 else parts[0]), (int(parts[-2]), int(parts[-1]))
 
 
 class EventStream:
-    """An iterator of Event objects (dicts) from ``GET /v1/events``.
+    """An iterator of Event objects (dicts) from ``GET /v1/events`` (``Client.events``), or
+    of WorkerEvent objects from ``GET /v1/workers/events/live``
+    (``Client.worker_events_live``).
 
     A dropped connection (EOF, reset, nothing heard for ``idle_timeout`` seconds, a 5xx)
     is reopened with ``Last-Event-ID``; the server then resumes after that event in its
@@ -93,8 +98,9 @@ class EventStream:
     """
 
     def __init__(self, client, queue=None, last_event_id=None, reconnect_delay=None,
-                 max_reconnect_delay=10.0, idle_timeout=45.0):
+                 max_reconnect_delay=10.0, idle_timeout=45.0, route="events"):
         self.queue = queue
+        self.route = route  # a name of unstuck.routes.ROUTES
         self.last_event_id = last_event_id
         self.reconnects = 0
         self.reconnect_delay = reconnect_delay
@@ -180,8 +186,9 @@ class EventStream:
         if self.last_event_id:
             extra["Last-Event-ID"] = self.last_event_id
         try:
-            conn.request("GET", transport.url("/v1/events", {"queue": self.queue}),
-                         headers=transport.headers(extra))
+            method, path = route_path(self.route)
+            query = {"queue": self.queue} if self.queue is not None else None
+            conn.request(method, transport.url(path, query), headers=transport.headers(extra))
             resp = conn.getresponse()
             if resp.status != 200:
                 raise errors.from_response(resp.status, dict(resp.getheaders()), resp.read())

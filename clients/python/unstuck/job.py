@@ -1,0 +1,132 @@
+"""What a handler sees: the ``Job`` of one claimed attempt, and the exceptions a handler
+raises to say how the attempt ended (``Retryable``, ``Fatal``, ``Snooze``, ``AwaitResume``)
+or that it stopped (``Cancelled``)."""
+
+import json
+import threading
+import time
+
+__all__ = ["Job", "Retryable", "Fatal", "Cancelled", "Snooze", "AwaitResume"]
+
+
+class Retryable(Exception):
+    """Raise from a handler to fail the attempt and let it be retried (while attempts
+    remain, after the backoff, from the last checkpoint). ``retry_after_ms`` (say a
+    provider's Retry-After) is the earliest the retry may start: it wins over the backoff
+    when later."""
+
+    def __init__(self, message="", retry_after_ms=None):
+        super().__init__(message)
+        self.retry_after_ms = retry_after_ms
+
+
+class Snooze(Exception):
+    """Raise from a handler to end the attempt without failing it: the execution waits in
+    the queue ``after_ms`` (or until ``until``, a datetime or RFC 3339 text) and comes back
+    as a continuation, not a retry (River's JobSnooze; rate limits). Past the execution's
+    ``max_snoozes`` the snooze is recorded as a retryable failure."""
+
+    def __init__(self, after_ms=None, reason="snoozed", until=None):
+        super().__init__(reason)
+        self.after_ms, self.until, self.reason = after_ms, until, reason
+
+
+class Fatal(Exception):
+    """Raise from a handler to fail the execution for good."""
+
+
+class AwaitResume(Exception):
+    """Raise from a handler to end the attempt and wait on a person or an outside event
+    (an outcome, not an error): the execution is ``awaiting`` until someone resumes it
+    (``Client.resume`` or the one-time ``resume_token``), at most ``wait_deadline_ms``
+    (ms or ``"1h"``). It holds no slot, is never judged stale, and the attempt does not
+    count toward max_attempts. The claim that continues it gets ``checkpoint`` (when
+    given, else the last one) as ``job.checkpoint`` and the resume input as
+    ``job.resume_input``."""
+
+    def __init__(self, reason, wait_deadline_ms, checkpoint=None):
+        super().__init__(reason)
+        self.reason = reason
+        self.wait_deadline_ms = wait_deadline_ms
+        self.checkpoint = checkpoint
+
+
+class Cancelled(Exception):
+    """Raised by ``Job.raise_if_cancelled()``: the attempt was cancelled or lost."""
+
+
+class Job:
+    """One claimed attempt, as a handler sees it.
+
+    ``payload``, ``attempt``, ``id``, ``queue``; ``checkpoint`` is the checkpoint the
+    previous attempt left (None on a first attempt); ``resume_input`` what ``resume``
+    handed over when this attempt continues a wait (None otherwise); ``cancelled`` (a threading.Event) is
+    set when cancellation was requested or the attempt was lost: stop soon.
+    """
+
+    def __init__(self, claim):
+        self.claim = claim
+        self.token = claim["token"]
+        self.queue = claim["queue"]
+        self.id = claim["id"]
+        self.attempt = claim["attempt"]
+        self.payload = claim.get("payload")
+        self.checkpoint = claim.get("checkpoint")
+        self.resume_input = claim.get("resume_input")
+        self.resume_token = None  # set once the handler's AwaitResume was recorded
+        self.heartbeat_timeout = claim["heartbeat_timeout"] / 1000.0  # seconds
+        self._claimed_at = time.monotonic()  # the claim is the attempt's first renewal
+        self.deadline_at = claim.get("deadline_at")
+        self.cancelled = threading.Event()
+        self.cancel_requested = False  # the orchestrator asked to stop: acknowledge
+        self.lost = False              # the attempt is no longer ours: record nothing
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._progress = self._new_checkpoint = None
+        self._progress_seq = self._checkpoint_seq = 0   # bumped on every set
+        self._progress_sent = self._checkpoint_sent = 0  # seq carried by the last good beat
+
+    def set_progress(self, text):
+        """Progress text sent with the next heartbeat (``no_progress_timeout`` watches it)."""
+        with self._lock:
+            self._progress = str(text)
+            self._progress_seq += 1
+
+    def set_checkpoint(self, value):
+        """A JSON-able value sent with the next heartbeat; a retry resumes from the last
+        one the server received (``job.checkpoint`` of the next attempt)."""
+        snapshot = json.loads(json.dumps(value))  # TypeError now, not in the heartbeat thread
+        with self._lock:
+            self._new_checkpoint = snapshot
+            self._checkpoint_seq += 1
+
+    def raise_if_cancelled(self):
+        """Raises Cancelled when the attempt should stop."""
+        if self.cancelled.is_set():
+            raise Cancelled("cancellation requested" if self.cancel_requested
+                            else "attempt lost")
+
+    def __repr__(self):
+        return f"Job({self.queue}/{self.id} attempt {self.attempt})"
+
+    # What the next beat carries, and marking it delivered.
+    def _pending(self):
+        with self._lock:
+            beat = {}
+            if self._progress_seq > self._progress_sent:
+                beat["progress"] = self._progress
+            if self._checkpoint_seq > self._checkpoint_sent:
+                beat["checkpoint"] = self._new_checkpoint
+            return beat, (self._progress_seq, self._checkpoint_seq)
+
+    def _delivered(self, seqs):
+        with self._lock:
+            self._progress_sent = max(self._progress_sent, seqs[0])
+            self._checkpoint_sent = max(self._checkpoint_sent, seqs[1])
+
+    def _stop(self, lost):
+        if lost:
+            self.lost = True
+        else:
+            self.cancel_requested = True
+        self.cancelled.set()
