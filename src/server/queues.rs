@@ -81,7 +81,7 @@ pub(crate) async fn pause(
 /// `POST /v1/queues/{queue}/resume`.
 #[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(default, deny_unknown_fields)]
-pub(crate) struct ResumeIn {
+pub(crate) struct QueueResumeIn {
     /// Why, for the `queue_resumed` event (up to 500 bytes).
     reason: Option<String>,
 }
@@ -90,13 +90,13 @@ pub(crate) struct ResumeIn {
 /// running queue changes nothing (`changed: false`).
 #[utoipa::path(post, path = "/v1/queues/{queue}/resume", tag = "queues", operation_id = "resume_queue",
     params(QueuePath),
-    request_body(content = Option<ResumeIn>, description = "Optional: an empty body is `{}`."),
+    request_body(content = Option<QueueResumeIn>, description = "Optional: an empty body is `{}`."),
     responses((status = 200, body = QueuePauseChange), (status = 404, description = "unknown-queue")))]
 pub(crate) async fn resume(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(queue): Path<String>,
-    MaybeBody(body): MaybeBody<ResumeIn>,
+    MaybeBody(body): MaybeBody<QueueResumeIn>,
 ) -> Result<Json<QueuePauseChange>, ApiError> {
     let reason = body.reason.unwrap_or_default();
     Ok(Json(
