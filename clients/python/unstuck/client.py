@@ -277,14 +277,19 @@ class Client:
                                    timeout=timeout)
         return [] if status == 204 or not reply else reply.get("claims", [])
 
-    def heartbeat(self, token, progress=None, checkpoint=UNSET):
+    def heartbeat(self, token, progress=None, checkpoint=UNSET, fingerprint=None):
         """``{"cancel_requested": bool}``. Raises StaleAttempt / AlreadyTerminal when the
-        attempt is no longer current (stop: the work is not yours)."""
+        attempt is no longer current (stop: the work is not yours). ``fingerprint`` (1 to
+        128 bytes: the last action and its result, say a hash of them) is for loop
+        detection: the same one ``max_repeats`` times in a row and the watchdog judges the
+        execution stuck ``looping``; each heartbeat carrying one counts once."""
         body = {"token": token}
         if progress is not None:
             body["progress"] = progress
         if checkpoint is not UNSET:
             body["checkpoint"] = checkpoint
+        if fingerprint is not None:
+            body["fingerprint"] = fingerprint
         return self._json("POST", "/v1/attempts/heartbeat", body)
 
     def complete(self, token, result=UNSET):

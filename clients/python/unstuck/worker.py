@@ -1,6 +1,7 @@
 """The worker runner: claims executions of one queue, runs a handler on each, keeps them
 alive with heartbeats from threads of their own, and records how each ended."""
 
+import collections
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ MAX_WAIT_MS = 30000
 REGISTRY_INTERVAL = 5.0  # seconds between worker-registry beats, by default
 OUTCOME_RETRY_FOR = 60.0  # seconds spent retrying a complete/fail/cancel-ack on transient errors
 MAX_MESSAGE = 4000  # characters of a failure message
+MAX_FINGERPRINT_BYTES = 128  # a heartbeat's fingerprint, in UTF-8 bytes
 _LOST = (errors.StaleAttempt, errors.AlreadyTerminal, errors.TokenMismatch, errors.NotFound)
 
 
@@ -114,6 +116,8 @@ class Job:
         self._progress = self._new_checkpoint = None
         self._progress_seq = self._checkpoint_seq = 0   # bumped on every set
         self._progress_sent = self._checkpoint_sent = 0  # seq carried by the last good beat
+        self._fingerprints = collections.deque()  # not sent yet, oldest first: one per beat
+        self._wake = threading.Event()  # set by set_fingerprint and at the end: beat now
 
     def set_progress(self, text):
         """Progress text sent with the next heartbeat (``no_progress_timeout`` watches it)."""
@@ -128,6 +132,22 @@ class Job:
         with self._lock:
             self._new_checkpoint = snapshot
             self._checkpoint_seq += 1
+
+    def set_fingerprint(self, text):
+        """The fingerprint of the action just taken and its result (a short text, say a
+        hash of them; 1 to 128 bytes), for loop detection: the same one ``max_repeats``
+        times in a row and the watchdog judges the execution stuck ``looping``. Each call is
+        one arrival, never merged with another: it goes out with a heartbeat sent at once,
+        and calls made faster than beats return wait their turn, each with its own beat.
+        Raises ValueError for an empty or longer text (nothing queued)."""
+        text = str(text)
+        size = len(text.encode("utf-8"))
+        if not 1 <= size <= MAX_FINGERPRINT_BYTES:
+            raise ValueError(f"fingerprint: expected 1 to {MAX_FINGERPRINT_BYTES} bytes, "
+                             f"got {size}")
+        with self._lock:
+            self._fingerprints.append(text)
+        self._wake.set()
 
     def raise_if_cancelled(self):
         """Raises Cancelled when the attempt should stop."""
@@ -146,12 +166,20 @@ class Job:
                 beat["progress"] = self._progress
             if self._checkpoint_seq > self._checkpoint_sent:
                 beat["checkpoint"] = self._new_checkpoint
-            return beat, (self._progress_seq, self._checkpoint_seq)
+            if self._fingerprints:
+                beat["fingerprint"] = self._fingerprints[0]
+            return beat, (self._progress_seq, self._checkpoint_seq, "fingerprint" in beat)
 
     def _delivered(self, seqs):
         with self._lock:
             self._progress_sent = max(self._progress_sent, seqs[0])
             self._checkpoint_sent = max(self._checkpoint_sent, seqs[1])
+            if seqs[2] and self._fingerprints:
+                self._fingerprints.popleft()  # only the beat thread takes them
+
+    def _unsent_fingerprints(self):
+        with self._lock:
+            return len(self._fingerprints)
 
     def _stop(self, lost):
         if lost:
@@ -393,6 +421,7 @@ class Worker:
                 log.exception("handler failed on %r", job)
                 outcome = ("fail", f"{type(e).__name__}: {e}", True)
             job._done.set()
+            job._wake.set()
             beats.join()
             self._finish(job, outcome)
         except Exception:
@@ -405,8 +434,16 @@ class Worker:
     def _beat_loop(self, job):
         interval = max(job.heartbeat_timeout / 3.0, 0.05)
         while not job.lost:
+            job._wake.clear()
+            before = job._unsent_fingerprints()
             self._beat(job)  # the first beat at once: it moves dispatched -> running
-            if job._done.wait(interval):
+            if job._done.is_set():
+                return
+            after = job._unsent_fingerprints()
+            if 0 < after < before:
+                continue  # one fingerprint went out and more wait: each gets its own beat
+            job._wake.wait(interval)  # a new fingerprint wakes it at once
+            if job._done.is_set():
                 return
 
     def _beat(self, job):
