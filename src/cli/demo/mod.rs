@@ -20,6 +20,7 @@
 
 mod awaiting;
 mod collect;
+mod looping;
 mod orchestrators;
 mod paused_queue;
 mod plan;
