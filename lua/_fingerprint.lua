@@ -48,10 +48,11 @@ end
 -- limit the progress timer stays due now (a moving step counter must not postpone the
 -- verdict); when a new fingerprint broke a run that was at its limit, the timer goes back
 -- to the no-progress rule (or away, when that rule is off). `run` is nil for a beat
--- without a fingerprint: it is read only when the beat moved the progress timer.
-local function loop_timer(run, key, timer, member, now_n, npt, moved)
+-- without a fingerprint: it is read only when the beat moved the progress timer or
+-- changed the state (a revived execution whose run is at its limit is judged again).
+local function loop_timer(run, key, timer, member, now_n, npt, moved, changed)
   if not run then
-    if not (moved and npt > 0) then return end
+    if not ((moved and npt > 0) or changed) then return end
     run = loop_read(key, '', true)
   end
   if run.looping then

@@ -82,7 +82,7 @@ redis.call('HSET', KEYS[1], unpack(fields))
 if to or st == 'running' then
   redis.call('ZADD', KEYS[4], tostring(now_n + ht), member)
   if npt > 0 and moved then redis.call('ZADD', KEYS[5], tostring(now_n + npt), member) end
-  loop_timer(run, KEYS[1], KEYS[5], member, now_n, npt, moved)
+  loop_timer(run, KEYS[1], KEYS[5], member, now_n, npt, moved, to ~= nil)
 end
 if reason == 'revived' then return { 'ok', cx, 'revived' } end
 return { 'ok', cx }

@@ -330,3 +330,37 @@ async fn bad_fingerprints_and_max_repeats_are_refused_with_nothing_written() {
     assert_eq!(l.queue_settings(q).await.unwrap().timings.max_repeats, None);
     support::invariants::assert_ok(&l, &[q]).await;
 }
+
+#[tokio::test]
+async fn a_run_at_its_limit_is_judged_again_after_a_heartbeat_verdict_is_withdrawn() {
+    let l = support::ledger("loop_after_revival").await;
+    let wd = sole_replica(&l, config("r1")).await;
+    let q = "lh";
+    let p = l.partition_of(q);
+    let opts = EnqueueOptions::new()
+        .max_repeats(2)
+        .heartbeat_timeout(Duration::from_millis(100))
+        .stuck_threshold(LONG);
+    let token = start(&l, q, "a", opts).await;
+    beat(&l, &token, fp("same")).await;
+    beat(&l, &token, fp("same")).await;
+    // The heartbeat rule comes first in the round: stuck heartbeat_lost, not looping.
+    pass(150).await;
+    assert_eq!(wd.round(p).await.unwrap().stuck, 1);
+    let last = events_of(&l, q, "a").await.pop().unwrap();
+    assert_eq!(last.reason, "heartbeat_lost");
+
+    // A plain beat withdraws that verdict; the run is still at its limit: judged again.
+    beat(&l, &token, Heartbeat::new()).await;
+    assert_eq!(state(&l, q, "a").await, State::Running);
+    support::invariants::assert_ok(&l, &[q]).await;
+    assert_eq!(wd.round(p).await.unwrap().stuck, 1);
+    let last = events_of(&l, q, "a").await.pop().unwrap();
+    assert_eq!(
+        (last.reason.as_str(), last.detail.as_str()),
+        (
+            "looping",
+            "same fingerprint 2 times in a row (max_repeats 2)"
+        )
+    );
+}
