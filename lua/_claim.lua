@@ -43,9 +43,11 @@ local function claim_available(q, n, nonce, now)
         redis.call('HSET', key, 'st', 'dispatched', 'att', att, 'tok', tok, 'wk', q.worker,
           'dsp', now, unpack(hist))
       else
-        -- A retry: clear what the earlier attempt left behind (the checkpoint stays).
+        -- A retry: clear what the earlier attempt left behind (the checkpoint stays; the
+        -- run of identical fingerprints starts afresh).
         redis.call('HSET', key, 'st', 'dispatched', 'att', att, 'tok', tok, 'wk', q.worker,
-          'dsp', now, 'sta', '', 'hb', '', 'pr', '', 'prc', '', 'ss', '', unpack(hist))
+          'dsp', now, 'sta', '', 'hb', '', 'pr', '', 'prc', '', 'ss', '', 'fp', '', 'fpn', '',
+          unpack(hist))
       end
       redis.call('HSET', q.slots, id, att .. ':' .. q.worker)
       redis.call('ZADD', q.start, tostring(now_n + tonumber(e[6])), q.queue .. '/' .. id)

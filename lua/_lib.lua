@@ -24,7 +24,7 @@
 --   prc progress changed at (ms)
 --   cp checkpoint (JSON)
 --   ss stuck since (ms)
---   sk stuck kind: heartbeat | no_progress
+--   sk stuck kind: heartbeat | no_progress | looping
 --   sd stuck verdict's detail
 --   cx cancel requested at (ms)
 --   tm terminate requested at (ms)
@@ -49,11 +49,14 @@
 --   rtu hash of the last used resume token
 --   rsa resumed at (ms), for the last wait
 --   ri resume input (JSON) for the continuation
+--   fp last heartbeat fingerprint (this attempt)
+--   fpn times in a row fp arrived (this attempt)
 -- (end of glossary)
 -- The timings, in the order scripts take them (src/timings.rs, STORED_FIELDS): start
 -- grace, heartbeat timeout, no-progress timeout, deadline, stuck threshold, max attempts,
--- backoff base, backoff max, cancel grace, max snoozes; milliseconds, or the count.
-local TIMING_FIELDS = { 'sg', 'ht', 'npt', 'dl', 'stt', 'ma', 'bb', 'bm', 'cg', 'msz' }
+-- backoff base, backoff max, cancel grace, max snoozes, max repeats; milliseconds, or the
+-- count.
+local TIMING_FIELDS = { 'sg', 'ht', 'npt', 'dl', 'stt', 'ma', 'bb', 'bm', 'cg', 'msz', 'mr' }
 
 local function now_ms()
   local t = redis.call('TIME')

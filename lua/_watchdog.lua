@@ -31,13 +31,13 @@ end
 
 -- What a judgement reads of an execution: the numbers it needs, then the rest.
 local NUMBER_FIELDS = { 'att', 'dla' }
--- All but max snoozes, which no judgement reads (and an execution enqueued before it
--- existed does not have).
+-- All but max snoozes, which no judgement reads, and max repeats, read as optional: an
+-- execution enqueued before either existed does not have it.
 for _, f in ipairs(TIMING_FIELDS) do
-  if f ~= 'msz' then NUMBER_FIELDS[#NUMBER_FIELDS + 1] = f end
+  if f ~= 'msz' and f ~= 'mr' then NUMBER_FIELDS[#NUMBER_FIELDS + 1] = f end
 end
 local EXEC_FIELDS = { 'st', 'dsp', 'hb', 'prc', 'ss', 'sk', 'cx', 'wk', 'hn', 'q', 'id',
-  'err', 'sd', 'tm', 'fr', 'wdl', 'wst', 'wr', 'wx' }
+  'err', 'sd', 'tm', 'fr', 'wdl', 'wst', 'wr', 'wx', 'mr', 'fpn' }
 for _, f in ipairs(NUMBER_FIELDS) do EXEC_FIELDS[#EXEC_FIELDS + 1] = f end
 
 -- Loads an execution for judgement; nil when absent, false when a field it needs is
@@ -52,7 +52,7 @@ local function load_exec(K, member)
     e[name] = tonumber(e[name])
     if e[name] == nil then return false end
   end
-  for _, name in ipairs({ 'dsp', 'hb', 'prc', 'ss', 'cx', 'tm', 'wdl', 'wst' }) do
+  for _, name in ipairs({ 'dsp', 'hb', 'prc', 'ss', 'cx', 'tm', 'wdl', 'wst', 'mr', 'fpn' }) do
     e[name] = tonumber(e[name]) -- nil when unset
   end
   if not e.q or not e.id then return false end

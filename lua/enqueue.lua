@@ -3,7 +3,7 @@
 -- the first write: one bad item and nothing is written.
 -- KEYS: 1 queue pending zset, 2 deadline timer zset, 3 partition events stream,
 --       4 queue settings hash, 5 partition queue-name set, 5+i execution hash of item i
--- ARGV: with T = #TIMING_FIELDS (10): 1 queue, 2..T+1 global default timings
+-- ARGV: with T = #TIMING_FIELDS (11): 1 queue, 2..T+1 global default timings
 --       (TIMING_FIELDS order, ms or the count), T+2 events max length, T+3 history cap,
 --       then T+4 per item i from b = T+3 + (T+4) * (i - 1): b+1 execution id, b+2 payload
 --       (JSON text), b+3 timer member "<queue>/<id>", b+4..b+T+3 the item's timings in

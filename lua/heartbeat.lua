@@ -1,17 +1,18 @@
 -- heartbeat: a worker reports it is alive, with optional progress and checkpoint.
 -- The first heartbeat moves dispatched -> running; a heartbeat of the current attempt
 -- revives a stuck execution (a false alarm, counted), unless it was stuck for lack of
--- progress and the progress still has not moved.
+-- progress and the progress still has not moved, or stuck looping and no new fingerprint
+-- broke the run (lua/_fingerprint.lua).
 -- KEYS: 1 execution hash, 2 partition events stream, 3 start timer, 4 heartbeat timer,
 --       5 progress timer, 6 stuck timer
 -- ARGV: 1 timer member "<queue>/<id>", 2 attempt, 3 nonce, 4 has progress '1'|'0',
 --       5 progress, 6 has checkpoint '1'|'0', 7 checkpoint JSON, 8 events max length,
---       9 history cap
+--       9 history cap, 10 fingerprint ('' = none; lua/_fingerprint.lua)
 -- Reply: {'ok', cancel_requested 0|1[, 'revived']} ('revived' when a stuck verdict was
 --        withdrawn: the caller then takes it out of the systemic stale windows)
 --        {'stale', current_attempt, state} | {'mismatch', current_attempt, state}
 --        {'terminal', state, stop_reason} | {'missing'} | {'bad_arg', name}
--- Prelude: _lib.lua
+-- Prelude: _lib.lua, _fingerprint.lua
 
 -- The hot path: a beat of a running execution by its current attempt that carries no
 -- checkpoint and no new progress. It reads six fields and writes two; everything else
@@ -20,7 +21,8 @@ local h = redis.call('HMGET', KEYS[1], 'st', 'att', 'tok', 'ht', 'cx', 'pr')
 local moved = ARGV[4] == '1' and ARGV[5] ~= h[6]
 local cx = 0
 if h[5] and h[5] ~= '' then cx = 1 end
-if h[1] == 'running' and not moved and ARGV[6] ~= '1' and h[2] == ARGV[2]
+local fp = ARGV[10] or ''
+if h[1] == 'running' and not moved and ARGV[6] ~= '1' and fp == '' and h[2] == ARGV[2]
   and h[3] == ARGV[3] then
   local now = now_str()
   redis.call('HSET', KEYS[1], 'hb', now)
@@ -30,6 +32,7 @@ end
 
 local maxlen, cap = ARGV[8], uint(ARGV[9])
 if not uint(maxlen) or not cap then return { 'bad_arg', 'limits' } end
+if #fp > FINGERPRINT_MAX_BYTES then return { 'bad_arg', 'fingerprint' } end
 if h[1] and TERMINAL[h[1]] then
   return { 'terminal', h[1], redis.call('HGET', KEYS[1], 'sr') or '' }
 end
@@ -42,6 +45,7 @@ local member = ARGV[1]
 local now = now_str()
 local now_n = tonumber(now)
 
+local run = loop_read(KEYS[1], fp, false)
 local fields = { 'hb', now }
 if ARGV[4] == '1' then fields[#fields + 1] = 'pr'; fields[#fields + 1] = ARGV[5] end
 if ARGV[6] == '1' then fields[#fields + 1] = 'cp'; fields[#fields + 1] = ARGV[7] end
@@ -52,7 +56,7 @@ if st == 'dispatched' then
   redis.call('ZREM', KEYS[3], member)
   fields[#fields + 1] = 'sta'; fields[#fields + 1] = now
   moved = true -- the progress clock starts when the work starts
-elseif st == 'stuck' and (more[2] ~= 'no_progress' or moved) then
+elseif st == 'stuck' and loop_revives(more[2], moved, run) then
   to, reason = 'running', 'revived'
   redis.call('ZREM', KEYS[6], member)
   redis.call('HINCRBY', KEYS[1], 'fa', '1')
@@ -72,11 +76,13 @@ if to then
   end
   emit(KEYS[2], maxlen, about[2], about[3], att, st, to, reason, '')
 end
+loop_fields(run, fields)
 redis.call('HSET', KEYS[1], unpack(fields))
 
 if to or st == 'running' then
   redis.call('ZADD', KEYS[4], tostring(now_n + ht), member)
   if npt > 0 and moved then redis.call('ZADD', KEYS[5], tostring(now_n + npt), member) end
+  loop_timer(run, KEYS[1], KEYS[5], member, now_n, npt, moved, to ~= nil)
 end
 if reason == 'revived' then return { 'ok', cx, 'revived' } end
 return { 'ok', cx }

@@ -34,9 +34,9 @@ if o[3] and o[3] ~= '' then
 end
 local dl = '0'
 for f, field in ipairs(TIMING_FIELDS) do
-  -- An original stored before max snoozes existed has none: the new one takes the
-  -- default too (absent), not 0.
-  if o[3 + f] or field ~= 'msz' then
+  -- An original stored before max snoozes (or max repeats) existed has none: the new one
+  -- takes the default too (absent), not 0.
+  if o[3 + f] or (field ~= 'msz' and field ~= 'mr') then
     fields[#fields + 1] = field
     fields[#fields + 1] = o[3 + f] or '0'
   end

@@ -15,7 +15,7 @@
 --         more (1 when the batch ran out), next_due_in_ms (-1: no timer), holding_ms
 --         (0: no hold), hold_started (0|1), recent verdicts for the namespace count,
 --         running, wait_expired}
--- Prelude: _lib.lua, _watchdog.lua
+-- Prelude: _lib.lua, _watchdog.lua, _fingerprint.lua
 
 local owner, epoch = ARGV[1], ARGV[2]
 local batch, maxlen, hist_cap = uint(ARGV[3]), uint(ARGV[4]), uint(ARGV[5])
@@ -219,7 +219,11 @@ if not holding then
       now - e.hb, e.ht, e.wk or '?'), score)
   end)
 
+  -- A run of identical fingerprints at max_repeats made the progress timer due (see
+  -- lua/_fingerprint.lua): that verdict comes first, whatever the progress says.
   judge(timers.progress, function(e, member, score)
+    local looping = e.st == 'running' and loop_verdict(e)
+    if looping then return go_stuck(e, member, 'looping', 'looping', looping, score) end
     if e.st ~= 'running' or e.npt == 0 or not e.prc then
       return fix(timers.progress, member, nil)
     end
@@ -241,7 +245,7 @@ if not holding then
     end
     if since + e.stt > now then return fix(timers.stuck, member, since + e.stt) end
     local reason = 'heartbeat_lost'
-    if e.sk == 'no_progress' then reason = 'no_progress' end
+    if e.sk == 'no_progress' or e.sk == 'looping' then reason = e.sk end
     local detail = string.format('stuck for %dms (stuck_threshold %dms%s): %s',
       now - e.ss, e.stt, held, e.sd or reason)
     count(retry_or_dead(K, e, timers, now, reason, detail, score, ctx))

@@ -56,8 +56,8 @@ glossary! {
     CHECKPOINT = "cp", "checkpoint (JSON)";
     /// Stuck since, Redis ms.
     STUCK_SINCE = "ss", "stuck since (ms)";
-    /// The kind of stuck verdict (`heartbeat` or `no_progress`).
-    STUCK_KIND = "sk", "stuck kind: heartbeat | no_progress";
+    /// The kind of stuck verdict (`heartbeat`, `no_progress` or `looping`).
+    STUCK_KIND = "sk", "stuck kind: heartbeat | no_progress | looping";
     /// The stuck verdict's detail, quoted when it is remediated.
     STUCK_DETAIL = "sd", "stuck verdict's detail";
     /// Cancellation requested at, Redis ms.
@@ -111,6 +111,11 @@ glossary! {
     RESUMED_AT = "rsa", "resumed at (ms), for the last wait";
     /// The resume input, JSON text, handed to the claims that continue the wait.
     RESUME_INPUT = "ri", "resume input (JSON) for the continuation";
+    /// The last fingerprint a heartbeat of the current attempt carried (loop detection,
+    /// `lua/_fingerprint.lua`); cleared when a new attempt is claimed.
+    FINGERPRINT = "fp", "last heartbeat fingerprint (this attempt)";
+    /// How many heartbeats in a row carried that fingerprint.
+    FINGERPRINT_REPEATS = "fpn", "times in a row fp arrived (this attempt)";
 }
 
 /// Every field name an execution hash may hold: [`EXECUTION`] and the timings.

@@ -152,7 +152,7 @@ scripts! {
     ENQUEUE = "enqueue" on ["_lib"];
     CLAIM = "claim" on ["_lib", "_claim"];
     COMPLETE_CLAIM = "complete_claim" on ["_lib", "_claim", "_complete"];
-    HEARTBEAT = "heartbeat" on ["_lib"];
+    HEARTBEAT = "heartbeat" on ["_lib", "_fingerprint"];
     FAIL = "fail" on ["_lib", "_fail"];
     SNOOZE = "snooze" on ["_lib", "_fail"];
     CANCEL = "cancel" on ["_lib"];
@@ -172,7 +172,7 @@ scripts! {
     LEASE_RELEASE = "lease_release" on ["_lib"];
     REPLICA_BEAT = "replica_beat" on ["_lib"];
     SYSTEMIC_SYNC = "systemic_sync" on ["_lib"];
-    ROUND = "round" on ["_lib", "_watchdog"];
+    ROUND = "round" on ["_lib", "_watchdog", "_fingerprint"];
     ORPHAN = "orphan" on ["_lib", "_watchdog"];
     PRUNE = "prune" on ["_lib", "_watchdog"];
     PIN = "pin" on ["_lib"];

@@ -126,6 +126,9 @@ pub enum StopReason {
     HeartbeatLost,
     /// Heartbeats arrived but progress did not move, for its last attempt.
     NoProgress,
+    /// Heartbeats carried the same fingerprint `max_repeats` times in a row (a busy
+    /// loop), for its last attempt.
+    Looping,
     /// Dispatched but never started, for its last attempt.
     StartTimeout,
     /// Its worker was gone or no longer listed it, for its last attempt.
@@ -146,6 +149,7 @@ impl StopReason {
             StopReason::DeadlineExceeded => "deadline_exceeded",
             StopReason::HeartbeatLost => "heartbeat_lost",
             StopReason::NoProgress => "no_progress",
+            StopReason::Looping => "looping",
             StopReason::StartTimeout => "start_timeout",
             StopReason::WorkerLost => "worker_lost",
             StopReason::WaitExpired => "wait_expired",
@@ -161,6 +165,7 @@ impl StopReason {
             "deadline_exceeded" => StopReason::DeadlineExceeded,
             "heartbeat_lost" => StopReason::HeartbeatLost,
             "no_progress" => StopReason::NoProgress,
+            "looping" => StopReason::Looping,
             "start_timeout" => StopReason::StartTimeout,
             "worker_lost" => StopReason::WorkerLost,
             "wait_expired" => StopReason::WaitExpired,

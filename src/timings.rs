@@ -27,6 +27,9 @@ pub const MAX_ATTEMPTS: u32 = 1000;
 /// Most snoozes an execution may be allowed (`max_snoozes`).
 pub const MAX_SNOOZES: u32 = 10_000;
 
+/// Longest run of identical fingerprints `max_repeats` may allow (at least 2).
+pub const MAX_REPEATS: u32 = 10_000;
+
 /// What a timing's value may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Rule {
@@ -40,6 +43,8 @@ pub(crate) enum Rule {
     Count,
     /// A limit from 0 (none allowed) to [`MAX_SNOOZES`].
     Limit,
+    /// A run length from 2 to [`MAX_REPEATS`], or 0: the rule is off (resolved to `None`).
+    Repeats,
 }
 
 /// The table: `name: given type => resolved type, "stored field", rule, default, serde
@@ -73,6 +78,10 @@ macro_rules! for_each_timing {
             /// Snoozes allowed in all (`Ledger::snooze`: back to the queue until a given
             /// time, no attempt counted); past it a snooze is a retryable failure. 0: none.
             max_snoozes: u32 => u32, "msz", Rule::Limit, 50;
+            /// Loop detection: the same heartbeat fingerprint this many times in a row and
+            /// the execution is stuck `looping`, remediated like no progress. 2 to 10000;
+            /// zero (the default) switches the rule off.
+            max_repeats: u32 => Option<u32>, "mr", Rule::Repeats, 0;
         }
     };
 }
@@ -129,6 +138,12 @@ impl Resolved for Option<Duration> {
     }
 }
 
+impl Resolved for Option<u32> {
+    fn resolve(stored: u64) -> Self {
+        (stored > 0).then(|| u32::try_from(stored).unwrap_or(u32::MAX))
+    }
+}
+
 impl Resolved for u32 {
     fn resolve(stored: u64) -> Self {
         u32::try_from(stored).unwrap_or(u32::MAX)
@@ -152,6 +167,10 @@ fn check(name: &'static str, rule: Rule, value: impl Given) -> Result<()> {
         Rule::Count => Ok(()),
         Rule::Limit if stored > u64::from(MAX_SNOOZES) => refuse("an integer from 0 to 10000"),
         Rule::Limit => Ok(()),
+        Rule::Repeats if stored == 1 || stored > u64::from(MAX_REPEATS) => {
+            refuse("0 (off) or an integer from 2 to 10000")
+        }
+        Rule::Repeats => Ok(()),
         _ if stored > MAX_DURATION.stored() => refuse("a duration of at most 365 days"),
         Rule::Positive if stored == 0 => refuse("a duration of at least 1ms"),
         _ => Ok(()),
@@ -304,10 +323,10 @@ macro_rules! define_timings {
 
 /// Stored fields of timings added after executions were first stored: an execution
 /// enqueued before has none (the watchdog's judgement does not read them either).
-pub(crate) const ADDED_LATER: [&str; 1] = ["msz"];
+pub(crate) const ADDED_LATER: [&str; 2] = ["msz", "mr"];
 
 /// How many timings there are.
-pub const COUNT: usize = 10;
+pub const COUNT: usize = 11;
 
 for_each_timing!(define_timings);
 
@@ -397,6 +416,14 @@ mod tests {
             },
             Timings {
                 stuck_threshold: Some(Duration::from_micros(1500)),
+                ..Timings::default()
+            },
+            Timings {
+                max_repeats: Some(1),
+                ..Timings::default()
+            },
+            Timings {
+                max_repeats: Some(MAX_REPEATS + 1),
                 ..Timings::default()
             },
         ];

@@ -50,7 +50,7 @@ pub struct HookConfig {
     /// it succeeds; a failed one is called again after a backoff, the slot kept.
     pub on: Vec<String>,
     /// Only events with one of these reasons (an execution's stop or stuck reason, such
-    /// as `no_progress`, `deadline_exceeded`, `heartbeat_lost`); empty: every one.
+    /// as `no_progress`, `looping`, `deadline_exceeded`, `heartbeat_lost`); empty: every one.
     #[serde(default)]
     pub reasons: Vec<String>,
     /// A command and its arguments, run with the event JSON on stdin: exit 0 is success.

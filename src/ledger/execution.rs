@@ -16,7 +16,7 @@ use crate::timings::ResolvedTimings;
 #[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct StopMetadata {
     /// Why it stopped: `succeeded`, `failed`, `cancelled`, `deadline_exceeded`,
-    /// `heartbeat_lost`, `no_progress`, `start_timeout`, `worker_lost`.
+    /// `heartbeat_lost`, `no_progress`, `looping`, `start_timeout`, `worker_lost`.
     #[cfg_attr(feature = "server", schema(value_type = String))]
     pub reason: StopReason,
     /// The timeout that applies to this stop, in milliseconds: the one that fired for a
@@ -42,6 +42,17 @@ pub struct Wait {
     pub deadline_at: DateTime<Utc>,
     /// What happens then: `fail` (stop reason `wait_expired`) or `requeue`.
     pub on_expiry: String,
+}
+
+/// Loop detection's view of the current attempt: the last fingerprint its heartbeats
+/// carried and how many of them in a row carried it (judged against `max_repeats`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
+pub struct Fingerprint {
+    /// The last fingerprint.
+    pub last: String,
+    /// Heartbeats in a row that carried it (1 when it just changed).
+    pub repeats: u32,
 }
 
 /// One recorded transition.
@@ -91,6 +102,9 @@ pub struct Execution {
     pub result: Option<serde_json::Value>,
     /// The last progress text a heartbeat reported.
     pub progress: Option<String>,
+    /// The current attempt's last heartbeat fingerprint and its run (loop detection);
+    /// `None` until a heartbeat of this attempt carries one.
+    pub fingerprint: Option<Fingerprint>,
     /// Worker holding the current attempt.
     pub worker: Option<String>,
     /// When it was enqueued.
@@ -171,6 +185,13 @@ impl Execution {
             checkpoint: r.json(f::CHECKPOINT)?,
             result: r.json(f::RESULT)?,
             progress: r.opt(f::PROGRESS).map(str::to_owned),
+            fingerprint: match r.opt(f::FINGERPRINT) {
+                Some(last) => Some(Fingerprint {
+                    last: last.to_owned(),
+                    repeats: r.count(f::FINGERPRINT_REPEATS)?,
+                }),
+                None => None,
+            },
             worker: r.opt(f::WORKER).map(str::to_owned),
             created_at: r.time(f::CREATED)?.ok_or_else(|| r.missing(f::CREATED))?,
             dispatched_at: r.time(f::DISPATCHED)?,

@@ -1,11 +1,11 @@
-//! `heartbeat`: the worker says the attempt is alive, with optional progress and a
-//! checkpoint; the reply says whether to keep going (`lua/heartbeat.lua`).
+//! `heartbeat`: the worker says the attempt is alive, with optional progress, checkpoint
+//! and fingerprint; the reply says whether to keep going (`lua/heartbeat.lua`).
 
 use serde::{Deserialize, Serialize};
 
 use super::attempt::refusal;
 use super::{AttemptToken, Ledger, State, StopReason};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::keys::{Keyspace, Timer};
 use crate::scripts::HEARTBEAT;
 
@@ -17,7 +17,15 @@ pub struct Heartbeat {
     pub progress: Option<String>,
     /// Where a retry should resume from; replaces the previous checkpoint.
     pub checkpoint: Option<serde_json::Value>,
+    /// A short text naming the last action and its result (a hash of them, say), for loop
+    /// detection: the same fingerprint `max_repeats` times in a row and the execution is
+    /// stuck `looping`. A different one starts the count again; none leaves it alone. At
+    /// most [`MAX_FINGERPRINT_BYTES`], not empty.
+    pub fingerprint: Option<String>,
 }
+
+/// Longest fingerprint a heartbeat may carry, in bytes.
+pub const MAX_FINGERPRINT_BYTES: usize = 128;
 
 impl Heartbeat {
     /// A heartbeat that says only "alive".
@@ -36,6 +44,32 @@ impl Heartbeat {
         self.checkpoint = Some(checkpoint);
         self
     }
+
+    /// Reports the fingerprint of the last action and its result (loop detection). Each
+    /// heartbeat that carries one counts as one arrival.
+    pub fn fingerprint(mut self, fingerprint: impl Into<String>) -> Self {
+        self.fingerprint = Some(fingerprint.into());
+        self
+    }
+}
+
+/// Checks a fingerprint: 1 to [`MAX_FINGERPRINT_BYTES`] bytes.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] naming `fingerprint`.
+pub(crate) fn check_fingerprint(fingerprint: &str) -> Result<()> {
+    if fingerprint.is_empty() || fingerprint.len() > MAX_FINGERPRINT_BYTES {
+        let mut shown: String = fingerprint.chars().take(40).collect();
+        if shown.len() < fingerprint.len() {
+            shown.push('…');
+        }
+        return Err(Error::InvalidArgument {
+            name: "fingerprint".into(),
+            value: format!("{shown:?} ({} bytes)", fingerprint.len()),
+            expected: format!("a text of 1 to {MAX_FINGERPRINT_BYTES} bytes"),
+        });
+    }
+    Ok(())
 }
 
 /// The reply to a heartbeat: keep going, or stop and why.
@@ -82,7 +116,8 @@ impl Ledger {
     ///
     /// # Errors
     /// [`Error::NotFound`](crate::Error::NotFound), [`Error::TokenMismatch`](crate::Error::TokenMismatch) for a token never issued for this
-    /// attempt, [`Error::TooLarge`](crate::Error::TooLarge) for an oversized checkpoint.
+    /// attempt, [`Error::TooLarge`](crate::Error::TooLarge) for an oversized checkpoint,
+    /// [`Error::InvalidArgument`] for an empty or over-long fingerprint (nothing written).
     pub async fn heartbeat(&self, token: &AttemptToken, beat: Heartbeat) -> Result<HeartbeatReply> {
         let checkpoint = beat
             .checkpoint
@@ -91,6 +126,9 @@ impl Ledger {
             .transpose()?;
         if let Some(p) = &beat.progress {
             self.check_size("progress", p.len())?;
+        }
+        if let Some(fp) = &beat.fingerprint {
+            check_fingerprint(fp)?;
         }
         let k = &self.keys;
         let q = token.queue.as_str();
@@ -111,6 +149,7 @@ impl Ledger {
             .arg(checkpoint.as_deref().unwrap_or(""))
             .arg(maxlen)
             .arg(hist)
+            .arg(beat.fingerprint.as_deref().unwrap_or(""))
             .run(&mut self.conn.clone())
             .await?;
         if let Some(refused) = refusal(&reply, token)? {

@@ -1,5 +1,6 @@
 //! What job code sees of the attempt it runs: its input, and a signal to stop.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -8,7 +9,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::ledger::{AttemptToken, AwaitResume, Claim, Heartbeat, Snooze};
+use crate::error::Result;
+use crate::ledger::{AttemptToken, AwaitResume, Claim, Heartbeat, Snooze, check_fingerprint};
 
 /// Why a job was asked to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,6 +207,24 @@ impl Job {
     pub fn set_checkpoint(&self, checkpoint: serde_json::Value) {
         self.attempt.pending().checkpoint = Some(checkpoint);
     }
+
+    /// The fingerprint of the action just taken and its result (a hash of them), for loop
+    /// detection: the same one `max_repeats` times in a row and the watchdog judges the
+    /// execution stuck `looping`. Each call is one arrival, never merged with another: it
+    /// goes out with a heartbeat sent at once, and calls made faster than beats return
+    /// wait their turn, each with its own beat. Those still waiting when the job returns
+    /// are not sent.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for an empty fingerprint
+    /// or one over [`MAX_FINGERPRINT_BYTES`](crate::MAX_FINGERPRINT_BYTES); nothing is
+    /// queued.
+    pub fn set_fingerprint(&self, fingerprint: impl Into<String>) -> Result<()> {
+        let fingerprint = fingerprint.into();
+        check_fingerprint(&fingerprint)?;
+        self.attempt.push_fingerprint(fingerprint);
+        Ok(())
+    }
 }
 
 impl fmt::Debug for Job {
@@ -231,6 +251,10 @@ pub(crate) struct AttemptState {
     cancel_requested: AtomicBool,
     shutdown: AtomicBool,
     pending: Mutex<Heartbeat>,
+    /// Fingerprints not sent yet, oldest first: one per beat.
+    fingerprints: Mutex<VecDeque<String>>,
+    /// Wakes the pump when a fingerprint is queued, so it goes out at once.
+    pub(crate) nudge: tokio::sync::Notify,
     /// Held while a heartbeat of this attempt is in flight, so the runner's last beat is
     /// never overtaken by an older one; `true` once no more beats may be sent.
     pub(crate) beat: tokio::sync::Mutex<bool>,
@@ -247,6 +271,8 @@ impl AttemptState {
             cancel_requested: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
             pending: Mutex::new(Heartbeat::default()),
+            fingerprints: Mutex::new(VecDeque::new()),
+            nudge: tokio::sync::Notify::new(),
             beat: tokio::sync::Mutex::new(false),
         }
     }
@@ -262,9 +288,27 @@ impl AttemptState {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Takes what the job set since the last beat.
+    fn fingerprints(&self) -> MutexGuard<'_, VecDeque<String>> {
+        self.fingerprints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn push_fingerprint(&self, fingerprint: String) {
+        self.fingerprints().push_back(fingerprint);
+        self.nudge.notify_one();
+    }
+
+    /// True while fingerprints wait for their beat.
+    pub(crate) fn has_fingerprints(&self) -> bool {
+        !self.fingerprints().is_empty()
+    }
+
+    /// Takes what the job set since the last beat, and the oldest fingerprint not sent.
     pub(crate) fn take_pending(&self) -> Heartbeat {
-        std::mem::take(&mut *self.pending())
+        let mut beat = std::mem::take(&mut *self.pending());
+        beat.fingerprint = self.fingerprints().pop_front();
+        beat
     }
 
     /// Puts back what a failed beat carried, unless the job has set newer values since.
@@ -275,6 +319,10 @@ impl AttemptState {
         }
         if pending.checkpoint.is_none() {
             pending.checkpoint = beat.checkpoint;
+        }
+        drop(pending);
+        if let Some(fingerprint) = beat.fingerprint {
+            self.fingerprints().push_front(fingerprint);
         }
     }
 

@@ -171,6 +171,8 @@ async fn beat_attempt(ledger: Ledger, attempt: Arc<AttemptState>) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
+            // A fingerprint goes out at once, with a beat of its own.
+            _ = attempt.nudge.notified() => {}
             _ = attempt.finished.cancelled() => return,
         }
         let guard = attempt.beat.lock().await;
@@ -180,6 +182,7 @@ async fn beat_attempt(ledger: Ledger, attempt: Arc<AttemptState>) {
         let next = beat_once(&ledger, &attempt.token, &*attempt, interval).await;
         drop(guard);
         match next {
+            Some(_) if attempt.has_fingerprints() => wait = Duration::ZERO,
             Some(next) => wait = next,
             None => return,
         }

@@ -86,6 +86,11 @@ pub(crate) struct HeartbeatIn {
     #[serde(default)]
     #[schema(value_type = Option<schema::AnyJson>, inline)]
     checkpoint: Option<serde_json::Value>,
+    /// Loop detection: the last action and its result, in short; each heartbeat that
+    /// carries one is one arrival.
+    #[serde(default)]
+    #[schema(value_type = Option<schema::FingerprintText>, inline)]
+    fingerprint: Option<String>,
 }
 
 /// Keep going, or stop soon and acknowledge.
@@ -94,7 +99,7 @@ pub(crate) struct HeartbeatOut {
     pub(crate) cancel_requested: bool,
 }
 
-/// The attempt is alive; optional progress and checkpoint.
+/// The attempt is alive; optional progress, checkpoint and fingerprint.
 #[utoipa::path(post, path = "/v1/attempts/heartbeat", tag = "attempts",
     request_body = HeartbeatIn, responses((status = 200, body = HeartbeatOut),
         (status = 409, description = "stale-attempt or already-terminal")))]
@@ -105,6 +110,7 @@ pub(crate) async fn heartbeat(
     let beat = Heartbeat {
         progress: b.progress,
         checkpoint: b.checkpoint,
+        fingerprint: b.fingerprint,
     };
     match s.ledger.heartbeat(&token(&b.token)?, beat).await? {
         HeartbeatReply::Ok { cancel_requested } => Ok(Json(HeartbeatOut { cancel_requested })),

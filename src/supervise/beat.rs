@@ -73,9 +73,12 @@ pub(crate) async fn beat(
         tokio::select! {
             biased;
             () = finished.cancelled() => return,
+            // A `::fingerprint` line goes out at once, with a beat of its own.
+            () = output.nudge.notified() => {}
             () = tokio::time::sleep(wait) => {}
         }
         match beat_once(&ledger, &token, &attempt, interval).await {
+            Some(_) if output.has_fingerprints() => wait = Duration::ZERO,
             Some(next) => wait = next,
             None => return,
         }

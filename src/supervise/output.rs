@@ -9,7 +9,12 @@
 //! - a stderr line `::progress TEXT` makes the text `TEXT`; plain lines after it show as
 //!   `TEXT (+N lines)`, so they still move it;
 //! - a stderr line `::checkpoint JSON` is where a retry resumes (sent with the next
-//!   heartbeat). Directive lines are control, not output: they are not counted.
+//!   heartbeat);
+//! - a stderr line `::fingerprint TEXT` (1 to 128 bytes) names the action just taken and
+//!   its result, for loop detection: each one goes out with a heartbeat of its own, at
+//!   once, never merged with the next (one that is too long is output, with a note).
+//!
+//! Directive lines are control, not output: they are not counted.
 //!
 //! Lines end at `\n` or `\r` (a progress bar that redraws one line counts each redraw);
 //! a line longer than the ledger's payload limit is cut there.
@@ -44,6 +49,8 @@ pub(crate) struct Output {
     notes: Option<LineSink>,
     /// Where the lines themselves are kept.
     log: AttemptLog,
+    /// Wakes the heartbeat task when a fingerprint arrives, so it goes out at once.
+    pub(crate) nudge: tokio::sync::Notify,
 }
 
 struct Seen {
@@ -57,6 +64,8 @@ struct Seen {
     sent: Option<String>,
     /// A checkpoint not yet sent.
     checkpoint: Option<serde_json::Value>,
+    /// `::fingerprint` texts not yet sent, oldest first: one per heartbeat.
+    fingerprints: VecDeque<String>,
     stderr_tail: VecDeque<String>,
     last_stdout: Option<String>,
 }
@@ -70,12 +79,14 @@ impl Output {
                 explicit: None,
                 sent: None,
                 checkpoint: None,
+                fingerprints: VecDeque::new(),
                 stderr_tail: VecDeque::new(),
                 last_stdout: None,
             }),
             label,
             notes,
             log,
+            nudge: tokio::sync::Notify::new(),
         }
     }
 
@@ -145,6 +156,17 @@ impl Output {
             seen.explicit = Some((text.to_owned(), at));
             return true;
         }
+        if let Some(text) = line.strip_prefix("::fingerprint ") {
+            let text = text.trim();
+            match crate::ledger::check_fingerprint(text) {
+                Ok(()) => {
+                    self.seen().fingerprints.push_back(text.to_owned());
+                    self.nudge.notify_one();
+                    return true;
+                }
+                Err(e) => self.note(&format!("::fingerprint ignored: {e}")),
+            }
+        }
         if let Some(json) = line.strip_prefix("::checkpoint ") {
             match serde_json::from_str(json) {
                 Ok(checkpoint) => {
@@ -168,7 +190,13 @@ impl Output {
             beat.progress = Some(text);
         }
         beat.checkpoint = seen.checkpoint.take();
+        beat.fingerprint = seen.fingerprints.pop_front();
         beat
+    }
+
+    /// True while `::fingerprint` lines wait for their heartbeat.
+    pub(crate) fn has_fingerprints(&self) -> bool {
+        !self.seen().fingerprints.is_empty()
     }
 
     /// A heartbeat did not get through: send its progress and checkpoint again next time
@@ -180,6 +208,9 @@ impl Output {
         }
         if seen.checkpoint.is_none() {
             seen.checkpoint = beat.checkpoint;
+        }
+        if let Some(fingerprint) = beat.fingerprint {
+            seen.fingerprints.push_front(fingerprint);
         }
     }
 

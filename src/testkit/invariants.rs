@@ -10,7 +10,8 @@
 //!   `sr` and `fin`, others carry no `sr`; active ones hold an attempt ≥ 1;
 //! - pending ⇔ queued; slot entry ⇔ active, holding the execution's current attempt;
 //!   start timer ⇔ dispatched; heartbeat timer ⇔ running; progress timer ⇔ running with
-//!   `npt > 0`; stuck timer ⇔ stuck; cancel timer ⇔ active with `cx`; wait timer ⇔
+//!   `npt > 0` or with a run of identical fingerprints at `max_repeats` (then due at
+//!   once, whatever its score); stuck timer ⇔ stuck; cancel timer ⇔ active with `cx`; wait timer ⇔
 //!   awaiting (scored by `wdl`; an awaiting one holds no nonce); deadline timer ⇔
 //!   non-terminal with `dla > 0`; terminal list `s:<state>` ⇔ that terminal state, listed
 //!   once; each timer is scored by the instant documented in `Timer` (crate-private `keys`);
@@ -255,6 +256,8 @@ fn check_execution(
     let state = field("st");
     let terminal = TERMINAL.contains(&state);
     let active = ACTIVE.contains(&state);
+    // A run of identical fingerprints at max_repeats (lua/_fingerprint.lua).
+    let looping = num("mr").is_some_and(|m| m > 0) && num("fpn") >= num("mr");
     if !terminal && !active && state != "queued" && state != "awaiting" {
         out.push(format!("invalid state {state:?}"));
         return;
@@ -305,7 +308,7 @@ fn check_execution(
     let wanted = |timer: &str| match timer {
         "start" => state == "dispatched",
         "heartbeat" => state == "running",
-        "progress" => state == "running" && num("npt").unwrap_or(0) > 0,
+        "progress" => state == "running" && (num("npt").unwrap_or(0) > 0 || looping),
         "stuck" => state == "stuck",
         "cancel" => active && !field("cx").is_empty(),
         "wait" => state == "awaiting",
@@ -328,6 +331,9 @@ fn check_execution(
         let Some(score) = indexes.timers[name].get(id) else {
             continue;
         };
+        if name == "progress" && looping {
+            continue; // made due at once by the beat that reached max_repeats
+        }
         let due = match timeout {
             Some(timeout) => num(since).zip(num(timeout)).map(|(s, t)| s + t),
             None => num(since),

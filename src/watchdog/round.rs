@@ -24,7 +24,7 @@ pub struct RoundReport {
     pub partition: u16,
     /// Deadline passed → timed_out.
     pub timed_out: u64,
-    /// Running → stuck (no heartbeat, or no progress).
+    /// Running → stuck (no heartbeat, no progress, or looping).
     pub stuck: u64,
     /// Lost attempts (start grace, stuck past threshold, orphaned) sent back to the queue.
     pub retried: u64,

@@ -263,6 +263,27 @@ async function main() {
     const snoozeRows = await page.locator("section:has(h2:text-is('Timeline')) tbody tr").allTextContents();
     check(snoozeRows.some((r) => r.includes("snoozed") && r.includes("429 from the model provider")),
       "snoozed execution: the timeline names the snooze and its reason");
+    // 3c. A looping agent: the same fingerprint three times in a row is judged looping.
+    await api("POST", "/v1/queues/agents/executions", { id: "agent-loop", payload: {},
+      timings: { max_repeats: 3, heartbeat_timeout: "10m", stuck_threshold: "10m" } });
+    const looper = await work.claim("agents");
+    for (let step = 1; step <= 3; step++) {
+      await worker("POST", "/v1/attempts/heartbeat",
+        { token: looper.token, progress: `step ${step}`, fingerprint: "search('flights') -> []" });
+    }
+    work.done("agents", looper);
+    for (let i = 0; i < 200 && (await api("GET", "/v1/queues/agents/executions/agent-loop")).state !== "stuck"; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await page.goto(`${serve.url}/ui/#/e/agents/agent-loop`);
+    await page.waitForSelector("dl[data-state=stuck] [data-repeats='3']");
+    const loopFact = await page.textContent("[data-fingerprint]");
+    check(loopFact.includes("search('flights') -> []") && loopFact.includes("3 in a row of max_repeats 3"),
+      `looping execution: shows its fingerprint and run (${loopFact})`);
+    const loopRows = await page.locator("section:has(h2:text-is('Timeline')) tbody tr").allTextContents();
+    check(loopRows.some((r) => r.includes("running → stuck") && r.includes("looping")
+      && r.includes("same fingerprint 3 times in a row (max_repeats 3)")),
+      "looping execution: the timeline names the verdict and the count");
     check(consoleErrors.length === 0, `admin pages: no console error (${consoleErrors.join(" | ")})`);
 
     // 3b. Waiting on people: agents ask for approval; the admin resumes one from the view.

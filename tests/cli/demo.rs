@@ -141,6 +141,17 @@ fn short_fault_demo_is_all_correct() {
         .find(|r| r["case"] == "rate-limited agent snoozes 3x")
         .unwrap_or_else(|| panic!("no rate-limited row: {table}"));
     assert_eq!(rate_limited["correct"], true, "{table}");
+    let looping = waiting
+        .iter()
+        .find(|r| r["case"] == "a looping agent caught by its fingerprint")
+        .unwrap_or_else(|| panic!("no looping row: {table}"));
+    assert_eq!(looping["correct"], true, "{table}");
+    assert!(
+        looping["observed"]
+            .as_str()
+            .is_some_and(|o| o.contains("dead (looping: same fingerprint")),
+        "{table}"
+    );
     let paused = waiting
         .iter()
         .find(|r| r["case"] == "a paused queue")

@@ -11,6 +11,7 @@ mod ledger_common;
 mod support;
 
 mod cli_awaiting;
+mod cli_loop;
 mod cli_pause;
 mod cli_read;
 mod cli_snooze;

@@ -25,6 +25,7 @@ fn config_defaults() -> Timings {
         backoff_max: Some(secs(18)),
         cancel_grace: Some(secs(19)),
         max_snoozes: Some(20),
+        max_repeats: Some(21),
     }
 }
 
@@ -37,6 +38,7 @@ async fn timings_resolve_execution_then_queue_then_global_default() {
         max_attempts: Some(3),
         cancel_grace: Some(secs(29)),
         max_snoozes: Some(30),
+        max_repeats: Some(31),
         ..Timings::default()
     };
     ledger
@@ -68,6 +70,7 @@ async fn timings_resolve_execution_then_queue_then_global_default() {
         backoff_max: secs(18),
         cancel_grace: secs(39),
         max_snoozes: 30,
+        max_repeats: Some(31),
     };
     assert_eq!(x.timings, expected);
     assert_eq!(
@@ -94,6 +97,7 @@ async fn timings_resolve_execution_then_queue_then_global_default() {
             backoff_max: secs(18),
             cancel_grace: secs(19),
             max_snoozes: 20,
+            max_repeats: Some(21),
         }
     );
     let claim = ledger.claim("q", "w").await.unwrap().unwrap();
@@ -153,6 +157,7 @@ async fn built_in_defaults_apply_when_nothing_is_set() {
             backoff_max: d.backoff_max.unwrap(),
             cancel_grace: d.cancel_grace.unwrap(),
             max_snoozes: 50,
+            max_repeats: None,
         }
     );
 }
@@ -177,6 +182,7 @@ async fn queue_settings_round_trip_and_replace() {
             backoff_max: Some(secs(60)),
             cancel_grace: Some(secs(8)),
             max_snoozes: Some(0),
+            max_repeats: Some(10_000),
         },
         ..QueueSettings::default()
     };

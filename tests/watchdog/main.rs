@@ -19,6 +19,7 @@ mod inspection;
 mod retention;
 mod watchdog_attribution;
 mod watchdog_leases;
+mod watchdog_loop;
 mod watchdog_outage;
 mod watchdog_pause;
 mod watchdog_races;

@@ -16,6 +16,7 @@ mod exec;
 mod exec_stop;
 mod runner;
 mod runner_await;
+mod runner_loop;
 mod runner_pause;
 mod runner_snooze;
 mod runner_stop;

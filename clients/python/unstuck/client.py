@@ -300,16 +300,21 @@ class Client(OpsCalls):
                                    timeout=timeout)
         return [] if status == 204 or not reply else reply.get("claims", [])
 
-    def heartbeat(self, token, progress=None, checkpoint=UNSET, timeout=None):
+    def heartbeat(self, token, progress=None, checkpoint=UNSET, fingerprint=None, timeout=None):
         """``{"cancel_requested": bool}``. Raises StaleAttempt / AlreadyTerminal when the
-        attempt is no longer current (stop: the work is not yours). ``timeout`` (seconds)
-        replaces the client's for this call (a beat slower than the attempt's heartbeat
-        timeout is of no use)."""
+        attempt is no longer current (stop: the work is not yours). ``fingerprint`` (1 to
+        128 bytes: the last action and its result, say a hash of them) is for loop
+        detection: the same one ``max_repeats`` times in a row and the watchdog judges the
+        execution stuck ``looping``; each heartbeat carrying one counts once. ``timeout``
+        (seconds) replaces the client's for this call (a beat slower than the attempt's
+        heartbeat timeout is of no use)."""
         body = {"token": token}
         if progress is not None:
             body["progress"] = progress
         if checkpoint is not UNSET:
             body["checkpoint"] = checkpoint
+        if fingerprint is not None:
+            body["fingerprint"] = fingerprint
         return self._route_json("heartbeat", body=body, timeout=timeout)
 
     def complete(self, token, result=UNSET):

@@ -2,11 +2,14 @@
 raises to say how the attempt ended (``Retryable``, ``Fatal``, ``Snooze``, ``AwaitResume``)
 or that it stopped (``Cancelled``)."""
 
+import collections
 import json
 import threading
 import time
 
 __all__ = ["Job", "Retryable", "Fatal", "Cancelled", "Snooze", "AwaitResume"]
+
+MAX_FINGERPRINT_BYTES = 128  # a heartbeat's fingerprint, in UTF-8 bytes
 
 
 class Retryable(Exception):
@@ -85,6 +88,8 @@ class Job:
         self._progress = self._new_checkpoint = None
         self._progress_seq = self._checkpoint_seq = 0   # bumped on every set
         self._progress_sent = self._checkpoint_sent = 0  # seq carried by the last good beat
+        self._fingerprints = collections.deque()  # not sent yet, oldest first: one per beat
+        self._wake = threading.Event()  # set by set_fingerprint and at the end: beat now
 
     def set_progress(self, text):
         """Progress text sent with the next heartbeat (``no_progress_timeout`` watches it)."""
@@ -99,6 +104,22 @@ class Job:
         with self._lock:
             self._new_checkpoint = snapshot
             self._checkpoint_seq += 1
+
+    def set_fingerprint(self, text):
+        """The fingerprint of the action just taken and its result (a short text, say a
+        hash of them; 1 to 128 bytes), for loop detection: the same one ``max_repeats``
+        times in a row and the watchdog judges the execution stuck ``looping``. Each call is
+        one arrival, never merged with another: it goes out with a heartbeat sent at once,
+        and calls made faster than beats return wait their turn, each with its own beat.
+        Raises ValueError for an empty or longer text (nothing queued)."""
+        text = str(text)
+        size = len(text.encode("utf-8"))
+        if not 1 <= size <= MAX_FINGERPRINT_BYTES:
+            raise ValueError(f"fingerprint: expected 1 to {MAX_FINGERPRINT_BYTES} bytes, "
+                             f"got {size}")
+        with self._lock:
+            self._fingerprints.append(text)
+        self._wake.set()
 
     def raise_if_cancelled(self):
         """Raises Cancelled when the attempt should stop."""
@@ -117,12 +138,20 @@ class Job:
                 beat["progress"] = self._progress
             if self._checkpoint_seq > self._checkpoint_sent:
                 beat["checkpoint"] = self._new_checkpoint
-            return beat, (self._progress_seq, self._checkpoint_seq)
+            if self._fingerprints:
+                beat["fingerprint"] = self._fingerprints[0]
+            return beat, (self._progress_seq, self._checkpoint_seq, "fingerprint" in beat)
 
     def _delivered(self, seqs):
         with self._lock:
             self._progress_sent = max(self._progress_sent, seqs[0])
             self._checkpoint_sent = max(self._checkpoint_sent, seqs[1])
+            if seqs[2] and self._fingerprints:
+                self._fingerprints.popleft()  # only the beat thread takes them
+
+    def _unsent_fingerprints(self):
+        with self._lock:
+            return len(self._fingerprints)
 
     def _stop(self, lost):
         if lost:

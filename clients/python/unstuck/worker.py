@@ -275,6 +275,7 @@ class Worker:
                 log.exception("handler failed on %r", job)
                 outcome = ("fail", f"{type(e).__name__}: {e}", True)
             job._done.set()
+            job._wake.set()
             beats.join()
             self._finish(job, outcome)
         except Exception:
@@ -292,7 +293,10 @@ class Worker:
         interval = max(job.heartbeat_timeout / 3.0, 0.05)
         renewed, wait, failures = job._claimed_at, 0.0, 0
         while True:
-            if wait > 0 and job._done.wait(wait):
+            if wait > 0:
+                job._wake.wait(wait)  # a new fingerprint, or the job's end, wakes it at once
+            job._wake.clear()
+            if job._done.is_set():
                 return
             left = job.heartbeat_timeout - (time.monotonic() - renewed)
             if left <= 0:
@@ -300,10 +304,13 @@ class Worker:
                             job.heartbeat_timeout)
                 job._stop(lost=True)
                 return
+            before = job._unsent_fingerprints()
             sent = time.monotonic()
             result = self._beat(job, timeout=left)
             if result == _RENEWED:
                 renewed, wait, failures = sent, interval, 0
+                if 0 < job._unsent_fingerprints() < before:
+                    wait = 0.0  # one fingerprint went out and more wait: each its own beat
             elif result == _GONE:
                 return
             else:

@@ -66,6 +66,8 @@ impl TimingFlags {
                     "a whole number of attempts (1 or more)"
                 } else if name == "max_snoozes" {
                     "a whole number of snoozes (0 to 10000)"
+                } else if name == "max_repeats" {
+                    "0 (off) or a whole number of repeats from 2 to 10000"
                 } else {
                     "a duration like 500ms, 30s, 5m or 1h"
                 };
@@ -108,6 +110,10 @@ impl clap::Args for TimingFlags {
             } else if name == "max_snoozes" {
                 "snoozes allowed in all (0: none); past it a snooze is a retryable failure"
                     .to_owned()
+            } else if name == "max_repeats" {
+                "the same heartbeat fingerprint this many times in a row is stuck looping \
+                 (2 to 10000; 0: off)"
+                    .to_owned()
             } else {
                 format!(
                     "the execution's {} (500ms, 30s, 5m, 1h)",
@@ -117,11 +123,13 @@ impl clap::Args for TimingFlags {
             cmd = cmd.arg(
                 Arg::new(name)
                     .long(flag)
-                    .value_name(if name == "max_attempts" || name == "max_snoozes" {
-                        "N"
-                    } else {
-                        "DURATION"
-                    })
+                    .value_name(
+                        if ["max_attempts", "max_snoozes", "max_repeats"].contains(&name) {
+                            "N"
+                        } else {
+                            "DURATION"
+                        },
+                    )
                     .help(help),
             );
         }

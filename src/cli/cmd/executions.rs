@@ -22,7 +22,7 @@ pub(crate) struct Args {
     #[arg(long)]
     state: Option<String>,
     /// Only finished executions that stopped for this reason (heartbeat_lost,
-    /// no_progress, start_timeout, worker_lost, deadline_exceeded, failed, ...).
+    /// no_progress, looping, start_timeout, worker_lost, deadline_exceeded, failed, ...).
     #[arg(long)]
     stop_reason: Option<String>,
     /// Only executions whose current (or last) attempt is this worker's.

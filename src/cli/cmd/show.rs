@@ -56,7 +56,7 @@ async fn show(ledger: &Ledger, queue: &str, id: &str, json: bool) -> anyhow::Res
             e.checkpoint.as_ref().map_or("-".into(), |c| c.to_string())
         ),
         format!(
-            "timings         heartbeat {} · stuck threshold {} · start grace {} · no progress {} · deadline {} · attempts {} · backoff {}..{} · cancel grace {} · snoozes {}",
+            "timings         heartbeat {} · stuck threshold {} · start grace {} · no progress {} · deadline {} · attempts {} · backoff {}..{} · cancel grace {} · snoozes {} · max repeats {}",
             ms(Some(t.heartbeat_timeout)),
             ms(Some(t.stuck_threshold)),
             ms(Some(t.start_grace)),
@@ -67,8 +67,18 @@ async fn show(ledger: &Ledger, queue: &str, id: &str, json: bool) -> anyhow::Res
             ms(Some(t.backoff_max)),
             ms(Some(t.cancel_grace)),
             t.max_snoozes,
+            t.max_repeats.map_or("off".to_owned(), |n| n.to_string()),
         ),
     ];
+    if let Some(f) = &e.fingerprint {
+        let of = t
+            .max_repeats
+            .map_or(String::new(), |max| format!(" of max_repeats {max}"));
+        lines.push(format!(
+            "fingerprint     {} ({} in a row{of})",
+            f.last, f.repeats
+        ));
+    }
     if let Some(at) = e.available_at {
         lines.push(format!("available       {at} ({})", ago(Some(at), now)));
     }

@@ -63,6 +63,8 @@ pub fn queue_timings() -> Timings {
         backoff_max: Some(Duration::from_secs(1)),
         cancel_grace: Some(Duration::from_secs(1)),
         max_snoozes: Some(10),
+        // Loop detection off on the demo's queues: the looping row sets it per execution.
+        max_repeats: Some(0),
     }
 }
 

@@ -150,15 +150,24 @@ impl fmt::Display for FaultDemoReport {
                 }
             )?;
         }
+        // Columns as wide as their longest entry (30 and 62 at least).
+        let case = self
+            .waiting
+            .iter()
+            .map(|r| r.case.len())
+            .fold(30, usize::max);
+        let seen = (self.waiting.iter())
+            .map(|r| r.observed.len())
+            .fold(62, usize::max);
         writeln!(
             f,
-            "\n{:<30} {:<62} expected",
+            "\n{:<case$} {:<seen$} expected",
             "waiting is not stuck", "observed"
         )?;
         for r in &self.waiting {
             writeln!(
                 f,
-                "{:<30} {:<62} {}{}",
+                "{:<case$} {:<seen$} {}{}",
                 r.case,
                 r.observed,
                 r.expected,

@@ -170,6 +170,17 @@ fn request_limits_are_the_library_constants() {
     assert_eq!(claim["max"]["minimum"], 1);
     let wait_ms = integer_maximum(&claim["wait_ms"]);
     assert_eq!(wait_ms, Some(crate::server::wire::ms(MAX_CLAIM_WAIT)));
+    let repeats = &schema(&doc, "TimingsIn")["properties"]["max_repeats"];
+    assert_eq!(
+        integer_maximum(repeats),
+        Some(u64::from(crate::timings::MAX_REPEATS))
+    );
+    let fingerprint = &schema(&doc, "HeartbeatIn")["properties"]["fingerprint"]["oneOf"][1];
+    assert_eq!(
+        fingerprint["maxLength"],
+        crate::ledger::MAX_FINGERPRINT_BYTES
+    );
+    assert_eq!(fingerprint["minLength"], 1);
     let grace = &schema(&doc, "TimingsIn")["properties"]["start_grace"];
     let most = crate::server::wire::ms(crate::timings::MAX_DURATION);
     assert_eq!(integer_maximum(grace), Some(most));

@@ -9,7 +9,7 @@ import { resumeControl } from "./waiting.js";
 
 const STATES = ["queued", "dispatched", "running", "stuck", "awaiting", "succeeded", "failed", "cancelled", "timed_out", "dead"];
 const STOP_REASONS = ["succeeded", "failed", "cancelled", "deadline_exceeded", "heartbeat_lost", "no_progress",
-  "start_timeout", "worker_lost", "wait_expired"];
+  "looping", "start_timeout", "worker_lost", "wait_expired"];
 const TERMINAL = new Set(["succeeded", "failed", "cancelled", "timed_out", "dead"]);
 
 function changedAt(e) {
@@ -78,7 +78,16 @@ export function executions(root, params) {
 
 function timingValue(name, v) {
   if (v === null || v === undefined) return "off";
-  return name === "max_attempts" || name === "max_snoozes" ? String(v) : dur(v);
+  return ["max_attempts", "max_snoozes", "max_repeats"].includes(name) ? String(v) : dur(v);
+}
+
+/** Loop detection: the last fingerprint and its run, against max_repeats when set. */
+function fingerprint(e) {
+  if (!e.fingerprint) return "-";
+  const { last, repeats } = e.fingerprint;
+  const of = e.timings.max_repeats ? ` of max_repeats ${e.timings.max_repeats}` : "";
+  return h("span", { "data-fingerprint": last, "data-repeats": String(repeats) },
+    h("code", {}, last), ` (${repeats} in a row${of})`);
 }
 
 /** When a queued execution becomes claimable: "now", or the instant and how long until. */
@@ -169,6 +178,7 @@ export function execution(root, queue, id, session) {
         ["dispatched", clock(e.dispatched_at)], ["started", clock(e.started_at)],
         ["last heartbeat", e.last_heartbeat_at ? [clock(e.last_heartbeat_at), " (", ago(e.last_heartbeat_at), ")"] : "-"],
         ["progress", e.progress ? [e.progress, " (changed ", ago(e.progress_changed_at), ")"] : "-"],
+        ["fingerprint", fingerprint(e)],
         ["stuck since", clock(e.stuck_since)], ["deadline", clock(e.deadline_at)],
         ["waiting for", e.wait ? [e.wait.reason, " (since ", ago(e.wait.since), "; deadline ", clock(e.wait.deadline_at),
           ", then ", e.wait.on_expiry, ")"] : "-"],

@@ -10,9 +10,10 @@ use utoipa::openapi::schema::{
 use utoipa::openapi::{KnownFormat, Ref, RefOr, Required};
 
 use super::ms;
+use crate::ledger::MAX_FINGERPRINT_BYTES;
 use crate::ledger::{MAX_CLAIM_BATCH, MAX_ENQUEUE_BATCH, StopReason};
 use crate::names::{MAX_NAME_LEN, NAME_PUNCTUATION};
-use crate::timings::{MAX_ATTEMPTS, MAX_DURATION, MAX_SNOOZES, Rule};
+use crate::timings::{MAX_ATTEMPTS, MAX_DURATION, MAX_REPEATS, MAX_SNOOZES, Rule};
 
 /// The regular expression of a queue name, execution id or worker id, from the library's
 /// character set (`-` last in the class, where it needs no escape).
@@ -54,6 +55,20 @@ pub(crate) fn worker_id() -> Schema {
 /// A list of queue names.
 pub(crate) fn queue_names() -> Schema {
     ArrayBuilder::new().items(name("A queue name")).into()
+}
+
+/// A heartbeat's fingerprint: 1 to [`MAX_FINGERPRINT_BYTES`] bytes.
+pub(crate) fn fingerprint() -> Schema {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_FINGERPRINT_BYTES))
+        .description(Some(format!(
+            "A short text naming the last action and its result (a hash of them), 1 to \
+             {MAX_FINGERPRINT_BYTES} bytes. The same one max_repeats times in a row: stuck \
+             `looping`. A different one starts the count again; none leaves it alone."
+        )))
+        .into()
 }
 
 /// Any JSON value (a payload, a checkpoint, a result).
@@ -119,6 +134,11 @@ pub(crate) fn timing(rule: Rule) -> Schema {
             0,
             Some(u64::from(MAX_SNOOZES)),
             format!("A count from 0 (none allowed) to {MAX_SNOOZES}."),
+        ),
+        Rule::Repeats => integer(
+            0,
+            Some(u64::from(MAX_REPEATS)),
+            format!("0 (off, the default) or a run length from 2 to {MAX_REPEATS}."),
         ),
         Rule::Positive => positive_duration(),
         Rule::AnyDuration => duration(),
@@ -200,6 +220,7 @@ pub(crate) fn stop_reason() -> Schema {
         StopReason::DeadlineExceeded,
         StopReason::HeartbeatLost,
         StopReason::NoProgress,
+        StopReason::Looping,
         StopReason::StartTimeout,
         StopReason::WorkerLost,
     ];
@@ -237,6 +258,8 @@ schema_types! {
     QueueNames => queue_names();
     /// Any JSON value.
     AnyJson => any_json();
+    /// A heartbeat's fingerprint.
+    FingerprintText => fingerprint();
     /// A stop reason's name.
     StopReasonName => stop_reason();
     /// `limit` of an execution list.
