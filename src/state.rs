@@ -157,20 +157,27 @@ impl StopReason {
         }
     }
 
+    /// Every reason this version writes (all but [`Other`](Self::Other)): what parsing
+    /// knows and what `/openapi.json` lists. A new reason is added here too.
+    pub const KNOWN: [StopReason; 10] = [
+        StopReason::Succeeded,
+        StopReason::Failed,
+        StopReason::Cancelled,
+        StopReason::DeadlineExceeded,
+        StopReason::HeartbeatLost,
+        StopReason::NoProgress,
+        StopReason::Looping,
+        StopReason::StartTimeout,
+        StopReason::WorkerLost,
+        StopReason::WaitExpired,
+    ];
+
     pub(crate) fn parse(s: &str) -> Self {
-        match s {
-            "succeeded" => StopReason::Succeeded,
-            "failed" => StopReason::Failed,
-            "cancelled" => StopReason::Cancelled,
-            "deadline_exceeded" => StopReason::DeadlineExceeded,
-            "heartbeat_lost" => StopReason::HeartbeatLost,
-            "no_progress" => StopReason::NoProgress,
-            "looping" => StopReason::Looping,
-            "start_timeout" => StopReason::StartTimeout,
-            "worker_lost" => StopReason::WorkerLost,
-            "wait_expired" => StopReason::WaitExpired,
-            other => StopReason::Other(other.to_owned()),
-        }
+        Self::KNOWN
+            .iter()
+            .find(|r| r.as_str() == s)
+            .cloned()
+            .unwrap_or_else(|| StopReason::Other(s.to_owned()))
     }
 }
 

@@ -208,3 +208,21 @@ fn a_registration_needs_no_field() {
     assert!(register["properties"]["queues"].is_object());
     assert!(register.get("required").is_none(), "{register}");
 }
+
+#[test]
+fn the_stop_reasons_listed_are_every_reason_written() {
+    let doc = doc();
+    let text = doc.to_string();
+    let listed: Vec<&str> = crate::StopReason::KNOWN
+        .iter()
+        .map(|r| r.as_str())
+        .collect();
+    let wanted = format!("\"enum\":{}", serde_json::to_string(&listed).expect("JSON"));
+    assert!(text.contains(&wanted), "no schema lists {wanted}");
+    for reason in ["wait_expired", "looping", "worker_lost"] {
+        assert!(
+            listed.contains(&reason),
+            "{reason} missing from StopReason::KNOWN"
+        );
+    }
+}

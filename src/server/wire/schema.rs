@@ -213,20 +213,11 @@ pub(crate) fn activity_minutes() -> Schema {
 
 /// A stop reason's name (the ones this version writes).
 pub(crate) fn stop_reason() -> Schema {
-    let known = [
-        StopReason::Succeeded,
-        StopReason::Failed,
-        StopReason::Cancelled,
-        StopReason::DeadlineExceeded,
-        StopReason::HeartbeatLost,
-        StopReason::NoProgress,
-        StopReason::Looping,
-        StopReason::StartTimeout,
-        StopReason::WorkerLost,
-    ];
     ObjectBuilder::new()
         .schema_type(Type::String)
-        .enum_values(Some(known.iter().map(|r| r.as_str().to_owned())))
+        .enum_values(Some(
+            StopReason::KNOWN.iter().map(|r| r.as_str().to_owned()),
+        ))
         .into()
 }
 
