@@ -49,6 +49,7 @@
 --   rtu hash of the last used resume token
 --   rsa resumed at (ms), for the last wait
 --   ri resume input (JSON) for the continuation
+--   tp W3C traceparent of the enqueue
 -- (end of glossary)
 -- The timings, in the order scripts take them (src/timings.rs, STORED_FIELDS): start
 -- grace, heartbeat timeout, no-progress timeout, deadline, stuck threshold, max attempts,

@@ -111,6 +111,9 @@ glossary! {
     RESUMED_AT = "rsa", "resumed at (ms), for the last wait";
     /// The resume input, JSON text, handed to the claims that continue the wait.
     RESUME_INPUT = "ri", "resume input (JSON) for the continuation";
+    /// The W3C trace context of the enqueue (`00-<trace>-<span>-<flags>`), handed to every
+    /// claim so workers and the watchdog's spans link to it (docs/tracing.md).
+    TRACEPARENT = "tp", "W3C traceparent of the enqueue";
 }
 
 /// Every field name an execution hash may hold: [`EXECUTION`] and the timings.
