@@ -3,8 +3,9 @@
 
 #[cfg(feature = "otel")]
 pub(crate) type Exporter = Option<unstuck::otel::Tracing>;
+/// Nothing to export without the feature.
 #[cfg(not(feature = "otel"))]
-pub(crate) type Exporter = ();
+pub(crate) struct Exporter;
 
 /// Installs the exporter the environment asks for; a bad `OTEL_*` value stops start-up.
 pub(crate) fn start() -> anyhow::Result<Exporter> {
@@ -24,7 +25,7 @@ pub(crate) fn start() -> anyhow::Result<Exporter> {
         {
             eprintln!("this build has no `otel` feature: OTEL_EXPORTER_OTLP_* is ignored");
         }
-        Ok(())
+        Ok(Exporter)
     }
 }
 
@@ -35,5 +36,5 @@ pub(crate) async fn stop(exporter: Exporter) {
         tracing.shutdown().await;
     }
     #[cfg(not(feature = "otel"))]
-    let () = exporter;
+    let Exporter = exporter;
 }
