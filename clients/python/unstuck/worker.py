@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 
-from . import errors
+from . import _otel, errors
 
 __all__ = ["Worker", "Job", "Retryable", "Fatal", "Cancelled", "Snooze", "AwaitResume"]
 
@@ -90,7 +90,9 @@ class Job:
 
     ``payload``, ``attempt``, ``id``, ``queue``; ``checkpoint`` is the checkpoint the
     previous attempt left (None on a first attempt); ``resume_input`` what ``resume``
-    handed over when this attempt continues a wait (None otherwise); ``cancelled`` (a threading.Event) is
+    handed over when this attempt continues a wait (None otherwise); ``traceparent`` the
+    W3C trace context stored at enqueue (None when none), to link the handler's spans to;
+    ``cancelled`` (a threading.Event) is
     set when cancellation was requested or the attempt was lost: stop soon.
     """
 
@@ -103,6 +105,7 @@ class Job:
         self.payload = claim.get("payload")
         self.checkpoint = claim.get("checkpoint")
         self.resume_input = claim.get("resume_input")
+        self.traceparent = claim.get("traceparent")
         self.resume_token = None  # set once the handler's AwaitResume was recorded
         self.heartbeat_timeout = claim["heartbeat_timeout"] / 1000.0  # seconds
         self.deadline_at = claim.get("deadline_at")
@@ -377,21 +380,10 @@ class Worker:
                                  name=f"unstuck-beat-{job.id}")
         beats.start()
         try:
-            try:
-                outcome = ("complete", self.handler(job))
-            except AwaitResume as e:
-                outcome = ("await", e)
-            except Cancelled:
-                outcome = ("fail", "stopped: cancellation requested or attempt lost", True)
-            except Fatal as e:
-                outcome = ("fail", str(e) or "Fatal", False)
-            except Retryable as e:
-                outcome = ("fail", str(e) or "Retryable", True, e.retry_after_ms)
-            except Snooze as e:
-                outcome = ("snooze", e)
-            except Exception as e:
-                log.exception("handler failed on %r", job)
-                outcome = ("fail", f"{type(e).__name__}: {e}", True)
+            # The `process {queue}` span, when the OpenTelemetry API is installed.
+            with _otel.process(job, self.worker_id) as traced:
+                outcome = self._handle(job)
+                traced(outcome[1] if outcome[0] == "fail" else None)
             job._done.set()
             beats.join()
             self._finish(job, outcome)
@@ -401,6 +393,24 @@ class Worker:
             with self._cv:
                 self._running.pop(job, None)
                 self._cv.notify_all()
+
+    def _handle(self, job):
+        """Runs the handler; what it came to, as ``_finish`` takes it."""
+        try:
+            return ("complete", self.handler(job))
+        except AwaitResume as e:
+            return ("await", e)
+        except Cancelled:
+            return ("fail", "stopped: cancellation requested or attempt lost", True)
+        except Fatal as e:
+            return ("fail", str(e) or "Fatal", False)
+        except Retryable as e:
+            return ("fail", str(e) or "Retryable", True, e.retry_after_ms)
+        except Snooze as e:
+            return ("snooze", e)
+        except Exception as e:
+            log.exception("handler failed on %r", job)
+            return ("fail", f"{type(e).__name__}: {e}", True)
 
     def _beat_loop(self, job):
         interval = max(job.heartbeat_timeout / 3.0, 0.05)
