@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 use unstuck::otel::{OtlpConfig, TraceParent};
 use unstuck::watchdog::{Watchdog, WatchdogConfig};
-use unstuck::{EnqueueOptions, FailOutcome, State};
+use unstuck::{EnqueueOptions, FailOutcome, Heartbeat, State, WorkerRegistration};
 
 use crate::otlp::Receiver;
 use crate::support;
@@ -75,6 +75,7 @@ async fn the_library_traces_enqueue_claims_settlements_and_watchdog_rounds() {
         replica_id: Some("wd-lib".into()),
         lease_ttl: Duration::from_secs(60),
         systemic_share: 1.0,
+        worker_timeout: Duration::from_millis(200),
         ..WatchdogConfig::default()
     };
     let wd = Watchdog::new(ledger.clone(), config).expect("config");
@@ -91,11 +92,41 @@ async fn the_library_traces_enqueue_claims_settlements_and_watchdog_rounds() {
     };
     assert_eq!(claim.attempt(), 3);
     ledger.complete(&claim.token, None).await.expect("complete");
+
+    // Reconciliation: the worker of l2 vanished from the registry; its attempt is
+    // orphaned, a `retry` span with reason worker_lost.
+    let registration = WorkerRegistration::for_this_process("v1", vec!["orph".into()]);
+    ledger
+        .register_worker(&registration)
+        .await
+        .expect("register");
+    let opts = EnqueueOptions::new().id("l2").traceparent(incoming);
+    ledger
+        .enqueue("orph", &json!({}), opts)
+        .await
+        .expect("enqueue");
+    let orphan = ledger
+        .claim("orph", &registration.worker_id)
+        .await
+        .expect("claim")
+        .expect("one");
+    ledger
+        .heartbeat(&orphan.token, Heartbeat::new())
+        .await
+        .expect("beat");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let report = wd
+        .reconcile(ledger.partition_of("orph"))
+        .await
+        .expect("reconcile")
+        .expect("registry readable");
+    assert_eq!(report.orphaned, 1, "{report:?}");
     tracing.flush().await;
 
     let spans = receiver
         .wait_for("the library's spans", |s| {
             s.iter().any(|s| s.name == "retry lib")
+                && s.iter().any(|s| s.name == "retry orph")
                 && s.iter().filter(|s| s.name == "settle lib").count() >= 2
         })
         .await;
@@ -132,6 +163,19 @@ async fn the_library_traces_enqueue_claims_settlements_and_watchdog_rounds() {
     assert_eq!(retry[0].attr("unstuck.attempt"), "2");
     assert_eq!(retry[0].attr("unstuck.watchdog.replica"), "wd-lib");
     assert_eq!(retry[0].attr("unstuck.partition"), partition.to_string());
+    let orphaned = named("retry orph");
+    assert_eq!(orphaned.len(), 1, "{orphaned:?}");
+    assert_eq!(orphaned[0].attr("unstuck.reason"), "worker_lost");
+    assert_eq!(orphaned[0].attr("unstuck.state.from"), "running");
+    assert_eq!(orphaned[0].attr("messaging.message.id"), "l2");
+    let l2_send = spans
+        .iter()
+        .find(|s| s.name == "send orph")
+        .expect("l2's send span");
+    assert_eq!(
+        orphaned[0].links,
+        vec![(TRACE.to_owned(), l2_send.span_id.clone())]
+    );
     tracing.shutdown().await;
 }
 
