@@ -9,6 +9,8 @@
 mod support;
 
 #[cfg(feature = "otel")]
+mod daemon;
+#[cfg(feature = "otel")]
 mod otlp;
 #[cfg(feature = "otel")]
 mod tracing_daemons;
