@@ -253,6 +253,12 @@ async fn enqueue_takes_a_traceparent_and_show_names_it() {
         shown.stdout.contains(&format!("traceparent     {tp}\n")),
         "{shown:?}"
     );
+    // Run again by hand, the new execution keeps the trace context.
+    l.cancel("q", "t1", "by hand").await.unwrap();
+    let again = run(&l, &["retry", "q", "t1"]).await;
+    assert_eq!(again.code, Some(0), "{again:?}");
+    let copy = l.get("q", "t1.retry1").await.unwrap();
+    assert_eq!(copy.traceparent.as_deref(), Some(tp));
 
     // A malformed one is refused before anything is written.
     let bad = run(
