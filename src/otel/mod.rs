@@ -170,11 +170,13 @@ impl Action {
         match (self.to.as_str(), self.reason.as_str()) {
             (_, "terminate_requested") => "terminate",
             ("stuck", _) => "stuck",
+            ("queued", "wait_expired") => "requeue",
             ("queued", _) => "retry",
             ("dead", _) => "dead",
             ("timed_out", _) => "timed_out",
             ("cancelled", _) => "cancel",
             ("failed", _) => "fail",
+            // An index entry whose execution hash is damaged (`unjudgeable`).
             _ => "judge",
         }
     }
