@@ -202,3 +202,36 @@ pub(crate) fn watchdog_actions<'a>(
     }
     let _ = (replica, epoch, partition, reply);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Action;
+
+    #[test]
+    fn an_action_line_parses_with_a_detail_that_holds_bars() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let line = format!("q|e1|2|stuck|dead|attempts_exhausted|heartbeat_lost|{tp}|a|b");
+        let a = Action::parse(&line).expect("parses");
+        assert_eq!((a.queue.as_str(), a.id.as_str(), a.attempt), ("q", "e1", 2));
+        assert_eq!(a.stop_reason.as_deref(), Some("heartbeat_lost"));
+        assert_eq!(a.traceparent.map(|t| t.to_string()).as_deref(), Some(tp));
+        assert_eq!(a.detail, "a|b");
+        assert_eq!((a.verb(), a.settles()), ("dead", true));
+    }
+
+    #[test]
+    fn verbs_name_what_the_watchdog_did() {
+        let verb = |to: &str, reason: &str| {
+            let a = Action::parse(&format!("q|e|1|running|{to}|{reason}|||")).expect("parses");
+            assert!(a.traceparent.is_none() && a.stop_reason.is_none());
+            (a.verb(), a.settles())
+        };
+        assert_eq!(verb("stuck", "heartbeat_lost"), ("stuck", false));
+        assert_eq!(verb("queued", "start_timeout"), ("retry", true));
+        assert_eq!(verb("queued", "wait_expired"), ("requeue", true));
+        assert_eq!(verb("running", "terminate_requested"), ("terminate", false));
+        assert_eq!(verb("timed_out", "deadline_exceeded"), ("timed_out", true));
+        assert_eq!(verb("cancelled", "cancel_forced"), ("cancel", true));
+        assert!(Action::parse("q|e|not-a-number|a|b|c|||").is_none());
+    }
+}
