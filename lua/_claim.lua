@@ -4,7 +4,7 @@
 -- Moves up to n available executions to dispatched, one capacity slot each; nonce(i)
 -- gives the fresh attempt nonce of the i-th claim. Returns the reply
 -- {'ok', stop, next_available_ms, count, then per claim: id, attempt, nonce, payload,
---  checkpoint, heartbeat_timeout_ms, deadline_at_ms, resume_input}; stop is 'done' (n
+--  checkpoint, heartbeat_timeout_ms, deadline_at_ms, resume_input, traceparent}; stop is 'done' (n
 -- claimed), 'empty' (nothing available), 'full' (no slot) or 'paused' (the queue is
 -- paused: none claimed); next_available_ms is the earliest pending score when stop is
 -- 'empty', else ''.
@@ -33,7 +33,7 @@ local function claim_available(q, n, nonce, now)
     local id = head[1]
     redis.call('ZREM', q.pending, id)
     local key = q.prefix .. id
-    local e = redis.call('HMGET', key, 'st', 'att', 'pl', 'cp', 'ht', 'sg', 'dla', 'hn', 'ri')
+    local e = redis.call('HMGET', key, 'st', 'att', 'pl', 'cp', 'ht', 'sg', 'dla', 'hn', 'ri', 'tp')
     -- A pending entry whose execution is not queued is a stale hint: drop it, move on.
     if e[1] == 'queued' then
       local att = tostring(tonumber(e[2]) + 1)
@@ -61,6 +61,7 @@ local function claim_available(q, n, nonce, now)
       reply[#reply + 1] = e[5]
       reply[#reply + 1] = e[7]
       reply[#reply + 1] = e[9] or ''
+      reply[#reply + 1] = e[10] or ''
     end
   end
   reply[4] = claimed

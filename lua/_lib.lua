@@ -51,6 +51,7 @@
 --   ri resume input (JSON) for the continuation
 --   fp last heartbeat fingerprint (this attempt)
 --   fpn times in a row fp arrived (this attempt)
+--   tp W3C traceparent of the enqueue
 -- (end of glossary)
 -- The timings, in the order scripts take them (src/timings.rs, STORED_FIELDS): start
 -- grace, heartbeat timeout, no-progress timeout, deadline, stuck threshold, max attempts,

@@ -59,6 +59,23 @@ local function load_exec(K, member)
   return e
 end
 
+-- Tracing (docs/tracing.md): when the caller asks for it, every event the script emits
+-- about an execution is also listed in TRACED as
+-- "queue|id|attempt|from|to|reason|stop_reason|traceparent|detail", for the reply, so the
+-- replica makes one span per action. Off (the default), emit is left as it is.
+local TRACED = {}
+local function trace_actions(K)
+  local plain = emit
+  emit = function(stream, maxlen, queue, id, attempt, from, to, reason, detail, due)
+    plain(stream, maxlen, queue, id, attempt, from, to, reason, detail, due)
+    if id ~= '' then
+      local x = redis.call('HMGET', K.exec .. queue .. '/' .. id, 'tp', 'sr')
+      TRACED[#TRACED + 1] = table.concat({ queue, id, tostring(attempt), from, to, reason,
+        x[2] or '', x[1] or '', detail or '' }, '|')
+    end
+  end
+end
+
 local ACTIVE = { dispatched = true, running = true, stuck = true }
 
 -- timers = { deadline, start, heartbeat, progress, stuck, cancel[, wait] } keys of the

@@ -1,7 +1,8 @@
 -- retry: run a finished execution again as a new execution linked to it. The original
 -- (failed, dead, timed_out or cancelled) never changes: the new one is queued with the
--- original's payload, resolved timings and last checkpoint, and names it in `rof`; the
--- original's retries zset lists the new id (by creation). Idempotent on the new id.
+-- original's payload, resolved timings, last checkpoint and trace context, and names it
+-- in `rof`; the original's retries zset lists the new id (by creation). Idempotent on the
+-- new id.
 -- KEYS: 1 original execution hash, 2 original's retries zset, 3 new execution hash,
 --       4 queue pending zset, 5 deadline timer, 6 partition events stream,
 --       7 partition queue-name set
@@ -31,6 +32,11 @@ local fields = { 'q', queue, 'id', id, 'st', 'queued', 'att', '0', 'pl', o[2] or
 if o[3] and o[3] ~= '' then
   fields[#fields + 1] = 'cp'
   fields[#fields + 1] = o[3]
+end
+local tp = redis.call('HGET', KEYS[1], 'tp')
+if tp then
+  fields[#fields + 1] = 'tp'
+  fields[#fields + 1] = tp
 end
 local dl = '0'
 for f, field in ipairs(TIMING_FIELDS) do

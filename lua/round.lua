@@ -10,11 +10,12 @@
 --       12 share (per mille), 13 min running for the share rule, 14 grace_ms,
 --       15 namespace hold until (ms; 0: none), 16 namespace hold start (ms),
 --       17 namespace hold reason, 18 terminate first (1: a hook on execution.terminate is
---       configured; a deadline verdict on active work then waits for it)
+--       configured; a deadline verdict on active work then waits for it),
+--       19 trace (1: list every action after the counts, see trace_actions)
 -- Reply: {'lease_lost'} | {'ok', timed_out, stuck, retried, dead, cancelled, fixed,
 --         more (1 when the batch ran out), next_due_in_ms (-1: no timer), holding_ms
 --         (0: no hold), hold_started (0|1), recent verdicts for the namespace count,
---         running, wait_expired}
+--         running, wait_expired, then with trace one entry per action}
 -- Prelude: _lib.lua, _watchdog.lua, _fingerprint.lua
 
 local owner, epoch = ARGV[1], ARGV[2]
@@ -31,6 +32,7 @@ end
 
 local now = now_ms()
 if not lease_current(KEYS[1], owner, epoch, now) then return { 'lease_lost' } end
+if ARGV[19] == '1' then trace_actions(K) end
 
 local timers = { deadline = KEYS[4], start = KEYS[5], heartbeat = KEYS[6],
   progress = KEYS[7], stuck = KEYS[8], cancel = KEYS[9], wait = KEYS[12] }
@@ -283,6 +285,8 @@ end
 local more = 0
 if budget <= 0 then more = 1 end
 add_totals(KEYS[2], n)
-return { 'ok', n.timed_out, n.stuck, n.retried, n.dead, n.cancelled, n.fixed, more, next_due,
-  holding_ms, hold_started, redis.call('ZCARD', ns_window),
+local reply = { 'ok', n.timed_out, n.stuck, n.retried, n.dead, n.cancelled, n.fixed, more,
+  next_due, holding_ms, hold_started, redis.call('ZCARD', ns_window),
   redis.call('ZCARD', timers.heartbeat), n.wait_expired }
+for _, action in ipairs(TRACED) do reply[#reply + 1] = action end
+return reply

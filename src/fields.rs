@@ -116,6 +116,9 @@ glossary! {
     FINGERPRINT = "fp", "last heartbeat fingerprint (this attempt)";
     /// How many heartbeats in a row carried that fingerprint.
     FINGERPRINT_REPEATS = "fpn", "times in a row fp arrived (this attempt)";
+    /// The W3C trace context of the enqueue (`00-<trace>-<span>-<flags>`), handed to every
+    /// claim so workers and the watchdog's spans link to it (docs/tracing.md).
+    TRACEPARENT = "tp", "W3C traceparent of the enqueue";
 }
 
 /// Every field name an execution hash may hold: [`EXECUTION`] and the timings.

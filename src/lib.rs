@@ -30,6 +30,7 @@
 //! | `server` | `unstuck serve` (feature `server`): HTTP routes, auth, problem+json, SSE, metrics, the dashboard |
 //! | [`hooks`] | remediation hooks (commands, signed webhooks) and their durable outbox |
 //! | [`events`] | reading and following the partition event streams |
+//! | [`otel`] | the W3C traceparent an execution carries; (feature `otel`) its spans, exported over OTLP |
 //! | [`timeline`] | an execution's history merged with its surviving events |
 //! | [`timings`] | the nine per-execution timings and how they resolve |
 //! | [`retention`] | how long finished executions are kept |
@@ -56,6 +57,7 @@ pub mod hooks;
 mod keys;
 pub mod ledger;
 pub mod names;
+pub mod otel;
 pub mod retention;
 pub mod runner;
 #[cfg(feature = "server")]

@@ -8,7 +8,8 @@
 //! - `connect.rs`: the ledger an operator command talks to; `output.rs`: stdout lines and
 //!   JSON; `table.rs`: tables for people; `signal.rs`: waiting for SIGINT/SIGTERM;
 //! - `demo/`: the fault-injection demo behind `unstuck demo`;
-//! - `redis.rs`: a throwaway `redis-server` for the demos when no `--redis` is given.
+//! - `redis.rs`: a throwaway `redis-server` for the demos when no `--redis` is given;
+//! - `tracing.rs`: the daemons' span exporter from the `OTEL_*` variables (docs/tracing.md).
 
 /// `println!` for what a command prints on stdout: when stdout's reader has gone
 /// (`unstuck executions | head`), the command ends quietly, as Unix tools do, instead of
@@ -26,6 +27,7 @@ mod output;
 mod redis;
 mod signal;
 mod table;
+mod tracing;
 
 use std::path::PathBuf;
 

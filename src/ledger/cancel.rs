@@ -41,6 +41,16 @@ impl Ledger {
     /// # Errors
     /// [`Error::NotFound`], [`Error::InvalidName`].
     pub async fn cancel(&self, queue: &str, id: &str, reason: &str) -> Result<CancelOutcome> {
+        crate::otel::settle(
+            self,
+            (queue, id, None),
+            "cancel",
+            self.cancel_once(queue, id, reason),
+        )
+        .await
+    }
+
+    async fn cancel_once(&self, queue: &str, id: &str, reason: &str) -> Result<CancelOutcome> {
         names::validate_queue(queue)?;
         names::validate_execution_id(id)?;
         self.check_size("cancel reason", reason.len())?;
@@ -85,6 +95,12 @@ impl Ledger {
     /// [`Error::InvalidTransition`] when no cancellation was requested,
     /// [`Error::NotFound`], [`Error::TokenMismatch`].
     pub async fn acknowledge_cancel(&self, token: &AttemptToken) -> Result<CompleteOutcome> {
+        let at = (token.queue.as_str(), token.id.as_str(), Some(token.attempt));
+        let ack = self.acknowledge_cancel_once(token);
+        crate::otel::settle(self, at, "acknowledge_cancel", ack).await
+    }
+
+    async fn acknowledge_cancel_once(&self, token: &AttemptToken) -> Result<CompleteOutcome> {
         let (maxlen, hist) = self.limits();
         let mut call = ACK_CANCEL.call();
         for key in self.attempt_keys(token) {

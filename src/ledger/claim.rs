@@ -8,6 +8,7 @@ use super::{AttemptToken, Ledger, ms_to_time};
 use crate::error::{Error, Result};
 use crate::keys::Timer;
 use crate::names;
+use crate::otel::TraceParent;
 use crate::scripts::{CLAIM, Reply};
 
 /// One claimed attempt: what the worker runs and the token it must present from now on.
@@ -26,6 +27,9 @@ pub struct Claim {
     /// What `resume` handed over, when this claim continues a resumed wait (it stays with
     /// the execution until it awaits again, so a retry of the continuation gets it too).
     pub resume_input: Option<serde_json::Value>,
+    /// The trace context stored at enqueue (docs/tracing.md): a worker's span about
+    /// this attempt links to it.
+    pub traceparent: Option<TraceParent>,
 }
 
 impl Claim {
@@ -125,12 +129,12 @@ pub(super) fn claim_batch(reply: &Reply, queue: &str) -> Result<ClaimBatch> {
     let stop = reply.str(1)?;
     let next = reply.str(2)?;
     let count = reply.usize(3)?;
-    if reply.len() != 4 + count * 8 {
+    if reply.len() != 4 + count * 9 {
         return Err(reply.unexpected());
     }
     let mut claims = Vec::with_capacity(count);
     for i in 0..count {
-        let at = 4 + i * 8;
+        let at = 4 + i * 9;
         let json = |j: usize| -> Result<Option<serde_json::Value>> {
             let text = reply.str(at + j)?;
             if text.is_empty() {
@@ -157,8 +161,10 @@ pub(super) fn claim_batch(reply: &Reply, queue: &str) -> Result<ClaimBatch> {
                 None
             },
             resume_input: json(7)?,
+            traceparent: TraceParent::parse(reply.str(at + 8)?),
         });
     }
+    crate::otel::received(&claims);
     let next_available_at = if next.is_empty() {
         None
     } else {

@@ -111,7 +111,11 @@ impl Ledger {
             worker: String::new(),
             max: 0,
         };
-        Ok(self.finish(finish).await?.0)
+        let at = (token.queue.as_str(), token.id.as_str(), Some(token.attempt));
+        crate::otel::settle(self, at, "complete", async {
+            Ok(self.finish(finish).await?.0)
+        })
+        .await
     }
 
     /// Completes one attempt through its queue's dispatcher (see the module docs).

@@ -48,12 +48,13 @@ impl Ledger {
             .map(|r| self.json_text("result", r))
             .transpose()?
             .unwrap_or_default();
-        self.finish(Finish {
+        let finish = Finish {
             token: token.clone(),
             result,
             worker: worker_id.to_owned(),
             max,
-        })
-        .await
+        };
+        let at = (token.queue.as_str(), token.id.as_str(), Some(token.attempt));
+        crate::otel::settle(self, at, "complete", self.finish(finish)).await
     }
 }

@@ -7,6 +7,7 @@ use super::{EnqueueOptions, Ledger, State};
 use crate::error::{Error, Result};
 use crate::keys::{Keyspace, Timer};
 use crate::names;
+use crate::otel::{self, TraceParent};
 use crate::scripts::ENQUEUE;
 
 /// Most executions one [`Ledger::enqueue_many`] call enqueues, to keep the script short.
@@ -142,10 +143,22 @@ impl Ledger {
         items: Vec<(String, EnqueueOptions)>,
     ) -> Result<Vec<Enqueued>> {
         names::validate_queue(queue)?;
-        let items = items
+        let mut items = items
             .into_iter()
             .map(|(payload, opts)| Item::check(payload, opts))
             .collect::<Result<Vec<_>>>()?;
+        let sends = otel::Sends::start(
+            queue,
+            items
+                .iter_mut()
+                .map(|i| (i.id.as_str(), &mut i.traceparent)),
+        );
+        let result = self.enqueue_items(queue, items).await;
+        sends.end(&result);
+        result
+    }
+
+    async fn enqueue_items(&self, queue: &str, items: Vec<Item>) -> Result<Vec<Enqueued>> {
         let k = &self.keys;
         let partition = k.partition_of(queue);
         let (maxlen, hist) = self.limits();
@@ -168,7 +181,8 @@ impl Ledger {
             for value in item.timings.iter() {
                 call.arg(value);
             }
-            call.arg(&item.delay);
+            call.arg(&item.delay)
+                .arg(item.traceparent.map(|t| t.to_string()).unwrap_or_default());
         }
         let reply = call.run(&mut self.conn.clone()).await?;
         match reply.status() {
@@ -207,6 +221,8 @@ struct Item {
     payload: String,
     timings: [String; crate::timings::COUNT],
     delay: String,
+    /// Stored as the execution's context (the send span's, once it is started).
+    traceparent: Option<TraceParent>,
 }
 
 impl Item {
@@ -235,6 +251,7 @@ impl Item {
             payload,
             timings: opts.timings.to_args(),
             delay,
+            traceparent: opts.traceparent,
         })
     }
 }

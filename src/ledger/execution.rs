@@ -151,6 +151,9 @@ pub struct Execution {
     /// The input of that resume, handed to the claims that continue it.
     #[cfg_attr(feature = "server", schema(value_type = Option<crate::server::wire::schema::AnyJson>, inline))]
     pub resume_input: Option<serde_json::Value>,
+    /// The W3C trace context stored at enqueue (docs/tracing.md), absent when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl Execution {
@@ -227,6 +230,7 @@ impl Execution {
             },
             resumed_at: r.time(f::RESUMED_AT)?,
             resume_input: r.json(f::RESUME_INPUT)?,
+            traceparent: r.opt(f::TRACEPARENT).map(str::to_owned),
         })
     }
 }

@@ -118,6 +118,16 @@ impl Ledger {
         message: &str,
         options: FailOptions,
     ) -> Result<FailOutcome> {
+        let at = (token.queue.as_str(), token.id.as_str(), Some(token.attempt));
+        crate::otel::settle(self, at, "fail", self.fail_once(token, message, options)).await
+    }
+
+    async fn fail_once(
+        &self,
+        token: &AttemptToken,
+        message: &str,
+        options: FailOptions,
+    ) -> Result<FailOutcome> {
         let retry_after = options.retry_after_ms()?;
         if retry_after > 0 && !options.retryable {
             return Err(Error::InvalidArgument {

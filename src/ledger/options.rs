@@ -71,6 +71,9 @@ pub struct EnqueueOptions {
     pub timings: Timings,
     /// Make the execution available only after this delay.
     pub delay: Option<Duration>,
+    /// The W3C trace context of the caller: stored on the execution and handed to every
+    /// claim of it (docs/tracing.md).
+    pub traceparent: Option<crate::otel::TraceParent>,
 }
 
 impl EnqueueOptions {
@@ -88,6 +91,13 @@ impl EnqueueOptions {
     /// Makes the execution available only after `delay`.
     pub fn delay(mut self, delay: Duration) -> Self {
         self.delay = Some(delay);
+        self
+    }
+
+    /// Sets the caller's trace context (`"00-…".parse()?`): the `send` span is its child,
+    /// and the workers' spans link to it.
+    pub fn traceparent(mut self, traceparent: crate::otel::TraceParent) -> Self {
+        self.traceparent = Some(traceparent);
         self
     }
 

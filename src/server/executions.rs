@@ -11,22 +11,44 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::extract::{Body, MaybeBody, Query};
 use super::problem::ApiError;
-use super::wire::schema::{self, ExecutionPath, IdempotencyKey, QueuePath};
+use super::wire::schema::{self, ExecutionPath, IdempotencyKey, QueuePath, TraceParentHeader};
 use super::wire::{EnqueueIn, parse_state};
 use crate::events::Event;
 use crate::ledger::{AttemptRefused, CancelOutcome, EnqueueOptions};
 use crate::ledger::{Enqueued, Execution};
+use crate::otel::TraceParent;
 use crate::timeline::TimelineEntry;
 
 /// The header that may carry an enqueue's id (idempotency).
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// The W3C Trace Context header an enqueue may carry (docs/tracing.md).
+const TRACEPARENT: &str = "traceparent";
 
-fn options(item: &EnqueueIn, id: Option<String>) -> EnqueueOptions {
+fn options(
+    item: &EnqueueIn,
+    id: Option<String>,
+    traceparent: Option<TraceParent>,
+) -> EnqueueOptions {
     EnqueueOptions {
         id,
         timings: item.timings.clone().into(),
         delay: item.delay.as_ref().map(|d| d.0),
+        traceparent,
     }
+}
+
+/// The request's W3C `traceparent` header. One that does not parse (or is repeated) is
+/// ignored, as the W3C Trace Context spec says a receiver does, with a warning; the
+/// enqueue goes on without it.
+fn traceparent(headers: &HeaderMap) -> Option<TraceParent> {
+    let mut values = headers.get_all(TRACEPARENT).iter();
+    let (value, repeated) = (values.next()?, values.next().is_some());
+    let parsed = value.to_str().ok().and_then(TraceParent::parse);
+    if parsed.is_none() || repeated {
+        tracing::warn!(traceparent = ?value, repeated, "ignoring a malformed traceparent header");
+        return None;
+    }
+    parsed
 }
 
 /// The id of an enqueue: the body's, or the Idempotency-Key header's; both must agree.
@@ -56,7 +78,7 @@ fn enqueue_id(item: &EnqueueIn, headers: &HeaderMap) -> Result<Option<String>, A
 /// `422` when the id exists with a different one.
 #[utoipa::path(post, path = "/v1/queues/{queue}/executions", tag = "executions",
     request_body = EnqueueIn,
-    params(QueuePath, IdempotencyKey),
+    params(QueuePath, IdempotencyKey, TraceParentHeader),
     responses(
         (status = 201, body = Enqueued, description = "Created; `Location` names it.",
             headers(("Location" = String, description = "The execution's URL."))),
@@ -71,7 +93,11 @@ pub(crate) async fn enqueue(
     let id = enqueue_id(&item, &headers)?;
     let e = s
         .ledger
-        .enqueue(&queue, &item.payload, options(&item, id))
+        .enqueue(
+            &queue,
+            &item.payload,
+            options(&item, id, traceparent(&headers)),
+        )
         .await?;
     if e.conflict {
         return Err(ApiError::IdempotencyConflict {
@@ -115,17 +141,19 @@ pub(crate) struct BatchOut {
 /// Enqueues up to `MAX_ENQUEUE_BATCH` (1000) executions of one queue in one script: all or
 /// none.
 #[utoipa::path(post, path = "/v1/queues/{queue}/executions/batch", tag = "executions",
-    params(QueuePath), request_body = BatchIn,
+    params(QueuePath, TraceParentHeader), request_body = BatchIn,
     responses((status = 200, body = BatchOut, description = "Per item in order: created, or the existing one.")))]
 pub(crate) async fn enqueue_batch(
     State(s): State<AppState>,
     Path(queue): Path<String>,
+    headers: HeaderMap,
     Body(batch): Body<BatchIn>,
 ) -> Result<Json<BatchOut>, ApiError> {
+    let tp = traceparent(&headers);
     let items: Vec<(&serde_json::Value, EnqueueOptions)> = batch
         .items
         .iter()
-        .map(|item| (&item.payload, options(item, item.id.clone())))
+        .map(|item| (&item.payload, options(item, item.id.clone(), tp)))
         .collect();
     let done = s.ledger.enqueue_many(&queue, items).await?;
     Ok(Json(BatchOut { items: done }))

@@ -14,6 +14,7 @@ use crate::WorkerInfo;
 use crate::error::Result;
 use crate::fields;
 use crate::keys::{Keyspace, Timer};
+use crate::otel;
 use crate::scripts::ORPHAN;
 use crate::timings::stored_field;
 
@@ -257,7 +258,8 @@ impl Watchdog {
                 .arg(epoch)
                 .arg(maxlen)
                 .arg(hist)
-                .arg(&k.script_layout(partition)[..]);
+                .arg(&k.script_layout(partition)[..])
+                .arg(if otel::tracing_on() { "1" } else { "0" });
             for o in chunk {
                 call.arg(&o.member)
                     .arg(&o.worker)
@@ -274,6 +276,8 @@ impl Watchdog {
                     report.dead += dead;
                     report.cancelled += cancelled;
                     report.orphaned += retried + dead + cancelled;
+                    let actions = (5..reply.len()).filter_map(|i| reply.str(i).ok());
+                    otel::watchdog_actions(&self.replica_id, epoch, partition, actions);
                 }
                 "lease_lost" => return Err(self.lost(partition, epoch)),
                 _ => return Err(reply.unexpected()),

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::Watchdog;
 use crate::error::{Error, Result};
 use crate::keys::Timer;
+use crate::otel;
 use crate::scripts::ROUND;
 
 /// Counts of what one round (or reconciliation) did in one partition.
@@ -120,13 +121,16 @@ impl Watchdog {
             .arg(ns_until.max(0))
             .arg(ns_start.max(0))
             .arg(ns_reason)
-            .arg(if self.terminate_first() { "1" } else { "0" });
+            .arg(if self.terminate_first() { "1" } else { "0" })
+            .arg(if otel::tracing_on() { "1" } else { "0" });
         let reply = call.run(&mut self.ledger.conn.clone()).await?;
         match reply.status() {
             "ok" => {
                 let next = reply.i64(8)?;
                 let (stale_in_window, running) = (reply.u64(11)?, reply.u64(12)?);
                 self.note_counts(partition, stale_in_window, running);
+                let actions = (14..reply.len()).filter_map(|i| reply.str(i).ok());
+                otel::watchdog_actions(&self.replica_id, &epoch, partition, actions);
                 Ok(RoundReport {
                     partition,
                     timed_out: reply.u64(1)?,

@@ -247,6 +247,17 @@ async function main() {
     check(stored.state === "cancelled", `cancel: the ledger says ${stored.state}`);
     await page.waitForSelector("button[data-action=retry]");
     check(true, "cancel: the cancelled execution offers retry to the admin");
+    // 3a. The trace context an enqueue carried (docs/tracing.md), on the execution page.
+    const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    const traced = await fetch(`${serve.url}/v1/queues/traced/executions`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${TOKENS.admin}`, "Content-Type": "application/json", traceparent: tp },
+      body: JSON.stringify({ id: "report-traced", payload: {} }),
+    });
+    check(traced.status === 201, `traceparent: the enqueue is created (${traced.status})`);
+    await page.goto(`${serve.url}/ui/#/e/traced/report-traced`);
+    await page.waitForSelector(`[data-traceparent='${tp}']`);
+    check(true, "execution page: shows the traceparent the enqueue carried");
     // 3b. A snoozed execution: its snoozes, and when it becomes claimable again.
     await api("POST", "/v1/queues/agents/executions", { id: "agent-429", payload: {}, timings: { max_snoozes: 5 } });
     const limited = await work.claim("agents");

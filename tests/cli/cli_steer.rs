@@ -237,3 +237,39 @@ async fn pin_keeps_an_execution_and_off_lets_retention_apply() {
     let missing = run(&l, &["pin", "q", "nope"]).await;
     assert!(missing.one_line_failure().contains("nope"), "{missing:?}");
 }
+
+#[tokio::test]
+async fn enqueue_takes_a_traceparent_and_show_names_it() {
+    let l = support::ledger("cli_traceparent").await;
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let done = run(&l, &["enqueue", "q", "--id", "t1", "--traceparent", tp]).await;
+    assert_eq!(done.code, Some(0), "{done:?}");
+    assert_eq!(
+        l.get("q", "t1").await.unwrap().traceparent.as_deref(),
+        Some(tp)
+    );
+    let shown = run(&l, &["show", "q", "t1"]).await;
+    assert!(
+        shown.stdout.contains(&format!("traceparent     {tp}\n")),
+        "{shown:?}"
+    );
+    // Run again by hand, the new execution keeps the trace context.
+    l.cancel("q", "t1", "by hand").await.unwrap();
+    let again = run(&l, &["retry", "q", "t1"]).await;
+    assert_eq!(again.code, Some(0), "{again:?}");
+    let copy = l.get("q", "t1.retry1").await.unwrap();
+    assert_eq!(copy.traceparent.as_deref(), Some(tp));
+
+    // A malformed one is refused before anything is written.
+    let bad = run(
+        &l,
+        &["enqueue", "q", "--id", "t2", "--traceparent", "00-abc"],
+    )
+    .await;
+    assert_eq!(bad.code, Some(2), "{bad:?}");
+    assert!(bad.stderr.contains("W3C traceparent"), "{bad:?}");
+    assert!(matches!(
+        l.get("q", "t2").await,
+        Err(Error::NotFound { .. })
+    ));
+}

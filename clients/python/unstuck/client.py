@@ -186,11 +186,17 @@ class Client(OpsCalls):
         return body
 
     def enqueue(self, queue, payload=None, id=None, timings=None, delay=None,
-                idempotency_key=None):
+                idempotency_key=None, traceparent=None):
         """Enqueues one execution; returns Enqueued (``created`` False when the same id and
         request were enqueued before). Raises IdempotencyConflict when the id exists with a
-        different request."""
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        different request. ``traceparent``: the caller's W3C trace context, stored on the
+        execution and handed to its claims (docs/tracing.md)."""
+        headers = {}
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        if traceparent:
+            headers["traceparent"] = traceparent
+        headers = headers or None
         status, reply = self._route("enqueue", {"queue": queue},
                                    self._enqueue_body(payload, id, timings, delay),
                                    headers=headers)
@@ -198,12 +204,15 @@ class Client(OpsCalls):
         reply.setdefault("created", status == 201)
         return reply
 
-    def enqueue_batch(self, queue, items):
+    def enqueue_batch(self, queue, items, traceparent=None):
         """Enqueues 1-1000 executions at once, all or nothing. ``items`` are dicts with the
         keys of ``enqueue`` (``payload``, ``id``, ``timings``, ``delay``). Returns the list
-        of Enqueued (``conflict`` True where the id exists with a different request)."""
+        of Enqueued (``conflict`` True where the id exists with a different request).
+        ``traceparent`` is stored on every item."""
         body = {"items": [self._enqueue_body(**item) for item in items]}
-        return self._route_json("enqueue_batch", {"queue": queue}, body)["items"]
+        headers = {"traceparent": traceparent} if traceparent else None
+        return self._route_json("enqueue_batch", {"queue": queue}, body,
+                                headers=headers)["items"]
 
     def get(self, queue, id):
         """The Execution (state, attempt, timings, checkpoint, stop, history...)."""

@@ -63,8 +63,10 @@ class Job:
 
     ``payload``, ``attempt``, ``id``, ``queue``; ``checkpoint`` is the checkpoint the
     previous attempt left (None on a first attempt); ``resume_input`` what ``resume``
-    handed over when this attempt continues a wait (None otherwise); ``cancelled`` (a threading.Event) is
-    set when cancellation was requested or the attempt was lost: stop soon.
+    handed over when this attempt continues a wait (None otherwise); ``traceparent`` the
+    W3C trace context stored at enqueue (None when none), to link the handler's spans to;
+    ``cancelled`` (a threading.Event) is set when cancellation was requested or the
+    attempt was lost: stop soon.
     """
 
     def __init__(self, claim):
@@ -76,6 +78,7 @@ class Job:
         self.payload = claim.get("payload")
         self.checkpoint = claim.get("checkpoint")
         self.resume_input = claim.get("resume_input")
+        self.traceparent = claim.get("traceparent")
         self.resume_token = None  # set once the handler's AwaitResume was recorded
         self.heartbeat_timeout = claim["heartbeat_timeout"] / 1000.0  # seconds
         self._claimed_at = time.monotonic()  # the claim is the attempt's first renewal

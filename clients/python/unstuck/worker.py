@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 
-from . import errors
+from . import _otel, errors
 from .job import AwaitResume, Cancelled, Fatal, Job, Retryable, Snooze
 
 __all__ = ["Worker", "Job", "Retryable", "Fatal", "Cancelled", "Snooze", "AwaitResume"]
@@ -259,21 +259,10 @@ class Worker:
                                  name=f"unstuck-beat-{job.id}")
         beats.start()
         try:
-            try:
-                outcome = ("complete", self.handler(job))
-            except AwaitResume as e:
-                outcome = ("await", e)
-            except Cancelled:
-                outcome = ("fail", "stopped: cancellation requested or attempt lost", True)
-            except Fatal as e:
-                outcome = ("fail", str(e) or "Fatal", False)
-            except Retryable as e:
-                outcome = ("fail", str(e) or "Retryable", True, e.retry_after_ms)
-            except Snooze as e:
-                outcome = ("snooze", e)
-            except Exception as e:
-                log.exception("handler failed on %r", job)
-                outcome = ("fail", f"{type(e).__name__}: {e}", True)
+            # The `process {queue}` span, when the OpenTelemetry API is installed.
+            with _otel.process(job, self.worker_id) as traced:
+                outcome = self._handle(job)
+                traced(outcome[1] if outcome[0] == "fail" else None)
             job._done.set()
             job._wake.set()
             beats.join()
@@ -284,6 +273,24 @@ class Worker:
             with self._cv:
                 self._running.pop(job, None)
                 self._cv.notify_all()
+
+    def _handle(self, job):
+        """Runs the handler; what it came to, as ``_finish`` takes it."""
+        try:
+            return ("complete", self.handler(job))
+        except AwaitResume as e:
+            return ("await", e)
+        except Cancelled:
+            return ("fail", "stopped: cancellation requested or attempt lost", True)
+        except Fatal as e:
+            return ("fail", str(e) or "Fatal", False)
+        except Retryable as e:
+            return ("fail", str(e) or "Retryable", True, e.retry_after_ms)
+        except Snooze as e:
+            return ("snooze", e)
+        except Exception as e:
+            log.exception("handler failed on %r", job)
+            return ("fail", f"{type(e).__name__}: {e}", True)
 
     def _beat_loop(self, job):
         """Beats the attempt at a third of its heartbeat timeout, the first beat at once (it

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Arg, ArgMatches, FromArgMatches};
 use serde_json::{Map, Value};
+use unstuck::otel::TraceParent;
 use unstuck::server::wire::TimingsIn;
 use unstuck::timings::{NAMES, Timings};
 use unstuck::{EnqueueOptions, Ledger};
@@ -27,6 +28,10 @@ pub(crate) struct Args {
     /// Make it claimable only after this long.
     #[arg(long, value_parser = humantime::parse_duration)]
     delay: Option<Duration>,
+    /// The caller's W3C trace context (00-<trace id>-<span id>-<flags>), stored on the
+    /// execution and handed to its claims (docs/tracing.md).
+    #[arg(long, value_parser = |s: &str| s.parse::<TraceParent>().map_err(|e| e.to_string()))]
+    traceparent: Option<TraceParent>,
     #[command(flatten)]
     timings: TimingFlags,
 }
@@ -38,8 +43,12 @@ impl Args {
             &ledger,
             &self.queue,
             &self.payload,
-            self.id,
-            self.delay,
+            EnqueueOptions {
+                id: self.id,
+                delay: self.delay,
+                traceparent: self.traceparent,
+                ..EnqueueOptions::default()
+            },
             &self.timings,
             self.common.json,
         )
@@ -146,8 +155,7 @@ async fn enqueue(
     ledger: &Ledger,
     queue: &str,
     payload: &str,
-    id: Option<String>,
-    delay: Option<std::time::Duration>,
+    opts: EnqueueOptions,
     timings: &TimingFlags,
     json: bool,
 ) -> anyhow::Result<()> {
@@ -155,9 +163,8 @@ async fn enqueue(
         anyhow::anyhow!("--payload is not JSON ({e}); quote it: --payload '{{\"k\": 1}}'")
     })?;
     let opts = EnqueueOptions {
-        id,
         timings: timings.timings()?,
-        delay,
+        ..opts
     };
     let out = ledger.enqueue(queue, &payload, opts).await?;
     if out.conflict {

@@ -31,6 +31,7 @@ impl Args {
 /// leases back.
 async fn serve(config: Option<&Path>, throwaway_redis: bool) -> anyhow::Result<()> {
     let mut settings = Settings::load(config)?;
+    let tracing = crate::cli::tracing::start()?;
     let redis = if throwaway_redis {
         let redis = crate::cli::redis::DemoRedis::obtain(None).context("starting redis")?;
         eprintln!(
@@ -67,7 +68,9 @@ async fn serve(config: Option<&Path>, throwaway_redis: bool) -> anyhow::Result<(
             "a watchdog replica runs in this process (server.watchdog = false to turn it off)"
         );
     }
-    server.run(shutdown).await?;
+    let served = server.run(shutdown).await;
+    crate::cli::tracing::stop(tracing).await;
+    served?;
     drop(redis);
     Ok(())
 }

@@ -103,6 +103,9 @@ async fn show(ledger: &Ledger, queue: &str, id: &str, json: bool) -> anyhow::Res
     if !e.retries.is_empty() {
         lines.push(format!("retried as      {}", e.retries.join(", ")));
     }
+    if let Some(tp) = &e.traceparent {
+        lines.push(format!("traceparent     {tp}"));
+    }
     if e.false_alarms > 0 {
         lines.push(format!("false alarms    {}", e.false_alarms));
     }

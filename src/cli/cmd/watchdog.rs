@@ -21,6 +21,7 @@ impl Args {
 
 async fn watchdog(config: Option<PathBuf>) -> anyhow::Result<()> {
     let settings = unstuck::settings::Settings::load(config.as_deref())?;
+    let tracing = crate::cli::tracing::start()?;
     let ledger = unstuck::Ledger::connect(settings.ledger)
         .await
         .context("connecting to redis")?;
@@ -30,6 +31,8 @@ async fn watchdog(config: Option<PathBuf>) -> anyhow::Result<()> {
         "watchdog replica {} running; Ctrl-C to stop",
         replica.replica_id()
     );
-    replica.run(shutdown).await?;
+    let ran = replica.run(shutdown).await;
+    crate::cli::tracing::stop(tracing).await;
+    ran?;
     Ok(())
 }

@@ -193,6 +193,7 @@ export function execution(root, queue, id, session) {
         ["continuations", e.continuations ? `${e.continuations} (not counted: ${e.attempt - e.continuations} of ${e.timings.max_attempts} attempts used)` : "-"],
         ["retry of", e.retry_of ? execLink(...e.retry_of.split(/\/(.*)/s)) : "-"],
         ["retries", e.retries.length ? e.retries.map((r, i) => [i ? ", " : "", execLink(e.queue, r)]) : "-"],
+        ["traceparent", e.traceparent ? h("code", { "data-traceparent": e.traceparent }, e.traceparent) : "-"],
       ];
       const stop = e.stop
         ? h("dl", { class: "facts" }, h("dt", {}, "reason"), h("dd", {}, e.stop.reason),

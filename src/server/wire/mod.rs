@@ -183,6 +183,10 @@ pub struct ClaimOut {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<schema::AnyJson>, inline)]
     pub resume_input: Option<serde_json::Value>,
+    /// The W3C trace context stored at enqueue (absent when none): link the worker's span
+    /// to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl From<Claim> for ClaimOut {
@@ -197,6 +201,7 @@ impl From<Claim> for ClaimOut {
             heartbeat_timeout: ms(c.heartbeat_timeout),
             deadline_at: c.deadline_at,
             resume_input: c.resume_input,
+            traceparent: c.traceparent.map(|t| t.to_string()),
         }
     }
 }

@@ -300,6 +300,31 @@ impl IntoParams for ExecutionPath {
     }
 }
 
+/// The W3C `traceparent` header of an enqueue (docs/tracing.md).
+pub(crate) struct TraceParentHeader;
+
+impl IntoParams for TraceParentHeader {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            ParameterBuilder::new()
+                .name("traceparent")
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(
+                    "W3C Trace Context of the caller, stored on the execution and returned with \
+                     its claims; a malformed one is ignored (with a warning in the log).",
+                ))
+                .schema(Some(RefOr::T(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some("^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}"))
+                        .into(),
+                )))
+                .build(),
+        ]
+    }
+}
+
 /// The `Idempotency-Key` header of an enqueue: the execution id.
 pub(crate) struct IdempotencyKey;
 
