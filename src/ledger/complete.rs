@@ -116,6 +116,13 @@ impl Ledger {
 
     /// Completes one attempt through its queue's dispatcher (see the module docs).
     pub(super) async fn finish(&self, finish: Finish) -> Finished {
+        let token = finish.token.clone();
+        let finished = self.finish_unfreed(finish).await?;
+        self.free_after_attempt(&token, "completed").await?;
+        Ok(finished)
+    }
+
+    async fn finish_unfreed(&self, finish: Finish) -> Finished {
         let (reply, done) = oneshot::channel();
         let mut pending = Pending { finish, reply };
         // A dispatcher that stopped (idle, or its runtime shut down) refuses the item
