@@ -377,3 +377,65 @@ async fn a_unit_past_its_ttl_counts_as_free() {
     assert_eq!(acquired(&got), (1, 1));
     assert_eq!(raw_holders(&ledger, "tok").await, ["q/b"]);
 }
+
+#[tokio::test]
+async fn capacity_holds_under_fifty_concurrent_acquirers_checked_from_redis() {
+    let ledger = support::ledger("res_fifty").await;
+    const CAP: usize = 3;
+    let mut tokens = Vec::new();
+    for i in 0..50 {
+        tokens.push(running(&ledger, "crowd", &format!("e{i}"), EnqueueOptions::new()).await);
+    }
+    let key = format!("{{{}:resources}}:r:one", ledger.config().namespace);
+    // A watcher reads the resource hash from Redis all along: never more holders than
+    // the capacity (the hash holds `cap` besides the holders).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (key, stop) = (key.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut conn = raw().await;
+            let mut most = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let fields: usize = conn.hlen(&key).await.unwrap();
+                most = most.max(fields.saturating_sub(1));
+            }
+            most
+        })
+    };
+    let tasks: Vec<_> = tokens
+        .into_iter()
+        .map(|t| {
+            let ledger = ledger.clone();
+            tokio::spawn(async move {
+                let acquire = Acquire::new("one")
+                    .capacity(CAP as u32)
+                    .wait(Duration::from_secs(30));
+                let out = ledger.acquire(&t, acquire).await.unwrap();
+                let (_, held) = acquired(&out);
+                assert!(held as usize <= CAP, "held {held}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                assert!(ledger.release(&t, "one").await.unwrap());
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let most = watcher.await.unwrap();
+    assert!(
+        most <= CAP,
+        "Redis held {most} units of a capacity of {CAP}"
+    );
+    assert!(most >= 1);
+    let acquired_events = events_of(&ledger, "crowd")
+        .await
+        .iter()
+        .filter(|e| e.reason == "resource_acquired")
+        .count();
+    assert_eq!(
+        acquired_events, 50,
+        "every acquirer got its unit in the end"
+    );
+    assert!(ledger.resources().await.unwrap().is_empty());
+}
