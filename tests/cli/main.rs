@@ -13,6 +13,7 @@ mod support;
 mod cli_awaiting;
 mod cli_pause;
 mod cli_read;
+mod cli_resources;
 mod cli_snooze;
 mod cli_steer;
 mod cli_workers;
