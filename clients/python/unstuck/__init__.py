@@ -11,7 +11,8 @@ from .client import Client
 from .errors import (
     AlreadyTerminal, BadRequest, Conflict, ConnectionFailed, Forbidden, IdempotencyConflict,
     InvalidArgument, InvalidName, InvalidResumeToken, InvalidToken, InvalidTransition,
-    NotAwaiting, NotFound, NotJson, RedisUnavailable, ResumeTokenUsed, ServerError, StaleAttempt,
+    NotAwaiting, NotFound, NotJson, RedisUnavailable, ResourceBusy, ResourceCapacity,
+    ResumeTokenUsed, ServerError, StaleAttempt,
     TokenMismatch, TooLarge, Unauthorized, Unavailable, UnknownOutcome, UnknownQueue,
     UnknownWorker, UnstuckError, WorkerExists,
 )
@@ -28,5 +29,5 @@ __all__ = [
     "Conflict", "StaleAttempt", "AlreadyTerminal", "TokenMismatch", "InvalidTransition",
     "WorkerExists", "TooLarge", "IdempotencyConflict", "ServerError", "Unavailable",
     "RedisUnavailable", "UnknownOutcome", "ConnectionFailed", "NotAwaiting",
-    "ResumeTokenUsed", "InvalidResumeToken", "AwaitResume",
+    "ResumeTokenUsed", "InvalidResumeToken", "AwaitResume", "ResourceBusy", "ResourceCapacity",
 ]

@@ -1,6 +1,7 @@
 """The worker runner: claims executions of one queue, runs a handler on each, keeps them
 alive with heartbeats from threads of their own, and records how each ended."""
 
+import contextlib
 import json
 import logging
 import os
@@ -104,6 +105,7 @@ class Job:
         self.checkpoint = claim.get("checkpoint")
         self.resume_input = claim.get("resume_input")
         self.resume_token = None  # set once the handler's AwaitResume was recorded
+        self._client = None  # the Worker's client, for lease()
         self.heartbeat_timeout = claim["heartbeat_timeout"] / 1000.0  # seconds
         self.deadline_at = claim.get("deadline_at")
         self.cancelled = threading.Event()
@@ -128,6 +130,24 @@ class Job:
         with self._lock:
             self._new_checkpoint = snapshot
             self._checkpoint_seq += 1
+
+    @contextlib.contextmanager
+    def lease(self, resource, capacity=None, ttl_ms=None, wait_ms=30000):
+        """``with job.lease("browser"):`` holds one unit of ``resource`` for this attempt
+        inside the block and gives it back on leaving it (an exception included). Waits
+        up to ``wait_ms`` for a unit (default 30 s, the most), then raises ResourceBusy.
+        If the process dies inside the block, the unit is freed when the attempt ends
+        (the watchdog's sweep, within one round), so the retry can take it."""
+        self._client.acquire(self.token, resource, capacity=capacity, ttl_ms=ttl_ms,
+                             wait_ms=wait_ms)
+        try:
+            yield self
+        finally:
+            try:
+                self._client.release(self.token, resource)
+            except Exception as e:  # noqa: BLE001 - freed when the attempt ends anyway
+                log.warning("release of %s by %r failed (freed when the attempt ends): %s",
+                            resource, self, e)
 
     def raise_if_cancelled(self):
         """Raises Cancelled when the attempt should stop."""
@@ -350,7 +370,9 @@ class Worker:
                 continue
             failures = 0
             for claim in claims:  # even when stopping: these are ours now
-                self._start(Job(claim))
+                job = Job(claim)
+                job._client = self.client
+                self._start(job)
             if claims:
                 self._registry_kick.set()
 
