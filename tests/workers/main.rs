@@ -17,6 +17,7 @@ mod exec_stop;
 mod runner;
 mod runner_await;
 mod runner_pause;
+mod runner_resources;
 mod runner_snooze;
 mod runner_stop;
 mod worker_loop;
