@@ -9,5 +9,6 @@ mod watchdog_common;
 mod cluster;
 mod cluster_awaiting;
 mod cluster_pause;
+mod cluster_resources;
 mod cluster_snooze;
 mod cluster_tiers;
