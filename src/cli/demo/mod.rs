@@ -11,7 +11,8 @@
 //!   after the fault kinds in a namespace of their own;
 //! - `waiting`: the "waiting is not stuck" rows, one scenario per file (`snooze`: a
 //!   rate-limited agent; `paused_queue`: nothing claimed while paused, drained after
-//!   resume; `awaiting`: an agent waiting for approval), in namespaces of their own.
+//!   resume; `awaiting`: an agent waiting for approval; `resource_lease`: a crashed agent
+//!   whose tool lease passes to its retry), in namespaces of their own.
 //!
 //! Timeline of a run of `duration` D: executions are enqueued over the first 0.6 D, the
 //! replica holding most of the demo's partitions is killed at 0.35 D, the worker process
@@ -25,6 +26,7 @@ mod paused_queue;
 mod plan;
 mod replicas;
 mod report;
+mod resource_lease;
 mod snooze;
 mod supervision;
 mod table;
