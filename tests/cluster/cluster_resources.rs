@@ -30,11 +30,11 @@ async fn claim(ledger: &Ledger, queue: &str, id: &str, opts: EnqueueOptions) -> 
         .await
         .unwrap();
     loop {
-        if let Some(c) = ledger.claim(queue, "w").await.unwrap() {
-            if c.id() == id {
-                ledger.heartbeat(&c.token, Heartbeat::new()).await.unwrap();
-                return c.token;
-            }
+        if let Some(c) = ledger.claim(queue, "w").await.unwrap()
+            && c.id() == id
+        {
+            ledger.heartbeat(&c.token, Heartbeat::new()).await.unwrap();
+            return c.token;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

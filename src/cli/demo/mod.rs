@@ -267,7 +267,7 @@ pub async fn fault_demo(opts: FaultDemoOptions) -> Result<FaultDemoReport> {
     opts.say("worker supervision: a silent command under unstuck exec, an outdated worker, a wedged worker");
     let supervision =
         supervision::run(&opts.redis_url, &format!("{}-sup", config.namespace)).await?;
-    opts.say("waiting is not stuck: an agent waiting for approval, a rate-limited agent that snoozes, a paused queue");
+    opts.say("waiting is not stuck: an agent waiting for approval, a rate-limited agent that snoozes, a paused queue, a crashed agent's tool lease");
     let waiting = waiting::run(&opts.redis_url, &format!("{}-wait", config.namespace)).await?;
     let (observed, systemic_holds) = collect::observe(&admin, &plan).await?;
     let (rows, false_positive_details, false_positives) = report::judge(&observed);
