@@ -188,6 +188,7 @@ scripts! {
     RESOURCE_ACQUIRE = "resource_acquire" on ["_lib"];
     RESOURCE_RELEASE = "resource_release" on ["_lib"];
     RESOURCE_EVENT = "resource_event" on ["_lib"];
+    RESOURCE_FREE_ENDED = "resource_free_ended" on ["_lib"];
 }
 
 /// A script's flat reply: a status word followed by values, read as strings.

@@ -116,13 +116,6 @@ impl Ledger {
 
     /// Completes one attempt through its queue's dispatcher (see the module docs).
     pub(super) async fn finish(&self, finish: Finish) -> Finished {
-        let token = finish.token.clone();
-        let finished = self.finish_unfreed(finish).await?;
-        self.free_after_attempt(&token, "completed").await?;
-        Ok(finished)
-    }
-
-    async fn finish_unfreed(&self, finish: Finish) -> Finished {
         let (reply, done) = oneshot::channel();
         let mut pending = Pending { finish, reply };
         // A dispatcher that stopped (idle, or its runtime shut down) refuses the item
@@ -233,6 +226,25 @@ impl Context {
     async fn call(&self, queue: &str, batch: Vec<Pending>) {
         match self.invoke(queue, &batch).await {
             Ok(outcomes) => {
+                // The attempts that ended (or had ended): free their resource units in
+                // one call for the batch, before anyone hears back.
+                let ended: Vec<(&str, &str, u32)> = batch
+                    .iter()
+                    .zip(&outcomes)
+                    .filter(|(_, outcome)| outcome.is_ok())
+                    .map(|(p, _)| {
+                        let t = &p.finish.token;
+                        (t.queue.as_str(), t.id.as_str(), t.attempt)
+                    })
+                    .collect();
+                super::resources::free_ended(
+                    &self.conn,
+                    &self.keys,
+                    &self.maxlen,
+                    &ended,
+                    "completed",
+                )
+                .await;
                 for (pending, outcome) in batch.into_iter().zip(outcomes) {
                     // A caller that stopped waiting does not want its reply.
                     let _ = pending.reply.send(outcome);

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use super::attempt::{Refusals, attempt_outcome, next_claim};
 use super::{AttemptRefused, State, StopReason};
 
-pub(crate) use view::Freed;
+pub(crate) use view::{Freed, free_ended};
 
 /// Longest ttl of a unit: a day. A holder that needs longer re-acquires (which refreshes
 /// its ttl) or takes none: its unit is freed when its attempt ends anyway.

@@ -9,6 +9,7 @@ use redis::AsyncCommands;
 use super::super::{AttemptToken, Ledger};
 use super::{Holder, MAX_RELEASE_REASON, Resource};
 use crate::error::{Error, Result};
+use crate::scripts::{RESOURCE_EVENT, RESOURCE_FREE_ENDED};
 use crate::state::ms_to_time;
 
 /// A unit the fenced release freed.
@@ -116,24 +117,84 @@ impl Ledger {
     }
 
     /// Frees every unit the attempt `token` names still holds, once the attempt ended
-    /// (`how` says how, for the event). A crash between the end and this call leaves the
-    /// unit to the watchdog's sweep.
+    /// (`how` says how, for the event). Never fails the call that ended the attempt: an
+    /// error is logged and the unit left to the watchdog's sweep.
     pub(crate) async fn free_after_attempt(&self, token: &AttemptToken, how: &str) -> Result<()> {
-        let freed = self
-            .release_units(&token.queue, &token.id, Some(token.attempt), "")
-            .await?;
-        for unit in freed {
-            let detail = format!("{} freed: its attempt {how}", unit.resource);
-            self.resource_event(
-                &token.queue,
-                &token.id,
-                unit.attempt,
-                "resource_freed",
-                &detail,
-            )
-            .await?;
-        }
+        let (maxlen, _) = self.limits();
+        let ended = [(token.queue.as_str(), token.id.as_str(), token.attempt)];
+        free_ended(&self.conn, &self.keys, maxlen, &ended, how).await;
         Ok(())
+    }
+}
+
+/// Frees, in one script call, the units the `ended` attempts (queue, id, attempt) still
+/// hold, and records a `resource_freed` event for each; `how` ends the event's detail. An
+/// error is logged, not returned: the attempts did end, and the watchdog's sweep frees
+/// what this could not.
+pub(crate) async fn free_ended(
+    conn: &crate::conn::Connection,
+    keys: &crate::keys::Keyspace,
+    maxlen: &str,
+    ended: &[(&str, &str, u32)],
+    how: &str,
+) {
+    if ended.is_empty() {
+        return;
+    }
+    let mut call = RESOURCE_FREE_ENDED.key(keys.resource_names());
+    call.arg(keys.resource_prefix())
+        .arg(keys.resources_of_prefix())
+        .arg(keys.resource_holders_prefix());
+    for (queue, id, attempt) in ended {
+        call.arg(crate::keys::Keyspace::member(queue, id))
+            .arg(*attempt)
+            .arg(keys.partition_of(queue));
+    }
+    let freed = async {
+        let reply = call.run(&mut conn.clone()).await?;
+        if reply.status() != "ok" {
+            return Err(reply.unexpected());
+        }
+        let n = reply.usize(1)?;
+        let mut units = Vec::with_capacity(n);
+        for i in 0..n {
+            let at = 2 + 4 * i;
+            let (queue, id) = reply
+                .str(at)?
+                .split_once('/')
+                .ok_or_else(|| reply.unexpected())?;
+            units.push((
+                queue.to_owned(),
+                id.to_owned(),
+                reply.str(at + 1)?.to_owned(),
+                reply.u32(at + 2)?,
+            ));
+        }
+        Ok(units)
+    }
+    .await;
+    let units = match freed {
+        Ok(units) => units,
+        Err(error) => {
+            tracing::warn!(%error, "freeing the resources of ended attempts failed; the watchdog's sweep will");
+            return;
+        }
+    };
+    for (queue, id, resource, attempt) in units {
+        let detail = format!("{resource} freed: its attempt {how}");
+        let emitted = RESOURCE_EVENT
+            .key(keys.execution(&queue, &id))
+            .key(keys.queue_events(&queue))
+            .arg(attempt)
+            .arg("")
+            .arg("resource_freed")
+            .arg(&detail)
+            .arg(maxlen)
+            .run(&mut conn.clone())
+            .await;
+        if let Err(error) = emitted {
+            tracing::warn!(%error, queue, id, "recording a resource_freed event failed");
+        }
     }
 }
 
