@@ -72,7 +72,6 @@ for _, h in ipairs(expired) do
 end
 
 if not mine and held_by_others >= cap then
-  if #expired > 0 and held_by_others == 0 then redis.call('DEL', KEYS[1]) end
   local reply = { 'busy', tostring(cap), tostring(held_by_others) }
   for _, h in ipairs(live) do
     reply[#reply + 1] = h.member
