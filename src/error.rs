@@ -37,6 +37,15 @@ fn permission_message(user: &str, commands: &[String], keys: &[String]) -> Strin
     )
 }
 
+/// `queue/id (attempt n)` of each holder, for [`Error::ResourceBusy`].
+fn holder_list(holders: &[crate::ledger::Holder]) -> String {
+    holders
+        .iter()
+        .map(|h| format!("{}/{} (attempt {})", h.queue, h.id, h.attempt))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Result alias used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -183,6 +192,35 @@ pub enum Error {
     WorkerExists {
         /// The id registered before.
         worker_id: String,
+    },
+    /// Every unit of a resource is held (after the acquire's wait, if any): wait for a
+    /// release, or ask the holders' owners.
+    #[error(
+        "resource {resource:?} is busy: all {capacity} units held by {}",
+        holder_list(holders)
+    )]
+    ResourceBusy {
+        /// The resource.
+        resource: String,
+        /// Its capacity.
+        capacity: u32,
+        /// Who holds its units.
+        holders: Vec<crate::ledger::Holder>,
+    },
+    /// An acquire named a capacity other than the one the resource has while units are
+    /// held: acquire without a capacity, or with the one set.
+    #[error(
+        "resource {resource:?} has capacity {capacity} ({held} held); an acquire asked for          {requested}: the capacity changes only when nobody holds it"
+    )]
+    ResourceCapacity {
+        /// The resource.
+        resource: String,
+        /// Its capacity now.
+        capacity: u32,
+        /// The capacity asked for.
+        requested: u32,
+        /// Units held now.
+        held: u32,
     },
     /// The worker is not (or no longer) in the registry.
     #[error("worker {worker_id:?} is not registered")]

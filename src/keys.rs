@@ -32,6 +32,10 @@
 //! | `{<namespace>:workers}:hooks:settled` | zset | settled call keys, by settling time |
 //! | `{<namespace>:workers}:hooks:cursor`  | hash | how far each event stream was read  |
 //! | `{<namespace>:workers}:hooks:term:<p>` | zset | terminate outcomes for partition p  |
+//! | `{<namespace>:resources}:r:<resource>` | hash | capacity (`cap`) and holders `<queue>/<id>` → `<attempt>\|<since>\|<expires>\|<partition>` |
+//! | `{<namespace>:resources}:names`        | set  | resources with at least one holder  |
+//! | `{<namespace>:resources}:x:<queue>/<id>` | set | resources an execution holds       |
+//! | `{<namespace>:resources}:held:<p>`     | zset | `<resource>\|<queue>/<id>\|<attempt>` of partition p's executions, by expiry (`inf`: none) |
 //!
 //! Scripts receive these keys in `KEYS`. Keys a script can only know once it reads an index
 //! (an execution popped from a queue, the queues of due timers) it derives from a prefix
@@ -331,6 +335,47 @@ impl Keyspace {
     /// Partition → the last event stream id whose hook calls were enqueued.
     pub fn hooks_cursor(&self) -> String {
         format!("{}:hooks:cursor", self.workers_tag())
+    }
+
+    /// The hash tag of every resource lease key: apart from the partitions', so a resource
+    /// shared by executions of many queues lives in one place.
+    fn resources_tag(&self) -> String {
+        format!("{{{}:resources}}", self.namespace)
+    }
+
+    /// One resource: its capacity and holders.
+    pub fn resource(&self, resource: &str) -> String {
+        format!("{}{resource}", self.resource_prefix())
+    }
+
+    /// Prefix that, followed by a resource name, names a resource hash.
+    pub fn resource_prefix(&self) -> String {
+        format!("{}:r:", self.resources_tag())
+    }
+
+    /// The names of the resources held now.
+    pub fn resource_names(&self) -> String {
+        format!("{}:names", self.resources_tag())
+    }
+
+    /// The resources one execution holds (released together when its attempt ends).
+    pub fn resources_of(&self, queue: &str, id: &str) -> String {
+        format!("{}{queue}/{id}", self.resources_of_prefix())
+    }
+
+    /// Prefix that, followed by `<queue>/<id>`, names an execution's resource set.
+    pub fn resources_of_prefix(&self) -> String {
+        format!("{}:x:", self.resources_tag())
+    }
+
+    /// The units held by executions of `partition`, swept by that partition's watchdog.
+    pub fn resource_holders(&self, partition: u16) -> String {
+        format!("{}{partition}", self.resource_holders_prefix())
+    }
+
+    /// Prefix that, followed by a partition number, names its holders zset.
+    pub fn resource_holders_prefix(&self) -> String {
+        format!("{}:held:", self.resources_tag())
     }
 
     /// Worker tier changes, circuit openings and resets, and their actions' outcomes.

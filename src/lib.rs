@@ -80,13 +80,14 @@ pub use config::LedgerConfig;
 pub use error::{Error, Result};
 pub use events::{Event, EventFollower};
 pub use ledger::{
-    AttemptToken, AwaitOutcome, AwaitResume, Awaited, CancelOutcome, Claim, ClaimBatch,
-    CompleteOutcome, EnqueueOptions, Enqueued, Execution, FailOptions, FailOutcome, Filter,
-    Fingerprint, Heartbeat, HeartbeatReply, Ledger, MAX_CLAIM_BATCH, MAX_ENQUEUE_BATCH,
-    MAX_FINGERPRINT_BYTES, MAX_PAUSE_REASON, MAX_PAUSED_BY, MAX_SNOOZE, Page, QueueOverview,
-    QueuePause, QueuePauseChange, QueueSettings, Resumed, Snooze, SnoozeOutcome, SnoozeTime, State,
-    StopMetadata, StopReason, Transition, WaitExpiry, WorkerBeat, WorkerEvent, WorkerInfo,
-    WorkerRegistration, WorkerRemediation, WorkerRequest, WorkerReset,
+    Acquire, AcquireOutcome, AttemptToken, AwaitOutcome, AwaitResume, Awaited, CancelOutcome,
+    Claim, ClaimBatch, CompleteOutcome, EnqueueOptions, Enqueued, Execution, FailOptions,
+    FailOutcome, Filter, Fingerprint, Heartbeat, HeartbeatReply, Holder, Ledger,
+    MAX_CLAIM_BATCH, MAX_ENQUEUE_BATCH, MAX_FINGERPRINT_BYTES, MAX_PAUSE_REASON, MAX_PAUSED_BY,
+    MAX_SNOOZE, Page, QueueOverview, QueuePause, QueuePauseChange, QueueSettings, Resource,
+    Resumed, Snooze, SnoozeOutcome, SnoozeTime, State, StopMetadata, StopReason, Transition,
+    WaitExpiry, WorkerBeat, WorkerEvent, WorkerInfo, WorkerRegistration, WorkerRemediation,
+    WorkerRequest, WorkerReset,
 };
 pub use retention::Retention;
 pub use runner::{Job, JobError, RunReport, Runner, RunnerConfig, StopSignal};

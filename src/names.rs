@@ -84,6 +84,20 @@ pub fn validate_execution_id(id: &str) -> Result<()> {
     )
 }
 
+/// Resource names (resource leases) follow the queue-name rules.
+///
+/// # Errors
+/// [`Error::InvalidName`] naming the rule that was broken.
+pub fn validate_resource(name: &str) -> Result<()> {
+    validate(
+        "resource name",
+        name,
+        MAX_NAME_LEN,
+        is_name_char,
+        "letters, digits, '_', '-', '.', ':'",
+    )
+}
+
 /// Worker ids follow the queue-name rules.
 ///
 /// # Errors

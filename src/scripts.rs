@@ -185,6 +185,10 @@ scripts! {
     WORKER_RECOVER = "worker_recover" on ["_lib", "_watchdog", "_tiers"];
     WORKER_RESET = "worker_reset" on ["_lib", "_watchdog", "_tiers"];
     WORKER_REQUEST = "worker_request" on ["_lib", "_watchdog", "_tiers"];
+    RESOURCE_ACQUIRE = "resource_acquire" on ["_lib"];
+    RESOURCE_RELEASE = "resource_release" on ["_lib"];
+    RESOURCE_EVENT = "resource_event" on ["_lib"];
+    RESOURCE_FREE_ENDED = "resource_free_ended" on ["_lib"];
 }
 
 /// A script's flat reply: a status word followed by values, read as strings.
@@ -337,6 +341,7 @@ mod tests {
                     "ack_cancel",
                     "await",
                     "resume",
+                    "resource_event",
                 ]
                 .contains(&lua.name);
                 let exec = ["key", "e.key", "exec"].contains(&target.trim())

@@ -56,6 +56,8 @@ const COMMANDS: &[&str] = &[
     "LREM {key} 0 v",
     "SADD {key} m",
     "SISMEMBER {key} m",
+    "SREM {key} m",
+    "SCARD {key}",
     "XADD {key} * f v",
     "ZADD {key} 1 m",
     "ZCOUNT {key} -inf +inf",

@@ -168,6 +168,7 @@ impl Ledger {
             .arg(maxlen)
             .arg(hist);
         let reply = call.run(&mut self.conn.clone()).await?;
+        self.free_if_ended(&reply, token, "began awaiting").await?;
         if let Some(refused) = refusal(&reply, token)? {
             return Ok(refused);
         }

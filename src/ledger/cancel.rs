@@ -113,6 +113,8 @@ impl Ledger {
             .arg(maxlen)
             .arg(hist);
         let reply = call.run(&mut self.conn.clone()).await?;
+        self.free_if_ended(&reply, token, "acknowledged its cancellation")
+            .await?;
         if reply.status() == "not_requested" {
             return Err(Error::InvalidTransition {
                 operation: "acknowledge cancellation of",

@@ -230,6 +230,25 @@ impl Context {
     async fn call(&self, queue: &str, batch: Vec<Pending>) {
         match self.invoke(queue, &batch).await {
             Ok(outcomes) => {
+                // The attempts that ended (or had ended): free their resource units in
+                // one call for the batch, before anyone hears back.
+                let ended: Vec<(&str, &str, u32)> = batch
+                    .iter()
+                    .zip(&outcomes)
+                    .filter(|(_, outcome)| outcome.is_ok())
+                    .map(|(p, _)| {
+                        let t = &p.finish.token;
+                        (t.queue.as_str(), t.id.as_str(), t.attempt)
+                    })
+                    .collect();
+                super::resources::free_ended(
+                    &self.conn,
+                    &self.keys,
+                    &self.maxlen,
+                    &ended,
+                    "completed",
+                )
+                .await;
                 for (pending, outcome) in batch.into_iter().zip(outcomes) {
                     // A caller that stopped waiting does not want its reply.
                     let _ = pending.reply.send(outcome);

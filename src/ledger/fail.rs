@@ -152,6 +152,7 @@ impl Ledger {
             .arg(hist)
             .arg(retry_after);
         let reply = call.run(&mut self.conn.clone()).await?;
+        self.free_if_ended(&reply, token, "failed").await?;
         if let Some(refused) = refusal(&reply, token)? {
             return Ok(refused);
         }

@@ -22,6 +22,7 @@
 //! | [`Ledger::pin`], `unpin` | `pin.rs` | `lua/pin.lua` |
 //! | [`Ledger::set_queue`], `queue_settings`, `queues`, counts | `queue.rs` | `lua/set_queue.lua` |
 //! | [`Ledger::pause_queue`], `resume_queue` | `pause.rs` | `lua/pause_queue.lua`, `lua/resume_queue.lua` (+ `_pause.lua`) |
+//! | [`Ledger::acquire`], `release`, `resources`, `resource`, `force_release` (resource leases) | `resources/` | `lua/resource_acquire.lua`, `lua/resource_release.lua`, `lua/resource_event.lua` |
 //! | the worker registry | `workers.rs` | `lua/worker_*.lua` |
 //! | worker tiers as workers and operators see them | `tiers.rs` | `lua/worker_heartbeat.lua`, `worker_reset.lua`, `worker_request.lua`, `worker_outcome.lua` |
 //! | [`Ledger::read_events`], `recent_events`, `execution_events`, `follow_events` (the executions' event streams) | `events.rs` | reads only |
@@ -51,6 +52,7 @@ mod options;
 mod pause;
 mod pin;
 mod queue;
+mod resources;
 mod retry;
 mod snooze;
 mod tiers;
@@ -80,6 +82,10 @@ pub use inspect::{MAX_PAGE, Page};
 pub use options::{EnqueueOptions, QueueSettings};
 pub use pause::{MAX_PAUSE_REASON, MAX_PAUSED_BY, QueuePause, QueuePauseChange};
 pub use queue::QueueOverview;
+pub use resources::{
+    Acquire, AcquireOutcome, Holder, MAX_RELEASE_REASON, MAX_RESOURCE_CAPACITY, MAX_RESOURCE_TTL,
+    Resource,
+};
 pub use snooze::{MAX_SNOOZE, MAX_SNOOZE_REASON, Snooze, SnoozeOutcome, SnoozeTime};
 pub use tiers::{WorkerBeat, WorkerRemediation, WorkerRequest, WorkerReset};
 pub use token::AttemptToken;

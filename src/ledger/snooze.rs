@@ -148,6 +148,7 @@ impl Ledger {
             .arg(hist)
             .arg(self.config.defaults.max_snoozes.unwrap_or(50));
         let reply = call.run(&mut self.conn.clone()).await?;
+        self.free_if_ended(&reply, token, "snoozed").await?;
         if let Some(refused) = refusal(&reply, token)? {
             return Ok(refused);
         }

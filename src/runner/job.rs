@@ -10,7 +10,10 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
-use crate::ledger::{AttemptToken, AwaitResume, Claim, Heartbeat, Snooze, check_fingerprint};
+use crate::ledger::{
+    Acquire, AcquireOutcome, AttemptToken, AwaitResume, Claim, Heartbeat, Ledger, Snooze,
+    check_fingerprint,
+};
 
 /// Why a job was asked to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,17 +128,41 @@ pub struct Job {
     resume_input: Option<serde_json::Value>,
     deadline_at: Option<DateTime<Utc>>,
     attempt: Arc<AttemptState>,
+    /// For the calls the job makes itself (resource leases).
+    ledger: Ledger,
 }
 
 impl Job {
-    pub(crate) fn new(claim: Claim, attempt: Arc<AttemptState>) -> Self {
+    pub(crate) fn new(claim: Claim, attempt: Arc<AttemptState>, ledger: Ledger) -> Self {
         Self {
             payload: claim.payload,
             checkpoint: claim.checkpoint,
             resume_input: claim.resume_input,
             deadline_at: claim.deadline_at,
             attempt,
+            ledger,
         }
+    }
+
+    /// Takes one unit of a resource for this attempt ([`Ledger::acquire`]): held until
+    /// [`release`](Job::release), its ttl, or the end of the attempt — whatever ends it,
+    /// a crash of this process included (the watchdog's sweep frees it within one round),
+    /// so the retry can take it.
+    ///
+    /// # Errors
+    /// As [`Ledger::acquire`]; a refusal (the attempt is over) is
+    /// [`AcquireOutcome::StaleAttempt`] or `AlreadyTerminal` in the `Ok` value.
+    pub async fn acquire(&self, acquire: Acquire) -> crate::Result<AcquireOutcome> {
+        self.ledger.acquire(&self.attempt.token, acquire).await
+    }
+
+    /// Gives back this attempt's unit of `resource` ([`Ledger::release`]); `false` when it
+    /// held none.
+    ///
+    /// # Errors
+    /// As [`Ledger::release`].
+    pub async fn release(&self, resource: &str) -> crate::Result<bool> {
+        self.ledger.release(&self.attempt.token, resource).await
     }
 
     /// The execution id.

@@ -202,7 +202,7 @@ where
         ));
         self.in_flight.insert(attempt.clone());
         pump.track(attempt.clone());
-        let job = (self.handler)(Job::new(claim, attempt.clone()));
+        let job = (self.handler)(Job::new(claim, attempt.clone(), self.ledger.clone()));
         let (ledger, in_flight) = (self.ledger.clone(), self.in_flight.clone());
         let grace = self.stop_grace;
         async move {

@@ -64,6 +64,9 @@ pub(crate) struct Metrics {
     /// the workers' stream at each sample; the stream id counted up to.
     pub(super) worker_events: Family<Labels, Counter>,
     pub(super) worker_cursor: std::sync::Mutex<Option<String>>,
+    /// Resource leases: units held by resource (sampled), acquisitions and releases by
+    /// resource and how (`metrics_resources.rs`).
+    pub(super) resources: super::metrics_resources::ResourceMetrics,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     /// Route patterns as `&'static str`, interned once each, so counting a request
@@ -180,6 +183,7 @@ impl Metrics {
              hook_succeeded/failed, circuit_opened, circuit_reset, recovered",
             worker_events.clone(),
         );
+        let resources = super::metrics_resources::ResourceMetrics::register(&mut registry);
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "http_requests",
@@ -214,6 +218,7 @@ impl Metrics {
             tiers,
             worker_events,
             worker_cursor: std::sync::Mutex::new(None),
+            resources,
             requests,
             latency,
             routes: Default::default(),
@@ -260,6 +265,12 @@ impl Metrics {
     /// Counts one event, if it is this process's to count.
     fn observe(&self, e: &Event, replica: Option<&Watchdog>) {
         let Some(replica) = replica else { return };
+        if e.reason.starts_with("resource_") {
+            if replica.held_partitions().contains_key(&e.partition) {
+                self.resources.observe(e);
+            }
+            return;
+        }
         if e.reason == "revived" || e.reason == "snoozed" {
             if replica.held_partitions().contains_key(&e.partition) {
                 let counter = if e.reason == "revived" {
@@ -329,6 +340,7 @@ impl Metrics {
         self.held
             .set(replica.map_or(0, |r| r.held_partitions().len() as i64));
         self.sample_workers(ledger).await;
+        self.resources.sample(ledger).await;
         let Ok(queues) = ledger.queue_overviews().await else {
             return;
         };

@@ -12,8 +12,8 @@ use utoipa::{Modify, OpenApi};
 use super::routes::{self, Verb};
 use super::wire::problem::{self, PROBLEM, SHARED, Shape};
 use super::{
-    attempts, auth, events, executions, operator, queues, snooze, status, waits, worker_events,
-    workers,
+    attempts, auth, events, executions, operator, queues, resources, snooze, status, waits,
+    worker_events, workers,
 };
 
 #[derive(OpenApi)]
@@ -31,7 +31,8 @@ use super::{
         operator::pin, operator::unpin,
         attempts::claim, attempts::heartbeat, attempts::complete, attempts::fail,
         attempts::cancel_ack, snooze::snooze, waits::await_resume, waits::resume,
-        waits::resume_by_token,
+        waits::resume_by_token, resources::acquire, resources::release, resources::list,
+        resources::get, resources::force_release,
         workers::register, workers::list, workers::heartbeat, workers::deregister,
         workers::reset, worker_events::events, worker_events::live, workers::request,
         events::stream, operator::recent,

@@ -133,6 +133,23 @@ fn library(e: &Error) -> Problem {
         Error::WorkerExists { worker_id } => {
             Problem::new(&kind::WORKER_EXISTS, detail).with("worker_id", json!(worker_id))
         }
+        Error::ResourceBusy {
+            resource,
+            capacity,
+            holders,
+        } => Problem::new(&kind::RESOURCE_BUSY, detail)
+            .with("resource", json!(resource))
+            .with("capacity", json!(capacity))
+            .with("holders", json!(holders)),
+        Error::ResourceCapacity {
+            resource,
+            capacity,
+            held,
+            ..
+        } => Problem::new(&kind::RESOURCE_CAPACITY, detail)
+            .with("resource", json!(resource))
+            .with("capacity", json!(capacity))
+            .with("held", json!(held)),
         Error::UnknownWorker { worker_id } => {
             Problem::new(&kind::UNKNOWN_WORKER, detail).with("worker_id", json!(worker_id))
         }
@@ -335,6 +352,10 @@ kinds! {
         "The resume token already resumed its wait (it works once): when, and the state now, are given.";
     WORKER_EXISTS = "worker-exists", CONFLICT, "Worker id already registered",
         "The worker id was registered before: use a fresh id per process start.";
+    RESOURCE_BUSY = "resource-busy", CONFLICT, "Resource busy",
+        "Every unit of the resource is held (member holders says by whom): wait and acquire again, or acquire with wait_ms.";
+    RESOURCE_CAPACITY = "resource-capacity", CONFLICT, "Resource capacity differs",
+        "The acquire named a capacity other than the resource's while units are held: acquire without one, or with the capacity set.";
     TOO_LARGE = "too-large", PAYLOAD_TOO_LARGE, "Too large",
         "A payload, result or checkpoint is above max_payload_bytes.";
     BODY_TOO_LARGE = "body-too-large", PAYLOAD_TOO_LARGE, "Body too large",

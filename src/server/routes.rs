@@ -16,8 +16,8 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 use super::auth::{Scope, require};
 use super::problem::ApiError;
 use super::{
-    AppState, attempts, auth, events, executions, metrics, operator, queues, snooze, status, ui,
-    waits, worker_events, workers,
+    AppState, attempts, auth, events, executions, metrics, operator, queues, resources, snooze,
+    status, ui, waits, worker_events, workers,
 };
 
 /// A route's method.
@@ -166,6 +166,16 @@ pub(crate) fn table() -> Vec<Route> {
         route(Post, "/v1/attempts/snooze", work, snooze::snooze),
         route(Post, "/v1/attempts/cancel-ack", work, attempts::cancel_ack),
         route(Post, "/v1/attempts/await", work, waits::await_resume),
+        route(Post, "/v1/attempts/acquire", work, resources::acquire),
+        route(Post, "/v1/attempts/release", work, resources::release),
+        route(Get, "/v1/resources", read, resources::list),
+        route(Get, "/v1/resources/{resource}", read, resources::get),
+        route(
+            Post,
+            "/v1/resources/{resource}/release",
+            admin,
+            resources::force_release,
+        ),
         // The worker registry.
         route(Get, "/v1/workers", read, workers::list),
         route(Post, "/v1/workers", work, workers::register),

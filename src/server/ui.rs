@@ -14,7 +14,7 @@ const INDEX: &str = include_str!("ui/index.html");
 const STYLE: &str = include_str!("ui/style.css");
 
 /// The scripts (ES modules), by file name.
-const SCRIPTS: [(&str, &str); 8] = [
+const SCRIPTS: [(&str, &str); 9] = [
     ("app.js", include_str!("ui/app.js")),
     ("api.js", include_str!("ui/api.js")),
     ("dom.js", include_str!("ui/dom.js")),
@@ -23,6 +23,7 @@ const SCRIPTS: [(&str, &str); 8] = [
     ("executions.js", include_str!("ui/executions.js")),
     ("feed.js", include_str!("ui/feed.js")),
     ("waiting.js", include_str!("ui/waiting.js")),
+    ("resources.js", include_str!("ui/resources.js")),
 ];
 
 /// Only our own files and our own API: no inline script, no third-party origin.

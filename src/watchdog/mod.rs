@@ -22,6 +22,7 @@
 //! | `tier_action` | terminate (tier 2) and kill (tier 3) when no hook is configured |
 //! | `terminate` | terminate first: a deadline on running work waits for the hook |
 //! | `hook_loop` | feeding the hooks' outbox from the event streams, and delivering |
+//! | `resources` | the sweep freeing resource units whose holder attempt is over |
 //! | `retention` | pruning finished executions past their time to live |
 //! | `status` | who holds each partition, live replicas, holds, totals |
 //! | `health` | the one health verdict (healthy, or degraded with every reason) |
@@ -34,6 +35,7 @@ mod health;
 mod hook_loop;
 mod lease;
 mod reconcile;
+mod resources;
 mod retention;
 mod round;
 mod status;

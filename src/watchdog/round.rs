@@ -41,6 +41,10 @@ pub struct RoundReport {
     pub orphaned: u64,
     /// Timer entries that turned out stale hints and were re-scored or removed.
     pub fixed: u64,
+    /// Resource units freed by the sweep that ends the round (their holder attempt was
+    /// over, or their ttl ended).
+    #[serde(default)]
+    pub resources_freed: u64,
     /// Finished executions removed by retention (a prune call reports only this).
     pub pruned: u64,
     /// A systemic hold started in this round.
@@ -81,12 +85,15 @@ impl RoundReport {
         self.orphaned += other.orphaned;
         self.fixed += other.fixed;
         self.pruned += other.pruned;
+        self.resources_freed += other.resources_freed;
         self.hold_started |= other.hold_started;
     }
 }
 
 impl Watchdog {
-    /// Runs one round over `partition`'s due timers: one script call. The partition's lease
+    /// Runs one round over `partition`'s due timers: one script call, then the sweep of
+    /// the resource units its executions hold (`resources.rs`): a unit whose attempt ended
+    /// (in this round or before) is free when the round returns. The partition's lease
     /// must be held by this replica.
     ///
     /// # Errors
@@ -131,8 +138,17 @@ impl Watchdog {
                 self.note_counts(partition, stale_in_window, running);
                 let actions = (14..reply.len()).filter_map(|i| reply.str(i).ok());
                 otel::watchdog_actions(&self.replica_id, &epoch, partition, actions);
+                // After the script: the attempts it ended are over when the sweep reads them.
+                let resources_freed = match self.sweep_resources(partition).await {
+                    Ok(n) => n,
+                    Err(error) => {
+                        tracing::warn!(partition, %error, "resource sweep failed");
+                        0
+                    }
+                };
                 Ok(RoundReport {
                     partition,
+                    resources_freed,
                     timed_out: reply.u64(1)?,
                     stuck: reply.u64(2)?,
                     retried: reply.u64(3)?,

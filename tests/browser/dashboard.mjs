@@ -5,7 +5,9 @@
 //      without a reload;
 //   3. cancel from an execution's page changes its state; an agent waiting for approval
 //      shows in "Waiting on people" (reason, since, deadline) and an admin resumes it there;
-//   4. a read-only token sees the pages and no cancel, retry or resume button;
+//   3c. two agents hold a resource; the Resources view shows capacity and holders and an
+//      admin force-releases one with a reason;
+//   4. a read-only token sees the pages and no cancel, retry, resume or force-release button;
 //   5. a retried execution whose first events the capped stream trimmed still shows every
 //      transition (those from history marked so), and the workers table fits at 1400 px;
 //   6. the health verdict drawn is the served one: healthy, then (a server without a
@@ -329,6 +331,33 @@ async function main() {
     work.done("approvals", continued);
     check(consoleErrors.length === 0, `waiting view: no console error (${consoleErrors.join(" | ")})`);
 
+    // 3c. Resources: two agents hold a browser profile; the admin force-releases one.
+    const holders = [];
+    for (const id of ["agent-a", "agent-b"]) {
+      await api("POST", "/v1/queues/tools/executions", { id, payload: { task: "browse" } });
+      const c = await work.claim("tools");
+      const got = await worker("POST", "/v1/attempts/acquire", { token: c.token, resource: "browser-profile", capacity: 2 });
+      check(got.resource === "browser-profile" && got.capacity === 2, `acquire: ${id} holds a unit (${JSON.stringify(got)})`);
+      holders.push(c);
+    }
+    await page.click("a[data-nav=resources]");
+    await page.waitForSelector('tr[data-key="browser-profile|tools/agent-b"]');
+    const heldRow = await page.textContent('tr[data-key="browser-profile|tools/agent-a"]');
+    check(heldRow.includes("2 of 2") && heldRow.includes("tools/agent-a") && heldRow.includes("ago"),
+      `resources view: capacity, holder and since (${heldRow})`);
+    check(await page.getAttribute('tr[data-key="browser-profile|tools/agent-a"] a', "href") === "#/e/tools/agent-a",
+      "resources view: the holder links to its execution");
+    await page.screenshot({ path: resolve(SHOTS, "dashboard-resources.png"), fullPage: true });
+    await page.fill('tr[data-key="browser-profile|tools/agent-a"] input[name=reason]', "e2e: hung browser");
+    await page.click('tr[data-key="browser-profile|tools/agent-a"] button[data-action=force-release]');
+    await page.waitForSelector('tr[data-key="browser-profile|tools/agent-a"]', { state: "detached", timeout: 10000 });
+    const left = await api("GET", "/v1/resources/browser-profile");
+    check(left.held === 1 && left.holders[0].id === "agent-b", `force release: only agent-b holds it now (${JSON.stringify(left)})`);
+    const forcedEvents = (await api("GET", "/v1/queues/tools/executions/agent-a/events")).events;
+    check(forcedEvents.some((e) => e.reason === "resource_force_released" && e.detail.includes("e2e: hung browser")),
+      "force release: the event carries the typed reason");
+    check(consoleErrors.length === 0, `resources view: no console error (${consoleErrors.join(" | ")})`);
+
     // 4. A read-only token: everything visible, nothing to press.
     const readContext = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
     const reader = await readContext.newPage();
@@ -346,6 +375,15 @@ async function main() {
     await reader.goto(`${serve.url}/ui/#/waiting`);
     await reader.waitForSelector('tr[data-key="approvals/deploy-2"]');
     check(await reader.locator("button[data-action]").count() === 0, "read token: no resume button in the waiting view");
+
+    await reader.goto(`${serve.url}/ui/#/resources`);
+    await reader.waitForSelector('tr[data-key="browser-profile|tools/agent-b"]');
+    check(await reader.locator("button[data-action]").count() === 0, "read token: no force-release button in the resources view");
+    for (const c of holders) {
+      await worker("POST", "/v1/attempts/complete", { token: c.token, result: {} });
+      work.done("tools", c);
+    }
+    check((await api("GET", "/v1/resources")).resources.length === 0, "complete: the attempts' units are freed");
 
     // 5. A retried execution whose first attempt's events were trimmed from the stream.
     await api("POST", "/v1/queues/agents/executions", { id: "agent-run-8", payload: { task: "index" }, timings: FAST });

@@ -169,6 +169,11 @@ fn short_fault_demo_is_all_correct() {
             .any(|r| r["case"] == "an agent waiting for approval" && r["correct"] == true),
         "{table}"
     );
+    let lease = waiting
+        .iter()
+        .find(|r| r["case"] == "a crashed agent whose tool lease passes to its retry")
+        .unwrap_or_else(|| panic!("no resource lease row: {table}"));
+    assert_eq!(lease["correct"], true, "{table}");
     assert_eq!(report["all_correct"], true, "{table}");
     assert_eq!(
         report["problems"].as_array().map(Vec::len),

@@ -14,6 +14,7 @@ mod cli_awaiting;
 mod cli_loop;
 mod cli_pause;
 mod cli_read;
+mod cli_resources;
 mod cli_snooze;
 mod cli_steer;
 mod cli_workers;

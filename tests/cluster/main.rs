@@ -10,5 +10,6 @@ mod cluster;
 mod cluster_awaiting;
 mod cluster_loop;
 mod cluster_pause;
+mod cluster_resources;
 mod cluster_snooze;
 mod cluster_tiers;

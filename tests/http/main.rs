@@ -15,6 +15,7 @@ mod http_operator;
 mod http_pause;
 mod http_redis_down;
 mod http_refusals;
+mod http_resources;
 mod http_service;
 mod http_snooze;
 mod http_streams;

@@ -17,6 +17,7 @@ mod concurrency;
 mod connect;
 mod events;
 mod invariant_checker;
+mod ledger_resources;
 mod lifecycle;
 mod listing;
 mod model;

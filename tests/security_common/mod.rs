@@ -27,7 +27,7 @@ pub const ACL_RULES: &str = "resetkeys ~{NS:* resetchannels -@all \
     +hget +hmget +hgetall +hkeys +hlen +hset +hdel +hincrby \
     +zadd +zrem +zcard +zcount +zrange +zrevrange +zrangebyscore +zremrangebyscore +zscore \
     +lrange +llen +lindex +lpush +rpush +lpop +lrem \
-    +sadd +sismember +smembers \
+    +sadd +sismember +smembers +srem +scard \
     +xadd +xrange +xrevrange +xread";
 
 /// [`ACL_RULES`] for `namespace`, one rule per item, with `extra` rules appended (later

@@ -16,6 +16,7 @@ mod hooks;
 mod hooks_outbox;
 mod hooks_terminate;
 mod inspection;
+mod resources_sweep;
 mod retention;
 mod watchdog_attribution;
 mod watchdog_leases;

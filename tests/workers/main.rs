@@ -18,6 +18,7 @@ mod runner;
 mod runner_await;
 mod runner_loop;
 mod runner_pause;
+mod runner_resources;
 mod runner_snooze;
 mod runner_stop;
 mod worker_loop;

@@ -13,7 +13,7 @@ from .errors import (
     EvictionPolicy, Forbidden, IdempotencyConflict, Internal, InvalidArgument, InvalidConfig,
     InvalidName, InvalidResumeToken, InvalidToken, InvalidTransition, LeaseLost, Listener,
     MethodNotAllowed, NoRoute, NotAwaiting, NotFound, NotJson, Protocol, RedisAuthentication,
-    RedisDataLost, RedisPermission, RedisUnavailable, ResumeTokenUsed, Saturated, ServerError,
+    RedisDataLost, RedisPermission, RedisUnavailable, ResourceBusy, ResourceCapacity, ResumeTokenUsed, Saturated, ServerError,
     StaleAttempt, Timeout, TokenMismatch, TooLarge, Unauthorized, Unavailable, UnknownOutcome,
     UnknownQueue, UnknownWorker, UnstuckError, WorkerExists,
 )
@@ -34,5 +34,5 @@ __all__ = [
     "IdempotencyConflict", "ServerError", "InvalidConfig", "LeaseLost", "Protocol", "Listener",
     "Internal", "Unavailable", "RedisUnavailable", "RedisDataLost", "EvictionPolicy",
     "RedisAuthentication", "RedisPermission", "Saturated", "Timeout", "UnknownOutcome",
-    "ConnectionFailed",
+    "ConnectionFailed", "ResourceBusy", "ResourceCapacity",
 ]

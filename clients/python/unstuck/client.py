@@ -376,3 +376,45 @@ class Client(OpsCalls):
         """Acknowledges a cancellation: ``{"slot_released": bool}``; InvalidTransition when
         none was requested."""
         return self._route_json("cancel_ack", body={"token": token})
+
+    # ----- resource leases -----
+
+    def acquire(self, token, resource, capacity=None, ttl_ms=None, wait_ms=0):
+        """Takes one unit of ``resource`` (a tool, a worktree, an API key) for the attempt:
+        ``{"resource", "capacity", "held", "expires_at"?}``. Held until ``release``, its
+        ``ttl_ms``, or the end of the attempt (any end: complete, fail, snooze, await,
+        cancel, a watchdog remediation, a crash), whichever comes first. ``capacity`` sets
+        the resource's units when nobody holds it (default 1); while held, a different one
+        raises ResourceCapacity. When every unit is held it waits up to ``wait_ms`` (at
+        most 30 s), then raises ResourceBusy, whose ``holders`` say who holds them."""
+        body = {"token": token, "resource": resource}
+        if capacity is not None:
+            body["capacity"] = capacity
+        if ttl_ms is not None:
+            body["ttl_ms"] = _duration(ttl_ms)
+        if wait_ms:
+            body["wait_ms"] = _duration(wait_ms)
+        wait_s = wait_ms / 1000.0 if isinstance(wait_ms, (int, float)) else 30.0
+        return self._route_json("acquire", body=body, timeout=self.timeout + wait_s)
+
+    def release(self, token, resource):
+        """Gives back the attempt's unit: ``{"released": bool}`` (False when it held none:
+        idempotent). Fenced: a stale attempt's release never frees a later attempt's unit."""
+        return self._route_json("release", body={"token": token, "resource": resource})
+
+    def resources(self):
+        """Every resource held now: ``[{"resource", "capacity", "held", "holders":
+        [{"queue", "id", "attempt", "since", "expires_at"?}]}]``."""
+        return self._route_json("resources")["resources"]
+
+    def resource(self, resource):
+        """One resource (``held`` 0 and no holders when nobody holds it)."""
+        return self._route_json("resource", {"resource": resource})
+
+    def force_release(self, resource, queue, id, reason):
+        """Admin: frees the unit execution ``queue``/``id`` holds, whatever its attempt,
+        recording ``reason`` in a ``resource_force_released`` event: ``{"released": bool,
+        "attempt"?}``."""
+        return self._route_json("force_release", {"resource": resource},
+                                {"queue": queue, "id": id, "reason": reason})
+

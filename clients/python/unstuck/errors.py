@@ -171,6 +171,19 @@ class WorkerExists(Conflict):
     """The worker id was registered before; use a fresh id per process start."""
 
 
+class ResourceBusy(Conflict):
+    """Every unit of the resource is held (after the acquire's wait): ``holders`` lists
+    them (``queue``, ``id``, ``attempt``, ``since``, ``expires_at``)."""
+
+    holders = property(lambda self: self.extra.get("holders") or [])
+    resource = property(lambda self: self.extra.get("resource"))
+    capacity = property(lambda self: self.extra.get("capacity"))
+
+
+class ResourceCapacity(Conflict):
+    """The acquire named a capacity other than the resource's while units are held."""
+
+
 class TooLarge(UnstuckError):
     """413 ``too-large``: a payload, result or checkpoint above the server's limit
     (``field`` names it, ``limit`` in bytes)."""

@@ -3,12 +3,15 @@ raises to say how the attempt ended (``Retryable``, ``Fatal``, ``Snooze``, ``Awa
 or that it stopped (``Cancelled``)."""
 
 import collections
+import contextlib
 import json
+import logging
 import threading
 import time
 
 __all__ = ["Job", "Retryable", "Fatal", "Cancelled", "Snooze", "AwaitResume"]
 
+log = logging.getLogger("unstuck")
 MAX_FINGERPRINT_BYTES = 128  # a heartbeat's fingerprint, in UTF-8 bytes
 
 
@@ -80,6 +83,7 @@ class Job:
         self.resume_input = claim.get("resume_input")
         self.traceparent = claim.get("traceparent")
         self.resume_token = None  # set once the handler's AwaitResume was recorded
+        self._client = None  # the Worker's client, for lease()
         self.heartbeat_timeout = claim["heartbeat_timeout"] / 1000.0  # seconds
         self._claimed_at = time.monotonic()  # the claim is the attempt's first renewal
         self.deadline_at = claim.get("deadline_at")
@@ -107,6 +111,24 @@ class Job:
         with self._lock:
             self._new_checkpoint = snapshot
             self._checkpoint_seq += 1
+
+    @contextlib.contextmanager
+    def lease(self, resource, capacity=None, ttl_ms=None, wait_ms=30000):
+        """``with job.lease("browser"):`` holds one unit of ``resource`` for this attempt
+        inside the block and gives it back on leaving it (an exception included). Waits
+        up to ``wait_ms`` for a unit (default 30 s, the most), then raises ResourceBusy.
+        If the process dies inside the block, the unit is freed when the attempt ends
+        (the watchdog's sweep, within one round), so the retry can take it."""
+        self._client.acquire(self.token, resource, capacity=capacity, ttl_ms=ttl_ms,
+                             wait_ms=wait_ms)
+        try:
+            yield self
+        finally:
+            try:
+                self._client.release(self.token, resource)
+            except Exception as e:  # noqa: BLE001 - freed when the attempt ends anyway
+                log.warning("release of %s by %r failed (freed when the attempt ends): %s",
+                            resource, self, e)
 
     def set_fingerprint(self, text):
         """The fingerprint of the action just taken and its result (a short text, say a

@@ -232,7 +232,9 @@ class Worker:
                 continue
             failures = 0
             for claim in claims:  # even when stopping: these are ours now
-                self._start(Job(claim))
+                job = Job(claim)
+                job._client = self.client
+                self._start(job)
             if claims:
                 self._registry_kick.set()
 

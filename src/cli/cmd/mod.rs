@@ -11,6 +11,7 @@ mod executions;
 mod openapi;
 mod pin;
 mod queues;
+mod resources;
 mod resume;
 mod retry;
 mod serve;
@@ -41,6 +42,9 @@ pub(crate) enum Command {
     /// Registered workers: host, pid, version, queues, last beat, executions held, and the
     /// remediation tier (`open`: the circuit is open, unstuck no longer acts on it).
     Workers(workers::Args),
+    /// Resources held (resource leases): capacity, holders with attempt and since; and
+    /// `release` to force-release a unit with a reason.
+    Resources(resources::Args),
     Status(status::Args),
     Watchdog(watchdog::Args),
     Serve(serve::Args),
@@ -65,6 +69,7 @@ impl Command {
             Command::Pin(cmd) => cmd.run().await,
             Command::Events(cmd) => cmd.run().await,
             Command::Workers(cmd) => cmd.run().await,
+            Command::Resources(cmd) => cmd.run().await,
             Command::Status(cmd) => cmd.run().await,
             Command::Watchdog(cmd) => cmd.run().await,
             Command::Serve(cmd) => cmd.run().await,

@@ -11,7 +11,8 @@
 //!   after the fault kinds in a namespace of their own;
 //! - `waiting`: the "waiting is not stuck" rows, one scenario per file (`snooze`: a
 //!   rate-limited agent; `paused_queue`: nothing claimed while paused, drained after
-//!   resume; `awaiting`: an agent waiting for approval), in namespaces of their own.
+//!   resume; `awaiting`: an agent waiting for approval; `resource_lease`: a crashed agent
+//!   whose tool lease passes to its retry), in namespaces of their own.
 //!
 //! Timeline of a run of `duration` D: executions are enqueued over the first 0.6 D, the
 //! replica holding most of the demo's partitions is killed at 0.35 D, the worker process
@@ -26,6 +27,7 @@ mod paused_queue;
 mod plan;
 mod replicas;
 mod report;
+mod resource_lease;
 mod snooze;
 mod supervision;
 mod table;
@@ -266,7 +268,7 @@ pub async fn fault_demo(opts: FaultDemoOptions) -> Result<FaultDemoReport> {
     opts.say("worker supervision: a silent command under unstuck exec, an outdated worker, a wedged worker");
     let supervision =
         supervision::run(&opts.redis_url, &format!("{}-sup", config.namespace)).await?;
-    opts.say("waiting is not stuck: an agent waiting for approval, a rate-limited agent that snoozes, a paused queue, a looping agent");
+    opts.say("waiting is not stuck: an agent waiting for approval, a rate-limited agent that snoozes, a paused queue, a looping agent, a crashed agent's tool lease");
     let waiting = waiting::run(&opts.redis_url, &format!("{}-wait", config.namespace)).await?;
     let (observed, systemic_holds) = collect::observe(&admin, &plan).await?;
     let (rows, false_positive_details, false_positives) = report::judge(&observed);

@@ -18,6 +18,8 @@ fn client_fault(e: &Error) -> bool {
         | Error::InvalidResumeToken { .. }
         | Error::ResumeTokenUsed { .. }
         | Error::WorkerExists { .. }
+        | Error::ResourceBusy { .. }
+        | Error::ResourceCapacity { .. }
         | Error::UnknownWorker { .. } => true,
         Error::InvalidConfig { .. }
         | Error::Settings(_)
@@ -100,6 +102,17 @@ fn every_library_error() -> Vec<Error> {
         },
         Error::UnknownWorker {
             worker_id: "w".into(),
+        },
+        Error::ResourceBusy {
+            resource: "browser".into(),
+            capacity: 1,
+            holders: Vec::new(),
+        },
+        Error::ResourceCapacity {
+            resource: "browser".into(),
+            capacity: 1,
+            requested: 2,
+            held: 1,
         },
         Error::EvictionPolicy {
             policy: "allkeys-lru".into(),

@@ -1,11 +1,12 @@
 // The dashboard's shell: the token and its scope, the hold banner, and the views by the
-// location's hash (#/, #/executions?..., #/waiting, #/e/<queue>/<id>, #/feed).
+// location's hash (#/, #/executions?..., #/waiting, #/resources, #/e/<queue>/<id>, #/feed).
 
 import { api, loadSession, onStreamState, setToken, token } from "./api.js";
 import { h, panel, put } from "./dom.js";
 import { execution, executions } from "./executions.js";
 import { feed } from "./feed.js";
 import { overview, watchdogHealth } from "./overview.js";
+import { resources } from "./resources.js";
 import { waiting } from "./waiting.js";
 
 const main = document.getElementById("main");
@@ -53,6 +54,7 @@ function route() {
   }
   if (parts[0] === "executions") stopView = executions(main, params);
   else if (parts[0] === "waiting") stopView = waiting(main, session);
+  else if (parts[0] === "resources") stopView = resources(main, session);
   else if (parts[0] === "e" && parts.length >= 3) {
     stopView = execution(main, decodeURIComponent(parts[1]), decodeURIComponent(parts.slice(2).join("/")), session);
   } else if (parts[0] === "feed") {

@@ -47,6 +47,11 @@ pub(crate) fn execution_id() -> Schema {
     name("An execution id").into()
 }
 
+/// A resource name (resource leases).
+pub(crate) fn resource_name() -> Schema {
+    name("A resource name").into()
+}
+
 /// A worker id.
 pub(crate) fn worker_id() -> Schema {
     name("A worker id").into()
@@ -269,7 +274,7 @@ schema_types! {
     SnoozeDelay => snooze_delay();
 }
 
-fn path_parameter(name: &str, schema: Schema, description: &str) -> Parameter {
+pub(crate) fn path_parameter(name: &str, schema: Schema, description: &str) -> Parameter {
     ParameterBuilder::new()
         .name(name)
         .parameter_in(ParameterIn::Path)
