@@ -318,6 +318,8 @@ PROBLEM_CLASSES = {
     "invalid-resume-token": InvalidResumeToken,
     "resume-token-used": ResumeTokenUsed,
     "worker-exists": WorkerExists,
+    "resource-busy": ResourceBusy,
+    "resource-capacity": ResourceCapacity,
     "too-large": TooLarge,
     "body-too-large": BodyTooLarge,
     "idempotency-conflict": IdempotencyConflict,
