@@ -47,7 +47,7 @@ type HeartbeatReply struct {
 	CancelRequested bool `json:"cancel_requested"`
 }
 
-// Heartbeat renews the attempt. ErrStaleAttempt or ErrTerminal when it is no longer
+// Heartbeat renews the attempt. ErrStaleAttempt or ErrAlreadyTerminal when it is no longer
 // current: stop, the work is not yours.
 func (c *Client) Heartbeat(ctx context.Context, token string, h HeartbeatRequest) (*HeartbeatReply, error) {
 	body := map[string]any{"token": token}

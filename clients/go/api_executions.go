@@ -206,7 +206,7 @@ type CancelReply struct {
 	Already     bool       `json:"already"`
 }
 
-// Cancel cancels an execution (reason may be ""); ErrTerminal when it already ended.
+// Cancel cancels an execution (reason may be ""); ErrAlreadyTerminal when it already ended.
 func (c *Client) Cancel(ctx context.Context, queue, id, reason string) (*CancelReply, error) {
 	r := req(http.MethodPost, "/v1/queues/{queue}/executions/{id}/cancel", queue, id)
 	r.body = optional("reason", reason)

@@ -61,7 +61,7 @@ func TestAttemptCallsAndTheirErrors(t *testing.T) {
 		t.Fatalf("complete: %+v %v", r, err)
 	}
 	_, err = w.Complete(ctx, second.Token, nil)
-	if !errors.Is(err, ErrTerminal) || !errors.As(err, &apiErr) || apiErr.State != "succeeded" {
+	if !errors.Is(err, ErrAlreadyTerminal) || !errors.As(err, &apiErr) || apiErr.State != "succeeded" {
 		t.Errorf("complete twice: %#v", err)
 	}
 	if _, err := w.Heartbeat(ctx, "not-a-token", HeartbeatRequest{}); !errors.Is(err, ErrInvalidToken) {

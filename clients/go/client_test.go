@@ -176,7 +176,7 @@ func TestEnqueueGetListFindPin(t *testing.T) {
 		t.Errorf("cancel of a queued execution: %+v %v", reply, err)
 	}
 	_, err = c.Cancel(ctx, q, "b1", "")
-	if !errors.Is(err, ErrTerminal) || !errors.Is(err, ErrConflict) || !errors.As(err, &apiErr) || apiErr.State != "cancelled" {
+	if !errors.Is(err, ErrAlreadyTerminal) || !errors.Is(err, ErrConflict) || !errors.As(err, &apiErr) || apiErr.State != "cancelled" {
 		t.Errorf("cancel of a cancelled execution: %#v", err)
 	}
 	retried, err := c.Retry(ctx, q, "b1", "", "again")

@@ -8,7 +8,7 @@
 //	ex, err := c.Get(ctx, "agents", run.ID)
 //
 // Errors are *APIError values (status, problem type, detail and the extra members); branch
-// on them with errors.Is and the sentinels (ErrNotFound, ErrStaleAttempt, ErrTerminal, ...).
+// on them with errors.Is and the sentinels (ErrNotFound, ErrStaleAttempt, ErrAlreadyTerminal, ...).
 //
 // A Worker claims executions of one queue and runs a Handler on each, heartbeating from a
 // goroutine of its own; the handler's context is cancelled when cancellation is requested

@@ -24,25 +24,44 @@ var (
 	ErrNotFound            = errors.New("unstuck: not found")               // 404 family
 	ErrUnknownQueue        = errors.New("unstuck: unknown queue")           // 404 unknown-queue
 	ErrUnknownWorker       = errors.New("unstuck: unknown worker")          // 404 unknown-worker
+	ErrNoRoute             = errors.New("unstuck: no such route")           // 404 no-route
 	ErrInvalidResumeToken  = errors.New("unstuck: invalid resume token")    // 404 invalid-resume-token
+	ErrMethodNotAllowed    = errors.New("unstuck: method not allowed")      // 405 method-not-allowed
 	ErrConflict            = errors.New("unstuck: conflict")                // 409 family
 	ErrStaleAttempt        = errors.New("unstuck: stale attempt")           // 409 stale-attempt
-	ErrTerminal            = errors.New("unstuck: execution already ended") // 409 already-terminal
+	ErrAlreadyTerminal     = errors.New("unstuck: execution already ended") // 409 already-terminal
 	ErrTokenMismatch       = errors.New("unstuck: token mismatch")          // 409 token-mismatch
 	ErrInvalidTransition   = errors.New("unstuck: invalid transition")      // 409 invalid-transition
 	ErrNotAwaiting         = errors.New("unstuck: not awaiting")            // 409 not-awaiting
 	ErrResumeTokenUsed     = errors.New("unstuck: resume token used")       // 409 resume-token-used
 	ErrWorkerExists        = errors.New("unstuck: worker exists")           // 409 worker-exists
-	ErrTooLarge            = errors.New("unstuck: too large")               // 413
+	ErrTooLarge            = errors.New("unstuck: too large")               // 413 family (too-large)
+	ErrBodyTooLarge        = errors.New("unstuck: request body too large")  // 413 body-too-large
 	ErrIdempotencyConflict = errors.New("unstuck: idempotency conflict")    // 422
 	ErrServer              = errors.New("unstuck: server error")            // 5xx family
+	ErrInvalidConfig       = errors.New("unstuck: invalid configuration")   // 500 invalid-config
+	ErrLeaseLost           = errors.New("unstuck: lease lost")              // 500 lease-lost
+	ErrProtocol            = errors.New("unstuck: protocol error")          // 500 protocol
+	ErrListener            = errors.New("unstuck: listener error")          // 500 listener
+	ErrInternal            = errors.New("unstuck: internal error")          // 500 internal
 	ErrUnavailable         = errors.New("unstuck: unavailable")             // 503 family: nothing was done
 	ErrRedisUnavailable    = errors.New("unstuck: redis unavailable")       // 503 redis-unavailable
+	ErrRedisDataLost       = errors.New("unstuck: redis lost its data")     // redis-data-lost
+	ErrEvictionPolicy      = errors.New("unstuck: redis may evict keys")    // eviction-policy
+	ErrRedisAuthentication = errors.New("unstuck: redis authentication")    // redis-authentication
+	ErrRedisPermission     = errors.New("unstuck: redis permission")        // redis-permission
+	ErrSaturated           = errors.New("unstuck: server saturated")        // 503 saturated
+	ErrTimeout             = errors.New("unstuck: server timed out")        // 503 timeout
 	ErrUnknownOutcome      = errors.New("unstuck: unknown outcome")         // 504, or no reply: it may have taken effect
 	ErrConnection          = errors.New("unstuck: cannot connect")          // nothing was sent
+
+	// Deprecated: ErrTerminal is ErrAlreadyTerminal (the problem type's name, as in the
+	// Python and TypeScript clients).
+	ErrTerminal = ErrAlreadyTerminal
 )
 
-// bySlug: the sentinels a problem type matches (its own first, then its families).
+// bySlug: the sentinels a problem type matches (its own first, then its families). Every
+// problem type of the server's /openapi.json has its own sentinel (TestEveryProblemType).
 var bySlug = map[string][]error{
 	"bad-request":          {ErrBadRequest},
 	"invalid-argument":     {ErrInvalidArgument, ErrBadRequest},
@@ -52,31 +71,41 @@ var bySlug = map[string][]error{
 	"unauthorized":         {ErrUnauthorized},
 	"forbidden":            {ErrForbidden},
 	"not-found":            {ErrNotFound},
-	"no-route":             {ErrNotFound},
+	"no-route":             {ErrNoRoute, ErrNotFound},
 	"unknown-queue":        {ErrUnknownQueue, ErrNotFound},
 	"unknown-worker":       {ErrUnknownWorker, ErrNotFound},
 	"invalid-resume-token": {ErrInvalidResumeToken, ErrNotFound},
+	"method-not-allowed":   {ErrMethodNotAllowed},
 	"stale-attempt":        {ErrStaleAttempt, ErrConflict},
-	"already-terminal":     {ErrTerminal, ErrConflict},
+	"already-terminal":     {ErrAlreadyTerminal, ErrConflict},
 	"token-mismatch":       {ErrTokenMismatch, ErrConflict},
 	"invalid-transition":   {ErrInvalidTransition, ErrConflict},
 	"not-awaiting":         {ErrNotAwaiting, ErrConflict},
 	"resume-token-used":    {ErrResumeTokenUsed, ErrConflict},
 	"worker-exists":        {ErrWorkerExists, ErrConflict},
 	"too-large":            {ErrTooLarge},
-	"body-too-large":       {ErrTooLarge},
+	"body-too-large":       {ErrBodyTooLarge, ErrTooLarge},
 	"idempotency-conflict": {ErrIdempotencyConflict},
+	"invalid-config":       {ErrInvalidConfig, ErrServer},
+	"lease-lost":           {ErrLeaseLost, ErrServer},
+	"protocol":             {ErrProtocol, ErrServer},
+	"listener":             {ErrListener, ErrServer},
+	"internal":             {ErrInternal, ErrServer},
 	"redis-unavailable":    {ErrRedisUnavailable, ErrUnavailable, ErrServer},
-	"saturated":            {ErrUnavailable, ErrServer},
-	"timeout":              {ErrUnavailable, ErrServer},
+	"redis-data-lost":      {ErrRedisDataLost, ErrUnavailable, ErrServer},
+	"eviction-policy":      {ErrEvictionPolicy, ErrUnavailable, ErrServer},
+	"redis-authentication": {ErrRedisAuthentication, ErrUnavailable, ErrServer},
+	"redis-permission":     {ErrRedisPermission, ErrUnavailable, ErrServer},
+	"saturated":            {ErrSaturated, ErrUnavailable, ErrServer},
+	"timeout":              {ErrTimeout, ErrUnavailable, ErrServer},
 	"unknown-outcome":      {ErrUnknownOutcome, ErrServer},
 }
 
 // byStatus: the sentinels of a status whose problem type is unknown (a newer server, a proxy).
 var byStatus = map[int][]error{
 	400: {ErrBadRequest}, 401: {ErrUnauthorized}, 403: {ErrForbidden}, 404: {ErrNotFound},
-	409: {ErrConflict}, 413: {ErrTooLarge}, 503: {ErrUnavailable, ErrServer},
-	504: {ErrUnknownOutcome, ErrServer},
+	405: {ErrMethodNotAllowed}, 409: {ErrConflict}, 413: {ErrTooLarge}, 422: {ErrIdempotencyConflict},
+	503: {ErrUnavailable, ErrServer}, 504: {ErrUnknownOutcome, ErrServer},
 }
 
 // APIError is every error a Client call returns for a reply that is not 2xx (an RFC 9457

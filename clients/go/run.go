@@ -194,7 +194,7 @@ func (w *Worker) beat(a *Attempt, limit time.Duration) int {
 
 // lostError: the attempt is not this worker's any more.
 func lostError(err error) bool {
-	return errors.Is(err, ErrStaleAttempt) || errors.Is(err, ErrTerminal) ||
+	return errors.Is(err, ErrStaleAttempt) || errors.Is(err, ErrAlreadyTerminal) ||
 		errors.Is(err, ErrTokenMismatch) || errors.Is(err, ErrNotFound)
 }
 
@@ -340,7 +340,7 @@ func (w *Worker) outcome(a *Attempt, endsIn string, refused func(error), call fu
 		switch {
 		case err == nil:
 			return reply, true
-		case errors.Is(err, ErrTerminal) && failures > 0 && errors.As(err, &apiErr) && apiErr.State == endsIn:
+		case errors.Is(err, ErrAlreadyTerminal) && failures > 0 && errors.As(err, &apiErr) && apiErr.State == endsIn:
 			return &Outcome{}, true // a retry after a lost reply: the first call went through
 		case lostError(err):
 			w.count(&w.stats.Dropped, a, fmt.Sprintf("not ours any more: %v", err))

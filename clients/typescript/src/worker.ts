@@ -278,29 +278,55 @@ export class Worker {
     return { kind: "fail", message: text, retryable: true };
   }
 
+  /** Beats the attempt at a third of its heartbeat timeout, the first beat at once (it
+   * moves the execution to running). A failed beat is retried with a backoff, each given at
+   * most the time left; once the heartbeat timeout has passed with no renewal (since the
+   * last renewal or the claim) the attempt is given up as lost: the watchdog retries it
+   * elsewhere, the signal fires with reason "lost" and nothing is recorded. */
   private async beatLoop(job: Job, finished: Wakeup): Promise<void> {
     const interval = Math.max(job.heartbeatTimeoutMs / 3, 50);
-    while (!job.lost) {
-      await this.beat(job); // the first beat at once: it moves dispatched -> running
-      if (await finished.wait(interval)) return;
+    let renewed = performance.now(); // the claim
+    let wait = 0;
+    for (let failures = 0; ;) {
+      if (wait > 0 && (await finished.wait(wait))) return;
+      const left = job.heartbeatTimeoutMs - (performance.now() - renewed);
+      if (left <= 0) {
+        this.log.warn(`${job}: no heartbeat renewed it within ${job.heartbeatTimeoutMs} ms: giving it up`);
+        job.stop("lost");
+        return;
+      }
+      const sent = performance.now();
+      const result = await this.beat(job, left);
+      if (result === "renewed") {
+        renewed = sent;
+        failures = 0;
+        wait = interval;
+      } else if (result === "gone") {
+        return;
+      } else {
+        wait = Math.min(backoff(failures++, 50, interval), left);
+      }
     }
   }
 
-  /** One heartbeat with the pending progress and checkpoint. */
-  private async beat(job: Job): Promise<void> {
+  /** One heartbeat with the pending progress and checkpoint, given at most `limitMs`:
+   * "renewed", "gone" (the attempt is no longer ours) or "failed" (worth another try). */
+  private async beat(job: Job, limitMs?: number): Promise<"renewed" | "gone" | "failed"> {
     const { body, seqs } = job.pending();
     try {
-      // A beat slower than the whole heartbeat timeout is of no use: give up on it then.
-      const reply = await this.client.heartbeat(job.token, body, { timeoutMs: Math.max(job.heartbeatTimeoutMs, 1000) });
+      const options = limitMs === undefined ? {} : { timeoutMs: Math.max(Math.ceil(limitMs), 1) };
+      const reply = await this.client.heartbeat(job.token, body, options);
       job.delivered(seqs);
       if (reply?.cancel_requested) job.stop("cancel");
+      return "renewed";
     } catch (e) {
       if (isLost(e)) {
         this.log.info(`${job} lost: ${e}`);
         job.stop("lost");
-      } else {
-        this.log.warn(`heartbeat of ${job}: ${e}`);
+        return "gone";
       }
+      this.log.warn(`heartbeat of ${job}: ${e}`);
+      return "failed";
     }
   }
 

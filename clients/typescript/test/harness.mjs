@@ -4,6 +4,7 @@
 import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, openSync, readFileSync, rmSync, accessSync, constants } from "node:fs";
 import { createServer, connect } from "node:net";
+import { createServer as createHttpServer, request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import { join, resolve, dirname } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -105,6 +106,29 @@ async function waitReady(what, ready, proc, log, timeoutMs = 30_000) {
 }
 
 /** redis-server + `unstuck serve`. `tokens: false` runs serve with no tokens. */
+// A proxy in front of `target` (http://host:port): `intercept(req, res)` answers a request
+// itself by returning true; every other request is passed on (as clients/python/tests/harness.py).
+export async function startProxy(target, intercept) {
+  const upstream = new URL(target);
+  const server = createHttpServer((req, res) => {
+    if (intercept(req, res)) {
+      req.resume();
+      return;
+    }
+    const out = httpRequest({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers }, (reply) => {
+      res.writeHead(reply.statusCode, reply.headers);
+      reply.pipe(res);
+    });
+    out.on("error", () => res.destroy());
+    req.pipe(out);
+  });
+  await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    close: () => new Promise((ok) => { server.closeAllConnections?.(); server.close(() => ok()); }),
+  };
+}
+
 export class Stack {
   constructor({ env = {}, tokens = true } = {}) {
     this.env = { ...FAST_WATCHDOG, ...env };

@@ -5,7 +5,7 @@
 import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import * as unstuck from "../dist/index.js";
-import { Stack, FAST_TIMINGS, unique, waitFor, sleep } from "./harness.mjs";
+import { Stack, FAST_TIMINGS, unique, waitFor, sleep, startProxy, TOKENS } from "./harness.mjs";
 
 const { Worker, Retryable, NonRetryable, Snooze, AwaitResume, Cancelled } = unstuck;
 const TERMINAL = new Set(["succeeded", "failed", "cancelled", "timed_out", "dead"]);
@@ -141,6 +141,56 @@ test("a lost attempt fires the signal and is dropped quietly; its retry succeeds
   assert.equal(jobs[0].signal.reason.why, "lost");
   worker.stop();
   assert.equal((await done).dropped, 1);
+});
+
+// Heartbeats that keep failing (here a proxy answers 503) are retried; once the heartbeat
+// timeout has passed with no renewal the worker gives the attempt up: its signal fires with
+// reason "lost", nothing is recorded, and the watchdog's retry succeeds once beats get through.
+test("a worker whose heartbeats keep failing gives the attempt up after its heartbeat timeout", async () => {
+  const queue = unique("wg");
+  let failBeats = true;
+  let beatsRefused = 0;
+  const release = new AbortController();
+  const proxy = await startProxy(stack.url, (req, res) => {
+    if (req.url !== "/v1/attempts/heartbeat" || !failBeats) return false;
+    beatsRefused++;
+    res.writeHead(503, { "content-type": "application/problem+json" });
+    res.end(JSON.stringify({ type: "/problems/redis-unavailable", title: "Redis unavailable", status: 503, detail: "x" }));
+    return true;
+  });
+  try {
+    // No beat ever gets through: the execution stays dispatched until its start grace.
+    await client.enqueue(queue, 1, { id: "g-1", timings: { ...FAST_TIMINGS, start_grace: "1s" } });
+    const jobs = [];
+    const viaProxy = new unstuck.Client(proxy.url, { token: TOKENS.worker });
+    const worker = new Worker(viaProxy, queue, async (job) => {
+      jobs.push(job);
+      if (job.attempt === 1) {
+        await new Promise((resolve) => {
+          job.signal.addEventListener("abort", resolve, { once: true });
+          release.signal.addEventListener("abort", resolve, { once: true }); // the test failed
+        });
+        failBeats = false;
+        return "too late"; // must not be recorded
+      }
+      return "second attempt";
+    }, { handleSignals: false });
+    const done = worker.run();
+    started.push({ worker, done });
+    await waitFor(() => jobs[0]?.signal.aborted, { timeoutMs: 15_000, what: "the worker to give the attempt up" });
+    assert.equal(jobs[0].signal.reason.why, "lost");
+    assert.equal(jobs[0].lost, true);
+    assert.equal(jobs[0].cancelRequested, false);
+    assert.ok(beatsRefused >= 2, `${beatsRefused} heartbeats tried, want retries before giving up`);
+    const ex = await ended(queue, "g-1");
+    assert.deepEqual([ex.state, ex.attempt, ex.result], ["succeeded", 2, "second attempt"]);
+    worker.stop();
+    const stats = await done;
+    assert.deepEqual([stats.dropped, stats.succeeded], [1, 1]);
+  } finally {
+    release.abort();
+    await proxy.close();
+  }
 });
 
 test("heartbeats keep a long handler alive past its heartbeat timeout", async () => {
