@@ -132,6 +132,9 @@ pub enum StopReason {
     WorkerLost,
     /// It waited (`awaiting`) past its wait deadline and nobody resumed it.
     WaitExpired,
+    /// Cancelled because its usage reached its budget (the worker acknowledged, or the
+    /// watchdog ended it after `cancel_grace`); the usage so far is kept.
+    BudgetExceeded,
     /// A reason written by a newer version.
     Other(String),
 }
@@ -149,6 +152,7 @@ impl StopReason {
             StopReason::StartTimeout => "start_timeout",
             StopReason::WorkerLost => "worker_lost",
             StopReason::WaitExpired => "wait_expired",
+            StopReason::BudgetExceeded => "budget_exceeded",
             StopReason::Other(s) => s,
         }
     }
@@ -164,6 +168,7 @@ impl StopReason {
             "start_timeout" => StopReason::StartTimeout,
             "worker_lost" => StopReason::WorkerLost,
             "wait_expired" => StopReason::WaitExpired,
+            "budget_exceeded" => StopReason::BudgetExceeded,
             other => StopReason::Other(other.to_owned()),
         }
     }

@@ -83,7 +83,8 @@ async fn beat_until(
         assert_eq!(
             reply,
             HeartbeatReply::Ok {
-                cancel_requested: false
+                cancel_requested: false,
+                cancel_reason: None,
             },
             "a heartbeat of a held attempt is accepted"
         );

@@ -168,7 +168,7 @@ impl Ledger {
             for value in item.timings.iter() {
                 call.arg(value);
             }
-            call.arg(&item.delay);
+            call.arg(&item.delay).arg(&item.budget);
         }
         let reply = call.run(&mut self.conn.clone()).await?;
         match reply.status() {
@@ -207,6 +207,8 @@ struct Item {
     payload: String,
     timings: [String; crate::timings::COUNT],
     delay: String,
+    /// `tokens|cost|warning per mille`, or '' (the queue's).
+    budget: String,
 }
 
 impl Item {
@@ -219,6 +221,9 @@ impl Item {
             None => uuid::Uuid::now_v7().to_string(),
         };
         opts.timings.validate()?;
+        if let Some(b) = &opts.budget {
+            b.validate()?;
+        }
         let delay = match opts.delay {
             Some(d) if d > crate::timings::MAX_DURATION => {
                 return Err(Error::InvalidArgument {
@@ -235,6 +240,7 @@ impl Item {
             payload,
             timings: opts.timings.to_args(),
             delay,
+            budget: opts.budget.map(|b| b.to_text()).unwrap_or_default(),
         })
     }
 }

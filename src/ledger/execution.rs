@@ -137,6 +137,15 @@ pub struct Execution {
     /// The input of that resume, handed to the claims that continue it.
     #[cfg_attr(feature = "server", schema(value_type = Option<crate::server::wire::schema::AnyJson>, inline))]
     pub resume_input: Option<serde_json::Value>,
+    /// Usage reported over all its attempts, and by model (`None` before any).
+    #[serde(default)]
+    pub usage: Option<super::UsageSummary>,
+    /// Its own budget, given at enqueue (`None`: its queue's default budget applies).
+    #[serde(default)]
+    pub budget: Option<super::Budget>,
+    /// Why cancellation was requested when the ledger asked: `budget_exceeded`.
+    #[serde(default)]
+    pub cancel_reason: Option<String>,
 }
 
 impl Execution {
@@ -206,6 +215,9 @@ impl Execution {
             },
             resumed_at: r.time(f::RESUMED_AT)?,
             resume_input: r.json(f::RESUME_INPUT)?,
+            usage: super::UsageSummary::from_fields(fields),
+            budget: r.opt(f::BUDGET).and_then(super::usage::Budget::parse),
+            cancel_reason: r.opt(f::CANCEL_CAUSE).map(str::to_owned),
         })
     }
 }

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::attempt::refusal;
-use super::{AttemptToken, Ledger, State, StopReason};
+use super::{AttemptToken, Ledger, State, StopReason, Usage};
 use crate::error::Result;
 use crate::keys::{Keyspace, Timer};
 use crate::scripts::HEARTBEAT;
@@ -17,6 +17,8 @@ pub struct Heartbeat {
     pub progress: Option<String>,
     /// Where a retry should resume from; replaces the previous checkpoint.
     pub checkpoint: Option<serde_json::Value>,
+    /// Tokens and cost spent since the last delta (applied once, by its `seq`).
+    pub usage: Option<Usage>,
 }
 
 impl Heartbeat {
@@ -28,6 +30,12 @@ impl Heartbeat {
     /// Reports progress (it counts as progress only when it changes).
     pub fn progress(mut self, progress: impl Into<String>) -> Self {
         self.progress = Some(progress.into());
+        self
+    }
+
+    /// Reports usage (tokens, cost) spent since the previous delta.
+    pub fn usage(mut self, usage: Usage) -> Self {
+        self.usage = Some(usage);
         self
     }
 
@@ -45,6 +53,9 @@ pub enum HeartbeatReply {
     Ok {
         /// Stop soon and acknowledge the cancellation.
         cancel_requested: bool,
+        /// Why, when the ledger asked and not an operator: `budget_exceeded`. `None`
+        /// for an operator's cancel (or none requested).
+        cancel_reason: Option<String>,
     },
     /// The caller's attempt is over: a newer attempt exists, or this one was ended and a
     /// retry waits in the queue still carrying this attempt's number (its claim makes it
@@ -70,7 +81,8 @@ impl HeartbeatReply {
         !matches!(
             self,
             HeartbeatReply::Ok {
-                cancel_requested: false
+                cancel_requested: false,
+                ..
             }
         )
     }
@@ -92,12 +104,14 @@ impl Ledger {
         if let Some(p) = &beat.progress {
             self.check_size("progress", p.len())?;
         }
+        if let Some(u) = &beat.usage {
+            u.validate()?;
+        }
         let k = &self.keys;
         let q = token.queue.as_str();
         let (maxlen, hist) = self.limits();
-        let reply = HEARTBEAT
-            .key(k.execution(q, &token.id))
-            .key(k.queue_events(q))
+        let mut call = HEARTBEAT.key(k.execution(q, &token.id));
+        call.key(k.queue_events(q))
             .key(k.queue_timer(q, Timer::Start))
             .key(k.queue_timer(q, Timer::Heartbeat))
             .key(k.queue_timer(q, Timer::Progress))
@@ -110,9 +124,18 @@ impl Ledger {
             .arg(if checkpoint.is_some() { "1" } else { "0" })
             .arg(checkpoint.as_deref().unwrap_or(""))
             .arg(maxlen)
-            .arg(hist)
-            .run(&mut self.conn.clone())
-            .await?;
+            .arg(hist);
+        if let Some(usage) = &beat.usage {
+            call.key(k.queue_settings(q))
+                .key(k.queue_usage(q))
+                .key(k.queue_timer(q, Timer::Cancel))
+                // ARGV 10: the loop-detection fingerprint ('' none), not sent by this build.
+                .arg("");
+            for value in usage.args() {
+                call.arg(value);
+            }
+        }
+        let reply = call.run(&mut self.conn.clone()).await?;
         if let Some(refused) = refusal(&reply, token)? {
             return Ok(refused);
         }
@@ -121,8 +144,13 @@ impl Ledger {
                 if reply.len() > 2 && reply.str(2)? == "revived" {
                     self.leave_stale_windows(token).await;
                 }
+                let cancel_reason = match reply.len() > 3 {
+                    true => Some(reply.str(3)?.to_owned()),
+                    false => None,
+                };
                 Ok(HeartbeatReply::Ok {
                     cancel_requested: reply.flag(1)?,
+                    cancel_reason,
                 })
             }
             _ => Err(reply.unexpected()),

@@ -38,7 +38,9 @@ pub(crate) async fn beat_once(
 ) -> Option<Duration> {
     let beat = attempt.take();
     match ledger.heartbeat(token, beat.clone()).await {
-        Ok(HeartbeatReply::Ok { cancel_requested }) => {
+        Ok(HeartbeatReply::Ok {
+            cancel_requested, ..
+        }) => {
             if cancel_requested {
                 attempt.cancel_requested();
             }

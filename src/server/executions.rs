@@ -26,6 +26,7 @@ fn options(item: &EnqueueIn, id: Option<String>) -> EnqueueOptions {
         id,
         timings: item.timings.clone().into(),
         delay: item.delay.as_ref().map(|d| d.0),
+        budget: item.budget,
     }
 }
 

@@ -17,6 +17,7 @@ mod concurrency;
 mod connect;
 mod events;
 mod invariant_checker;
+mod ledger_usage;
 mod lifecycle;
 mod listing;
 mod model;

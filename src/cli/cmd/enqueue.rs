@@ -150,6 +150,7 @@ async fn enqueue(
         id,
         timings: timings.timings()?,
         delay,
+        budget: None,
     };
     let out = ledger.enqueue(queue, &payload, opts).await?;
     if out.conflict {
