@@ -41,7 +41,7 @@ end
 local function usage_arg(args, u)
   local seq = uint(args[u])
   if not seq or seq < 1 then return nil, 'usage.seq' end
-  local d = { seq = seq }
+  local d = { seq = seq, seq_text = args[u] }
   for i, name in ipairs({ 'input_tokens', 'output_tokens', 'cached_input_tokens', 'cost' }) do
     local v = uint(args[u + i])
     if not v or v > 1e15 then return nil, 'usage.' .. name end
@@ -109,7 +109,7 @@ local function apply_usage(x, d, now)
   local conf = redis.call('HMGET', x.settings, 'bgt', 'bgc', 'bgs', 'wbt', 'wbc', 'wbw')
 
   local tot = usage_add(usage_parse(e[2]), d, 1)
-  local fields = { 'usq', x.att .. ':' .. d.seq, 'us', usage_text(tot), mf,
+  local fields = { 'usq', x.att .. ':' .. d.seq_text, 'us', usage_text(tot), mf,
     usage_text(usage_add(usage_parse(e[3]), d, 1)) }
   local cause = ''
   local bg = usage_triple(e[4])

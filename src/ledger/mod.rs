@@ -83,6 +83,7 @@ pub use queue::QueueOverview;
 pub use snooze::{MAX_SNOOZE, MAX_SNOOZE_REASON, Snooze, SnoozeOutcome, SnoozeTime};
 pub use tiers::{WorkerBeat, WorkerRemediation, WorkerRequest, WorkerReset};
 pub use token::AttemptToken;
+pub(crate) use usage::UsageQueue;
 pub use usage::{
     Budget, DEFAULT_USAGE_WINDOW, DEFAULT_WARNING_SHARE, MAX_MODEL_NAME, MAX_USAGE_AMOUNT,
     QueueUsage, Usage, UsageSummary, UsageTotals, WindowBudget,

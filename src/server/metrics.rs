@@ -65,6 +65,8 @@ pub(crate) struct Metrics {
     pub(super) worker_events: Family<Labels, Counter>,
     pub(super) worker_cursor: std::sync::Mutex<Option<String>>,
     requests: Family<RequestLabels, Counter>,
+    /// Tokens and cost by queue and model, following the queues' totals in Redis.
+    usage: super::metrics_usage::UsageMetrics,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     /// Route patterns as `&'static str`, interned once each, so counting a request
     /// allocates nothing (the set of patterns is the router's, fixed and small).
@@ -180,6 +182,7 @@ impl Metrics {
              hook_succeeded/failed, circuit_opened, circuit_reset, recovered",
             worker_events.clone(),
         );
+        let usage = super::metrics_usage::UsageMetrics::new(&mut registry);
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "http_requests",
@@ -215,6 +218,7 @@ impl Metrics {
             worker_events,
             worker_cursor: std::sync::Mutex::new(None),
             requests,
+            usage,
             latency,
             routes: Default::default(),
         }
@@ -333,6 +337,8 @@ impl Metrics {
             return;
         };
         let awaiting = ledger.awaiting_counts().await.unwrap_or_default();
+        let names: Vec<String> = queues.iter().map(|q| q.name.clone()).collect();
+        self.usage.sample(ledger, &names).await;
         for q in queues {
             let queue = vec![("queue", q.name.clone())];
             self.depth.get_or_create(&queue).set(q.depth as i64);

@@ -26,6 +26,7 @@ mod events;
 mod executions;
 mod extract;
 mod metrics;
+mod metrics_usage;
 mod metrics_workers;
 mod openapi;
 mod operator;

@@ -10,6 +10,9 @@
 //!   `TEXT (+N lines)`, so they still move it;
 //! - a stderr line `::checkpoint JSON` is where a retry resumes (sent with the next
 //!   heartbeat). Directive lines are control, not output: they are not counted.
+//! - a line `::usage JSON` (stderr or stdout), JSON `{"input_tokens", "output_tokens",
+//!   "cached_input_tokens", "cost", "model"}` (each optional), is a usage delta, numbered
+//!   by exec and sent with the next heartbeat (the rest before the outcome).
 //!
 //! Lines end at `\n` or `\r` (a progress bar that redraws one line counts each redraw);
 //! a line longer than the ledger's payload limit is cut there.
@@ -57,6 +60,8 @@ struct Seen {
     sent: Option<String>,
     /// A checkpoint not yet sent.
     checkpoint: Option<serde_json::Value>,
+    /// `::usage` deltas not yet delivered.
+    usage: crate::ledger::UsageQueue,
     stderr_tail: VecDeque<String>,
     last_stdout: Option<String>,
 }
@@ -70,6 +75,7 @@ impl Output {
                 explicit: None,
                 sent: None,
                 checkpoint: None,
+                usage: Default::default(),
                 stderr_tail: VecDeque::new(),
                 last_stdout: None,
             }),
@@ -112,7 +118,8 @@ impl Output {
         let line = line.as_ref();
         let directive = match stream {
             Stream::Stderr => self.directive(line),
-            Stream::Stdout => false,
+            // `::usage` is read on stdout too (an agent's own output often goes there).
+            Stream::Stdout => line.starts_with("::usage ") && self.directive(line),
         };
         if directive {
             return;
@@ -145,6 +152,15 @@ impl Output {
             seen.explicit = Some((text.to_owned(), at));
             return true;
         }
+        if let Some(json) = line.strip_prefix("::usage ") {
+            match usage_line(json) {
+                Ok(usage) => {
+                    self.seen().usage.add(usage);
+                    return true;
+                }
+                Err(e) => self.note(&format!("::usage ignored: {e}")),
+            }
+        }
         if let Some(json) = line.strip_prefix("::checkpoint ") {
             match serde_json::from_str(json) {
                 Ok(checkpoint) => {
@@ -168,7 +184,15 @@ impl Output {
             beat.progress = Some(text);
         }
         beat.checkpoint = seen.checkpoint.take();
+        beat.usage = seen.usage.next();
         beat
+    }
+
+    /// A beat got through: the usage delta it carried is delivered.
+    pub(crate) fn usage_delivered(&self, beat: &Heartbeat) {
+        if let Some(u) = &beat.usage {
+            self.seen().usage.delivered(u.seq);
+        }
     }
 
     /// A heartbeat did not get through: send its progress and checkpoint again next time
@@ -198,6 +222,36 @@ impl Output {
         let seen = self.seen();
         serde_json::from_str(seen.last_stdout.as_deref()?.trim()).ok()
     }
+}
+
+/// Reads a `::usage` line's JSON: `{"input_tokens", "output_tokens",
+/// "cached_input_tokens", "cost", "model"}`, every member optional (the seq is exec's).
+fn usage_line(json: &str) -> Result<crate::ledger::Usage, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Line {
+        #[serde(default)]
+        input_tokens: u64,
+        #[serde(default)]
+        output_tokens: u64,
+        #[serde(default)]
+        cached_input_tokens: u64,
+        #[serde(default)]
+        cost: u64,
+        #[serde(default)]
+        model: Option<String>,
+    }
+    let l: Line = serde_json::from_str(json).map_err(|e| format!("not a usage object: {e}"))?;
+    let usage = crate::ledger::Usage {
+        input_tokens: l.input_tokens,
+        output_tokens: l.output_tokens,
+        cached_input_tokens: l.cached_input_tokens,
+        cost: l.cost,
+        model: l.model,
+        seq: 1,
+    };
+    usage.validate().map_err(|e| e.to_string())?;
+    Ok(usage)
 }
 
 fn progress_text(seen: &Seen) -> String {

@@ -15,5 +15,6 @@ mod cli_pause;
 mod cli_read;
 mod cli_snooze;
 mod cli_steer;
+mod cli_usage;
 mod cli_workers;
 mod demo;

@@ -11,3 +11,4 @@ mod cluster_awaiting;
 mod cluster_pause;
 mod cluster_snooze;
 mod cluster_tiers;
+mod cluster_usage;

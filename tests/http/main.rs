@@ -17,5 +17,6 @@ mod http_refusals;
 mod http_service;
 mod http_snooze;
 mod http_streams;
+mod http_usage;
 mod http_views;
 mod http_worker_tiers;

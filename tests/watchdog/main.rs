@@ -18,6 +18,7 @@ mod hooks_terminate;
 mod inspection;
 mod retention;
 mod watchdog_attribution;
+mod watchdog_budget;
 mod watchdog_leases;
 mod watchdog_outage;
 mod watchdog_pause;

@@ -125,11 +125,18 @@ class Client:
         return self._json("GET", f"/v1/queues/{_seg(queue)}")
 
     def set_queue(self, queue, capacity=None, timings=None, max_wait=None,
-                  on_wait_expiry=None):
+                  on_wait_expiry=None, budget=None, window_budget=None):
         """Replaces the queue's settings (what is left out goes back to the defaults).
         ``max_wait``: longest wait an ``await_resume`` may ask for (ms or ``"2h"``; 7 days
-        when unset); ``on_wait_expiry``: ``"fail"`` (default) or ``"requeue"``."""
+        when unset); ``on_wait_expiry``: ``"fail"`` (default) or ``"requeue"``.
+        ``budget``: the default execution budget ``{"tokens", "cost", "warning_share"}``;
+        ``window_budget``: ``{"tokens", "cost", "window_ms"}``, when spent the queue is
+        paused by ``budget``."""
         body = {}
+        if budget is not None:
+            body["budget"] = budget
+        if window_budget is not None:
+            body["window_budget"] = window_budget
         if capacity is not None:
             body["capacity"] = capacity
         if timings is not None:
@@ -148,6 +155,12 @@ class Client:
         Raises UnknownQueue for a queue never used or configured."""
         return self._json("POST", f"/v1/queues/{_seg(queue)}/pause", {"reason": reason})
 
+    def queue_usage(self, queue):
+        """``{"queue", "totals", "by_model", "window", "window_ms", "window_budget"}``:
+        usage since the queue's first, by model, and over its rolling window (each a
+        ``{"input_tokens", "output_tokens", "cached_input_tokens", "cost"}``)."""
+        return self._json("GET", f"/v1/queues/{_seg(queue)}/usage")
+
     def resume_queue(self, queue, reason=None):
         """Resumes a paused queue (admin): its waiting claims wake at once. Returns
         ``{"queue", "paused": False, "changed", "pause"}`` (``pause``: the pause it ended;
@@ -158,8 +171,10 @@ class Client:
     # ----- executions -----
 
     @staticmethod
-    def _enqueue_body(payload=None, id=None, timings=None, delay=None):
+    def _enqueue_body(payload=None, id=None, timings=None, delay=None, budget=None):
         body = {"payload": payload}
+        if budget is not None:
+            body["budget"] = budget
         if id is not None:
             body["id"] = id
         if timings is not None:
@@ -169,13 +184,14 @@ class Client:
         return body
 
     def enqueue(self, queue, payload=None, id=None, timings=None, delay=None,
-                idempotency_key=None):
+                idempotency_key=None, budget=None):
         """Enqueues one execution; returns Enqueued (``created`` False when the same id and
         request were enqueued before). Raises IdempotencyConflict when the id exists with a
-        different request."""
+        different request. ``budget``: ``{"tokens", "cost", "warning_share"}`` (its usage
+        over all attempts; the queue's default budget when absent)."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         status, reply = self._call("POST", f"/v1/queues/{_seg(queue)}/executions",
-                                   self._enqueue_body(payload, id, timings, delay),
+                                   self._enqueue_body(payload, id, timings, delay, budget),
                                    headers=headers)
         reply = reply or {}
         reply.setdefault("created", status == 201)
@@ -277,29 +293,40 @@ class Client:
                                    timeout=timeout)
         return [] if status == 204 or not reply else reply.get("claims", [])
 
-    def heartbeat(self, token, progress=None, checkpoint=UNSET):
-        """``{"cancel_requested": bool}``. Raises StaleAttempt / AlreadyTerminal when the
-        attempt is no longer current (stop: the work is not yours)."""
+    def heartbeat(self, token, progress=None, checkpoint=UNSET, usage=None):
+        """``{"cancel_requested": bool}`` (and ``"cancel_reason": "budget_exceeded"`` when
+        the execution's budget was reached). Raises StaleAttempt / AlreadyTerminal when the
+        attempt is no longer current (stop: the work is not yours). ``usage``: a delta
+        ``{"input_tokens", "output_tokens", "cached_input_tokens", "cost", "model",
+        "seq"}``, ``seq`` required (positive, increasing within the attempt: a replayed
+        delta is not counted twice)."""
         body = {"token": token}
+        if usage is not None:
+            body["usage"] = usage
         if progress is not None:
             body["progress"] = progress
         if checkpoint is not UNSET:
             body["checkpoint"] = checkpoint
         return self._json("POST", "/v1/attempts/heartbeat", body)
 
-    def complete(self, token, result=UNSET):
-        """``{"slot_released": bool}``."""
+    def complete(self, token, result=UNSET, usage=None):
+        """``{"slot_released": bool}``. ``usage``: the attempt's last delta, as for
+        ``heartbeat``."""
         body = {"token": token}
+        if usage is not None:
+            body["usage"] = usage
         if result is not UNSET:
             body["result"] = result
         return self._json("POST", "/v1/attempts/complete", body)
 
-    def fail(self, token, message, retryable=True, retry_after_ms=None):
+    def fail(self, token, message, retryable=True, retry_after_ms=None, usage=None):
         """``{"outcome": "retry_scheduled", "available_at", "slot_released"}`` or
         ``{"outcome": "failed" | "cancelled", "slot_released"}``. ``retry_after_ms`` (say a
         provider's Retry-After; 1 ms to 7 days, retryable failures only) is the earliest the
         retry may start: it wins over the backoff when later."""
         body = {"token": token, "message": message, "retryable": bool(retryable)}
+        if usage is not None:
+            body["usage"] = usage
         if retry_after_ms is not None:
             body["retry_after_ms"] = _duration(retry_after_ms)
         return self._json("POST", "/v1/attempts/fail", body)

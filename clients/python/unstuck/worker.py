@@ -114,6 +114,51 @@ class Job:
         self._progress = self._new_checkpoint = None
         self._progress_seq = self._checkpoint_seq = 0   # bumped on every set
         self._progress_sent = self._checkpoint_sent = 0  # seq carried by the last good beat
+        self._usage = []      # deltas not yet delivered, oldest first
+        self._usage_seq = 0   # the last seq given to a delta
+        self.cancel_reason = None  # "budget_exceeded" when the budget stopped it
+
+    def add_usage(self, input_tokens=0, output_tokens=0, cached_input_tokens=0, cost=0,
+                  model=None):
+        """Adds tokens and cost (integer micro-units) spent since the last call; sent with
+        the next heartbeat, or with the complete or fail that ends the attempt. Each delta
+        gets its own ``seq`` once sent, so a retried call never counts it twice, and none
+        is lost."""
+        amounts = {"input_tokens": input_tokens, "output_tokens": output_tokens,
+                   "cached_input_tokens": cached_input_tokens, "cost": cost}
+        for name, value in amounts.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if cached_input_tokens > input_tokens:
+            raise ValueError("cached_input_tokens is a part of input_tokens: at most it")
+        with self._lock:
+            last = self._usage[-1] if self._usage else None
+            if last is not None and "seq" not in last and last.get("model") == model:
+                for name, value in amounts.items():
+                    last[name] += value
+                return
+            if model is not None:
+                amounts["model"] = str(model)
+            self._usage.append(amounts)
+
+    def _next_usage(self):
+        """The oldest undelivered delta, numbered (its seq kept until delivered)."""
+        if not self._usage:
+            return None
+        delta = self._usage[0]
+        if "seq" not in delta:
+            self._usage_seq += 1
+            delta["seq"] = self._usage_seq
+        return dict(delta)
+
+    def _usage_delivered(self, seq):
+        with self._lock:
+            if seq and self._usage and self._usage[0].get("seq") == seq:
+                self._usage.pop(0)
+
+    def _usage_pending(self):
+        with self._lock:
+            return len(self._usage)
 
     def set_progress(self, text):
         """Progress text sent with the next heartbeat (``no_progress_timeout`` watches it)."""
@@ -146,12 +191,17 @@ class Job:
                 beat["progress"] = self._progress
             if self._checkpoint_seq > self._checkpoint_sent:
                 beat["checkpoint"] = self._new_checkpoint
-            return beat, (self._progress_seq, self._checkpoint_seq)
+            usage = self._next_usage()
+            if usage is not None:
+                beat["usage"] = usage
+            return beat, (self._progress_seq, self._checkpoint_seq,
+                          usage["seq"] if usage else 0)
 
     def _delivered(self, seqs):
         with self._lock:
             self._progress_sent = max(self._progress_sent, seqs[0])
             self._checkpoint_sent = max(self._checkpoint_sent, seqs[1])
+        self._usage_delivered(seqs[2])
 
     def _stop(self, lost):
         if lost:
@@ -424,6 +474,7 @@ class Worker:
             return True
         job._delivered(seqs)
         if reply and reply.get("cancel_requested"):
+            job.cancel_reason = reply.get("cancel_reason")
             job._stop(lost=False)
             return False
         return True
@@ -433,6 +484,13 @@ class Worker:
             # Deliver a checkpoint set since the last beat: the next attempt resumes from it.
             if job._pending()[0]:
                 self._beat(job)
+        # Deliver the usage still pending: by beats, all but the last delta, which rides
+        # on the complete or fail (all of it before a cancel-ack, a snooze or an await).
+        last = 1 if outcome[0] in ("complete", "fail") and not job.cancel_requested else 0
+        sent = -1
+        while not job.lost and job._usage_pending() > last and job._usage_pending() != sent:
+            sent = job._usage_pending()
+            self._beat(job)
         if job.lost:
             self._count("dropped", job, "the attempt was lost")
             return
@@ -450,7 +508,8 @@ class Worker:
             except (TypeError, ValueError) as e:
                 outcome = ("fail", f"result is not JSON: {type(e).__name__}: {e}", False)
             else:
-                call = lambda: self.client.complete(job.token, result)  # noqa: E731
+                usage = job._pending()[0].get("usage")
+                call = lambda: self.client.complete(job.token, result, usage=usage)  # noqa: E731
                 try:
                     if self._outcome(job, call, "succeeded"):
                         self._count("succeeded", job, "completed")
@@ -462,9 +521,10 @@ class Worker:
             return
         message, retryable = outcome[1][:MAX_MESSAGE], outcome[2]
         retry_after = outcome[3] if len(outcome) > 3 else None
+        usage = None if job.cancel_requested else job._pending()[0].get("usage")
         try:
             reply = self._outcome(job, lambda: self.client.fail(
-                job.token, message, retryable, retry_after_ms=retry_after))
+                job.token, message, retryable, retry_after_ms=retry_after, usage=usage))
         except errors.InvalidArgument as e:
             # A retry_after out of bounds: the failure is still recorded, with the backoff.
             log.error("retry_after of %r refused: %s", job, e)

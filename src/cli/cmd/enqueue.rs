@@ -27,19 +27,44 @@ pub(crate) struct Args {
     /// Make it claimable only after this long.
     #[arg(long, value_parser = humantime::parse_duration)]
     delay: Option<Duration>,
+    /// Budget: most tokens (input + output) over all its attempts.
+    #[arg(long, value_name = "N")]
+    budget_tokens: Option<u64>,
+    /// Budget: most cost, integer micro-units of the namespace's currency.
+    #[arg(long, value_name = "MICROS")]
+    budget_cost: Option<u64>,
+    /// The share of the budget that sends `budget_warning` (default 0.8).
+    #[arg(long, value_name = "SHARE")]
+    budget_warning_share: Option<f64>,
     #[command(flatten)]
     timings: TimingFlags,
 }
 
 impl Args {
     pub(crate) async fn run(self) -> anyhow::Result<()> {
+        let budget = match (
+            self.budget_tokens,
+            self.budget_cost,
+            self.budget_warning_share,
+        ) {
+            (None, None, None) => None,
+            (tokens, cost, warning_share) => Some(unstuck::Budget {
+                tokens,
+                cost,
+                warning_share,
+            }),
+        };
         let ledger = connect(&self.common).await?;
         enqueue(
             &ledger,
             &self.queue,
             &self.payload,
-            self.id,
-            self.delay,
+            EnqueueOptions {
+                id: self.id,
+                delay: self.delay,
+                budget,
+                ..EnqueueOptions::default()
+            },
             &self.timings,
             self.common.json,
         )
@@ -138,8 +163,7 @@ async fn enqueue(
     ledger: &Ledger,
     queue: &str,
     payload: &str,
-    id: Option<String>,
-    delay: Option<std::time::Duration>,
+    opts: EnqueueOptions,
     timings: &TimingFlags,
     json: bool,
 ) -> anyhow::Result<()> {
@@ -147,10 +171,8 @@ async fn enqueue(
         anyhow::anyhow!("--payload is not JSON ({e}); quote it: --payload '{{\"k\": 1}}'")
     })?;
     let opts = EnqueueOptions {
-        id,
         timings: timings.timings()?,
-        delay,
-        budget: None,
+        ..opts
     };
     let out = ledger.enqueue(queue, &payload, opts).await?;
     if out.conflict {

@@ -19,6 +19,7 @@
 //! part lasts D; the demo then waits for every execution to be terminal, and judges.
 
 mod awaiting;
+mod budget;
 mod collect;
 mod orchestrators;
 mod paused_queue;

@@ -27,5 +27,6 @@ pub async fn run(redis_url: &str, namespace: &str) -> Result<Vec<WaitingRow>> {
         super::awaiting::run(redis_url, &format!("{namespace}-await")).await?,
         super::snooze::rate_limited(&ledger).await?,
         super::paused_queue::run(redis_url, &format!("{namespace}-pause")).await?,
+        super::budget::runaway(&ledger).await?,
     ])
 }

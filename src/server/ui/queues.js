@@ -11,9 +11,12 @@ const path = (queue, action) => `/v1/queues/${encodeURIComponent(queue)}/${actio
 /** One line saying a queue is paused: since when, by whom, why. */
 export function pausedLine(q) {
   const p = q.pause;
-  return h("p", { class: "paused-banner", "data-paused": q.name },
-    h("strong", {}, `Queue ${q.name} is paused`), ` (${ago(p.since)}, by ${p.by}): ${p.reason}`,
-    " — nothing is claimed from it; running work goes on and is still judged.");
+  const budget = p.by === "budget";
+  return h("p", { class: "paused-banner", "data-paused": q.name, "data-budget-paused": budget ? q.name : undefined },
+    h("strong", {}, budget ? `Queue ${q.name} spent its window budget` : `Queue ${q.name} is paused`),
+    ` (${ago(p.since)}, by ${p.by}): ${p.reason}`,
+    " — nothing is claimed from it; running work goes on and is still judged.",
+    budget ? " Raise its window budget or resume it to let work go on." : "");
 }
 
 /** The panel's content: `update(queues)` redraws it; admins get pause and resume. */
