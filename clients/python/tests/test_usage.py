@@ -86,6 +86,8 @@ class UsageTest(unittest.TestCase):
         self.assertEqual(q["totals"]["input_tokens"], 80 * spent)
         self.assertEqual(q["window"]["output_tokens"], 20 * spent)
 
+        worker.stop()
+        self.workers[0][1].join(30)
         # A second execution spends the rest of the window: the queue is paused by budget.
         self.client.enqueue(self.queue, {"n": 2}, id="second", timings=TIMINGS)
 
