@@ -12,7 +12,8 @@
 --   cxr why cancellation was requested: budget_exceeded (absent: an operator's cancel)
 -- Queue usage hash (Keyspace::queue_usage, the queue's partition tag):
 --   t totals; m:<model> totals per model; w the rolling window's totals; b:<start> one
---   bucket of the window (a 24th of it); wold the oldest bucket start that may remain
+--   bucket of the window (a 24th of it); wold the oldest bucket start that may remain;
+--   wbs the bucket length (ms) those buckets were kept with
 -- Queue settings: bgt, bgc, bgs the default execution budget (tokens, cost, warning per
 -- mille); wbt, wbc, wbw the window budget (tokens, cost, window ms); 0: no limit.
 
@@ -105,7 +106,7 @@ local function apply_usage(x, d, now)
     'q')
   x.queue = e[10]
   local la, ls = string.match(e[1] or '', '^(%d+):(%d+)$')
-  if la == x.att and tonumber(ls) >= d.seq then return 'replayed' end
+  if la == x.att and tonumber(ls) >= d.seq then return 'replayed', '' end
   local conf = redis.call('HMGET', x.settings, 'bgt', 'bgc', 'bgs', 'wbt', 'wbc', 'wbw')
 
   local tot = usage_add(usage_parse(e[2]), d, 1)
@@ -146,14 +147,26 @@ local function apply_usage(x, d, now)
   local n = tonumber(now)
   local cur = n - n % bucket
   local qm = 'm:' .. d.model
-  local q = redis.call('HMGET', x.usage, 't', qm, 'w', 'wold', 'b:' .. cur)
+  local q = redis.call('HMGET', x.usage, 't', qm, 'w', 'wold', 'b:' .. cur, 'wbs')
   local w = usage_parse(q[3])
-  local gone, wold = usage_roll(x.usage, w, tonumber(q[4]), cur, n, window, bucket)
+  local gone, wold
+  local old_bucket = tonumber(q[6])
+  if q[4] and old_bucket and old_bucket ~= bucket then
+    -- The window changed length: its buckets no longer line up; start it afresh.
+    gone, wold, w = {}, cur, usage_parse(nil)
+    for i = 0, USAGE_BUCKETS do
+      local f = 'b:' .. string.format('%d', tonumber(q[4]) + i * old_bucket)
+      if f ~= 'b:' .. cur then gone[#gone + 1] = f end
+    end
+    q[5] = nil
+  else
+    gone, wold = usage_roll(x.usage, w, tonumber(q[4]), cur, n, window, bucket)
+  end
   local before = { w[1], w[2], w[3], w[4] }
   usage_add(w, d, 1)
   redis.call('HSET', x.usage, 't', usage_text(usage_add(usage_parse(q[1]), d, 1)),
     qm, usage_text(usage_add(usage_parse(q[2]), d, 1)), 'w', usage_text(w),
-    'wold', string.format('%d', wold), 'b:' .. cur,
+    'wold', string.format('%d', wold), 'wbs', string.format('%d', bucket), 'b:' .. cur,
     usage_text(usage_add(usage_parse(q[5]), d, 1)))
   if #gone > 0 then redis.call('HDEL', x.usage, unpack(gone)) end
   -- The window budget pauses the queue when this delta crosses it (not again while the

@@ -44,11 +44,13 @@ async fn usage_is_summed_over_attempts_and_models_and_applied_once() {
         .unwrap();
     ledger.heartbeat(&first, beat(2, 50, 5, "b")).await.unwrap();
     // A heartbeat replayed with the same seq (and an older one) is not counted again.
-    ledger.heartbeat(&first, beat(2, 50, 5, "b")).await.unwrap();
-    ledger
-        .heartbeat(&first, beat(1, 100, 10, "a"))
-        .await
-        .unwrap();
+    let keep_going = HeartbeatReply::Ok {
+        cancel_requested: false,
+        cancel_reason: None,
+    };
+    for replay in [beat(2, 50, 5, "b"), beat(1, 100, 10, "a")] {
+        assert_eq!(ledger.heartbeat(&first, replay).await.unwrap(), keep_going);
+    }
     let e = ledger.get("q", "x").await.unwrap();
     let usage = e.usage.expect("usage recorded");
     assert_eq!(usage.totals, totals(150, 15, 165));
