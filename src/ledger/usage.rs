@@ -397,6 +397,8 @@ pub(crate) fn budgets_from(
 pub struct QueueUsage {
     /// The queue.
     pub queue: String,
+    /// The currency costs are in (micro-units of it): the namespace's `currency`.
+    pub currency: String,
     /// Totals since its first usage.
     pub totals: UsageTotals,
     /// The same per model (`""`: deltas that named none).
@@ -429,6 +431,7 @@ impl Ledger {
         let read = |v: &String| UsageTotals::parse(v).unwrap_or_default();
         let mut usage = QueueUsage {
             queue: queue.to_owned(),
+            currency: self.config.currency.clone(),
             totals: stored.get("t").map(read).unwrap_or_default(),
             window_ms,
             window_budget,

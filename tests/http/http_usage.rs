@@ -71,6 +71,8 @@ async fn usage_is_counted_once_shown_and_exported() {
     assert_eq!(q.body["totals"]["input_tokens"], 90);
     assert_eq!(q.body["window"]["output_tokens"], 17);
     assert_eq!(q.body["window_ms"], 86_400_000);
+    assert_eq!(q.body["currency"], "USD");
+    assert_eq!(q.body["currency"], "USD");
 
     support::wait_until(Duration::from_secs(10), "usage is exported", || async {
         let text = s.metrics().await;

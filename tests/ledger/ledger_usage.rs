@@ -95,6 +95,7 @@ async fn usage_is_summed_over_attempts_and_models_and_applied_once() {
     assert_eq!(q.window, totals(165, 21, 186));
     assert_eq!(q.by_model["b"], totals(50, 5, 55));
     assert_eq!(q.window_ms, 86_400_000);
+    assert_eq!(q.currency, "USD", "the namespace's currency");
     support::invariants::assert_ok(&ledger, &["q"]).await;
 }
 

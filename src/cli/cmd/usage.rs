@@ -33,10 +33,11 @@ pub(crate) async fn queue_usage(ledger: &Ledger, queue: &str, json: bool) -> any
             .iter()
             .map(|(m, t)| row(&format!("model {}", if m.is_empty() { "-" } else { m }), t)),
     );
+    let cost = format!("COST (micro-{})", usage.currency);
     out!(
         "{}",
         render(
-            &["USAGE", "INPUT", "OUTPUT", "CACHED", "COST (micros)"],
+            &["USAGE", "INPUT", "OUTPUT", "CACHED", cost.as_str()],
             &rows
         )
     );
