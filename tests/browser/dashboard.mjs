@@ -287,6 +287,9 @@ async function main() {
     const banner = await page.textContent("p.paused-banner[data-budget-paused=spend]");
     check(banner.includes("window budget") && banner.includes("by budget"),
       `budget: the queue paused by its window budget has its banner (${banner})`);
+    await page.waitForSelector("[data-usage-queue=spend][data-window-tokens='100']");
+    const queueUsage = await page.textContent("[data-usage-queue=spend]");
+    check(queueUsage.includes("100 of 100 tokens"), `budget: the queue shows its window usage (${queueUsage})`);
     await api("POST", "/v1/queues/spend/resume", { reason: "raised" });
     check(consoleErrors.length === 0, `admin pages: no console error (${consoleErrors.join(" | ")})`);
 

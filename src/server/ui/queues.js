@@ -58,7 +58,7 @@ export function queuesPanel(session, onChange) {
 
   const update = (queues) => {
     put(banners, queues.filter((q) => q.paused).map(pausedLine));
-    const headers = ["Queue", "Depth", "Available", "Slots", "Oldest queued", "Partition", "Paused"];
+    const headers = ["Queue", "Depth", "Available", "Slots", "Oldest queued", "Partition", "Usage (window)", "Paused"];
     put(body, table(admin ? [...headers, ""] : headers, queues.map((q) => ({
       key: q.name,
       class: q.paused ? "paused" : undefined,
@@ -69,11 +69,23 @@ export function queuesPanel(session, onChange) {
         h("td", { class: "num" }, `${q.active} / ${q.capacity}`),
         dur(q.oldest_queued_age_ms),
         String(q.partition),
+        h("span", { "data-usage-queue": q.name }, "-"),
         q.paused ? h("span", { class: "badge s-paused", "data-paused": q.name,
           title: `paused ${ago(q.pause.since)} by ${q.pause.by}: ${q.pause.reason}` }, "paused") : "-",
         ...(admin ? [control(q)] : []),
       ],
     })), "no queue yet"));
+    // Each queue's usage over its rolling window (tokens, cost) against its window budget.
+    for (const q of queues) {
+      api(path(q.name, "usage")).then((u) => {
+        const cell = body.querySelector(`[data-usage-queue="${CSS.escape(q.name)}"]`);
+        if (!cell || !u) return;
+        const tokens = u.window.input_tokens + u.window.output_tokens;
+        const limit = u.window_budget && u.window_budget.tokens ? ` of ${u.window_budget.tokens}` : "";
+        cell.setAttribute("data-window-tokens", String(tokens));
+        cell.textContent = tokens || u.window.cost ? `${tokens}${limit} tokens, ${u.window.cost} µ${u.currency}` : "-";
+      }).catch(() => {});
+    }
   };
   return { el, update };
 }
