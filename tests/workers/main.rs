@@ -14,6 +14,7 @@ mod watchdog_common;
 
 mod exec;
 mod exec_stop;
+mod exec_usage;
 mod runner;
 mod runner_await;
 mod runner_pause;
