@@ -20,5 +20,6 @@ mod runner_await;
 mod runner_pause;
 mod runner_snooze;
 mod runner_stop;
+mod runner_usage;
 mod worker_loop;
 mod worker_requests;
