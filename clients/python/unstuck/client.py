@@ -175,7 +175,7 @@ class Client(OpsCalls):
         """``{"queue", "totals", "by_model", "window", "window_ms", "window_budget"}``:
         usage since the queue's first, by model, and over its rolling window (each a
         ``{"input_tokens", "output_tokens", "cached_input_tokens", "cost"}``)."""
-        return self._json("GET", f"/v1/queues/{_seg(queue)}/usage")
+        return self._route_json("queue_usage", {"queue": queue})
 
     def resume_queue(self, queue, reason=None):
         """Resumes a paused queue (admin): its waiting claims wake at once. Returns
