@@ -40,6 +40,10 @@ func (c *Client) Claim(ctx context.Context, queue, workerID string, max int, wai
 type HeartbeatRequest struct {
 	Progress   *string // nil: unchanged
 	Checkpoint any     // nil: unchanged (a json.RawMessage("null") clears it)
+	// Fingerprint ("" for none; else 1 to 128 bytes) is loop detection's: the same one
+	// max_repeats times in a row and the watchdog judges the execution stuck "looping";
+	// a different one starts the count again, none leaves it.
+	Fingerprint string
 }
 
 // HeartbeatReply says whether cancellation was requested.
@@ -56,6 +60,9 @@ func (c *Client) Heartbeat(ctx context.Context, token string, h HeartbeatRequest
 	}
 	if h.Checkpoint != nil {
 		body["checkpoint"] = h.Checkpoint
+	}
+	if h.Fingerprint != "" {
+		body["fingerprint"] = h.Fingerprint
 	}
 	var out HeartbeatReply
 	if err := c.attemptCall(ctx, "/v1/attempts/heartbeat", body, &out); err != nil {

@@ -84,6 +84,7 @@ func (w *Worker) claimLoop() error {
 func (w *Worker) start(a *Attempt, slots chan struct{}) {
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
+	a.client, a.logf, a.WorkerID = w.Client, w.logf, w.ID()
 	w.mu.Lock()
 	w.running[a] = true
 	w.mu.Unlock()
@@ -114,12 +115,39 @@ func (w *Worker) runAttempt(ctx context.Context, a *Attempt) {
 }
 
 func (w *Worker) callHandler(ctx context.Context, a *Attempt) (err error) {
+	var end func(error)
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("panic: %v", p)
 		}
+		if end != nil {
+			w.endProcess(a, end, err)
+		}
 	}()
+	if w.StartProcess != nil {
+		var traced context.Context
+		if traced, end = w.StartProcess(ctx, a); traced != nil {
+			ctx = traced
+		}
+	}
 	return w.Handler(ctx, a)
+}
+
+// endProcess calls StartProcess's end with the error that fails the attempt.
+func (w *Worker) endProcess(a *Attempt, end func(error), err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			w.logf("%v: StartProcess's end panicked: %v", a, p)
+		}
+	}()
+	var (
+		snooze *SnoozeError
+		await  *AwaitResumeError
+	)
+	if errors.As(err, &snooze) || errors.As(err, &await) {
+		err = nil // outcomes, not failures
+	}
+	end(err)
 }
 
 // beatLoop heartbeats the attempt at a third of its heartbeat timeout, the first beat at
@@ -133,14 +161,8 @@ func (w *Worker) beatLoop(a *Attempt) {
 	renewed := a.claimedAt
 	wait := time.Duration(0)
 	for failures := 0; ; {
-		if wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-a.done:
-				t.Stop()
-				return
-			case <-t.C:
-			}
+		if wait > 0 && !a.sleep(wait) {
+			return
 		}
 		left := a.HeartbeatTimeout - time.Since(renewed)
 		if left <= 0 {
@@ -148,10 +170,14 @@ func (w *Worker) beatLoop(a *Attempt) {
 			a.stop("lost")
 			return
 		}
-		sent := time.Now()
+		before := a.unsentFingerprints()
+		sentAt := time.Now()
 		switch w.beat(a, left) {
 		case beatRenewed:
-			renewed, failures, wait = sent, 0, interval
+			renewed, failures, wait = sentAt, 0, interval
+			if n := a.unsentFingerprints(); n > 0 && n < before {
+				wait = 0 // one fingerprint went out and more wait: each its own beat
+			}
 		case beatLost:
 			return
 		case beatFailed:
@@ -164,6 +190,24 @@ func (w *Worker) beatLoop(a *Attempt) {
 	}
 }
 
+// sleep waits d or until a fingerprint waits to be sent; false when the handler returned.
+func (a *Attempt) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-a.done:
+			return false
+		case <-t.C:
+			return true
+		case <-a.wake: // a fingerprint: beat now (unless an earlier beat took it)
+			if a.unsentFingerprints() > 0 {
+				return true
+			}
+		}
+	}
+}
+
 const (
 	beatRenewed = iota
 	beatLost
@@ -172,7 +216,7 @@ const (
 
 // beat sends one heartbeat with what changed since the last one.
 func (w *Worker) beat(a *Attempt, limit time.Duration) int {
-	h, seqs := a.beat()
+	h, carried := a.beat()
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	reply, err := w.Client.Heartbeat(ctx, a.Token, h)
@@ -185,7 +229,7 @@ func (w *Worker) beat(a *Attempt, limit time.Duration) int {
 		w.logf("heartbeat of %v: %v", a, err)
 		return beatFailed
 	}
-	a.delivered(seqs)
+	a.delivered(carried)
 	if reply.CancelRequested {
 		a.stop("cancel")
 	}
