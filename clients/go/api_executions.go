@@ -16,6 +16,11 @@ type QueueSettings struct {
 	Retention    *RetentionSettings
 	MaxWait      *time.Duration // longest wait an AwaitResume may ask (7 days when unset)
 	OnWaitExpiry string         // "fail" (default) or "requeue"
+	// Budget is the default budget of executions enqueued without one (nil: none).
+	Budget *Budget
+	// WindowBudget pauses the queue (by "budget") once its rolling window's usage
+	// reaches it (nil: none).
+	WindowBudget *WindowBudget
 }
 
 // RetentionSettings: how long finished executions are kept, per state.
@@ -64,6 +69,12 @@ func (c *Client) SetQueue(ctx context.Context, queue string, s QueueSettings) (*
 	if s.OnWaitExpiry != "" {
 		body["on_wait_expiry"] = s.OnWaitExpiry
 	}
+	if s.Budget != nil {
+		body["budget"] = *s.Budget
+	}
+	if s.WindowBudget != nil {
+		body["window_budget"] = *s.WindowBudget
+	}
 	r := req(http.MethodPut, "/v1/queues/{queue}", queue)
 	r.body = body
 	var out Queue
@@ -109,6 +120,8 @@ type EnqueueRequest struct {
 	// the execution and handed to its workers with every claim (docs/tracing.md). The
 	// server ignores a malformed one, as the W3C spec says.
 	Traceparent string
+	// Budget limits the execution's usage over all its attempts (nil: the queue's default).
+	Budget *Budget
 }
 
 func (e EnqueueRequest) body() map[string]any {
@@ -121,6 +134,9 @@ func (e EnqueueRequest) body() map[string]any {
 	}
 	if e.Delay > 0 {
 		body["delay"] = ms(e.Delay)
+	}
+	if e.Budget != nil {
+		body["budget"] = *e.Budget
 	}
 	return body
 }

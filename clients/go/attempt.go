@@ -49,6 +49,9 @@ type Attempt struct {
 	progressSent    int // the seq the last good beat carried
 	checkpointSent  int
 	fingerprints    []string // not sent yet, oldest first: one per beat
+	usage           []Usage  // deltas not delivered yet, oldest first (Seq 0: not numbered yet)
+	usageSeq        int64    // the last Seq given to a delta
+	cancelReason    string
 	cancelRequested bool
 	lost            bool
 	restart         bool
@@ -176,8 +179,9 @@ func (a *Attempt) stop(why string) {
 
 // sent says what a heartbeat carried, to mark delivered when it goes through.
 type sent struct {
-	progress, checkpoint int  // the seqs
-	fingerprint          bool // it carried the oldest queued fingerprint
+	progress, checkpoint int   // the seqs
+	fingerprint          bool  // it carried the oldest queued fingerprint
+	usage                int64 // the Seq of the usage delta it carried (0: none)
 }
 
 // beat is the one place that builds a heartbeat: what changed since the last good beat
@@ -197,7 +201,11 @@ func (a *Attempt) beat() (HeartbeatRequest, sent) {
 	if len(a.fingerprints) > 0 {
 		h.Fingerprint = a.fingerprints[0]
 	}
-	return h, sent{a.progressSeq, a.checkpointSeq, h.Fingerprint != ""}
+	s := sent{a.progressSeq, a.checkpointSeq, h.Fingerprint != "", 0}
+	if h.Usage = a.nextUsage(); h.Usage != nil {
+		s.usage = h.Usage.Seq
+	}
+	return h, s
 }
 
 func (a *Attempt) delivered(s sent) {
@@ -212,6 +220,9 @@ func (a *Attempt) delivered(s sent) {
 	if s.fingerprint && len(a.fingerprints) > 0 {
 		a.fingerprints = a.fingerprints[1:] // only the beat loop takes them
 	}
+	if s.usage > 0 && len(a.usage) > 0 && a.usage[0].Seq == s.usage {
+		a.usage = a.usage[1:]
+	}
 }
 
 // unsentFingerprints counts the fingerprints still to send.
@@ -223,7 +234,7 @@ func (a *Attempt) unsentFingerprints() int {
 
 func (a *Attempt) pending() bool {
 	h, _ := a.beat()
-	return h.Progress != nil || h.Checkpoint != nil || h.Fingerprint != ""
+	return h.Progress != nil || h.Checkpoint != nil || h.Fingerprint != "" || h.Usage != nil
 }
 
 func (a *Attempt) state() (result any, cancelRequested, lost, restart bool) {

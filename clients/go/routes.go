@@ -26,6 +26,7 @@ var routes = []Route{
 	{http.MethodPut, "/v1/queues/{queue}", "SetQueue"},
 	{http.MethodPost, "/v1/queues/{queue}/pause", "PauseQueue"},
 	{http.MethodPost, "/v1/queues/{queue}/resume", "ResumeQueue"},
+	{http.MethodGet, "/v1/queues/{queue}/usage", "QueueUsage"},
 	{http.MethodPost, "/v1/queues/{queue}/executions", "Enqueue"},
 	{http.MethodPost, "/v1/queues/{queue}/executions/batch", "EnqueueBatch"},
 	{http.MethodGet, "/v1/queues/{queue}/executions", "List"},

@@ -231,6 +231,9 @@ func (w *Worker) beat(a *Attempt, limit time.Duration) int {
 	}
 	a.delivered(carried)
 	if reply.CancelRequested {
+		a.mu.Lock()
+		a.cancelReason = reply.CancelReason
+		a.mu.Unlock()
 		a.stop("cancel")
 	}
 	return beatRenewed
@@ -262,8 +265,11 @@ func (w *Worker) finish(a *Attempt, err error) {
 	if err != nil && !lost && !cancelRequested && a.pending() {
 		// Deliver a checkpoint set since the last beat: the next attempt resumes from it.
 		w.beat(a, w.Client.timeout())
-		result, cancelRequested, lost, _ = a.state()
 	}
+	// Deliver the usage still pending: by beats, all but the last delta, which rides on
+	// the complete or fail (all of it before a cancel acknowledgement, a snooze or an await).
+	w.drainUsage(a, !errors.As(err, &await) && !errors.As(err, &snooze))
+	result, cancelRequested, lost, _ = a.state()
 	switch {
 	case lost:
 		w.count(&w.stats.Dropped, a, "the attempt was lost")
@@ -280,7 +286,12 @@ func (w *Worker) finish(a *Attempt, err error) {
 			return
 		}
 		_, ok := w.outcome(a, "succeeded", w.refusedFail(a, "result refused", false), func(ctx context.Context) (*Outcome, error) {
-			_, err := w.Client.Complete(ctx, a.Token, result)
+			var err error
+			if u := a.lastUsage(); u != nil {
+				_, err = w.Client.Complete(ctx, a.Token, result, *u)
+			} else {
+				_, err = w.Client.Complete(ctx, a.Token, result)
+			}
 			return &Outcome{}, err
 		})
 		if ok {
@@ -302,13 +313,14 @@ func (w *Worker) finish(a *Attempt, err error) {
 }
 
 func (w *Worker) fail(a *Attempt, msg string, retryable bool, after time.Duration) {
+	usage := a.lastUsage() // the last delta rides on the failure
 	reply, ok := w.outcome(a, "", nil, func(ctx context.Context) (*Outcome, error) {
-		o, err := w.Client.Fail(ctx, a.Token, FailRequest{Message: msg, Retryable: retryable, RetryAfter: after})
+		o, err := w.Client.Fail(ctx, a.Token, FailRequest{Message: msg, Retryable: retryable, RetryAfter: after, Usage: usage})
 		if errors.Is(err, ErrInvalidArgument) && after > 0 {
 			// A retry-after out of bounds: the failure is still recorded, with the backoff.
 			w.logf("retry-after of %v refused: %v", a, err)
 			after = 0
-			o, err = w.Client.Fail(ctx, a.Token, FailRequest{Message: msg, Retryable: retryable})
+			o, err = w.Client.Fail(ctx, a.Token, FailRequest{Message: msg, Retryable: retryable, Usage: usage})
 		}
 		return o, err
 	})

@@ -166,6 +166,13 @@ type Execution struct {
 	// Fingerprint is the current attempt's last heartbeat fingerprint and how many
 	// heartbeats in a row carried it (nil until one did).
 	Fingerprint *FingerprintRun `json:"fingerprint"`
+	// Usage is what its attempts reported, summed and by model (nil before any).
+	Usage *UsageSummary `json:"usage"`
+	// Budget is its own budget, given at enqueue (nil: its queue's default applies).
+	Budget *Budget `json:"budget"`
+	// CancelReason says why cancellation was requested when the ledger asked:
+	// "budget_exceeded" (nil otherwise).
+	CancelReason *string `json:"cancel_reason"`
 }
 
 // FingerprintRun is an execution's last heartbeat fingerprint and its run length.
@@ -256,6 +263,8 @@ type Queue struct {
 	Pause             *QueuePause     `json:"pause"`
 	MaxWaitMs         *Millis         `json:"max_wait_ms"`
 	OnWaitExpiry      *string         `json:"on_wait_expiry"`
+	Budget            *Budget         `json:"budget"`        // the default of its executions
+	WindowBudget      *WindowBudget   `json:"window_budget"` // spent: paused by "budget"
 }
 
 // PauseChange is the reply of PauseQueue and ResumeQueue.
