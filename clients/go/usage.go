@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Usage is one usage delta: tokens and cost spent since the previous one (the
@@ -27,18 +28,20 @@ type Usage struct {
 // MaxModel is the longest model name a usage delta carries, in bytes.
 const MaxModel = 128
 
+// MaxUsageAmount is the largest amount a usage member may carry (10^15).
+const MaxUsageAmount = 1_000_000_000_000_000
+
 func (u Usage) check() error {
 	for name, v := range map[string]int64{"input_tokens": u.InputTokens, "output_tokens": u.OutputTokens,
 		"cached_input_tokens": u.CachedInputTokens, "cost": u.Cost} {
-		if v < 0 {
-			return fmt.Errorf("unstuck: usage: %s must not be negative, got %d", name, v)
+		if v < 0 || v > MaxUsageAmount {
+			return fmt.Errorf("unstuck: usage: %s must be 0 to %d, got %d", name, int64(MaxUsageAmount), v)
 		}
 	}
 	if u.CachedInputTokens > u.InputTokens {
 		return errors.New("unstuck: usage: cached_input_tokens is a part of input_tokens: at most it")
 	}
-	if len(u.Model) > MaxModel || strings.ContainsAny(u.Model, "|") ||
-		strings.IndexFunc(u.Model, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+	if len(u.Model) > MaxModel || strings.ContainsRune(u.Model, '|') || strings.IndexFunc(u.Model, unicode.IsControl) >= 0 {
 		return fmt.Errorf("unstuck: usage: model must be at most %d bytes without '|' or control characters", MaxModel)
 	}
 	return nil
@@ -143,12 +146,15 @@ func (a *Attempt) AddUsage(u Usage) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if n := len(a.usage); n > 0 && a.usage[n-1].Seq == 0 && a.usage[n-1].Model == u.Model {
-		last := &a.usage[n-1]
-		last.InputTokens += u.InputTokens
-		last.OutputTokens += u.OutputTokens
-		last.CachedInputTokens += u.CachedInputTokens
-		last.Cost += u.Cost
-		return nil
+		sum := a.usage[n-1]
+		sum.InputTokens += u.InputTokens
+		sum.OutputTokens += u.OutputTokens
+		sum.CachedInputTokens += u.CachedInputTokens
+		sum.Cost += u.Cost
+		if sum.check() == nil { // else a delta of its own
+			a.usage[n-1] = sum
+			return nil
+		}
 	}
 	a.usage = append(a.usage, u)
 	return nil

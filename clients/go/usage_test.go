@@ -106,13 +106,19 @@ func TestWorkerAddUsageDeliversEveryDeltaOnce(t *testing.T) {
 
 	a := newAttempt(Claim{Token: "t", Queue: "q", ID: "i", Attempt: 1, HeartbeatTimeout: 1000})
 	for _, bad := range []Usage{{InputTokens: -1}, {InputTokens: 1, CachedInputTokens: 2}, {Model: "a|b"},
-		{Model: strings.Repeat("m", 129)}, {Model: "a\nb"}} {
+		{Model: strings.Repeat("m", 129)}, {Model: "a\nb"}, {Cost: MaxUsageAmount + 1}} {
 		if err := a.AddUsage(bad); err == nil {
 			t.Errorf("%+v accepted", bad)
 		}
 	}
 	if a.pendingUsage() != 0 {
 		t.Error("a refused delta was queued")
+	}
+	// Two deltas whose sum would be above the limit stay two.
+	_ = a.AddUsage(Usage{Cost: MaxUsageAmount})
+	_ = a.AddUsage(Usage{Cost: 1})
+	if a.pendingUsage() != 2 {
+		t.Errorf("%d deltas queued", a.pendingUsage())
 	}
 }
 
