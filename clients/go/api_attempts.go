@@ -2,6 +2,7 @@ package unstuck
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"time"
 )
@@ -40,11 +41,19 @@ func (c *Client) Claim(ctx context.Context, queue, workerID string, max int, wai
 type HeartbeatRequest struct {
 	Progress   *string // nil: unchanged
 	Checkpoint any     // nil: unchanged (a json.RawMessage("null") clears it)
+	// Fingerprint ("" for none; else 1 to 128 bytes) is loop detection's: the same one
+	// max_repeats times in a row and the watchdog judges the execution stuck "looping";
+	// a different one starts the count again, none leaves it.
+	Fingerprint string
+	// Usage is a usage delta (Seq required) spent since the previous one (nil: none).
+	Usage *Usage
 }
 
-// HeartbeatReply says whether cancellation was requested.
+// HeartbeatReply says whether cancellation was requested, and why when the ledger asked
+// rather than an operator (CancelReason "budget_exceeded"; "" for an operator's cancel).
 type HeartbeatReply struct {
-	CancelRequested bool `json:"cancel_requested"`
+	CancelRequested bool   `json:"cancel_requested"`
+	CancelReason    string `json:"cancel_reason"`
 }
 
 // Heartbeat renews the attempt. ErrStaleAttempt or ErrAlreadyTerminal when it is no longer
@@ -56,6 +65,12 @@ func (c *Client) Heartbeat(ctx context.Context, token string, h HeartbeatRequest
 	}
 	if h.Checkpoint != nil {
 		body["checkpoint"] = h.Checkpoint
+	}
+	if h.Fingerprint != "" {
+		body["fingerprint"] = h.Fingerprint
+	}
+	if h.Usage != nil {
+		body["usage"] = *h.Usage
 	}
 	var out HeartbeatReply
 	if err := c.attemptCall(ctx, "/v1/attempts/heartbeat", body, &out); err != nil {
@@ -69,11 +84,19 @@ type Recorded struct {
 	SlotReleased bool `json:"slot_released"`
 }
 
-// Complete ends the attempt successfully with result (nil: no result).
-func (c *Client) Complete(ctx context.Context, token string, result any) (*Recorded, error) {
+// Complete ends the attempt successfully with result (nil: no result). usage, when given
+// (at most one), is the attempt's last usage delta (Seq required).
+func (c *Client) Complete(ctx context.Context, token string, result any, usage ...Usage) (*Recorded, error) {
 	body := map[string]any{"token": token}
 	if result != nil {
 		body["result"] = result
+	}
+	switch len(usage) {
+	case 0:
+	case 1:
+		body["usage"] = usage[0]
+	default:
+		return nil, errors.New("unstuck: Complete takes at most one usage delta")
 	}
 	var out Recorded
 	if err := c.attemptCall(ctx, "/v1/attempts/complete", body, &out); err != nil {
@@ -89,6 +112,8 @@ type FailRequest struct {
 	// RetryAfter (retryable failures only; 1 ms to 7 days, say a provider's Retry-After) is
 	// the earliest the retry may start: it wins over the backoff when later. 0: unset.
 	RetryAfter time.Duration
+	// Usage is the attempt's last usage delta (Seq required; nil: none).
+	Usage *Usage
 }
 
 // Outcome is the reply of Fail, Snooze and AwaitResume. Outcome is "retry_scheduled",
@@ -107,6 +132,9 @@ func (c *Client) Fail(ctx context.Context, token string, f FailRequest) (*Outcom
 	body := map[string]any{"token": token, "message": f.Message, "retryable": f.Retryable}
 	if f.RetryAfter > 0 {
 		body["retry_after_ms"] = ms(f.RetryAfter)
+	}
+	if f.Usage != nil {
+		body["usage"] = *f.Usage
 	}
 	var out Outcome
 	if err := c.attemptCall(ctx, "/v1/attempts/fail", body, &out); err != nil {

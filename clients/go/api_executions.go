@@ -2,6 +2,7 @@ package unstuck
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -15,6 +16,11 @@ type QueueSettings struct {
 	Retention    *RetentionSettings
 	MaxWait      *time.Duration // longest wait an AwaitResume may ask (7 days when unset)
 	OnWaitExpiry string         // "fail" (default) or "requeue"
+	// Budget is the default budget of executions enqueued without one (nil: none).
+	Budget *Budget
+	// WindowBudget pauses the queue (by "budget") once its rolling window's usage
+	// reaches it (nil: none).
+	WindowBudget *WindowBudget
 }
 
 // RetentionSettings: how long finished executions are kept, per state.
@@ -63,6 +69,12 @@ func (c *Client) SetQueue(ctx context.Context, queue string, s QueueSettings) (*
 	if s.OnWaitExpiry != "" {
 		body["on_wait_expiry"] = s.OnWaitExpiry
 	}
+	if s.Budget != nil {
+		body["budget"] = *s.Budget
+	}
+	if s.WindowBudget != nil {
+		body["window_budget"] = *s.WindowBudget
+	}
 	r := req(http.MethodPut, "/v1/queues/{queue}", queue)
 	r.body = body
 	var out Queue
@@ -104,6 +116,12 @@ type EnqueueRequest struct {
 	// IdempotencyKey is sent as the Idempotency-Key header (Enqueue only); it names the
 	// id (it must equal ID when both are given).
 	IdempotencyKey string
+	// Traceparent is the caller's W3C trace context (the traceparent header): stored on
+	// the execution and handed to its workers with every claim (docs/tracing.md). The
+	// server ignores a malformed one, as the W3C spec says.
+	Traceparent string
+	// Budget limits the execution's usage over all its attempts (nil: the queue's default).
+	Budget *Budget
 }
 
 func (e EnqueueRequest) body() map[string]any {
@@ -117,6 +135,9 @@ func (e EnqueueRequest) body() map[string]any {
 	if e.Delay > 0 {
 		body["delay"] = ms(e.Delay)
 	}
+	if e.Budget != nil {
+		body["budget"] = *e.Budget
+	}
 	return body
 }
 
@@ -126,8 +147,12 @@ func (c *Client) Enqueue(ctx context.Context, queue string, e EnqueueRequest) (*
 	r := req(http.MethodPost, "/v1/queues/{queue}/executions", queue)
 	r.body = e.body()
 	r.unsafe = e.ID == "" && e.IdempotencyKey == ""
+	r.header = http.Header{}
 	if e.IdempotencyKey != "" {
-		r.header = http.Header{"Idempotency-Key": {e.IdempotencyKey}}
+		r.header.Set("Idempotency-Key", e.IdempotencyKey)
+	}
+	if e.Traceparent != "" {
+		r.header.Set("traceparent", e.Traceparent)
 	}
 	var out Enqueued
 	status, err := c.call(ctx, r, &out)
@@ -142,16 +167,25 @@ func (c *Client) Enqueue(ctx context.Context, queue string, e EnqueueRequest) (*
 
 // EnqueueBatch enqueues 1-1000 executions at once, all or nothing (IdempotencyKey is
 // ignored here). Conflict is true on the items whose id exists with a different request.
+// The batch carries one trace context for every item: the items' Traceparent must be the
+// same on all of them or "" on all (an error otherwise, nothing sent).
 func (c *Client) EnqueueBatch(ctx context.Context, queue string, items []EnqueueRequest) ([]Enqueued, error) {
 	bodies := make([]map[string]any, len(items))
 	unsafe := false
 	for i, it := range items {
 		bodies[i] = it.body()
 		unsafe = unsafe || it.ID == ""
+		if it.Traceparent != items[0].Traceparent {
+			return nil, fmt.Errorf("unstuck: a batch carries one traceparent for every item: item %d has %q, item 0 %q",
+				i, it.Traceparent, items[0].Traceparent)
+		}
 	}
 	r := req(http.MethodPost, "/v1/queues/{queue}/executions/batch", queue)
 	r.body = map[string]any{"items": bodies}
 	r.unsafe = unsafe
+	if len(items) > 0 && items[0].Traceparent != "" {
+		r.header = http.Header{"Traceparent": {items[0].Traceparent}}
+	}
 	var out struct {
 		Items []Enqueued `json:"items"`
 	}

@@ -27,10 +27,18 @@ type Attempt struct {
 	Token string
 	// ResumeToken is set once an AwaitResume was recorded.
 	ResumeToken string
+	// Traceparent is the W3C trace context stored at enqueue ("" when none): link the
+	// handler's spans to it (Worker.StartProcess).
+	Traceparent string
+	// WorkerID is the id of the worker running the attempt.
+	WorkerID string
 
+	client    *Client
+	logf      func(format string, args ...any)
 	claimedAt time.Time
 	cancel    context.CancelFunc
 	done      chan struct{} // closed when the handler returned
+	wake      chan struct{} // a fingerprint to send: beat now
 
 	mu              sync.Mutex
 	result          any
@@ -40,15 +48,23 @@ type Attempt struct {
 	checkpointSeq   int
 	progressSent    int // the seq the last good beat carried
 	checkpointSent  int
+	fingerprints    []string // not sent yet, oldest first: one per beat
+	usage           []Usage  // deltas not delivered yet, oldest first (Seq 0: not numbered yet)
+	usageSeq        int64    // the last Seq given to a delta
+	cancelReason    string
 	cancelRequested bool
 	lost            bool
 	restart         bool
 }
 
+// MaxFingerprint is the longest fingerprint a heartbeat carries, in bytes.
+const MaxFingerprint = 128
+
 func newAttempt(c Claim) *Attempt {
 	a := &Attempt{Queue: c.Queue, ID: c.ID, Attempt: c.Attempt, Payload: c.Payload,
 		HeartbeatTimeout: c.HeartbeatTimeout.Duration(), DeadlineAt: c.DeadlineAt,
-		Token: c.Token, claimedAt: time.Now(), done: make(chan struct{})}
+		Token: c.Token, Traceparent: c.Traceparent, claimedAt: time.Now(),
+		done: make(chan struct{}), wake: make(chan struct{}, 1)}
 	if !isNull(c.Checkpoint) {
 		a.Checkpoint = c.Checkpoint
 	}
@@ -102,6 +118,26 @@ func (a *Attempt) SetCheckpoint(v any) error {
 	return nil
 }
 
+// SetFingerprint records the fingerprint of the action just taken and its result (a
+// short text, say a hash of them; 1 to MaxFingerprint bytes) for loop detection: the same
+// one max_repeats times in a row and the watchdog judges the execution stuck "looping".
+// Each call is one arrival, never merged with another: it goes out at once with a
+// heartbeat of its own, and calls made faster than beats return wait their turn, each
+// with its own beat. An error (nothing queued) for an empty or longer text.
+func (a *Attempt) SetFingerprint(text string) error {
+	if len(text) < 1 || len(text) > MaxFingerprint {
+		return fmt.Errorf("unstuck: fingerprint: expected 1 to %d bytes, got %d", MaxFingerprint, len(text))
+	}
+	a.mu.Lock()
+	a.fingerprints = append(a.fingerprints, text)
+	a.mu.Unlock()
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
 // SetResult sets the result a nil return completes the attempt with.
 func (a *Attempt) SetResult(v any) {
 	a.mu.Lock()
@@ -141,9 +177,17 @@ func (a *Attempt) stop(why string) {
 	a.cancel()
 }
 
-// beat is the one place that builds a heartbeat: what changed since the last good beat,
-// and the seqs to mark delivered when it goes through.
-func (a *Attempt) beat() (HeartbeatRequest, [2]int) {
+// sent says what a heartbeat carried, to mark delivered when it goes through.
+type sent struct {
+	progress, checkpoint int   // the seqs
+	fingerprint          bool  // it carried the oldest queued fingerprint
+	usage                int64 // the Seq of the usage delta it carried (0: none)
+}
+
+// beat is the one place that builds a heartbeat: what changed since the last good beat
+// (and the oldest fingerprint not sent yet), and what to mark delivered when it goes
+// through.
+func (a *Attempt) beat() (HeartbeatRequest, sent) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var h HeartbeatRequest
@@ -154,23 +198,43 @@ func (a *Attempt) beat() (HeartbeatRequest, [2]int) {
 	if a.checkpointSeq > a.checkpointSent {
 		h.Checkpoint = a.checkpoint
 	}
-	return h, [2]int{a.progressSeq, a.checkpointSeq}
+	if len(a.fingerprints) > 0 {
+		h.Fingerprint = a.fingerprints[0]
+	}
+	s := sent{a.progressSeq, a.checkpointSeq, h.Fingerprint != "", 0}
+	if h.Usage = a.nextUsage(); h.Usage != nil {
+		s.usage = h.Usage.Seq
+	}
+	return h, s
 }
 
-func (a *Attempt) delivered(seqs [2]int) {
+func (a *Attempt) delivered(s sent) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if seqs[0] > a.progressSent {
-		a.progressSent = seqs[0]
+	if s.progress > a.progressSent {
+		a.progressSent = s.progress
 	}
-	if seqs[1] > a.checkpointSent {
-		a.checkpointSent = seqs[1]
+	if s.checkpoint > a.checkpointSent {
+		a.checkpointSent = s.checkpoint
 	}
+	if s.fingerprint && len(a.fingerprints) > 0 {
+		a.fingerprints = a.fingerprints[1:] // only the beat loop takes them
+	}
+	if s.usage > 0 && len(a.usage) > 0 && a.usage[0].Seq == s.usage {
+		a.usage = a.usage[1:]
+	}
+}
+
+// unsentFingerprints counts the fingerprints still to send.
+func (a *Attempt) unsentFingerprints() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.fingerprints)
 }
 
 func (a *Attempt) pending() bool {
 	h, _ := a.beat()
-	return h.Progress != nil || h.Checkpoint != nil
+	return h.Progress != nil || h.Checkpoint != nil || h.Fingerprint != "" || h.Usage != nil
 }
 
 func (a *Attempt) state() (result any, cancelRequested, lost, restart bool) {

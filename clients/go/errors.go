@@ -35,6 +35,8 @@ var (
 	ErrNotAwaiting         = errors.New("unstuck: not awaiting")            // 409 not-awaiting
 	ErrResumeTokenUsed     = errors.New("unstuck: resume token used")       // 409 resume-token-used
 	ErrWorkerExists        = errors.New("unstuck: worker exists")           // 409 worker-exists
+	ErrResourceBusy        = errors.New("unstuck: resource busy")           // 409 resource-busy (Holders says who)
+	ErrResourceCapacity    = errors.New("unstuck: resource capacity")       // 409 resource-capacity
 	ErrTooLarge            = errors.New("unstuck: too large")               // 413 family (too-large)
 	ErrBodyTooLarge        = errors.New("unstuck: request body too large")  // 413 body-too-large
 	ErrIdempotencyConflict = errors.New("unstuck: idempotency conflict")    // 422
@@ -83,6 +85,8 @@ var bySlug = map[string][]error{
 	"not-awaiting":         {ErrNotAwaiting, ErrConflict},
 	"resume-token-used":    {ErrResumeTokenUsed, ErrConflict},
 	"worker-exists":        {ErrWorkerExists, ErrConflict},
+	"resource-busy":        {ErrResourceBusy, ErrConflict},
+	"resource-capacity":    {ErrResourceCapacity, ErrConflict},
 	"too-large":            {ErrTooLarge},
 	"body-too-large":       {ErrBodyTooLarge, ErrTooLarge},
 	"idempotency-conflict": {ErrIdempotencyConflict},
@@ -117,12 +121,16 @@ type APIError struct {
 	Detail string
 
 	// The extra members the API documents (zero when absent).
-	Field          string // the field an invalid-argument names
-	State          string // the execution's state (stale-attempt, already-terminal, not-awaiting...)
-	StopReason     string // already-terminal: its first outcome
-	CurrentAttempt *int   // stale-attempt: the attempt the execution is at
-	NextAttempt    *int   // stale-attempt: the number its waiting retry's claim will give
-	AttemptEnded   bool   // stale-attempt: your attempt is over
+	Field          string   // the field an invalid-argument names
+	State          string   // the execution's state (stale-attempt, already-terminal, not-awaiting...)
+	StopReason     string   // already-terminal: its first outcome
+	CurrentAttempt *int     // stale-attempt: the attempt the execution is at
+	NextAttempt    *int     // stale-attempt: the number its waiting retry's claim will give
+	AttemptEnded   bool     // stale-attempt: your attempt is over
+	Resource       string   // resource-busy: the resource
+	Capacity       *int     // resource-busy, resource-capacity: the resource's units
+	Held           *int     // resource-capacity: the units held now
+	Holders        []Holder // resource-busy: who holds every unit
 	// Extra holds every member of the problem but type, title, status and detail.
 	Extra map[string]json.RawMessage
 	// RetryAfter is the server's Retry-After hint (0 when none).
@@ -232,6 +240,10 @@ func problemError(status int, header http.Header, body []byte) *APIError {
 	_ = json.Unmarshal(e.Extra["current_attempt"], &e.CurrentAttempt)
 	_ = json.Unmarshal(e.Extra["next_attempt"], &e.NextAttempt)
 	_ = json.Unmarshal(e.Extra["attempt_ended"], &e.AttemptEnded)
+	_ = json.Unmarshal(e.Extra["resource"], &e.Resource)
+	_ = json.Unmarshal(e.Extra["capacity"], &e.Capacity)
+	_ = json.Unmarshal(e.Extra["held"], &e.Held)
+	_ = json.Unmarshal(e.Extra["holders"], &e.Holders)
 	if e.RetryAfter == 0 {
 		var ms int64
 		if json.Unmarshal(e.Extra["retry_after_ms"], &ms) == nil {

@@ -84,6 +84,7 @@ func (w *Worker) claimLoop() error {
 func (w *Worker) start(a *Attempt, slots chan struct{}) {
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
+	a.client, a.logf, a.WorkerID = w.Client, w.logf, w.ID()
 	w.mu.Lock()
 	w.running[a] = true
 	w.mu.Unlock()
@@ -114,88 +115,39 @@ func (w *Worker) runAttempt(ctx context.Context, a *Attempt) {
 }
 
 func (w *Worker) callHandler(ctx context.Context, a *Attempt) (err error) {
+	var end func(error)
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("panic: %v", p)
 		}
+		if end != nil {
+			w.endProcess(a, end, err)
+		}
 	}()
+	if w.StartProcess != nil {
+		var traced context.Context
+		if traced, end = w.StartProcess(ctx, a); traced != nil {
+			ctx = traced
+		}
+	}
 	return w.Handler(ctx, a)
 }
 
-// beatLoop heartbeats the attempt at a third of its heartbeat timeout, the first beat at
-// once (it moves the execution to running). A failed beat is retried with a backoff; once
-// the timeout has passed with no renewal the attempt is given up as lost.
-func (w *Worker) beatLoop(a *Attempt) {
-	interval := a.HeartbeatTimeout / 3
-	if interval < 50*time.Millisecond {
-		interval = 50 * time.Millisecond
-	}
-	renewed := a.claimedAt
-	wait := time.Duration(0)
-	for failures := 0; ; {
-		if wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-a.done:
-				t.Stop()
-				return
-			case <-t.C:
-			}
+// endProcess calls StartProcess's end with the error that fails the attempt.
+func (w *Worker) endProcess(a *Attempt, end func(error), err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			w.logf("%v: StartProcess's end panicked: %v", a, p)
 		}
-		left := a.HeartbeatTimeout - time.Since(renewed)
-		if left <= 0 {
-			w.logf("%v: no heartbeat renewed it within %v: giving it up", a, a.HeartbeatTimeout)
-			a.stop("lost")
-			return
-		}
-		sent := time.Now()
-		switch w.beat(a, left) {
-		case beatRenewed:
-			renewed, failures, wait = sent, 0, interval
-		case beatLost:
-			return
-		case beatFailed:
-			wait = backoff(failures, 50*time.Millisecond, interval)
-			if wait > left {
-				wait = left
-			}
-			failures++
-		}
+	}()
+	var (
+		snooze *SnoozeError
+		await  *AwaitResumeError
+	)
+	if errors.As(err, &snooze) || errors.As(err, &await) {
+		err = nil // outcomes, not failures
 	}
-}
-
-const (
-	beatRenewed = iota
-	beatLost
-	beatFailed
-)
-
-// beat sends one heartbeat with what changed since the last one.
-func (w *Worker) beat(a *Attempt, limit time.Duration) int {
-	h, seqs := a.beat()
-	ctx, cancel := context.WithTimeout(context.Background(), limit)
-	defer cancel()
-	reply, err := w.Client.Heartbeat(ctx, a.Token, h)
-	if err != nil {
-		if lostError(err) {
-			w.logf("%v lost: %v", a, err)
-			a.stop("lost")
-			return beatLost
-		}
-		w.logf("heartbeat of %v: %v", a, err)
-		return beatFailed
-	}
-	a.delivered(seqs)
-	if reply.CancelRequested {
-		a.stop("cancel")
-	}
-	return beatRenewed
-}
-
-// lostError: the attempt is not this worker's any more.
-func lostError(err error) bool {
-	return errors.Is(err, ErrStaleAttempt) || errors.Is(err, ErrAlreadyTerminal) ||
-		errors.Is(err, ErrTokenMismatch) || errors.Is(err, ErrNotFound)
+	end(err)
 }
 
 func message(err error) string {
@@ -218,8 +170,11 @@ func (w *Worker) finish(a *Attempt, err error) {
 	if err != nil && !lost && !cancelRequested && a.pending() {
 		// Deliver a checkpoint set since the last beat: the next attempt resumes from it.
 		w.beat(a, w.Client.timeout())
-		result, cancelRequested, lost, _ = a.state()
 	}
+	// Deliver the usage still pending: by beats, all but the last delta, which rides on
+	// the complete or fail (all of it before a cancel acknowledgement, a snooze or an await).
+	w.drainUsage(a, !errors.As(err, &await) && !errors.As(err, &snooze))
+	result, cancelRequested, lost, _ = a.state()
 	switch {
 	case lost:
 		w.count(&w.stats.Dropped, a, "the attempt was lost")
@@ -236,7 +191,12 @@ func (w *Worker) finish(a *Attempt, err error) {
 			return
 		}
 		_, ok := w.outcome(a, "succeeded", w.refusedFail(a, "result refused", false), func(ctx context.Context) (*Outcome, error) {
-			_, err := w.Client.Complete(ctx, a.Token, result)
+			var err error
+			if u := a.lastUsage(); u != nil {
+				_, err = w.Client.Complete(ctx, a.Token, result, *u)
+			} else {
+				_, err = w.Client.Complete(ctx, a.Token, result)
+			}
 			return &Outcome{}, err
 		})
 		if ok {
@@ -258,13 +218,14 @@ func (w *Worker) finish(a *Attempt, err error) {
 }
 
 func (w *Worker) fail(a *Attempt, msg string, retryable bool, after time.Duration) {
+	usage := a.lastUsage() // the last delta rides on the failure
 	reply, ok := w.outcome(a, "", nil, func(ctx context.Context) (*Outcome, error) {
-		o, err := w.Client.Fail(ctx, a.Token, FailRequest{Message: msg, Retryable: retryable, RetryAfter: after})
+		o, err := w.Client.Fail(ctx, a.Token, FailRequest{Message: msg, Retryable: retryable, RetryAfter: after, Usage: usage})
 		if errors.Is(err, ErrInvalidArgument) && after > 0 {
 			// A retry-after out of bounds: the failure is still recorded, with the backoff.
 			w.logf("retry-after of %v refused: %v", a, err)
 			after = 0
-			o, err = w.Client.Fail(ctx, a.Token, FailRequest{Message: msg, Retryable: retryable})
+			o, err = w.Client.Fail(ctx, a.Token, FailRequest{Message: msg, Retryable: retryable, Usage: usage})
 		}
 		return o, err
 	})

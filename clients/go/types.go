@@ -41,6 +41,10 @@ type Timings struct {
 	BackoffMax        *time.Duration
 	CancelGrace       *time.Duration
 	MaxSnoozes        *int
+	// MaxRepeats is loop detection's limit (2 to 10000): the same heartbeat fingerprint
+	// this many times in a row and the watchdog judges the execution stuck "looping".
+	// Ptr(0) switches it off; nil leaves it to the queue.
+	MaxRepeats *int
 }
 
 // MarshalJSON writes the set fields, durations in milliseconds.
@@ -56,9 +60,10 @@ func (t Timings) MarshalJSON() ([]byte, error) {
 		BackoffMax        *int64 `json:"backoff_max,omitempty"`
 		CancelGrace       *int64 `json:"cancel_grace,omitempty"`
 		MaxSnoozes        *int   `json:"max_snoozes,omitempty"`
+		MaxRepeats        *int   `json:"max_repeats,omitempty"`
 	}{msPtr(t.StartGrace), msPtr(t.HeartbeatTimeout), msPtr(t.NoProgressTimeout),
 		msPtr(t.Deadline), msPtr(t.StuckThreshold), t.MaxAttempts, msPtr(t.BackoffBase),
-		msPtr(t.BackoffMax), msPtr(t.CancelGrace), t.MaxSnoozes})
+		msPtr(t.BackoffMax), msPtr(t.CancelGrace), t.MaxSnoozes, t.MaxRepeats})
 }
 
 // ResolvedTimings are timings as replies give them (milliseconds; nil: off or not set).
@@ -73,6 +78,7 @@ type ResolvedTimings struct {
 	BackoffMax        *Millis `json:"backoff_max"`
 	CancelGrace       *Millis `json:"cancel_grace"`
 	MaxSnoozes        *int    `json:"max_snoozes"`
+	MaxRepeats        *int    `json:"max_repeats"` // nil: loop detection off
 }
 
 // Retention: how long finished executions are kept, per state (nil: not set here).
@@ -155,6 +161,24 @@ type Execution struct {
 	Wait              *Wait           `json:"wait"`
 	ResumedAt         *time.Time      `json:"resumed_at"`
 	ResumeInput       json.RawMessage `json:"resume_input"`
+	// Traceparent is the W3C trace context stored at enqueue (nil when none).
+	Traceparent *string `json:"traceparent"`
+	// Fingerprint is the current attempt's last heartbeat fingerprint and how many
+	// heartbeats in a row carried it (nil until one did).
+	Fingerprint *FingerprintRun `json:"fingerprint"`
+	// Usage is what its attempts reported, summed and by model (nil before any).
+	Usage *UsageSummary `json:"usage"`
+	// Budget is its own budget, given at enqueue (nil: its queue's default applies).
+	Budget *Budget `json:"budget"`
+	// CancelReason says why cancellation was requested when the ledger asked:
+	// "budget_exceeded" (nil otherwise).
+	CancelReason *string `json:"cancel_reason"`
+}
+
+// FingerprintRun is an execution's last heartbeat fingerprint and its run length.
+type FingerprintRun struct {
+	Last    string `json:"last"`
+	Repeats int    `json:"repeats"`
 }
 
 // Terminal reports whether the execution has ended.
@@ -239,6 +263,8 @@ type Queue struct {
 	Pause             *QueuePause     `json:"pause"`
 	MaxWaitMs         *Millis         `json:"max_wait_ms"`
 	OnWaitExpiry      *string         `json:"on_wait_expiry"`
+	Budget            *Budget         `json:"budget"`        // the default of its executions
+	WindowBudget      *WindowBudget   `json:"window_budget"` // spent: paused by "budget"
 }
 
 // PauseChange is the reply of PauseQueue and ResumeQueue.
@@ -260,6 +286,7 @@ type Claim struct {
 	HeartbeatTimeout Millis          `json:"heartbeat_timeout"`
 	DeadlineAt       *time.Time      `json:"deadline_at"`
 	ResumeInput      json.RawMessage `json:"resume_input"`
+	Traceparent      string          `json:"traceparent"` // the context stored at enqueue ("" when none)
 }
 
 // RunningRef names an execution a worker runs.

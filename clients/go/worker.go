@@ -48,7 +48,14 @@ type Worker struct {
 	// OnAwait, when set, is called with the attempt and the reply of a recorded
 	// AwaitResume (its ResumeToken is what an approval link carries).
 	OnAwait func(a *Attempt, reply *Outcome)
-	Logger  *log.Logger // log.Default() when nil
+	// StartProcess, when set, is called before the handler with the handler's context and
+	// the attempt; the handler runs with the context it returns, and end (when not nil) is
+	// called once the handler returned, with the error that fails the attempt (nil when it
+	// completes, snoozes or awaits). It is the hook for a tracer: start the `process
+	// {queue}` CONSUMER span linked to a.Traceparent there and end it in end (the README
+	// shows OpenTelemetry wired to it). This package has no dependency on OpenTelemetry.
+	StartProcess func(ctx context.Context, a *Attempt) (context.Context, func(err error))
+	Logger       *log.Logger // log.Default() when nil
 
 	mu        sync.Mutex
 	running   map[*Attempt]bool
