@@ -1,7 +1,11 @@
 // One claimed attempt as a handler sees it, and the outcomes a handler throws besides a
 // plain error: Retryable, NonRetryable, Snooze, AwaitResume (the Python client's names).
 
-import type { Claim, Duration, Json } from "./types.js";
+import type { Client, AcquireOptions } from "./client.js";
+import type { Acquired, Claim, Duration, Json } from "./types.js";
+
+/** The most a heartbeat's fingerprint may be, in UTF-8 bytes. */
+export const MAX_FINGERPRINT_BYTES = 128;
 
 /** Throw to fail the attempt and let it be retried (while attempts remain, after the
  * backoff, from the last checkpoint). `retryAfterMs` (say a provider's Retry-After) is the
@@ -67,10 +71,11 @@ export class Cancelled extends Error {
   }
 }
 
-/** What the next heartbeat carries, and the sequence numbers that mark it delivered. */
+/** What the next heartbeat carries, and the sequence numbers that mark it delivered
+ * (progress, checkpoint, and whether it carries the oldest unsent fingerprint). */
 export interface PendingBeat {
-  body: { progress?: string; checkpoint?: Json };
-  seqs: [number, number];
+  body: { progress?: string; checkpoint?: Json; fingerprint?: string };
+  seqs: [number, number, boolean];
 }
 
 /** One claimed attempt. */
@@ -87,6 +92,9 @@ export class Job {
   readonly resumeInput: Json | undefined;
   readonly heartbeatTimeoutMs: number;
   readonly deadlineAt: string | undefined;
+  /** The W3C trace context stored at enqueue (undefined when none), to link the
+   * handler's spans to. */
+  readonly traceparent: string | undefined;
   /** Fires when cancellation was requested, the attempt was lost, or the worker restarts:
    * stop soon. Its reason is a Cancelled. Pass it on to fetch and other calls. */
   readonly signal: AbortSignal;
@@ -103,8 +111,13 @@ export class Job {
   private checkpointSeq = 0;
   private progressSent = 0;
   private checkpointSent = 0;
+  private readonly fingerprints: string[] = []; // not sent yet, oldest first: one per beat
+  private readonly client: Client | undefined;
+  /** Set by the worker: a new fingerprint wakes the beat loop to send it at once. */
+  wakeBeats: (() => void) | undefined;
 
-  constructor(claim: Claim) {
+  constructor(claim: Claim, client?: Client) {
+    this.client = client;
     this.claim = claim;
     this.token = claim.token;
     this.queue = claim.queue;
@@ -115,6 +128,7 @@ export class Job {
     this.resumeInput = claim.resume_input;
     this.heartbeatTimeoutMs = claim.heartbeat_timeout;
     this.deadlineAt = claim.deadline_at ?? undefined;
+    this.traceparent = claim.traceparent || undefined;
     this.signal = this.controller.signal;
   }
 
@@ -132,6 +146,57 @@ export class Job {
     this.checkpointSeq += 1;
   }
 
+  /** The fingerprint of the action just taken and its result (a short text, say a hash
+   * of them; 1 to 128 bytes), for loop detection: the same one `max_repeats` times in a row
+   * and the watchdog judges the execution stuck `looping`. Each call is one arrival, never
+   * merged with another: it goes out with a heartbeat sent at once, and calls made faster
+   * than beats return wait their turn, each with its own beat. Throws a RangeError for an
+   * empty or longer text (nothing queued). */
+  setFingerprint(text: string): void {
+    const value = String(text);
+    const size = Buffer.byteLength(value, "utf8");
+    if (size < 1 || size > MAX_FINGERPRINT_BYTES) {
+      throw new RangeError(`fingerprint: expected 1 to ${MAX_FINGERPRINT_BYTES} bytes, got ${size}`);
+    }
+    this.fingerprints.push(value);
+    this.wakeBeats?.();
+  }
+
+  /** Fingerprints not sent yet. */
+  get unsentFingerprints(): number { return this.fingerprints.length; }
+
+  /** Takes one unit of `resource` for this attempt (Client.acquire with this attempt's
+   * token; `waitMs` 30000 by default, the most). Throws ResourceBusy with its `holders`
+   * when every unit is still held after the wait. Give it back with `release`; if the
+   * process dies first, the unit is freed when the attempt ends (the watchdog's sweep). */
+  acquire(resource: string, opts: AcquireOptions = {}): Promise<Acquired> {
+    return this.requireClient().acquire(this.token, resource, { waitMs: 30_000, ...opts }, { signal: this.signal });
+  }
+
+  /** Gives back this attempt's unit of `resource`: true when it held one. */
+  async release(resource: string): Promise<boolean> {
+    return (await this.requireClient().release(this.token, resource)).released;
+  }
+
+  /** Holds one unit of `resource` while `fn` runs and gives it back after (a throw
+   * included): `await job.withLease("browser", async () => ...)`. A failed release is
+   * only logged to the console: the unit is freed when the attempt ends anyway. */
+  async withLease<T>(resource: string, fn: () => T | Promise<T>, opts: AcquireOptions = {}): Promise<T> {
+    await this.acquire(resource, opts);
+    try {
+      return await fn();
+    } finally {
+      await this.release(resource).catch((e) => {
+        console.warn(`unstuck: release of ${resource} by ${this} failed (freed when the attempt ends): ${e}`);
+      });
+    }
+  }
+
+  private requireClient(): Client {
+    if (!this.client) throw new TypeError("this Job has no client: leases need a Job made by a Worker (or new Job(claim, client))");
+    return this.client;
+  }
+
   /** Throws the signal's Cancelled when the attempt should stop. */
   throwIfCancelled(): void {
     if (this.signal.aborted) throw this.signal.reason;
@@ -147,12 +212,14 @@ export class Job {
     const body: PendingBeat["body"] = {};
     if (this.progressSeq > this.progressSent) body.progress = this.progress;
     if (this.checkpointSeq > this.checkpointSent) body.checkpoint = this.newCheckpoint ?? null;
-    return { body, seqs: [this.progressSeq, this.checkpointSeq] };
+    if (this.fingerprints.length) body.fingerprint = this.fingerprints[0];
+    return { body, seqs: [this.progressSeq, this.checkpointSeq, body.fingerprint !== undefined] };
   }
 
-  delivered(seqs: [number, number]): void {
+  delivered(seqs: PendingBeat["seqs"]): void {
     this.progressSent = Math.max(this.progressSent, seqs[0]);
     this.checkpointSent = Math.max(this.checkpointSent, seqs[1]);
+    if (seqs[2]) this.fingerprints.shift(); // only the beat loop takes them
   }
 
   /** Fires the signal (once). */

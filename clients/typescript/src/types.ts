@@ -26,6 +26,9 @@ export interface Timings {
   backoff_max?: Duration;
   cancel_grace?: Duration;
   max_snoozes?: number;
+  /** Loop detection: the same heartbeat fingerprint this many times in a row (2-10000)
+   * and the watchdog judges the execution stuck `looping`; absent: off. */
+  max_repeats?: number | null;
 }
 
 /** Timings as an execution carries them: every member resolved, in milliseconds. */
@@ -40,6 +43,7 @@ export interface ResolvedTimings {
   backoff_max: number;
   cancel_grace: number;
   max_snoozes: number;
+  max_repeats?: number | null;
 }
 
 export interface Retention {
@@ -142,6 +146,10 @@ export interface Execution {
   wait?: Wait | null;
   resumed_at?: Time | null;
   resume_input?: Json;
+  /** The W3C trace context stored at enqueue (docs/tracing.md). */
+  traceparent?: string | null;
+  /** The current attempt's last heartbeat fingerprint and its run length. */
+  fingerprint?: { last: string; repeats: number } | null;
 }
 
 export interface Page<T> { items: T[]; next_cursor: string | null }
@@ -197,6 +205,8 @@ export interface Claim {
   heartbeat_timeout: number;
   deadline_at?: Time | null;
   resume_input?: Json;
+  /** The W3C trace context stored at enqueue; absent when none. */
+  traceparent?: string;
 }
 
 export interface HeartbeatReply { cancel_requested: boolean }
@@ -214,6 +224,19 @@ export type SnoozeReply =
 export type AwaitReply =
   | { outcome: "awaiting"; resume_token: string; wait_deadline_at: Time; slot_released: boolean }
   | { outcome: "cancelled"; slot_released: boolean };
+
+/** One unit of a resource held by an attempt. */
+export interface Holder { queue: string; id: string; attempt: number; since: Time; expires_at?: Time | null }
+
+/** A resource and who holds its units. */
+export interface Resource { resource: string; capacity: number; held: number; holders: Holder[] }
+
+/** What an acquire took. */
+export interface Acquired { resource: string; capacity: number; held: number; expires_at?: Time | null }
+
+export interface Released { released: boolean }
+
+export interface ForceReleased { released: boolean; attempt?: number | null }
 
 export interface Registered { worker_id: string; registered_at: Time }
 
