@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The heartbeat script's server-side ceiling, without our client: redis-benchmark (C,
-# pipelined) sends EVALSHA of lua/_lib.lua + lua/heartbeat.lua (joined as src/scripts.rs
+# pipelined) sends EVALSHA of lua/_lib.lua, _pause.lua, _usage.lua + heartbeat.lua (joined as src/scripts.rs
 # joins them) against EXECUTIONS running executions on a throwaway redis-server that
 # listens on a unix socket only. Prints requests/s and INFO commandstats per call.
 #
@@ -51,7 +51,7 @@ awk -v n="$executions" -v now="$now" -v tag="$tag" '
     }
   }' | cli --pipe >/dev/null
 
-sha=$(cat "$root/lua/_lib.lua" <(echo) "$body" | cli -x script load)
+sha=$(cat "$root/lua/_lib.lua" <(echo) "$root/lua/_pause.lua" <(echo) "$root/lua/_usage.lua" <(echo) "$body" | cli -x script load)
 sample="$tag:x:bench/000000000000"
 echo "redis-server $(cli info server | sed -n 's/^redis_version:\(.*\)\r$/\1/p'), nproc $(nproc)," \
   "$executions running executions, hash encoding $(cli object encoding "$sample")," \

@@ -138,7 +138,8 @@ fn single_operations(c: &mut Criterion) {
                     assert_eq!(
                         reply,
                         HeartbeatReply::Ok {
-                            cancel_requested: false
+                            cancel_requested: false,
+                            cancel_reason: None,
                         }
                     );
                 }

@@ -157,6 +157,7 @@ pub async fn walkthrough(redis_url: &str) -> WalkthroughResult {
     if reply
         != (HeartbeatReply::Ok {
             cancel_requested: false,
+            cancel_reason: None,
         })
     {
         return Err("worker-b lost its attempt".into());

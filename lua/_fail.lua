@@ -3,7 +3,7 @@
 
 -- k: { exec, events, slots, start, heartbeat, progress, deadline, stuck, cancel, failed,
 --      cancelled, pending } keys; e: the execution as read (st, att, id, q, hn, cx, ma, bb,
---      bm, fr); member "<queue>/<id>"; retryable a boolean; message the failure kept in
+--      bm, fr, cxr); member "<queue>/<id>"; retryable a boolean; message the failure kept in
 --      `err`; retry_after ms (0: none), the earliest the retry may start, which wins over
 --      the backoff when later; cancel_reason the event reason of a failure after
 --      cancellation was requested; maxlen and cap validated by the caller.
@@ -22,7 +22,7 @@ local function fail_attempt(k, e, member, retryable, message, retry_after, cance
   if cancel_requested then
     redis.call('ZREM', k.deadline, member)
     x.list = k.cancelled
-    become_terminal(x, now, 'cancelled', 'cancelled', cancel_reason, message)
+    become_terminal(x, now, 'cancelled', cancel_stop(e.cxr), cancel_reason, message)
     return { 'cancelled', released }
   end
 

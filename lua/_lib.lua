@@ -52,6 +52,12 @@
 --   fp last heartbeat fingerprint (this attempt)
 --   fpn times in a row fp arrived (this attempt)
 --   tp W3C traceparent of the enqueue
+--   cxr cancel cause: budget_exceeded (absent: a cancel)
+--   us usage totals: input|output|cached|cost
+--   um:<model> usage of one model: input|output|cached|cost
+--   usq last usage delta applied: <attempt>:<seq>
+--   bg budget: tokens|cost|warning per mille (0: none)
+--   bgw budget warning sent at (ms)
 -- (end of glossary)
 -- The timings, in the order scripts take them (src/timings.rs, STORED_FIELDS): start
 -- grace, heartbeat timeout, no-progress timeout, deadline, stuck threshold, max attempts,
@@ -151,6 +157,13 @@ local function become_terminal(x, now, to, stop_reason, reason, message, result,
   redis.call('HSET', x.key, unpack(fields))
   redis.call('RPUSH', x.list, x.id)
   emit(x.events, x.maxlen, x.queue, x.id, x.att, x.from, to, reason, message or '', due)
+end
+
+-- The stop reason of a cancellation whose cause (execution field `cxr`) is `cause`: the
+-- cause when it names one (budget_exceeded), else 'cancelled' (an operator's cancel).
+local function cancel_stop(cause)
+  if cause == 'budget_exceeded' then return cause end
+  return 'cancelled'
 end
 
 -- Release a capacity slot only if (id, attempt) is its current holder. Returns 1 when freed.

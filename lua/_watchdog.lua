@@ -37,7 +37,7 @@ for _, f in ipairs(TIMING_FIELDS) do
   if f ~= 'msz' and f ~= 'mr' then NUMBER_FIELDS[#NUMBER_FIELDS + 1] = f end
 end
 local EXEC_FIELDS = { 'st', 'dsp', 'hb', 'prc', 'ss', 'sk', 'cx', 'wk', 'hn', 'q', 'id',
-  'err', 'sd', 'tm', 'fr', 'wdl', 'wst', 'wr', 'wx', 'mr', 'fpn' }
+  'err', 'sd', 'tm', 'fr', 'wdl', 'wst', 'wr', 'wx', 'mr', 'fpn', 'cxr' }
 for _, f in ipairs(NUMBER_FIELDS) do EXEC_FIELDS[#EXEC_FIELDS + 1] = f end
 
 -- Loads an execution for judgement; nil when absent, false when a field it needs is
@@ -107,7 +107,8 @@ end
 -- Returns 'retried', 'dead' or 'cancelled'.
 local function retry_or_dead(K, e, timers, now, stop_reason, detail, due, ctx)
   if e.cx then
-    finish(K, e, timers, now, 'cancelled', 'cancelled', stop_reason, detail, due, ctx)
+    finish(K, e, timers, now, 'cancelled', cancel_stop(e.cxr), stop_reason, detail, due,
+      ctx)
     return 'cancelled'
   end
   local counted = counted_attempts(e.att, e.fr)

@@ -12,7 +12,8 @@
 
 local maxlen, cap = uint(ARGV[4]), uint(ARGV[5])
 if not maxlen or not cap then return { 'bad_arg', 'limits' } end
-local e = redis.call('HMGET', KEYS[1], 'st', 'att', 'tok', 'sr', 'cx', 'hn', 'q', 'id')
+local e = redis.call('HMGET', KEYS[1], 'st', 'att', 'tok', 'sr', 'cx', 'hn', 'q', 'id',
+  'cxr')
 local verdict = token_verdict(e[1], e[2], e[3], e[4], ARGV[2], ARGV[3])
 if verdict then return verdict end
 if not e[5] or e[5] == '' then return { 'not_requested', e[1] } end
@@ -25,5 +26,5 @@ drop_active_timers({ start = KEYS[4], heartbeat = KEYS[5], progress = KEYS[6],
 redis.call('ZREM', KEYS[7], member)
 become_terminal({ key = KEYS[1], list = KEYS[10], events = KEYS[2], maxlen = maxlen,
   cap = cap, queue = e[7], id = id, att = att, from = st, hn = e[6] }, now, 'cancelled',
-  'cancelled', 'cancel_acknowledged')
+  cancel_stop(e[9]), 'cancel_acknowledged')
 return { 'ok', released }

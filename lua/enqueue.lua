@@ -5,10 +5,11 @@
 --       4 queue settings hash, 5 partition queue-name set, 5+i execution hash of item i
 -- ARGV: with T = #TIMING_FIELDS (11): 1 queue, 2..T+1 global default timings
 --       (TIMING_FIELDS order, ms or the count), T+2 events max length, T+3 history cap,
---       then T+5 per item i from b = T+3 + (T+5) * (i - 1): b+1 execution id, b+2 payload
+--       then T+6 per item i from b = T+3 + (T+6) * (i - 1): b+1 execution id, b+2 payload
 --       (JSON text), b+3 timer member "<queue>/<id>", b+4..b+T+3 the item's timings in
 --       the same order or '' (the queue's setting, else the global default), b+T+4 delay
---       before available, b+T+5 W3C traceparent ('': none; checked by the caller)
+--       before available, b+T+5 W3C traceparent ('': none; checked by the caller),
+--       b+T+6 budget "tokens|cost|warning per mille" ('' none: the queue's, lua/_usage.lua)
 -- Reply: {'ok', then per item: 'created'|'exists'|'conflict', state, attempt, created_at_ms}
 --        ('conflict': the id exists with another payload or other given timings)
 --        {'bad_arg', name, item} when an argument is malformed (nothing written)
@@ -16,7 +17,7 @@
 
 local T = #TIMING_FIELDS
 local items = #KEYS - 5
-if items < 1 or #ARGV ~= T + 3 + (T + 5) * items then return { 'bad_arg', 'arity', 0 } end
+if items < 1 or #ARGV ~= T + 3 + (T + 6) * items then return { 'bad_arg', 'arity', 0 } end
 local maxlen, cap = ARGV[T + 2], uint(ARGV[T + 3])
 if not uint(maxlen) or not cap then return { 'bad_arg', 'limits', 0 } end
 
@@ -25,7 +26,7 @@ if not uint(maxlen) or not cap then return { 'bad_arg', 'limits', 0 } end
 local conf = redis.call('HMGET', KEYS[4], unpack(TIMING_FIELDS))
 local timings = {}
 for i = 1, items do
-  local b = T + 3 + (T + 5) * (i - 1)
+  local b = T + 3 + (T + 6) * (i - 1)
   local t = {}
   for f, field in ipairs(TIMING_FIELDS) do
     local v = ARGV[b + 3 + f]
@@ -37,6 +38,8 @@ for i = 1, items do
     return { 'bad_arg', 'timing', i }
   end
   if not uint(ARGV[b + T + 4]) then return { 'bad_arg', 'delay', i } end
+  local bg = ARGV[b + T + 6]
+  if bg ~= '' and not string.find(bg, '^%d+|%d+|%d+$') then return { 'bad_arg', 'budget', i } end
   timings[i] = t
 end
 
@@ -45,7 +48,7 @@ local now = now_str()
 local reply = { 'ok' }
 local created = 0
 for i = 1, items do
-  local b = T + 3 + (T + 5) * (i - 1)
+  local b = T + 3 + (T + 6) * (i - 1)
   local key, id = KEYS[5 + i], ARGV[b + 1]
   local existing = redis.call('HMGET', key, 'st', 'att', 'cr', 'pl', unpack(TIMING_FIELDS))
   if existing[1] then
@@ -80,6 +83,10 @@ for i = 1, items do
     if ARGV[b + T + 5] ~= '' then
       fields[#fields + 1] = 'tp'
       fields[#fields + 1] = ARGV[b + T + 5]
+    end
+    if ARGV[b + T + 6] ~= '' then
+      fields[#fields + 1] = 'bg'
+      fields[#fields + 1] = ARGV[b + T + 6]
     end
     redis.call('HSET', key, unpack(fields))
     redis.call('ZADD', KEYS[1], available, id)

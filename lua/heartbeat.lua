@@ -4,15 +4,18 @@
 -- progress and the progress still has not moved, or stuck looping and no new fingerprint
 -- broke the run (lua/_fingerprint.lua).
 -- KEYS: 1 execution hash, 2 partition events stream, 3 start timer, 4 heartbeat timer,
---       5 progress timer, 6 stuck timer
+--       5 progress timer, 6 stuck timer; with usage: 7 queue settings hash, 8 queue
+--       usage hash, 9 cancel timer
 -- ARGV: 1 timer member "<queue>/<id>", 2 attempt, 3 nonce, 4 has progress '1'|'0',
 --       5 progress, 6 has checkpoint '1'|'0', 7 checkpoint JSON, 8 events max length,
---       9 history cap, 10 fingerprint ('' = none; lua/_fingerprint.lua)
--- Reply: {'ok', cancel_requested 0|1[, 'revived']} ('revived' when a stuck verdict was
---        withdrawn: the caller then takes it out of the systemic stale windows)
+--       9 history cap, 10 fingerprint ('' none; lua/_fingerprint.lua), 11..16 usage delta (absent: none):
+--       seq, input tokens, output tokens, cached input tokens, cost (micro-units), model
+-- Reply: {'ok', cancel_requested 0|1[, 'revived'|''[, cancel cause]]} ('revived' when a
+--        stuck verdict was withdrawn: the caller then takes it out of the systemic stale
+--        windows; the cause, e.g. 'budget_exceeded', when one was recorded)
 --        {'stale', current_attempt, state} | {'mismatch', current_attempt, state}
 --        {'terminal', state, stop_reason} | {'missing'} | {'bad_arg', name}
--- Prelude: _lib.lua, _fingerprint.lua
+-- Prelude: _lib.lua, _fingerprint.lua, _pause.lua, _usage.lua
 
 -- The hot path: a beat of a running execution by its current attempt that carries no
 -- checkpoint and no new progress. It reads six fields and writes two; everything else
@@ -23,7 +26,7 @@ local cx = 0
 if h[5] and h[5] ~= '' then cx = 1 end
 local fp = ARGV[10] or ''
 if h[1] == 'running' and not moved and ARGV[6] ~= '1' and fp == '' and h[2] == ARGV[2]
-  and h[3] == ARGV[3] then
+  and h[3] == ARGV[3] and not ARGV[11] and cx == 0 then
   local now = now_str()
   redis.call('HSET', KEYS[1], 'hb', now)
   redis.call('ZADD', KEYS[4], tostring(tonumber(now) + tonumber(h[4])), ARGV[1])
@@ -38,6 +41,11 @@ if h[1] and TERMINAL[h[1]] then
 end
 local verdict = token_verdict(h[1], h[2], h[3], nil, ARGV[2], ARGV[3])
 if verdict then return verdict end
+local usage, bad = nil, nil
+if ARGV[11] then
+  usage, bad = usage_arg(ARGV, 11)
+  if not usage then return { 'bad_arg', bad } end
+end
 
 local more = redis.call('HMGET', KEYS[1], 'npt', 'sk')
 local st, att, ht, npt = h[1], h[2], tonumber(h[4]), tonumber(more[1])
@@ -46,6 +54,16 @@ local now = now_str()
 local now_n = tonumber(now)
 
 local run = loop_read(KEYS[1], fp, false)
+local cause = ''
+if usage then
+  local _
+  _, cause = apply_usage({ key = KEYS[1], events = KEYS[2], maxlen = maxlen, cap = cap,
+    settings = KEYS[7], usage = KEYS[8], cancel = KEYS[9], member = member, att = att,
+    st = st }, usage, now)
+  if cause ~= '' then cx = 1 end
+end
+if cx == 1 and cause == '' then cause = redis.call('HGET', KEYS[1], 'cxr') or '' end
+
 local fields = { 'hb', now }
 if ARGV[4] == '1' then fields[#fields + 1] = 'pr'; fields[#fields + 1] = ARGV[5] end
 if ARGV[6] == '1' then fields[#fields + 1] = 'cp'; fields[#fields + 1] = ARGV[7] end
@@ -84,5 +102,6 @@ if to or st == 'running' then
   if npt > 0 and moved then redis.call('ZADD', KEYS[5], tostring(now_n + npt), member) end
   loop_timer(run, KEYS[1], KEYS[5], member, now_n, npt, moved, to ~= nil)
 end
+if cause ~= '' then return { 'ok', cx, reason == 'revived' and 'revived' or '', cause } end
 if reason == 'revived' then return { 'ok', cx, 'revived' } end
 return { 'ok', cx }

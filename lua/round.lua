@@ -256,7 +256,7 @@ if not holding then
   judge(timers.cancel, function(e, member, score)
     if not ACTIVE[e.st] or not e.cx then return fix(timers.cancel, member, nil) end
     if e.cx + e.cg > now then return fix(timers.cancel, member, e.cx + e.cg) end
-    finish(K, e, timers, now, 'cancelled', 'cancelled', 'cancel_forced',
+    finish(K, e, timers, now, 'cancelled', cancel_stop(e.cxr), 'cancel_forced',
       string.format('worker %s did not acknowledge cancellation within cancel_grace %dms',
         e.wk or '?', e.cg), score, ctx)
     count('cancelled')

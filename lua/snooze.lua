@@ -32,7 +32,7 @@ if not value or (ARGV[4] ~= 'after' and ARGV[4] ~= 'until') then
   return { 'bad_arg', 'time' }
 end
 local v = redis.call('HMGET', KEYS[1], 'st', 'att', 'tok', 'sr', 'cx', 'hn', 'q', 'id',
-  'ma', 'bb', 'bm', 'fr', 'msz', 'sn')
+  'ma', 'bb', 'bm', 'fr', 'msz', 'sn', 'cxr')
 local verdict = token_verdict(v[1], v[2], v[3], v[4], ARGV[2], ARGV[3])
 if verdict then return verdict end
 
@@ -43,7 +43,7 @@ if ARGV[4] == 'after' then at = now_n + value end
 if at <= now_n or at - now_n > longest then return { 'bad_time', now } end
 
 local e = { st = v[1], att = v[2], cx = v[5], hn = v[6], q = v[7], id = v[8], ma = v[9],
-  bb = v[10], bm = v[11], fr = v[12] }
+  bb = v[10], bm = v[11], fr = v[12], cxr = v[15] }
 local k = { exec = KEYS[1], events = KEYS[2], slots = KEYS[3], start = KEYS[4],
   heartbeat = KEYS[5], progress = KEYS[6], deadline = KEYS[7], stuck = KEYS[8],
   cancel = KEYS[9], failed = KEYS[10], pending = KEYS[11], cancelled = KEYS[12] }

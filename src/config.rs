@@ -68,6 +68,9 @@ pub struct LedgerConfig {
     /// their own. A config that sets some keeps the built-in values for the rest.
     #[serde(deserialize_with = "filled_retention")]
     pub retention: Retention,
+    /// The currency usage costs are counted in (an ISO 4217 code, three capital letters;
+    /// costs are integer micro-units of it).
+    pub currency: String,
 }
 
 impl Default for LedgerConfig {
@@ -89,6 +92,7 @@ impl Default for LedgerConfig {
             defaults: Timings::global_defaults(),
             require_noeviction: true,
             retention: Retention::defaults(),
+            currency: "USD".into(),
         }
     }
 }
@@ -113,6 +117,7 @@ impl std::fmt::Debug for LedgerConfig {
             defaults,
             require_noeviction,
             retention,
+            currency,
         } = self;
         let cluster_urls: Vec<String> = cluster_urls.iter().map(|u| redact_url(u)).collect();
         f.debug_struct("LedgerConfig")
@@ -128,6 +133,7 @@ impl std::fmt::Debug for LedgerConfig {
             .field("max_payload_bytes", max_payload_bytes)
             .field("events_max_len", events_max_len)
             .field("history_len", history_len)
+            .field("currency", currency)
             .field("default_capacity", default_capacity)
             .field("defaults", defaults)
             .field("require_noeviction", require_noeviction)
@@ -269,6 +275,13 @@ impl LedgerConfig {
                 expected: expected.into(),
             })
         };
+        if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return bad(
+                "currency",
+                self.currency.clone(),
+                "an ISO 4217 code: three capital letters (USD, EUR)",
+            );
+        }
         if !self.cluster_urls.is_empty() && self.redis_url.is_some() {
             return bad(
                 "cluster_urls",

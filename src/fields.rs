@@ -119,6 +119,19 @@ glossary! {
     /// The W3C trace context of the enqueue (`00-<trace>-<span>-<flags>`), handed to every
     /// claim so workers and the watchdog's spans link to it (docs/tracing.md).
     TRACEPARENT = "tp", "W3C traceparent of the enqueue";
+    /// Why cancellation was requested, when not an operator's cancel: `budget_exceeded`
+    /// (its stop reason once cancelled).
+    CANCEL_CAUSE = "cxr", "cancel cause: budget_exceeded (absent: a cancel)";
+    /// Usage summed over every attempt: `input|output|cached|cost` (`lua/_usage.lua`).
+    USAGE = "us", "usage totals: input|output|cached|cost";
+    /// Usage of one model, field `um:<model>` (`um:` for deltas naming none).
+    USAGE_MODEL = "um:<model>", "usage of one model: input|output|cached|cost";
+    /// The last usage delta applied, `<attempt>:<seq>`: a replay is not applied again.
+    USAGE_SEQ = "usq", "last usage delta applied: <attempt>:<seq>";
+    /// The execution's own budget `tokens|cost|warning per mille` (absent: the queue's).
+    BUDGET = "bg", "budget: tokens|cost|warning per mille (0: none)";
+    /// When the budget warning was sent, Redis ms (once per execution).
+    BUDGET_WARNED = "bgw", "budget warning sent at (ms)";
 }
 
 /// Every field name an execution hash may hold: [`EXECUTION`] and the timings.

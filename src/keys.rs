@@ -11,6 +11,7 @@
 //! | `T:q:<queue>:slots`         | hash   | capacity slots: id → `<attempt>:<worker>`      |
 //! | `T:q:<queue>:conf`          | hash   | queue settings (capacity, timings) and pause   |
 //! | `T:q:<queue>:s:<state>`     | list   | terminal ids in finish order, per state        |
+//! | `T:q:<queue>:usage`         | hash   | usage totals, by model, rolling window buckets |
 //! | `T:timer:<kind>`            | zset   | `<queue>/<id>` by the instant the timer fires  |
 //! | `T:queues`                  | set    | queue names of the partition                   |
 //! | `T:events`                  | stream | capped log of every transition                 |
@@ -183,6 +184,11 @@ impl Keyspace {
 
     pub fn queue_settings(&self, queue: &str) -> String {
         format!("{}:q:{}{CONF}", self.queue_tag(queue), queue)
+    }
+
+    /// A queue's usage: totals, by model and the rolling window (`lua/_usage.lua`).
+    pub fn queue_usage(&self, queue: &str) -> String {
+        format!("{}:q:{}:usage", self.queue_tag(queue), queue)
     }
 
     /// What follows `<queue prefix><queue>` in a queue settings key (for the prune script).

@@ -89,6 +89,9 @@ pub use ledger::{
     WaitExpiry, WorkerBeat, WorkerEvent, WorkerInfo, WorkerRegistration, WorkerRemediation,
     WorkerRequest, WorkerReset,
 };
+pub use ledger::{
+    Budget, DEFAULT_WARNING_SHARE, QueueUsage, Usage, UsageSummary, UsageTotals, WindowBudget,
+};
 pub use retention::Retention;
 pub use runner::{Job, JobError, RunReport, Runner, RunnerConfig, StopSignal};
 pub use timings::{ResolvedTimings, Timings};

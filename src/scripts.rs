@@ -152,7 +152,7 @@ scripts! {
     ENQUEUE = "enqueue" on ["_lib"];
     CLAIM = "claim" on ["_lib", "_claim"];
     COMPLETE_CLAIM = "complete_claim" on ["_lib", "_claim", "_complete"];
-    HEARTBEAT = "heartbeat" on ["_lib", "_fingerprint"];
+    HEARTBEAT = "heartbeat" on ["_lib", "_fingerprint", "_pause", "_usage"];
     FAIL = "fail" on ["_lib", "_fail"];
     SNOOZE = "snooze" on ["_lib", "_fail"];
     CANCEL = "cancel" on ["_lib"];

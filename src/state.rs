@@ -135,6 +135,9 @@ pub enum StopReason {
     WorkerLost,
     /// It waited (`awaiting`) past its wait deadline and nobody resumed it.
     WaitExpired,
+    /// Cancelled because its usage reached its budget (the worker acknowledged, or the
+    /// watchdog ended it after `cancel_grace`); the usage so far is kept.
+    BudgetExceeded,
     /// A reason written by a newer version.
     Other(String),
 }
@@ -153,13 +156,14 @@ impl StopReason {
             StopReason::StartTimeout => "start_timeout",
             StopReason::WorkerLost => "worker_lost",
             StopReason::WaitExpired => "wait_expired",
+            StopReason::BudgetExceeded => "budget_exceeded",
             StopReason::Other(s) => s,
         }
     }
 
     /// Every reason this version writes (all but [`Other`](Self::Other)): what parsing
     /// knows and what `/openapi.json` lists. A new reason is added here too.
-    pub const KNOWN: [StopReason; 10] = [
+    pub const KNOWN: [StopReason; 11] = [
         StopReason::Succeeded,
         StopReason::Failed,
         StopReason::Cancelled,
@@ -170,6 +174,7 @@ impl StopReason {
         StopReason::StartTimeout,
         StopReason::WorkerLost,
         StopReason::WaitExpired,
+        StopReason::BudgetExceeded,
     ];
 
     pub(crate) fn parse(s: &str) -> Self {

@@ -1,10 +1,11 @@
 //! Heartbeat throughput from one process (one `Ledger`, one multiplexed connection) against
-//! many running executions, with many heartbeats in flight.
+//! many running executions, with many heartbeats in flight; plain beats, or beats that
+//! each carry a usage delta (scenario `heartbeat-usage`).
 
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use unstuck::{AttemptToken, Heartbeat, HeartbeatReply, Ledger};
+use unstuck::{AttemptToken, Heartbeat, HeartbeatReply, Ledger, Usage};
 
 use crate::Args;
 use crate::measure::{Latencies, Measured, Window};
@@ -18,12 +19,19 @@ pub async fn setup(url: &str, args: &Args) -> (Ledger, Vec<AttemptToken>) {
 }
 
 /// Heartbeats the tokens round-robin from `args.tasks` tasks, `args.in_flight` in flight in
-/// all, for a warm-up and then `args.seconds`.
-pub async fn run(url: &str, ledger: &Ledger, tokens: &[AttemptToken], args: &Args) -> Measured {
+/// all, for a warm-up and then `args.seconds`. With `usage`, every beat carries a usage
+/// delta (its own seq: each is applied, none is a replay).
+pub async fn run(
+    url: &str,
+    ledger: &Ledger,
+    tokens: &[AttemptToken],
+    args: &Args,
+    usage: bool,
+) -> Measured {
     let mut admin = support::admin(url).await;
-    drive(ledger, tokens, args, args.warm_up).await;
+    drive(ledger, tokens, args, args.warm_up, usage).await;
     let window = Window::open(&mut admin).await;
-    let (ops, latencies) = drive(ledger, tokens, args, args.seconds).await;
+    let (ops, latencies) = drive(ledger, tokens, args, args.seconds, usage).await;
     window
         .close(&mut admin, ops)
         .await
@@ -35,6 +43,7 @@ async fn drive(
     tokens: &[AttemptToken],
     args: &Args,
     period: Duration,
+    usage: bool,
 ) -> (u64, Latencies) {
     let deadline = Instant::now() + period;
     let tasks = args.tasks.max(1);
@@ -45,7 +54,9 @@ async fn drive(
         .map(|share| {
             let ledger = ledger.clone();
             let share = share.to_vec();
-            tokio::spawn(async move { beat_until(&ledger, &share, per_task, deadline).await })
+            tokio::spawn(
+                async move { beat_until(&ledger, &share, per_task, deadline, usage).await },
+            )
         })
         .collect();
     let mut ops = 0;
@@ -65,15 +76,33 @@ async fn beat_until(
     tokens: &[AttemptToken],
     in_flight: usize,
     deadline: Instant,
+    usage: bool,
 ) -> (u64, Latencies) {
     let mut latencies = Latencies::default();
     let mut ops = 0;
+    // Seqs go on from the wall clock: above those of an earlier run on the same tokens.
+    let mut seq = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_micros() as u64);
     let mut next = tokens.iter().cycle();
     let mut beats = FuturesUnordered::new();
     loop {
         while beats.len() < in_flight && Instant::now() < deadline {
             let token = next.next().expect("a cycle over running executions");
-            beats.push(timed_beat(ledger, token));
+            let beat = match usage {
+                true => {
+                    seq += 1;
+                    Heartbeat::new().usage(
+                        Usage::new(seq)
+                            .input_tokens(1200)
+                            .output_tokens(300)
+                            .cost(4500)
+                            .model("bench-model"),
+                    )
+                }
+                false => Heartbeat::new(),
+            };
+            beats.push(timed_beat(ledger, token, beat));
         }
         let Some((sent, reply)) = beats.next().await else {
             return (ops, latencies);
@@ -83,7 +112,8 @@ async fn beat_until(
         assert_eq!(
             reply,
             HeartbeatReply::Ok {
-                cancel_requested: false
+                cancel_requested: false,
+                cancel_reason: None,
             },
             "a heartbeat of a held attempt is accepted"
         );
@@ -94,7 +124,8 @@ async fn beat_until(
 async fn timed_beat(
     ledger: &Ledger,
     token: &AttemptToken,
+    beat: Heartbeat,
 ) -> (Instant, unstuck::Result<HeartbeatReply>) {
     let sent = Instant::now();
-    (sent, ledger.heartbeat(token, Heartbeat::new()).await)
+    (sent, ledger.heartbeat(token, beat).await)
 }

@@ -25,7 +25,7 @@ load harness options (after `cargo bench --bench load --`):
   --seconds S            measured window per run (heartbeat, steady) and drain time cap [10]
   --warm-up S            warm-up before each heartbeat/steady window [2]
   --runs R               runs per scenario; the summary shows the median [3]
-  --only LIST            scenarios: heartbeat,drain,steady,drain-chained,
+  --only LIST            scenarios: heartbeat,heartbeat-usage,drain,steady,drain-chained,
                          steady-chained,scripts,memory [all]
   --running N            running executions heartbeated [10000]
   --in-flight K          heartbeats in flight in all [512]
@@ -233,7 +233,21 @@ async fn run(args: Args) {
             args.settle().await;
             note(
                 name.clone(),
-                heartbeat::run(url, &ledger, &tokens, &args).await,
+                heartbeat::run(url, &ledger, &tokens, &args, false).await,
+            );
+        }
+    }
+    if args.wants("heartbeat-usage") {
+        let (ledger, tokens) = heartbeat::setup(url, &args).await;
+        let name = format!(
+            "heartbeat with usage ({} running, {} in flight)",
+            args.running, args.in_flight
+        );
+        for _ in 0..args.runs {
+            args.settle().await;
+            note(
+                name.clone(),
+                heartbeat::run(url, &ledger, &tokens, &args, true).await,
             );
         }
     }

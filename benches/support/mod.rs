@@ -126,7 +126,8 @@ pub async fn heartbeat_all(ledger: &Ledger, tokens: &[AttemptToken], in_flight: 
             assert_eq!(
                 reply,
                 HeartbeatReply::Ok {
-                    cancel_requested: false
+                    cancel_requested: false,
+                    cancel_reason: None,
                 },
                 "a heartbeat of a held attempt is accepted"
             );

@@ -25,8 +25,11 @@ use crate::error::{Error, Result, format_duration};
 use crate::{Event, State};
 
 /// The event kinds a hook can be called on.
-pub const KINDS: [&str; 9] = [
+pub const KINDS: [&str; 12] = [
     "execution.terminate",
+    "execution.budget_warning",
+    "execution.budget_exceeded",
+    "queue.budget_paused",
     "execution.dead",
     "execution.timed_out",
     "execution.stuck",
@@ -191,8 +194,14 @@ pub(crate) fn validate(hooks: &[HookConfig]) -> Result<()> {
 
 /// The hook kind an execution event is, if any.
 pub(crate) fn execution_kind(event: &Event) -> Option<&'static str> {
-    if event.reason == "terminate_requested" {
-        return Some("execution.terminate");
+    match event.reason.as_str() {
+        "terminate_requested" => return Some("execution.terminate"),
+        "budget_warning" => return Some("execution.budget_warning"),
+        "budget_exceeded" => return Some("execution.budget_exceeded"),
+        "queue_paused" if event.detail.starts_with("by budget") => {
+            return Some("queue.budget_paused");
+        }
+        _ => {}
     }
     match event.to? {
         State::Dead => Some("execution.dead"),

@@ -182,7 +182,8 @@ impl Ledger {
                 call.arg(value);
             }
             call.arg(&item.delay)
-                .arg(item.traceparent.map(|t| t.to_string()).unwrap_or_default());
+                .arg(item.traceparent.map(|t| t.to_string()).unwrap_or_default())
+                .arg(&item.budget);
         }
         let reply = call.run(&mut self.conn.clone()).await?;
         match reply.status() {
@@ -223,6 +224,8 @@ struct Item {
     delay: String,
     /// Stored as the execution's context (the send span's, once it is started).
     traceparent: Option<TraceParent>,
+    /// `tokens|cost|warning per mille`, or '' (the queue's).
+    budget: String,
 }
 
 impl Item {
@@ -235,6 +238,9 @@ impl Item {
             None => uuid::Uuid::now_v7().to_string(),
         };
         opts.timings.validate()?;
+        if let Some(b) = &opts.budget {
+            b.validate()?;
+        }
         let delay = match opts.delay {
             Some(d) if d > crate::timings::MAX_DURATION => {
                 return Err(Error::InvalidArgument {
@@ -252,6 +258,7 @@ impl Item {
             timings: opts.timings.to_args(),
             delay,
             traceparent: opts.traceparent,
+            budget: opts.budget.map(|b| b.to_text()).unwrap_or_default(),
         })
     }
 }

@@ -154,6 +154,15 @@ pub struct Execution {
     /// The W3C trace context stored at enqueue (docs/tracing.md), absent when none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// Usage reported over all its attempts, and by model (`None` before any).
+    #[serde(default)]
+    pub usage: Option<super::UsageSummary>,
+    /// Its own budget, given at enqueue (`None`: its queue's default budget applies).
+    #[serde(default)]
+    pub budget: Option<super::Budget>,
+    /// Why cancellation was requested when the ledger asked: `budget_exceeded`.
+    #[serde(default)]
+    pub cancel_reason: Option<String>,
 }
 
 impl Execution {
@@ -231,6 +240,9 @@ impl Execution {
             resumed_at: r.time(f::RESUMED_AT)?,
             resume_input: r.json(f::RESUME_INPUT)?,
             traceparent: r.opt(f::TRACEPARENT).map(str::to_owned),
+            usage: super::UsageSummary::from_fields(fields),
+            budget: r.opt(f::BUDGET).and_then(super::usage::Budget::parse),
+            cancel_reason: r.opt(f::CANCEL_CAUSE).map(str::to_owned),
         })
     }
 }

@@ -69,6 +69,19 @@ impl FailOptions {
         self
     }
 
+    /// The `retry_after` argument in ms (0: none), checked with the rest.
+    pub(crate) fn check(&self) -> Result<u64> {
+        let retry_after = self.retry_after_ms()?;
+        if retry_after > 0 && !self.retryable {
+            return Err(Error::InvalidArgument {
+                name: "retry_after".into(),
+                value: format!("{retry_after}ms"),
+                expected: "no value: a failure that is not retryable is never retried".into(),
+            });
+        }
+        Ok(retry_after)
+    }
+
     /// The `retry_after` argument in ms (0: none), checked.
     fn retry_after_ms(&self) -> Result<u64> {
         let Some(d) = self.retry_after else {
@@ -128,14 +141,7 @@ impl Ledger {
         message: &str,
         options: FailOptions,
     ) -> Result<FailOutcome> {
-        let retry_after = options.retry_after_ms()?;
-        if retry_after > 0 && !options.retryable {
-            return Err(Error::InvalidArgument {
-                name: "retry_after".into(),
-                value: format!("{retry_after}ms"),
-                expected: "no value: a failure that is not retryable is never retried".into(),
-            });
-        }
+        let retry_after = options.check()?;
         let retryable = options.retryable;
         let message = cut_message(message);
         let (maxlen, hist) = self.limits();

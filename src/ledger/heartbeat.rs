@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::attempt::refusal;
-use super::{AttemptToken, Ledger, State, StopReason};
+use super::{AttemptToken, Ledger, State, StopReason, Usage};
 use crate::error::{Error, Result};
 use crate::keys::{Keyspace, Timer};
 use crate::scripts::HEARTBEAT;
@@ -22,6 +22,8 @@ pub struct Heartbeat {
     /// stuck `looping`. A different one starts the count again; none leaves it alone. At
     /// most [`MAX_FINGERPRINT_BYTES`], not empty.
     pub fingerprint: Option<String>,
+    /// Tokens and cost spent since the last delta (applied once, by its `seq`).
+    pub usage: Option<Usage>,
 }
 
 /// Longest fingerprint a heartbeat may carry, in bytes.
@@ -36,6 +38,12 @@ impl Heartbeat {
     /// Reports progress (it counts as progress only when it changes).
     pub fn progress(mut self, progress: impl Into<String>) -> Self {
         self.progress = Some(progress.into());
+        self
+    }
+
+    /// Reports usage (tokens, cost) spent since the previous delta.
+    pub fn usage(mut self, usage: Usage) -> Self {
+        self.usage = Some(usage);
         self
     }
 
@@ -79,6 +87,9 @@ pub enum HeartbeatReply {
     Ok {
         /// Stop soon and acknowledge the cancellation.
         cancel_requested: bool,
+        /// Why, when the ledger asked and not an operator: `budget_exceeded`. `None`
+        /// for an operator's cancel (or none requested).
+        cancel_reason: Option<String>,
     },
     /// The caller's attempt is over: a newer attempt exists, or this one was ended and a
     /// retry waits in the queue still carrying this attempt's number (its claim makes it
@@ -104,7 +115,8 @@ impl HeartbeatReply {
         !matches!(
             self,
             HeartbeatReply::Ok {
-                cancel_requested: false
+                cancel_requested: false,
+                ..
             }
         )
     }
@@ -130,12 +142,14 @@ impl Ledger {
         if let Some(fp) = &beat.fingerprint {
             check_fingerprint(fp)?;
         }
+        if let Some(u) = &beat.usage {
+            u.validate()?;
+        }
         let k = &self.keys;
         let q = token.queue.as_str();
         let (maxlen, hist) = self.limits();
-        let reply = HEARTBEAT
-            .key(k.execution(q, &token.id))
-            .key(k.queue_events(q))
+        let mut call = HEARTBEAT.key(k.execution(q, &token.id));
+        call.key(k.queue_events(q))
             .key(k.queue_timer(q, Timer::Start))
             .key(k.queue_timer(q, Timer::Heartbeat))
             .key(k.queue_timer(q, Timer::Progress))
@@ -149,9 +163,16 @@ impl Ledger {
             .arg(checkpoint.as_deref().unwrap_or(""))
             .arg(maxlen)
             .arg(hist)
-            .arg(beat.fingerprint.as_deref().unwrap_or(""))
-            .run(&mut self.conn.clone())
-            .await?;
+            .arg(beat.fingerprint.as_deref().unwrap_or(""));
+        if let Some(usage) = &beat.usage {
+            call.key(k.queue_settings(q))
+                .key(k.queue_usage(q))
+                .key(k.queue_timer(q, Timer::Cancel));
+            for value in usage.args() {
+                call.arg(value);
+            }
+        }
+        let reply = call.run(&mut self.conn.clone()).await?;
         if let Some(refused) = refusal(&reply, token)? {
             return Ok(refused);
         }
@@ -160,8 +181,13 @@ impl Ledger {
                 if reply.len() > 2 && reply.str(2)? == "revived" {
                     self.leave_stale_windows(token).await;
                 }
+                let cancel_reason = match reply.len() > 3 {
+                    true => Some(reply.str(3)?.to_owned()),
+                    false => None,
+                };
                 Ok(HeartbeatReply::Ok {
                     cancel_requested: reply.flag(1)?,
+                    cancel_reason,
                 })
             }
             _ => Err(reply.unexpected()),

@@ -57,6 +57,7 @@ mod retry;
 mod snooze;
 mod tiers;
 mod token;
+mod usage;
 mod wait;
 mod watch_events;
 mod worker_events;
@@ -89,6 +90,11 @@ pub use resources::{
 pub use snooze::{MAX_SNOOZE, MAX_SNOOZE_REASON, Snooze, SnoozeOutcome, SnoozeTime};
 pub use tiers::{WorkerBeat, WorkerRemediation, WorkerRequest, WorkerReset};
 pub use token::AttemptToken;
+pub(crate) use usage::UsageQueue;
+pub use usage::{
+    Budget, DEFAULT_USAGE_WINDOW, DEFAULT_WARNING_SHARE, MAX_MODEL_NAME, MAX_USAGE_AMOUNT,
+    QueueUsage, Usage, UsageSummary, UsageTotals, WindowBudget,
+};
 pub use wait::MAX_CLAIM_WAIT;
 pub use worker_events::{WorkerEvent, WorkerEventFollower};
 pub(crate) use workers::this_host;

@@ -28,6 +28,10 @@ pub struct QueueSettings {
     /// deadline (`None`: fail it, stop reason `wait_expired`). Taken when the execution
     /// starts waiting.
     pub on_wait_expiry: Option<WaitExpiry>,
+    /// The budget of its executions enqueued without one (read when their usage arrives).
+    pub budget: Option<super::Budget>,
+    /// Its budget per rolling window: when spent, the queue is paused by `budget`.
+    pub window_budget: Option<super::WindowBudget>,
 }
 
 /// The settings hash fields of the wait settings: longest wait (ms), and at expiry
@@ -55,6 +59,12 @@ impl QueueSettings {
                 expected: "more than 0ms and at most 365 days".into(),
             });
         }
+        if let Some(b) = &self.budget {
+            b.validate()?;
+        }
+        if let Some(w) = &self.window_budget {
+            w.validate()?;
+        }
         self.timings.validate()?;
         self.retention.validate()
     }
@@ -74,6 +84,8 @@ pub struct EnqueueOptions {
     /// The W3C trace context of the caller: stored on the execution and handed to every
     /// claim of it (docs/tracing.md).
     pub traceparent: Option<crate::otel::TraceParent>,
+    /// A limit on its usage over all attempts (`None`: its queue's default budget).
+    pub budget: Option<super::Budget>,
 }
 
 impl EnqueueOptions {
@@ -98,6 +110,12 @@ impl EnqueueOptions {
     /// and the workers' spans link to it.
     pub fn traceparent(mut self, traceparent: crate::otel::TraceParent) -> Self {
         self.traceparent = Some(traceparent);
+        self
+    }
+
+    /// Limits its usage (tokens and/or cost) over all its attempts.
+    pub fn budget(mut self, budget: super::Budget) -> Self {
+        self.budget = Some(budget);
         self
     }
 

@@ -68,6 +68,12 @@ pub struct QueueOverview {
     /// What happens at a wait deadline nobody resumed by (`None`: `fail`).
     #[serde(default)]
     pub on_wait_expiry: Option<WaitExpiry>,
+    /// The default budget of its executions.
+    #[serde(default)]
+    pub budget: Option<super::Budget>,
+    /// Its budget per rolling window (spent: the queue is paused by `budget`).
+    #[serde(default)]
+    pub window_budget: Option<super::WindowBudget>,
 }
 
 impl QueueOverview {
@@ -79,6 +85,8 @@ impl QueueOverview {
             retention: self.retention.clone(),
             max_wait: self.max_wait,
             on_wait_expiry: self.on_wait_expiry,
+            budget: self.budget,
+            window_budget: self.window_budget,
         }
     }
 }
@@ -117,6 +125,11 @@ impl Ledger {
         if let Some(expiry) = settings.on_wait_expiry {
             call.arg(WAIT_EXPIRY_FIELD)
                 .arg(u8::from(expiry == WaitExpiry::Requeue));
+        }
+        for (field, value) in
+            super::usage::budget_pairs(settings.budget.as_ref(), settings.window_budget.as_ref())
+        {
+            call.arg(field).arg(value);
         }
         let reply = call.run(&mut self.conn.clone()).await?;
         match reply.status() {
@@ -158,7 +171,10 @@ impl Ledger {
             Some("1") => Some(WaitExpiry::Requeue),
             Some(_) => Some(WaitExpiry::Fail),
         };
+        let (budget, window_budget) = super::usage::budgets_from(&stored);
         Ok(QueueSettings {
+            budget,
+            window_budget,
             capacity,
             timings: Timings::from_stored(&stored)?,
             retention: Retention::from_stored(&stored)?,
@@ -216,6 +232,8 @@ impl Ledger {
             pause,
             max_wait: settings.max_wait,
             on_wait_expiry: settings.on_wait_expiry,
+            budget: settings.budget,
+            window_budget: settings.window_budget,
         })
     }
 

@@ -48,7 +48,8 @@ where
             task.await
         }
     };
-    let pending = attempt.finish().await;
+    let mut pending = attempt.finish().await;
+    pending.usage = None; // delivered by flush_usage, before the outcome
     let record = Record {
         ledger: &ledger,
         token: &attempt.token,
@@ -57,6 +58,7 @@ where
         tracing::debug!(execution = %attempt.label(), "attempt lost; its result is dropped");
         return Outcome::Lost;
     }
+    pump::flush_usage(&ledger, &attempt).await;
     if attempt.is_cancel_requested() {
         return logged(&attempt, record.acknowledge_cancel().await);
     }

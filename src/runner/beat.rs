@@ -20,6 +20,8 @@ pub(crate) trait Beaten {
     fn take(&self) -> Heartbeat;
     /// Puts back what a failed beat carried, unless newer values were set since.
     fn restore(&self, beat: Heartbeat);
+    /// A beat got through (its usage delta is delivered).
+    fn delivered(&self, _beat: &Heartbeat) {}
     /// A reply said cancellation was requested (every reply after that says it again).
     fn cancel_requested(&self);
     /// The attempt is no longer ours, and why.
@@ -38,7 +40,10 @@ pub(crate) async fn beat_once(
 ) -> Option<Duration> {
     let beat = attempt.take();
     match ledger.heartbeat(token, beat.clone()).await {
-        Ok(HeartbeatReply::Ok { cancel_requested }) => {
+        Ok(HeartbeatReply::Ok {
+            cancel_requested, ..
+        }) => {
+            attempt.delivered(&beat);
             if cancel_requested {
                 attempt.cancel_requested();
             }

@@ -252,6 +252,16 @@ impl Job {
         self.attempt.push_fingerprint(fingerprint);
         Ok(())
     }
+
+    /// Reports usage (tokens, cost) spent since the last call: sent with the next
+    /// heartbeat, or before the attempt's outcome is recorded; numbered by the runner (the
+    /// `seq` given is ignored), so a retried beat never counts it twice and none is lost.
+    /// A delta that reaches the execution's budget makes the next beat ask the job to stop
+    /// ([`stop_signal`](Self::stop_signal)), and the attempt ends with stop reason
+    /// `budget_exceeded`.
+    pub fn add_usage(&self, usage: crate::ledger::Usage) {
+        self.attempt.add_usage(usage);
+    }
 }
 
 impl fmt::Debug for Job {
@@ -282,6 +292,8 @@ pub(crate) struct AttemptState {
     fingerprints: Mutex<VecDeque<String>>,
     /// Wakes the pump when a fingerprint is queued, so it goes out at once.
     pub(crate) nudge: tokio::sync::Notify,
+    /// Usage deltas the job added, not yet delivered.
+    usage: Mutex<crate::ledger::UsageQueue>,
     /// Held while a heartbeat of this attempt is in flight, so the runner's last beat is
     /// never overtaken by an older one; `true` once no more beats may be sent.
     pub(crate) beat: tokio::sync::Mutex<bool>,
@@ -300,6 +312,7 @@ impl AttemptState {
             pending: Mutex::new(Heartbeat::default()),
             fingerprints: Mutex::new(VecDeque::new()),
             nudge: tokio::sync::Notify::new(),
+            usage: Mutex::new(crate::ledger::UsageQueue::default()),
             beat: tokio::sync::Mutex::new(false),
         }
     }
@@ -331,11 +344,35 @@ impl AttemptState {
         !self.fingerprints().is_empty()
     }
 
-    /// Takes what the job set since the last beat, and the oldest fingerprint not sent.
+    /// Takes what the job set since the last beat, the oldest fingerprint not sent, and
+    /// the oldest usage delta not yet delivered (it stays pending until
+    /// [`usage_delivered`](Self::usage_delivered)).
     pub(crate) fn take_pending(&self) -> Heartbeat {
         let mut beat = std::mem::take(&mut *self.pending());
         beat.fingerprint = self.fingerprints().pop_front();
+        beat.usage = self.usage_queue().next();
         beat
+    }
+
+    fn usage_queue(&self) -> MutexGuard<'_, crate::ledger::UsageQueue> {
+        self.usage.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A delta the job added ([`Job::add_usage`]).
+    pub(crate) fn add_usage(&self, usage: crate::ledger::Usage) {
+        self.usage_queue().add(usage);
+    }
+
+    /// A beat got through: the usage it carried is delivered.
+    pub(crate) fn usage_delivered(&self, beat: &Heartbeat) {
+        if let Some(u) = &beat.usage {
+            self.usage_queue().delivered(u.seq);
+        }
+    }
+
+    /// The oldest usage delta not yet delivered, numbered.
+    pub(crate) fn next_usage(&self) -> Option<crate::ledger::Usage> {
+        self.usage_queue().next()
     }
 
     /// Puts back what a failed beat carried, unless the job has set newer values since.

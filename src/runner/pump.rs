@@ -198,6 +198,10 @@ impl Beaten for AttemptState {
         self.restore_pending(beat);
     }
 
+    fn delivered(&self, beat: &Heartbeat) {
+        self.usage_delivered(beat);
+    }
+
     fn cancel_requested(&self) {
         if !self.is_cancel_requested() {
             tracing::info!(execution = %self.label(), "cancellation requested; stopping the job");
@@ -262,6 +266,23 @@ async fn beat_worker(
 /// The interval at which an attempt with `heartbeat_timeout` is beaten.
 pub(crate) fn beat_interval(heartbeat_timeout: Duration, fraction: f64) -> Duration {
     heartbeat_timeout.mul_f64(fraction).max(MIN_INTERVAL)
+}
+
+/// Delivers the usage deltas still pending, one beat each, once the pump has stopped
+/// beating the attempt (before its outcome is recorded: the spend is kept whatever the
+/// outcome). Stops at the first that does not get through.
+pub(crate) async fn flush_usage(ledger: &Ledger, attempt: &AttemptState) {
+    while let Some(usage) = attempt.next_usage() {
+        let beat = Heartbeat::new().usage(usage);
+        match super::retry(|| ledger.heartbeat(&attempt.token, beat.clone())).await {
+            Ok((HeartbeatReply::Ok { .. }, _)) => attempt.usage_delivered(&beat),
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(execution = %attempt.label(), error = %e, "usage not recorded");
+                return;
+            }
+        }
+    }
 }
 
 /// Sends what the job set since the last beat, once the pump has stopped beating the

@@ -17,7 +17,7 @@ use super::problem::ApiError;
 use super::wire::schema::{self, QueuePath};
 use super::wire::{ClaimOut, DurationIn};
 use crate::ledger::{
-    AttemptToken, CompleteOutcome, FailOptions, FailOutcome, Heartbeat, HeartbeatReply,
+    AttemptToken, CompleteOutcome, FailOptions, FailOutcome, Heartbeat, HeartbeatReply, Usage,
 };
 
 /// `POST /v1/queues/{queue}/claims`.
@@ -91,12 +91,19 @@ pub(crate) struct HeartbeatIn {
     #[serde(default)]
     #[schema(value_type = Option<schema::FingerprintText>, inline)]
     fingerprint: Option<String>,
+    /// Tokens and cost spent since the previous delta; `seq` required.
+    #[serde(default)]
+    usage: Option<Usage>,
 }
 
 /// Keep going, or stop soon and acknowledge.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct HeartbeatOut {
     pub(crate) cancel_requested: bool,
+    /// Why, when the ledger asked rather than an operator: `budget_exceeded`. Absent for
+    /// an operator's cancel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) cancel_reason: Option<String>,
 }
 
 /// The attempt is alive; optional progress, checkpoint and fingerprint.
@@ -111,9 +118,16 @@ pub(crate) async fn heartbeat(
         progress: b.progress,
         checkpoint: b.checkpoint,
         fingerprint: b.fingerprint,
+        usage: b.usage,
     };
     match s.ledger.heartbeat(&token(&b.token)?, beat).await? {
-        HeartbeatReply::Ok { cancel_requested } => Ok(Json(HeartbeatOut { cancel_requested })),
+        HeartbeatReply::Ok {
+            cancel_requested,
+            cancel_reason,
+        } => Ok(Json(HeartbeatOut {
+            cancel_requested,
+            cancel_reason,
+        })),
         refused => Err(refused.refusal().into()),
     }
 }
@@ -127,6 +141,9 @@ pub(crate) struct CompleteIn {
     #[serde(default)]
     #[schema(value_type = Option<schema::AnyJson>, inline)]
     result: Option<serde_json::Value>,
+    /// The attempt's last usage delta (applied once, by its `seq`).
+    #[serde(default)]
+    usage: Option<Usage>,
 }
 
 /// The attempt's outcome was recorded.
@@ -153,7 +170,7 @@ pub(crate) async fn complete(
 ) -> Result<Json<RecordedOut>, ApiError> {
     recorded(
         s.ledger
-            .complete(&token(&c.token)?, c.result.as_ref())
+            .complete_with_usage(&token(&c.token)?, c.result.as_ref(), c.usage)
             .await?,
     )
 }
@@ -173,6 +190,9 @@ pub(crate) struct FailIn {
     #[serde(default)]
     #[schema(value_type = Option<schema::SnoozeDelay>, inline)]
     retry_after_ms: Option<DurationIn>,
+    /// The attempt's last usage delta (applied once, by its `seq`).
+    #[serde(default)]
+    usage: Option<Usage>,
 }
 
 fn yes() -> bool {
@@ -211,7 +231,7 @@ pub(crate) async fn fail(
     };
     match s
         .ledger
-        .fail_with(&token(&f.token)?, &f.message, options)
+        .fail_with_usage(&token(&f.token)?, &f.message, options, f.usage)
         .await?
     {
         FailOutcome::RetryScheduled {

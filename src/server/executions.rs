@@ -34,6 +34,7 @@ fn options(
         timings: item.timings.clone().into(),
         delay: item.delay.as_ref().map(|d| d.0),
         traceparent,
+        budget: item.budget,
     }
 }
 

@@ -68,6 +68,8 @@ pub(crate) struct Metrics {
     /// resource and how (`metrics_resources.rs`).
     pub(super) resources: super::metrics_resources::ResourceMetrics,
     requests: Family<RequestLabels, Counter>,
+    /// Tokens and cost by queue and model, following the queues' totals in Redis.
+    usage: super::metrics_usage::UsageMetrics,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     /// Route patterns as `&'static str`, interned once each, so counting a request
     /// allocates nothing (the set of patterns is the router's, fixed and small).
@@ -184,6 +186,7 @@ impl Metrics {
             worker_events.clone(),
         );
         let resources = super::metrics_resources::ResourceMetrics::register(&mut registry);
+        let usage = super::metrics_usage::UsageMetrics::new(&mut registry);
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "http_requests",
@@ -220,6 +223,7 @@ impl Metrics {
             worker_cursor: std::sync::Mutex::new(None),
             resources,
             requests,
+            usage,
             latency,
             routes: Default::default(),
         }
@@ -345,6 +349,8 @@ impl Metrics {
             return;
         };
         let awaiting = ledger.awaiting_counts().await.unwrap_or_default();
+        let names: Vec<String> = queues.iter().map(|q| q.name.clone()).collect();
+        self.usage.sample(ledger, &names).await;
         for q in queues {
             let queue = vec![("queue", q.name.clone())];
             self.depth.get_or_create(&queue).set(q.depth as i64);

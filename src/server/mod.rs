@@ -27,6 +27,7 @@ mod executions;
 mod extract;
 mod metrics;
 mod metrics_resources;
+mod metrics_usage;
 mod metrics_workers;
 mod openapi;
 mod operator;

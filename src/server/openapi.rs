@@ -25,7 +25,7 @@ use super::{
                        RFC 9457 problem documents. See docs/http-api.md."
     ),
     paths(
-        queues::list, queues::get, queues::put, queues::pause, queues::resume,
+        queues::list, queues::get, queues::put, queues::pause, queues::resume, queues::usage,
         executions::enqueue, executions::enqueue_batch, executions::list, executions::get,
         executions::events, executions::cancel, operator::retry, operator::find,
         operator::pin, operator::unpin,

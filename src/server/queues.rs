@@ -11,7 +11,7 @@ use super::extract::{Body, MaybeBody};
 use super::problem::ApiError;
 use super::wire::QueueSettingsIn;
 use super::wire::schema::QueuePath;
-use crate::ledger::{QueueOverview, QueuePauseChange};
+use crate::ledger::{QueueOverview, QueuePauseChange, QueueUsage};
 
 /// Every known queue.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -35,6 +35,17 @@ pub(crate) async fn get(
     Path(queue): Path<String>,
 ) -> Result<Json<QueueOverview>, ApiError> {
     Ok(Json(s.ledger.queue_overview(&queue).await?))
+}
+
+/// A queue's usage: totals since its first usage, by model, and the rolling window with
+/// its window budget.
+#[utoipa::path(get, path = "/v1/queues/{queue}/usage", tag = "queues", operation_id = "queue_usage", params(QueuePath),
+    responses((status = 200, body = QueueUsage)))]
+pub(crate) async fn usage(
+    State(s): State<AppState>,
+    Path(queue): Path<String>,
+) -> Result<Json<QueueUsage>, ApiError> {
+    Ok(Json(s.ledger.queue_usage(&queue).await?))
 }
 
 /// Replaces a queue's settings (capacity, default timings).

@@ -94,6 +94,7 @@ pub(crate) fn table() -> Vec<Route> {
         route(Put, "/v1/queues/{queue}", orch, queues::put),
         route(Post, "/v1/queues/{queue}/pause", admin, queues::pause),
         route(Post, "/v1/queues/{queue}/resume", admin, queues::resume),
+        route(Get, "/v1/queues/{queue}/usage", read, queues::usage),
         // Executions.
         route(Get, "/v1/queues/{queue}/executions", read, executions::list),
         route(

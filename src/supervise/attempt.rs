@@ -213,6 +213,7 @@ async fn attempt(
     match report.flush().await {
         Some(HeartbeatReply::Ok {
             cancel_requested: true,
+            ..
         }) => return report.acknowledge_cancel().await,
         Some(HeartbeatReply::Ok { .. }) | None => {}
         Some(lost) => {

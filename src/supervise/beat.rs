@@ -100,6 +100,10 @@ impl Beaten for Beating<'_> {
         self.output.restore(beat);
     }
 
+    fn delivered(&self, beat: &Heartbeat) {
+        self.output.usage_delivered(beat);
+    }
+
     fn cancel_requested(&self) {
         if !self.beats.cancel.swap(true, Ordering::SeqCst) {
             self.beats.stopped.cancel();

@@ -13,6 +13,9 @@
 //! - a stderr line `::fingerprint TEXT` (1 to 128 bytes) names the action just taken and
 //!   its result, for loop detection: each one goes out with a heartbeat of its own, at
 //!   once, never merged with the next (one that is too long is output, with a note).
+//! - a line `::usage JSON` (stderr or stdout), JSON `{"input_tokens", "output_tokens",
+//!   "cached_input_tokens", "cost", "model"}` (each optional), is a usage delta, numbered
+//!   by exec and sent with the next heartbeat (the rest before the outcome).
 //!
 //! Directive lines are control, not output: they are not counted.
 //!
@@ -66,6 +69,8 @@ struct Seen {
     checkpoint: Option<serde_json::Value>,
     /// `::fingerprint` texts not yet sent, oldest first: one per heartbeat.
     fingerprints: VecDeque<String>,
+    /// `::usage` deltas not yet delivered.
+    usage: crate::ledger::UsageQueue,
     stderr_tail: VecDeque<String>,
     last_stdout: Option<String>,
 }
@@ -80,6 +85,7 @@ impl Output {
                 sent: None,
                 checkpoint: None,
                 fingerprints: VecDeque::new(),
+                usage: Default::default(),
                 stderr_tail: VecDeque::new(),
                 last_stdout: None,
             }),
@@ -123,7 +129,8 @@ impl Output {
         let line = line.as_ref();
         let directive = match stream {
             Stream::Stderr => self.directive(line),
-            Stream::Stdout => false,
+            // `::usage` is read on stdout too (an agent's own output often goes there).
+            Stream::Stdout => line.starts_with("::usage ") && self.directive(line),
         };
         if directive {
             return;
@@ -167,6 +174,15 @@ impl Output {
                 Err(e) => self.note(&format!("::fingerprint ignored: {e}")),
             }
         }
+        if let Some(json) = line.strip_prefix("::usage ") {
+            match usage_line(json) {
+                Ok(usage) => {
+                    self.seen().usage.add(usage);
+                    return true;
+                }
+                Err(e) => self.note(&format!("::usage ignored: {e}")),
+            }
+        }
         if let Some(json) = line.strip_prefix("::checkpoint ") {
             match serde_json::from_str(json) {
                 Ok(checkpoint) => {
@@ -191,12 +207,20 @@ impl Output {
         }
         beat.checkpoint = seen.checkpoint.take();
         beat.fingerprint = seen.fingerprints.pop_front();
+        beat.usage = seen.usage.next();
         beat
     }
 
     /// True while `::fingerprint` lines wait for their heartbeat.
     pub(crate) fn has_fingerprints(&self) -> bool {
         !self.seen().fingerprints.is_empty()
+    }
+
+    /// A beat got through: the usage delta it carried is delivered.
+    pub(crate) fn usage_delivered(&self, beat: &Heartbeat) {
+        if let Some(u) = &beat.usage {
+            self.seen().usage.delivered(u.seq);
+        }
     }
 
     /// A heartbeat did not get through: send its progress and checkpoint again next time
@@ -229,6 +253,36 @@ impl Output {
         let seen = self.seen();
         serde_json::from_str(seen.last_stdout.as_deref()?.trim()).ok()
     }
+}
+
+/// Reads a `::usage` line's JSON: `{"input_tokens", "output_tokens",
+/// "cached_input_tokens", "cost", "model"}`, every member optional (the seq is exec's).
+fn usage_line(json: &str) -> Result<crate::ledger::Usage, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Line {
+        #[serde(default)]
+        input_tokens: u64,
+        #[serde(default)]
+        output_tokens: u64,
+        #[serde(default)]
+        cached_input_tokens: u64,
+        #[serde(default)]
+        cost: u64,
+        #[serde(default)]
+        model: Option<String>,
+    }
+    let l: Line = serde_json::from_str(json).map_err(|e| format!("not a usage object: {e}"))?;
+    let usage = crate::ledger::Usage {
+        input_tokens: l.input_tokens,
+        output_tokens: l.output_tokens,
+        cached_input_tokens: l.cached_input_tokens,
+        cost: l.cost,
+        model: l.model,
+        seq: 1,
+    };
+    usage.validate().map_err(|e| e.to_string())?;
+    Ok(usage)
 }
 
 fn progress_text(seen: &Seen) -> String {

@@ -23,18 +23,26 @@ impl<'a> Report<'a> {
 
     /// Sends the progress and checkpoint the heartbeats have not carried yet; the reply,
     /// or `None` when there was nothing to send or it could not be sent.
+    /// The `::usage` deltas still pending go one beat each.
     pub(crate) async fn flush(&self) -> Option<HeartbeatReply> {
-        let beat = self.output.take_beat();
-        if beat.checkpoint.is_none() && beat.progress.is_none() {
-            return None;
-        }
-        let Record { ledger, token } = &self.record;
-        match retry(|| ledger.heartbeat(token, beat.clone())).await {
-            Ok((reply, _)) => Some(reply),
-            Err(e) => {
-                self.output
-                    .note(&format!("last progress and checkpoint not recorded: {e}"));
-                None
+        let mut last = None;
+        loop {
+            let beat = self.output.take_beat();
+            if beat.checkpoint.is_none() && beat.progress.is_none() && beat.usage.is_none() {
+                return last;
+            }
+            let Record { ledger, token } = &self.record;
+            match retry(|| ledger.heartbeat(token, beat.clone())).await {
+                Ok((reply @ HeartbeatReply::Ok { .. }, _)) => {
+                    self.output.usage_delivered(&beat);
+                    last = Some(reply);
+                }
+                Ok((reply, _)) => return Some(reply),
+                Err(e) => {
+                    self.output
+                        .note(&format!("last progress and checkpoint not recorded: {e}"));
+                    return last;
+                }
             }
         }
     }

@@ -14,6 +14,8 @@
 //      watchdog replica) degraded with its reasons, then Redis unreachable;
 //   7. an admin pauses a queue from the overview (badge and banner, claims get nothing, a
 //      reader sees no button) and resumes it (a waiting claim takes its work at once).
+//   8. an execution past its budget shows its usage and cancel reason; a queue paused by
+//      its window budget has the budget banner.
 // It also takes the screenshots in docs/ (SCREENSHOT_DIR, default target/dashboard).
 //
 // Run by `make test` (which installs chromium and playwright-core first):
@@ -97,7 +99,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 async function seed(api, worker) {
   const running = new Set();
   await worker("POST", "/v1/workers", { worker_id: WORKER, host: "e2e-host", pid: 4242, version: "1.4.2",
-    queues: ["payments", "reports", "agents"], heartbeat_interval: "1s" });
+    queues: ["payments", "reports", "agents", "spend"], heartbeat_interval: "1s" });
   const beat = setInterval(() => {
     worker("POST", `/v1/workers/${WORKER}/heartbeat`, { running: [...running].map((k) => {
       const [queue, id] = k.split("/");
@@ -297,6 +299,32 @@ async function main() {
     check(loopRows.some((r) => r.includes("running → stuck") && r.includes("looping")
       && r.includes("same fingerprint 3 times in a row (max_repeats 3)")),
       "looping execution: the timeline names the verdict and the count");
+    // 3d. Usage and budgets: an execution past its budget shows its usage and why it is
+    // asked to stop; the queue whose window budget it spent shows the budget banner.
+    await api("PUT", "/v1/queues/spend", { window_budget: { tokens: 100 } });
+    await api("POST", "/v1/queues/spend/executions", { id: "runaway", payload: {}, budget: { tokens: 50 } });
+    const spender = await work.claim("spend");
+    const spent = await worker("POST", "/v1/attempts/heartbeat",
+      { token: spender.token, usage: { input_tokens: 90, output_tokens: 10, model: "m1", seq: 1 } });
+    check(spent.cancel_requested && spent.cancel_reason === "budget_exceeded",
+      `budget: the heartbeat reply asks to stop, budget_exceeded (${JSON.stringify(spent)})`);
+    await page.goto(`${serve.url}/ui/#/e/spend/runaway`);
+    await page.waitForSelector("[data-usage='100']");
+    const usageFact = await page.textContent("[data-usage]");
+    const budgetFact = await page.textContent("[data-budget]");
+    check(usageFact.includes("90 in") && usageFact.includes("m1") && budgetFact.includes("budget_exceeded"),
+      `budget: the execution shows its usage and why it stops (${usageFact}; ${budgetFact})`);
+    await worker("POST", "/v1/attempts/cancel-ack", { token: spender.token });
+    work.done("spend", spender);
+    await page.goto(`${serve.url}/ui/#/`);
+    await page.waitForSelector("p.paused-banner[data-budget-paused=spend]");
+    const banner = await page.textContent("p.paused-banner[data-budget-paused=spend]");
+    check(banner.includes("window budget") && banner.includes("by budget"),
+      `budget: the queue paused by its window budget has its banner (${banner})`);
+    await page.waitForSelector("[data-usage-queue=spend][data-window-tokens='100']");
+    const queueUsage = await page.textContent("[data-usage-queue=spend]");
+    check(queueUsage.includes("100 of 100 tokens"), `budget: the queue shows its window usage (${queueUsage})`);
+    await api("POST", "/v1/queues/spend/resume", { reason: "raised" });
     check(consoleErrors.length === 0, `admin pages: no console error (${consoleErrors.join(" | ")})`);
 
     // 3b. Waiting on people: agents ask for approval; the admin resumes one from the view.

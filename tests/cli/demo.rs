@@ -174,6 +174,17 @@ fn short_fault_demo_is_all_correct() {
         .find(|r| r["case"] == "a crashed agent whose tool lease passes to its retry")
         .unwrap_or_else(|| panic!("no resource lease row: {table}"));
     assert_eq!(lease["correct"], true, "{table}");
+    let runaway = waiting
+        .iter()
+        .find(|r| r["case"] == "a runaway agent stopped by its budget")
+        .unwrap_or_else(|| panic!("a runaway-agent row: {table}"));
+    assert_eq!(runaway["correct"], true, "{table}");
+    assert!(
+        runaway["observed"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("cancelled, budget_exceeded")),
+        "{table}"
+    );
     assert_eq!(report["all_correct"], true, "{table}");
     assert_eq!(
         report["problems"].as_array().map(Vec::len),

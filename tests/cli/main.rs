@@ -17,5 +17,6 @@ mod cli_read;
 mod cli_resources;
 mod cli_snooze;
 mod cli_steer;
+mod cli_usage;
 mod cli_workers;
 mod demo;

@@ -202,7 +202,8 @@ async fn lifecycle(ledger: &Ledger, queue: &str) {
     assert_eq!(
         reply,
         HeartbeatReply::Ok {
-            cancel_requested: true
+            cancel_requested: true,
+            cancel_reason: None,
         }
     );
     let acked = must("acknowledge", ledger.acknowledge_cancel(&b.token).await);

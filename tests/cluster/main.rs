@@ -13,3 +13,4 @@ mod cluster_pause;
 mod cluster_resources;
 mod cluster_snooze;
 mod cluster_tiers;
+mod cluster_usage;

@@ -19,5 +19,6 @@ mod http_resources;
 mod http_service;
 mod http_snooze;
 mod http_streams;
+mod http_usage;
 mod http_views;
 mod http_worker_tiers;

@@ -85,7 +85,8 @@ async fn cancelling_active_work_asks_the_worker_which_acknowledges() {
     assert_eq!(
         reply,
         HeartbeatReply::Ok {
-            cancel_requested: true
+            cancel_requested: true,
+            cancel_reason: None,
         }
     );
     assert!(reply.should_stop());
@@ -173,7 +174,8 @@ async fn a_cancellation_requested_before_the_start_is_seen_at_the_first_heartbea
     assert_eq!(
         ledger.heartbeat(&claim.token, beat).await.unwrap(),
         HeartbeatReply::Ok {
-            cancel_requested: true
+            cancel_requested: true,
+            cancel_reason: None,
         }
     );
     assert_eq!(ledger.get("q", "x").await.unwrap().state, State::Running);

@@ -20,6 +20,7 @@ const RECORDED: CompleteOutcome = CompleteOutcome::Recorded {
 };
 const KEEP_GOING: HeartbeatReply = HeartbeatReply::Ok {
     cancel_requested: false,
+    cancel_reason: None,
 };
 const SUCCEEDED_BEFORE: CompleteOutcome = CompleteOutcome::AlreadyTerminal {
     state: State::Succeeded,

@@ -14,6 +14,7 @@ use ledger_common::{raw, server_ms};
 
 const KEEP_GOING: HeartbeatReply = HeartbeatReply::Ok {
     cancel_requested: false,
+    cancel_reason: None,
 };
 
 fn ms(t: DateTime<Utc>) -> i64 {

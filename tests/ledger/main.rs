@@ -18,6 +18,7 @@ mod connect;
 mod events;
 mod invariant_checker;
 mod ledger_resources;
+mod ledger_usage;
 mod lifecycle;
 mod listing;
 mod model;

@@ -196,6 +196,7 @@ async fn step(ledger: &Ledger, model: &mut Model, op: &Op) -> Result<(), String>
                 e.state = State::Running;
                 HeartbeatReply::Ok {
                     cancel_requested: e.cancel_requested,
+                    cancel_reason: None,
                 }
             });
             if got != expected {

@@ -68,7 +68,8 @@ async fn every_operation_works_after_script_flush() {
     assert_eq!(
         ledger.heartbeat(&claim.token, beat).await.unwrap(),
         HeartbeatReply::Ok {
-            cancel_requested: false
+            cancel_requested: false,
+            cancel_reason: None,
         }
     );
     flush(&mut conn).await;

@@ -14,6 +14,7 @@ use ledger_common::{events_of, raw, running, server_ms, wait_for_server_after};
 
 const KEEP_GOING: HeartbeatReply = HeartbeatReply::Ok {
     cancel_requested: false,
+    cancel_reason: None,
 };
 
 fn ms(t: DateTime<Utc>) -> i64 {

@@ -114,7 +114,8 @@ pub async fn running(ledger: &Ledger, queue: &str, id: &str, opts: EnqueueOption
     assert_eq!(
         reply,
         HeartbeatReply::Ok {
-            cancel_requested: false
+            cancel_requested: false,
+            cancel_reason: None,
         }
     );
     claim.token

@@ -157,7 +157,8 @@ pub async fn workout(ledger: &Ledger) {
     assert_eq!(
         reply,
         HeartbeatReply::Ok {
-            cancel_requested: false
+            cancel_requested: false,
+            cancel_reason: None,
         }
     );
     ledger

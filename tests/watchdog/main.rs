@@ -19,6 +19,7 @@ mod inspection;
 mod resources_sweep;
 mod retention;
 mod watchdog_attribution;
+mod watchdog_budget;
 mod watchdog_leases;
 mod watchdog_loop;
 mod watchdog_outage;

@@ -261,7 +261,8 @@ async fn heartbeats_without_progress_go_stuck_and_only_moving_progress_revives()
     assert_eq!(
         reply,
         HeartbeatReply::Ok {
-            cancel_requested: false
+            cancel_requested: false,
+            cancel_reason: None,
         }
     );
     let e = l.get(q, "a").await.unwrap();
@@ -294,7 +295,8 @@ async fn cancel_not_acknowledged_within_cancel_grace_is_forced() {
     assert_eq!(
         l.heartbeat(&token, Heartbeat::new()).await.unwrap(),
         HeartbeatReply::Ok {
-            cancel_requested: true
+            cancel_requested: true,
+            cancel_reason: None,
         }
     );
     assert!(!wd.round(p).await.unwrap().acted(), "within the grace");

@@ -81,7 +81,8 @@ pub async fn beat(ledger: &Ledger, token: &AttemptToken, heartbeat: Heartbeat) {
     assert_eq!(
         reply,
         HeartbeatReply::Ok {
-            cancel_requested: false
+            cancel_requested: false,
+            cancel_reason: None,
         },
         "heartbeat of {}/{} accepted",
         token.queue(),

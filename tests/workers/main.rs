@@ -14,6 +14,7 @@ mod watchdog_common;
 
 mod exec;
 mod exec_stop;
+mod exec_usage;
 mod runner;
 mod runner_await;
 mod runner_loop;
@@ -21,5 +22,6 @@ mod runner_pause;
 mod runner_resources;
 mod runner_snooze;
 mod runner_stop;
+mod runner_usage;
 mod worker_loop;
 mod worker_requests;

@@ -136,17 +136,23 @@ class Client(OpsCalls):
         return self._route_json("get_queue", {"queue": queue})
 
     def set_queue(self, queue, capacity=None, timings=None, max_wait=None,
-                  on_wait_expiry=None, retention=None):
+                  on_wait_expiry=None, retention=None, budget=None, window_budget=None):
         """Replaces the queue's settings (what is left out goes back to the defaults; a
         pause is kept). ``max_wait``: longest wait an ``await_resume`` may ask for (ms or
         ``"2h"``; 7 days when unset); ``on_wait_expiry``: ``"fail"`` (default) or
         ``"requeue"``; ``retention``: how long its finished executions are kept, per state
         (``succeeded``, ``failed``, ``dead``, ``timed_out``, ``cancelled``: durations) and
-        ``max_finished`` (a count)."""
+        ``max_finished`` (a count). ``budget``: the default execution budget ``{"tokens",
+        "cost", "warning_share"}``; ``window_budget``: ``{"tokens", "cost", "window_ms"}``,
+        when spent the queue is paused by ``budget``."""
         body = {}
         if retention is not None:
             body["retention"] = {k: v if k == "max_finished" else _duration(v)
                                  for k, v in retention.items()}
+        if budget is not None:
+            body["budget"] = budget
+        if window_budget is not None:
+            body["window_budget"] = window_budget
         if capacity is not None:
             body["capacity"] = capacity
         if timings is not None:
@@ -165,6 +171,12 @@ class Client(OpsCalls):
         Raises UnknownQueue for a queue never used or configured."""
         return self._route_json("pause_queue", {"queue": queue}, {"reason": reason})
 
+    def queue_usage(self, queue):
+        """``{"queue", "totals", "by_model", "window", "window_ms", "window_budget"}``:
+        usage since the queue's first, by model, and over its rolling window (each a
+        ``{"input_tokens", "output_tokens", "cached_input_tokens", "cost"}``)."""
+        return self._route_json("queue_usage", {"queue": queue})
+
     def resume_queue(self, queue, reason=None):
         """Resumes a paused queue (admin): its waiting claims wake at once. Returns
         ``{"queue", "paused": False, "changed", "pause"}`` (``pause``: the pause it ended;
@@ -175,8 +187,10 @@ class Client(OpsCalls):
     # ----- executions -----
 
     @staticmethod
-    def _enqueue_body(payload=None, id=None, timings=None, delay=None):
+    def _enqueue_body(payload=None, id=None, timings=None, delay=None, budget=None):
         body = {"payload": payload}
+        if budget is not None:
+            body["budget"] = budget
         if id is not None:
             body["id"] = id
         if timings is not None:
@@ -186,11 +200,13 @@ class Client(OpsCalls):
         return body
 
     def enqueue(self, queue, payload=None, id=None, timings=None, delay=None,
-                idempotency_key=None, traceparent=None):
+                idempotency_key=None, traceparent=None, budget=None):
         """Enqueues one execution; returns Enqueued (``created`` False when the same id and
         request were enqueued before). Raises IdempotencyConflict when the id exists with a
         different request. ``traceparent``: the caller's W3C trace context, stored on the
-        execution and handed to its claims (docs/tracing.md)."""
+        execution and handed to its claims (docs/tracing.md). ``budget``: ``{"tokens",
+        "cost", "warning_share"}`` (its usage over all attempts; the queue's default budget
+        when absent)."""
         headers = {}
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
@@ -198,7 +214,7 @@ class Client(OpsCalls):
             headers["traceparent"] = traceparent
         headers = headers or None
         status, reply = self._route("enqueue", {"queue": queue},
-                                   self._enqueue_body(payload, id, timings, delay),
+                                   self._enqueue_body(payload, id, timings, delay, budget),
                                    headers=headers)
         reply = reply or {}
         reply.setdefault("created", status == 201)
@@ -309,15 +325,21 @@ class Client(OpsCalls):
                                    timeout=timeout)
         return [] if status == 204 or not reply else reply.get("claims", [])
 
-    def heartbeat(self, token, progress=None, checkpoint=UNSET, fingerprint=None, timeout=None):
-        """``{"cancel_requested": bool}``. Raises StaleAttempt / AlreadyTerminal when the
+    def heartbeat(self, token, progress=None, checkpoint=UNSET, fingerprint=None, usage=None,
+                  timeout=None):
+        """``{"cancel_requested": bool}`` (and ``"cancel_reason": "budget_exceeded"`` when
+        the execution's budget was reached). Raises StaleAttempt / AlreadyTerminal when the
         attempt is no longer current (stop: the work is not yours). ``fingerprint`` (1 to
         128 bytes: the last action and its result, say a hash of them) is for loop
         detection: the same one ``max_repeats`` times in a row and the watchdog judges the
-        execution stuck ``looping``; each heartbeat carrying one counts once. ``timeout``
-        (seconds) replaces the client's for this call (a beat slower than the attempt's
-        heartbeat timeout is of no use)."""
+        execution stuck ``looping``; each heartbeat carrying one counts once. ``usage``: a
+        delta ``{"input_tokens", "output_tokens", "cached_input_tokens", "cost", "model",
+        "seq"}``, ``seq`` required (positive, increasing within the attempt: a replayed
+        delta is not counted twice). ``timeout`` (seconds) replaces the client's for this
+        call (a beat slower than the attempt's heartbeat timeout is of no use)."""
         body = {"token": token}
+        if usage is not None:
+            body["usage"] = usage
         if progress is not None:
             body["progress"] = progress
         if checkpoint is not UNSET:
@@ -326,19 +348,24 @@ class Client(OpsCalls):
             body["fingerprint"] = fingerprint
         return self._route_json("heartbeat", body=body, timeout=timeout)
 
-    def complete(self, token, result=UNSET):
-        """``{"slot_released": bool}``."""
+    def complete(self, token, result=UNSET, usage=None):
+        """``{"slot_released": bool}``. ``usage``: the attempt's last delta, as for
+        ``heartbeat``."""
         body = {"token": token}
+        if usage is not None:
+            body["usage"] = usage
         if result is not UNSET:
             body["result"] = result
         return self._route_json("complete", body=body)
 
-    def fail(self, token, message, retryable=True, retry_after_ms=None):
+    def fail(self, token, message, retryable=True, retry_after_ms=None, usage=None):
         """``{"outcome": "retry_scheduled", "available_at", "slot_released"}`` or
         ``{"outcome": "failed" | "cancelled", "slot_released"}``. ``retry_after_ms`` (say a
         provider's Retry-After; 1 ms to 7 days, retryable failures only) is the earliest the
         retry may start: it wins over the backoff when later."""
         body = {"token": token, "message": message, "retryable": bool(retryable)}
+        if usage is not None:
+            body["usage"] = usage
         if retry_after_ms is not None:
             body["retry_after_ms"] = _duration(retry_after_ms)
         return self._route_json("fail", body=body)

@@ -97,6 +97,51 @@ class Job:
         self._progress_sent = self._checkpoint_sent = 0  # seq carried by the last good beat
         self._fingerprints = collections.deque()  # not sent yet, oldest first: one per beat
         self._wake = threading.Event()  # set by set_fingerprint and at the end: beat now
+        self._usage = []      # deltas not yet delivered, oldest first
+        self._usage_seq = 0   # the last seq given to a delta
+        self.cancel_reason = None  # "budget_exceeded" when the budget stopped it
+
+    def add_usage(self, input_tokens=0, output_tokens=0, cached_input_tokens=0, cost=0,
+                  model=None):
+        """Adds tokens and cost (integer micro-units) spent since the last call; sent with
+        the next heartbeat, or with the complete or fail that ends the attempt. Each delta
+        gets its own ``seq`` once sent, so a retried call never counts it twice, and none
+        is lost."""
+        amounts = {"input_tokens": input_tokens, "output_tokens": output_tokens,
+                   "cached_input_tokens": cached_input_tokens, "cost": cost}
+        for name, value in amounts.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if cached_input_tokens > input_tokens:
+            raise ValueError("cached_input_tokens is a part of input_tokens: at most it")
+        with self._lock:
+            last = self._usage[-1] if self._usage else None
+            if last is not None and "seq" not in last and last.get("model") == model:
+                for name, value in amounts.items():
+                    last[name] += value
+                return
+            if model is not None:
+                amounts["model"] = str(model)
+            self._usage.append(amounts)
+
+    def _next_usage(self):
+        """The oldest undelivered delta, numbered (its seq kept until delivered)."""
+        if not self._usage:
+            return None
+        delta = self._usage[0]
+        if "seq" not in delta:
+            self._usage_seq += 1
+            delta["seq"] = self._usage_seq
+        return dict(delta)
+
+    def _usage_delivered(self, seq):
+        with self._lock:
+            if seq and self._usage and self._usage[0].get("seq") == seq:
+                self._usage.pop(0)
+
+    def _usage_pending(self):
+        with self._lock:
+            return len(self._usage)
 
     def set_progress(self, text):
         """Progress text sent with the next heartbeat (``no_progress_timeout`` watches it)."""
@@ -165,7 +210,11 @@ class Job:
                 beat["checkpoint"] = self._new_checkpoint
             if self._fingerprints:
                 beat["fingerprint"] = self._fingerprints[0]
-            return beat, (self._progress_seq, self._checkpoint_seq, "fingerprint" in beat)
+            usage = self._next_usage()
+            if usage is not None:
+                beat["usage"] = usage
+            return beat, (self._progress_seq, self._checkpoint_seq, "fingerprint" in beat,
+                          usage["seq"] if usage else 0)
 
     def _delivered(self, seqs):
         with self._lock:
@@ -173,6 +222,7 @@ class Job:
             self._checkpoint_sent = max(self._checkpoint_sent, seqs[1])
             if seqs[2] and self._fingerprints:
                 self._fingerprints.popleft()  # only the beat thread takes them
+        self._usage_delivered(seqs[3])
 
     def _unsent_fingerprints(self):
         with self._lock:

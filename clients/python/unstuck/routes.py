@@ -22,6 +22,7 @@ ROUTES = {
     "set_queue": ("PUT", "/v1/queues/{queue}"),
     "pause_queue": ("POST", "/v1/queues/{queue}/pause"),
     "resume_queue": ("POST", "/v1/queues/{queue}/resume"),
+    "queue_usage": ("GET", "/v1/queues/{queue}/usage"),
     "enqueue": ("POST", "/v1/queues/{queue}/executions"),
     "enqueue_batch": ("POST", "/v1/queues/{queue}/executions/batch"),
     "list": ("GET", "/v1/queues/{queue}/executions"),

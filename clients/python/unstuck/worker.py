@@ -341,6 +341,7 @@ class Worker:
             return _FAILED
         job._delivered(seqs)
         if reply and reply.get("cancel_requested"):
+            job.cancel_reason = reply.get("cancel_reason")
             job._stop(lost=False)
         return _RENEWED
 
@@ -349,6 +350,13 @@ class Worker:
             # Deliver a checkpoint set since the last beat: the next attempt resumes from it.
             if job._pending()[0]:
                 self._beat(job)
+        # Deliver the usage still pending: by beats, all but the last delta, which rides
+        # on the complete or fail (all of it before a cancel-ack, a snooze or an await).
+        last = 1 if outcome[0] in ("complete", "fail") and not job.cancel_requested else 0
+        sent = -1
+        while not job.lost and job._usage_pending() > last and job._usage_pending() != sent:
+            sent = job._usage_pending()
+            self._beat(job)
         if job.lost:
             self._count("dropped", job, "the attempt was lost")
             return
@@ -366,7 +374,8 @@ class Worker:
             except (TypeError, ValueError) as e:
                 outcome = ("fail", f"result is not JSON: {type(e).__name__}: {e}", False)
             else:
-                call = lambda: self.client.complete(job.token, result)  # noqa: E731
+                usage = job._pending()[0].get("usage")
+                call = lambda: self.client.complete(job.token, result, usage=usage)  # noqa: E731
                 try:
                     if self._outcome(job, call, "succeeded"):
                         self._count("succeeded", job, "completed")
@@ -378,9 +387,10 @@ class Worker:
             return
         message, retryable = outcome[1][:MAX_MESSAGE], outcome[2]
         retry_after = outcome[3] if len(outcome) > 3 else None
+        usage = None if job.cancel_requested else job._pending()[0].get("usage")
         try:
             reply = self._outcome(job, lambda: self.client.fail(
-                job.token, message, retryable, retry_after_ms=retry_after))
+                job.token, message, retryable, retry_after_ms=retry_after, usage=usage))
         except errors.InvalidArgument as e:
             # A retry_after out of bounds: the failure is still recorded, with the backoff.
             log.error("retry_after of %r refused: %s", job, e)

@@ -32,12 +32,33 @@ pub(crate) struct Args {
     /// execution and handed to its claims (docs/tracing.md).
     #[arg(long, value_parser = |s: &str| s.parse::<TraceParent>().map_err(|e| e.to_string()))]
     traceparent: Option<TraceParent>,
+    /// Budget: most tokens (input + output) over all its attempts.
+    #[arg(long, value_name = "N")]
+    budget_tokens: Option<u64>,
+    /// Budget: most cost, integer micro-units of the namespace's currency.
+    #[arg(long, value_name = "MICROS")]
+    budget_cost: Option<u64>,
+    /// The share of the budget that sends `budget_warning` (default 0.8).
+    #[arg(long, value_name = "SHARE")]
+    budget_warning_share: Option<f64>,
     #[command(flatten)]
     timings: TimingFlags,
 }
 
 impl Args {
     pub(crate) async fn run(self) -> anyhow::Result<()> {
+        let budget = match (
+            self.budget_tokens,
+            self.budget_cost,
+            self.budget_warning_share,
+        ) {
+            (None, None, None) => None,
+            (tokens, cost, warning_share) => Some(unstuck::Budget {
+                tokens,
+                cost,
+                warning_share,
+            }),
+        };
         let ledger = connect(&self.common).await?;
         enqueue(
             &ledger,
@@ -47,6 +68,7 @@ impl Args {
                 id: self.id,
                 delay: self.delay,
                 traceparent: self.traceparent,
+                budget,
                 ..EnqueueOptions::default()
             },
             &self.timings,

@@ -17,6 +17,7 @@ mod retry;
 mod serve;
 mod show;
 mod status;
+mod usage;
 mod walkthrough;
 mod watchdog;
 mod workers;

@@ -34,6 +34,12 @@ pub(crate) enum Action {
         #[arg(long, value_name = "TEXT", default_value = "")]
         reason: String,
     },
+    /// This queue's usage: tokens and cost since its first, by model, and over its
+    /// rolling window (24 h, or its window budget's) against that budget.
+    Usage {
+        #[arg(value_name = "QUEUE")]
+        queue: String,
+    },
 }
 
 impl WithActions<Action> {
@@ -56,6 +62,7 @@ impl WithActions<Action> {
                 let change = ledger.resume_queue(&queue, &operator(), &reason).await?;
                 report(&change, json)
             }
+            Some(Action::Usage { queue }) => super::usage::queue_usage(&ledger, &queue, json).await,
         }
     }
 }

@@ -106,6 +106,32 @@ async fn show(ledger: &Ledger, queue: &str, id: &str, json: bool) -> anyhow::Res
     if let Some(tp) = &e.traceparent {
         lines.push(format!("traceparent     {tp}"));
     }
+    if let Some(u) = &e.usage {
+        let models: Vec<&str> = u.by_model.keys().map(String::as_str).collect();
+        lines.push(format!(
+            "usage           {} in ({} cached), {} out, cost {} micros{}",
+            u.totals.input_tokens,
+            u.totals.cached_input_tokens,
+            u.totals.output_tokens,
+            u.totals.cost,
+            match models.iter().any(|m| !m.is_empty()) {
+                true => format!("; models {}", models.join(", ")),
+                false => String::new(),
+            }
+        ));
+    }
+    if let Some(b) = &e.budget {
+        let limit = |v: Option<u64>| v.map_or("-".into(), |v| v.to_string());
+        lines.push(format!(
+            "budget          {} tokens, cost {} (warning at {:.0} %)",
+            limit(b.tokens),
+            limit(b.cost),
+            b.warning_share.unwrap_or(unstuck::DEFAULT_WARNING_SHARE) * 100.0
+        ));
+    }
+    if let Some(reason) = &e.cancel_reason {
+        lines.push(format!("cancel reason   {reason}"));
+    }
     if e.false_alarms > 0 {
         lines.push(format!("false alarms    {}", e.false_alarms));
     }

@@ -20,6 +20,7 @@
 //! part lasts D; the demo then waits for every execution to be terminal, and judges.
 
 mod awaiting;
+mod budget;
 mod collect;
 mod looping;
 mod orchestrators;

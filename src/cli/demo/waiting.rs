@@ -29,5 +29,6 @@ pub async fn run(redis_url: &str, namespace: &str) -> Result<Vec<WaitingRow>> {
         super::paused_queue::run(redis_url, &format!("{namespace}-pause")).await?,
         super::looping::run(redis_url, &format!("{namespace}-loop")).await?,
         super::resource_lease::run(redis_url, &format!("{namespace}-lease")).await?,
+        super::budget::runaway(&ledger).await?,
     ])
 }

@@ -285,6 +285,7 @@ impl Job {
         match ledger.heartbeat(&self.claim.token, beat).await {
             Ok(HeartbeatReply::Ok {
                 cancel_requested: true,
+                ..
             }) if self.behaviour != FaultKind::IgnoresCancel => {
                 if let Err(error) = ledger.acknowledge_cancel(&self.claim.token).await {
                     tracing::warn!(id = self.claim.id(), %error, "acknowledging cancel failed");

@@ -186,6 +186,12 @@ export function execution(root, queue, id, session) {
           : [" with ", JSON.stringify(e.resume_input)]] : "-"],
         ["cancel requested", clock(e.cancel_requested_at)], ["finished", clock(e.finished_at)],
         ["last error", e.last_error || "-"], ["false alarms", String(e.false_alarms)],
+        ["usage", e.usage ? h("span", { "data-usage": String(e.usage.input_tokens + e.usage.output_tokens) },
+          `${e.usage.input_tokens} in (${e.usage.cached_input_tokens} cached), ${e.usage.output_tokens} out, cost ${e.usage.cost} µ`
+          + (Object.keys(e.usage.by_model).some((m) => m) ? `; models ${Object.keys(e.usage.by_model).join(", ")}` : "")) : "-"],
+        ["budget", e.budget ? h("span", { "data-budget": e.cancel_reason || "" },
+          `${e.budget.tokens ?? "-"} tokens, cost ${e.budget.cost ?? "-"}`
+          + (e.cancel_reason ? ` — ${e.cancel_reason}` : "")) : (e.cancel_reason ? e.cancel_reason : "-")],
         ["available", e.state === "queued" && e.available_at
           ? h("span", { "data-available": e.available_at }, availability(e.available_at)) : "-"],
         ["snoozes", e.snoozes ? h("span", { "data-snoozes": String(e.snoozes) },

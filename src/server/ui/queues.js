@@ -11,9 +11,12 @@ const path = (queue, action) => `/v1/queues/${encodeURIComponent(queue)}/${actio
 /** One line saying a queue is paused: since when, by whom, why. */
 export function pausedLine(q) {
   const p = q.pause;
-  return h("p", { class: "paused-banner", "data-paused": q.name },
-    h("strong", {}, `Queue ${q.name} is paused`), ` (${ago(p.since)}, by ${p.by}): ${p.reason}`,
-    " — nothing is claimed from it; running work goes on and is still judged.");
+  const budget = p.by === "budget";
+  return h("p", { class: "paused-banner", "data-paused": q.name, "data-budget-paused": budget ? q.name : undefined },
+    h("strong", {}, budget ? `Queue ${q.name} spent its window budget` : `Queue ${q.name} is paused`),
+    ` (${ago(p.since)}, by ${p.by}): ${p.reason}`,
+    " — nothing is claimed from it; running work goes on and is still judged.",
+    budget ? " Raise its window budget or resume it to let work go on." : "");
 }
 
 /** The panel's content: `update(queues)` redraws it; admins get pause and resume. */
@@ -55,7 +58,7 @@ export function queuesPanel(session, onChange) {
 
   const update = (queues) => {
     put(banners, queues.filter((q) => q.paused).map(pausedLine));
-    const headers = ["Queue", "Depth", "Available", "Slots", "Oldest queued", "Partition", "Paused"];
+    const headers = ["Queue", "Depth", "Available", "Slots", "Oldest queued", "Partition", "Usage (window)", "Paused"];
     put(body, table(admin ? [...headers, ""] : headers, queues.map((q) => ({
       key: q.name,
       class: q.paused ? "paused" : undefined,
@@ -66,11 +69,23 @@ export function queuesPanel(session, onChange) {
         h("td", { class: "num" }, `${q.active} / ${q.capacity}`),
         dur(q.oldest_queued_age_ms),
         String(q.partition),
+        h("span", { "data-usage-queue": q.name }, "-"),
         q.paused ? h("span", { class: "badge s-paused", "data-paused": q.name,
           title: `paused ${ago(q.pause.since)} by ${q.pause.by}: ${q.pause.reason}` }, "paused") : "-",
         ...(admin ? [control(q)] : []),
       ],
     })), "no queue yet"));
+    // Each queue's usage over its rolling window (tokens, cost) against its window budget.
+    for (const q of queues) {
+      api(path(q.name, "usage")).then((u) => {
+        const cell = body.querySelector(`[data-usage-queue="${CSS.escape(q.name)}"]`);
+        if (!cell || !u) return;
+        const tokens = u.window.input_tokens + u.window.output_tokens;
+        const limit = u.window_budget && u.window_budget.tokens ? ` of ${u.window_budget.tokens}` : "";
+        cell.setAttribute("data-window-tokens", String(tokens));
+        cell.textContent = tokens || u.window.cost ? `${tokens}${limit} tokens, ${u.window.cost} µ${u.currency}` : "-";
+      }).catch(() => {});
+    }
   };
   return { el, update };
 }

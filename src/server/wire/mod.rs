@@ -12,7 +12,7 @@ use utoipa::openapi::{RefOr, schema::Schema};
 use utoipa::{PartialSchema, ToSchema};
 
 use crate::error::Error;
-use crate::ledger::{Claim, QueueSettings, State, WaitExpiry};
+use crate::ledger::{Budget, Claim, QueueSettings, State, WaitExpiry, WindowBudget};
 use crate::timings::{Timings, for_each_timing};
 
 pub(crate) mod problem;
@@ -132,6 +132,10 @@ pub struct QueueSettingsIn {
     /// At a wait deadline nobody resumed by: `fail` (default, stop reason `wait_expired`)
     /// or `requeue`.
     pub on_wait_expiry: Option<WaitExpiry>,
+    /// The budget of its executions enqueued without one.
+    pub budget: Option<Budget>,
+    /// Its budget per rolling window: when spent, the queue is paused by `budget`.
+    pub window_budget: Option<WindowBudget>,
 }
 
 impl From<QueueSettingsIn> for QueueSettings {
@@ -142,6 +146,8 @@ impl From<QueueSettingsIn> for QueueSettings {
             retention: q.retention.into(),
             max_wait: q.max_wait.map(|d| d.0),
             on_wait_expiry: q.on_wait_expiry,
+            budget: q.budget,
+            window_budget: q.window_budget,
         }
     }
 }
@@ -158,6 +164,8 @@ pub struct EnqueueIn {
     #[schema(value_type = schema::AnyJson, inline)]
     pub payload: serde_json::Value,
     pub timings: TimingsIn,
+    /// A limit on its usage over all attempts (unset: the queue's default budget).
+    pub budget: Option<Budget>,
     /// Make it claimable only after this long.
     pub delay: Option<DurationIn>,
 }
