@@ -6,7 +6,7 @@ import { ROUTES, RouteName, routePath } from "./routes.js";
 import { EventStream, EventStreamOptions } from "./sse.js";
 import { CallOptions, Reply, Request, RetryOptions, Transport } from "./transport.js";
 import type {
-  Acquired, ForceReleased, Released, Resource,
+  Acquired, ForceReleased, QueueUsage, Released, Resource, UsageDelta,
   AwaitReply, CancelReply, Claim, Duration, Enqueued, EnqueueItem, Event, Execution, ExecutionEvents,
   FailReply, HeartbeatReply, Json, Page, PauseChange, Pinned, Queue, QueueSettings, Recorded,
   Registered, Resumed, Running, Session, SnoozeReply, State, WatchdogActivity, WatchdogState,
@@ -75,6 +75,7 @@ export class Client {
     const body = compact({
       capacity: settings.capacity, timings: settings.timings, retention: settings.retention,
       max_wait: settings.maxWait, on_wait_expiry: settings.onWaitExpiry,
+      budget: settings.budget, window_budget: settings.windowBudget,
     });
     return this.json("setQueue", { queue }, { body }, options);
   }
@@ -84,6 +85,11 @@ export class Client {
   }
   resumeQueue(queue: string, reason?: string, options?: CallOptions): Promise<PauseChange> {
     return this.json("resumeQueue", { queue }, { body: compact({ reason }) }, options);
+  }
+  /** The queue's usage: totals since its first delta, by model, and over its rolling window
+   * (with its window budget, if set); costs in micro-units of `currency`. */
+  queueUsage(queue: string, options?: CallOptions): Promise<QueueUsage> {
+    return this.json("queueUsage", { queue }, {}, options);
   }
 
   // ----- executions -----
@@ -95,7 +101,7 @@ export class Client {
     if (options.idempotencyKey) headers["idempotency-key"] = options.idempotencyKey;
     if (options.traceparent) headers.traceparent = options.traceparent;
     const reply = await this.call("enqueue", { queue }, {
-      body: enqueueBody({ payload, id: options.id, timings: options.timings, delay: options.delay }),
+      body: enqueueBody({ payload, id: options.id, timings: options.timings, delay: options.delay, budget: options.budget }),
       headers,
       // Without an id a repeated enqueue after an unknown outcome could create a second one.
       notIdempotent: !options.id && !options.idempotencyKey,
@@ -188,16 +194,21 @@ export class Client {
     const body: Record<string, unknown> = { token };
     if (beat.progress !== undefined) body.progress = beat.progress;
     if (beat.fingerprint !== undefined) body.fingerprint = beat.fingerprint;
+    if (beat.usage !== undefined) body.usage = beat.usage;
     if ("checkpoint" in beat && beat.checkpoint !== undefined) body.checkpoint = beat.checkpoint;
     return this.json("heartbeat", {}, { body }, options);
   }
-  complete(token: string, result?: Json, options?: CallOptions): Promise<Recorded> {
-    return this.json("complete", {}, { body: result === undefined ? { token } : { token, result } }, options);
+  /** `usage`: the attempt's last delta, as for heartbeat. */
+  complete(token: string, result?: Json, options: CallOptions & { usage?: UsageDelta } = {}): Promise<Recorded> {
+    const body: Record<string, unknown> = { token };
+    if (result !== undefined) body.result = result;
+    if (options.usage !== undefined) body.usage = options.usage;
+    return this.json("complete", {}, { body }, options);
   }
   /** `retryAfterMs` (1 ms to 7 days; retryable failures only) is the earliest the retry may
    * start: it wins over the backoff when later. */
-  fail(token: string, message: string, opts: { retryable?: boolean; retryAfterMs?: Duration } = {}, options?: CallOptions): Promise<FailReply> {
-    const body = compact({ token, message, retryable: opts.retryable ?? true, retry_after_ms: opts.retryAfterMs });
+  fail(token: string, message: string, opts: { retryable?: boolean; retryAfterMs?: Duration; usage?: UsageDelta } = {}, options?: CallOptions): Promise<FailReply> {
+    const body = compact({ token, message, retryable: opts.retryable ?? true, retry_after_ms: opts.retryAfterMs, usage: opts.usage });
     return this.json("fail", {}, { body }, options);
   }
   /** Ends the attempt; the execution comes back after `afterMs` or at `until` (exactly one)
@@ -310,9 +321,13 @@ export interface EnqueueOptions extends CallOptions {
   /** The caller's W3C trace context (header `traceparent`), stored on the execution and
    * handed to its claims (docs/tracing.md). */
   traceparent?: string;
+  /** Its usage budget over all attempts (the queue's default when absent). */
+  budget?: EnqueueItem["budget"];
 }
 
-export interface HeartbeatBody { progress?: string; checkpoint?: Json; fingerprint?: string }
+/** `usage`: a delta spent since the previous one, `seq` required (positive, increasing
+ * within the attempt: a replayed delta is not counted twice). */
+export interface HeartbeatBody { progress?: string; checkpoint?: Json; fingerprint?: string; usage?: UsageDelta }
 
 export interface AcquireOptions {
   /** The resource's units when nobody holds it (1-10000; 1 by default). */
@@ -348,7 +363,7 @@ export interface OpenApiDocument {
 }
 
 function enqueueBody(item: EnqueueItem): Record<string, unknown> {
-  return compact({ payload: item.payload ?? null, id: item.id, timings: item.timings, delay: item.delay });
+  return compact({ payload: item.payload ?? null, id: item.id, timings: item.timings, delay: item.delay, budget: item.budget });
 }
 
 /** The object without its undefined members. */

@@ -11,6 +11,7 @@ export type { RouteName } from "./routes.js";
 export type { CallOptions, RetryOptions } from "./transport.js";
 export { MAX_FINGERPRINT_BYTES, AwaitResume, Cancelled, Job, NonRetryable, NonRetryable as Fatal, Retryable, Snooze } from "./job.js";
 export { MAX_WAIT_MS, Worker, freshWorkerId } from "./worker.js";
+export type { UsageAmounts } from "./job.js";
 export type { Handler, Logger, Stats, WorkerOptions } from "./worker.js";
 export type * from "./types.js";
 export { spanContext } from "./otel.js";

@@ -2,7 +2,7 @@
 // plain error: Retryable, NonRetryable, Snooze, AwaitResume (the Python client's names).
 
 import type { Client, AcquireOptions } from "./client.js";
-import type { Acquired, Claim, Duration, Json } from "./types.js";
+import type { Acquired, Claim, Duration, Json, UsageDelta } from "./types.js";
 
 /** The most a heartbeat's fingerprint may be, in UTF-8 bytes. */
 export const MAX_FINGERPRINT_BYTES = 128;
@@ -61,21 +61,38 @@ export class AwaitResume extends Error {
 }
 
 /** The reason of `job.signal` once it fired: cancellation requested, the attempt lost, or
- * the worker restarting. */
+ * the worker restarting. `cancelReason` says why the ledger asked to stop (`"budget_exceeded"`);
+ * undefined for an operator's cancel and the other two. */
 export class Cancelled extends Error {
   readonly why: "cancel" | "lost" | "restart";
-  constructor(why: "cancel" | "lost" | "restart") {
-    super(why === "cancel" ? "cancellation requested" : why === "lost" ? "attempt lost" : "worker restarting");
+  readonly cancelReason: string | undefined;
+  constructor(why: "cancel" | "lost" | "restart", cancelReason?: string) {
+    const text = why === "cancel" ? "cancellation requested" : why === "lost" ? "attempt lost" : "worker restarting";
+    super(cancelReason ? `${text} (${cancelReason})` : text);
     this.name = "Cancelled";
     this.why = why;
+    this.cancelReason = cancelReason;
   }
 }
+
+/** Usage spent since the previous `addUsage`: whole numbers, `cost` in micro-units of the
+ * namespace's currency, `cachedInputTokens` a part of `inputTokens`. */
+export interface UsageAmounts {
+  inputTokens?: number;
+  outputTokens?: number;
+  cachedInputTokens?: number;
+  cost?: number;
+  model?: string;
+}
+
+const MAX_USAGE = 1e15;
 
 /** What the next heartbeat carries, and the sequence numbers that mark it delivered
  * (progress, checkpoint, and whether it carries the oldest unsent fingerprint). */
 export interface PendingBeat {
-  body: { progress?: string; checkpoint?: Json; fingerprint?: string };
-  seqs: [number, number, boolean];
+  body: { progress?: string; checkpoint?: Json; fingerprint?: string; usage?: UsageDelta };
+  /** progress, checkpoint, a fingerprint carried, the usage delta's seq (0: none). */
+  seqs: [number, number, boolean, number];
 }
 
 /** One claimed attempt. */
@@ -104,6 +121,8 @@ export class Job {
   cancelRequested = false;
   /** The attempt is no longer ours: nothing is recorded for it. */
   lost = false;
+  /** Why the ledger asked to stop (`"budget_exceeded"`); undefined for an operator's cancel. */
+  cancelReason: string | undefined;
   private readonly controller = new AbortController();
   private progress: string | undefined;
   private newCheckpoint: Json | undefined;
@@ -112,6 +131,8 @@ export class Job {
   private progressSent = 0;
   private checkpointSent = 0;
   private readonly fingerprints: string[] = []; // not sent yet, oldest first: one per beat
+  private readonly usage: UsageDelta[] = []; // deltas not delivered yet, oldest first
+  private usageSeq = 0; // the last seq given to a delta
   private readonly client: Client | undefined;
   /** Set by the worker: a new fingerprint wakes the beat loop to send it at once. */
   wakeBeats: (() => void) | undefined;
@@ -161,6 +182,45 @@ export class Job {
     this.fingerprints.push(value);
     this.wakeBeats?.();
   }
+
+  /** Adds tokens and cost spent since the last call; sent with the next heartbeat, or with
+   * the complete or fail that ends the attempt. Each delta gets its own `seq` once sent, so
+   * a repeated call never counts it twice, and none is lost (calls before it is sent add up
+   * while the model stays the same). Throws a RangeError for a negative or fractional
+   * amount, cached input tokens above the input tokens, or a model name the server would
+   * refuse (over 128 bytes, `|` or control characters); nothing is added then. */
+  addUsage(amounts: UsageAmounts): void {
+    const delta = {
+      input_tokens: amounts.inputTokens ?? 0,
+      output_tokens: amounts.outputTokens ?? 0,
+      cached_input_tokens: amounts.cachedInputTokens ?? 0,
+      cost: amounts.cost ?? 0,
+    };
+    for (const [name, value] of Object.entries(delta)) {
+      if (!Number.isSafeInteger(value) || value < 0 || value > MAX_USAGE) {
+        throw new RangeError(`${name} must be a whole number from 0 to 10^15, got ${value}`);
+      }
+    }
+    if (delta.cached_input_tokens > delta.input_tokens) {
+      throw new RangeError("cachedInputTokens is a part of inputTokens: at most it");
+    }
+    const model = amounts.model === undefined || amounts.model === null ? undefined : String(amounts.model);
+    if (model !== undefined && (Buffer.byteLength(model, "utf8") > 128 || /[|\u0000-\u001f\u007f]/.test(model))) {
+      throw new RangeError("model: at most 128 bytes, no | or control characters");
+    }
+    const last = this.usage.at(-1);
+    if (last && last.seq === 0 && last.model === model) {
+      last.input_tokens! += delta.input_tokens;
+      last.output_tokens! += delta.output_tokens;
+      last.cached_input_tokens! += delta.cached_input_tokens;
+      last.cost! += delta.cost;
+      return;
+    }
+    this.usage.push(model === undefined ? { ...delta, seq: 0 } : { ...delta, model, seq: 0 });
+  }
+
+  /** Usage deltas not delivered yet. */
+  get pendingUsage(): number { return this.usage.length; }
 
   /** Fingerprints not sent yet. */
   get unsentFingerprints(): number { return this.fingerprints.length; }
@@ -213,19 +273,28 @@ export class Job {
     if (this.progressSeq > this.progressSent) body.progress = this.progress;
     if (this.checkpointSeq > this.checkpointSent) body.checkpoint = this.newCheckpoint ?? null;
     if (this.fingerprints.length) body.fingerprint = this.fingerprints[0];
-    return { body, seqs: [this.progressSeq, this.checkpointSeq, body.fingerprint !== undefined] };
+    const usage = this.usage[0];
+    if (usage) {
+      if (usage.seq === 0) usage.seq = ++this.usageSeq; // numbered once, kept until delivered
+      body.usage = { ...usage };
+    }
+    return { body, seqs: [this.progressSeq, this.checkpointSeq, body.fingerprint !== undefined, usage?.seq ?? 0] };
   }
 
   delivered(seqs: PendingBeat["seqs"]): void {
     this.progressSent = Math.max(this.progressSent, seqs[0]);
     this.checkpointSent = Math.max(this.checkpointSent, seqs[1]);
     if (seqs[2]) this.fingerprints.shift(); // only the beat loop takes them
+    if (seqs[3] && this.usage[0]?.seq === seqs[3]) this.usage.shift();
   }
 
   /** Fires the signal (once). */
-  stop(why: "cancel" | "lost" | "restart"): void {
+  stop(why: "cancel" | "lost" | "restart", cancelReason?: string): void {
     if (why === "lost") this.lost = true;
-    if (why === "cancel") this.cancelRequested = true;
-    if (!this.signal.aborted) this.controller.abort(new Cancelled(why));
+    if (why === "cancel") {
+      this.cancelRequested = true;
+      this.cancelReason ??= cancelReason;
+    }
+    if (!this.signal.aborted) this.controller.abort(new Cancelled(why, cancelReason));
   }
 }

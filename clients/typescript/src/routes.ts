@@ -13,6 +13,7 @@ export const ROUTES = {
   setQueue: ["PUT", "/v1/queues/{queue}"],
   pauseQueue: ["POST", "/v1/queues/{queue}/pause"],
   resumeQueue: ["POST", "/v1/queues/{queue}/resume"],
+  queueUsage: ["GET", "/v1/queues/{queue}/usage"],
   enqueue: ["POST", "/v1/queues/{queue}/executions"],
   enqueueBatch: ["POST", "/v1/queues/{queue}/executions/batch"],
   list: ["GET", "/v1/queues/{queue}/executions"],

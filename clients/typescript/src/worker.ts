@@ -274,6 +274,13 @@ export class Worker {
     if (outcome.kind !== "complete" && !job.lost && !job.cancelRequested && Object.keys(job.pending().body).length) {
       await this.beat(job); // a checkpoint set since the last beat: the next attempt resumes from it
     }
+    // Deliver the usage still pending: by beats, all but the last delta, which rides on the
+    // complete or fail (all of it before a cancel-ack, a snooze or an await).
+    const last = (outcome.kind === "complete" || outcome.kind === "fail") && !job.cancelRequested ? 1 : 0;
+    for (let sent = -1; !job.lost && job.pendingUsage > last && job.pendingUsage !== sent;) {
+      sent = job.pendingUsage;
+      await this.beat(job);
+    }
     await this.recorder.finish(job, outcome);
   }
 
@@ -333,7 +340,7 @@ export class Worker {
       const options = limitMs === undefined ? {} : { timeoutMs: Math.max(Math.ceil(limitMs), 1) };
       const reply = await this.client.heartbeat(job.token, body, options);
       job.delivered(seqs);
-      if (reply?.cancel_requested) job.stop("cancel");
+      if (reply?.cancel_requested) job.stop("cancel", reply.cancel_reason ?? undefined);
       return "renewed";
     } catch (e) {
       if (isLost(e)) {

@@ -7,7 +7,7 @@
 import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import * as unstuck from "../dist/index.js";
-import { Stack, unique, waitFor, sleep } from "./harness.mjs";
+import { Stack, unique, waitFor, sleep, startProxy } from "./harness.mjs";
 
 const { Worker, Job } = unstuck;
 const TRACE = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -233,4 +233,115 @@ test("traceparent parsing: malformed, all-zero and version ff contexts are no li
   for (const bad of [undefined, "", "garbage", `ff-${TRACE}-${PARENT}-01`, `00-${"0".repeat(32)}-${PARENT}-01`, `00-${TRACE}-${PARENT}-01-extra`]) {
     assert.equal(unstuck.spanContext(bad), undefined, String(bad));
   }
+});
+
+// ----- usage and budgets -----
+
+const TOTALS = (i, o, c, cost) => ({ input_tokens: i, output_tokens: o, cached_input_tokens: c, cost });
+
+test("usage on heartbeat and complete adds up once per seq; queueUsage and the execution show it", async () => {
+  const queue = unique("uq");
+  await client.setQueue(queue, { budget: { tokens: 1_000_000 }, windowBudget: { cost: 5_000_000, window_ms: 3_600_000 } });
+  const q = await client.getQueue(queue);
+  assert.deepEqual([q.budget.tokens, q.window_budget.cost, q.window_budget.window_ms], [1_000_000, 5_000_000, 3_600_000]);
+  await client.enqueue(queue, 1, { id: "u-1", budget: { tokens: 500, warning_share: 0.9 } });
+  const [claim] = await client.claim(queue, "w-test");
+  const delta = { input_tokens: 100, output_tokens: 20, cached_input_tokens: 40, cost: 1500, model: "m-a", seq: 1 };
+  await client.heartbeat(claim.token, { usage: delta });
+  await client.heartbeat(claim.token, { usage: delta }); // a replay: not counted again
+  const noSeq = await client.heartbeat(claim.token, { usage: { input_tokens: 1 } }).catch((e) => e);
+  assert.ok(noSeq instanceof unstuck.BadRequest && noSeq.status === 400, String(noSeq));
+  await client.complete(claim.token, "done", { usage: { input_tokens: 10, output_tokens: 5, cost: 100, seq: 2 } });
+  const ex = await client.get(queue, "u-1");
+  assert.deepEqual({ ...ex.usage, by_model: undefined }, { ...TOTALS(110, 25, 40, 1600), by_model: undefined });
+  assert.deepEqual(ex.usage.by_model["m-a"], TOTALS(100, 20, 40, 1500));
+  assert.deepEqual([ex.budget.tokens, ex.budget.warning_share], [500, 0.9]);
+  const usage = await client.queueUsage(queue);
+  assert.deepEqual([usage.queue, usage.totals, usage.window, usage.window_ms], [queue, TOTALS(110, 25, 40, 1600), TOTALS(110, 25, 40, 1600), 3_600_000]);
+  assert.equal(typeof usage.currency, "string");
+  assert.equal(usage.window_budget.cost, 5_000_000);
+});
+
+test("addUsage: whole non-negative amounts, cached within input; unsent deltas of one model add up", () => {
+  const job = new Job({ token: "t", queue: "q", id: "i", attempt: 1, payload: null, checkpoint: null, heartbeat_timeout: 1000 });
+  for (const bad of [{ inputTokens: -1 }, { cost: 1.5 }, { inputTokens: 1, cachedInputTokens: 2 }, { model: "a|b" }, { model: "m".repeat(129) }]) {
+    assert.throws(() => job.addUsage(bad), RangeError, JSON.stringify(bad));
+  }
+  assert.equal(job.pendingUsage, 0, "nothing added by a refused call");
+  job.addUsage({ inputTokens: 10, outputTokens: 1 });
+  job.addUsage({ inputTokens: 5, cost: 7 });
+  job.addUsage({ outputTokens: 3, model: "m" });
+  assert.equal(job.pendingUsage, 2);
+  const first = job.pending();
+  assert.deepEqual(first.body.usage, { input_tokens: 15, output_tokens: 1, cached_input_tokens: 0, cost: 7, seq: 1 });
+  job.addUsage({ inputTokens: 100 }); // after the numbered one: a delta of its own
+  assert.equal(job.pending().body.usage.seq, 1, "an unconfirmed delta keeps its seq");
+  job.delivered(first.seqs);
+  assert.deepEqual(job.pending().body.usage, { input_tokens: 0, output_tokens: 3, cached_input_tokens: 0, cost: 0, model: "m", seq: 2 });
+});
+
+test("a worker's usage is never lost nor counted twice: a heartbeat whose reply is lost is repeated with its seq", async () => {
+  const queue = unique("uw");
+  let dropped = 0;
+  const proxy = await startProxy(stack.url, (req, res) => {
+    if (req.url !== "/v1/attempts/heartbeat") return false;
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", async () => {
+      const body = Buffer.concat(chunks).toString();
+      const upstream = await fetch(stack.url + req.url, { method: "POST", headers: { "content-type": "application/json", authorization: req.headers.authorization }, body });
+      const text = await upstream.text();
+      if (JSON.parse(body).usage && dropped === 0) {
+        dropped++;
+        res.destroy(); // carried out, the reply lost
+        return;
+      }
+      res.writeHead(upstream.status, { "content-type": upstream.headers.get("content-type") });
+      res.end(text);
+    });
+    return true;
+  });
+  try {
+    await client.enqueue(queue, 1, { id: "w-1", timings: { heartbeat_timeout: "600ms" } });
+    const viaProxy = new unstuck.Client(proxy.url, { token: stack.client().token });
+    const worker = new Worker(viaProxy, queue, async (job) => {
+      job.addUsage({ inputTokens: 100, outputTokens: 10, cost: 1000, model: "m-a" });
+      await waitFor(() => job.pendingUsage === 0, { what: "the first delta delivered" });
+      job.addUsage({ inputTokens: 7, model: "m-b" });
+      await sleep(250); // a beat carries it
+      job.addUsage({ inputTokens: 1, outputTokens: 1, cachedInputTokens: 1, cost: 1, model: "m-b" });
+      return "spent"; // the last delta rides on the complete
+    }, { handleSignals: false });
+    const done = worker.run();
+    started.push({ worker, done });
+    await waitFor(async () => (await state(queue, "w-1")) === "succeeded", { what: "succeeded" });
+    const ex = await client.get(queue, "w-1");
+    assert.equal(dropped, 1, "one reply was lost");
+    assert.deepEqual(ex.usage.by_model, { "m-a": TOTALS(100, 10, 0, 1000), "m-b": TOTALS(8, 1, 1, 1) });
+    assert.deepEqual((await client.queueUsage(queue)).totals, TOTALS(108, 11, 1, 1001));
+  } finally {
+    await proxy.close();
+  }
+});
+
+test("a budget reached stops the handler: its AbortSignal's reason names budget_exceeded", async () => {
+  const queue = unique("ub");
+  await client.enqueue(queue, 1, { id: "b-1", budget: { tokens: 100 }, timings: { heartbeat_timeout: "600ms" } });
+  let reason;
+  let jobReason;
+  start(queue, async (job) => {
+    while (!job.signal.aborted) {
+      job.addUsage({ inputTokens: 30, outputTokens: 10, model: "m" });
+      await sleep(50);
+    }
+    reason = job.signal.reason;
+    jobReason = job.cancelReason;
+    job.throwIfCancelled();
+  });
+  await waitFor(async () => (await state(queue, "b-1")) === "cancelled", { what: "cancelled by its budget" });
+  const ex = await client.get(queue, "b-1");
+  assert.deepEqual([ex.stop.reason, ex.cancel_reason], ["budget_exceeded", "budget_exceeded"]);
+  assert.ok(reason instanceof unstuck.Cancelled);
+  assert.deepEqual([reason.why, reason.cancelReason, jobReason], ["cancel", "budget_exceeded", "budget_exceeded"]);
+  assert.ok(ex.usage.input_tokens + ex.usage.output_tokens >= 100);
 });
