@@ -2,8 +2,8 @@
 // user of the package would: the typings must accept this and name these types.
 
 import {
-  AwaitResume, Client, Job, NonRetryable, ResourceBusy, Retryable, Snooze, StaleAttempt, UnstuckError, Worker,
-  type Claim, type Event, type Execution, type Holder, type Json, type Resource, type Stats,
+  AwaitResume, Cancelled, Client, Job, NonRetryable, ResourceBusy, Retryable, Snooze, StaleAttempt, UnstuckError, Worker,
+  type Claim, type Event, type Execution, type Holder, type Json, type QueueUsage, type Resource, type Stats,
 } from "unstuck-client";
 
 type Payload = { customer: number; pages: number };
@@ -14,7 +14,10 @@ export async function orchestrate(client: Client): Promise<Execution> {
     traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
   });
   const held: Resource[] = await client.resources();
-  void held;
+  const usage: QueueUsage = await client.queueUsage("reports");
+  await client.enqueue("reports", null, { budget: { tokens: 1000, warning_share: 0.5 } });
+  await client.setQueue("reports", { budget: { cost: 10 }, windowBudget: { tokens: 1e6, window_ms: 3_600_000 } });
+  void [held, usage.window.cost];
   const created: boolean = enqueued.created;
   void created;
   for await (const event of client.events({ queue: "reports" })) {
@@ -47,6 +50,10 @@ export async function work(client: Client): Promise<Stats> {
     if (job.signal.aborted) throw new Retryable("stopped", { retryAfterMs: 500 });
     job.setCheckpoint({ page: from + 1 });
     job.setFingerprint(`page ${from}`);
+    job.addUsage({ inputTokens: 10, outputTokens: 2, cost: 30, model: "m" });
+    if (job.signal.reason instanceof Cancelled && job.signal.reason.cancelReason === "budget_exceeded") return null;
+    const why: string | undefined = job.cancelReason;
+    void why;
     const trace: string | undefined = job.traceparent;
     void trace;
     try {
