@@ -276,10 +276,15 @@ export class Worker {
     }
     // Deliver the usage still pending: by beats, all but the last delta, which rides on the
     // complete or fail (all of it before a cancel-ack, a snooze or an await).
+    // A beat that fails transiently is tried again for up to a heartbeat timeout.
     const last = (outcome.kind === "complete" || outcome.kind === "fail") && !job.cancelRequested ? 1 : 0;
-    for (let sent = -1; !job.lost && job.pendingUsage > last && job.pendingUsage !== sent;) {
-      sent = job.pendingUsage;
-      await this.beat(job);
+    const giveUp = performance.now() + job.heartbeatTimeoutMs;
+    for (let failures = 0; !job.lost && job.pendingUsage > last;) {
+      const result = await this.beat(job);
+      if (result === "gone") break;
+      if (result === "renewed") failures = 0;
+      else if (performance.now() > giveUp) break;
+      else await sleep(backoff(failures++, 50, 1000));
     }
     await this.recorder.finish(job, outcome);
   }

@@ -282,7 +282,7 @@ test("addUsage: whole non-negative amounts, cached within input; unsent deltas o
 
 test("a worker's usage is never lost nor counted twice: a heartbeat whose reply is lost is repeated with its seq", async () => {
   const queue = unique("uw");
-  let dropped = 0;
+  const dropped = new Set(); // the models whose first beat's reply was lost
   const proxy = await startProxy(stack.url, (req, res) => {
     if (req.url !== "/v1/attempts/heartbeat") return false;
     const chunks = [];
@@ -291,8 +291,9 @@ test("a worker's usage is never lost nor counted twice: a heartbeat whose reply 
       const body = Buffer.concat(chunks).toString();
       const upstream = await fetch(stack.url + req.url, { method: "POST", headers: { "content-type": "application/json", authorization: req.headers.authorization }, body });
       const text = await upstream.text();
-      if (JSON.parse(body).usage && dropped === 0) {
-        dropped++;
+      const model = JSON.parse(body).usage?.model;
+      if (["m-a", "m-c"].includes(model) && !dropped.has(model)) {
+        dropped.add(model);
         res.destroy(); // carried out, the reply lost
         return;
       }
@@ -310,15 +311,22 @@ test("a worker's usage is never lost nor counted twice: a heartbeat whose reply 
       job.addUsage({ inputTokens: 7, model: "m-b" });
       await sleep(250); // a beat carries it
       job.addUsage({ inputTokens: 1, outputTokens: 1, cachedInputTokens: 1, cost: 1, model: "m-b" });
-      return "spent"; // the last delta rides on the complete
+      await sleep(250);
+      // Two deltas pending at the end: the first goes with a beat (its reply lost, repeated),
+      // the last rides on the complete.
+      job.addUsage({ outputTokens: 3, model: "m-c" });
+      job.addUsage({ cost: 5, model: "m-d" });
+      return "spent";
     }, { handleSignals: false });
     const done = worker.run();
     started.push({ worker, done });
     await waitFor(async () => (await state(queue, "w-1")) === "succeeded", { what: "succeeded" });
     const ex = await client.get(queue, "w-1");
-    assert.equal(dropped, 1, "one reply was lost");
-    assert.deepEqual(ex.usage.by_model, { "m-a": TOTALS(100, 10, 0, 1000), "m-b": TOTALS(8, 1, 1, 1) });
-    assert.deepEqual((await client.queueUsage(queue)).totals, TOTALS(108, 11, 1, 1001));
+    assert.deepEqual([...dropped].sort(), ["m-a", "m-c"], "two replies were lost");
+    assert.deepEqual(ex.usage.by_model, {
+      "m-a": TOTALS(100, 10, 0, 1000), "m-b": TOTALS(8, 1, 1, 1), "m-c": TOTALS(0, 3, 0, 0), "m-d": TOTALS(0, 0, 0, 5),
+    });
+    assert.deepEqual((await client.queueUsage(queue)).totals, TOTALS(108, 14, 1, 1006));
   } finally {
     await proxy.close();
   }
