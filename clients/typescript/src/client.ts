@@ -6,6 +6,7 @@ import { ROUTES, RouteName, routePath } from "./routes.js";
 import { EventStream, EventStreamOptions } from "./sse.js";
 import { CallOptions, Reply, Request, RetryOptions, Transport } from "./transport.js";
 import type {
+  Acquired, ForceReleased, QueueUsage, Released, Resource, UsageDelta,
   AwaitReply, CancelReply, Claim, Duration, Enqueued, EnqueueItem, Event, Execution, ExecutionEvents,
   FailReply, HeartbeatReply, Json, Page, PauseChange, Pinned, Queue, QueueSettings, Recorded,
   Registered, Resumed, Running, Session, SnoozeReply, State, WatchdogActivity, WatchdogState,
@@ -74,6 +75,7 @@ export class Client {
     const body = compact({
       capacity: settings.capacity, timings: settings.timings, retention: settings.retention,
       max_wait: settings.maxWait, on_wait_expiry: settings.onWaitExpiry,
+      budget: settings.budget, window_budget: settings.windowBudget,
     });
     return this.json("setQueue", { queue }, { body }, options);
   }
@@ -84,15 +86,22 @@ export class Client {
   resumeQueue(queue: string, reason?: string, options?: CallOptions): Promise<PauseChange> {
     return this.json("resumeQueue", { queue }, { body: compact({ reason }) }, options);
   }
+  /** The queue's usage: totals since its first delta, by model, and over its rolling window
+   * (with its window budget, if set); costs in micro-units of `currency`. */
+  queueUsage(queue: string, options?: CallOptions): Promise<QueueUsage> {
+    return this.json("queueUsage", { queue }, {}, options);
+  }
 
   // ----- executions -----
 
   /** Enqueues one execution; `created` is false when the same id and request existed.
    * Throws IdempotencyConflict when the id exists with a different request. */
   async enqueue(queue: string, payload: Json = null, options: EnqueueOptions = {}): Promise<Enqueued> {
-    const headers = options.idempotencyKey ? { "idempotency-key": options.idempotencyKey } : undefined;
+    const headers: Record<string, string> = {};
+    if (options.idempotencyKey) headers["idempotency-key"] = options.idempotencyKey;
+    if (options.traceparent) headers.traceparent = options.traceparent;
     const reply = await this.call("enqueue", { queue }, {
-      body: enqueueBody({ payload, id: options.id, timings: options.timings, delay: options.delay }),
+      body: enqueueBody({ payload, id: options.id, timings: options.timings, delay: options.delay, budget: options.budget }),
       headers,
       // Without an id a repeated enqueue after an unknown outcome could create a second one.
       notIdempotent: !options.id && !options.idempotencyKey,
@@ -101,11 +110,12 @@ export class Client {
     if (enqueued.created === undefined) enqueued.created = reply.status === 201;
     return enqueued;
   }
-  /** Enqueues 1-1000 executions at once, all or nothing. */
-  async enqueueBatch(queue: string, items: EnqueueItem[], options?: CallOptions): Promise<Enqueued[]> {
+  /** Enqueues 1-1000 executions at once, all or nothing; `traceparent` is stored on every item. */
+  async enqueueBatch(queue: string, items: EnqueueItem[], options: CallOptions & { traceparent?: string } = {}): Promise<Enqueued[]> {
     const body = { items: items.map(enqueueBody) };
     const withoutId = items.some((item) => !item.id);
-    return (await this.json<{ items: Enqueued[] }>("enqueueBatch", { queue }, { body, notIdempotent: withoutId }, options)).items;
+    const headers = options.traceparent ? { traceparent: options.traceparent } : undefined;
+    return (await this.json<{ items: Enqueued[] }>("enqueueBatch", { queue }, { body, headers, notIdempotent: withoutId }, options)).items;
   }
   /** The execution (state, attempt, timings, checkpoint, stop, history...). */
   get(queue: string, id: string, options?: CallOptions): Promise<Execution> {
@@ -177,20 +187,28 @@ export class Client {
     return parse<{ claims: Claim[] }>(reply).claims ?? [];
   }
   /** `{cancel_requested}`. Throws StaleAttempt / AlreadyTerminal when the attempt is no
-   * longer current (stop: the work is not yours). */
-  heartbeat(token: string, beat: { progress?: string; checkpoint?: Json } = {}, options?: CallOptions): Promise<HeartbeatReply> {
+   * longer current (stop: the work is not yours). `fingerprint` (1 to 128 bytes; else
+   * InvalidArgument, nothing written) is loop detection's: the same one `max_repeats`
+   * times in a row and the watchdog judges the execution stuck `looping`. */
+  heartbeat(token: string, beat: HeartbeatBody = {}, options?: CallOptions): Promise<HeartbeatReply> {
     const body: Record<string, unknown> = { token };
     if (beat.progress !== undefined) body.progress = beat.progress;
+    if (beat.fingerprint !== undefined) body.fingerprint = beat.fingerprint;
+    if (beat.usage !== undefined) body.usage = beat.usage;
     if ("checkpoint" in beat && beat.checkpoint !== undefined) body.checkpoint = beat.checkpoint;
     return this.json("heartbeat", {}, { body }, options);
   }
-  complete(token: string, result?: Json, options?: CallOptions): Promise<Recorded> {
-    return this.json("complete", {}, { body: result === undefined ? { token } : { token, result } }, options);
+  /** `usage`: the attempt's last delta, as for heartbeat. */
+  complete(token: string, result?: Json, options: CallOptions & { usage?: UsageDelta } = {}): Promise<Recorded> {
+    const body: Record<string, unknown> = { token };
+    if (result !== undefined) body.result = result;
+    if (options.usage !== undefined) body.usage = options.usage;
+    return this.json("complete", {}, { body }, options);
   }
   /** `retryAfterMs` (1 ms to 7 days; retryable failures only) is the earliest the retry may
    * start: it wins over the backoff when later. */
-  fail(token: string, message: string, opts: { retryable?: boolean; retryAfterMs?: Duration } = {}, options?: CallOptions): Promise<FailReply> {
-    const body = compact({ token, message, retryable: opts.retryable ?? true, retry_after_ms: opts.retryAfterMs });
+  fail(token: string, message: string, opts: { retryable?: boolean; retryAfterMs?: Duration; usage?: UsageDelta } = {}, options?: CallOptions): Promise<FailReply> {
+    const body = compact({ token, message, retryable: opts.retryable ?? true, retry_after_ms: opts.retryAfterMs, usage: opts.usage });
     return this.json("fail", {}, { body }, options);
   }
   /** Ends the attempt; the execution comes back after `afterMs` or at `until` (exactly one)
@@ -208,6 +226,37 @@ export class Client {
   /** Acknowledges a cancellation; InvalidTransition when none was requested. */
   cancelAck(token: string, options?: CallOptions): Promise<Recorded> {
     return this.json("cancelAck", {}, { body: { token } }, options);
+  }
+
+  // ----- resource leases -----
+
+  /** Takes one unit of `resource` (a tool, a worktree, an API key) for the attempt, held
+   * until `release`, its `ttlMs`, or the attempt's end. `capacity` sets the resource's
+   * units when nobody holds it (1 by default); `waitMs` (0-30000) waits for a unit (the
+   * call's timeout is extended by it). Throws ResourceBusy (with `holders`) when every
+   * unit is still held, ResourceCapacity for another capacity while held. */
+  acquire(token: string, resource: string, opts: AcquireOptions = {}, options: CallOptions = {}): Promise<Acquired> {
+    const body = compact({ token, resource, capacity: opts.capacity, ttl_ms: opts.ttlMs, wait_ms: opts.waitMs || undefined });
+    const timeoutMs = (options.timeoutMs ?? this.transport.timeoutMs) + (opts.waitMs ?? 0);
+    return this.json("acquire", {}, { body }, { ...options, timeoutMs });
+  }
+  /** Gives back the attempt's unit: `{released}` (false when it held none: idempotent).
+   * Fenced: a stale attempt's release never frees a later attempt's unit. */
+  release(token: string, resource: string, options?: CallOptions): Promise<Released> {
+    return this.json("release", {}, { body: { token, resource } }, options);
+  }
+  /** Every resource held now, with its holders. */
+  async resources(options?: CallOptions): Promise<Resource[]> {
+    return (await this.json<{ resources: Resource[] }>("resources", {}, {}, options)).resources;
+  }
+  /** One resource (`held` 0 and no holders when nobody holds it). */
+  resource(resource: string, options?: CallOptions): Promise<Resource> {
+    return this.json("resource", { resource }, {}, options);
+  }
+  /** Admin: frees the unit the execution holds, whatever its attempt, recording `reason`
+   * in a `resource_force_released` event. */
+  forceRelease(resource: string, queue: string, id: string, reason: string, options?: CallOptions): Promise<ForceReleased> {
+    return this.json("forceRelease", { resource }, { body: { queue, id, reason } }, options);
   }
 
   // ----- worker registry -----
@@ -269,6 +318,24 @@ export interface EnqueueOptions extends CallOptions {
   delay?: Duration;
   /** Names the id (it must equal `id` when both are given). */
   idempotencyKey?: string;
+  /** The caller's W3C trace context (header `traceparent`), stored on the execution and
+   * handed to its claims (docs/tracing.md). */
+  traceparent?: string;
+  /** Its usage budget over all attempts (the queue's default when absent). */
+  budget?: EnqueueItem["budget"];
+}
+
+/** `usage`: a delta spent since the previous one, `seq` required (positive, increasing
+ * within the attempt: a replayed delta is not counted twice). */
+export interface HeartbeatBody { progress?: string; checkpoint?: Json; fingerprint?: string; usage?: UsageDelta }
+
+export interface AcquireOptions {
+  /** The resource's units when nobody holds it (1-10000; 1 by default). */
+  capacity?: number;
+  /** Frees the unit after this long even while the attempt runs (1 ms-24 h). */
+  ttlMs?: Duration;
+  /** Waits up to this long for a unit (0-30000 ms; 0 by default). */
+  waitMs?: number;
 }
 
 export interface PageOptions { cursor?: string; limit?: number }
@@ -296,7 +363,7 @@ export interface OpenApiDocument {
 }
 
 function enqueueBody(item: EnqueueItem): Record<string, unknown> {
-  return compact({ payload: item.payload ?? null, id: item.id, timings: item.timings, delay: item.delay });
+  return compact({ payload: item.payload ?? null, id: item.id, timings: item.timings, delay: item.delay, budget: item.budget });
 }
 
 /** The object without its undefined members. */

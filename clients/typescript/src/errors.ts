@@ -2,6 +2,8 @@
 // The class is chosen by the problem `type` slug (`/problems/<slug>`), falling back on the
 // HTTP status when the slug is unknown (a newer server, or a proxy's error page).
 
+import type { Holder } from "./types.js";
+
 /** The members of a problem document besides type, title, status and detail. */
 export type ProblemExtra = Record<string, unknown>;
 
@@ -128,6 +130,20 @@ export class ResumeTokenUsed extends Conflict {
 }
 /** The worker id was registered before; use a fresh id per process start. */
 export class WorkerExists extends Conflict {}
+/** Every unit of the resource is held (after the acquire's wait): `holders` lists them
+ * (`queue`, `id`, `attempt`, `since`, `expires_at`). */
+export class ResourceBusy extends Conflict {
+  get holders(): Holder[] { return (this.extra.holders as Holder[] | undefined) ?? []; }
+  get resource(): string | undefined { return this.extra.resource as string | undefined; }
+  get capacity(): number | undefined { return this.extra.capacity as number | undefined; }
+}
+/** The acquire named a capacity other than the resource's while units are held
+ * (`capacity` is the resource's, `held` its units taken). */
+export class ResourceCapacity extends Conflict {
+  get resource(): string | undefined { return this.extra.resource as string | undefined; }
+  get capacity(): number | undefined { return this.extra.capacity as number | undefined; }
+  get held(): number | undefined { return this.extra.held as number | undefined; }
+}
 /** 413: a payload, result or checkpoint above the server's limit (`limit`, in bytes). */
 export class TooLarge extends UnstuckError {}
 /** 413: the request body is above the server's `body_limit`. */
@@ -201,6 +217,8 @@ export const PROBLEM_CLASSES: Readonly<Record<string, ErrorClass>> = Object.free
   "invalid-resume-token": InvalidResumeToken,
   "resume-token-used": ResumeTokenUsed,
   "worker-exists": WorkerExists,
+  "resource-busy": ResourceBusy,
+  "resource-capacity": ResourceCapacity,
   "too-large": TooLarge,
   "body-too-large": BodyTooLarge,
   "idempotency-conflict": IdempotencyConflict,

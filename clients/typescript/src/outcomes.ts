@@ -71,7 +71,8 @@ export class Recorder {
       }
       if (outcome.kind === "complete") {
         try {
-          if (await this.outcome(job, () => this.client.complete(job.token, result), "succeeded")) this.count("succeeded", job, "completed");
+          const usage = job.pending().body.usage; // the last delta rides on the outcome
+          if (await this.outcome(job, () => this.client.complete(job.token, result, { usage }), "succeeded")) this.count("succeeded", job, "completed");
           return;
         } catch (e) {
           if (!(e instanceof TooLarge)) throw e;
@@ -81,13 +82,14 @@ export class Recorder {
     }
     const { message, retryable, retryAfterMs } = outcome;
     const text = message.slice(0, MAX_MESSAGE);
+    const usage = job.pending().body.usage; // the last delta rides on the outcome
     let reply;
     try {
-      reply = await this.outcome(job, () => this.client.fail(job.token, text, { retryable, retryAfterMs }));
+      reply = await this.outcome(job, () => this.client.fail(job.token, text, { retryable, retryAfterMs, usage }));
     } catch (e) {
       if (!(e instanceof InvalidArgument)) throw e;
       this.log.error(`retryAfterMs of ${job} refused: ${e.message}`); // still recorded, with the backoff
-      reply = await this.outcome(job, () => this.client.fail(job.token, text, { retryable }));
+      reply = await this.outcome(job, () => this.client.fail(job.token, text, { retryable, usage }));
     }
     if (reply) this.count(reply.outcome === "retry_scheduled" ? "retried" : reply.outcome === "cancelled" ? "cancelled" : "failed", job, `${reply.outcome}: ${text}`);
   }

@@ -26,6 +26,9 @@ export interface Timings {
   backoff_max?: Duration;
   cancel_grace?: Duration;
   max_snoozes?: number;
+  /** Loop detection: the same heartbeat fingerprint this many times in a row (2-10000)
+   * and the watchdog judges the execution stuck `looping`; absent: off. */
+  max_repeats?: number | null;
 }
 
 /** Timings as an execution carries them: every member resolved, in milliseconds. */
@@ -40,6 +43,7 @@ export interface ResolvedTimings {
   backoff_max: number;
   cancel_grace: number;
   max_snoozes: number;
+  max_repeats?: number | null;
 }
 
 export interface Retention {
@@ -49,6 +53,39 @@ export interface Retention {
   dead?: Duration;
   timed_out?: Duration;
   max_finished?: number;
+}
+
+/** An execution budget: its usage over all attempts (tokens = input + output; cost in
+ * micro-units). At `warning_share` (0 < x < 1, 0.8) a `budget_warning` event; at a limit
+ * the execution is asked to stop (cancel reason `budget_exceeded`). */
+export interface Budget { tokens?: number | null; cost?: number | null; warning_share?: number | null }
+
+/** A queue's budget over a rolling window (`window_ms`, 24 h by default): when spent the
+ * queue is paused by `budget`. */
+export interface WindowBudget { tokens?: number | null; cost?: number | null; window_ms?: number | null }
+
+/** Sums of usage. */
+export interface UsageTotals { input_tokens: number; output_tokens: number; cached_input_tokens: number; cost: number }
+
+/** One usage delta on the wire (`seq` positive, increasing within the attempt). */
+export interface UsageDelta {
+  input_tokens?: number;
+  output_tokens?: number;
+  cached_input_tokens?: number;
+  cost?: number;
+  model?: string;
+  seq: number;
+}
+
+/** A queue's usage: since its first delta, by model, and over the rolling window. */
+export interface QueueUsage {
+  queue: string;
+  currency: string;
+  totals: UsageTotals;
+  by_model: Record<string, UsageTotals>;
+  window: UsageTotals;
+  window_ms: number;
+  window_budget?: WindowBudget | null;
 }
 
 export interface QueuePause { since: Time; by: string; reason: string }
@@ -69,6 +106,8 @@ export interface Queue {
   pause?: QueuePause | null;
   max_wait_ms?: number | null;
   on_wait_expiry?: "fail" | "requeue" | null;
+  budget?: Budget | null;
+  window_budget?: WindowBudget | null;
 }
 
 export interface PauseChange { queue: string; paused: boolean; changed: boolean; pause?: QueuePause | null }
@@ -79,6 +118,10 @@ export interface QueueSettings {
   retention?: Retention;
   maxWait?: Duration;
   onWaitExpiry?: "fail" | "requeue";
+  /** The default budget of executions enqueued without one. */
+  budget?: Budget;
+  /** When spent over its window, the queue is paused by `budget`. */
+  windowBudget?: WindowBudget;
 }
 
 export interface EnqueueItem {
@@ -86,6 +129,8 @@ export interface EnqueueItem {
   id?: string;
   timings?: Timings;
   delay?: Duration;
+  /** Its usage budget over all attempts (the queue's default when absent). */
+  budget?: Budget;
 }
 
 export interface Enqueued {
@@ -142,6 +187,15 @@ export interface Execution {
   wait?: Wait | null;
   resumed_at?: Time | null;
   resume_input?: Json;
+  /** The W3C trace context stored at enqueue (docs/tracing.md). */
+  traceparent?: string | null;
+  /** The current attempt's last heartbeat fingerprint and its run length. */
+  fingerprint?: { last: string; repeats: number } | null;
+  /** Usage over all attempts, and by model (absent before any). */
+  usage?: (UsageTotals & { by_model: Record<string, UsageTotals> }) | null;
+  budget?: Budget | null;
+  /** Why the ledger asked it to stop (`budget_exceeded`); absent for an operator's cancel. */
+  cancel_reason?: string | null;
 }
 
 export interface Page<T> { items: T[]; next_cursor: string | null }
@@ -197,9 +251,13 @@ export interface Claim {
   heartbeat_timeout: number;
   deadline_at?: Time | null;
   resume_input?: Json;
+  /** The W3C trace context stored at enqueue; absent when none. */
+  traceparent?: string;
 }
 
-export interface HeartbeatReply { cancel_requested: boolean }
+/** `cancel_reason` says why when the ledger (not an operator) asked to stop:
+ * `budget_exceeded`. */
+export interface HeartbeatReply { cancel_requested: boolean; cancel_reason?: string | null }
 export interface Recorded { slot_released: boolean }
 
 export type FailReply =
@@ -214,6 +272,19 @@ export type SnoozeReply =
 export type AwaitReply =
   | { outcome: "awaiting"; resume_token: string; wait_deadline_at: Time; slot_released: boolean }
   | { outcome: "cancelled"; slot_released: boolean };
+
+/** One unit of a resource held by an attempt. */
+export interface Holder { queue: string; id: string; attempt: number; since: Time; expires_at?: Time | null }
+
+/** A resource and who holds its units. */
+export interface Resource { resource: string; capacity: number; held: number; holders: Holder[] }
+
+/** What an acquire took. */
+export interface Acquired { resource: string; capacity: number; held: number; expires_at?: Time | null }
+
+export interface Released { released: boolean }
+
+export interface ForceReleased { released: boolean; attempt?: number | null }
 
 export interface Registered { worker_id: string; registered_at: Time }
 

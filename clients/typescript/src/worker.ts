@@ -8,6 +8,7 @@ import { Client } from "./client.js";
 import { UnknownWorker, UnstuckError, WorkerExists } from "./errors.js";
 import { AwaitResume, Cancelled, Job, NonRetryable, Retryable, Snooze } from "./job.js";
 import { Logger, Outcome, Recorder, Stats, backoff, isLost } from "./outcomes.js";
+import { OtelApi, loadOtel, processSpan } from "./otel.js";
 import { USER_AGENT, sleep } from "./transport.js";
 import type { AwaitReply, WorkerRequest } from "./types.js";
 
@@ -33,6 +34,10 @@ export interface WorkerOptions {
   onAwait?: (job: Job, reply: AwaitReply) => void;
   /** Where the worker says what happens (warnings and errors to the console by default). */
   logger?: Logger;
+  /** The OpenTelemetry API for the `process {queue}` span around each handler: by default
+   * `@opentelemetry/api` when it can be imported (no span when it cannot); pass the module
+   * to use another copy of it, or false for no spans. */
+  otel?: OtelApi | false;
 }
 
 const quiet: Logger = {
@@ -90,6 +95,7 @@ export class Worker {
   private readonly slotFreed = new Wakeup();
   private readonly registryKick = new Wakeup();
   private registryDone = false;
+  private otel: OtelApi | undefined;
 
   constructor(client: Client, queue: string, handler: Handler, options: WorkerOptions = {}) {
     const concurrency = options.concurrency ?? 1;
@@ -122,6 +128,7 @@ export class Worker {
     const restore = this.installSignals();
     let registry: Promise<void> | undefined;
     try {
+      this.otel = this.options.otel === false ? undefined : this.options.otel ?? (await loadOtel());
       if (!(await this.register())) return { ...this.stats };
       registry = this.registryLoop();
       await this.claimLoop();
@@ -233,7 +240,7 @@ export class Worker {
         continue;
       }
       failures = 0;
-      for (const claim of claims) this.start(new Job(claim)); // even when stopping: ours now
+      for (const claim of claims) this.start(new Job(claim, this.client)); // even when stopping: ours now
       if (claims.length) this.registryKick.fire();
     }
   }
@@ -249,18 +256,35 @@ export class Worker {
   // ----- one job -----
 
   private async runJob(job: Job): Promise<void> {
-    const finished = new Wakeup();
-    const beats = this.beatLoop(job, finished);
-    let outcome: Outcome;
-    try {
-      outcome = { kind: "complete", result: await this.handler(job) };
-    } catch (e) {
-      outcome = this.classify(job, e);
-    }
-    finished.fire();
+    const wake = new Wakeup();
+    const finished = { done: false };
+    job.wakeBeats = () => wake.fire(); // a new fingerprint: beat now
+    const beats = this.beatLoop(job, wake, finished);
+    // The `process {queue}` span, when the OpenTelemetry API is there.
+    const outcome = await processSpan(this.otel, job, this.workerId, async (): Promise<Outcome> => {
+      try {
+        return { kind: "complete", result: await this.handler(job) };
+      } catch (e) {
+        return this.classify(job, e);
+      }
+    }, (o) => (o.kind === "fail" ? o.message : undefined));
+    finished.done = true;
+    wake.fire();
     await beats;
     if (outcome.kind !== "complete" && !job.lost && !job.cancelRequested && Object.keys(job.pending().body).length) {
       await this.beat(job); // a checkpoint set since the last beat: the next attempt resumes from it
+    }
+    // Deliver the usage still pending: by beats, all but the last delta, which rides on the
+    // complete or fail (all of it before a cancel-ack, a snooze or an await).
+    // A beat that fails transiently is tried again for up to a heartbeat timeout.
+    const last = (outcome.kind === "complete" || outcome.kind === "fail") && !job.cancelRequested ? 1 : 0;
+    const giveUp = performance.now() + job.heartbeatTimeoutMs;
+    for (let failures = 0; !job.lost && job.pendingUsage > last;) {
+      const result = await this.beat(job);
+      if (result === "gone") break;
+      if (result === "renewed") failures = 0;
+      else if (performance.now() > giveUp) break;
+      else await sleep(backoff(failures++, 50, 1000));
     }
     await this.recorder.finish(job, outcome);
   }
@@ -283,24 +307,28 @@ export class Worker {
    * most the time left; once the heartbeat timeout has passed with no renewal (since the
    * last renewal or the claim) the attempt is given up as lost: the watchdog retries it
    * elsewhere, the signal fires with reason "lost" and nothing is recorded. */
-  private async beatLoop(job: Job, finished: Wakeup): Promise<void> {
+  private async beatLoop(job: Job, wake: Wakeup, finished: { done: boolean }): Promise<void> {
     const interval = Math.max(job.heartbeatTimeoutMs / 3, 50);
     let renewed = performance.now(); // the claim
     let wait = 0;
     for (let failures = 0; ;) {
-      if (wait > 0 && (await finished.wait(wait))) return;
+      if (wait > 0) await wake.wait(wait); // a new fingerprint, or the job's end, wakes it at once
+      wake.clear();
+      if (finished.done) return;
       const left = job.heartbeatTimeoutMs - (performance.now() - renewed);
       if (left <= 0) {
         this.log.warn(`${job}: no heartbeat renewed it within ${job.heartbeatTimeoutMs} ms: giving it up`);
         job.stop("lost");
         return;
       }
+      const before = job.unsentFingerprints;
       const sent = performance.now();
       const result = await this.beat(job, left);
       if (result === "renewed") {
         renewed = sent;
         failures = 0;
-        wait = interval;
+        // One fingerprint went out and more wait: each its own beat, at once.
+        wait = job.unsentFingerprints > 0 && job.unsentFingerprints < before ? 0 : interval;
       } else if (result === "gone") {
         return;
       } else {
@@ -317,7 +345,7 @@ export class Worker {
       const options = limitMs === undefined ? {} : { timeoutMs: Math.max(Math.ceil(limitMs), 1) };
       const reply = await this.client.heartbeat(job.token, body, options);
       job.delivered(seqs);
-      if (reply?.cancel_requested) job.stop("cancel");
+      if (reply?.cancel_requested) job.stop("cancel", reply.cancel_reason ?? undefined);
       return "renewed";
     } catch (e) {
       if (isLost(e)) {
