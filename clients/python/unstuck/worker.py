@@ -352,11 +352,25 @@ class Worker:
                 self._beat(job)
         # Deliver the usage still pending: by beats, all but the last delta, which rides
         # on the complete or fail (all of it before a cancel-ack, a snooze or an await).
+        # A beat that fails is tried again with a backoff for up to OUTCOME_RETRY_FOR, as
+        # the outcome itself is: a short outage loses no usage.
         last = 1 if outcome[0] in ("complete", "fail") and not job.cancel_requested else 0
-        sent = -1
-        while not job.lost and job._usage_pending() > last and job._usage_pending() != sent:
-            sent = job._usage_pending()
-            self._beat(job)
+        give_up_at, failures = time.monotonic() + OUTCOME_RETRY_FOR, 0
+        while not job.lost and job._usage_pending() > last:
+            before = job._usage_pending()
+            result = self._beat(job)
+            if result == _GONE:
+                break
+            if result == _RENEWED:
+                if job._usage_pending() >= before:
+                    break  # renewed but nothing delivered: nothing more to gain
+                continue
+            left = give_up_at - time.monotonic()
+            if left <= 0:
+                log.warning("%r: %d usage deltas not delivered", job, job._usage_pending())
+                break
+            time.sleep(min(_backoff(failures), left))
+            failures += 1
         if job.lost:
             self._count("dropped", job, "the attempt was lost")
             return
