@@ -415,3 +415,62 @@ async fn a_call_whose_replica_died_mid_delivery_is_delivered_again_under_the_sam
     a.feed_hooks().await.unwrap();
     assert!(b.deliver_hooks().await.unwrap().settled.is_empty());
 }
+
+#[tokio::test]
+async fn hooks_are_called_on_the_budget_events_of_an_execution_and_of_its_queue() {
+    let l = support::ledger("hooks_budget").await;
+    let dir = tempfile::tempdir().unwrap();
+    let script = |name: &str| format!("cat > '{}'/{name}.$(date +%s%N).json", dir.path().display());
+    let wd = replica(
+        &l,
+        vec![
+            hook("warn", &["execution.budget_warning"], &script("warn")),
+            hook("over", &["execution.budget_exceeded"], &script("over")),
+            hook("paused", &["queue.budget_paused"], &script("paused")),
+        ],
+    )
+    .await;
+    assert_eq!(
+        wd.feed_hooks().await.unwrap(),
+        0,
+        "starts at the newest event"
+    );
+    let settings = QueueSettings {
+        window_budget: Some(WindowBudget {
+            tokens: Some(1000),
+            cost: None,
+            window: Some(Duration::from_secs(3600)),
+        }),
+        ..QueueSettings::default()
+    };
+    l.set_queue("q", &settings).await.unwrap();
+    let budget = Budget {
+        tokens: Some(100),
+        cost: None,
+        warning_share: None,
+    };
+    let token = start(&l, "q", "e", EnqueueOptions::new().budget(budget)).await;
+    let usage = |seq, n| Heartbeat::new().usage(Usage::new(seq).output_tokens(n));
+    l.heartbeat(&token, usage(1, 85)).await.unwrap(); // the warning at 80 %
+    l.heartbeat(&token, usage(2, 20)).await.unwrap(); // exceeded at 100
+    let other = start(&l, "q", "f", EnqueueOptions::new()).await;
+    l.heartbeat(&other, usage(1, 900)).await.unwrap(); // the window's 1000 spent
+
+    assert_eq!(wd.feed_hooks().await.unwrap(), 3, "one call per hook");
+    let report = wd.deliver_hooks().await.unwrap();
+    assert_eq!(report.settled.len(), 3, "{report:?}");
+    assert!(report.settled.iter().all(|s| s.1), "{report:?}");
+    for (name, kind) in [
+        ("warn", "execution.budget_warning"),
+        ("over", "execution.budget_exceeded"),
+        ("paused", "queue.budget_paused"),
+    ] {
+        let called = files(dir.path(), name);
+        assert_eq!(called.len(), 1, "{name}: {called:?}");
+        let body: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join(&called[0])).unwrap())
+                .unwrap();
+        assert_eq!(body["kind"], kind, "{body}");
+        assert_eq!(body["event"]["queue"], "q", "{body}");
+    }
+}
