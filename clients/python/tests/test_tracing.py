@@ -1,8 +1,11 @@
 """Trace context in the worker: ``job.traceparent`` is the context stored at enqueue, and
-the ``process {queue}`` span is made when the OpenTelemetry API is importable (checked
-with the SDK's in-memory exporter when that is installed too; skipped otherwise) and
-nothing is made, nothing fails, when it is not."""
+the ``process {queue}`` span is made when the OpenTelemetry API is importable and nothing
+is made, nothing fails, when it is not. The span is checked against a stand-in of the slice
+of ``opentelemetry.trace`` the worker calls (always), and with the SDK's in-memory
+exporter when ``opentelemetry-sdk`` is installed (skipped otherwise: the suite adds no
+dependency)."""
 
+import contextlib
 import threading
 import unittest
 
@@ -32,6 +35,57 @@ def setUpModule():
 
 def tearDownModule():
     STACK.stop()
+
+
+class StandInTrace:
+    """The part of ``opentelemetry.trace`` that ``unstuck._otel`` uses, recording each span
+    started: its name, kind, links, attributes, status, and whether it is open."""
+
+    class SpanKind:
+        CONSUMER = "consumer"
+
+    class StatusCode:
+        ERROR = "error"
+
+    class TraceFlags(int):
+        pass
+
+    class SpanContext:
+        def __init__(self, trace_id, span_id, is_remote=False, trace_flags=None):
+            self.trace_id, self.span_id, self.is_remote = trace_id, span_id, is_remote
+            self.trace_flags = trace_flags
+
+    class Link:
+        def __init__(self, context):
+            self.context = context
+
+    class Status:
+        def __init__(self, code, description=None):
+            self.code, self.description = code, description
+
+    class Span:
+        def __init__(self, name, kind, links, attributes):
+            self.name, self.kind, self.links = name, kind, links
+            self.attributes, self.status, self.open = attributes, None, True
+
+        def set_status(self, status):
+            self.status = status
+
+    spans = []
+
+    @classmethod
+    def get_tracer(cls, name):
+        return cls
+
+    @classmethod
+    @contextlib.contextmanager
+    def start_as_current_span(cls, name, kind=None, links=(), attributes=None, **_):
+        span = cls.Span(name, kind, list(links), dict(attributes or {}))
+        cls.spans.append(span)
+        try:
+            yield span
+        finally:
+            span.open = False
 
 
 class TracingTest(unittest.TestCase):
@@ -73,6 +127,48 @@ class TracingTest(unittest.TestCase):
             self.assertEqual(seen, [INCOMING])
         finally:
             _otel._trace = saved
+
+    def test_the_process_span_is_made_through_the_api(self):
+        saved, _otel._trace = _otel._trace, StandInTrace
+        StandInTrace.spans = []
+        try:
+            inside = []
+            self.run_one(lambda job: inside.append(StandInTrace.spans[-1].open))
+            failing = unstuck.Worker(STACK.client(), self.queue, self.fails)
+            self.client.enqueue(self.queue, None, id="t2", traceparent=INCOMING)
+            thread = threading.Thread(target=failing.run, daemon=True)
+            thread.start()
+            try:
+                wait_for(lambda: self.client.get(self.queue, "t2")["state"] == "failed",
+                         what="t2 failed")
+            finally:
+                failing.stop()
+                thread.join(30)
+                failing.client.close()
+        finally:
+            _otel._trace = saved
+        spans = [s for s in StandInTrace.spans if s.name == f"process {self.queue}"]
+        self.assertEqual(len(spans), 2, [s.name for s in StandInTrace.spans])
+        ok, failed = spans
+        self.assertEqual(inside, [True], "the handler runs inside the span")
+        self.assertFalse(ok.open)
+        self.assertEqual(ok.kind, StandInTrace.SpanKind.CONSUMER)
+        self.assertEqual([(l.context.trace_id, l.context.span_id, l.context.is_remote)
+                          for l in ok.links], [(int(TRACE, 16), int(PARENT, 16), True)])
+        self.assertEqual(ok.attributes["messaging.system"], "unstuck")
+        self.assertEqual(ok.attributes["messaging.destination.name"], self.queue)
+        self.assertEqual(ok.attributes["messaging.message.id"], "t1")
+        self.assertEqual(ok.attributes["messaging.operation.type"], "process")
+        self.assertEqual(ok.attributes["unstuck.attempt"], 1)
+        self.assertIn("unstuck.worker.id", ok.attributes)
+        self.assertIsNone(ok.status, "a completed attempt sets no error")
+        self.assertEqual(failed.attributes["messaging.message.id"], "t2")
+        self.assertEqual(failed.status.code, StandInTrace.StatusCode.ERROR)
+        self.assertIn("no such tool", failed.status.description)
+
+    @staticmethod
+    def fails(job):
+        raise unstuck.Fatal("no such tool")
 
     def test_a_bad_traceparent_header_is_ignored(self):
         self.client.enqueue(self.queue, None, id="bad", traceparent="00-nope")
