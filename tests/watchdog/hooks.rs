@@ -364,8 +364,10 @@ async fn a_call_whose_replica_died_mid_delivery_is_delivered_again_under_the_sam
          if [ $n -eq 1 ]; then exec sleep 30; fi; cat > body.$n",
         dir.path().display()
     );
+    // The timeout bounds how long the dead replica's call holds the entry; it also has to
+    // let the second call's shell start and finish on a loaded machine.
     let h = HookConfig {
-        timeout: Duration::from_millis(500),
+        timeout: Duration::from_secs(2),
         ..hook("page", &["execution.dead"], &script)
     };
     let a = replica(&l, vec![h.clone()]).await;
