@@ -4,7 +4,7 @@
 # executions on a throwaway redis-server (unix socket), alternately plain beats and beats
 # each carrying a usage delta (its own increasing seq, a model named: every delta is
 # applied, none is a replay), ROUNDS times. Prints INFO commandstats µs per EVALSHA for
-# each batch, the medians and their ratio. redis-benchmark cannot number the deltas, hence
+# each batch and the server's CPU time per beat, the medians and their ratios. redis-benchmark cannot number the deltas, hence
 # the generated command stream.
 #
 #   benches/heartbeat_usage_ceiling.sh
@@ -46,11 +46,12 @@ awk -v n="$executions" -v now="$now" -v tag="$tag" '
     }
   }' | cli --pipe >/dev/null
 
-sha=$(cat "$root/lua/_lib.lua" <(echo) "$root/lua/_pause.lua" <(echo) "$root/lua/_usage.lua" \
+sha=$(cat "$root/lua/_lib.lua" <(echo) "$root/lua/_fingerprint.lua" <(echo) "$root/lua/_pause.lua" <(echo) "$root/lua/_usage.lua" \
   <(echo) "$root/lua/heartbeat.lua" | cli -x script load)
 
-# One batch of beats: plain (usage 0) or each with a delta numbered from `first`.
-batch() {
+# The command stream of one batch of beats, written before the clock starts: plain (usage
+# 0) or each beat with a delta numbered from `first`.
+stream() {
   awk -v n="$beats" -v e="$executions" -v tag="$tag" -v sha="$sha" -v usage="$1" -v first="$2" '
     function bulk(s) { printf "$%d\r\n%s\r\n", length(s), s }
     BEGIN {
@@ -68,23 +69,49 @@ batch() {
           bulk("4500"); bulk("bench-model")
         }
       }
-    }' | cli --pipe >/dev/null
-  cli info commandstats | sed -n 's/^cmdstat_evalsha:.*usec_per_call=\([0-9.]*\).*/\1/p'
+    }' >"$dir/stream"
+}
+
+# CPU time (ns) the server's main thread has run so far: unlike the commandstats µs
+# (wall clock), not inflated when a loaded machine takes the core away mid-script.
+cpu_ns() { cut -d' ' -f1 "/proc/$server/schedstat"; }
+
+# Runs the stream; prints "<commandstats µs per EVALSHA> <server CPU µs per beat>".
+batch() {
+  cli config resetstat >/dev/null
+  local stats c0 c1
+  c0=$(cpu_ns)
+  cli --pipe <"$dir/stream" >/dev/null
+  c1=$(cpu_ns)
+  stats=$(cli info commandstats | grep '^cmdstat_evalsha:')
+  case $stats in
+    *failed_calls=0*) ;;
+    *) echo "beats failed: $stats" >&2; exit 1 ;;
+  esac
+  echo "$(echo "$stats" | sed -n 's/^cmdstat_evalsha:.*usec_per_call=\([0-9.]*\).*/\1/p')" \
+    "$(awk -v a="$c0" -v b="$c1" -v n="$beats" 'BEGIN { printf "%.2f", (b - a) / n / 1000 }')"
 }
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+ratio() { awk -v p="$1" -v u="$2" 'BEGIN { printf "%+.0f", (u / p - 1) * 100 }'; }
 
 echo "redis-server $(cli info server | sed -n 's/^redis_version:\(.*\)\r$/\1/p'), nproc $(nproc)," \
   "$executions running executions, $beats beats per batch, $rounds rounds"
-plain=() with=()
+plain=() with=() plain_cpu=() with_cpu=()
 for r in $(seq "$rounds"); do
-  cli config resetstat >/dev/null
-  plain+=("$(batch 0 0)")
-  cli config resetstat >/dev/null
-  with+=("$(batch 1 $((r * 1000000)))")
-  echo "  round $r: plain ${plain[-1]} µs, with usage ${with[-1]} µs per EVALSHA"
+  stream 0 0
+  read -r w c <<<"$(batch)"
+  plain+=("$w") plain_cpu+=("$c")
+  stream 1 $((r * 1000000))
+  read -r w c <<<"$(batch)"
+  with+=("$w") with_cpu+=("$c")
+  echo "  round $r: plain ${plain[-1]} µs (cpu ${plain_cpu[-1]}), with usage ${with[-1]} µs" \
+    "(cpu ${with_cpu[-1]}) per EVALSHA"
 done
 p=$(printf '%s\n' "${plain[@]}" | median)
 u=$(printf '%s\n' "${with[@]}" | median)
-echo "median: plain $p µs, with usage $u µs per EVALSHA: +$(awk -v p="$p" -v u="$u" 'BEGIN { printf "%.0f", (u / p - 1) * 100 }') %"
+pc=$(printf '%s\n' "${plain_cpu[@]}" | median)
+uc=$(printf '%s\n' "${with_cpu[@]}" | median)
+echo "median: plain $p µs, with usage $u µs per EVALSHA: $(ratio "$p" "$u") %"
+echo "median server CPU per beat: plain $pc µs, with usage $uc µs: $(ratio "$pc" "$uc") %"
 echo "usage kept: $(cli hget "$tag:q:bench:usage" t)"

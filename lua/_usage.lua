@@ -179,3 +179,86 @@ local function apply_usage(x, d, now)
   end
   return 'ok', cause
 end
+
+-- The usage hot path (heartbeat.lua): a delta on a beat that would take the plain hot
+-- path (running, current token, no new progress, no checkpoint, no fingerprint, no cancel
+-- requested). h is the beat's read of the execution: st att tok ht cx pr, then usq us
+-- um:<model> bg bgw. When the delta is valid, not a replay, crosses no budget threshold
+-- (warning, execution limit, window) and no bucket of the window ages out, it reads the
+-- queue's budgets and usage (one HMGET each), writes the queue's sums (one HSET) and
+-- returns the execution's fields for the beat's HSET: exactly what apply_usage would
+-- write in that case. Otherwise nil, having written nothing: the slow path decides (and
+-- refuses a bad delta). Written for few allocations: every string and table made here
+-- is garbage the script's collector pays for on every beat.
+
+-- text (a usage sum, USAGE_ZERO when absent or malformed) plus delta d: the new text, its
+-- tokens (input + output) and its cost.
+local function usage_plus(text, d)
+  local a, b, c, e = string.match(text or USAGE_ZERO, '^(%d+)|(%d+)|(%d+)|(%d+)$')
+  if not a then a, b, c, e = 0, 0, 0, 0 end
+  a, b, c, e = a + d[1], b + d[2], c + d[3], e + d[4]
+  return string.format('%d|%d|%d|%d', a, b, c, e), a + b, e
+end
+
+-- Whether tokens / cost reach share (per mille) of the limits (0: none).
+local function usage_over(tokens, cost, lim_t, lim_c, share)
+  return (lim_t > 0 and tokens * 1000 >= lim_t * share)
+    or (lim_c > 0 and cost * 1000 >= lim_c * share)
+end
+
+local function usage_fast(h, args, settings, ukey, now)
+  if not args[16] or not uint(args[8]) or not uint(args[9]) then return nil end
+  local seq, i, o, c, k = string.match(args[11] .. '|' .. args[12] .. '|' .. args[13] .. '|'
+    .. args[14] .. '|' .. args[15], '^(%d+)|(%d+)|(%d+)|(%d+)|(%d+)$')
+  if not seq then return nil end
+  local d = { tonumber(i), tonumber(o), tonumber(c), tonumber(k) }
+  seq = tonumber(seq)
+  if seq < 1 or d[1] > 1e15 or d[2] > 1e15 or d[3] > 1e15 or d[4] > 1e15 or d[3] > d[1] then
+    return nil
+  end
+  local model = args[16]
+  if #model > 128 or string.find(model, '[|%c]') then return nil end
+  local la, ls = string.match(h[7] or '', '^(%d+):(%d+)$')
+  if la == h[2] and tonumber(ls) >= seq then return nil end
+
+  local conf = redis.call('HMGET', settings, 'bgt', 'bgc', 'bgs', 'wbt', 'wbc', 'wbw')
+  local us, tokens, cost = usage_plus(h[8], d)
+  local bg = h[10] and usage_triple(h[10])
+  if not bg and conf[1] then
+    bg = { tonumber(conf[1]) or 0, tonumber(conf[2]) or 0, tonumber(conf[3]) or 0 }
+  end
+  if bg and (bg[1] > 0 or bg[2] > 0) then
+    local share = bg[3]
+    if share == 0 then share = 800 end
+    if (not h[11] and usage_over(tokens, cost, bg[1], bg[2], share))
+      or usage_over(tokens, cost, bg[1], bg[2], 1000) then
+      return nil
+    end
+  end
+
+  local wb_t, wb_c, window = 0, 0, USAGE_DAY_MS
+  if conf[4] then
+    wb_t, wb_c = tonumber(conf[4]) or 0, tonumber(conf[5]) or 0
+    local wms = tonumber(conf[6]) or 0
+    if wms > 0 then window = wms end
+  end
+  local bucket = math.max(math.floor(window / USAGE_BUCKETS), 1000)
+  local n = tonumber(now)
+  local cur = n - n % bucket
+  local bf = string.format('b:%d', cur)
+  local qm = 'm:' .. model
+  local q = redis.call('HMGET', ukey, 't', qm, 'w', 'wold', bf, 'wbs')
+  local wold = tonumber(q[4])
+  -- No roll due: the oldest bucket is still inside the window, kept at this length.
+  if not wold or tonumber(q[6]) ~= bucket or wold <= n - window or wold > cur then
+    return nil
+  end
+  local w, w_tokens, w_cost = usage_plus(q[3], d)
+  if (wb_t > 0 or wb_c > 0) and usage_over(w_tokens, w_cost, wb_t, wb_c, 1000)
+    and not usage_over(w_tokens - d[1] - d[2], w_cost - d[4], wb_t, wb_c, 1000) then
+    return nil
+  end
+  redis.call('HSET', ukey, 't', (usage_plus(q[1], d)), qm, (usage_plus(q[2], d)), 'w', w,
+    bf, (usage_plus(q[5], d)))
+  return { 'usq', h[2] .. ':' .. args[11], 'us', us, 'um:' .. model, (usage_plus(h[9], d)) }
+end

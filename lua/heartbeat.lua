@@ -18,19 +18,36 @@
 -- Prelude: _lib.lua, _fingerprint.lua, _pause.lua, _usage.lua
 
 -- The hot path: a beat of a running execution by its current attempt that carries no
--- checkpoint and no new progress. It reads six fields and writes two; everything else
--- (transitions, progress, checkpoints, refusals) takes the slow path below.
-local h = redis.call('HMGET', KEYS[1], 'st', 'att', 'tok', 'ht', 'cx', 'pr')
+-- checkpoint and no new progress. A plain one reads six fields and writes two; one with a
+-- usage delta reads its sums and budget in the same HMGET and applies the delta there
+-- (usage_fast, lua/_usage.lua) unless it is a replay or crosses a budget threshold.
+-- Everything else (transitions, progress, checkpoints, refusals, budget events) takes the
+-- slow path below.
+local h
+if ARGV[11] then
+  h = redis.call('HMGET', KEYS[1], 'st', 'att', 'tok', 'ht', 'cx', 'pr', 'usq', 'us',
+    'um:' .. (ARGV[16] or ''), 'bg', 'bgw')
+else
+  h = redis.call('HMGET', KEYS[1], 'st', 'att', 'tok', 'ht', 'cx', 'pr')
+end
 local moved = ARGV[4] == '1' and ARGV[5] ~= h[6]
 local cx = 0
 if h[5] and h[5] ~= '' then cx = 1 end
 local fp = ARGV[10] or ''
 if h[1] == 'running' and not moved and ARGV[6] ~= '1' and fp == '' and h[2] == ARGV[2]
-  and h[3] == ARGV[3] and not ARGV[11] and cx == 0 then
+  and h[3] == ARGV[3] and cx == 0 then
   local now = now_str()
-  redis.call('HSET', KEYS[1], 'hb', now)
-  redis.call('ZADD', KEYS[4], tostring(tonumber(now) + tonumber(h[4])), ARGV[1])
-  return { 'ok', cx }
+  if not ARGV[11] then
+    redis.call('HSET', KEYS[1], 'hb', now)
+    redis.call('ZADD', KEYS[4], tostring(tonumber(now) + tonumber(h[4])), ARGV[1])
+    return { 'ok', cx }
+  end
+  local fields = usage_fast(h, ARGV, KEYS[7], KEYS[8], now)
+  if fields then
+    redis.call('HSET', KEYS[1], 'hb', now, unpack(fields))
+    redis.call('ZADD', KEYS[4], tostring(tonumber(now) + tonumber(h[4])), ARGV[1])
+    return { 'ok', cx }
+  end
 end
 
 local maxlen, cap = ARGV[8], uint(ARGV[9])

@@ -30,3 +30,4 @@ mod scripts;
 mod snooze;
 mod tokens;
 mod transitions;
+mod usage_hot_path;
