@@ -244,18 +244,22 @@ async fn beat_worker(
             }
             Err(Error::UnknownWorker { .. }) => {
                 let fresh = worker.renewal();
+                // Claims go out under the new id before the registry lists it: a long poll
+                // still waiting under the forgotten id ends now, so nothing enqueued once
+                // the new id is listed is claimed under the old one. If the registration
+                // fails, the next registry beat finds the new id unknown and renews again.
+                worker.adopt(fresh.worker_id.clone());
                 match ledger.register_worker(&fresh).await {
-                    Ok(_) => {
-                        tracing::warn!(
-                            old = %worker_id,
-                            new = %fresh.worker_id,
-                            "the worker registry forgot this worker; registered again"
-                        );
-                        worker.adopt(fresh.worker_id);
-                    }
-                    Err(e) => {
-                        tracing::warn!(worker = %worker_id, error = %e, "re-registration failed")
-                    }
+                    Ok(_) => tracing::warn!(
+                        old = %worker_id,
+                        new = %fresh.worker_id,
+                        "the worker registry forgot this worker; registered again"
+                    ),
+                    Err(e) => tracing::warn!(
+                        worker = %fresh.worker_id,
+                        error = %e,
+                        "re-registration failed; the next registry beat tries again"
+                    ),
                 }
             }
             Err(e) => tracing::warn!(worker = %worker_id, error = %e, "worker heartbeat failed"),
