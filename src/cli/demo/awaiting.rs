@@ -6,13 +6,9 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
-use unstuck::watchdog::{Watchdog, WatchdogConfig};
-use unstuck::{
-    AwaitOutcome, AwaitResume, EnqueueOptions, Heartbeat, Ledger, LedgerConfig, Result, State,
-};
+use unstuck::{AwaitOutcome, AwaitResume, EnqueueOptions, Heartbeat, Ledger, Result, State};
 
-use super::waiting::WaitingRow;
+use super::waiting::{Observed, WaitingRow, watched};
 
 const QUEUE: &str = "approvals";
 const ID: &str = "agent-plan-1";
@@ -26,40 +22,16 @@ const WAITED: Duration = Duration::from_millis(2000);
 /// # Errors
 /// Redis errors.
 pub async fn run(redis_url: &str, namespace: &str) -> Result<WaitingRow> {
-    let mut config = LedgerConfig::new(redis_url.to_owned());
-    config.namespace = namespace.to_owned();
-    config.partitions = 2;
-    let ledger = Ledger::connect(config).await?;
-    let stop = CancellationToken::new();
-    let watchdog = Watchdog::new(
-        ledger.clone(),
-        WatchdogConfig {
-            max_poll_interval: Duration::from_millis(50),
-            ..WatchdogConfig::default()
-        },
-    )?;
-    let replica = {
-        let (wd, stop) = (watchdog.clone(), stop.clone());
-        tokio::spawn(async move { wd.run(stop).await })
-    };
-    let observed = scenario(&ledger).await;
-    stop.cancel();
-    let _ = replica.await;
-    let (observed, correct) = match observed {
-        Ok(Ok(what)) => (what, true),
-        Ok(Err(wrong)) => (wrong, false),
-        Err(error) => (error.to_string(), false),
-    };
-    Ok(WaitingRow {
-        case: "an agent waiting for approval".into(),
-        expected: "never judged stuck, resumed, succeeds (the wait not counted)".into(),
-        observed,
-        correct,
+    let case = "an agent waiting for approval";
+    let expected = "never judged stuck, resumed, succeeds (the wait not counted)";
+    watched(redis_url, namespace, case, expected, |l, _| async move {
+        scenario(&l).await
     })
+    .await
 }
 
 /// `Ok(Ok(what happened))` when all went as expected, `Ok(Err(what went wrong))` else.
-async fn scenario(l: &Ledger) -> Result<std::result::Result<String, String>> {
+async fn scenario(l: &Ledger) -> Observed {
     let opts = EnqueueOptions::new()
         .id(ID)
         .heartbeat_timeout(HEARTBEAT_TIMEOUT)

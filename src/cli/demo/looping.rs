@@ -8,13 +8,11 @@ use std::time::Duration;
 
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use unstuck::watchdog::{Watchdog, WatchdogConfig};
 use unstuck::{
-    EnqueueOptions, Job, JobError, Ledger, LedgerConfig, Result, Runner, RunnerConfig, State,
-    StopReason,
+    EnqueueOptions, Job, JobError, Ledger, Result, Runner, RunnerConfig, State, StopReason,
 };
 
-use super::waiting::WaitingRow;
+use super::waiting::{Observed, WaitingRow, watched};
 
 const QUEUE: &str = "tools";
 const MAX_REPEATS: u32 = 5;
@@ -28,36 +26,12 @@ const WAIT: Duration = Duration::from_secs(20);
 /// # Errors
 /// Redis errors.
 pub async fn run(redis_url: &str, namespace: &str) -> Result<WaitingRow> {
-    let mut config = LedgerConfig::new(redis_url.to_owned());
-    config.namespace = namespace.to_owned();
-    config.partitions = 2;
-    let ledger = Ledger::connect(config).await?;
-    let stop = CancellationToken::new();
-    let watchdog = Watchdog::new(
-        ledger.clone(),
-        WatchdogConfig {
-            max_poll_interval: Duration::from_millis(50),
-            ..WatchdogConfig::default()
-        },
-    )?;
-    let replica = {
-        let (wd, stop) = (watchdog.clone(), stop.clone());
-        tokio::spawn(async move { wd.run(stop).await })
-    };
-    let observed = scenario(&ledger, &stop).await;
-    stop.cancel();
-    let _ = replica.await;
-    let (observed, correct) = match observed {
-        Ok(Ok(what)) => (what, true),
-        Ok(Err(wrong)) => (wrong, false),
-        Err(error) => (error.to_string(), false),
-    };
-    Ok(WaitingRow {
-        case: "a looping agent caught by its fingerprint".into(),
-        expected: "the looping one stopped (looping); the varied one succeeds".into(),
-        observed,
-        correct,
+    let case = "a looping agent caught by its fingerprint";
+    let expected = "the looping one stopped (looping); the varied one succeeds";
+    watched(redis_url, namespace, case, expected, |l, stop| async move {
+        scenario(&l, &stop).await
     })
+    .await
 }
 
 /// One agent: `looping` repeats one fingerprint until stopped; otherwise each step has a
@@ -85,10 +59,7 @@ async fn agent(job: Job) -> std::result::Result<Option<serde_json::Value>, JobEr
 }
 
 /// `Ok(Ok(what happened))` when all went as expected, `Ok(Err(what went wrong))` else.
-async fn scenario(
-    l: &Ledger,
-    stop: &CancellationToken,
-) -> Result<std::result::Result<String, String>> {
+async fn scenario(l: &Ledger, stop: &CancellationToken) -> Observed {
     let opts = |id: &str| {
         EnqueueOptions::new()
             .id(id)

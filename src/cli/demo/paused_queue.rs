@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use unstuck::{EnqueueOptions, Job, Ledger, LedgerConfig, Result, Runner, RunnerConfig, State};
+use unstuck::{EnqueueOptions, Job, Ledger, Result, Runner, RunnerConfig, State};
 
 use super::waiting::WaitingRow;
 
@@ -24,10 +24,7 @@ const WAIT: Duration = Duration::from_secs(20);
 /// # Errors
 /// Redis errors.
 pub async fn run(redis_url: &str, namespace: &str) -> Result<WaitingRow> {
-    let mut config = LedgerConfig::new(redis_url.to_owned());
-    config.namespace = namespace.to_owned();
-    config.partitions = 2;
-    let ledger = Ledger::connect(config).await?;
+    let ledger = super::waiting::ledger_in(redis_url, namespace).await?;
     for i in 1..=EXECUTIONS {
         let opts = EnqueueOptions::new().id(format!("export-{i}"));
         ledger.enqueue(QUEUE, &json!({ "n": i }), opts).await?;

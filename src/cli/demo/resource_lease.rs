@@ -7,13 +7,9 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
-use unstuck::watchdog::{Watchdog, WatchdogConfig};
-use unstuck::{
-    Acquire, AcquireOutcome, EnqueueOptions, Heartbeat, Ledger, LedgerConfig, Result, State,
-};
+use unstuck::{Acquire, AcquireOutcome, EnqueueOptions, Heartbeat, Ledger, Result, State};
 
-use super::waiting::WaitingRow;
+use super::waiting::{Observed, WaitingRow, watched};
 
 const QUEUE: &str = "browsing";
 const ID: &str = "agent-crash-1";
@@ -27,40 +23,16 @@ const WAIT: Duration = Duration::from_secs(20);
 /// # Errors
 /// Redis errors.
 pub async fn run(redis_url: &str, namespace: &str) -> Result<WaitingRow> {
-    let mut config = LedgerConfig::new(redis_url.to_owned());
-    config.namespace = namespace.to_owned();
-    config.partitions = 2;
-    let ledger = Ledger::connect(config).await?;
-    let stop = CancellationToken::new();
-    let watchdog = Watchdog::new(
-        ledger.clone(),
-        WatchdogConfig {
-            max_poll_interval: Duration::from_millis(50),
-            ..WatchdogConfig::default()
-        },
-    )?;
-    let replica = {
-        let (wd, stop) = (watchdog.clone(), stop.clone());
-        tokio::spawn(async move { wd.run(stop).await })
-    };
-    let observed = scenario(&ledger).await;
-    stop.cancel();
-    let _ = replica.await;
-    let (observed, correct) = match observed {
-        Ok(Ok(what)) => (what, true),
-        Ok(Err(wrong)) => (wrong, false),
-        Err(error) => (error.to_string(), false),
-    };
-    Ok(WaitingRow {
-        case: "a crashed agent whose tool lease passes to its retry".into(),
-        expected: "unit freed by the watchdog's sweep; the retry holds it and succeeds".into(),
-        observed,
-        correct,
+    let case = "a crashed agent whose tool lease passes to its retry";
+    let expected = "unit freed by the watchdog's sweep; the retry holds it and succeeds";
+    watched(redis_url, namespace, case, expected, |l, _| async move {
+        scenario(&l).await
     })
+    .await
 }
 
 /// `Ok(Ok(what))` when the case went as expected, `Ok(Err(what))` when not.
-async fn scenario(ledger: &Ledger) -> Result<std::result::Result<String, String>> {
+async fn scenario(ledger: &Ledger) -> Observed {
     let opts = EnqueueOptions::new()
         .id(ID)
         .heartbeat_timeout(HEARTBEAT_TIMEOUT)
