@@ -43,7 +43,12 @@ fn short_fault_demo_is_all_correct() {
         url,
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{:?}; stderr:\n{stderr}", out.status);
+    assert!(
+        out.status.success(),
+        "{:?}; the report (which row is off):\n{}\nstderr:\n{stderr}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
     let report: Value = serde_json::from_slice(&out.stdout).expect("stdout is the JSON report");
     let table = serde_json::to_string_pretty(&report).unwrap();
     assert!(
