@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # What a usage delta adds to a heartbeat's Redis time: the heartbeat script (joined as
-# src/scripts.rs joins it) run by a pipelined redis-cli --pipe against EXECUTIONS running
-# executions on a throwaway redis-server (unix socket), alternately plain beats and beats
-# each carrying a usage delta (its own increasing seq, a model named: every delta is
-# applied, none is a replay), ROUNDS times. Prints INFO commandstats µs per EVALSHA for
-# each batch and the server's CPU time per beat, the medians and their ratios. redis-benchmark cannot number the deltas, hence
-# the generated command stream.
+# src/scripts.rs joins it, benches/lua_source.sh) run by a pipelined redis-cli --pipe
+# against EXECUTIONS running executions on a throwaway redis-server (unix socket), in
+# turn: plain beats, beats each carrying a usage delta (its own increasing seq, a model
+# named: every delta is applied, none is a replay) of executions without a budget, and
+# the same of executions with one (judged on the beat), ROUNDS times. After each batch
+# of deltas the fold script (lua/usage_fold.lua, as the watchdog's round runs it) adds
+# the journal to the sums. Prints the server's CPU time per beat and per folded delta,
+# the medians and the ratios to a plain beat. redis-benchmark cannot number the deltas,
+# hence the generated command stream.
 #
 #   benches/heartbeat_usage_ceiling.sh
 #
@@ -26,48 +29,61 @@ trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -rf "$dir"' EXI
 cli() { redis-cli -s "$sock" "$@"; }
 for _ in $(seq 50); do cli ping >/dev/null 2>&1 && break; sleep 0.1; done
 
+# Two queues of running executions, as they are after their first delta fixed the
+# budget: "bench" without one ('0|0|0'), "budgeted" with a budget no beat reaches.
 tag='{bench:0}'
 now=$(($(date +%s) * 1000))
 awk -v n="$executions" -v now="$now" -v tag="$tag" '
   function bulk(s) { printf "$%d\r\n%s\r\n", length(s), s }
   function cmd(argc, args,   i) { printf "*%d\r\n", argc; for (i = 1; i <= argc; i++) bulk(args[i]) }
   BEGIN {
-    split("q bench st running att 1 tok n1 wk w0 dsp " now " hb " now " pr - prc " now \
+    split("st running att 1 tok n1 wk w0 dsp " now " hb " now " pr - prc " now \
           " ss - pl {\"n\":1} cr " now " sg 30000 ht 30000 npt 0 dl 0 dla 0 stt 30000" \
           " ma 2 bb 1000 bm 300000 cg 30000 sta " now, f, " ")
-    for (i = 0; i < n; i++) {
-      id = sprintf("%06d", i)
-      a[1] = "HSET"; a[2] = tag ":x:bench/" id; c = 2
-      for (j = 1; j in f; j++) { v = f[j]; if (v == "-") v = ""; a[++c] = v }
-      a[++c] = "id"; a[++c] = id
-      cmd(c, a)
-      b[1] = "ZADD"; b[2] = tag ":timer:heartbeat"; b[3] = now + 30000; b[4] = "bench/" id
-      cmd(4, b)
+    split("bench budgeted", queues, " ")
+    split("0|0|0 1000000000000000|0|800", budgets, " ")
+    for (qi = 1; qi <= 2; qi++) {
+      q = queues[qi]
+      for (i = 0; i < n; i++) {
+        id = sprintf("%06d", i)
+        a[1] = "HSET"; a[2] = tag ":x:" q "/" id; c = 2
+        for (j = 1; j in f; j++) { v = f[j]; if (v == "-") v = ""; a[++c] = v }
+        a[++c] = "q"; a[++c] = q; a[++c] = "id"; a[++c] = id; a[++c] = "bg"; a[++c] = budgets[qi]
+        cmd(c, a)
+        b[1] = "ZADD"; b[2] = tag ":timer:heartbeat"; b[3] = now + 30000; b[4] = q "/" id
+        cmd(4, b)
+      }
     }
   }' | cli --pipe >/dev/null
 
-sha=$(cat "$root/lua/_lib.lua" <(echo) "$root/lua/_fingerprint.lua" <(echo) "$root/lua/_pause.lua" <(echo) "$root/lua/_usage.lua" \
-  <(echo) "$root/lua/heartbeat.lua" | cli -x script load)
+sha=$("$root/benches/lua_source.sh" heartbeat | cli -x script load)
+fold_sha=$("$root/benches/lua_source.sh" usage_fold | cli -x script load)
+for h in "$sha" "$fold_sha"; do
+  [[ $h =~ ^[0-9a-f]{40}$ ]] || { echo "script load failed: $h" >&2; exit 1; }
+done
 
-# The command stream of one batch of beats, written before the clock starts: plain (usage
-# 0) or each beat with a delta numbered from `first`.
+# The command stream of one batch of beats, written before the clock starts: plain
+# ("plain"), or each beat with a delta numbered from `first` (queue "bench" or
+# "budgeted").
 stream() {
-  awk -v n="$beats" -v e="$executions" -v tag="$tag" -v sha="$sha" -v usage="$1" -v first="$2" '
+  awk -v n="$beats" -v e="$executions" -v tag="$tag" -v sha="$sha" -v kind="$1" -v first="$2" '
     function bulk(s) { printf "$%d\r\n%s\r\n", length(s), s }
     BEGIN {
+      usage = kind != "plain"
+      q = usage ? kind : "bench"
       for (i = 0; i < n; i++) {
         id = sprintf("%06d", i % e)
-        printf "*%d\r\n", usage ? 28 : 18
-        bulk("EVALSHA"); bulk(sha); bulk(usage ? 9 : 6)
-        bulk(tag ":x:bench/" id); bulk(tag ":events"); bulk(tag ":timer:start")
+        printf "*%d\r\n", usage ? 24 : 19
+        bulk("EVALSHA"); bulk(sha); bulk(usage ? 10 : 6)
+        bulk(tag ":x:" q "/" id); bulk(tag ":events"); bulk(tag ":timer:start")
         bulk(tag ":timer:heartbeat"); bulk(tag ":timer:progress"); bulk(tag ":timer:stuck")
-        if (usage) { bulk(tag ":q:bench:conf"); bulk(tag ":q:bench:usage"); bulk(tag ":timer:cancel") }
-        bulk("bench/" id); bulk("1"); bulk("n1"); bulk("0"); bulk(""); bulk("0"); bulk("")
-        bulk("10000"); bulk("32")
         if (usage) {
-          bulk(""); bulk(first + int(i / e)); bulk("1200"); bulk("300"); bulk("0")
-          bulk("4500"); bulk("bench-model")
+          bulk(tag ":q:" q ":conf"); bulk(tag ":q:" q ":uj"); bulk(tag ":usage:journals")
+          bulk(tag ":timer:cancel")
         }
+        bulk(q "/" id); bulk("1"); bulk("n1"); bulk("0"); bulk(""); bulk("0"); bulk("")
+        bulk("10000"); bulk("32"); bulk("")
+        if (usage) bulk(q "/" id "|1|" (first + int(i / e)) "|1200|300|0|4500|bench-model")
       }
     }' >"$dir/stream"
 }
@@ -76,7 +92,8 @@ stream() {
 # (wall clock), not inflated when a loaded machine takes the core away mid-script.
 cpu_ns() { cut -d' ' -f1 "/proc/$server/schedstat"; }
 
-# Runs the stream; prints "<commandstats µs per EVALSHA> <server CPU µs per beat>".
+# Runs the stream; prints the server's CPU µs per beat and the µs per EVALSHA of INFO
+# commandstats (the script's own run time, wall clock).
 batch() {
   cli config resetstat >/dev/null
   local stats c0 c1
@@ -88,30 +105,58 @@ batch() {
     *failed_calls=0*) ;;
     *) echo "beats failed: $stats" >&2; exit 1 ;;
   esac
-  echo "$(echo "$stats" | sed -n 's/^cmdstat_evalsha:.*usec_per_call=\([0-9.]*\).*/\1/p')" \
-    "$(awk -v a="$c0" -v b="$c1" -v n="$beats" 'BEGIN { printf "%.2f", (b - a) / n / 1000 }')"
+  awk -v a="$c0" -v b="$c1" -v n="$beats" 'BEGIN { printf "%.2f", (b - a) / n / 1000 }'
+  echo " $(echo "$stats" | sed -n 's/^cmdstat_evalsha:.*usec_per_call=\([0-9.]*\).*/\1/p')"
+}
+
+# Folds every journal as the watchdog's round does; prints the server's CPU µs per delta.
+fold() {
+  local c0 c1 reply deltas=0
+  c0=$(cpu_ns)
+  while :; do
+    reply=$(cli evalsha "$fold_sha" 2 "$tag:usage:journals" "$tag:events" "$tag:q:" "$tag:x:" \
+      10000 "" 2000 ":uj" ":usage" ":conf")
+    deltas=$((deltas + $(echo "$reply" | sed -n 2p)))
+    [ "$(echo "$reply" | sed -n 3p)" = 1 ] || break
+  done
+  c1=$(cpu_ns)
+  [ "$deltas" -eq "$beats" ] || { echo "folded $deltas deltas of $beats" >&2; exit 1; }
+  awk -v a="$c0" -v b="$c1" -v n="$deltas" 'BEGIN { printf "%.2f", (b - a) / n / 1000 }'
 }
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 ratio() { awk -v p="$1" -v u="$2" 'BEGIN { printf "%+.0f", (u / p - 1) * 100 }'; }
+spread() { sort -n | awk '{ v[NR] = $1 } END { printf "%s–%s", v[1], v[NR] }'; }
 
 echo "redis-server $(cli info server | sed -n 's/^redis_version:\(.*\)\r$/\1/p'), nproc $(nproc)," \
-  "$executions running executions, $beats beats per batch, $rounds rounds"
-plain=() with=() plain_cpu=() with_cpu=()
+  "$executions running executions per queue, $beats beats per batch, $rounds rounds"
+plain=() usage=() usage_fold=() budgeted=() budgeted_fold=()
+plain_s=() usage_s=() budgeted_s=()
 for r in $(seq "$rounds"); do
-  stream 0 0
-  read -r w c <<<"$(batch)"
-  plain+=("$w") plain_cpu+=("$c")
-  stream 1 $((r * 1000000))
-  read -r w c <<<"$(batch)"
-  with+=("$w") with_cpu+=("$c")
-  echo "  round $r: plain ${plain[-1]} µs (cpu ${plain_cpu[-1]}), with usage ${with[-1]} µs" \
-    "(cpu ${with_cpu[-1]}) per EVALSHA"
+  stream plain 0
+  read -r c w <<<"$(batch)"
+  plain+=("$c") plain_s+=("$w")
+  stream bench $((r * 1000000))
+  read -r c w <<<"$(batch)"
+  usage+=("$c") usage_s+=("$w")
+  usage_fold+=("$(fold)")
+  stream budgeted $((r * 1000000))
+  read -r c w <<<"$(batch)"
+  budgeted+=("$c") budgeted_s+=("$w")
+  budgeted_fold+=("$(fold)")
+  echo "  round $r: server CPU µs per beat: plain ${plain[-1]}, with usage ${usage[-1]}" \
+    "(fold ${usage_fold[-1]} per delta), budgeted ${budgeted[-1]} (fold ${budgeted_fold[-1]})"
 done
-p=$(printf '%s\n' "${plain[@]}" | median)
-u=$(printf '%s\n' "${with[@]}" | median)
-pc=$(printf '%s\n' "${plain_cpu[@]}" | median)
-uc=$(printf '%s\n' "${with_cpu[@]}" | median)
-echo "median: plain $p µs, with usage $u µs per EVALSHA: $(ratio "$p" "$u") %"
-echo "median server CPU per beat: plain $pc µs, with usage $uc µs: $(ratio "$pc" "$uc") %"
-echo "usage kept: $(cli hget "$tag:q:bench:usage" t)"
+m() { printf '%s\n' "$@" | median; }
+s() { printf '%s\n' "$@" | spread; }
+p=$(m "${plain[@]}") u=$(m "${usage[@]}") uf=$(m "${usage_fold[@]}")
+b=$(m "${budgeted[@]}") bf=$(m "${budgeted_fold[@]}")
+echo "median server CPU per beat (spread):"
+echo "  plain                 $p µs ($(s "${plain[@]}"))"
+echo "  with usage            $u µs ($(s "${usage[@]}")): $(ratio "$p" "$u") %"
+echo "  with usage, budgeted  $b µs ($(s "${budgeted[@]}")): $(ratio "$p" "$b") %"
+ps=$(m "${plain_s[@]}") us=$(m "${usage_s[@]}") bs=$(m "${budgeted_s[@]}")
+echo "median µs per EVALSHA (commandstats): plain $ps, with usage $us ($(ratio "$ps" "$us") %)," \
+  "budgeted $bs ($(ratio "$ps" "$bs") %)"
+echo "  fold per delta        $uf µs without a budget, $bf µs budgeted (in batches of 2000)"
+echo "queue usage kept: $(cli hget "$tag:q:bench:usage" t), $(cli hget "$tag:q:budgeted:usage" t)"

@@ -1,6 +1,6 @@
 -- Shared helpers, prepended to every script by src/scripts.rs.
 -- Conventions used by all scripts:
---   * Redis TIME, read once per script through now_ms(), is the only clock.
+--   * Redis TIME, read once per script through now_ms() or now_str() (lua/_clock.lua), is the only clock.
 --   * Timer index members are "<queue>/<id>"; slot and pending members are "<id>".
 --   * Scripts validate everything first, then write; replies are flat arrays whose first
 --     element is a status word the Rust side turns into a typed result.
@@ -64,21 +64,6 @@
 -- backoff base, backoff max, cancel grace, max snoozes, max repeats; milliseconds, or the
 -- count.
 local TIMING_FIELDS = { 'sg', 'ht', 'npt', 'dl', 'stt', 'ma', 'bb', 'bm', 'cg', 'msz', 'mr' }
-
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-
--- Redis TIME in milliseconds as a decimal string. Redis 7.0 formats every Lua number
--- passed to redis.call with "%.17g" (and Lua's `..` with "%.14g"), about 0.2 µs each, so
--- the hot-path scripts keep times, attempts and timings as strings and do arithmetic only
--- where a new value is needed.
-local function now_str()
-  local t = redis.call('TIME')
-  local us = t[2]
-  return t[1] .. string.sub(string.sub('000000', #us + 1) .. us, 1, 3)
-end
 
 -- Parse a non-negative integer argument; nil when absent or malformed.
 local function uint(v)

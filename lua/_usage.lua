@@ -1,13 +1,26 @@
--- Usage and budgets, prepended after _lib.lua and _pause.lua (heartbeat.lua takes a usage
--- delta in ARGV 11..16; complete and fail send theirs through the same script first).
--- Every amount is "input|output|cached|cost" text (cost in integer micro-units), so one
--- field holds a whole sum and one HSET writes them all.
+-- Usage and budgets, prepended after _lib.lua and _pause.lua: heartbeat.lua takes a usage
+-- delta (complete and fail send theirs through it first) and usage_fold.lua folds the
+-- journal. Every amount is "input|output|cached|cost" text (cost in integer micro-units),
+-- so one field holds a whole sum and one HSET writes them all.
+--
+-- A delta is judged on the beat and summed later, in one place. The caller sends it as
+-- its journal entry, "<queue>/<id>|<attempt>|<seq>|<input>|<output>|<cached
+-- input>|<cost>|<model>" (src/ledger/usage/mod.rs), and the beat appends it to the
+-- queue's journal once the token is checked; usage_fold adds the journal to the sums (an
+-- execution's, per model, the queue's totals and window) in arrival order, skipping a
+-- delta whose seq its attempt has had (a replay), and pauses a queue whose window budget
+-- it spends. So a plain usage beat parses no number. An entry ending "|a" was applied to
+-- the execution's total on the beat, which judged the budget at once (usage_fast,
+-- apply_usage: executions with a budget); the fold adds its per-model and queue sums.
+-- The fold runs in every watchdog round (the partition's journal index lists the queues
+-- with a journal) and before anything reads a sum (src/ledger/usage/fold.rs), so reads
+-- see every delta the ledger accepted.
 -- Execution hash fields:
 --   us usage summed over all attempts; um:<model> the same per model ('um:' none named)
 --   usq "<attempt>:<seq>" of the last delta applied (a delta is applied once: its seq must
 --       be above the last one of its attempt)
---   bg the execution's budget "tokens|cost|warning per mille" (0: no limit; absent: the
---      queue's default budget, as it is when usage arrives)
+--   bg the execution's budget "tokens|cost|warning per mille" ('0|0|0': none); set at
+--      enqueue, or by its first delta from the queue's default budget then in force
 --   bgw budget warning sent at (ms)
 --   cxr why cancellation was requested: budget_exceeded (absent: an operator's cancel)
 -- Queue usage hash (Keyspace::queue_usage, the queue's partition tag):
@@ -37,21 +50,31 @@ local function usage_add(u, d, sign)
   return u
 end
 
--- The delta in args[u..u+5] (seq, input, output, cached, cost, model), validated; or nil
--- and the name of the bad member.
-local function usage_arg(args, u)
-  local seq = uint(args[u])
-  if not seq or seq < 1 then return nil, 'usage.seq' end
-  local d = { seq = seq, seq_text = args[u] }
-  for i, name in ipairs({ 'input_tokens', 'output_tokens', 'cached_input_tokens', 'cost' }) do
-    local v = uint(args[u + i])
-    if not v or v > 1e15 then return nil, 'usage.' .. name end
-    d[i] = v
+-- Reads a journal entry (above): its member, attempt and the delta { seq, seq_text,
+-- input, output, cached, cost (1..4), model, applied (ends "|a") }; or nil and the name
+-- of the bad member.
+local USAGE_ENTRY = '^([^|]*)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)|([^|%c]*)(.*)$'
+
+local function usage_read(entry)
+  local member, att, seq, i, o, c, k, model, kind = string.match(entry or '', USAGE_ENTRY)
+  if not member or (kind ~= '' and kind ~= '|a') then return nil, 'usage' end
+  local d = { seq = tonumber(seq), seq_text = seq, model = model, applied = kind == '|a',
+    tonumber(i), tonumber(o), tonumber(c), tonumber(k) }
+  if d.seq < 1 or #seq > 15 then return nil, 'usage.seq' end
+  for n, name in ipairs({ 'input_tokens', 'output_tokens', 'cached_input_tokens', 'cost' }) do
+    if d[n] > 1e15 then return nil, 'usage.' .. name end
   end
   if d[3] > d[1] then return nil, 'usage.cached_input_tokens' end
-  local model = args[u + 5] or ''
-  if #model > 128 or string.find(model, '[|%c]') then return nil, 'usage.model' end
-  d.model = model
+  if #model > 128 then return nil, 'usage.model' end
+  return d, member, att
+end
+
+-- The delta of a beat's entry, validated, and of the beat's own member and attempt.
+local function usage_entry(entry, member, att)
+  local d, m, a = usage_read(entry)
+  if not d then return nil, m end
+  if d.applied or m ~= member or a ~= att then return nil, 'usage' end
+  d.text = entry
   return d
 end
 
@@ -96,169 +119,241 @@ local function usage_roll(key, w, wold, cur, now, window, bucket)
   return gone, s
 end
 
--- Applies delta d to the execution x = { key, events, maxlen, cap, settings, usage,
--- cancel, member, att, st } and its queue, then judges the budgets. Returns
--- 'replayed' (nothing written: seq already applied), or 'ok' and the cause of a
--- cancellation it requested ('' when none).
+-- Appends delta d (usage_entry) to x.journal, with "|a" when the beat applied it to the
+-- execution's total; the first entry lists the queue in the partition's index, x.index.
+local function usage_journal(x, d, applied)
+  local entry = d.text
+  if applied then entry = entry .. '|a' end
+  if redis.call('RPUSH', x.journal, entry) == 1 then
+    redis.call('SADD', x.index, string.match(x.member, '^([^/]*)/'))
+  end
+end
+
+-- The budget an execution's first delta fixes: the queue's default then in force, as
+-- "tokens|cost|warning per mille" ('0|0|0': none).
+local function usage_default_budget(settings)
+  local conf = redis.call('HMGET', settings, 'bgt', 'bgc', 'bgs')
+  return string.format('%d|%d|%d', tonumber(conf[1]) or 0, tonumber(conf[2]) or 0,
+    tonumber(conf[3]) or 0)
+end
+
+-- The budget judgement of a new total tot against bg (a triple, nil: none): the fields
+-- and events of a warning and of the limit. e = { bgw, cx, cg, hn, id } as read from
+-- the execution. Returns the cause of a cancellation it requested ('' when none).
+local function usage_judge(x, e, tot, bg, fields, now)
+  if not bg or (bg[1] == 0 and bg[2] == 0) then return '' end
+  local share = bg[3]
+  if share == 0 then share = 800 end
+  if not e.bgw and usage_reaches(tot, bg, share) then
+    fields[#fields + 1] = 'bgw'; fields[#fields + 1] = now
+    emit(x.events, x.maxlen, x.queue, e.id, x.att, x.st, x.st, 'budget_warning',
+      usage_spend(tot, { bg[1] * share / 1000, bg[2] * share / 1000 }))
+  end
+  if (not e.cx or e.cx == '') and usage_reaches(tot, bg, 1000) then
+    local detail = 'budget exceeded: ' .. usage_spend(tot, bg)
+    for _, v in ipairs({ 'cx', now, 'cxr', 'budget_exceeded', 'err', detail,
+      hist_push(e.hn, now, x.st, 'cancel_requested', x.att, x.cap) }) do
+      fields[#fields + 1] = v
+    end
+    redis.call('ZADD', x.cancel, tonumber(now) + tonumber(e.cg or 0), x.member)
+    emit(x.events, x.maxlen, x.queue, e.id, x.att, x.st, x.st, 'budget_exceeded', detail)
+    return 'budget_exceeded'
+  end
+  return ''
+end
+
+-- Takes delta d of the execution x = { key, events, maxlen, cap, settings, journal,
+-- index, cancel, member, att, st } on any beat but the hot ones: fixes its budget on the
+-- first delta; without a budget journals it ('j'); with one applies it to the total at
+-- once, judges the budget and journals the rest ('a'). Returns 'replayed' (nothing
+-- written: seq already applied), or 'ok' and the cause of a cancellation it requested
+-- ('' when none).
 local function apply_usage(x, d, now)
-  local mf = 'um:' .. d.model
-  local e = redis.call('HMGET', x.key, 'usq', 'us', mf, 'bg', 'bgw', 'cx', 'cg', 'hn', 'id',
-    'q')
-  x.queue = e[10]
-  local la, ls = string.match(e[1] or '', '^(%d+):(%d+)$')
+  local r = redis.call('HMGET', x.key, 'usq', 'us', 'bg', 'bgw', 'cx', 'cg', 'hn', 'id', 'q')
+  local e = { bgw = r[4], cx = r[5], cg = r[6], hn = r[7], id = r[8] }
+  x.queue = r[9]
+  local fields = {}
+  local bg_text = r[3]
+  if not bg_text then
+    bg_text = usage_default_budget(x.settings)
+    fields[1] = 'bg'; fields[2] = bg_text
+  end
+  local bg = usage_triple(bg_text)
+  if not bg or (bg[1] == 0 and bg[2] == 0) then
+    if #fields > 0 then redis.call('HSET', x.key, unpack(fields)) end
+    usage_journal(x, d, false)
+    return 'ok', ''
+  end
+  local la, ls = string.match(r[1] or '', '^(%d+):(%d+)$')
   if la == x.att and tonumber(ls) >= d.seq then return 'replayed', '' end
-  local conf = redis.call('HMGET', x.settings, 'bgt', 'bgc', 'bgs', 'wbt', 'wbc', 'wbw')
-
-  local tot = usage_add(usage_parse(e[2]), d, 1)
-  local fields = { 'usq', x.att .. ':' .. d.seq_text, 'us', usage_text(tot), mf,
-    usage_text(usage_add(usage_parse(e[3]), d, 1)) }
-  local cause = ''
-  local bg = usage_triple(e[4])
-  if not bg and conf[1] then
-    bg = { tonumber(conf[1]) or 0, tonumber(conf[2]) or 0, tonumber(conf[3]) or 0 }
-  end
-  if bg and (bg[1] > 0 or bg[2] > 0) then
-    local share = bg[3]
-    if share == 0 then share = 800 end
-    if not e[5] and usage_reaches(tot, bg, share) then
-      fields[#fields + 1] = 'bgw'; fields[#fields + 1] = now
-      emit(x.events, x.maxlen, x.queue, e[9], x.att, x.st, x.st, 'budget_warning',
-        usage_spend(tot, { bg[1] * share / 1000, bg[2] * share / 1000 }))
-    end
-    if (not e[6] or e[6] == '') and usage_reaches(tot, bg, 1000) then
-      local detail = 'budget exceeded: ' .. usage_spend(tot, bg)
-      for _, v in ipairs({ 'cx', now, 'cxr', 'budget_exceeded', 'err', detail,
-        hist_push(e[8], now, x.st, 'cancel_requested', x.att, x.cap) }) do
-        fields[#fields + 1] = v
-      end
-      redis.call('ZADD', x.cancel, tonumber(now) + tonumber(e[7] or 0), x.member)
-      emit(x.events, x.maxlen, x.queue, e[9], x.att, x.st, x.st, 'budget_exceeded', detail)
-      cause = 'budget_exceeded'
-    end
-  end
+  local tot = usage_add(usage_parse(r[2]), d, 1)
+  fields[#fields + 1] = 'usq'; fields[#fields + 1] = x.att .. ':' .. d.seq_text
+  fields[#fields + 1] = 'us'; fields[#fields + 1] = usage_text(tot)
+  local cause = usage_judge(x, e, tot, bg, fields, now)
   redis.call('HSET', x.key, unpack(fields))
+  usage_journal(x, d, true)
+  return 'ok', cause
+end
 
-  -- The queue: running totals, per model, and the rolling window.
+-- A usage beat of a budgeted execution that is otherwise hot (heartbeat.lua): when the
+-- delta is not a replay and crosses no budget threshold, the fields for the beat's HSET
+-- (the new total and seq; the caller journals the delta, kind 'a'). Otherwise nil,
+-- having written nothing: apply_usage decides.
+local function usage_fast(x, d)
+  local r = redis.call('HMGET', x.key, 'usq', 'us', 'bg', 'bgw')
+  local bg = usage_triple(r[3])
+  if not bg then return nil end
+  local la, ls = string.match(r[1] or '', '^(%d+):(%d+)$')
+  if la == x.att and tonumber(ls) >= d.seq then return nil end
+  local tot = usage_add(usage_parse(r[2]), d, 1)
+  local share = bg[3]
+  if share == 0 then share = 800 end
+  if (not r[4] and usage_reaches(tot, bg, share)) or usage_reaches(tot, bg, 1000) then
+    return nil
+  end
+  return { 'usq', x.att .. ':' .. d.seq_text, 'us', usage_text(tot) }
+end
+
+-- Adds the deltas folded from a queue's journal to its usage hash: q = { usage,
+-- settings, events, maxlen, queue }, sum their total, by_model their sums per model.
+-- Rolls the window, and pauses the queue when these deltas spend its window budget (not
+-- again while the window stays spent: an operator who resumes has decided to let the
+-- work go on).
+local function usage_queue_add(q, sum, by_model, now)
+  local conf = redis.call('HMGET', q.settings, 'wbt', 'wbc', 'wbw')
   local wb = nil
-  if conf[4] then wb = { tonumber(conf[4]) or 0, tonumber(conf[5]) or 0, tonumber(conf[6]) or 0 } end
+  if conf[1] then wb = { tonumber(conf[1]) or 0, tonumber(conf[2]) or 0, tonumber(conf[3]) or 0 } end
   local window = USAGE_DAY_MS
   if wb and wb[3] > 0 then window = wb[3] end
   local bucket = math.max(math.floor(window / USAGE_BUCKETS), 1000)
   local n = tonumber(now)
   local cur = n - n % bucket
-  local qm = 'm:' .. d.model
-  local q = redis.call('HMGET', x.usage, 't', qm, 'w', 'wold', 'b:' .. cur, 'wbs')
-  local w = usage_parse(q[3])
+  local read = { 't', 'w', 'wold', 'b:' .. cur, 'wbs' }
+  local models = {}
+  for model in pairs(by_model) do
+    models[#models + 1] = model
+    read[#read + 1] = 'm:' .. model
+  end
+  local v = redis.call('HMGET', q.usage, unpack(read))
+  local w = usage_parse(v[2])
   local gone, wold
-  local old_bucket = tonumber(q[6])
-  if q[4] and old_bucket and old_bucket ~= bucket then
+  local old_bucket = tonumber(v[5])
+  if v[3] and old_bucket and old_bucket ~= bucket then
     -- The window changed length: its buckets no longer line up; start it afresh.
     gone, wold, w = {}, cur, usage_parse(nil)
     for i = 0, USAGE_BUCKETS do
-      local f = 'b:' .. string.format('%d', tonumber(q[4]) + i * old_bucket)
+      local f = 'b:' .. string.format('%d', tonumber(v[3]) + i * old_bucket)
       if f ~= 'b:' .. cur then gone[#gone + 1] = f end
     end
-    q[5] = nil
+    v[4] = nil
   else
-    gone, wold = usage_roll(x.usage, w, tonumber(q[4]), cur, n, window, bucket)
+    gone, wold = usage_roll(q.usage, w, tonumber(v[3]), cur, n, window, bucket)
   end
   local before = { w[1], w[2], w[3], w[4] }
-  usage_add(w, d, 1)
-  redis.call('HSET', x.usage, 't', usage_text(usage_add(usage_parse(q[1]), d, 1)),
-    qm, usage_text(usage_add(usage_parse(q[2]), d, 1)), 'w', usage_text(w),
+  usage_add(w, sum, 1)
+  local write = { 't', usage_text(usage_add(usage_parse(v[1]), sum, 1)), 'w', usage_text(w),
     'wold', string.format('%d', wold), 'wbs', string.format('%d', bucket), 'b:' .. cur,
-    usage_text(usage_add(usage_parse(q[5]), d, 1)))
-  if #gone > 0 then redis.call('HDEL', x.usage, unpack(gone)) end
-  -- The window budget pauses the queue when this delta crosses it (not again while the
-  -- window stays spent: an operator who resumes has decided to let the work go on).
+    usage_text(usage_add(usage_parse(v[4]), sum, 1)) }
+  for i, model in ipairs(models) do
+    write[#write + 1] = 'm:' .. model
+    write[#write + 1] = usage_text(usage_add(usage_parse(v[5 + i]), by_model[model], 1))
+  end
+  redis.call('HSET', q.usage, unpack(write))
+  if #gone > 0 then redis.call('HDEL', q.usage, unpack(gone)) end
   if wb and (wb[1] > 0 or wb[2] > 0) and usage_reaches(w, wb, 1000)
     and not usage_reaches(before, wb, 1000) then
-    pause_queue({ settings = x.settings, events = x.events, maxlen = x.maxlen,
-      queue = x.queue }, now, 'budget', 'window budget spent: ' .. usage_spend(w, wb)
+    pause_queue(q, now, 'budget', 'window budget spent: ' .. usage_spend(w, wb)
       .. ' in ' .. string.format('%d', window / 1000) .. 's')
   end
-  return 'ok', cause
 end
 
--- The usage hot path (heartbeat.lua): a delta on a beat that would take the plain hot
--- path (running, current token, no new progress, no checkpoint, no fingerprint, no cancel
--- requested). h is the beat's read of the execution: st att tok ht cx pr, then usq us
--- um:<model> bg bgw. When the delta is valid, not a replay, crosses no budget threshold
--- (warning, execution limit, window) and no bucket of the window ages out, it reads the
--- queue's budgets and usage (one HMGET each), writes the queue's sums (one HSET) and
--- returns the execution's fields for the beat's HSET: exactly what apply_usage would
--- write in that case. Otherwise nil, having written nothing: the slow path decides (and
--- refuses a bad delta). Written for few allocations: every string and table made here
--- is garbage the script's collector pays for on every beat.
-
--- text (a usage sum, USAGE_ZERO when absent or malformed) plus delta d: the new text, its
--- tokens (input + output) and its cost.
-local function usage_plus(text, d)
-  local a, b, c, e = string.match(text or USAGE_ZERO, '^(%d+)|(%d+)|(%d+)|(%d+)$')
-  if not a then a, b, c, e = 0, 0, 0, 0 end
-  a, b, c, e = a + d[1], b + d[2], c + d[3], e + d[4]
-  return string.format('%d|%d|%d|%d', a, b, c, e), a + b, e
+-- "a|b|c|d" plus a, b, c, d: the new text (the fold's sums, kept as text until written).
+local function usage_plus_text(text, a, b, c, d)
+  local w, x, y, z = string.match(text or USAGE_ZERO, '^(%d+)|(%d+)|(%d+)|(%d+)$')
+  if not w then w, x, y, z = 0, 0, 0, 0 end
+  return string.format('%d|%d|%d|%d', w + a, x + b, y + c, z + d)
 end
 
--- Whether tokens / cost reach share (per mille) of the limits (0: none).
-local function usage_over(tokens, cost, lim_t, lim_c, share)
-  return (lim_t > 0 and tokens * 1000 >= lim_t * share)
-    or (lim_c > 0 and cost * 1000 >= lim_c * share)
+-- "a|b|c|d" (USAGE_ZERO when absent) plus a, b, c, d: the new text.
+local function usage_plus_text(text, a, b, c, d)
+  local w, x, y, z = string.match(text or USAGE_ZERO, '^(%d+)|(%d+)|(%d+)|(%d+)$')
+  if not w then w, x, y, z = 0, 0, 0, 0 end
+  return string.format('%d|%d|%d|%d', w + a, x + b, y + c, z + d)
 end
 
-local function usage_fast(h, args, settings, ukey, now)
-  if not args[16] or not uint(args[8]) or not uint(args[9]) then return nil end
-  local seq, i, o, c, k = string.match(args[11] .. '|' .. args[12] .. '|' .. args[13] .. '|'
-    .. args[14] .. '|' .. args[15], '^(%d+)|(%d+)|(%d+)|(%d+)|(%d+)$')
-  if not seq then return nil end
-  local d = { tonumber(i), tonumber(o), tonumber(c), tonumber(k) }
-  seq = tonumber(seq)
-  if seq < 1 or d[1] > 1e15 or d[2] > 1e15 or d[3] > 1e15 or d[4] > 1e15 or d[3] > d[1] then
-    return nil
-  end
-  local model = args[16]
-  if #model > 128 or string.find(model, '[|%c]') then return nil end
-  local la, ls = string.match(h[7] or '', '^(%d+):(%d+)$')
-  if la == h[2] and tonumber(ls) >= seq then return nil end
-
-  local conf = redis.call('HMGET', settings, 'bgt', 'bgc', 'bgs', 'wbt', 'wbc', 'wbw')
-  local us, tokens, cost = usage_plus(h[8], d)
-  local bg = h[10] and usage_triple(h[10])
-  if not bg and conf[1] then
-    bg = { tonumber(conf[1]) or 0, tonumber(conf[2]) or 0, tonumber(conf[3]) or 0 }
-  end
-  if bg and (bg[1] > 0 or bg[2] > 0) then
-    local share = bg[3]
-    if share == 0 then share = 800 end
-    if (not h[11] and usage_over(tokens, cost, bg[1], bg[2], share))
-      or usage_over(tokens, cost, bg[1], bg[2], 1000) then
-      return nil
+-- Folds up to `limit` entries of a queue's journal, oldest first: q = { journal, index,
+-- usage, settings, events, maxlen, queue, xprefix (execution key prefix) }. An entry
+-- that does not read (only a foreign writer makes one) is dropped. Returns how many it
+-- took and whether more remain (the queue leaves the index when none do). Written for
+-- few allocations per entry (the fold's cost is per delta): amounts are added up per
+-- execution and model, and each stored sum is parsed and formatted once per call.
+local function usage_fold(q, limit, now)
+  local entries = redis.call('LRANGE', q.journal, 0, limit - 1)
+  if #entries > 0 then redis.call('LTRIM', q.journal, #entries, -1) end
+  local left = redis.call('LLEN', q.journal)
+  if left == 0 then redis.call('SREM', q.index, q.queue) end
+  if #entries == 0 then return 0, false end
+  -- Per execution: key, here (it exists), la/ls/seq (last delta applied: attempt, seq,
+  -- seq text), us (stored total), t (total added, nil: none), m: model -> { stored sum
+  -- (false: none), amounts added (4) }.
+  local xs, order = {}, {}
+  local sum, by_model = { 0, 0, 0, 0 }, {}
+  for _, entry in ipairs(entries) do
+    local member, att, seq, i, o, c, k, model, kind = string.match(entry, USAGE_ENTRY)
+    if member and #entry <= 400 and (kind == '' or kind == '|a') then
+      i, o, c, k = tonumber(i), tonumber(o), tonumber(c), tonumber(k)
+      local x = xs[member]
+      if not x then
+        local key = q.xprefix .. member
+        local r = redis.call('HMGET', key, 'q', 'usq', 'us', 'um:' .. model)
+        local la, ls = string.match(r[2] or '', '^(%d+):(%d+)$')
+        x = { key = key, here = r[1] ~= nil, la = la, ls = tonumber(ls) or 0, us = r[3],
+          m = { [model] = { r[4] or false, 0, 0, 0, 0 } } }
+        xs[member] = x
+        order[#order + 1] = x
+      end
+      local count = true
+      if kind == '' then
+        local n = tonumber(seq)
+        if x.la == att and n <= x.ls then
+          count = false -- a replay
+        else
+          x.la, x.ls, x.seq = att, n, seq
+          local t = x.t
+          if not t then t = { 0, 0, 0, 0 }; x.t = t end
+          t[1], t[2], t[3], t[4] = t[1] + i, t[2] + o, t[3] + c, t[4] + k
+        end
+      end
+      if count then
+        local m = x.m[model]
+        if not m then
+          m = { x.here and redis.call('HGET', x.key, 'um:' .. model) or false, 0, 0, 0, 0 }
+          x.m[model] = m
+        end
+        m[2], m[3], m[4], m[5], m[6] = m[2] + i, m[3] + o, m[4] + c, m[5] + k, true
+        sum[1], sum[2], sum[3], sum[4] = sum[1] + i, sum[2] + o, sum[3] + c, sum[4] + k
+        local b = by_model[model]
+        if not b then b = { 0, 0, 0, 0 }; by_model[model] = b end
+        b[1], b[2], b[3], b[4] = b[1] + i, b[2] + o, b[3] + c, b[4] + k
+      end
     end
   end
-
-  local wb_t, wb_c, window = 0, 0, USAGE_DAY_MS
-  if conf[4] then
-    wb_t, wb_c = tonumber(conf[4]) or 0, tonumber(conf[5]) or 0
-    local wms = tonumber(conf[6]) or 0
-    if wms > 0 then window = wms end
+  for _, x in ipairs(order) do
+    if x.here then
+      local write = {}
+      local t = x.t
+      if t then
+        write = { 'usq', x.la .. ':' .. x.seq, 'us', usage_plus_text(x.us, t[1], t[2], t[3], t[4]) }
+      end
+      for model, m in pairs(x.m) do
+        if m[6] then
+          write[#write + 1] = 'um:' .. model
+          write[#write + 1] = usage_plus_text(m[1] or nil, m[2], m[3], m[4], m[5])
+        end
+      end
+      if #write > 0 then redis.call('HSET', x.key, unpack(write)) end
+    end
   end
-  local bucket = math.max(math.floor(window / USAGE_BUCKETS), 1000)
-  local n = tonumber(now)
-  local cur = n - n % bucket
-  local bf = string.format('b:%d', cur)
-  local qm = 'm:' .. model
-  local q = redis.call('HMGET', ukey, 't', qm, 'w', 'wold', bf, 'wbs')
-  local wold = tonumber(q[4])
-  -- No roll due: the oldest bucket is still inside the window, kept at this length.
-  if not wold or tonumber(q[6]) ~= bucket or wold <= n - window or wold > cur then
-    return nil
-  end
-  local w, w_tokens, w_cost = usage_plus(q[3], d)
-  if (wb_t > 0 or wb_c > 0) and usage_over(w_tokens, w_cost, wb_t, wb_c, 1000)
-    and not usage_over(w_tokens - d[1] - d[2], w_cost - d[4], wb_t, wb_c, 1000) then
-    return nil
-  end
-  redis.call('HSET', ukey, 't', (usage_plus(q[1], d)), qm, (usage_plus(q[2], d)), 'w', w,
-    bf, (usage_plus(q[5], d)))
-  return { 'usq', h[2] .. ':' .. args[11], 'us', us, 'um:' .. model, (usage_plus(h[9], d)) }
+  if next(by_model) then usage_queue_add(q, sum, by_model, now) end
+  return #entries, left > 0
 end

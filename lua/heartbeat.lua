@@ -4,29 +4,33 @@
 -- progress and the progress still has not moved, or stuck looping and no new fingerprint
 -- broke the run (lua/_fingerprint.lua).
 -- KEYS: 1 execution hash, 2 partition events stream, 3 start timer, 4 heartbeat timer,
---       5 progress timer, 6 stuck timer; with usage: 7 queue settings hash, 8 queue
---       usage hash, 9 cancel timer
+--       5 progress timer, 6 stuck timer; with usage: 7 queue settings hash, 8 queue usage
+--       journal, 9 partition's usage-journal index, 10 cancel timer
 -- ARGV: 1 timer member "<queue>/<id>", 2 attempt, 3 nonce, 4 has progress '1'|'0',
 --       5 progress, 6 has checkpoint '1'|'0', 7 checkpoint JSON, 8 events max length,
---       9 history cap, 10 fingerprint ('' none; lua/_fingerprint.lua), 11..16 usage delta (absent: none):
---       seq, input tokens, output tokens, cached input tokens, cost (micro-units), model
--- Reply: {'ok', cancel_requested 0|1[, 'revived'|''[, cancel cause]]} ('revived' when a
---        stuck verdict was withdrawn: the caller then takes it out of the systemic stale
---        windows; the cause, e.g. 'budget_exceeded', when one was recorded)
+--       9 history cap, 10 fingerprint ('' none; lua/_fingerprint.lua), 11 usage delta
+--       (absent: none) as its journal entry "<queue>/<id>|<attempt>|<seq>|<input>|<output>|
+--       <cached input>|<cost>|<model>" (tokens, cost in micro-units; lua/_usage.lua)
+-- Reply: {'ok', cancel_requested 0|1[, 'revived'|''[, cancel cause[, 'fold']]]} ('revived'
+--        when a stuck verdict was withdrawn: the caller then takes it out of the systemic
+--        stale windows; the cause, e.g. 'budget_exceeded', when one was recorded; 'fold'
+--        when the queue's usage journal reached a multiple of 4096 entries: the caller
+--        folds it, so it stays bounded when no watchdog runs)
 --        {'stale', current_attempt, state} | {'mismatch', current_attempt, state}
 --        {'terminal', state, stop_reason} | {'missing'} | {'bad_arg', name}
 -- Prelude: _lib.lua, _fingerprint.lua, _pause.lua, _usage.lua
 
--- The hot path: a beat of a running execution by its current attempt that carries no
--- checkpoint and no new progress. A plain one reads six fields and writes two; one with a
--- usage delta reads its sums and budget in the same HMGET and applies the delta there
--- (usage_fast, lua/_usage.lua) unless it is a replay or crosses a budget threshold.
--- Everything else (transitions, progress, checkpoints, refusals, budget events) takes the
--- slow path below.
+-- The hot path, above the preludes (src/scripts.rs): a beat of a running execution by its
+-- current attempt that carries no checkpoint, no new progress and no fingerprint. A plain
+-- one reads six fields and writes two. One with a usage delta for an execution without a
+-- budget ('0|0|0', set by its first delta) appends the delta, which the caller sends as
+-- its journal entry, to the queue's journal, whose sums are folded in later
+-- (lua/_usage.lua): nothing on the beat parses a number. Everything else (transitions,
+-- progress, checkpoints, refusals, budgets) takes the path below.
+local u = ARGV[11]
 local h
-if ARGV[11] then
-  h = redis.call('HMGET', KEYS[1], 'st', 'att', 'tok', 'ht', 'cx', 'pr', 'usq', 'us',
-    'um:' .. (ARGV[16] or ''), 'bg', 'bgw')
+if u then
+  h = redis.call('HMGET', KEYS[1], 'st', 'att', 'tok', 'ht', 'cx', 'pr', 'bg')
 else
   h = redis.call('HMGET', KEYS[1], 'st', 'att', 'tok', 'ht', 'cx', 'pr')
 end
@@ -35,20 +39,21 @@ local cx = 0
 if h[5] and h[5] ~= '' then cx = 1 end
 local fp = ARGV[10] or ''
 if h[1] == 'running' and not moved and ARGV[6] ~= '1' and fp == '' and h[2] == ARGV[2]
-  and h[3] == ARGV[3] and cx == 0 then
+  and h[3] == ARGV[3] and cx == 0 and (not u or (h[7] == '0|0|0' and #u <= 400)) then
   local now = now_str()
-  if not ARGV[11] then
-    redis.call('HSET', KEYS[1], 'hb', now)
-    redis.call('ZADD', KEYS[4], tostring(tonumber(now) + tonumber(h[4])), ARGV[1])
-    return { 'ok', cx }
+  redis.call('HSET', KEYS[1], 'hb', now)
+  redis.call('ZADD', KEYS[4], tostring(tonumber(now) + tonumber(h[4])), ARGV[1])
+  if u then
+    local n = redis.call('RPUSH', KEYS[8], u)
+    if n == 1 then
+      redis.call('SADD', KEYS[9], string.match(ARGV[1], '^([^/]*)/'))
+    elseif n % 4096 == 0 then
+      return { 'ok', cx, '', '', 'fold' }
+    end
   end
-  local fields = usage_fast(h, ARGV, KEYS[7], KEYS[8], now)
-  if fields then
-    redis.call('HSET', KEYS[1], 'hb', now, unpack(fields))
-    redis.call('ZADD', KEYS[4], tostring(tonumber(now) + tonumber(h[4])), ARGV[1])
-    return { 'ok', cx }
-  end
+  return { 'ok', cx }
 end
+-- (the preludes go here)
 
 local maxlen, cap = ARGV[8], uint(ARGV[9])
 if not uint(maxlen) or not cap then return { 'bad_arg', 'limits' } end
@@ -59,9 +64,24 @@ end
 local verdict = token_verdict(h[1], h[2], h[3], nil, ARGV[2], ARGV[3])
 if verdict then return verdict end
 local usage, bad = nil, nil
-if ARGV[11] then
-  usage, bad = usage_arg(ARGV, 11)
+if u then
+  usage, bad = usage_entry(u, ARGV[1], ARGV[2])
   if not usage then return { 'bad_arg', bad } end
+end
+local x = { key = KEYS[1], events = KEYS[2], settings = KEYS[7], journal = KEYS[8],
+  index = KEYS[9], cancel = KEYS[10], member = ARGV[1], att = h[2], st = h[1] }
+
+-- A usage beat of a budgeted execution that would otherwise be hot: its sums on the
+-- execution, judged against the budget (usage_fast), unless a threshold is crossed.
+if usage and h[1] == 'running' and not moved and ARGV[6] ~= '1' and fp == '' and cx == 0 then
+  local fields = usage_fast(x, usage)
+  if fields then
+    local now = now_str()
+    redis.call('HSET', KEYS[1], 'hb', now, unpack(fields))
+    redis.call('ZADD', KEYS[4], tostring(tonumber(now) + tonumber(h[4])), ARGV[1])
+    usage_journal(x, usage, 'a')
+    return { 'ok', cx }
+  end
 end
 
 local more = redis.call('HMGET', KEYS[1], 'npt', 'sk')
@@ -74,9 +94,8 @@ local run = loop_read(KEYS[1], fp, false)
 local cause = ''
 if usage then
   local _
-  _, cause = apply_usage({ key = KEYS[1], events = KEYS[2], maxlen = maxlen, cap = cap,
-    settings = KEYS[7], usage = KEYS[8], cancel = KEYS[9], member = member, att = att,
-    st = st }, usage, now)
+  x.maxlen, x.cap = maxlen, cap
+  _, cause = apply_usage(x, usage, now)
   if cause ~= '' then cx = 1 end
 end
 if cx == 1 and cause == '' then cause = redis.call('HGET', KEYS[1], 'cxr') or '' end

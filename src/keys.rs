@@ -12,6 +12,8 @@
 //! | `T:q:<queue>:conf`          | hash   | queue settings (capacity, timings) and pause   |
 //! | `T:q:<queue>:s:<state>`     | list   | terminal ids in finish order, per state        |
 //! | `T:q:<queue>:usage`         | hash   | usage totals, by model, rolling window buckets |
+//! | `T:q:<queue>:uj`            | list   | usage deltas not yet added to the sums         |
+//! | `T:usage:journals`          | set    | queues of the partition with a usage journal   |
 //! | `T:timer:<kind>`            | zset   | `<queue>/<id>` by the instant the timer fires  |
 //! | `T:queues`                  | set    | queue names of the partition                   |
 //! | `T:events`                  | stream | capped log of every transition                 |
@@ -54,6 +56,8 @@ const SLOTS: &str = ":slots";
 const PENDING: &str = ":pending";
 const FINISHED: &str = ":s:";
 const CONF: &str = ":conf";
+const USAGE: &str = ":usage";
+const USAGE_JOURNAL: &str = ":uj";
 
 /// Timer indexes of a partition; each is scored by the instant its timer fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,7 +192,23 @@ impl Keyspace {
 
     /// A queue's usage: totals, by model and the rolling window (`lua/_usage.lua`).
     pub fn queue_usage(&self, queue: &str) -> String {
-        format!("{}:q:{}:usage", self.queue_tag(queue), queue)
+        format!("{}:q:{}{USAGE}", self.queue_tag(queue), queue)
+    }
+
+    /// A queue's usage deltas not yet added to its sums (`lua/_usage.lua`).
+    pub fn queue_usage_journal(&self, queue: &str) -> String {
+        format!("{}:q:{}{USAGE_JOURNAL}", self.queue_tag(queue), queue)
+    }
+
+    /// The queues of `partition` whose usage journal holds deltas.
+    pub fn usage_journals(&self, partition: u16) -> String {
+        format!("{}:usage:journals", self.tag(partition))
+    }
+
+    /// What the fold script appends to `<queue prefix><queue>` for a queue's journal,
+    /// usage and settings keys, in that order.
+    pub fn usage_suffixes() -> [&'static str; 3] {
+        [USAGE_JOURNAL, USAGE, CONF]
     }
 
     /// What follows `<queue prefix><queue>` in a queue settings key (for the prune script).

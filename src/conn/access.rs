@@ -54,6 +54,7 @@ const COMMANDS: &[&str] = &[
     "LPUSH {key} v",
     "RPUSH {key} v",
     "LREM {key} 0 v",
+    "LTRIM {key} 0 -1",
     "SADD {key} m",
     "SISMEMBER {key} m",
     "SREM {key} m",

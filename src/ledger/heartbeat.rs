@@ -166,11 +166,10 @@ impl Ledger {
             .arg(beat.fingerprint.as_deref().unwrap_or(""));
         if let Some(usage) = &beat.usage {
             call.key(k.queue_settings(q))
-                .key(k.queue_usage(q))
-                .key(k.queue_timer(q, Timer::Cancel));
-            for value in usage.args() {
-                call.arg(value);
-            }
+                .key(k.queue_usage_journal(q))
+                .key(k.usage_journals(k.partition_of(q)))
+                .key(k.queue_timer(q, Timer::Cancel))
+                .arg(usage.arg(&Keyspace::member(q, &token.id), token.attempt));
         }
         let reply = call.run(&mut self.conn.clone()).await?;
         if let Some(refused) = refusal(&reply, token)? {
@@ -181,10 +180,13 @@ impl Ledger {
                 if reply.len() > 2 && reply.str(2)? == "revived" {
                     self.leave_stale_windows(token).await;
                 }
-                let cancel_reason = match reply.len() > 3 {
+                let cancel_reason = match reply.len() > 3 && !reply.str(3)?.is_empty() {
                     true => Some(reply.str(3)?.to_owned()),
                     false => None,
                 };
+                if reply.len() > 4 && reply.str(4)? == "fold" {
+                    self.fold_in_background(&token.queue);
+                }
                 Ok(HeartbeatReply::Ok {
                     cancel_requested: reply.flag(1)?,
                     cancel_reason,

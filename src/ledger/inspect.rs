@@ -39,13 +39,15 @@ pub(crate) fn check_page_limit(limit: usize) -> Result<()> {
 impl Ledger {
     /// A snapshot of one execution: state, attempt, timings, checkpoint, stop metadata, its
     /// recent history, the retries made of it and, when queued, when it becomes claimable.
-    /// One round trip (a pipelined `HGETALL`, `ZRANGE` and `ZSCORE`).
+    /// Two round trips: the fold of its queue's usage journal (so its usage sums are
+    /// whole), then a pipelined `HGETALL`, `ZRANGE` and `ZSCORE`.
     ///
     /// # Errors
     /// [`Error::NotFound`], [`Error::InvalidName`].
     pub async fn get(&self, queue: &str, id: &str) -> Result<Execution> {
         names::validate_queue(queue)?;
         names::validate_execution_id(id)?;
+        self.fold_usage(queue).await?;
         let (fields, retries, available): (HashMap<String, String>, Vec<String>, Option<f64>) =
             redis::pipe()
                 .hgetall(self.keys.execution(queue, id))
@@ -87,6 +89,7 @@ impl Ledger {
     ) -> Result<Page> {
         names::validate_queue(queue)?;
         check_page_limit(limit)?;
+        self.fold_usage(queue).await?;
         let position: u64 = match cursor {
             None => 0,
             Some(c) => c.parse().map_err(|_| Error::InvalidArgument {

@@ -184,12 +184,13 @@ impl Ledger {
     }
 
     /// A queue's counts at one instant (one read-only script), and its settings (one more
-    /// read).
+    /// read), after its usage journal is folded (a window budget it spent has paused it).
     ///
     /// # Errors
     /// [`Error::InvalidName`], [`Error::Redis`].
     pub async fn queue_overview(&self, queue: &str) -> Result<QueueOverview> {
         names::validate_queue(queue)?;
+        self.fold_usage(queue).await?;
         let k = &self.keys;
         let terminal: Vec<State> = State::ALL.into_iter().filter(|s| s.is_terminal()).collect();
         let mut call = QUEUE_OVERVIEW.key(k.pending(queue));

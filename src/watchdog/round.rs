@@ -93,7 +93,8 @@ impl RoundReport {
 impl Watchdog {
     /// Runs one round over `partition`'s due timers: one script call, then the sweep of
     /// the resource units its executions hold (`resources.rs`): a unit whose attempt ended
-    /// (in this round or before) is free when the round returns. The partition's lease
+    /// (in this round or before) is free when the round returns; then the fold of the
+    /// partition's usage journals (`ledger/usage/fold.rs`). The partition's lease
     /// must be held by this replica.
     ///
     /// # Errors
@@ -146,6 +147,10 @@ impl Watchdog {
                         0
                     }
                 };
+                // The usage its beats journaled: sums, and window budgets judged.
+                if let Err(error) = self.ledger.fold_partition_usage(partition).await {
+                    tracing::warn!(partition, %error, "usage fold failed");
+                }
                 Ok(RoundReport {
                     partition,
                     resources_freed,

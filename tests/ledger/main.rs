@@ -31,3 +31,4 @@ mod snooze;
 mod tokens;
 mod transitions;
 mod usage_hot_path;
+mod usage_journal;

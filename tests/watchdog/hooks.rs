@@ -457,6 +457,8 @@ async fn hooks_are_called_on_the_budget_events_of_an_execution_and_of_its_queue(
     l.heartbeat(&token, usage(2, 20)).await.unwrap(); // exceeded at 100
     let other = start(&l, "q", "f", EnqueueOptions::new()).await;
     l.heartbeat(&other, usage(1, 900)).await.unwrap(); // the window's 1000 spent
+    // The round folds the journaled usage: the window budget is judged there.
+    wd.round(l.partition_of("q")).await.unwrap();
 
     assert_eq!(wd.feed_hooks().await.unwrap(), 3, "one call per hook");
     let report = wd.deliver_hooks().await.unwrap();

@@ -1,5 +1,6 @@
 //! A budget's cancellation the worker ignores: the watchdog ends it after cancel_grace,
-//! stop reason budget_exceeded, the usage kept.
+//! stop reason budget_exceeded, the usage kept. The round folds the usage journals: a
+//! window budget spent by beats that nothing read pauses the queue.
 
 use crate::support;
 use crate::watchdog_common;
@@ -63,5 +64,52 @@ async fn an_ignored_budget_cancellation_is_forced_as_budget_exceeded() {
             stop_reason: StopReason::BudgetExceeded
         }
     );
+    support::invariants::assert_ok(&l, &[q]).await;
+}
+
+#[tokio::test]
+async fn the_round_folds_the_usage_journals_and_judges_the_window_budget() {
+    let l = support::ledger("wd_usage_fold").await;
+    let wd = sole_replica(&l, config("r1")).await;
+    let q = "wq";
+    let p = l.partition_of(q);
+    let settings = QueueSettings {
+        window_budget: Some(WindowBudget {
+            tokens: Some(100),
+            cost: None,
+            window: Some(Duration::from_secs(3600)),
+        }),
+        ..QueueSettings::default()
+    };
+    l.set_queue(q, &settings).await.unwrap();
+    let opts = || EnqueueOptions::new().heartbeat_timeout(LONG);
+    let a = start(&l, q, "a", opts()).await;
+    let b = start(&l, q, "b", opts()).await;
+    let spend = |seq, n| Heartbeat::new().usage(Usage::new(seq).output_tokens(n));
+    for seq in 1..=5 {
+        l.heartbeat(&a, spend(seq, 10)).await.unwrap();
+        l.heartbeat(&b, spend(seq, 10)).await.unwrap();
+    }
+    let k = unstuck::testkit::keys(&l);
+    let mut conn = raw(&l).await;
+    let listed: Vec<String> = redis::AsyncCommands::smembers(&mut conn, k.usage_journals(p))
+        .await
+        .unwrap();
+    assert_eq!(listed, [q], "the beats journaled, nothing folded yet");
+
+    wd.round(p).await.unwrap();
+    let listed: Vec<String> = redis::AsyncCommands::smembers(&mut conn, k.usage_journals(p))
+        .await
+        .unwrap();
+    assert!(listed.is_empty(), "{listed:?}");
+    // Read raw: every read through the ledger folds first.
+    let by: Option<String> = redis::AsyncCommands::hget(&mut conn, k.queue_settings(q), "pby")
+        .await
+        .unwrap();
+    assert_eq!(by.as_deref(), Some("budget"), "paused by the round's fold");
+    let usage: Option<String> = redis::AsyncCommands::hget(&mut conn, k.queue_usage(q), "t")
+        .await
+        .unwrap();
+    assert_eq!(usage.as_deref(), Some("0|100|0|0"));
     support::invariants::assert_ok(&l, &[q]).await;
 }

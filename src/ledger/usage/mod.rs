@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::names;
 
 mod budget;
+mod fold;
 mod pending;
 
 pub use budget::{Budget, WindowBudget};
@@ -140,16 +141,19 @@ impl Usage {
         Ok(())
     }
 
-    /// The script arguments: seq, input, output, cached, cost, model.
-    pub(crate) fn args(&self) -> [String; 6] {
-        [
-            self.seq.to_string(),
-            self.input_tokens.to_string(),
-            self.output_tokens.to_string(),
-            self.cached_input_tokens.to_string(),
-            self.cost.to_string(),
-            self.model.clone().unwrap_or_default(),
-        ]
+    /// The script argument: the delta as its journal entry (`lua/_usage.lua`),
+    /// `<queue>/<id>|<attempt>|<seq>|<input>|<output>|<cached>|<cost>|<model>`, so the
+    /// beat that takes it appends it as it is.
+    pub(crate) fn arg(&self, member: &str, attempt: u32) -> String {
+        format!(
+            "{member}|{attempt}|{}|{}|{}|{}|{}|{}",
+            self.seq,
+            self.input_tokens,
+            self.output_tokens,
+            self.cached_input_tokens,
+            self.cost,
+            self.model.as_deref().unwrap_or_default()
+        )
     }
 }
 
@@ -238,13 +242,14 @@ pub struct QueueUsage {
 }
 
 impl Ledger {
-    /// A queue's usage: totals, by model, and the rolling window. One read of its usage
-    /// hash and one of its settings.
+    /// A queue's usage: totals, by model, and the rolling window. Folds its usage journal
+    /// first (`fold.rs`), then one read of its usage hash and one of its settings.
     ///
     /// # Errors
     /// [`Error::InvalidName`], [`Error::Redis`].
     pub async fn queue_usage(&self, queue: &str) -> Result<QueueUsage> {
         names::validate_queue(queue)?;
+        self.fold_usage(queue).await?;
         let mut conn = self.conn.clone();
         let stored: HashMap<String, String> = conn.hgetall(self.keys.queue_usage(queue)).await?;
         let settings: HashMap<String, String> =
