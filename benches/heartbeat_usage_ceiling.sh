@@ -73,17 +73,15 @@ stream() {
       q = usage ? kind : "bench"
       for (i = 0; i < n; i++) {
         id = sprintf("%06d", i % e)
-        printf "*%d\r\n", usage ? 24 : 19
-        bulk("EVALSHA"); bulk(sha); bulk(usage ? 10 : 6)
-        bulk(tag ":x:" q "/" id); bulk(tag ":events"); bulk(tag ":timer:start")
-        bulk(tag ":timer:heartbeat"); bulk(tag ":timer:progress"); bulk(tag ":timer:stuck")
-        if (usage) {
-          bulk(tag ":q:" q ":conf"); bulk(tag ":q:" q ":uj"); bulk(tag ":usage:journals")
-          bulk(tag ":timer:cancel")
-        }
-        bulk(q "/" id); bulk("1"); bulk("n1"); bulk("0"); bulk(""); bulk("0"); bulk("")
-        bulk("10000"); bulk("32"); bulk("")
-        if (usage) bulk(q "/" id "|1|" (first + int(i / e)) "|1200|300|0|4500|bench-model")
+        printf "*24\r\n"
+        bulk("EVALSHA"); bulk(sha); bulk(10)
+        bulk(tag ":events"); bulk(tag ":timer:start"); bulk(tag ":timer:heartbeat")
+        bulk(tag ":timer:progress"); bulk(tag ":timer:stuck"); bulk(tag ":timer:cancel")
+        bulk(tag ":usage:journals")
+        bulk(tag ":x:" q "/" id); bulk(tag ":q:" q ":uj"); bulk(tag ":q:" q ":conf")
+        bulk("10000"); bulk("32")
+        bulk(q "/" id); bulk("1"); bulk("n1"); bulk("0"); bulk(""); bulk("0"); bulk(""); bulk("")
+        bulk(usage ? q "/" id "|1|" (first + int(i / e)) "|1200|300|0|4500|bench-model" : "")
       }
     }' >"$dir/stream"
 }

@@ -83,10 +83,11 @@ pub use ledger::{
     Acquire, AcquireOutcome, AttemptToken, AwaitOutcome, AwaitResume, Awaited, CancelOutcome,
     Claim, ClaimBatch, CompleteOutcome, EnqueueOptions, Enqueued, Execution, FailOptions,
     FailOutcome, Filter, Fingerprint, Heartbeat, HeartbeatReply, Holder, Ledger, MAX_CLAIM_BATCH,
-    MAX_ENQUEUE_BATCH, MAX_FINGERPRINT_BYTES, MAX_PAUSE_REASON, MAX_PAUSED_BY, MAX_SNOOZE, Page,
-    QueueOverview, QueuePause, QueuePauseChange, QueueSettings, Resource, Resumed, Snooze,
-    SnoozeOutcome, SnoozeTime, State, StopMetadata, StopReason, Transition, WaitExpiry, WorkerBeat,
-    WorkerEvent, WorkerInfo, WorkerRegistration, WorkerRemediation, WorkerRequest, WorkerReset,
+    MAX_ENQUEUE_BATCH, MAX_FINGERPRINT_BYTES, MAX_HEARTBEAT_BATCH, MAX_PAUSE_REASON, MAX_PAUSED_BY,
+    MAX_SNOOZE, Page, QueueOverview, QueuePause, QueuePauseChange, QueueSettings, Resource,
+    Resumed, Snooze, SnoozeOutcome, SnoozeTime, State, StopMetadata, StopReason, Transition,
+    WaitExpiry, WorkerBeat, WorkerEvent, WorkerInfo, WorkerRegistration, WorkerRemediation,
+    WorkerRequest, WorkerReset,
 };
 pub use ledger::{
     Budget, DEFAULT_WARNING_SHARE, QueueUsage, Usage, UsageSummary, UsageTotals, WindowBudget,

@@ -217,6 +217,20 @@ pub(crate) struct Reply {
 }
 
 impl Reply {
+    /// A reply made of words already read (one part of a batch's reply).
+    ///
+    /// # Errors
+    /// [`Error::Protocol`] for no words.
+    pub(crate) fn from_words(script: &'static str, words: Vec<String>) -> Result<Self> {
+        if words.is_empty() || words[0].is_empty() {
+            return Err(Error::Protocol {
+                script,
+                detail: "empty reply".into(),
+            });
+        }
+        Ok(Self { script, words })
+    }
+
     pub(crate) fn parse(script: &'static str, value: Value) -> Result<Self> {
         let Value::Array(items) = value else {
             return Err(Error::Protocol {

@@ -1,13 +1,10 @@
-//! `heartbeat`: the worker says the attempt is alive, with optional progress, checkpoint
-//! and fingerprint; the reply says whether to keep going (`lua/heartbeat.lua`).
+//! What a heartbeat carries (progress, checkpoint, fingerprint, usage) and what its reply
+//! says; the calls that send them are in `beats.rs`.
 
 use serde::{Deserialize, Serialize};
 
-use super::attempt::refusal;
-use super::{AttemptToken, Ledger, State, StopReason, Usage};
+use super::{State, StopReason, Usage};
 use crate::error::{Error, Result};
-use crate::keys::{Keyspace, Timer};
-use crate::scripts::HEARTBEAT;
 
 /// What a heartbeat carries besides "alive".
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -119,98 +116,5 @@ impl HeartbeatReply {
                 ..
             }
         )
-    }
-}
-
-impl Ledger {
-    /// Reports that the attempt is alive, with optional progress and checkpoint. The first
-    /// heartbeat moves dispatched → running. One round trip.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`](crate::Error::NotFound), [`Error::TokenMismatch`](crate::Error::TokenMismatch) for a token never issued for this
-    /// attempt, [`Error::TooLarge`](crate::Error::TooLarge) for an oversized checkpoint,
-    /// [`Error::InvalidArgument`] for an empty or over-long fingerprint (nothing written).
-    pub async fn heartbeat(&self, token: &AttemptToken, beat: Heartbeat) -> Result<HeartbeatReply> {
-        let checkpoint = beat
-            .checkpoint
-            .as_ref()
-            .map(|c| self.json_text("checkpoint", c))
-            .transpose()?;
-        if let Some(p) = &beat.progress {
-            self.check_size("progress", p.len())?;
-        }
-        if let Some(fp) = &beat.fingerprint {
-            check_fingerprint(fp)?;
-        }
-        if let Some(u) = &beat.usage {
-            u.validate()?;
-        }
-        let k = &self.keys;
-        let q = token.queue.as_str();
-        let (maxlen, hist) = self.limits();
-        let mut call = HEARTBEAT.key(k.execution(q, &token.id));
-        call.key(k.queue_events(q))
-            .key(k.queue_timer(q, Timer::Start))
-            .key(k.queue_timer(q, Timer::Heartbeat))
-            .key(k.queue_timer(q, Timer::Progress))
-            .key(k.queue_timer(q, Timer::Stuck))
-            .arg(Keyspace::member(q, &token.id))
-            .arg(token.attempt)
-            .arg(&token.nonce)
-            .arg(if beat.progress.is_some() { "1" } else { "0" })
-            .arg(beat.progress.as_deref().unwrap_or(""))
-            .arg(if checkpoint.is_some() { "1" } else { "0" })
-            .arg(checkpoint.as_deref().unwrap_or(""))
-            .arg(maxlen)
-            .arg(hist)
-            .arg(beat.fingerprint.as_deref().unwrap_or(""));
-        if let Some(usage) = &beat.usage {
-            call.key(k.queue_settings(q))
-                .key(k.queue_usage_journal(q))
-                .key(k.usage_journals(k.partition_of(q)))
-                .key(k.queue_timer(q, Timer::Cancel))
-                .arg(usage.arg(&Keyspace::member(q, &token.id), token.attempt));
-        }
-        let reply = call.run(&mut self.conn.clone()).await?;
-        if let Some(refused) = refusal(&reply, token)? {
-            return Ok(refused);
-        }
-        match reply.status() {
-            "ok" => {
-                if reply.len() > 2 && reply.str(2)? == "revived" {
-                    self.leave_stale_windows(token).await;
-                }
-                let cancel_reason = match reply.len() > 3 && !reply.str(3)?.is_empty() {
-                    true => Some(reply.str(3)?.to_owned()),
-                    false => None,
-                };
-                if reply.len() > 4 && reply.str(4)? == "fold" {
-                    self.fold_in_background(&token.queue);
-                }
-                Ok(HeartbeatReply::Ok {
-                    cancel_requested: reply.flag(1)?,
-                    cancel_reason,
-                })
-            }
-            _ => Err(reply.unexpected()),
-        }
-    }
-
-    /// A revived execution was not lost after all: it no longer counts toward a systemic
-    /// hold (nor twice in the running population). Bookkeeping for the watchdog's count,
-    /// kept off the heartbeat script's keys so every plain beat stays as cheap as it was;
-    /// if it fails, the entry simply ages out of the window.
-    async fn leave_stale_windows(&self, token: &AttemptToken) {
-        let k = &self.keys;
-        let p = k.partition_of(&token.queue);
-        let member = Keyspace::member(&token.queue, &token.id);
-        let mut pipe = redis::pipe();
-        pipe.zrem(k.stale_window(p), &member)
-            .ignore()
-            .zrem(k.namespace_stale_window(p), &member)
-            .ignore();
-        if let Err(error) = pipe.query_async::<()>(&mut self.conn.clone()).await {
-            tracing::debug!(%error, "a revived execution stays in the systemic window until it ages out");
-        }
     }
 }

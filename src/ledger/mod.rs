@@ -37,6 +37,7 @@
 
 mod attempt;
 mod await_resume;
+mod beats;
 mod cancel;
 mod claim;
 mod complete;
@@ -69,6 +70,7 @@ pub use crate::state::{State, StopReason};
 pub use await_resume::{
     AwaitOutcome, AwaitResume, Awaited, DEFAULT_MAX_WAIT, MAX_WAIT_REASON, Resumed, WaitExpiry,
 };
+pub use beats::MAX_HEARTBEAT_BATCH;
 pub use cancel::CancelOutcome;
 pub use claim::{Claim, ClaimBatch, MAX_CLAIM_BATCH};
 pub use complete::CompleteOutcome;
