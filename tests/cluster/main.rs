@@ -8,6 +8,7 @@ mod watchdog_common;
 
 mod cluster;
 mod cluster_awaiting;
+mod cluster_beats;
 mod cluster_loop;
 mod cluster_pause;
 mod cluster_resources;

@@ -16,6 +16,7 @@ mod coalescing;
 mod concurrency;
 mod connect;
 mod events;
+mod heartbeat_batch;
 mod invariant_checker;
 mod ledger_resources;
 mod ledger_usage;
