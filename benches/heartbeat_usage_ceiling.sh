@@ -29,7 +29,8 @@ trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -rf "$dir"' EXI
 cli() { redis-cli -s "$sock" "$@"; }
 for _ in $(seq 50); do cli ping >/dev/null 2>&1 && break; sleep 0.1; done
 
-# Two queues of running executions, as they are after their first delta fixed the
+# One beat per call (a batch of one), as `Ledger::heartbeat` sends it. Two queues of
+# running executions, as they are after their first delta fixed the
 # budget: "bench" without one ('0|0|0'), "budgeted" with a budget no beat reaches.
 tag='{bench:0}'
 now=$(($(date +%s) * 1000))
@@ -73,14 +74,14 @@ stream() {
       q = usage ? kind : "bench"
       for (i = 0; i < n; i++) {
         id = sprintf("%06d", i % e)
-        printf "*24\r\n"
-        bulk("EVALSHA"); bulk(sha); bulk(10)
+        printf "*%d\r\n", usage ? 22 : 20
+        bulk("EVALSHA"); bulk(sha); bulk(usage ? 10 : 8)
         bulk(tag ":events"); bulk(tag ":timer:start"); bulk(tag ":timer:heartbeat")
         bulk(tag ":timer:progress"); bulk(tag ":timer:stuck"); bulk(tag ":timer:cancel")
-        bulk(tag ":usage:journals")
-        bulk(tag ":x:" q "/" id); bulk(tag ":q:" q ":uj"); bulk(tag ":q:" q ":conf")
+        bulk(tag ":usage:journals"); bulk(tag ":x:" q "/" id)
+        if (usage) { bulk(tag ":q:" q ":uj"); bulk(tag ":q:" q ":conf") }
         bulk("10000"); bulk("32")
-        bulk(q "/" id); bulk("1"); bulk("n1"); bulk("0"); bulk(""); bulk("0"); bulk(""); bulk("")
+        bulk(q "/" id); bulk("1"); bulk("n1"); bulk(""); bulk(""); bulk("")
         bulk(usage ? q "/" id "|1|" (first + int(i / e)) "|1200|300|0|4500|bench-model" : "")
       }
     }' >"$dir/stream"

@@ -6,14 +6,15 @@
 -- progress and the progress still has not moved, or stuck looping and no new fingerprint
 -- broke the run (lua/_fingerprint.lua).
 -- KEYS: 1 partition events stream, 2 start timer, 3 heartbeat timer, 4 progress timer,
---       5 stuck timer, 6 cancel timer, 7 partition's usage-journal index; then for beat i
---       (from 0), at 8 + 3i: its execution hash, its queue's usage journal, its queue's
---       settings hash
--- ARGV: 1 events max length, 2 history cap; then for beat i, at 3 + 9i: timer member
---       "<queue>/<id>", attempt, nonce, has progress '1'|'0', progress, has checkpoint
---       '1'|'0', checkpoint JSON, fingerprint ('' none; lua/_fingerprint.lua), usage delta
---       ('' none) as its journal entry "<queue>/<id>|<attempt>|<seq>|<input>|<output>|
---       <cached input>|<cost>|<model>" (tokens, cost in micro-units; lua/_usage.lua)
+--       5 stuck timer, 6 cancel timer, 7 partition's usage-journal index; then for each
+--       beat, in order: its execution hash, and when it carries usage, its queue's usage
+--       journal and settings hash
+-- ARGV: 1 events max length, 2 history cap; then for beat i (from 0), at 3 + 7i: timer
+--       member "<queue>/<id>", attempt, nonce, progress ('' none, else '=' and the text),
+--       checkpoint ('' none, else '=' and the JSON), fingerprint ('' none;
+--       lua/_fingerprint.lua), usage delta ('' none) as its journal entry
+--       "<queue>/<id>|<attempt>|<seq>|<input>|<output>|<cached input>|<cost>|<model>"
+--       (tokens, cost in micro-units; lua/_usage.lua)
 -- Reply: one word per beat, in order, then the queues whose usage journal this call made
 --        reach a multiple of 4096 entries (the caller folds them, so a journal stays
 --        bounded when no watchdog runs). A beat's word:
@@ -32,22 +33,28 @@
 -- which the caller sends as its journal entry, to the queue's journal, whose sums are
 -- folded in later (lua/_usage.lua): nothing on the beat parses a number. Every other beat
 -- (transitions, progress, checkpoints, refusals, budgets) is kept for the path below.
-local n = (#ARGV - 2) / 9
-if n < 1 or n > 1000 or n % 1 ~= 0 or #KEYS ~= 7 + 3 * n then return { 'bad_arg', 'beats' } end
-local out, reads, fold = {}, {}, {}
-local now, slow = nil, false
+local n = (#ARGV - 2) / 7
+if n < 1 or n > 1000 or n % 1 ~= 0 then return { 'bad_arg', 'beats' } end
+local want = 7
 for i = 0, n - 1 do
-  local a, k = 2 + 9 * i, 8 + 3 * i
-  local u = ARGV[a + 9]
+  if ARGV[9 + 7 * i] ~= '' then want = want + 3 else want = want + 1 end
+end
+if want ~= #KEYS then return { 'bad_arg', 'beats' } end
+local out, reads, at, fold = {}, {}, {}, {}
+local now, slow, k = nil, false, 8
+for i = 0, n - 1 do
+  local a = 2 + 7 * i
+  local u = ARGV[a + 7]
   local h
   if u ~= '' then
     h = redis.call('HMGET', KEYS[k], 'st', 'att', 'tok', 'ht', 'cx', 'pr', 'bg')
   else
     h = redis.call('HMGET', KEYS[k], 'st', 'att', 'tok', 'ht', 'cx', 'pr')
   end
-  if h[1] == 'running' and ARGV[a + 6] ~= '1' and ARGV[a + 8] == '' and h[2] == ARGV[a + 2]
+  local p = ARGV[a + 4]
+  if h[1] == 'running' and ARGV[a + 5] == '' and ARGV[a + 6] == '' and h[2] == ARGV[a + 2]
     and h[3] == ARGV[a + 3] and (not h[5] or h[5] == '')
-    and (ARGV[a + 4] ~= '1' or ARGV[a + 5] == h[6])
+    and (p == '' or p == '=' .. (h[6] or ''))
     and (u == '' or (h[7] == '0|0|0' and #u <= 400)) then
     if not now then now = now_str() end
     redis.call('HSET', KEYS[k], 'hb', now)
@@ -62,9 +69,10 @@ for i = 0, n - 1 do
     end
     out[i + 1] = 'ok'
   else
-    reads[i + 1] = h
+    reads[i + 1], at[i + 1] = h, k
     slow = true
   end
+  if u ~= '' then k = k + 3 else k = k + 1 end
 end
 if not slow then
   for _, q in ipairs(fold) do out[#out + 1] = q end
@@ -74,13 +82,13 @@ end
 
 local maxlen, cap = ARGV[1], uint(ARGV[2])
 
--- One beat off the hot path: i its number, h the hot path's read of its execution. Returns
--- its reply word.
-local function beat(i, h)
-  local a, k = 2 + 9 * i, 8 + 3 * i
+-- One beat off the hot path: i its number, h the hot path's read of its execution, k the
+-- place of its keys. Returns its reply word.
+local function beat(i, h, k)
+  local a = 2 + 7 * i
   local key, member = KEYS[k], ARGV[a + 1]
-  local has_progress, progress = ARGV[a + 4] == '1', ARGV[a + 5]
-  local has_checkpoint, fp, u = ARGV[a + 6] == '1', ARGV[a + 8], ARGV[a + 9]
+  local has_progress, progress = ARGV[a + 4] ~= '', string.sub(ARGV[a + 4], 2)
+  local has_checkpoint, fp, u = ARGV[a + 5] ~= '', ARGV[a + 6], ARGV[a + 7]
   if not uint(maxlen) or not cap then return 'bad_arg|limits' end
   if #fp > FINGERPRINT_MAX_BYTES then return 'bad_arg|fingerprint' end
   if h[1] and TERMINAL[h[1]] then
@@ -131,7 +139,7 @@ local function beat(i, h)
 
   local fields = { 'hb', now }
   if has_progress then fields[#fields + 1] = 'pr'; fields[#fields + 1] = progress end
-  if has_checkpoint then fields[#fields + 1] = 'cp'; fields[#fields + 1] = ARGV[a + 7] end
+  if has_checkpoint then fields[#fields + 1] = 'cp'; fields[#fields + 1] = string.sub(ARGV[a + 5], 2) end
 
   local to, reason = nil, nil
   if st == 'dispatched' then
@@ -172,7 +180,7 @@ local function beat(i, h)
 end
 
 for i = 0, n - 1 do
-  if reads[i + 1] then out[i + 1] = beat(i, reads[i + 1]) end
+  if reads[i + 1] then out[i + 1] = beat(i, reads[i + 1], at[i + 1]) end
 end
 for _, q in ipairs(fold) do out[#out + 1] = q end
 return out

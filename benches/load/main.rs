@@ -25,11 +25,12 @@ load harness options (after `cargo bench --bench load --`):
   --seconds S            measured window per run (heartbeat, steady) and drain time cap [10]
   --warm-up S            warm-up before each heartbeat/steady window [2]
   --runs R               runs per scenario; the summary shows the median [3]
-  --only LIST            scenarios: heartbeat,heartbeat-usage,drain,steady,drain-chained,
-                         steady-chained,scripts,memory [all]
+  --only LIST            scenarios: heartbeat,heartbeat-usage,heartbeat-batched,drain,
+                         steady,drain-chained,steady-chained,scripts,memory [all]
   --running N            running executions heartbeated [10000]
   --in-flight K          heartbeats in flight in all [512]
   --tasks T              tasks sharing those heartbeats [4]
+  --batch B              beats per call in heartbeat-batched [100]
   --workers LIST         worker counts for drain and steady [1,16,64]
   --executions N         executions enqueued before each drain [100000]
   --producers K          enqueues in flight during steady [32]
@@ -53,6 +54,7 @@ pub struct Args {
     pub running: usize,
     pub in_flight: usize,
     pub tasks: usize,
+    pub batch: usize,
     pub workers: Vec<usize>,
     pub executions: usize,
     pub producers: usize,
@@ -79,6 +81,7 @@ impl Args {
                 running: 10_000,
                 in_flight: 512,
                 tasks: 4,
+                batch: 100,
                 workers: vec![1, 16, 64],
                 executions: 100_000,
                 producers: 32,
@@ -100,6 +103,7 @@ impl Args {
                 running: 200,
                 in_flight: 64,
                 tasks: 2,
+                batch: 20,
                 workers: vec![1, 16],
                 executions: 300,
                 producers: 8,
@@ -135,6 +139,7 @@ impl Args {
                 "--running" => args.running = number()?.max(1),
                 "--in-flight" => args.in_flight = number()?.max(1),
                 "--tasks" => args.tasks = number()?.max(1),
+                "--batch" => args.batch = number()?.clamp(1, unstuck::MAX_HEARTBEAT_BATCH),
                 "--workers" => {
                     args.workers = value
                         .split(',')
@@ -233,7 +238,7 @@ async fn run(args: Args) {
             args.settle().await;
             note(
                 name.clone(),
-                heartbeat::run(url, &ledger, &tokens, &args, false).await,
+                heartbeat::run(url, &ledger, &tokens, &args, heartbeat::Mode::Plain).await,
             );
         }
     }
@@ -247,7 +252,22 @@ async fn run(args: Args) {
             args.settle().await;
             note(
                 name.clone(),
-                heartbeat::run(url, &ledger, &tokens, &args, true).await,
+                heartbeat::run(url, &ledger, &tokens, &args, heartbeat::Mode::Usage).await,
+            );
+        }
+    }
+    if args.wants("heartbeat-batched") {
+        let (ledger, tokens) = heartbeat::setup(url, &args).await;
+        let name = format!(
+            "heartbeat, batches of {} ({} running, {} in flight)",
+            args.batch, args.running, args.in_flight
+        );
+        for _ in 0..args.runs {
+            args.settle().await;
+            let mode = heartbeat::Mode::Batched(args.batch);
+            note(
+                name.clone(),
+                heartbeat::run(url, &ledger, &tokens, &args, mode).await,
             );
         }
     }

@@ -137,16 +137,25 @@ impl Ledger {
             let (token, beat) = &beats[item.index];
             let q = token.queue.as_str();
             let member = Keyspace::member(q, &token.id);
-            call.key(k.execution(q, &token.id))
-                .key(k.queue_usage_journal(q))
-                .key(k.queue_settings(q))
-                .arg(&member)
+            call.key(k.execution(q, &token.id));
+            if beat.usage.is_some() {
+                call.key(k.queue_usage_journal(q)).key(k.queue_settings(q));
+            }
+            call.arg(&member)
                 .arg(token.attempt)
                 .arg(&token.nonce)
-                .arg(if beat.progress.is_some() { "1" } else { "0" })
-                .arg(beat.progress.as_deref().unwrap_or(""))
-                .arg(if item.checkpoint.is_some() { "1" } else { "0" })
-                .arg(item.checkpoint.as_deref().unwrap_or(""))
+                .arg(
+                    beat.progress
+                        .as_ref()
+                        .map(|p| format!("={p}"))
+                        .unwrap_or_default(),
+                )
+                .arg(
+                    item.checkpoint
+                        .as_ref()
+                        .map(|c| format!("={c}"))
+                        .unwrap_or_default(),
+                )
                 .arg(beat.fingerprint.as_deref().unwrap_or(""))
                 .arg(
                     beat.usage
