@@ -78,7 +78,10 @@ class UsageTest(unittest.TestCase):
                          (80 * spent, 20 * spent, 7 * spent))
         self.assertEqual(usage["by_model"]["m1"]["input_tokens"], 80 * spent)
         self.assertGreaterEqual(usage["input_tokens"] + usage["output_tokens"], 1000)
-        self.assertEqual(worker.stats["cancelled"], 1)
+        # The worker counts the acknowledgement once its call returns, after the
+        # execution is already cancelled.
+        wait_for(lambda: worker.stats["cancelled"] == 1, timeout=10,
+                 what="the worker counted its cancellation")
         reasons = [e["reason"] for e in self.client.execution_events(self.queue, "runaway")
                    if e["reason"].startswith("budget")]
         self.assertEqual(reasons, ["budget_warning", "budget_exceeded"])
