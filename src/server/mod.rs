@@ -20,6 +20,7 @@
 //! - `config.rs`: the `[server]` settings.
 
 mod attempts;
+mod beats;
 mod auth;
 mod config;
 mod events;
