@@ -20,8 +20,8 @@
 //! - `config.rs`: the `[server]` settings.
 
 mod attempts;
-mod beats;
 mod auth;
+mod beats;
 mod config;
 mod events;
 mod executions;

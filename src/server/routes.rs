@@ -16,8 +16,8 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 use super::auth::{Scope, require};
 use super::problem::ApiError;
 use super::{
-    AppState, attempts, auth, beats, events, executions, metrics, operator, queues, resources, snooze,
-    status, ui, waits, worker_events, workers,
+    AppState, attempts, auth, beats, events, executions, metrics, operator, queues, resources,
+    snooze, status, ui, waits, worker_events, workers,
 };
 
 /// A route's method.

@@ -109,6 +109,8 @@ class BatchingWorkerTest(unittest.TestCase):
             wait_for(lambda: len(jobs) == 3 and all(
                 self.client.get(self.queue, f"job-{i}")["state"] == "running"
                 for i in range(3)), what="three running jobs")
+            wait_for(lambda: any(len(tokens) == 3 for tokens, _ in sent),
+                     what="a round of three")
             single = requests(self.client, "/v1/attempts/heartbeat")
             batches = requests(self.client, "/v1/attempts/heartbeats")
             rounds = len(sent)
