@@ -2,7 +2,9 @@ package unstuck
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 )
@@ -59,6 +61,15 @@ type HeartbeatReply struct {
 // Heartbeat renews the attempt. ErrStaleAttempt or ErrAlreadyTerminal when it is no longer
 // current: stop, the work is not yours.
 func (c *Client) Heartbeat(ctx context.Context, token string, h HeartbeatRequest) (*HeartbeatReply, error) {
+	var out HeartbeatReply
+	if err := c.attemptCall(ctx, "/v1/attempts/heartbeat", h.body(token), &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// body is the JSON body of one heartbeat of token.
+func (h HeartbeatRequest) body(token string) map[string]any {
 	body := map[string]any{"token": token}
 	if h.Progress != nil {
 		body["progress"] = *h.Progress
@@ -72,11 +83,67 @@ func (c *Client) Heartbeat(ctx context.Context, token string, h HeartbeatRequest
 	if h.Usage != nil {
 		body["usage"] = *h.Usage
 	}
-	var out HeartbeatReply
-	if err := c.attemptCall(ctx, "/v1/attempts/heartbeat", body, &out); err != nil {
+	return body
+}
+
+// MaxHeartbeatBatch is the most beats one Heartbeats call carries.
+const MaxHeartbeatBatch = 1000
+
+// Beat is one attempt's heartbeat in a Heartbeats call.
+type Beat struct {
+	Token string
+	HeartbeatRequest
+}
+
+// HeartbeatResult is one beat's answer in a Heartbeats call: Reply, or Err (an *APIError,
+// matched with errors.Is as Heartbeat's error would be) when that beat was refused.
+type HeartbeatResult struct {
+	Reply *HeartbeatReply
+	Err   error
+}
+
+// Heartbeats beats many attempts (of any queues) in one request: up to MaxHeartbeatBatch
+// beats, each judged as Heartbeat judges it alone and answered in its place, so a refused
+// beat (ErrStaleAttempt, ErrTooLarge...) fails only itself. The error is the request's as
+// a whole: ErrInvalidArgument for none or more than MaxHeartbeatBatch beats (nothing
+// written), ErrUnavailable and the like.
+func (c *Client) Heartbeats(ctx context.Context, beats []Beat) ([]HeartbeatResult, error) {
+	items := make([]map[string]any, len(beats))
+	for i, b := range beats {
+		items[i] = b.body(b.Token)
+	}
+	var out struct {
+		Results []json.RawMessage `json:"results"`
+	}
+	r := req(http.MethodPost, "/v1/attempts/heartbeats")
+	r.body = map[string]any{"heartbeats": items}
+	if _, err := c.call(ctx, r, &out); err != nil {
 		return nil, err
 	}
-	return &out, nil
+	if len(out.Results) != len(beats) {
+		return nil, fmt.Errorf("unstuck: heartbeats: %d results for %d beats", len(out.Results), len(beats))
+	}
+	results := make([]HeartbeatResult, len(beats))
+	for i, raw := range out.Results {
+		var item struct {
+			Problem json.RawMessage `json:"problem"`
+			HeartbeatReply
+		}
+		if err := json.Unmarshal(raw, &item); err != nil {
+			return nil, fmt.Errorf("unstuck: heartbeats: result %d: %w", i, err)
+		}
+		if item.Problem != nil {
+			var status struct {
+				Status int `json:"status"`
+			}
+			_ = json.Unmarshal(item.Problem, &status)
+			results[i].Err = problemError(status.Status, http.Header{}, item.Problem)
+			continue
+		}
+		reply := item.HeartbeatReply
+		results[i].Reply = &reply
+	}
+	return results, nil
 }
 
 // Recorded is the reply of Complete and CancelAck.

@@ -38,7 +38,14 @@ type Attempt struct {
 	claimedAt time.Time
 	cancel    context.CancelFunc
 	done      chan struct{} // closed when the handler returned
-	wake      chan struct{} // a fingerprint to send: beat now
+	wake      chan struct{} // a fingerprint to send: beat now (the worker's beat kick)
+
+	// The worker's beat rounds (only its beat goroutine touches them): when the last
+	// renewal was sent, when the next beat is due, failed beats in a row; beating is held
+	// while a beat of the attempt is in flight.
+	renewed, beatAt time.Time
+	beatFailures    int
+	beating         sync.Mutex
 
 	mu              sync.Mutex
 	result          any
@@ -55,6 +62,7 @@ type Attempt struct {
 	cancelRequested bool
 	lost            bool
 	restart         bool
+	beatNow         bool // a fingerprint waits: beat at once
 }
 
 // MaxFingerprint is the longest fingerprint a heartbeat carries, in bytes.
@@ -65,6 +73,7 @@ func newAttempt(c Claim) *Attempt {
 		HeartbeatTimeout: c.HeartbeatTimeout.Duration(), DeadlineAt: c.DeadlineAt,
 		Token: c.Token, Traceparent: c.Traceparent, claimedAt: time.Now(),
 		done: make(chan struct{}), wake: make(chan struct{}, 1)}
+	a.renewed, a.beatAt = a.claimedAt, a.claimedAt // the claim renews; beat at once
 	if !isNull(c.Checkpoint) {
 		a.Checkpoint = c.Checkpoint
 	}
@@ -130,6 +139,7 @@ func (a *Attempt) SetFingerprint(text string) error {
 	}
 	a.mu.Lock()
 	a.fingerprints = append(a.fingerprints, text)
+	a.beatNow = true
 	a.mu.Unlock()
 	select {
 	case a.wake <- struct{}{}:
@@ -190,6 +200,7 @@ type sent struct {
 func (a *Attempt) beat() (HeartbeatRequest, sent) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.beatNow = false // this beat takes the waiting fingerprint
 	var h HeartbeatRequest
 	if a.progressSeq > a.progressSent {
 		p := a.progress
@@ -222,6 +233,23 @@ func (a *Attempt) delivered(s sent) {
 	}
 	if s.usage > 0 && len(a.usage) > 0 && a.usage[0].Seq == s.usage {
 		a.usage = a.usage[1:]
+	}
+}
+
+// fingerprintWaiting: a fingerprint was set since the last beat was built.
+func (a *Attempt) fingerprintWaiting() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.beatNow
+}
+
+// finished: the handler returned.
+func (a *Attempt) finished() bool {
+	select {
+	case <-a.done:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -41,6 +41,7 @@ var routes = []Route{
 	{http.MethodGet, "/v1/executions", "Find"},
 	{http.MethodPost, "/v1/queues/{queue}/claims", "Claim"},
 	{http.MethodPost, "/v1/attempts/heartbeat", "Heartbeat"},
+	{http.MethodPost, "/v1/attempts/heartbeats", "Heartbeats"},
 	{http.MethodPost, "/v1/attempts/complete", "Complete"},
 	{http.MethodPost, "/v1/attempts/fail", "Fail"},
 	{http.MethodPost, "/v1/attempts/snooze", "Snooze"},

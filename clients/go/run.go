@@ -85,9 +85,14 @@ func (w *Worker) start(a *Attempt, slots chan struct{}) {
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
 	a.client, a.logf, a.WorkerID = w.Client, w.logf, w.ID()
+	a.wake = w.beatKick // its fingerprints wake the beat rounds
 	w.mu.Lock()
 	w.running[a] = true
 	w.mu.Unlock()
+	select { // its first beat, at once, moves it to running
+	case w.beatKick <- struct{}{}:
+	default:
+	}
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
@@ -102,14 +107,10 @@ func (w *Worker) start(a *Attempt, slots chan struct{}) {
 }
 
 func (w *Worker) runAttempt(ctx context.Context, a *Attempt) {
-	beats := make(chan struct{})
-	go func() {
-		defer close(beats)
-		w.beatLoop(a)
-	}()
 	err := w.callHandler(ctx, a)
 	close(a.done)
-	<-beats
+	a.beating.Lock() // a beat of it in flight has ended: what it delivered is known
+	a.beating.Unlock()
 	a.cancel()
 	w.finish(a, err)
 }

@@ -29,8 +29,9 @@ type Stats struct {
 }
 
 // Worker claims executions of one queue and runs Handler on each, Concurrency at once,
-// keeping each alive with heartbeats from a goroutine of its own at a third of its
-// heartbeat timeout.
+// keeping each alive with heartbeats at a third of its heartbeat timeout: all the
+// attempts it holds in one request per round (Client.Heartbeats; Heartbeat when it holds
+// one).
 type Worker struct {
 	Client      *Client
 	Queue       string
@@ -65,8 +66,11 @@ type Worker struct {
 	stopping  chan struct{}
 	stopOnce  sync.Once
 	kick      chan struct{}
-	wg        sync.WaitGroup
-	fresh     bool // the given WorkerID was dropped by the registry: register fresh ids
+	beatKick  chan struct{} // a new attempt or a fingerprint: a beat round now
+	// onBeatRound, in tests, sees each batched round's beats and results.
+	onBeatRound func(beats []Beat, results []HeartbeatResult)
+	wg          sync.WaitGroup
+	fresh       bool // the given WorkerID was dropped by the registry: register fresh ids
 }
 
 // OutcomeRetryFor is how long the worker retries recording an outcome on transient errors.
@@ -114,6 +118,7 @@ func (w *Worker) init() {
 	if w.stopping == nil {
 		w.stopping = make(chan struct{})
 		w.kick = make(chan struct{}, 1)
+		w.beatKick = make(chan struct{}, 1)
 		w.running = map[*Attempt]bool{}
 	}
 }
@@ -162,9 +167,17 @@ func (w *Worker) Run(ctx context.Context) (Stats, error) {
 		defer close(registryEnded)
 		w.registryLoop(registryDone)
 	}()
+	beatsDone := make(chan struct{})
+	beatsEnded := make(chan struct{})
+	go func() {
+		defer close(beatsEnded)
+		w.beatRounds(beatsDone)
+	}()
 	err := w.claimLoop()
 	w.Stop()
 	w.wg.Wait() // the running handlers finish (drain)
+	close(beatsDone)
+	<-beatsEnded
 	close(registryDone)
 	<-registryEnded
 	w.deregister()

@@ -106,6 +106,36 @@ pub(crate) struct HeartbeatOut {
     pub(crate) cancel_reason: Option<String>,
 }
 
+impl HeartbeatIn {
+    /// The beat the library takes: its token, read, and what it carries.
+    pub(crate) fn into_beat(self) -> Result<(AttemptToken, Heartbeat), ApiError> {
+        let beat = Heartbeat {
+            progress: self.progress,
+            checkpoint: self.checkpoint,
+            fingerprint: self.fingerprint,
+            usage: self.usage,
+        };
+        Ok((token(&self.token)?, beat))
+    }
+}
+
+impl HeartbeatOut {
+    /// The reply to one beat: keep going (or stop soon and acknowledge), or the refusal
+    /// of a beat whose attempt is no longer current.
+    pub(crate) fn from_reply(reply: HeartbeatReply) -> Result<Self, ApiError> {
+        match reply {
+            HeartbeatReply::Ok {
+                cancel_requested,
+                cancel_reason,
+            } => Ok(HeartbeatOut {
+                cancel_requested,
+                cancel_reason,
+            }),
+            refused => Err(refused.refusal().into()),
+        }
+    }
+}
+
 /// The attempt is alive; optional progress, checkpoint and fingerprint.
 #[utoipa::path(post, path = "/v1/attempts/heartbeat", tag = "attempts",
     request_body = HeartbeatIn, responses((status = 200, body = HeartbeatOut),
@@ -114,22 +144,8 @@ pub(crate) async fn heartbeat(
     State(s): State<AppState>,
     Body(b): Body<HeartbeatIn>,
 ) -> Result<Json<HeartbeatOut>, ApiError> {
-    let beat = Heartbeat {
-        progress: b.progress,
-        checkpoint: b.checkpoint,
-        fingerprint: b.fingerprint,
-        usage: b.usage,
-    };
-    match s.ledger.heartbeat(&token(&b.token)?, beat).await? {
-        HeartbeatReply::Ok {
-            cancel_requested,
-            cancel_reason,
-        } => Ok(Json(HeartbeatOut {
-            cancel_requested,
-            cancel_reason,
-        })),
-        refused => Err(refused.refusal().into()),
-    }
+    let (token, beat) = b.into_beat()?;
+    HeartbeatOut::from_reply(s.ledger.heartbeat(&token, beat).await?).map(Json)
 }
 
 /// `POST /v1/attempts/complete`.

@@ -21,6 +21,7 @@
 
 mod attempts;
 mod auth;
+mod beats;
 mod config;
 mod events;
 mod executions;

@@ -12,7 +12,7 @@ use utoipa::{Modify, OpenApi};
 use super::routes::{self, Verb};
 use super::wire::problem::{self, PROBLEM, SHARED, Shape};
 use super::{
-    attempts, auth, events, executions, operator, queues, resources, snooze, status, waits,
+    attempts, auth, beats, events, executions, operator, queues, resources, snooze, status, waits,
     worker_events, workers,
 };
 
@@ -29,7 +29,7 @@ use super::{
         executions::enqueue, executions::enqueue_batch, executions::list, executions::get,
         executions::events, executions::cancel, operator::retry, operator::find,
         operator::pin, operator::unpin,
-        attempts::claim, attempts::heartbeat, attempts::complete, attempts::fail,
+        attempts::claim, attempts::heartbeat, beats::heartbeats, attempts::complete, attempts::fail,
         attempts::cancel_ack, snooze::snooze, waits::await_resume, waits::resume,
         waits::resume_by_token, resources::acquire, resources::release, resources::list,
         resources::get, resources::force_release,

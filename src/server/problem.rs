@@ -259,8 +259,11 @@ impl From<Option<AttemptRefused>> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The problem document this error is answered with (`type`, `title`, `status`,
+    /// `detail` and its extra members) and its status: what a route that answers several
+    /// items in one reply puts in an item's place.
+    pub(crate) fn document(&self) -> (StatusCode, Value) {
         let p = self.problem();
         let Kind {
             slug,
@@ -277,7 +280,14 @@ impl IntoResponse for ApiError {
         body.insert("status".into(), json!(status.as_u16()));
         body.insert("detail".into(), json!(p.detail));
         body.extend(p.extra);
-        let mut response = (status, axum::Json(Value::Object(body))).into_response();
+        (status, Value::Object(body))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = self.document();
+        let mut response = (status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,

@@ -16,8 +16,8 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 use super::auth::{Scope, require};
 use super::problem::ApiError;
 use super::{
-    AppState, attempts, auth, events, executions, metrics, operator, queues, resources, snooze,
-    status, ui, waits, worker_events, workers,
+    AppState, attempts, auth, beats, events, executions, metrics, operator, queues, resources,
+    snooze, status, ui, waits, worker_events, workers,
 };
 
 /// A route's method.
@@ -162,6 +162,7 @@ pub(crate) fn table() -> Vec<Route> {
         // Work: claims and the attempt calls.
         route(Post, "/v1/queues/{queue}/claims", work, attempts::claim),
         route(Post, "/v1/attempts/heartbeat", work, attempts::heartbeat),
+        route(Post, "/v1/attempts/heartbeats", work, beats::heartbeats),
         route(Post, "/v1/attempts/complete", work, attempts::complete),
         route(Post, "/v1/attempts/fail", work, attempts::fail),
         route(Post, "/v1/attempts/snooze", work, snooze::snooze),

@@ -10,6 +10,7 @@ mod support;
 
 mod http_api;
 mod http_awaiting;
+mod http_beats;
 mod http_loop;
 mod http_operator;
 mod http_pause;

@@ -348,6 +348,28 @@ class Client(OpsCalls):
             body["fingerprint"] = fingerprint
         return self._route_json("heartbeat", body=body, timeout=timeout)
 
+    def heartbeats(self, beats, timeout=None):
+        """Beats many attempts (of any queues) in one request: ``beats`` is a list of up to
+        1000 items, each a token or a dict of ``heartbeat``'s arguments (``{"token",
+        "progress"?, "checkpoint"?, "fingerprint"?, "usage"?}``). Returns a list in the same
+        order: for each beat, the reply ``heartbeat`` would return, or the error it would
+        have raised, as an ``UnstuckError`` instance (returned, not raised: a refused beat,
+        say ``StaleAttempt`` or ``TooLarge``, fails only itself). Raises for the request as
+        a whole: ``InvalidArgument`` for none or more than 1000 beats (nothing written),
+        ``Unavailable`` and the like."""
+        items = []
+        for beat in beats:
+            item = {"token": beat} if isinstance(beat, str) else dict(beat)
+            if item.get("checkpoint", None) is UNSET:
+                del item["checkpoint"]
+            for name in ("progress", "fingerprint", "usage"):
+                if name in item and item[name] is None:
+                    del item[name]
+            items.append(item)
+        reply = self._route_json("heartbeats", body={"heartbeats": items}, timeout=timeout)
+        return [errors.from_problem(r["problem"]) if isinstance(r, dict) and "problem" in r
+                else r for r in (reply or {}).get("results", [])]
+
     def complete(self, token, result=UNSET, usage=None):
         """``{"slot_released": bool}``. ``usage``: the attempt's last delta, as for
         ``heartbeat``."""

@@ -372,6 +372,14 @@ def from_response(status, headers, body):
     if not isinstance(problem, dict):
         text = body.decode("utf-8", "replace").strip()[:500] if body else ""
         return error_class("", status)(status, None, f"HTTP {status}", text, None, headers)
+    return from_problem(problem, status, headers)
+
+
+def from_problem(problem, status=None, headers=None):
+    """The typed error of a problem document (``status`` defaults to its own member): how a
+    batch reply's refused item (``{"problem": {...}}``) is returned."""
+    if status is None:
+        status = problem.get("status")
     extra = {k: v for k, v in problem.items()
              if k not in ("type", "title", "status", "detail")}
     type_ = problem.get("type")

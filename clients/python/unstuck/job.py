@@ -97,6 +97,13 @@ class Job:
         self._progress_sent = self._checkpoint_sent = 0  # seq carried by the last good beat
         self._fingerprints = collections.deque()  # not sent yet, oldest first: one per beat
         self._wake = threading.Event()  # set by set_fingerprint and at the end: beat now
+        # The Worker's beat rounds: when the last renewal was sent, when the next beat is
+        # due, failures in a row, a fingerprint waiting (beat at once), and a lock held
+        # while a beat of this attempt is in flight.
+        self._renewed = self._beat_at = self._claimed_at
+        self._beat_failures = 0
+        self._beat_now = False
+        self._beat_lock = threading.Lock()
         self._usage = []      # deltas not yet delivered, oldest first
         self._usage_seq = 0   # the last seq given to a delta
         self.cancel_reason = None  # "budget_exceeded" when the budget stopped it
@@ -189,6 +196,7 @@ class Job:
                              f"got {size}")
         with self._lock:
             self._fingerprints.append(text)
+            self._beat_now = True
         self._wake.set()
 
     def raise_if_cancelled(self):
@@ -203,6 +211,7 @@ class Job:
     # What the next beat carries, and marking it delivered.
     def _pending(self):
         with self._lock:
+            self._beat_now = False  # this beat takes the waiting fingerprint
             beat = {}
             if self._progress_seq > self._progress_sent:
                 beat["progress"] = self._progress

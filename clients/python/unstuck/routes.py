@@ -37,6 +37,7 @@ ROUTES = {
     "find": ("GET", "/v1/executions"),
     "claim": ("POST", "/v1/queues/{queue}/claims"),
     "heartbeat": ("POST", "/v1/attempts/heartbeat"),
+    "heartbeats": ("POST", "/v1/attempts/heartbeats"),
     "complete": ("POST", "/v1/attempts/complete"),
     "fail": ("POST", "/v1/attempts/fail"),
     "snooze": ("POST", "/v1/attempts/snooze"),

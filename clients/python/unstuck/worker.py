@@ -1,10 +1,10 @@
 """The worker runner: claims executions of one queue, runs a handler on each, keeps them
-alive with heartbeats from threads of their own, and records how each ended."""
+alive with heartbeats (all it holds in one request per round: ``unstuck.beats``), and
+records how each ended."""
 
 import json
 import logging
 import os
-import random
 import re
 import secrets
 import signal
@@ -13,6 +13,7 @@ import threading
 import time
 
 from . import _otel, errors
+from .beats import GONE as _GONE, RENEWED as _RENEWED, Beater, backoff as _backoff
 from .job import AwaitResume, Cancelled, Fatal, Job, Retryable, Snooze
 
 __all__ = ["Worker", "Job", "Retryable", "Fatal", "Cancelled", "Snooze", "AwaitResume"]
@@ -24,12 +25,6 @@ REGISTRY_INTERVAL = 5.0  # seconds between worker-registry beats, by default
 OUTCOME_RETRY_FOR = 60.0  # seconds spent retrying a complete/fail/cancel-ack on transient errors
 MAX_MESSAGE = 4000  # characters of a failure message
 _LOST = (errors.StaleAttempt, errors.AlreadyTerminal, errors.TokenMismatch, errors.NotFound)
-_RENEWED, _GONE, _FAILED = "renewed", "gone", "failed"  # what one heartbeat did
-
-
-def _backoff(failures, base=0.1, cap=5.0):
-    """Exponential backoff with jitter: about base * 2^failures, at most cap."""
-    return min(cap, base * (2 ** failures)) * random.uniform(0.5, 1.0)
 
 
 def _valid_name(text, limit):
@@ -48,7 +43,9 @@ class Worker:
     exception fails it retryable; ``Fatal`` fails it for good; when cancellation was
     requested the cancellation is acknowledged instead. ``heartbeat_interval`` (seconds,
     5 by default) is how often the worker registry hears from this worker; the attempts
-    themselves are beaten at a third of their ``heartbeat_timeout``.
+    themselves are beaten at a third of their ``heartbeat_timeout``, all the attempts it
+    holds in one request per round (``Client.heartbeats``; ``heartbeat`` when it holds
+    one).
 
     ``run()`` blocks until ``stop()`` (or SIGTERM/SIGINT when run in the main thread), then
     waits for the running handlers and deregisters.
@@ -89,6 +86,7 @@ class Worker:
         self._registry_done = threading.Event()
         self._cv = threading.Condition()
         self._running = {}  # Job -> handler thread
+        self._beater = Beater(client, lambda: self.running)
         # What the watchdog asked in a registry heartbeat reply (tier 1 of worker
         # remediation): "restart" (running jobs are told to stop and handed back) or
         # "drain" (they finish); either way run() returns and the worker deregisters.
@@ -118,10 +116,12 @@ class Worker:
             registry = threading.Thread(target=self._registry_loop, daemon=True,
                                         name=f"unstuck-registry-{self.worker_id}")
             registry.start()
+            self._beater.start(f"unstuck-beats-{self.worker_id}")
             self._claim_loop()
         finally:
             self._stopping.set()
             self._drain()
+            self._beater.stop()
             if registry is not None:
                 self._registry_done.set()
                 self._registry_kick.set()
@@ -241,9 +241,11 @@ class Worker:
     def _start(self, job):
         thread = threading.Thread(target=self._run_job, args=(job,), daemon=True,
                                   name=f"unstuck-job-{job.id}")
+        job._wake = self._beater.kick  # its fingerprints wake the beat rounds
         with self._cv:
             self._running[job] = thread
         thread.start()
+        self._beater.kick.set()  # its first beat, at once, moves it to running
 
     def _drain(self):
         while True:
@@ -257,17 +259,14 @@ class Worker:
     # ----- one job -----
 
     def _run_job(self, job):
-        beats = threading.Thread(target=self._beat_loop, args=(job,), daemon=True,
-                                 name=f"unstuck-beat-{job.id}")
-        beats.start()
         try:
             # The `process {queue}` span, when the OpenTelemetry API is installed.
             with _otel.process(job, self.worker_id) as traced:
                 outcome = self._handle(job)
                 traced(outcome[1] if outcome[0] == "fail" else None)
             job._done.set()
-            job._wake.set()
-            beats.join()
+            with job._beat_lock:
+                pass  # a beat of it in flight has ended: what it delivered is known
             self._finish(job, outcome)
         except Exception:
             log.exception("recording the outcome of %r failed", job)
@@ -294,56 +293,10 @@ class Worker:
             log.exception("handler failed on %r", job)
             return ("fail", f"{type(e).__name__}: {e}", True)
 
-    def _beat_loop(self, job):
-        """Beats the attempt at a third of its heartbeat timeout, the first beat at once (it
-        moves the execution to running). A failed beat is retried with a backoff; once the
-        heartbeat timeout has passed with no renewal the attempt is given up as lost (the
-        watchdog retries it elsewhere): ``job.cancelled`` is set and nothing is recorded."""
-        interval = max(job.heartbeat_timeout / 3.0, 0.05)
-        renewed, wait, failures = job._claimed_at, 0.0, 0
-        while True:
-            if wait > 0:
-                job._wake.wait(wait)  # a new fingerprint, or the job's end, wakes it at once
-            job._wake.clear()
-            if job._done.is_set():
-                return
-            left = job.heartbeat_timeout - (time.monotonic() - renewed)
-            if left <= 0:
-                log.warning("%r: no heartbeat renewed it within %.3gs: giving it up", job,
-                            job.heartbeat_timeout)
-                job._stop(lost=True)
-                return
-            before = job._unsent_fingerprints()
-            sent = time.monotonic()
-            result = self._beat(job, timeout=left)
-            if result == _RENEWED:
-                renewed, wait, failures = sent, interval, 0
-                if 0 < job._unsent_fingerprints() < before:
-                    wait = 0.0  # one fingerprint went out and more wait: each its own beat
-            elif result == _GONE:
-                return
-            else:
-                wait = min(_backoff(failures, 0.05, interval), left)
-                failures += 1
-
     def _beat(self, job, timeout=None):
-        """One heartbeat with the pending progress and checkpoint: _RENEWED, _GONE (the
-        attempt is no longer ours) or _FAILED (no renewal; worth another try)."""
-        beat, seqs = job._pending()
-        try:
-            reply = self.client.heartbeat(job.token, timeout=timeout, **beat)
-        except _LOST as e:
-            log.info("%r lost: %s", job, e)
-            job._stop(lost=True)
-            return _GONE
-        except errors.UnstuckError as e:
-            log.warning("heartbeat of %r: %s", job, e)
-            return _FAILED
-        job._delivered(seqs)
-        if reply and reply.get("cancel_requested"):
-            job.cancel_reason = reply.get("cancel_reason")
-            job._stop(lost=False)
-        return _RENEWED
+        """One heartbeat of ``job`` alone (after its handler returned): _RENEWED, _GONE or
+        _FAILED."""
+        return self._beater.beat(job, timeout)
 
     def _finish(self, job, outcome):
         if outcome[0] in ("fail", "snooze", "await") and not job.lost and not job.cancel_requested:

@@ -1,7 +1,7 @@
 // The HTTP client: one method per route of `unstuck serve` (docs/http-api.md). Replies are
 // returned as the JSON the server sent; errors are thrown as the classes of ./errors.
 
-import { UnstuckError } from "./errors.js";
+import { UnstuckError, fromProblem } from "./errors.js";
 import { ROUTES, RouteName, routePath } from "./routes.js";
 import { EventStream, EventStreamOptions } from "./sse.js";
 import { CallOptions, Reply, Request, RetryOptions, Transport } from "./transport.js";
@@ -191,12 +191,18 @@ export class Client {
    * InvalidArgument, nothing written) is loop detection's: the same one `max_repeats`
    * times in a row and the watchdog judges the execution stuck `looping`. */
   heartbeat(token: string, beat: HeartbeatBody = {}, options?: CallOptions): Promise<HeartbeatReply> {
-    const body: Record<string, unknown> = { token };
-    if (beat.progress !== undefined) body.progress = beat.progress;
-    if (beat.fingerprint !== undefined) body.fingerprint = beat.fingerprint;
-    if (beat.usage !== undefined) body.usage = beat.usage;
-    if ("checkpoint" in beat && beat.checkpoint !== undefined) body.checkpoint = beat.checkpoint;
-    return this.json("heartbeat", {}, { body }, options);
+    return this.json("heartbeat", {}, { body: beatBody(token, beat) }, options);
+  }
+  /** Beats many attempts (of any queues) in one request: up to 1000 beats, each a token
+   * or `{token, ...HeartbeatBody}`. Resolves, in the same order, with each beat's reply as
+   * `heartbeat` would give it, or the error `heartbeat` would have thrown, as an
+   * UnstuckError value (returned, not thrown: a refused beat, say StaleAttempt or
+   * TooLarge, fails only itself). Throws for the request as a whole: InvalidArgument for
+   * none or more than 1000 beats (nothing written), Unavailable and the like. */
+  async heartbeats(beats: Array<string | (HeartbeatBody & { token: string })>, options?: CallOptions): Promise<Array<HeartbeatReply | UnstuckError>> {
+    const heartbeats = beats.map((b) => (typeof b === "string" ? { token: b } : beatBody(b.token, b)));
+    const reply = await this.json<{ results: Array<HeartbeatReply | { problem: Record<string, unknown> }> }>("heartbeats", {}, { body: { heartbeats } }, options);
+    return (reply?.results ?? []).map((r) => ("problem" in r ? fromProblem(r.problem) : r));
   }
   /** `usage`: the attempt's last delta, as for heartbeat. */
   complete(token: string, result?: Json, options: CallOptions & { usage?: UsageDelta } = {}): Promise<Recorded> {
@@ -327,6 +333,16 @@ export interface EnqueueOptions extends CallOptions {
 
 /** `usage`: a delta spent since the previous one, `seq` required (positive, increasing
  * within the attempt: a replayed delta is not counted twice). */
+/** The body of one heartbeat: its token and what it carries. */
+function beatBody(token: string, beat: HeartbeatBody): Record<string, unknown> {
+  const body: Record<string, unknown> = { token };
+  if (beat.progress !== undefined) body.progress = beat.progress;
+  if (beat.fingerprint !== undefined) body.fingerprint = beat.fingerprint;
+  if (beat.usage !== undefined) body.usage = beat.usage;
+  if ("checkpoint" in beat && beat.checkpoint !== undefined) body.checkpoint = beat.checkpoint;
+  return body;
+}
+
 export interface HeartbeatBody { progress?: string; checkpoint?: Json; fingerprint?: string; usage?: UsageDelta }
 
 export interface AcquireOptions {

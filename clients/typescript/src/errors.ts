@@ -269,11 +269,18 @@ export function fromResponse(status: number, headers: Record<string, string>, bo
     const cls = errorClass("", status);
     return new cls({ status, title: `HTTP ${status}`, detail: body.trim().slice(0, 500), headers });
   }
-  const { type, title, status: _s, detail, ...extra } = problem as Record<string, unknown>;
+  return fromProblem(problem as Record<string, unknown>, status, headers);
+}
+
+/** The typed error of a problem document (`status` defaults to its own member): how a
+ * batch reply's refused item (`{"problem": {...}}`) is returned. */
+export function fromProblem(problem: Record<string, unknown>, status?: number, headers: Record<string, string> = {}): UnstuckError {
+  const { type, title, status: own, detail, ...extra } = problem;
+  const code = status ?? (typeof own === "number" ? own : undefined);
   const typeText = typeof type === "string" ? type : undefined;
-  const cls = errorClass(slugOf(typeText ?? ""), status);
+  const cls = errorClass(slugOf(typeText ?? ""), code);
   return new cls({
-    status,
+    status: code,
     type: typeText,
     title: typeof title === "string" ? title : undefined,
     detail: typeof detail === "string" ? detail : undefined,

@@ -1,13 +1,14 @@
 // The worker runner: registers, long-polls claims of one queue within a concurrency
-// limit, runs a handler on each, keeps each attempt alive with heartbeats on a timer, and
-// records how each ended.
+// limit, runs a handler on each, keeps the attempts alive with heartbeats (all it holds in
+// one request per round: beats.ts), and records how each ended.
 
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
+import { Beats, Wakeup } from "./beats.js";
 import { Client } from "./client.js";
 import { UnknownWorker, UnstuckError, WorkerExists } from "./errors.js";
 import { AwaitResume, Cancelled, Job, NonRetryable, Retryable, Snooze } from "./job.js";
-import { Logger, Outcome, Recorder, Stats, backoff, isLost } from "./outcomes.js";
+import { Logger, Outcome, Recorder, Stats, backoff } from "./outcomes.js";
 import { OtelApi, loadOtel, processSpan } from "./otel.js";
 import { USER_AGENT, sleep } from "./transport.js";
 import type { AwaitReply, WorkerRequest } from "./types.js";
@@ -23,7 +24,8 @@ export interface WorkerOptions {
   /** A fixed worker id; by default a fresh `<host>-<pid>-<random>` per registration. */
   workerId?: string;
   /** How often the worker registry hears from this worker (5000 ms). Each attempt is beaten
-   * at a third of its own heartbeat timeout. */
+   * at a third of its own heartbeat timeout, all the attempts the worker holds in one
+   * request per round (`client.heartbeats`; `heartbeat` when it holds one). */
   heartbeatIntervalMs?: number;
   version?: string;
   /** The long poll of each claim (30000 ms at most). */
@@ -52,21 +54,6 @@ export function freshWorkerId(): string {
   return `${host}-${process.pid}-${randomBytes(4).toString("hex")}`;
 }
 
-/** A wake-up for loops that sleep: `wait(ms)` resolves true when `fire()` came first. */
-class Wakeup {
-  private wake: (() => void) | undefined;
-  private fired = false;
-  fire(): void { this.fired = true; this.wake?.(); }
-  clear(): void { this.fired = false; }
-  wait(ms: number): Promise<boolean> {
-    if (this.fired) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => { this.wake = undefined; resolve(false); }, ms);
-      this.wake = () => { clearTimeout(timer); this.wake = undefined; resolve(true); };
-    });
-  }
-}
-
 /**
  * Runs `handler(job)` on executions claimed from `queue`, `concurrency` at once. The
  * handler's return value (JSON) completes the attempt; a thrown Retryable or any other
@@ -89,6 +76,7 @@ export class Worker {
   private readonly log: Logger;
   private givenId: boolean;
   private readonly recorder: Recorder;
+  private readonly beats: Beats;
   private readonly jobs = new Map<Job, Promise<void>>();
   private stopping = false;
   private readonly poll = new AbortController();
@@ -111,6 +99,7 @@ export class Worker {
     this.givenId = options.workerId !== undefined;
     this.log = options.logger ?? quiet;
     this.recorder = new Recorder(client, this.log, this.stats, options.onAwait);
+    this.beats = new Beats(client, this.log);
   }
 
   /** The attempts running now. */
@@ -131,10 +120,12 @@ export class Worker {
       this.otel = this.options.otel === false ? undefined : this.options.otel ?? (await loadOtel());
       if (!(await this.register())) return { ...this.stats };
       registry = this.registryLoop();
+      this.beats.start();
       await this.claimLoop();
     } finally {
       this.stopping = true;
       while (this.jobs.size) await Promise.all(this.jobs.values());
+      await this.beats.stop();
       if (registry) {
         this.registryDone = true;
         this.registryKick.fire();
@@ -256,10 +247,7 @@ export class Worker {
   // ----- one job -----
 
   private async runJob(job: Job): Promise<void> {
-    const wake = new Wakeup();
-    const finished = { done: false };
-    job.wakeBeats = () => wake.fire(); // a new fingerprint: beat now
-    const beats = this.beatLoop(job, wake, finished);
+    this.beats.add(job);
     // The `process {queue}` span, when the OpenTelemetry API is there.
     const outcome = await processSpan(this.otel, job, this.workerId, async (): Promise<Outcome> => {
       try {
@@ -268,11 +256,9 @@ export class Worker {
         return this.classify(job, e);
       }
     }, (o) => (o.kind === "fail" ? o.message : undefined));
-    finished.done = true;
-    wake.fire();
-    await beats;
+    await this.beats.remove(job);
     if (outcome.kind !== "complete" && !job.lost && !job.cancelRequested && Object.keys(job.pending().body).length) {
-      await this.beat(job); // a checkpoint set since the last beat: the next attempt resumes from it
+      await this.beats.beat(job); // a checkpoint set since the last beat: the next attempt resumes from it
     }
     // Deliver the usage still pending: by beats, all but the last delta, which rides on the
     // complete or fail (all of it before a cancel-ack, a snooze or an await).
@@ -280,7 +266,7 @@ export class Worker {
     const last = (outcome.kind === "complete" || outcome.kind === "fail") && !job.cancelRequested ? 1 : 0;
     const giveUp = performance.now() + job.heartbeatTimeoutMs;
     for (let failures = 0; !job.lost && job.pendingUsage > last;) {
-      const result = await this.beat(job);
+      const result = await this.beats.beat(job);
       if (result === "gone") break;
       if (result === "renewed") failures = 0;
       else if (performance.now() > giveUp) break;
@@ -300,62 +286,6 @@ export class Worker {
     const text = e instanceof Error ? `${e.name}: ${e.message}` : `thrown: ${String(e)}`;
     this.log.warn(`handler failed on ${job}: ${text}`);
     return { kind: "fail", message: text, retryable: true };
-  }
-
-  /** Beats the attempt at a third of its heartbeat timeout, the first beat at once (it
-   * moves the execution to running). A failed beat is retried with a backoff, each given at
-   * most the time left; once the heartbeat timeout has passed with no renewal (since the
-   * last renewal or the claim) the attempt is given up as lost: the watchdog retries it
-   * elsewhere, the signal fires with reason "lost" and nothing is recorded. */
-  private async beatLoop(job: Job, wake: Wakeup, finished: { done: boolean }): Promise<void> {
-    const interval = Math.max(job.heartbeatTimeoutMs / 3, 50);
-    let renewed = performance.now(); // the claim
-    let wait = 0;
-    for (let failures = 0; ;) {
-      if (wait > 0) await wake.wait(wait); // a new fingerprint, or the job's end, wakes it at once
-      wake.clear();
-      if (finished.done) return;
-      const left = job.heartbeatTimeoutMs - (performance.now() - renewed);
-      if (left <= 0) {
-        this.log.warn(`${job}: no heartbeat renewed it within ${job.heartbeatTimeoutMs} ms: giving it up`);
-        job.stop("lost");
-        return;
-      }
-      const before = job.unsentFingerprints;
-      const sent = performance.now();
-      const result = await this.beat(job, left);
-      if (result === "renewed") {
-        renewed = sent;
-        failures = 0;
-        // One fingerprint went out and more wait: each its own beat, at once.
-        wait = job.unsentFingerprints > 0 && job.unsentFingerprints < before ? 0 : interval;
-      } else if (result === "gone") {
-        return;
-      } else {
-        wait = Math.min(backoff(failures++, 50, interval), left);
-      }
-    }
-  }
-
-  /** One heartbeat with the pending progress and checkpoint, given at most `limitMs`:
-   * "renewed", "gone" (the attempt is no longer ours) or "failed" (worth another try). */
-  private async beat(job: Job, limitMs?: number): Promise<"renewed" | "gone" | "failed"> {
-    const { body, seqs } = job.pending();
-    try {
-      const options = limitMs === undefined ? {} : { timeoutMs: Math.max(Math.ceil(limitMs), 1) };
-      const reply = await this.client.heartbeat(job.token, body, options);
-      job.delivered(seqs);
-      if (reply?.cancel_requested) job.stop("cancel", reply.cancel_reason ?? undefined);
-      return "renewed";
-    } catch (e) {
-      if (isLost(e)) {
-        this.log.info(`${job} lost: ${e}`);
-        job.stop("lost");
-        return "gone";
-      }
-      this.log.warn(`heartbeat of ${job}: ${e}`);
-      return "failed";
-    }
   }
 
   // ----- signals -----

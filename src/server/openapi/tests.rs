@@ -165,6 +165,9 @@ fn request_limits_are_the_library_constants() {
     let batch = &schema(&doc, "BatchIn")["properties"]["items"];
     assert_eq!(batch["maxItems"], MAX_ENQUEUE_BATCH);
     assert_eq!(batch["minItems"], 1);
+    let beats = &schema(&doc, "HeartbeatsIn")["properties"]["heartbeats"];
+    assert_eq!(beats["maxItems"], crate::ledger::MAX_HEARTBEAT_BATCH);
+    assert_eq!(beats["minItems"], 1);
     let claim = &schema(&doc, "ClaimIn")["properties"];
     assert_eq!(claim["max"]["maximum"], MAX_CLAIM_BATCH);
     assert_eq!(claim["max"]["minimum"], 1);

@@ -195,6 +195,20 @@ pub(crate) fn enqueue_batch() -> Schema {
         .into()
 }
 
+/// The beats of a batched heartbeat: 1 to [`crate::ledger::MAX_HEARTBEAT_BATCH`].
+pub(crate) fn heartbeat_batch() -> Schema {
+    let max = crate::ledger::MAX_HEARTBEAT_BATCH;
+    ArrayBuilder::new()
+        .items(Ref::from_schema_name("HeartbeatIn"))
+        .min_items(Some(1))
+        .max_items(Some(max))
+        .description(Some(format!(
+            "1 to {max} beats, each what POST /v1/attempts/heartbeat takes; each is \
+             answered in its place, a bad one failing only itself."
+        )))
+        .into()
+}
+
 /// A page size: 1 to [`crate::ledger::MAX_PAGE`].
 fn page_limit(default: usize) -> Schema {
     let max = crate::ledger::MAX_PAGE;
@@ -272,7 +286,21 @@ schema_types! {
     EnqueueBatch => enqueue_batch();
     /// A snooze's or a retry's delay from now.
     SnoozeDelay => snooze_delay();
+    /// The beats of a batched heartbeat.
+    HeartbeatBatch => heartbeat_batch();
 }
+
+/// A problem document in a reply's body (the `Problem` schema), as a batch answers a
+/// refused item in its place.
+pub(crate) struct ProblemDocument;
+
+impl utoipa::PartialSchema for ProblemDocument {
+    fn schema() -> RefOr<Schema> {
+        RefOr::Ref(Ref::from_schema_name(super::problem::PROBLEM))
+    }
+}
+
+impl utoipa::ToSchema for ProblemDocument {}
 
 pub(crate) fn path_parameter(name: &str, schema: Schema, description: &str) -> Parameter {
     ParameterBuilder::new()
