@@ -1,4 +1,5 @@
-//! `unstuck serve` under load, through real HTTP: heartbeats per second over 64 keep-alive
+//! `unstuck serve` under load, through real HTTP: heartbeats per second (one per request,
+//! and 100 per request) over 64 keep-alive
 //! connections, claim + complete per second at 16 workers, the latency from an enqueue to
 //! the waiting long poll answering, and the Redis CPU 1000 idle long polls cost. Redis, the
 //! server and this load generator share the machine's cores.
@@ -142,10 +143,18 @@ fn post_request(path: &str, body: &str) -> Vec<u8> {
 }
 
 /// Heartbeats through HTTP: `connections` keep-alive connections, each beating tokens
-/// round robin, one request in flight per connection.
-async fn heartbeats(b: &Bench, tokens: &[AttemptToken], connections: usize, seconds: f64) -> f64 {
-    let requests: Arc<Vec<Vec<u8>>> = Arc::new(
-        tokens
+/// round robin, one request in flight per connection; `batch` beats per request (1: the
+/// single route, `POST /v1/attempts/heartbeat`; more: `POST /v1/attempts/heartbeats`).
+/// Returns beats per second.
+async fn heartbeats(
+    b: &Bench,
+    tokens: &[AttemptToken],
+    connections: usize,
+    batch: usize,
+    seconds: f64,
+) -> f64 {
+    let requests: Arc<Vec<Vec<u8>>> = Arc::new(match batch {
+        1 => tokens
             .iter()
             .map(|t| {
                 post_request(
@@ -154,7 +163,21 @@ async fn heartbeats(b: &Bench, tokens: &[AttemptToken], connections: usize, seco
                 )
             })
             .collect(),
-    );
+        _ => tokens
+            .chunks(batch)
+            .map(|chunk| {
+                let beats: Vec<Value> = chunk
+                    .iter()
+                    .map(|t| json!({"token": t.to_string()}))
+                    .collect();
+                post_request(
+                    "/v1/attempts/heartbeats",
+                    &json!({ "heartbeats": beats }).to_string(),
+                )
+            })
+            .collect(),
+    });
+    let per_request = batch.min(tokens.len()) as u64;
     let addr = b.base.trim_start_matches("http://").to_owned();
     let done = Arc::new(AtomicU64::new(0));
     let until = Instant::now() + Duration::from_secs_f64(seconds);
@@ -169,7 +192,7 @@ async fn heartbeats(b: &Bench, tokens: &[AttemptToken], connections: usize, seco
                     let status = conn.send(&requests[i % requests.len()]).await;
                     assert_eq!(status, 200);
                     i += connections;
-                    done.fetch_add(1, Ordering::Relaxed);
+                    done.fetch_add(per_request, Ordering::Relaxed);
                 }
             })
         })
@@ -310,13 +333,15 @@ async fn main() {
     let running = if quick { 200 } else { 10_000 };
     let tokens = support::running_executions(&b.ledger, running).await;
     support::wait_for_quiet(Duration::from_secs(20)).await;
-    let cpu = support::redis_cpu(&mut admin).await;
-    let rate = heartbeats(&b, &tokens, 64, seconds).await;
-    let redis_share = (support::redis_cpu(&mut admin).await - cpu).as_secs_f64() / seconds;
-    println!(
-        "heartbeats/s through HTTP, 64 keep-alive connections, {running} running: {rate:.0} (Redis {:.0}% of a core)",
-        redis_share * 100.0
-    );
+    for batch in [1, 100] {
+        let cpu = support::redis_cpu(&mut admin).await;
+        let rate = heartbeats(&b, &tokens, 64, batch, seconds).await;
+        let redis_share = (support::redis_cpu(&mut admin).await - cpu).as_secs_f64() / seconds;
+        println!(
+            "heartbeats/s through HTTP, 64 keep-alive connections, {running} running, {batch} per request: {rate:.0} (Redis {:.0}% of a core)",
+            redis_share * 100.0
+        );
+    }
     b.shutdown.cancel();
 
     let b = serve(redis.url(), "http_drain").await;
