@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::task::JoinError;
 
+use super::coalesce::Coalescer;
 use super::job::{AttemptState, JobError};
 use super::record::{Record, Recorded};
 use super::{Outcome, pump};
@@ -22,6 +23,7 @@ pub(crate) type JobResult = Result<Option<serde_json::Value>, JobError>;
 /// on until it returns.
 pub(crate) async fn supervise<F>(
     ledger: Ledger,
+    beats: Coalescer,
     attempt: Arc<AttemptState>,
     job: F,
     grace: Duration,
@@ -58,7 +60,7 @@ where
         tracing::debug!(execution = %attempt.label(), "attempt lost; its result is dropped");
         return Outcome::Lost;
     }
-    pump::flush_usage(&ledger, &attempt).await;
+    pump::flush_usage(&beats, &attempt).await;
     if attempt.is_cancel_requested() {
         return logged(&attempt, record.acknowledge_cancel().await);
     }
@@ -69,7 +71,7 @@ where
             ..
         })) => {
             // The checkpoint set before snoozing is what the continuation resumes from.
-            if !pump::flush(&ledger, &attempt, pending).await {
+            if !pump::flush(&beats, &attempt, pending).await {
                 return Outcome::Lost;
             }
             return logged(&attempt, record.snooze(&snooze).await);
@@ -78,7 +80,7 @@ where
             Ok(wait) => {
                 // A checkpoint set just before awaiting goes first (the wait's own, if
                 // given, then replaces it).
-                if !pump::flush(&ledger, &attempt, pending).await {
+                if !pump::flush(&beats, &attempt, pending).await {
                     return Outcome::Lost;
                 }
                 return logged(&attempt, record.await_resume(wait).await);
@@ -93,7 +95,7 @@ where
             None,
         ),
     };
-    if retryable && !pump::flush(&ledger, &attempt, pending).await {
+    if retryable && !pump::flush(&beats, &attempt, pending).await {
         return Outcome::Lost;
     }
     logged(

@@ -1,14 +1,18 @@
 //! One heartbeat of an attempt, and what its reply means, for every kind of job.
 //!
 //! The Rust runner beats from its heartbeat thread, `exec` from a task per attempt; both
-//! send each beat here, so a reply is read one way: cancellation requested, the attempt
-//! lost, progress refused, Redis unreachable.
+//! send each beat here, through the worker's [`Coalescer`] (beats that fall due together
+//! share one call), so a reply is read one way: cancellation requested, the attempt lost,
+//! progress refused, Redis unreachable.
 
 use std::time::Duration;
 
-use crate::error::Error;
-use crate::ledger::{AttemptToken, Heartbeat, HeartbeatReply, Ledger};
+use tokio::time::Instant;
 
+use crate::error::Error;
+use crate::ledger::{AttemptToken, Heartbeat, HeartbeatReply};
+
+use super::coalesce::{Coalescer, hold};
 use super::record::describe_reply;
 
 /// Shortest wait between two beats of one attempt, whatever its timeout.
@@ -30,16 +34,22 @@ pub(crate) trait Beaten {
     fn refused(&self, error: &Error);
 }
 
-/// Sends one beat of `token`'s attempt. Returns how long to wait before the next, or
-/// `None` once the attempt is no longer ours.
+/// Sends one beat of `token`'s attempt. Returns when the next is due, or `None` once the
+/// attempt is no longer ours.
+///
+/// After a beat that got through, the next is due one interval after this one was handed
+/// over, less the time it may wait for company ([`hold`]): the call carrying it leaves at
+/// most one interval after the call that carried this one, batched or not.
 pub(crate) async fn beat_once(
-    ledger: &Ledger,
+    beats: &Coalescer,
     token: &AttemptToken,
     attempt: &impl Beaten,
     interval: Duration,
-) -> Option<Duration> {
+) -> Option<Instant> {
+    let handed = Instant::now();
     let beat = attempt.take();
-    match ledger.heartbeat(token, beat.clone()).await {
+    let after = |wait: Duration| Some(Instant::now() + wait);
+    match beats.beat(token, beat.clone(), interval).await {
         Ok(HeartbeatReply::Ok {
             cancel_requested, ..
         }) => {
@@ -47,7 +57,7 @@ pub(crate) async fn beat_once(
             if cancel_requested {
                 attempt.cancel_requested();
             }
-            Some(interval)
+            Some(handed + interval.saturating_sub(hold(interval)))
         }
         Ok(refused) => {
             attempt.lose(describe_reply(&refused));
@@ -56,12 +66,12 @@ pub(crate) async fn beat_once(
         Err(e) if e.is_transient() => {
             tracing::warn!(execution = %label(token), error = %e, "heartbeat failed; retrying soon");
             attempt.restore(beat);
-            Some((interval / 4).max(MIN_INTERVAL))
+            after((interval / 4).max(MIN_INTERVAL))
         }
         Err(e @ (Error::TooLarge { .. } | Error::NotJson { .. })) => {
             // Keep the attempt alive: beat again at once without what was refused.
             attempt.refused(&e);
-            Some(Duration::ZERO)
+            after(Duration::ZERO)
         }
         Err(e @ (Error::NotFound { .. } | Error::TokenMismatch { .. })) => {
             attempt.lose(e.to_string());
@@ -69,7 +79,7 @@ pub(crate) async fn beat_once(
         }
         Err(e) => {
             tracing::warn!(execution = %label(token), error = %e, "heartbeat failed");
-            Some(interval)
+            after(interval)
         }
     }
 }

@@ -6,7 +6,8 @@
 //! it (retryably or not). Heartbeats do not come from the job's runtime: a dedicated
 //! thread with its own runtime and Redis connection beats every in-flight attempt at a
 //! fraction of its heartbeat timeout, and the worker's registry entry, so a job that hogs
-//! its threads with CPU-heavy work is still seen alive. When a heartbeat reply says the
+//! its threads with CPU-heavy work is still seen alive. Beats of different attempts that
+//! fall due together go in one call (`coalesce.rs`). When a heartbeat reply says the
 //! attempt was lost or cancellation was requested, the job's [`Job::cancelled`] fires; an
 //! async job that does not return within `stop_grace` is aborted.
 //!
@@ -22,6 +23,8 @@
 //! - `outcome.rs`: what became of an attempt, and the tally both reports are built from;
 //! - `record.rs`: recording an attempt's outcome in the ledger, for both kinds;
 //! - `beat.rs`: one heartbeat of an attempt and what its reply means, for both kinds;
+//! - `coalesce.rs`: the worker's heartbeat batcher: beats that fall due together share one
+//!   `heartbeat_many` call, for both kinds;
 //! - `pump.rs`: the heartbeat thread (registry beats; a Rust job's attempt beats);
 //! - `worker.rs`: the worker's identity in the registry, and the attempts a runner holds;
 //! - `attempt.rs`: one attempt of a Rust job, supervised from start to recorded outcome;
@@ -30,6 +33,7 @@
 
 mod attempt;
 pub(crate) mod beat;
+pub(crate) mod coalesce;
 mod config;
 mod job;
 mod outcome;
@@ -204,9 +208,9 @@ where
         pump.track(attempt.clone());
         let job = (self.handler)(Job::new(claim, attempt.clone(), self.ledger.clone()));
         let (ledger, in_flight) = (self.ledger.clone(), self.in_flight.clone());
-        let grace = self.stop_grace;
+        let (beats, grace) = (pump.beats().clone(), self.stop_grace);
         async move {
-            let outcome = supervise(ledger, attempt.clone(), job, grace).await;
+            let outcome = supervise(ledger, beats, attempt.clone(), job, grace).await;
             in_flight.remove(&attempt);
             outcome
         }

@@ -1,5 +1,6 @@
 //! The heartbeat pump: one OS thread per worker that beats its registry entry and, for
-//! Rust jobs, every in-flight attempt.
+//! Rust jobs, every in-flight attempt; its [`Coalescer`] batches every attempt beat of the
+//! worker (`exec`'s too).
 //!
 //! Job code may block the threads of the runtime it runs on (CPU-heavy work, a blocking
 //! call). Heartbeats sent from those threads would stall with them, and the watchdog would
@@ -13,9 +14,11 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::beat::{Beaten, MIN_INTERVAL, beat_once};
+use super::coalesce::Coalescer;
 use super::job::AttemptState;
 use super::worker::Identity;
 use crate::config::LedgerConfig;
@@ -28,6 +31,8 @@ pub(crate) type Held = Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>;
 /// Handle to the pump thread. Dropping it stops the thread without waiting for it.
 pub(crate) struct Pump {
     attempts: mpsc::UnboundedSender<Arc<AttemptState>>,
+    /// Runs on the pump's thread, with its connection.
+    beats: Coalescer,
     stop: CancellationToken,
     done: Option<oneshot::Receiver<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -48,7 +53,7 @@ impl Pump {
         worker_interval: Duration,
     ) -> Result<Self> {
         let (attempts_tx, attempts_rx) = mpsc::unbounded_channel();
-        let (ready_tx, ready_rx) = oneshot::channel::<Result<()>>();
+        let (ready_tx, ready_rx) = oneshot::channel::<Result<Coalescer>>();
         let (done_tx, done_rx) = oneshot::channel();
         let stop = CancellationToken::new();
         let thread_stop = stop.clone();
@@ -67,9 +72,11 @@ impl Pump {
                             return;
                         }
                     };
-                    let _ = ready_tx.send(Ok(()));
+                    let beats = Coalescer::start(ledger.clone());
+                    let _ = ready_tx.send(Ok(beats.clone()));
                     let pump = Serve {
                         ledger,
+                        beats,
                         worker,
                         held,
                         worker_interval,
@@ -82,18 +89,24 @@ impl Pump {
                 let _ = done_tx.send(());
             })
             .expect("spawn the heartbeat thread");
-        let pump = Self {
+        let beats = match ready_rx.await {
+            Ok(Ok(beats)) => beats,
+            Ok(Err(e)) => return Err(e),
+            // The thread ended without a word: its runtime panicked.
+            Err(_) => panic!("the heartbeat thread died while connecting"),
+        };
+        Ok(Self {
             attempts: attempts_tx,
+            beats,
             stop,
             done: Some(done_rx),
             thread: Some(thread),
-        };
-        match ready_rx.await {
-            Ok(Ok(())) => Ok(pump),
-            Ok(Err(e)) => Err(e),
-            // The thread ended without a word: its runtime panicked.
-            Err(_) => panic!("the heartbeat thread died while connecting"),
-        }
+        })
+    }
+
+    /// The worker's heartbeat batcher: every beat of its attempts goes through it.
+    pub(crate) fn beats(&self) -> &Coalescer {
+        &self.beats
     }
 
     /// Starts beating an attempt: at once (the first beat moves it to running), then at
@@ -128,6 +141,7 @@ impl Drop for Pump {
 /// What runs on the pump thread.
 struct Serve {
     ledger: Ledger,
+    beats: Coalescer,
     worker: Arc<Identity>,
     held: Held,
     worker_interval: Duration,
@@ -149,7 +163,7 @@ impl Serve {
                 _ = self.stop.cancelled() => break,
                 next = attempts.recv() => match next {
                     Some(attempt) => {
-                        tasks.spawn(beat_attempt(self.ledger.clone(), attempt));
+                        tasks.spawn(beat_attempt(self.beats.clone(), attempt));
                     }
                     None => break,
                 },
@@ -165,12 +179,12 @@ impl Serve {
 }
 
 /// Beats one attempt until the runner finishes it or a reply says it is no longer ours.
-async fn beat_attempt(ledger: Ledger, attempt: Arc<AttemptState>) {
+async fn beat_attempt(beats: Coalescer, attempt: Arc<AttemptState>) {
     let interval = attempt.interval.max(MIN_INTERVAL);
-    let mut wait = Duration::ZERO;
+    let mut due = Instant::now();
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
+            () = beats.until_due(due, interval) => {}
             // A fingerprint goes out at once, with a beat of its own.
             _ = attempt.nudge.notified() => {}
             _ = attempt.finished.cancelled() => return,
@@ -179,11 +193,11 @@ async fn beat_attempt(ledger: Ledger, attempt: Arc<AttemptState>) {
         if *guard {
             return;
         }
-        let next = beat_once(&ledger, &attempt.token, &*attempt, interval).await;
+        let next = beat_once(&beats, &attempt.token, &*attempt, interval).await;
         drop(guard);
         match next {
-            Some(_) if attempt.has_fingerprints() => wait = Duration::ZERO,
-            Some(next) => wait = next,
+            Some(_) if attempt.has_fingerprints() => due = Instant::now(),
+            Some(next) => due = next,
             None => return,
         }
     }
@@ -275,10 +289,10 @@ pub(crate) fn beat_interval(heartbeat_timeout: Duration, fraction: f64) -> Durat
 /// Delivers the usage deltas still pending, one beat each, once the pump has stopped
 /// beating the attempt (before its outcome is recorded: the spend is kept whatever the
 /// outcome). Stops at the first that does not get through.
-pub(crate) async fn flush_usage(ledger: &Ledger, attempt: &AttemptState) {
+pub(crate) async fn flush_usage(beats: &Coalescer, attempt: &AttemptState) {
     while let Some(usage) = attempt.next_usage() {
         let beat = Heartbeat::new().usage(usage);
-        match super::retry(|| ledger.heartbeat(&attempt.token, beat.clone())).await {
+        match beats.last_beat(&attempt.token, &beat).await {
             Ok((HeartbeatReply::Ok { .. }, _)) => attempt.usage_delivered(&beat),
             Ok(_) => return,
             Err(e) => {
@@ -292,11 +306,11 @@ pub(crate) async fn flush_usage(ledger: &Ledger, attempt: &AttemptState) {
 /// Sends what the job set since the last beat, once the pump has stopped beating the
 /// attempt: a checkpoint set just before a retryable failure must reach the next attempt.
 /// Returns false if the attempt turned out to be lost.
-pub(crate) async fn flush(ledger: &Ledger, attempt: &AttemptState, beat: Heartbeat) -> bool {
+pub(crate) async fn flush(beats: &Coalescer, attempt: &AttemptState, beat: Heartbeat) -> bool {
     if beat.progress.is_none() && beat.checkpoint.is_none() {
         return true;
     }
-    match super::retry(|| ledger.heartbeat(&attempt.token, beat.clone())).await {
+    match beats.last_beat(&attempt.token, &beat).await {
         Ok((HeartbeatReply::Ok { .. }, _)) => true,
         Ok(_) => false,
         Err(e) => {

@@ -35,6 +35,7 @@ use super::report::Report;
 use crate::error::format_duration;
 use crate::ledger::{Claim, HeartbeatReply, Ledger};
 use crate::runner::Outcome;
+use crate::runner::coalesce::Coalescer;
 
 /// Checkpoints up to this size are also passed in `UNSTUCK_CHECKPOINT` (the kernel caps
 /// one environment string at 128 KiB); the file always has it.
@@ -54,7 +55,7 @@ pub(crate) struct Context {
 }
 
 /// Runs one claimed attempt to its recorded outcome.
-pub(crate) async fn run(ctx: Arc<Context>, claim: Claim) -> Outcome {
+pub(crate) async fn run(ctx: Arc<Context>, beats: Coalescer, claim: Claim) -> Outcome {
     let token = claim.token.clone();
     ctx.records.claimed(&token);
     let label = format!("[{}/{}#{}] ", claim.queue(), claim.id(), claim.attempt());
@@ -69,13 +70,13 @@ pub(crate) async fn run(ctx: Arc<Context>, claim: Claim) -> Outcome {
     if let Some(why) = unlogged {
         output.note(&why);
     }
-    let report = Report::new(&ctx.ledger, &token, &output);
+    let report = Report::new(&ctx.ledger, &beats, &token, &output);
     let outcome = if ctx.shutdown.is_cancelled() {
         report
             .fail("supervisor stopped before starting the command", true)
             .await
     } else {
-        attempt(&ctx, claim, &output, &report).await
+        attempt(&ctx, &beats, claim, &output, &report).await
     };
     ctx.records.finished(&token);
     output.close_log().await;
@@ -84,6 +85,7 @@ pub(crate) async fn run(ctx: Arc<Context>, claim: Claim) -> Outcome {
 
 async fn attempt(
     ctx: &Context,
+    beats_via: &Coalescer,
     claim: Claim,
     output: &Arc<Output>,
     report: &Report<'_>,
@@ -152,7 +154,7 @@ async fn attempt(
         .mul_f64(config.heartbeat_fraction)
         .max(MIN_INTERVAL);
     let beat_task = tokio::spawn(beat(
-        ctx.ledger.clone(),
+        beats_via.clone(),
         token.clone(),
         output.clone(),
         interval,

@@ -5,13 +5,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::output::Output;
 use crate::error::Error;
-use crate::ledger::{AttemptToken, Heartbeat, Ledger};
+use crate::ledger::{AttemptToken, Heartbeat};
 pub(crate) use crate::runner::beat::MIN_INTERVAL;
 use crate::runner::beat::{Beaten, beat_once};
+use crate::runner::coalesce::Coalescer;
 pub(crate) use crate::runner::record::describe_reply;
 
 /// Why a command was stopped before it exited by itself: the heartbeats' findings
@@ -55,9 +57,10 @@ impl Beats {
 }
 
 /// Beats the attempt every `interval` (the first at once: it moves the execution to
-/// running) until `finished`, or until a reply says the attempt is no longer ours.
+/// running) through the worker's batcher until `finished`, or until a reply says the
+/// attempt is no longer ours.
 pub(crate) async fn beat(
-    ledger: Ledger,
+    beats_via: Coalescer,
     token: AttemptToken,
     output: Arc<Output>,
     interval: Duration,
@@ -68,18 +71,18 @@ pub(crate) async fn beat(
         output: &output,
         beats: &beats,
     };
-    let mut wait = Duration::ZERO;
+    let mut due = Instant::now();
     loop {
         tokio::select! {
             biased;
             () = finished.cancelled() => return,
             // A `::fingerprint` line goes out at once, with a beat of its own.
             () = output.nudge.notified() => {}
-            () = tokio::time::sleep(wait) => {}
+            () = beats_via.until_due(due, interval) => {}
         }
-        match beat_once(&ledger, &token, &attempt, interval).await {
-            Some(_) if output.has_fingerprints() => wait = Duration::ZERO,
-            Some(next) => wait = next,
+        match beat_once(&beats_via, &token, &attempt, interval).await {
+            Some(_) if output.has_fingerprints() => due = Instant::now(),
+            Some(next) => due = next,
             None => return,
         }
     }

@@ -286,8 +286,9 @@ struct Commands {
 }
 
 impl Kind for Commands {
-    fn launch(&self, claim: Claim, _pump: &Pump) -> impl Future<Output = Outcome> + Send + 'static {
-        attempt::run(self.ctx.clone(), claim)
+    /// The attempt's beats go through the worker's heartbeat batcher, on the pump's thread.
+    fn launch(&self, claim: Claim, pump: &Pump) -> impl Future<Output = Outcome> + Send + 'static {
+        attempt::run(self.ctx.clone(), pump.beats().clone(), claim)
     }
 
     fn running(&self) -> Vec<(String, String)> {

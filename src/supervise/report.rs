@@ -2,21 +2,29 @@
 //! one note beside the command's output.
 
 use crate::ledger::{AttemptToken, HeartbeatReply, Ledger};
+use crate::runner::Outcome;
+use crate::runner::coalesce::Coalescer;
 use crate::runner::record::{Record, Recorded};
-use crate::runner::{Outcome, retry};
 
 use super::output::Output;
 
 /// Records the outcome of one attempt and notes it.
 pub(crate) struct Report<'a> {
     record: Record<'a>,
+    beats: &'a Coalescer,
     output: &'a Output,
 }
 
 impl<'a> Report<'a> {
-    pub(crate) fn new(ledger: &'a Ledger, token: &'a AttemptToken, output: &'a Output) -> Self {
+    pub(crate) fn new(
+        ledger: &'a Ledger,
+        beats: &'a Coalescer,
+        token: &'a AttemptToken,
+        output: &'a Output,
+    ) -> Self {
         Self {
             record: Record { ledger, token },
+            beats,
             output,
         }
     }
@@ -31,8 +39,7 @@ impl<'a> Report<'a> {
             if beat.checkpoint.is_none() && beat.progress.is_none() && beat.usage.is_none() {
                 return last;
             }
-            let Record { ledger, token } = &self.record;
-            match retry(|| ledger.heartbeat(token, beat.clone())).await {
+            match self.beats.last_beat(self.record.token, &beat).await {
                 Ok((reply @ HeartbeatReply::Ok { .. }, _)) => {
                     self.output.usage_delivered(&beat);
                     last = Some(reply);

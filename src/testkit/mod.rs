@@ -1,16 +1,20 @@
 //! Test support shared by the test suite, the benches and `unstuck demo`.
 //!
 //! Throwaway `redis-server` processes (from the `unstuck-redis-process` crate, the one
-//! place with `unsafe` code), unique namespaces, raw key names for fault injection, and the
-//! invariant checker. Compiled only with the `testkit` feature and hidden from the docs:
-//! none of it is part of the library's API, and clients of the library never see keys.
+//! place with `unsafe` code), unique namespaces, raw key names for fault injection, the
+//! invariant checker, and a record of the heartbeats workers batch (`beats.rs`). Compiled
+//! only with the `testkit` feature and hidden from the docs: none of it is part of the
+//! library's API, and clients of the library never see keys.
 #![allow(missing_docs)]
 
+pub mod beats;
 pub mod invariants;
 mod raw;
 pub use raw::states;
 
 pub use crate::keys::{Keyspace, Timer};
+
+pub use beats::{BeatLog, BeatRecord};
 pub use unstuck_redis_process::{
     RedisCluster, RedisProcess, RedisProcessError, RedisProcessOptions,
 };

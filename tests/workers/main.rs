@@ -12,6 +12,7 @@ mod support;
 #[path = "../watchdog_common/mod.rs"]
 mod watchdog_common;
 
+mod beats;
 mod exec;
 mod exec_stop;
 mod exec_usage;
