@@ -23,6 +23,7 @@ macro_rules! refused {
 }
 
 const YEAR_AND_A_DAY: Duration = Duration::from_secs(366 * 24 * 3600);
+const DAY: Duration = Duration::from_secs(24 * 3600);
 
 const RECORDED: CompleteOutcome = CompleteOutcome::Recorded {
     slot_released: true,
@@ -405,5 +406,73 @@ async fn batches_run_on_a_cluster() {
         .unwrap();
     assert_eq!(outcome, RECORDED);
     assert_eq!(ids(&next.claims), [&enqueued[1].id, &enqueued[2].id]);
+    support::invariants::assert_ok(&ledger, &["q"]).await;
+}
+
+/// A claim reads the due ids of the queue's head at once and removes the ones it took at
+/// the end of its script: a stale hint among them (a pending id whose execution is not
+/// queued) is passed over and removed, and when the due ones run out the reply names the
+/// earliest delayed execution, not one the call just took.
+#[tokio::test]
+async fn a_claim_passes_over_stale_hints_and_names_the_next_delayed_one() {
+    use unstuck::testkit::Keyspace;
+
+    let ledger = support::ledger("cc_head").await;
+    let config = ledger.config();
+    let keys = Keyspace::new(&config.namespace, config.partitions).unwrap();
+    enqueue_ids(&ledger, "q", &["x0", "x1", "x2"])
+        .await
+        .unwrap();
+    let later = ledger
+        .enqueue(
+            "q",
+            &json!({}),
+            EnqueueOptions::new().id("later").delay(DAY * 300),
+        )
+        .await
+        .unwrap();
+    let x0 = ledger.claim("q", "w").await.unwrap().unwrap();
+    // A hint left behind: "ghost" has no execution, and sorts between x1 and x2.
+    let score: f64 = redis::cmd("ZSCORE")
+        .arg(keys.pending("q"))
+        .arg("x1")
+        .query_async(&mut raw().await)
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("ZADD")
+        .arg(keys.pending("q"))
+        .arg(score)
+        .arg("x1~ghost")
+        .query_async(&mut raw().await)
+        .await
+        .unwrap();
+
+    let (outcome, next) = ledger
+        .complete_and_claim(&x0.token, None, "w", 5)
+        .await
+        .unwrap();
+    assert_eq!(outcome, RECORDED);
+    assert_eq!(ids(&next.claims), vec!["x1", "x2"]);
+    assert!(!next.queue_full && !next.queue_paused);
+    let due = ledger.get("q", "later").await.unwrap();
+    assert_eq!(due.state, State::Queued);
+    let expected = next.next_available_at.expect("the delayed one is named");
+    assert!(
+        expected > chrono::Utc::now() + chrono::Duration::days(299),
+        "{expected} is the delayed execution's time, not a taken one's ({later:?})"
+    );
+    let pending: Vec<String> = redis::cmd("ZRANGE")
+        .arg(keys.pending("q"))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut raw().await)
+        .await
+        .unwrap();
+    assert_eq!(
+        pending,
+        vec!["later"],
+        "the taken ids and the stale hint are gone"
+    );
+    assert_eq!(ledger.slots_in_use("q").await.unwrap(), 2);
     support::invariants::assert_ok(&ledger, &["q"]).await;
 }
