@@ -48,7 +48,13 @@ async function startRedis() {
   const probe = new IORedis({ port, maxRetriesPerRequest: null,
     retryStrategy: (n) => (n > 500 ? null : 20) });
   probe.on('error', () => {});
-  await probe.ping();
+  try {
+    await probe.ping();
+  } catch (err) {
+    probe.disconnect();
+    child.kill();
+    throw err;
+  }
   return { port, child, admin: probe };
 }
 
