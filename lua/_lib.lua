@@ -127,7 +127,9 @@ end
 -- hash gets the state, the stop reason, the finish time, `err` (when `message` is given),
 -- `res` (when `result` is given) and a history entry; its id joins the queue's list of
 -- that terminal state; the event is emitted. The caller has released the slot and removed
--- the timers. x = { key, list, events, maxlen, cap, queue, id, att, from, hn }.
+-- the timers. x = { key, list, events, maxlen, cap, queue, id, att, from, hn, pushed }:
+-- with `pushed` (a list the caller RPUSHes to `list` itself before the script ends, in
+-- order), the id is appended to it instead of pushed at once.
 local function become_terminal(x, now, to, stop_reason, reason, message, result, due)
   local fields = { 'st', to, 'sr', stop_reason, 'fin', now,
     hist_push(x.hn, now, to, reason, x.att, x.cap) }
@@ -140,7 +142,11 @@ local function become_terminal(x, now, to, stop_reason, reason, message, result,
     fields[#fields + 1] = result
   end
   redis.call('HSET', x.key, unpack(fields))
-  redis.call('RPUSH', x.list, x.id)
+  if x.pushed then
+    x.pushed[#x.pushed + 1] = x.id
+  else
+    redis.call('RPUSH', x.list, x.id)
+  end
   emit(x.events, x.maxlen, x.queue, x.id, x.att, x.from, to, reason, message or '', due)
 end
 

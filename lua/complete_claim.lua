@@ -18,10 +18,11 @@
 
 local maxlen, cap, default_cap = ARGV[3], uint(ARGV[4]), uint(ARGV[5])
 if not uint(maxlen) or not cap or not default_cap then return { 'bad_arg', 'limits' } end
-local starts, a = {}, 6
+local starts, a, want = {}, 6, 0
 while a <= #ARGV do
   local n = uint(ARGV[a + 5])
   if not n or a + 5 + n > #ARGV then return { 'bad_arg', 'claims' } end
+  want = want + n
   for j = 1, n do
     if ARGV[a + 5 + j] == '' then return { 'bad_arg', 'nonce' } end
   end
@@ -34,14 +35,17 @@ local k = { events = KEYS[1], slots = KEYS[2], start = KEYS[3], heartbeat = KEYS
   progress = KEYS[5], deadline = KEYS[6], stuck = KEYS[7], cancel = KEYS[8],
   succeeded = KEYS[9] }
 local q = { pending = KEYS[10], slots = KEYS[2], settings = KEYS[11], events = KEYS[1],
-  start = KEYS[3], queue = ARGV[1], prefix = ARGV[2], default_cap = default_cap,
-  maxlen = maxlen, cap = cap }
+  start = KEYS[3], succeeded = KEYS[9], queue = ARGV[1], prefix = ARGV[2],
+  default_cap = default_cap, maxlen = maxlen, cap = cap, want = want }
+k.q = q
 local now = now_str()
 local reply = { 'ok' }
 for i, a in ipairs(starts) do
   local done = complete_attempt(k, KEYS[11 + i], ARGV[a], ARGV[a + 1], ARGV[a + 2],
     ARGV[a + 3], maxlen, cap, now)
   reply[#reply + 1] = done
+  -- The slot count a claim of this script read (lua/_claim.lua) follows the release.
+  if done[1] == 'ok' and done[2] == 1 and q.used then q.used = q.used - 1 end
   local n = tonumber(ARGV[a + 5])
   if done[1] == 'ok' and n > 0 then
     q.worker = ARGV[a + 4]
@@ -50,4 +54,5 @@ for i, a in ipairs(starts) do
     reply[#reply + 1] = { 'none' }
   end
 end
+claim_flush(q)
 return reply

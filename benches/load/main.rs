@@ -322,6 +322,14 @@ async fn run(args: Args) {
             measure::row(name, m);
         }
     }
+    println!("\nMedian and range of the {} run(s):\n", args.runs);
+    for (name, runs) in &summary {
+        println!(
+            "  {name}: {}/s, redis {} µs/op",
+            measure::spread(runs, Measured::rate, 0),
+            measure::spread(runs, Measured::redis_us_per_op, 1)
+        );
+    }
     for (name, rates) in &mut steady_enqueue {
         rates.sort_by(f64::total_cmp);
         println!(

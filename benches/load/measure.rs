@@ -61,6 +61,7 @@ impl Window {
         Measured {
             ops,
             elapsed,
+            redis_cpu,
             redis_cpu_pct: pct(redis_cpu),
             client_cpu_pct: pct(client_cpu),
             other_cpu_pct: (pct(machine_busy) - pct(redis_cpu) - pct(client_cpu)).max(0.0),
@@ -76,6 +77,8 @@ impl Window {
 pub struct Measured {
     pub ops: u64,
     pub elapsed: Duration,
+    /// Redis's CPU time (`INFO cpu` user + sys) over the window.
+    pub redis_cpu: Duration,
     /// Share of one core; Redis is single-threaded, so 100 % means Redis is the limit.
     pub redis_cpu_pct: f64,
     /// Share of one core, all threads of this process (up to 100 % × cores).
@@ -103,6 +106,12 @@ impl Measured {
 
     pub fn rate(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Redis CPU per operation, µs: all of Redis's time (scripts, I/O, the rest) over the
+    /// window divided by the operations, so it holds when the machine is busy.
+    pub fn redis_us_per_op(&self) -> f64 {
+        self.redis_cpu.as_secs_f64() * 1e6 / self.ops.max(1) as f64
     }
 
     /// Server time per EVALSHA (the script, its inner commands included), in µs.
@@ -163,32 +172,34 @@ impl Measured {
 /// Prints the table header the rows of [`row`] line up with.
 pub fn header() {
     println!(
-        "| {:<46} | {:>10} | {:>8} | {:>8} | {:>7} | {:>8} | {:>7} | {:>9} | {:>7} |",
+        "| {:<46} | {:>10} | {:>8} | {:>8} | {:>7} | {:>9} | {:>8} | {:>7} | {:>9} | {:>7} |",
         "scenario",
         "ops/s",
         "p50 µs",
         "p99 µs",
         "redis %",
+        "redis µs",
         "client %",
         "other %",
         "µs/EVAL",
         "EVAL/op"
     );
     println!(
-        "|{:-<48}|{:->12}|{:->10}|{:->10}|{:->9}|{:->10}|{:->9}|{:->11}|{:->9}|",
-        "", "", "", "", "", "", "", "", ""
+        "|{:-<48}|{:->12}|{:->10}|{:->10}|{:->9}|{:->11}|{:->10}|{:->9}|{:->11}|{:->9}|",
+        "", "", "", "", "", "", "", "", "", ""
     );
 }
 
 /// One table row.
 pub fn row(name: &str, m: &Measured) {
     println!(
-        "| {:<46} | {:>10.0} | {:>8} | {:>8} | {:>7.0} | {:>8.0} | {:>7.0} | {:>9.2} | {:>7.2} |",
+        "| {:<46} | {:>10.0} | {:>8} | {:>8} | {:>7.0} | {:>9.1} | {:>8.0} | {:>7.0} | {:>9.2} | {:>7.2} |",
         name,
         m.rate(),
         micros(m.p50_us),
         micros(m.p99_us),
         m.redis_cpu_pct,
+        m.redis_us_per_op(),
         m.client_cpu_pct,
         m.other_cpu_pct,
         m.evalsha_usec(),
@@ -198,6 +209,18 @@ pub fn row(name: &str, m: &Measured) {
 
 fn micros(value: Option<u32>) -> String {
     value.map_or_else(|| "-".to_owned(), |us| us.to_string())
+}
+
+/// The median and range of `figure` over the runs: "median (min–max)".
+pub fn spread(runs: &[Measured], figure: impl Fn(&Measured) -> f64, precision: usize) -> String {
+    let mut values: Vec<f64> = runs.iter().map(figure).collect();
+    values.sort_by(f64::total_cmp);
+    match (values.first(), values.get(values.len() / 2), values.last()) {
+        (Some(min), Some(median), Some(max)) => {
+            format!("{median:.precision$} ({min:.precision$}–{max:.precision$})")
+        }
+        _ => "-".to_owned(),
+    }
 }
 
 /// The run with the median rate (the upper middle one for an even count).
