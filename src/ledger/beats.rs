@@ -48,8 +48,8 @@ impl Ledger {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for more than [`MAX_HEARTBEAT_BATCH`] beats (nothing
-    /// written); a Redis error fails the whole call (beats of other partitions may have
-    /// been applied: a beat is safe to send again, a usage delta counting once by its
+    /// written). A Redis error of one partition's call is the result of that partition's
+    /// beats only (a beat is safe to send again, a usage delta counting once by its
     /// `seq`).
     pub async fn heartbeat_many(
         &self,
@@ -73,12 +73,23 @@ impl Ledger {
                 Err(error) => results[index] = Some(Err(error)),
             }
         }
-        let calls = by_partition
-            .into_iter()
-            .map(|(partition, items)| self.beat_partition(partition, items, beats));
-        for outcome in join_all(calls).await {
-            for (index, result) in outcome? {
-                results[index] = Some(result);
+        let calls = by_partition.into_iter().map(|(partition, items)| {
+            let places: Vec<usize> = items.iter().map(|item| item.index).collect();
+            async move { (places, self.beat_partition(partition, items, beats).await) }
+        });
+        for (places, outcome) in join_all(calls).await {
+            match outcome {
+                Ok(replies) => {
+                    for (index, result) in replies {
+                        results[index] = Some(result);
+                    }
+                }
+                // A partition's call that failed fails its own beats only.
+                Err(error) => {
+                    for index in places {
+                        results[index] = Some(Err(error.clone()));
+                    }
+                }
             }
         }
         Ok(results
