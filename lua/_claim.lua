@@ -41,11 +41,13 @@ local function collect(q, name, ...)
   for i = 1, select('#', ...) do list[#list + 1] = select(i, ...) end
 end
 
--- Runs `verb key <list>` in chunks of `per` list entries (unpack takes a few thousand).
-local function write_all(verb, key, list, per)
+-- Calls write(<part of list>) in chunks of `per` entries (unpack takes a few thousand);
+-- write names its command literally (src/conn/access.rs checks every command a script
+-- calls).
+local function write_all(list, per, write)
   if not list then return end
   for i = 1, #list, per do
-    redis.call(verb, key, unpack(list, i, math.min(i + per - 1, #list)))
+    write(unpack(list, i, math.min(i + per - 1, #list)))
   end
 end
 
@@ -80,12 +82,14 @@ local function claim_flush(q)
         held[#held + 1] = holder
       end
     end
-    if #held > 0 then write_all('HSET', q.slots, held, 1000) end
+    if #held > 0 then
+      write_all(held, 1000, function(...) redis.call('HSET', q.slots, ...) end)
+    end
   end
-  write_all('ZADD', q.start, q.starts, 1000)
-  write_all('ZREM', q.start, q.unstart, 1000)
-  write_all('ZREM', q.pending, q.gone, 1000)
-  write_all('RPUSH', q.succeeded, q.finished, 1000)
+  write_all(q.starts, 1000, function(...) redis.call('ZADD', q.start, ...) end)
+  write_all(q.unstart, 1000, function(...) redis.call('ZREM', q.start, ...) end)
+  write_all(q.gone, 1000, function(...) redis.call('ZREM', q.pending, ...) end)
+  write_all(q.finished, 1000, function(...) redis.call('RPUSH', q.succeeded, ...) end)
   q.slot_ids, q.slot_new, q.starts, q.unstart, q.gone, q.finished = nil, nil, nil, nil, nil, nil
 end
 

@@ -60,7 +60,7 @@ local function usage_read(entry)
   if not member or (kind ~= '' and kind ~= '|a') then return nil, 'usage' end
   local d = { seq = tonumber(seq), seq_text = seq, model = model, applied = kind == '|a',
     tonumber(i), tonumber(o), tonumber(c), tonumber(k) }
-  if d.seq < 1 or #seq > 15 then return nil, 'usage.seq' end
+  if d.seq < 1 or #seq > 20 then return nil, 'usage.seq' end
   for n, name in ipairs({ 'input_tokens', 'output_tokens', 'cached_input_tokens', 'cost' }) do
     if d[n] > 1e15 then return nil, 'usage.' .. name end
   end

@@ -4,7 +4,8 @@
 --       6 heartbeat timer, 7 progress timer, 8 stuck timer, 9 cancel timer,
 --       10 stale-window zset (`<queue>/<id>` by the instant its verdict stops being
 --       recent; emptied by any hold), 11 the same for the namespace-wide count (emptied
---       only by a namespace hold)
+--       only by a namespace hold), 12 wait timer, 13 the partition's usage-journal index
+--       (only counted: the caller folds the journals when it lists any, lua/_usage.lua)
 -- ARGV: 1 owner, 2 epoch, 3 batch (most entries examined), 4 events max length,
 --       5 history cap, 6-10 the partition's key layout (see _watchdog.lua), 11 absence_ms,
 --       12 share (per mille), 13 min running for the share rule, 14 grace_ms,
@@ -15,7 +16,8 @@
 -- Reply: {'lease_lost'} | {'ok', timed_out, stuck, retried, dead, cancelled, fixed,
 --         more (1 when the batch ran out), next_due_in_ms (-1: no timer), holding_ms
 --         (0: no hold), hold_started (0|1), recent verdicts for the namespace count,
---         running, wait_expired, then with trace one entry per action}
+--         running, wait_expired, queues with a usage journal, then with trace one entry
+--         per action}
 -- Prelude: _lib.lua, _watchdog.lua, _fingerprint.lua
 
 local owner, epoch = ARGV[1], ARGV[2]
@@ -287,6 +289,6 @@ if budget <= 0 then more = 1 end
 add_totals(KEYS[2], n)
 local reply = { 'ok', n.timed_out, n.stuck, n.retried, n.dead, n.cancelled, n.fixed, more,
   next_due, holding_ms, hold_started, redis.call('ZCARD', ns_window),
-  redis.call('ZCARD', timers.heartbeat), n.wait_expired }
+  redis.call('ZCARD', timers.heartbeat), n.wait_expired, redis.call('SCARD', KEYS[13]) }
 for _, action in ipairs(TRACED) do reply[#reply + 1] = action end
 return reply

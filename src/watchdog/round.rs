@@ -115,7 +115,8 @@ impl Watchdog {
         }
         call.key(k.stale_window(partition))
             .key(k.namespace_stale_window(partition))
-            .key(k.timer(partition, Timer::Wait));
+            .key(k.timer(partition, Timer::Wait))
+            .key(k.usage_journals(partition));
         call.arg(&self.replica_id)
             .arg(&epoch)
             .arg(self.config.batch)
@@ -137,7 +138,7 @@ impl Watchdog {
                 let next = reply.i64(8)?;
                 let (stale_in_window, running) = (reply.u64(11)?, reply.u64(12)?);
                 self.note_counts(partition, stale_in_window, running);
-                let actions = (14..reply.len()).filter_map(|i| reply.str(i).ok());
+                let actions = (15..reply.len()).filter_map(|i| reply.str(i).ok());
                 otel::watchdog_actions(&self.replica_id, &epoch, partition, actions);
                 // After the script: the attempts it ended are over when the sweep reads them.
                 let resources_freed = match self.sweep_resources(partition).await {
@@ -147,8 +148,10 @@ impl Watchdog {
                         0
                     }
                 };
-                // The usage its beats journaled: sums, and window budgets judged.
-                if let Err(error) = self.ledger.fold_partition_usage(partition).await {
+                // The usage its beats journaled, when any: sums, and window budgets judged.
+                if reply.u64(14)? > 0
+                    && let Err(error) = self.ledger.fold_partition_usage(partition).await
+                {
                     tracing::warn!(partition, %error, "usage fold failed");
                 }
                 Ok(RoundReport {

@@ -26,7 +26,7 @@ pub const ACL_RULES: &str = "resetkeys ~{NS:* resetchannels -@all \
     +get +set +incr +del \
     +hget +hmget +hgetall +hkeys +hlen +hset +hdel +hincrby \
     +zadd +zrem +zcard +zcount +zrange +zrevrange +zrangebyscore +zremrangebyscore +zscore \
-    +lrange +llen +lindex +lpush +rpush +lpop +lrem \
+    +lrange +llen +lindex +lpush +rpush +lpop +lrem +ltrim \
     +sadd +sismember +smembers +srem +scard \
     +xadd +xrange +xrevrange +xread";
 
