@@ -4,7 +4,7 @@
 //! those needed, false verdicts (a watchdog event about an execution still beaten), the
 //! detection lag of the silent ones, Redis memory and CPU, and this process's CPU.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -175,6 +175,10 @@ async fn window(
         (counters.beats(), counters.refused(), counters.calls());
     counters.take_maxima();
     let load_before = load_average();
+    println!(
+        "fleet run={run}: window of {:?} begins, {} going silent in it",
+        f.window, f.silent
+    );
     let started = Instant::now();
     let silent_counters = Arc::new(Counters::default());
     let mut stops = HashMap::new();
@@ -224,6 +228,8 @@ async fn window(
     // events, and anything else is a verdict on an execution still being beaten.
     let mut lags = Vec::new();
     let mut false_verdicts = Vec::new();
+    let mut wrongly_judged = HashSet::new();
+    let mut others = 0;
     for p in 0..16 {
         let mut after = format!("{start_ms}-0");
         loop {
@@ -240,10 +246,19 @@ async fn window(
                         lags.push((e.at - due).num_milliseconds());
                     }
                     (Some(_), Some(State::Queued), _) if e.reason == "heartbeat_lost" => {}
-                    _ => false_verdicts.push(format!(
-                        "{} {:?}→{:?} {}",
-                        e.execution_id, e.from, e.to, e.reason
-                    )),
+                    // A verdict (stuck, timed out, dead, sent back to the queue) on an
+                    // execution still beaten, or on a silent one before it went silent.
+                    (_, Some(State::Stuck | State::TimedOut | State::Dead | State::Queued), _)
+                    | (Some(_), _, _) => {
+                        wrongly_judged.insert(e.execution_id.clone());
+                        false_verdicts.push(format!(
+                            "{} {:?}→{:?} {}",
+                            e.execution_id, e.from, e.to, e.reason
+                        ));
+                    }
+                    // Anything else about a beaten one (a beat taking a wrongly judged
+                    // execution back to running): counted, not a verdict.
+                    _ => others += 1,
                 }
             }
         }
@@ -278,9 +293,11 @@ async fn window(
         silent_counters.beats(),
     );
     println!(
-        "      false verdicts {} (watchdog totals since the start: timed_out {timed_out}, dead {dead}); \
-         {} of {} silent found: stuck lag p50 {} ms, p99 {} ms, max {} ms",
+        "      false verdicts {} on {} executions, {others} other events about beaten ones \
+         (watchdog totals since the start: timed_out {timed_out}, dead {dead}); {} of {} \
+         silent found: stuck lag p50 {} ms, p99 {} ms, max {} ms",
         w.false_verdicts,
+        wrongly_judged.len(),
         lags.len(),
         f.silent,
         w.p50,
@@ -289,11 +306,13 @@ async fn window(
     );
     println!(
         "      Redis used_memory {:.0} MiB (median of {} samples, max {:.0}), Redis CPU {:.1}% \
-         of a core, bench process {:.1}% (generator + 3 replicas)",
+         of a core ({:.1} µs per beat, watchdog included), bench process {:.1}% (generator + \
+         3 replicas)",
         w.memory_mib,
         memory.len(),
         memory.iter().copied().fold(0.0, f64::max),
         w.redis_cpu,
+        delta.cpu * 1e6 / (beats + silent_counters.beats()).max(1) as f64,
         w.client_cpu
     );
     println!("      top commands: {}", delta.top(6));
