@@ -1,10 +1,13 @@
 //! Bringing executions to the running state through the ledger API, many calls at once.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use unstuck::watchdog::{Watchdog, WatchdogConfig};
-use unstuck::{EnqueueOptions, Heartbeat, Ledger, LedgerConfig};
+use unstuck::{EnqueueOptions, Heartbeat, Ledger, LedgerConfig, MAX_ENQUEUE_BATCH};
+
+use crate::fleet_load::Batch;
 
 /// Futures kept in flight on one multiplexed connection while setting up.
 const CONCURRENCY: usize = 2000;
@@ -133,4 +136,90 @@ pub(crate) async fn wait_for(limit: Duration, what: &str, mut done: impl FnMut()
         assert!(Instant::now() < until, "timed out waiting: {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Enqueues (`enqueue_many`, 1,000 per call), claims (`claim_many`, `batch` per call) and
+/// beats once (`heartbeat_many`, right after each claim) `count` executions spread over the
+/// queues; returns the claimed attempts in their claim batches, each from one queue, so one
+/// heartbeat script call each. Ids are `<tag><n>`, n counting over the whole plan in plan
+/// order. With `progress`, prints how far it got every 100,000.
+pub(crate) async fn start_running(
+    ledger: &Ledger,
+    plan: &[(String, usize)],
+    opts: &EnqueueOptions,
+    tag: &str,
+    batch: usize,
+    progress: bool,
+) -> Vec<Batch> {
+    let began = Instant::now();
+    let total: usize = plan.iter().map(|(_, n)| n).sum();
+    let report = move |step: &str, done: usize, before: usize| {
+        if progress && (done / 100_000 > before / 100_000 || done == total) {
+            println!("      {step} {done}/{total} ({:.1?})", began.elapsed());
+        }
+    };
+    let mut first = 0;
+    let mut chunks = Vec::new();
+    for (q, count) in plan {
+        for c in 0..count.div_ceil(MAX_ENQUEUE_BATCH) {
+            let n = (count - c * MAX_ENQUEUE_BATCH).min(MAX_ENQUEUE_BATCH);
+            chunks.push((q.clone(), first, n));
+            first += n;
+        }
+    }
+    let payload = serde_json::json!({});
+    let mut enqueued = 0;
+    let mut pending = stream::iter(chunks)
+        .map(|(q, first, n)| {
+            let (ledger, payload, opts) = (ledger.clone(), payload.clone(), opts.clone());
+            async move {
+                let items =
+                    (first..first + n).map(|i| (&payload, opts.clone().id(format!("{tag}{i}"))));
+                let done = ledger.enqueue_many(&q, items).await.expect("enqueue_many");
+                assert!(done.iter().all(|e| e.created), "fresh ids");
+                done.len()
+            }
+        })
+        .buffer_unordered(8);
+    while let Some(n) = pending.next().await {
+        report("enqueued", enqueued + n, enqueued);
+        enqueued += n;
+    }
+    let claims: Vec<(String, usize)> = plan
+        .iter()
+        .flat_map(|(q, count)| {
+            (0..count.div_ceil(batch)).map(move |c| (q.clone(), (count - c * batch).min(batch)))
+        })
+        .collect();
+    let mut running = 0;
+    let mut batches = Vec::with_capacity(claims.len());
+    let mut pending = stream::iter(claims)
+        .map(|(q, max)| {
+            let ledger = ledger.clone();
+            async move {
+                let claimed = ledger
+                    .claim_many(&q, "fleet-worker", max)
+                    .await
+                    .expect("claim_many");
+                assert_eq!(claimed.claims.len(), max, "every enqueued one is claimable");
+                let beats: Vec<_> = claimed
+                    .claims
+                    .into_iter()
+                    .map(|c| (c.token, Heartbeat::new()))
+                    .collect();
+                let replies = ledger.heartbeat_many(&beats).await.expect("heartbeat_many");
+                for reply in replies {
+                    let reply = reply.expect("heartbeat");
+                    assert!(!reply.should_stop(), "{reply:?}");
+                }
+                Arc::new(beats)
+            }
+        })
+        .buffer_unordered(16);
+    while let Some(b) = pending.next().await {
+        report("running", running + b.len(), running);
+        running += b.len();
+        batches.push(b);
+    }
+    batches
 }
