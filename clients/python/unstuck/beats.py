@@ -136,6 +136,7 @@ class Beater:
 def answered(job, seqs, result):
     """What one beat's answer (a reply, or an ``UnstuckError``) means for ``job``: RENEWED,
     GONE (the attempt is no longer ours) or FAILED (no renewal; worth another try)."""
+    job._first_answer.set()
     if isinstance(result, _LOST):
         log.info("%r lost: %s", job, result)
         job._stop(lost=True)

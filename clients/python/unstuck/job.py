@@ -104,6 +104,7 @@ class Job:
         self._beat_failures = 0
         self._beat_now = False
         self._beat_lock = threading.Lock()
+        self._first_answer = threading.Event()  # its first beat answered (or refused)
         self._usage = []      # deltas not yet delivered, oldest first
         self._usage_seq = 0   # the last seq given to a delta
         self.cancel_reason = None  # "budget_exceeded" when the budget stopped it

@@ -260,6 +260,10 @@ class Worker:
 
     def _run_job(self, job):
         try:
+            # The handler starts once the first beat (sent at once by the beat rounds) is
+            # answered, so the execution is running when the work begins; a beat that
+            # does not come back within a third of the timeout does not hold it longer.
+            job._first_answer.wait(job.heartbeat_timeout / 3)
             # The `process {queue}` span, when the OpenTelemetry API is installed.
             with _otel.process(job, self.worker_id) as traced:
                 outcome = self._handle(job)
