@@ -11,6 +11,7 @@ mod bad_config;
 mod bad_input;
 mod batches;
 mod cancel;
+mod claim_paths;
 mod claim_wait;
 mod coalescing;
 mod concurrency;
