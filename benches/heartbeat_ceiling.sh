@@ -20,14 +20,8 @@ beats=${BEATS:-200000}
 batch=${BATCH:-100}
 rounds=${ROUNDS:-3}
 
-dir=$(mktemp -d)
-sock="$dir/redis.sock"
-redis-server --port 0 --unixsocket "$sock" --save "" --appendonly no --dir "$dir" \
-  >"$dir/redis.log" 2>&1 &
-server=$!
-trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -rf "$dir"' EXIT
-cli() { redis-cli -s "$sock" "$@"; }
-for _ in $(seq 50); do cli ping >/dev/null 2>&1 && break; sleep 0.1; done
+# shellcheck source=redis_bench.sh
+source "$root/benches/redis_bench.sh"
 
 tag='{bench:0}'
 now=$(($(date +%s) * 1000))
@@ -50,7 +44,7 @@ awk -v n="$executions" -v now="$now" -v tag="$tag" '
     }
   }' | cli --pipe >/dev/null
 
-sha=$("$root/benches/lua_source.sh" heartbeat | cli -x script load)
+sha=$(load_script heartbeat)
 # The minimal batched script: KEYS heartbeat timer, then the executions; ARGV the
 # members, attempts and nonces.
 minimal=$(cli script load "
@@ -65,9 +59,7 @@ for i = 2, #KEYS do
   end
 end
 return #KEYS - 1")
-for h in "$sha" "$minimal"; do
-  [[ $h =~ ^[0-9a-f]{40}$ ]] || { echo "script load failed: $h" >&2; exit 1; }
-done
+[[ $minimal =~ ^[0-9a-f]{40}$ ]] || { echo "script load failed: $minimal" >&2; exit 1; }
 sample="$tag:x:bench/000000"
 echo "redis-server $(cli info server | sed -n 's/^redis_version:\(.*\)\r$/\1/p'), nproc $(nproc)," \
   "$executions running executions, hash encoding $(cli object encoding "$sample")," \
@@ -105,7 +97,6 @@ stream() {
     }' >"$dir/stream"
 }
 
-cpu_ns() { cut -d' ' -f1 "/proc/$server/schedstat"; }
 
 # Runs the stream; prints the server's CPU µs per beat and the commandstats µs per call.
 run() {
@@ -123,8 +114,6 @@ run() {
   echo " $(echo "$stats" | sed -n 's/^cmdstat_evalsha:.*usec_per_call=\([0-9.]*\).*/\1/p')"
 }
 
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-spread() { sort -n | awk '{ v[NR] = $1 } END { printf "%s–%s", v[1], v[NR] }'; }
 single=() batched=() minimal_cpu=() single_s=() batched_s=() minimal_s=()
 for r in $(seq "$rounds"); do
   stream 1; read -r c w <<<"$(run)"; single+=("$c") single_s+=("$w")

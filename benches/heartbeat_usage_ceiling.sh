@@ -20,14 +20,8 @@ executions=${EXECUTIONS:-10000}
 beats=${BEATS:-200000}
 rounds=${ROUNDS:-3}
 
-dir=$(mktemp -d)
-sock="$dir/redis.sock"
-redis-server --port 0 --unixsocket "$sock" --save "" --appendonly no --dir "$dir" \
-  >"$dir/redis.log" 2>&1 &
-server=$!
-trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -rf "$dir"' EXIT
-cli() { redis-cli -s "$sock" "$@"; }
-for _ in $(seq 50); do cli ping >/dev/null 2>&1 && break; sleep 0.1; done
+# shellcheck source=redis_bench.sh
+source "$root/benches/redis_bench.sh"
 
 # One beat per call (a batch of one), as `Ledger::heartbeat` sends it. Two queues of
 # running executions, as they are after their first delta fixed the
@@ -57,11 +51,8 @@ awk -v n="$executions" -v now="$now" -v tag="$tag" '
     }
   }' | cli --pipe >/dev/null
 
-sha=$("$root/benches/lua_source.sh" heartbeat | cli -x script load)
-fold_sha=$("$root/benches/lua_source.sh" usage_fold | cli -x script load)
-for h in "$sha" "$fold_sha"; do
-  [[ $h =~ ^[0-9a-f]{40}$ ]] || { echo "script load failed: $h" >&2; exit 1; }
-done
+sha=$(load_script heartbeat)
+fold_sha=$(load_script usage_fold)
 
 # The command stream of one batch of beats, written before the clock starts: plain
 # ("plain"), or each beat with a delta numbered from `first` (queue "bench" or
@@ -87,9 +78,6 @@ stream() {
     }' >"$dir/stream"
 }
 
-# CPU time (ns) the server's main thread has run so far: unlike the commandstats µs
-# (wall clock), not inflated when a loaded machine takes the core away mid-script.
-cpu_ns() { cut -d' ' -f1 "/proc/$server/schedstat"; }
 
 # Runs the stream; prints the server's CPU µs per beat and the µs per EVALSHA of INFO
 # commandstats (the script's own run time, wall clock).
@@ -123,9 +111,6 @@ fold() {
   awk -v a="$c0" -v b="$c1" -v n="$deltas" 'BEGIN { printf "%.2f", (b - a) / n / 1000 }'
 }
 
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-ratio() { awk -v p="$1" -v u="$2" 'BEGIN { printf "%+.0f", (u / p - 1) * 100 }'; }
-spread() { sort -n | awk '{ v[NR] = $1 } END { printf "%s–%s", v[1], v[NR] }'; }
 
 echo "redis-server $(cli info server | sed -n 's/^redis_version:\(.*\)\r$/\1/p'), nproc $(nproc)," \
   "$executions running executions per queue, $beats beats per batch, $rounds rounds"
